@@ -1,0 +1,206 @@
+//! Every configuration section Fresco reads, one struct each. One file for all sections keeps
+//! the whole option list reviewable in one place (Nova keeps one module per area; Fresco's
+//! option count is still small).
+
+use super::SectionDoc;
+use crate::config_section;
+
+config_section! {
+    /// Options shared by every Fresco service.
+    pub struct DefaultSection("DEFAULT") {
+        /// Name of this node; empty means the machine's hostname.
+        host: String = "",
+        /// Directory where the services keep local state (agent code cache, sockets).
+        state_path: String = "/var/lib/fresco",
+        /// How API callers are authenticated: `keystone`, or `noauth` for development only (tokens `user:project[:role,...]` are trusted as they are).
+        auth_strategy: String = "keystone",
+        /// Log at debug level.
+        debug: bool = "false",
+    }
+}
+
+config_section! {
+    /// The REST API service (fresco-api).
+    pub struct ApiSection("api") {
+        /// Address the API listens on.
+        bind_host: String = "127.0.0.1",
+        /// Port the API listens on.
+        bind_port: u16 = "8900",
+        /// Worker threads serving HTTP; 0 means one per CPU core.
+        workers: usize = "0",
+        /// Base URL clients reach the API at, used in links; empty means http://bind_host:bind_port.
+        public_url: String = "",
+        /// Largest JSON request body accepted, in bytes.
+        max_json_body_bytes: usize = "1048576",
+        /// Largest code package accepted on upload, in bytes (checked before the body is read).
+        max_package_bytes: usize = "52428800",
+        /// Largest total unpacked size of a code package, in bytes (zip and gzip bombs are refused).
+        max_unpacked_bytes: u64 = "262144000",
+        /// Largest number of entries in a code package.
+        max_archive_entries: usize = "10000",
+        /// Page size when a list request gives no `limit`.
+        default_page_limit: i64 = "100",
+        /// Largest `limit` a list request may ask for.
+        max_page_limit: i64 = "1000",
+        /// Seconds a looked-up function stays in the API's in-memory cache on the invocation path.
+        function_cache_ttl: u64 = "2",
+    }
+}
+
+config_section! {
+    /// The PostgreSQL database holding every tenant-visible object and the async queue.
+    pub struct DatabaseSection("database") {
+        /// Database URL, e.g. postgresql://fresco:secret@127.0.0.1/fresco.
+        #[secret]
+        connection: String = "postgresql://fresco@127.0.0.1/fresco",
+        /// Largest number of pooled connections per process.
+        max_pool_size: u32 = "16",
+        /// Seconds to wait for a pooled connection before answering 503.
+        connection_timeout: u64 = "5",
+    }
+}
+
+config_section! {
+    /// How fresco-api validates Keystone tokens (the keystonemiddleware options).
+    pub struct KeystoneAuthtokenSection("keystone_authtoken") {
+        /// Keystone v3 endpoint the service authenticates against.
+        auth_url: String = "http://127.0.0.1:5000/v3",
+        /// Keystone URL announced to clients in `WWW-Authenticate`; empty means auth_url.
+        www_authenticate_uri: String = "",
+        /// The service user's name.
+        username: String = "fresco",
+        /// The service user's password.
+        #[secret]
+        password: String = "",
+        /// Domain of the service user.
+        user_domain_name: String = "Default",
+        /// Project the service user's token is scoped to.
+        project_name: String = "service",
+        /// Domain of that project.
+        project_domain_name: String = "Default",
+        /// Seconds a validated token is trusted without asking Keystone again (never past its expiry).
+        token_cache_time: u64 = "300",
+        /// Seconds an invalid token is remembered as invalid.
+        negative_cache_time: u64 = "10",
+        /// Most tokens kept in the cache.
+        cache_max_entries: usize = "10000",
+        /// Seconds to wait for Keystone before answering 503.
+        http_request_timeout: u64 = "5",
+        /// Roles a service token must carry to be accepted as one.
+        service_token_roles: Vec<String> = "service",
+    }
+}
+
+config_section! {
+    /// Where the operator's policy overrides live.
+    pub struct OsloPolicySection("oslo_policy") {
+        /// YAML file of rule overrides; a missing file means the defaults in code.
+        policy_file: String = "/etc/fresco/policy.yaml",
+    }
+}
+
+config_section! {
+    /// Default per-project quotas; an admin may override any of them per project. -1 means unlimited.
+    pub struct QuotaSection("quota") {
+        /// Functions per project.
+        functions: i64 = "100",
+        /// Total bytes of stored code packages per project.
+        code_bytes: i64 = "1073741824",
+        /// Largest memory a function may ask for, in MB.
+        memory_mb_max: i64 = "2048",
+        /// Largest timeout a function may ask for, in seconds.
+        timeout_s_max: i64 = "900",
+        /// Executions running at once per project.
+        concurrent_executions: i64 = "100",
+        /// Executions started per minute per project.
+        executions_per_minute: i64 = "60000",
+    }
+}
+
+config_section! {
+    /// Internal authentication between the control plane and the agents.
+    pub struct InternalAuthSection("internal_auth") {
+        /// Ed25519 private key (PEM) the control plane signs execution tickets with; never given to agents.
+        ticket_signing_key_file: String = "/etc/fresco/ticket-signing.pem",
+        /// Ed25519 public key (PEM) agents verify execution tickets with.
+        ticket_verify_key_file: String = "/etc/fresco/ticket-verify.pem",
+        /// Seconds an execution ticket stays valid.
+        ticket_ttl: u64 = "30",
+        /// Shared secret agents sign their heartbeats and code downloads with.
+        #[secret]
+        agent_secret: String = "",
+    }
+}
+
+config_section! {
+    /// The scheduler service (fresco-scheduler).
+    pub struct SchedulerSection("scheduler") {
+        /// Address the scheduler listens on.
+        bind_host: String = "127.0.0.1",
+        /// Port the scheduler listens on.
+        bind_port: u16 = "8901",
+        /// URL the API and agents reach the scheduler at.
+        url: String = "http://127.0.0.1:8901",
+        /// Seconds without a heartbeat after which an agent is marked down.
+        agent_down_time: u64 = "10",
+        /// Attempts an async execution gets (on different agents when one dies) before it fails.
+        async_max_attempts: u32 = "3",
+        /// Async executions dispatched at once by one scheduler.
+        async_max_in_flight: usize = "64",
+    }
+}
+
+config_section! {
+    /// The compute agent (fresco-agent), one per compute node.
+    pub struct AgentSection("agent") {
+        /// Address the agent listens on for execution tickets.
+        bind_host: String = "127.0.0.1",
+        /// Port the agent listens on.
+        bind_port: u16 = "8902",
+        /// URL the control plane reaches this agent at; empty means http://bind_host:bind_port.
+        advertise_url: String = "",
+        /// Identifier of this agent; empty means the [DEFAULT] host.
+        agent_id: String = "",
+        /// URL of the API, for code downloads.
+        api_url: String = "http://127.0.0.1:8900",
+        /// Docker engine socket.
+        docker_host: String = "unix:///var/run/docker.sock",
+        /// Memory in MB this agent offers to functions; 0 means 80% of the machine's memory.
+        memory_mb: u64 = "0",
+        /// Seconds between heartbeats.
+        heartbeat_interval: u64 = "2",
+        /// Seconds a warm container may sit idle before it is removed.
+        idle_timeout: u64 = "300",
+        /// Path of the static Lambda Runtime API shim bind-mounted into containers.
+        shim_path: String = "/usr/libexec/fresco/fresco-shim",
+        /// User and group functions run as inside containers.
+        container_user: String = "1000:1000",
+        /// Most processes a function may run.
+        pids_limit: i64 = "64",
+        /// Size of the writable /tmp in MB.
+        tmpfs_mb: u64 = "64",
+        /// Bytes of a function's stdout/stderr kept per execution.
+        log_max_bytes: usize = "65536",
+    }
+}
+
+/// Every section, in the order of the sample config.
+pub const ALL_SECTIONS: &[SectionDoc] = &[
+    doc::<DefaultSection>(),
+    doc::<ApiSection>(),
+    doc::<DatabaseSection>(),
+    doc::<KeystoneAuthtokenSection>(),
+    doc::<OsloPolicySection>(),
+    doc::<QuotaSection>(),
+    doc::<InternalAuthSection>(),
+    doc::<SchedulerSection>(),
+    doc::<AgentSection>(),
+];
+
+const fn doc<S: super::Section>() -> SectionDoc {
+    SectionDoc {
+        name: S::NAME,
+        help: S::HELP,
+        options: S::options,
+    }
+}

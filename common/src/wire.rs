@@ -1,0 +1,156 @@
+//! Messages between fresco-api, fresco-scheduler and fresco-agent (JSON over loopback HTTP).
+//! These types are a protocol: changing a field is a compatibility decision.
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use uuid::Uuid;
+
+/// Everything an agent needs to run one version of a function. Travels inside the signed
+/// ticket, so an agent runs exactly what the control plane scheduled and nothing else.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionSpec {
+    pub project_id: String,
+    pub function_id: Uuid,
+    pub function_name: String,
+    /// Published version number; 0 is the function's latest (unpublished) state.
+    pub version: i32,
+    /// Docker image of the runtime (or the function's own image when it has no runtime).
+    pub image: String,
+    /// How the image runs code: `python`, `provided` or `image` (see `RuntimeKind`).
+    pub runtime_kind: String,
+    /// Handler as the runtime understands it, e.g. `main.handler`.
+    pub handler: String,
+    pub memory_mb: i32,
+    pub timeout_s: i32,
+    /// Environment variables set for the function.
+    pub environment: std::collections::BTreeMap<String, String>,
+    /// sha256 of the code package (hex), absent for image functions.
+    pub code_sha256: Option<String>,
+    /// Whether the runtime's operator allowed network access.
+    pub network: bool,
+}
+
+impl FunctionSpec {
+    /// Key for warm-container affinity: containers are reused only for the same code and settings.
+    pub fn warm_key(&self) -> String {
+        format!("{}:{}", self.function_id, self.version)
+    }
+}
+
+/// The API asks the scheduler where to run an execution (POST /v1/placements).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PlacementRequest {
+    pub execution_id: Uuid,
+    pub spec: FunctionSpec,
+    /// Per-project limits the scheduler enforces (from the project's quotas).
+    pub concurrent_limit: i64,
+    pub per_minute_limit: i64,
+}
+
+/// Where to run it, and the ticket that lets the caller ask that agent.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Placement {
+    pub lease_id: Uuid,
+    pub agent_id: String,
+    pub agent_url: String,
+    pub ticket: String,
+    /// The agent reported an idle warm container for this function version.
+    pub warm: bool,
+}
+
+/// Sent to an agent's POST /v1/run with the ticket as a bearer token.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RunRequest {
+    /// The event handed to the function, as JSON text.
+    pub payload: Box<RawValue>,
+}
+
+/// How an execution ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Succeeded,
+    /// The function raised or reported an error.
+    Failed,
+    /// The wall-clock timeout killed it.
+    Timeout,
+    /// The kernel killed it for exceeding its memory.
+    Oom,
+    /// The platform could not run it (image missing, container failed to start, ...).
+    Error,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Timeout => "timeout",
+            RunStatus::Oom => "oom",
+            RunStatus::Error => "error",
+        }
+    }
+}
+
+/// A function's structured error, as the Lambda Runtime API reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionError {
+    #[serde(rename = "errorType")]
+    pub error_type: String,
+    #[serde(rename = "errorMessage")]
+    pub error_message: String,
+    #[serde(rename = "stackTrace", default, skip_serializing_if = "Vec::is_empty")]
+    pub stack_trace: Vec<String>,
+}
+
+/// What an agent answers to a run request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunResult {
+    pub execution_id: Uuid,
+    pub status: RunStatus,
+    /// The function's response body (JSON text) when it succeeded.
+    pub response: Option<String>,
+    pub error: Option<FunctionError>,
+    /// Wall-clock time of the invocation inside the agent, in milliseconds.
+    pub duration_ms: f64,
+    /// Time spent creating and starting a container, when the run was cold.
+    pub init_ms: Option<f64>,
+    /// Peak memory of the container in MB, where the engine reports it.
+    pub max_memory_mb: Option<f64>,
+    pub cold: bool,
+    /// The function's stdout/stderr, capped at the agent's `log_max_bytes`.
+    pub logs: String,
+}
+
+/// Warm containers an agent holds for one function version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WarmPool {
+    /// `FunctionSpec::warm_key()`.
+    pub key: String,
+    pub idle: u32,
+    pub busy: u32,
+    pub memory_mb: i32,
+}
+
+/// An agent's periodic report (POST /v1/agents/heartbeat on the scheduler, bearer agent token).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub agent_id: String,
+    pub host: String,
+    pub url: String,
+    pub memory_mb_total: i64,
+    pub memory_mb_reserved: i64,
+    pub cpus: i32,
+    pub running: u32,
+    pub warm: Vec<WarmPool>,
+    /// Runtime images present on the node.
+    pub images: Vec<String>,
+    pub version: String,
+}
+
+/// The scheduler tells the API an execution's lease is over (POST /v1/placements/{lease}/release).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Release {
+    /// The container is warm again for this function version (it ran to completion).
+    pub warm: bool,
+}
