@@ -208,11 +208,16 @@ mod tests {
         let signer = TicketSigner::from_pem(TEST_PRIVATE.as_bytes(), 30).expect("signer");
         let verifier = TicketVerifier::from_pem(TEST_PUBLIC.as_bytes()).expect("verifier");
         let execution = Uuid::new_v4();
-        let token = signer.sign("agent-1", execution, Uuid::new_v4(), spec()).expect("sign");
+        let token = signer
+            .sign("agent-1", execution, Uuid::new_v4(), spec())
+            .expect("sign");
         let claims = verifier.verify(&token, Some("agent-1")).expect("valid");
         assert_eq!(claims.sub, execution);
         assert_eq!(claims.spec.handler, "main.handler");
-        assert!(verifier.verify(&token, Some("agent-2")).is_err(), "wrong agent");
+        assert!(
+            verifier.verify(&token, Some("agent-2")).is_err(),
+            "wrong agent"
+        );
         assert!(verifier.verify(&token, None).is_ok(), "any agent");
     }
 
@@ -220,14 +225,21 @@ mod tests {
     fn tampered_or_expired_tickets_are_refused() {
         let signer = TicketSigner::from_pem(TEST_PRIVATE.as_bytes(), 30).expect("signer");
         let verifier = TicketVerifier::from_pem(TEST_PUBLIC.as_bytes()).expect("verifier");
-        let token = signer.sign("a", Uuid::new_v4(), Uuid::new_v4(), spec()).expect("sign");
+        let token = signer
+            .sign("a", Uuid::new_v4(), Uuid::new_v4(), spec())
+            .expect("sign");
         let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
         parts[1].insert(4, 'x');
         assert!(verifier.verify(&parts.join("."), Some("a")).is_err());
 
         // An expired ticket: signed with a negative lifetime beyond the leeway.
-        let expired = TicketSigner { ttl_s: -60, ..signer };
-        let token = expired.sign("a", Uuid::new_v4(), Uuid::new_v4(), spec()).expect("sign");
+        let expired = TicketSigner {
+            ttl_s: -60,
+            ..signer
+        };
+        let token = expired
+            .sign("a", Uuid::new_v4(), Uuid::new_v4(), spec())
+            .expect("sign");
         assert!(verifier.verify(&token, Some("a")).is_err());
     }
 

@@ -61,7 +61,10 @@ mod tests {
         )
         .expect("parse");
         assert_eq!(parsed["DEFAULT"]["debug"], "true");
-        assert_eq!(parsed["database"]["connection"], "postgresql://u:p@h/db?x=1");
+        assert_eq!(
+            parsed["database"]["connection"],
+            "postgresql://u:p@h/db?x=1"
+        );
     }
 
     #[test]

@@ -231,12 +231,17 @@ mod tests {
         // Default::default() panics if a declared default does not parse as its type.
         let raw = RawConfig::default();
         for section in ALL_SECTIONS {
-            assert!(!(section.options)().is_empty(), "[{}] has no options", section.name);
+            assert!(
+                !(section.options)().is_empty(),
+                "[{}] has no options",
+                section.name
+            );
         }
         raw.section::<DefaultSection>().expect("DEFAULT");
         raw.section::<DatabaseSection>().expect("database");
         raw.section::<ApiSection>().expect("api");
-        raw.section::<KeystoneAuthtokenSection>().expect("keystone_authtoken");
+        raw.section::<KeystoneAuthtokenSection>()
+            .expect("keystone_authtoken");
         raw.section::<QuotaSection>().expect("quota");
         raw.section::<SchedulerSection>().expect("scheduler");
         raw.section::<AgentSection>().expect("agent");
@@ -248,7 +253,10 @@ mod tests {
         let mut raw = RawConfig::parse("[api]\nbind_port = 9999\n", "test").expect("parse");
         assert_eq!(raw.section::<ApiSection>().expect("api").bind_port, 9999);
         raw.set("api", "bind_port", "ninety");
-        let err = raw.section::<ApiSection>().expect_err("must fail").to_string();
+        let err = raw
+            .section::<ApiSection>()
+            .expect_err("must fail")
+            .to_string();
         assert!(err.contains("[api] bind_port"), "{err}");
     }
 
@@ -267,7 +275,11 @@ mod tests {
         for section in ALL_SECTIONS {
             assert!(sample.contains(&format!("[{}]", section.name)));
             for option in (section.options)() {
-                assert!(sample.contains(&format!("#{} = ", option.name)), "{}", option.name);
+                assert!(
+                    sample.contains(&format!("#{} = ", option.name)),
+                    "{}",
+                    option.name
+                );
             }
         }
     }
