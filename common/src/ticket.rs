@@ -118,6 +118,49 @@ impl TicketVerifier {
     }
 }
 
+/// The claims of a control-plane token (fresco-api calling fresco-scheduler). Signed with the
+/// ticket key, which agents do not hold, so an agent cannot ask for placements.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ControlPlaneClaims {
+    pub iss: String,
+    pub aud: String,
+    /// The calling service, e.g. `fresco-api`.
+    pub sub: String,
+    pub iat: i64,
+    pub exp: i64,
+}
+
+const CONTROL_PLANE_AUDIENCE: &str = "fresco-scheduler";
+
+impl TicketSigner {
+    /// A token for a control-plane service calling the scheduler, valid for `ttl_s` seconds.
+    pub fn control_plane_token(&self, service: &str, ttl_s: i64) -> Result<String, TicketError> {
+        let now = chrono::Utc::now().timestamp();
+        let claims = ControlPlaneClaims {
+            iss: ISSUER.to_owned(),
+            aud: CONTROL_PLANE_AUDIENCE.to_owned(),
+            sub: service.to_owned(),
+            iat: now,
+            exp: now + ttl_s,
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, &self.key)
+            .map_err(TicketError::Key)
+    }
+}
+
+impl TicketVerifier {
+    /// Checks a control-plane token; returns the calling service's name.
+    pub fn verify_control_plane(&self, token: &str) -> Result<String, TicketError> {
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.set_issuer(&[ISSUER]);
+        validation.set_audience(&[CONTROL_PLANE_AUDIENCE]);
+        validation.leeway = 5;
+        jsonwebtoken::decode::<ControlPlaneClaims>(token, &self.key, &validation)
+            .map(|data| data.claims.sub)
+            .map_err(TicketError::Invalid)
+    }
+}
+
 /// The claims of an agent's own token.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AgentClaims {
@@ -241,6 +284,25 @@ mod tests {
             .sign("a", Uuid::new_v4(), Uuid::new_v4(), spec())
             .expect("sign");
         assert!(verifier.verify(&token, Some("a")).is_err());
+    }
+
+    #[test]
+    fn control_plane_tokens_are_not_tickets() {
+        let signer = TicketSigner::from_pem(TEST_PRIVATE.as_bytes(), 30).expect("signer");
+        let verifier = TicketVerifier::from_pem(TEST_PUBLIC.as_bytes()).expect("verifier");
+        let token = signer.control_plane_token("fresco-api", 60).expect("sign");
+        assert_eq!(
+            verifier.verify_control_plane(&token).expect("valid"),
+            "fresco-api"
+        );
+        assert!(verifier.verify(&token, None).is_err(), "not a ticket");
+        let ticket = signer
+            .sign("a", Uuid::new_v4(), Uuid::new_v4(), spec())
+            .expect("sign");
+        assert!(
+            verifier.verify_control_plane(&ticket).is_err(),
+            "a ticket is not a control-plane token"
+        );
     }
 
     #[test]

@@ -139,8 +139,8 @@ config_section! {
         bind_host: String = "127.0.0.1",
         /// Port the scheduler listens on.
         bind_port: u16 = "8901",
-        /// URL the API and agents reach the scheduler at.
-        url: String = "http://127.0.0.1:8901",
+        /// URLs the API and agents reach the schedulers at; the active one answers, standbys answer 503.
+        urls: Vec<String> = "http://127.0.0.1:8901",
         /// Seconds without a heartbeat after which an agent is marked down.
         agent_down_time: u64 = "10",
         /// Attempts an async execution gets (on different agents when one dies) before it fails.

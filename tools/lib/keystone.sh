@@ -1,0 +1,261 @@
+#!/usr/bin/env bash
+# shellcheck shell=bash
+# A real, project-local Keystone for development and tests (sqlite, fernet tokens), served by
+# uwsgi on 127.0.0.1:$KEYSTONE_PORT only, with its state in $FRESCO_STATE/keystone.
+#
+# As a command:  tools/lib/keystone.sh start|seed|stop|status|env-file|token USER [PROJECT]
+# As a library:  source tools/lib/common.sh; source tools/lib/keystone.sh; keystone_start ...
+#
+#   start   creates the venv if missing, writes the config, bootstraps once, starts uwsgi in
+#           the background (pid file per port) and waits until it answers; quick when running
+#   seed    service users (fresco, fresco-reauth: role service in project service) and two test
+#           projects (fresco-test-a, fresco-test-b) with one user per role (reader, member,
+#           admin); writes every name, id and password to the env file (see env-file)
+#   stop    ends the uwsgi started for $KEYSTONE_PORT, by the pid in its pid file, nothing else
+#   status  says whether it runs (exit 0) or not (exit 3)
+#   token   prints a token for a seeded user, scoped to PROJECT (default: none = unscoped)
+#
+# Several instances may share one state dir (same database and keys, so they accept each
+# other's tokens): set KEYSTONE_PORT to start a second one; it has its own pid file.
+# Passwords are derived from a random secret kept in the state dir (mode 0600), so seeding is
+# idempotent and re-seeding never changes a password (which would revoke tokens).
+
+if ! declare -F say >/dev/null; then
+    # shellcheck source=tools/lib/common.sh
+    source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+fi
+
+KEYSTONE_PORT="${KEYSTONE_PORT:-5000}"
+KEYSTONE_VENV="${KEYSTONE_VENV:-/opt/fresco-dev/keystone-venv}"
+KEYSTONE_DIR="$FRESCO_STATE/keystone"
+KEYSTONE_CONF="$KEYSTONE_DIR/keystone.conf"
+KEYSTONE_ENV_FILE="$KEYSTONE_DIR/credentials.env"
+KEYSTONE_URL="http://127.0.0.1:${KEYSTONE_PORT}/v3"
+KEYSTONE_SCRIPT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")"
+export KEYSTONE_PORT KEYSTONE_VENV KEYSTONE_ENV_FILE KEYSTONE_URL
+
+keystone_pidfile() { echo "$KEYSTONE_DIR/uwsgi-${KEYSTONE_PORT}.pid"; }
+
+keystone_answers() { curl -fsS --max-time 2 -o /dev/null "$KEYSTONE_URL"; }
+
+# keystone_password NAME: the password of a seeded user (stable for this state dir).
+keystone_password() {
+    printf '%s:%s' "$(cat "$KEYSTONE_DIR/secret")" "$1" | sha256sum | cut -c1-32
+}
+
+keystone_venv() {
+    if [ -x "$KEYSTONE_VENV/bin/uwsgi" ] && [ -x "$KEYSTONE_VENV/bin/keystone-manage" ] \
+        && "$KEYSTONE_VENV/bin/python" -c 'import keystone.wsgi.api' >/dev/null 2>&1; then
+        return 0
+    fi
+    say "creating the Keystone venv in $KEYSTONE_VENV (about a minute)"
+    ensure_packages python3-venv python3-dev gcc
+    mkdir -p "$(dirname "$KEYSTONE_VENV")"
+    python3 -m venv "$KEYSTONE_VENV" || die "cannot create the venv $KEYSTONE_VENV"
+    "$KEYSTONE_VENV/bin/pip" install -q keystone python-openstackclient uwsgi \
+        >"$FRESCO_STATE/logs/keystone-pip.log" 2>&1 \
+        || die "pip install keystone failed (see $FRESCO_STATE/logs/keystone-pip.log)"
+}
+
+keystone_manage() {
+    OS_KEYSTONE_CONFIG_FILES="$KEYSTONE_CONF" "$KEYSTONE_VENV/bin/keystone-manage" \
+        --config-file "$KEYSTONE_CONF" "$@" >>"$FRESCO_STATE/logs/keystone-manage.log" 2>&1 \
+        || die "keystone-manage $1 failed (see $FRESCO_STATE/logs/keystone-manage.log)"
+}
+
+# keystone_bootstrap: config, database, keys and the admin user, once per state dir.
+keystone_bootstrap() {
+    mkdir -p "$KEYSTONE_DIR"
+    chmod 700 "$KEYSTONE_DIR"
+    if [ ! -s "$KEYSTONE_DIR/secret" ]; then
+        (umask 077 && head -c 32 /dev/urandom | sha256sum | cut -c1-40 >"$KEYSTONE_DIR/secret")
+    fi
+    if [ ! -f "$KEYSTONE_CONF" ]; then
+        cat >"$KEYSTONE_CONF" <<EOF
+# Written by tools/lib/keystone.sh for development and tests only.
+[DEFAULT]
+log_file = $FRESCO_STATE/logs/keystone.log
+[database]
+connection = sqlite:///$KEYSTONE_DIR/keystone.db
+[token]
+provider = fernet
+expiration = 3600
+[fernet_tokens]
+key_repository = $KEYSTONE_DIR/fernet-keys
+[credential]
+key_repository = $KEYSTONE_DIR/credential-keys
+[cache]
+enabled = false
+EOF
+    fi
+    [ -f "$KEYSTONE_DIR/bootstrapped" ] && return 0
+    say "bootstrapping Keystone in $KEYSTONE_DIR"
+    mkdir -p "$KEYSTONE_DIR/fernet-keys" "$KEYSTONE_DIR/credential-keys"
+    keystone_manage db_sync
+    keystone_manage fernet_setup --keystone-user root --keystone-group root
+    keystone_manage credential_setup --keystone-user root --keystone-group root
+    keystone_manage bootstrap --bootstrap-password "$(keystone_password admin)" \
+        --bootstrap-admin-url "$KEYSTONE_URL" --bootstrap-internal-url "$KEYSTONE_URL" \
+        --bootstrap-public-url "$KEYSTONE_URL" --bootstrap-region-id RegionOne
+    touch "$KEYSTONE_DIR/bootstrapped"
+}
+
+keystone_start() {
+    local pidfile
+    pidfile=$(keystone_pidfile)
+    if pid_alive "$pidfile" && keystone_answers; then
+        return 0
+    fi
+    keystone_venv
+    keystone_bootstrap
+    if ! pid_alive "$pidfile"; then
+        if keystone_answers; then
+            die "something else answers on 127.0.0.1:$KEYSTONE_PORT; set KEYSTONE_PORT"
+        fi
+        say "starting Keystone on $KEYSTONE_URL"
+        rm -f "$pidfile"
+        OS_KEYSTONE_CONFIG_FILES="$KEYSTONE_CONF" "$KEYSTONE_VENV/bin/uwsgi" \
+            --http-socket "127.0.0.1:$KEYSTONE_PORT" \
+            --wsgi-file "$("$KEYSTONE_VENV/bin/python" -c 'import keystone.wsgi.api as m; print(m.__file__)')" \
+            --master --processes 2 --die-on-term --no-orphans --need-app \
+            --pidfile "$pidfile" --daemonize "$FRESCO_STATE/logs/keystone-uwsgi-$KEYSTONE_PORT.log" \
+            || die "uwsgi did not start (see $FRESCO_STATE/logs/keystone-uwsgi-$KEYSTONE_PORT.log)"
+    fi
+    wait_for 60 "Keystone on $KEYSTONE_URL" keystone_answers
+}
+
+keystone_stop() {
+    stop_pidfile "$(keystone_pidfile)" "Keystone on port $KEYSTONE_PORT"
+}
+
+keystone_status() {
+    if pid_alive "$(keystone_pidfile)" && keystone_answers; then
+        echo "keystone running on $KEYSTONE_URL (pid $(cat "$(keystone_pidfile)"))"
+        return 0
+    fi
+    echo "keystone not running on $KEYSTONE_URL"
+    return 3
+}
+
+# --- REST helpers for seeding ----------------------------------------------------------------
+
+# json EXPR: evaluates a Python expression over the JSON document `d` read from stdin.
+json() {
+    "$KEYSTONE_VENV/bin/python" -c "import json, sys; d = json.load(sys.stdin); print($1)"
+}
+
+# keystone_issue USER PASSWORD [PROJECT]: prints a token (unscoped without PROJECT).
+keystone_issue() {
+    local scope="" body
+    if [ -n "${3:-}" ]; then
+        scope=", \"scope\": {\"project\": {\"name\": \"$3\", \"domain\": {\"id\": \"default\"}}}"
+    fi
+    body="{\"auth\": {\"identity\": {\"methods\": [\"password\"], \"password\": {\"user\": {\"name\": \"$1\", \"domain\": {\"id\": \"default\"}, \"password\": \"$2\"}}}$scope}}"
+    curl -fsS --max-time 10 -D - -o /dev/null -H 'Content-Type: application/json' \
+        -d "$body" "$KEYSTONE_URL/auth/tokens" | tr -d '\r' | awk 'tolower($1) == "x-subject-token:" { print $2 }'
+}
+
+# ks METHOD PATH [BODY]: an admin REST call; prints the response body.
+ks() {
+    local args=(-fsS --max-time 10 -X "$1" -H "X-Auth-Token: $ADMIN_TOKEN" -H 'Content-Type: application/json')
+    [ -n "${3:-}" ] && args+=(-d "$3")
+    curl "${args[@]}" "$KEYSTONE_URL$2"
+}
+
+# ensure_named KIND NAME BODY: prints the id of the project or user NAME, creating it if needed.
+ensure_named() {
+    local kind=$1 name=$2 body=$3 id
+    id=$(ks GET "/${kind}s?name=$name&domain_id=default" | json "d['${kind}s'][0]['id'] if d['${kind}s'] else ''")
+    if [ -z "$id" ]; then
+        id=$(ks POST "/${kind}s" "{\"$kind\": $body}" | json "d['$kind']['id']") || die "cannot create $kind $name"
+    fi
+    echo "$id"
+}
+
+role_id() {
+    ks GET "/roles?name=$1" | json "d['roles'][0]['id']" || die "role $1 missing"
+}
+
+# ensure_user NAME PROJECT_ID ROLE_ID: the user exists (with its derived password) and holds ROLE there.
+ensure_user() {
+    local id
+    id=$(ensure_named user "$1" "{\"name\": \"$1\", \"domain_id\": \"default\", \"password\": \"$(keystone_password "$1")\"}")
+    ks PUT "/projects/$2/users/$id/roles/$3" >/dev/null || die "cannot grant role to $1"
+}
+
+keystone_seed() {
+    keystone_start
+    local stamp="$KEYSTONE_DIR/seeded-$KEYSTONE_PORT"
+    if [ -f "$stamp" ] && [ -f "$KEYSTONE_ENV_FILE" ] \
+        && [ -n "$(keystone_issue fresco "$(keystone_password fresco)" service 2>/dev/null)" ]; then
+        return 0
+    fi
+    say "seeding Keystone (service users, test projects and users)"
+    ADMIN_TOKEN=$(keystone_issue admin "$(keystone_password admin)" admin)
+    [ -n "$ADMIN_TOKEN" ] || die "cannot authenticate as admin on $KEYSTONE_URL"
+    local service reader member admin project id env
+    service=$(role_id service)
+    reader=$(role_id reader)
+    member=$(role_id member)
+    admin=$(role_id admin)
+    env=$(mktemp "$KEYSTONE_DIR/env.XXXXXX")
+    {
+        echo "# Written by tools/lib/keystone.sh seed: a dev/test Keystone on loopback."
+        echo "KEYSTONE_URL=$KEYSTONE_URL"
+        echo "KEYSTONE_PORT=$KEYSTONE_PORT"
+        echo "KEYSTONE_SCRIPT=$KEYSTONE_SCRIPT"
+        echo "KEYSTONE_ADMIN_USER=admin"
+        echo "KEYSTONE_ADMIN_PASSWORD=$(keystone_password admin)"
+        echo "KEYSTONE_ADMIN_PROJECT=admin"
+    } >"$env"
+    id=$(ensure_named project service '{"name": "service", "domain_id": "default", "description": "OpenStack services"}')
+    for user in fresco fresco-reauth; do
+        ensure_user "$user" "$id" "$service"
+    done
+    {
+        echo "FRESCO_SERVICE_PROJECT=service"
+        echo "FRESCO_SERVICE_USER=fresco"
+        echo "FRESCO_SERVICE_PASSWORD=$(keystone_password fresco)"
+        echo "FRESCO_REAUTH_USER=fresco-reauth"
+        echo "FRESCO_REAUTH_USER_ID=$(ks GET '/users?name=fresco-reauth' | json "d['users'][0]['id']")"
+        echo "FRESCO_REAUTH_PASSWORD=$(keystone_password fresco-reauth)"
+    } >>"$env"
+    for project in a b; do
+        id=$(ensure_named project "fresco-test-$project" "{\"name\": \"fresco-test-$project\", \"domain_id\": \"default\"}")
+        echo "FRESCO_TEST_PROJECT_${project^^}=fresco-test-$project" >>"$env"
+        echo "FRESCO_TEST_PROJECT_${project^^}_ID=$id" >>"$env"
+        ensure_user "fresco-test-$project-reader" "$id" "$reader"
+        ensure_user "fresco-test-$project-member" "$id" "$member"
+        ensure_user "fresco-test-$project-admin" "$id" "$admin"
+        for role in reader member admin; do
+            {
+                echo "FRESCO_TEST_${project^^}_${role^^}_USER=fresco-test-$project-$role"
+                echo "FRESCO_TEST_${project^^}_${role^^}_PASSWORD=$(keystone_password "fresco-test-$project-$role")"
+            } >>"$env"
+        done
+    done
+    chmod 600 "$env"
+    mv "$env" "$KEYSTONE_ENV_FILE"
+    touch "$stamp"
+    say "Keystone seeded; credentials in $KEYSTONE_ENV_FILE"
+}
+
+keystone_main() {
+    case "${1:-}" in
+        start) keystone_start ;;
+        seed) keystone_seed ;;
+        stop) keystone_stop ;;
+        status) keystone_status ;;
+        env-file) echo "$KEYSTONE_ENV_FILE" ;;
+        token)
+            [ -n "${2:-}" ] || die "usage: $0 token USER [PROJECT]"
+            keystone_issue "$2" "$(keystone_password "$2")" "${3:-}"
+            ;;
+        *) die "usage: $0 start|seed|stop|status|env-file|token USER [PROJECT]" ;;
+    esac
+}
+
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+    set -euo pipefail
+    keystone_main "$@"
+fi
