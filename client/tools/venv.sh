@@ -3,7 +3,8 @@
 #
 #   client/tools/venv.sh            # venv at $FRESCO_CLIENT_VENV (default /opt/fresco-dev/client-venv)
 #
-# It installs python-openstackclient, osc-lib, keystoneauth1, pytest, requests-mock and this
+# It installs python-openstackclient, osc-lib, keystoneauth1, pytest, requests-mock, fixtures
+# (keystoneauth1.fixture needs it) and this
 # plugin (editable). A stamp file keyed on pyproject.toml makes a second run a no-op, so
 # callers may run it before every test run. Prints the venv's path on its last line.
 set -euo pipefail
@@ -17,7 +18,7 @@ stamp_key="$(cat "${client_dir}/pyproject.toml" "${BASH_SOURCE[0]}" | sha256sum 
 stamp="${venv}/.fresco-client-stamp"
 
 if [[ -x "${venv}/bin/python" && -f "${stamp}" && "$(cat "${stamp}")" == "${stamp_key}" ]] \
-    && "${venv}/bin/python" -c 'import frescoclient.osc.plugin, osc_lib, pytest, requests_mock' 2>/dev/null; then
+    && "${venv}/bin/python" -c 'import frescoclient.osc.plugin, osc_lib, pytest, requests_mock, fixtures' 2>/dev/null; then
     echo "${venv}"
     exit 0
 fi
@@ -29,7 +30,7 @@ fi
 
 pip=("${venv}/bin/python" -m pip --disable-pip-version-check --quiet)
 "${pip[@]}" install --upgrade "pip>=23" "setuptools>=77" wheel
-"${pip[@]}" install python-openstackclient osc-lib keystoneauth1 pytest requests-mock
+"${pip[@]}" install python-openstackclient osc-lib keystoneauth1 pytest requests-mock fixtures
 # No build isolation: setuptools is already in the venv, and a rerun stays offline-friendly.
 "${pip[@]}" install --no-build-isolation -e "${client_dir}"
 
