@@ -1,1 +1,117 @@
-fn main() {}
+//! fresco-agent: `fresco-agent [--config-file PATH]` (default /etc/fresco/fresco.conf).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use actix_web::{web, App, HttpServer};
+use anyhow::{bail, Context};
+use fresco_agent::config::Settings;
+use fresco_agent::engine::DockerEngine;
+use fresco_agent::http::AppState;
+use fresco_agent::service::Agent;
+use fresco_agent::{heartbeat, http};
+use fresco_common::conf::{DefaultSection, RawConfig, DEFAULT_CONFIG_FILE};
+use fresco_common::ticket::TicketVerifier;
+
+fn parse_args() -> anyhow::Result<PathBuf> {
+    let mut config = PathBuf::from(DEFAULT_CONFIG_FILE);
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--config-file" => config = args.next().context("--config-file needs a path")?.into(),
+            "-h" | "--help" => {
+                println!("usage: fresco-agent [--config-file PATH]");
+                std::process::exit(0);
+            }
+            other => match other.strip_prefix("--config-file=") {
+                Some(path) => config = path.into(),
+                None => bail!("unknown argument {other:?}"),
+            },
+        }
+    }
+    Ok(config)
+}
+
+fn main() -> anyhow::Result<()> {
+    let config_file = parse_args()?;
+    let raw = RawConfig::load(&config_file)?;
+    let debug = raw.section::<DefaultSection>()?.debug;
+    env_logger::Builder::new()
+        .filter_level(if debug {
+            log::LevelFilter::Debug
+        } else {
+            log::LevelFilter::Info
+        })
+        .parse_default_env()
+        .init();
+    for (section, option) in raw.unknown_options() {
+        log::warn!(
+            "unknown option [{section}] {option} in {}",
+            config_file.display()
+        );
+    }
+    let mut settings = Settings::from_raw(&raw)?;
+    let verifier = TicketVerifier::from_file(&settings.ticket_verify_key_file)?;
+    let core = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(settings.cpus.clamp(2, 8) as usize)
+        .thread_name("fresco-core")
+        .enable_all()
+        .build()?;
+    let engine = core
+        .block_on(DockerEngine::connect(&settings.docker_host))
+        .with_context(|| format!("cannot reach the docker engine at {}", settings.docker_host))?;
+    if !settings.shim_path.is_file() {
+        bail!(
+            "shim {} is missing ([agent] shim_path)",
+            settings.shim_path.display()
+        );
+    }
+    let listener = std::net::TcpListener::bind((settings.bind_host.as_str(), settings.bind_port))
+        .with_context(|| {
+        format!(
+            "cannot listen on {}:{}",
+            settings.bind_host, settings.bind_port
+        )
+    })?;
+    let addr = listener.local_addr()?;
+    if settings.advertise_url.is_empty() {
+        settings.advertise_url = format!("http://{addr}");
+    }
+    let advertise_url = settings.advertise_url.clone();
+    let agent_id = settings.agent_id.clone();
+    let memory_mb = settings.memory_mb;
+    let agent = Arc::new(Agent::new(settings, Arc::new(engine), verifier)?);
+    core.block_on(agent.reconcile())?;
+    core.block_on(agent.refresh_images());
+    let heartbeats = core.spawn(heartbeat::run(Arc::clone(&agent), advertise_url));
+    let reaper = core.spawn(heartbeat::reap_idle(Arc::clone(&agent)));
+
+    log::info!("agent {agent_id} offers {memory_mb} MB, listening on http://{addr}");
+    // Test harnesses and scripts read this line to learn the (possibly ephemeral) port.
+    let mut stdout = std::io::stdout();
+    writeln!(stdout, "fresco-agent {agent_id} listening on http://{addr}")?;
+    stdout.flush()?;
+
+    let state = web::Data::new(AppState {
+        agent: Arc::clone(&agent),
+        core: core.handle().clone(),
+    });
+    actix_web::rt::System::new().block_on(async move {
+        HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .configure(http::configure::<DockerEngine>)
+        })
+        .workers(2)
+        .shutdown_timeout(5)
+        .listen(listener)?
+        .run()
+        .await
+    })?;
+    log::info!("stopping: removing this agent's containers");
+    heartbeats.abort();
+    reaper.abort();
+    core.block_on(agent.shutdown());
+    Ok(())
+}

@@ -1,1 +1,289 @@
-fn main() {}
+//! fresco-shim: the entrypoint of every Fresco function container.
+//!
+//! 1. Listens on 127.0.0.1:9001 inside the container (the AWS Lambda Runtime API address) and
+//!    relays every connection byte for byte to the agent's per-container unix socket
+//!    (`/run/fresco/runtime.sock`, a bind-mounted directory). It does not parse what it relays:
+//!    the agent is the only party that interprets the protocol, and it trusts nothing it reads.
+//! 2. Starts the runtime's bootstrap with `AWS_LAMBDA_RUNTIME_API=127.0.0.1:9001`:
+//!    `/var/runtime/bootstrap` for managed runtimes, or the package's own `/var/task/bootstrap`
+//!    when `FRESCO_RUNTIME=provided`. Nothing else from the environment chooses what runs.
+//! 3. As PID 1 it forwards SIGTERM/SIGINT/SIGHUP/SIGQUIT/SIGUSR1/SIGUSR2 to the bootstrap,
+//!    reaps orphaned processes, and exits with the bootstrap's status (128 + signal when a
+//!    signal ended it). The bootstrap inherits stdout/stderr: the container's log.
+//!
+//! Standard library only, built static so it runs in any image (even `FROM scratch`).
+
+use std::io;
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+
+const LISTEN_ADDR: &str = "127.0.0.1:9001";
+const AGENT_SOCKET: &str = "/run/fresco/runtime.sock";
+const MANAGED_BOOTSTRAP: &str = "/var/runtime/bootstrap";
+const PROVIDED_BOOTSTRAP: &str = "/var/task/bootstrap";
+/// Connections relayed at once; more are closed at once (each costs two threads, and threads
+/// count against the container's pids limit).
+const MAX_CONNECTIONS: usize = 16;
+/// Exit status when the shim itself cannot do its job (EX_SOFTWARE).
+const EXIT_SHIM_FAILED: i32 = 70;
+
+fn main() {
+    let forwarded = match sys::block_forwarded_signals() {
+        Ok(set) => set,
+        Err(e) => fail(&format!("cannot block signals: {e}")),
+    };
+    // Bind before the bootstrap starts, so its first request always finds the port open.
+    let listener = match TcpListener::bind(LISTEN_ADDR) {
+        Ok(listener) => listener,
+        Err(e) => fail(&format!("cannot listen on {LISTEN_ADDR}: {e}")),
+    };
+    thread::spawn(move || accept_loop(&listener));
+
+    let bootstrap = bootstrap_path(std::env::var("FRESCO_RUNTIME").ok().as_deref());
+    // std resets the signal mask in the child, so the bootstrap gets signals normally.
+    let child = match Command::new(bootstrap)
+        .env("AWS_LAMBDA_RUNTIME_API", LISTEN_ADDR)
+        .env_remove("FRESCO_RUNTIME")
+        .spawn()
+    {
+        Ok(child) => child,
+        Err(e) => fail(&format!("cannot start {bootstrap}: {e}")),
+    };
+    let Ok(child_pid) = i32::try_from(child.id()) else {
+        fail("child pid out of range")
+    };
+    thread::spawn(move || loop {
+        match sys::wait_signal(&forwarded) {
+            Ok(signal) => sys::send_signal(child_pid, signal),
+            Err(e) => fail(&format!("sigwait failed: {e}")),
+        }
+    });
+    std::process::exit(reap_until(child_pid));
+}
+
+fn bootstrap_path(runtime: Option<&str>) -> &'static str {
+    match runtime {
+        Some("provided") => PROVIDED_BOOTSTRAP,
+        _ => MANAGED_BOOTSTRAP,
+    }
+}
+
+fn fail(message: &str) -> ! {
+    eprintln!("fresco-shim: {message}");
+    std::process::exit(EXIT_SHIM_FAILED)
+}
+
+/// Reaps every child (PID 1 inherits orphans) until `child` ends; returns its exit status.
+fn reap_until(child: i32) -> i32 {
+    loop {
+        match sys::wait_any() {
+            Ok((pid, status)) if pid == child => return exit_code(status),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => fail(&format!("waitpid failed: {e}")),
+        }
+    }
+}
+
+/// The shell's convention: the exit code, or 128 + the signal that ended the process.
+fn exit_code(status: i32) -> i32 {
+    let signal = status & 0x7f;
+    if signal == 0 {
+        (status >> 8) & 0xff
+    } else {
+        128 + signal
+    }
+}
+
+fn accept_loop(listener: &TcpListener) {
+    let active = Arc::new(AtomicUsize::new(0));
+    for stream in listener.incoming() {
+        let Ok(stream) = stream else { continue };
+        if active.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
+            active.fetch_sub(1, Ordering::SeqCst);
+            continue; // dropping the stream closes it
+        }
+        let active = Arc::clone(&active);
+        let spawned = thread::Builder::new().spawn(move || {
+            if let Err(e) = relay(stream, AGENT_SOCKET) {
+                eprintln!("fresco-shim: relay: {e}");
+            }
+            active.fetch_sub(1, Ordering::SeqCst);
+        });
+        if spawned.is_err() {
+            eprintln!("fresco-shim: cannot start a relay thread");
+        }
+    }
+}
+
+/// Copies bytes both ways between the runtime's TCP connection and a fresh unix connection to
+/// the agent, until both directions are done.
+fn relay(tcp: TcpStream, agent_socket: &str) -> io::Result<()> {
+    tcp.set_nodelay(true)?;
+    let unix = UnixStream::connect(agent_socket)?;
+    let (tcp_in, unix_out) = (tcp.try_clone()?, unix.try_clone()?);
+    let upstream = thread::Builder::new().spawn(move || pump_tcp_to_unix(tcp_in, unix_out))?;
+    let mut unix_in = unix;
+    let mut tcp_out = tcp;
+    let down = io::copy(&mut unix_in, &mut tcp_out);
+    // The agent closed (or failed): the runtime sees the end of the connection too.
+    let _ = tcp_out.shutdown(Shutdown::Both);
+    let _ = unix_in.shutdown(Shutdown::Both);
+    let up = upstream
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("relay thread panicked")));
+    down.and(up).map(|_| ())
+}
+
+fn pump_tcp_to_unix(mut tcp: TcpStream, mut unix: UnixStream) -> io::Result<u64> {
+    let copied = io::copy(&mut tcp, &mut unix);
+    // Half-close: the agent sees the end of the request stream, answers still flow back.
+    let _ = unix.shutdown(Shutdown::Write);
+    copied
+}
+
+/// The few libc calls std does not offer: signal masks, sigwait, kill and waitpid. Kept to
+/// plain calls on stack values so each one is evidently sound.
+#[allow(unsafe_code)]
+mod sys {
+    use std::io;
+    use std::os::raw::c_int;
+
+    /// glibc's `sigset_t` (1024 bits).
+    #[repr(C)]
+    pub struct SigSet([u64; 16]);
+
+    const SIG_BLOCK: c_int = 0;
+    const FORWARDED: [c_int; 6] = [
+        1,  // SIGHUP
+        2,  // SIGINT
+        3,  // SIGQUIT
+        10, // SIGUSR1
+        12, // SIGUSR2
+        15, // SIGTERM
+    ];
+
+    extern "C" {
+        fn sigemptyset(set: *mut SigSet) -> c_int;
+        fn sigaddset(set: *mut SigSet, signum: c_int) -> c_int;
+        fn pthread_sigmask(how: c_int, set: *const SigSet, old: *mut SigSet) -> c_int;
+        fn sigwait(set: *const SigSet, sig: *mut c_int) -> c_int;
+        fn kill(pid: i32, sig: c_int) -> c_int;
+        fn waitpid(pid: i32, status: *mut c_int, options: c_int) -> i32;
+    }
+
+    /// Blocks the forwarded signals in this thread (and the threads it starts later), so that
+    /// only `wait_signal` receives them.
+    pub fn block_forwarded_signals() -> io::Result<SigSet> {
+        let mut set = SigSet([0; 16]);
+        // SAFETY: `set` is a valid, writable sigset_t-sized buffer for the duration of the calls.
+        unsafe {
+            if sigemptyset(&mut set) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            for signal in FORWARDED {
+                if sigaddset(&mut set, signal) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            let rc = pthread_sigmask(SIG_BLOCK, &set, std::ptr::null_mut());
+            if rc != 0 {
+                return Err(io::Error::from_raw_os_error(rc));
+            }
+        }
+        Ok(set)
+    }
+
+    /// Waits for one of the blocked signals.
+    pub fn wait_signal(set: &SigSet) -> io::Result<c_int> {
+        let mut signal: c_int = 0;
+        // SAFETY: `set` is an initialised sigset_t and `signal` a valid out-pointer.
+        let rc = unsafe { sigwait(set, &mut signal) };
+        if rc != 0 {
+            return Err(io::Error::from_raw_os_error(rc));
+        }
+        Ok(signal)
+    }
+
+    /// Sends `signal` to `pid`; a process already gone is not an error worth reporting.
+    pub fn send_signal(pid: i32, signal: c_int) {
+        if pid > 0 {
+            // SAFETY: kill takes plain integers; pid > 0 never addresses a process group.
+            unsafe {
+                kill(pid, signal);
+            }
+        }
+    }
+
+    /// Waits for any child to end: `(pid, raw status)`.
+    pub fn wait_any() -> io::Result<(i32, i32)> {
+        let mut status: c_int = 0;
+        // SAFETY: `status` is a valid out-pointer; options 0 blocks until a child ends.
+        let pid = unsafe { waitpid(-1, &mut status, 0) };
+        if pid < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok((pid, status))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_follow_the_shell_convention() {
+        assert_eq!(exit_code(0), 0);
+        assert_eq!(exit_code(3 << 8), 3);
+        assert_eq!(exit_code(9), 137, "killed by SIGKILL");
+        assert_eq!(exit_code(15), 143, "killed by SIGTERM");
+    }
+
+    #[test]
+    fn only_provided_selects_the_package_bootstrap() {
+        assert_eq!(bootstrap_path(Some("provided")), PROVIDED_BOOTSTRAP);
+        assert_eq!(bootstrap_path(None), MANAGED_BOOTSTRAP);
+        assert_eq!(bootstrap_path(Some("python")), MANAGED_BOOTSTRAP);
+        assert_eq!(bootstrap_path(Some("/bin/evil")), MANAGED_BOOTSTRAP);
+    }
+
+    #[test]
+    fn relay_copies_both_ways_and_half_closes() {
+        use std::io::{Read, Write};
+        let dir = std::env::temp_dir().join(format!("fresco-shim-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("s.sock");
+        let _ = std::fs::remove_file(&path);
+        let agent = std::os::unix::net::UnixListener::bind(&path).expect("bind unix");
+        let tcp_listener = TcpListener::bind("127.0.0.1:0").expect("bind tcp");
+        let addr = tcp_listener.local_addr().expect("addr");
+        let relay_path = path.to_str().expect("utf-8 path").to_owned();
+        let relayer = thread::spawn(move || {
+            let (tcp, _) = tcp_listener.accept().expect("accept");
+            relay(tcp, &relay_path)
+        });
+        let mut client = TcpStream::connect(addr).expect("client");
+        let (mut server, _) = agent.accept().expect("agent accept");
+        client.write_all(b"GET /x HTTP/1.1\r\n\r\n").expect("write");
+        client.shutdown(Shutdown::Write).expect("half close");
+        let mut request = Vec::new();
+        server.read_to_end(&mut request).expect("read request");
+        assert_eq!(request, b"GET /x HTTP/1.1\r\n\r\n");
+        server
+            .write_all(b"HTTP/1.1 200 OK\r\n\r\n")
+            .expect("answer");
+        drop(server);
+        let mut answer = Vec::new();
+        client.read_to_end(&mut answer).expect("read answer");
+        assert_eq!(answer, b"HTTP/1.1 200 OK\r\n\r\n");
+        relayer
+            .join()
+            .expect("relayer")
+            .expect("relay ends cleanly");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,337 @@
+//! A recording fake of the container engine for unit tests. "Starting" a container runs a
+//! scripted Lambda runtime (chosen by the container's `_HANDLER`) against the real Runtime
+//! API socket, so the agent's logic above the engine is exercised end to end without Docker.
+//!
+//! Scripts: `echo` answers the event; `fail` reports an error; `sleep` never answers;
+//! `oom` / `crash` stop the container (OOM-killed / exit 1); `init_error` reports an init
+//! failure; `wrong_id` first answers with a wrong request id, then with the right one and the
+//! status it got; `log` prints a line before answering.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use super::{ContainerEngine, ContainerSpec, EngineError, ExitInfo, LogStream};
+
+struct FakeContainer {
+    spec: ContainerSpec,
+    exit: watch::Sender<Option<ExitInfo>>,
+    logs_tx: mpsc::UnboundedSender<Bytes>,
+    logs_rx: Option<mpsc::UnboundedReceiver<Bytes>>,
+    runtime: Option<JoinHandle<()>>,
+}
+
+#[derive(Default)]
+pub struct FakeEngine {
+    calls: Mutex<Vec<String>>,
+    containers: Mutex<HashMap<String, FakeContainer>>,
+    /// Containers "left from a previous run": id → labels.
+    pub leftovers: Mutex<HashMap<String, BTreeMap<String, String>>>,
+    next_id: AtomicU64,
+}
+
+impl FakeEngine {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every engine call so far, e.g. `create fresco-…`, `start c1`, `remove c1`.
+    pub fn calls(&self) -> Vec<String> {
+        self.calls.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn count(&self, verb: &str) -> usize {
+        self.calls()
+            .iter()
+            .filter(|c| c.split(' ').next() == Some(verb))
+            .count()
+    }
+
+    /// The spec of the container created last.
+    pub fn last_spec(&self) -> Option<ContainerSpec> {
+        let containers = self.containers.lock().unwrap_or_else(|e| e.into_inner());
+        let mut all: Vec<(&String, &FakeContainer)> = containers.iter().collect();
+        all.sort_by_key(|(id, _)| id[1..].parse::<u64>().unwrap_or(0));
+        all.last().map(|(_, c)| c.spec.clone())
+    }
+
+    /// Containers that exist now.
+    pub fn live(&self) -> usize {
+        self.containers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+    }
+
+    fn record(&self, call: String) {
+        self.calls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(call);
+    }
+}
+
+impl ContainerEngine for FakeEngine {
+    async fn create(&self, spec: &ContainerSpec) -> Result<String, EngineError> {
+        self.record(format!("create {}", spec.name));
+        if spec.image == "missing" {
+            return Err(EngineError::NoSuchImage(spec.image.clone()));
+        }
+        let id = format!("c{}", self.next_id.fetch_add(1, Ordering::SeqCst));
+        let (logs_tx, logs_rx) = mpsc::unbounded_channel();
+        self.containers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(
+                id.clone(),
+                FakeContainer {
+                    spec: spec.clone(),
+                    exit: watch::channel(None).0,
+                    logs_tx,
+                    logs_rx: Some(logs_rx),
+                    runtime: None,
+                },
+            );
+        Ok(id)
+    }
+
+    async fn attach(&self, id: &str) -> Result<LogStream, EngineError> {
+        self.record(format!("attach {id}"));
+        let mut containers = self.containers.lock().unwrap_or_else(|e| e.into_inner());
+        let container = containers
+            .get_mut(id)
+            .ok_or_else(|| EngineError::NoSuchContainer(id.to_owned()))?;
+        let mut rx = container
+            .logs_rx
+            .take()
+            .ok_or_else(|| EngineError::Docker("attached twice".to_owned()))?;
+        Ok(Box::pin(futures_util::stream::poll_fn(move |cx| {
+            rx.poll_recv(cx)
+        })))
+    }
+
+    async fn start(&self, id: &str) -> Result<(), EngineError> {
+        self.record(format!("start {id}"));
+        let mut containers = self.containers.lock().unwrap_or_else(|e| e.into_inner());
+        let container = containers
+            .get_mut(id)
+            .ok_or_else(|| EngineError::NoSuchContainer(id.to_owned()))?;
+        let env: HashMap<String, String> = container
+            .spec
+            .env
+            .iter()
+            .filter_map(|e| e.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        let socket = container
+            .spec
+            .mounts
+            .iter()
+            .find(|m| m.container == crate::container::SOCKET_DIR_IN_CONTAINER)
+            .map(|m| m.host.join(crate::container::SOCKET_NAME))
+            .ok_or_else(|| EngineError::Docker("no socket mount".to_owned()))?;
+        let script = env.get("_HANDLER").cloned().unwrap_or_default();
+        let exit = container.exit.clone();
+        let logs = container.logs_tx.clone();
+        container.runtime = Some(tokio::spawn(fake_runtime(script, socket, exit, logs)));
+        Ok(())
+    }
+
+    async fn wait(&self, id: &str) -> Result<ExitInfo, EngineError> {
+        let mut rx = {
+            let containers = self.containers.lock().unwrap_or_else(|e| e.into_inner());
+            containers
+                .get(id)
+                .ok_or_else(|| EngineError::NoSuchContainer(id.to_owned()))?
+                .exit
+                .subscribe()
+        };
+        let exit = rx
+            .wait_for(Option::is_some)
+            .await
+            .map_err(|_| EngineError::NoSuchContainer(id.to_owned()))?;
+        (*exit).ok_or_else(|| EngineError::NoSuchContainer(id.to_owned()))
+    }
+
+    async fn remove(&self, id: &str) -> Result<(), EngineError> {
+        self.record(format!("remove {id}"));
+        if let Some(container) = self
+            .containers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id)
+        {
+            if let Some(runtime) = container.runtime {
+                runtime.abort();
+            }
+            container.exit.send_if_modified(|e| {
+                if e.is_none() {
+                    *e = Some(ExitInfo {
+                        exit_code: 137,
+                        oom_killed: false,
+                    });
+                    true
+                } else {
+                    false
+                }
+            });
+        }
+        self.leftovers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+        Ok(())
+    }
+
+    async fn list_labelled(&self, label: &str, value: &str) -> Result<Vec<String>, EngineError> {
+        let mut ids: Vec<String> = self
+            .containers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|(_, c)| c.spec.labels.get(label).map(String::as_str) == Some(value))
+            .map(|(id, _)| id.clone())
+            .collect();
+        ids.extend(
+            self.leftovers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .filter(|(_, labels)| labels.get(label).map(String::as_str) == Some(value))
+                .map(|(id, _)| id.clone()),
+        );
+        Ok(ids)
+    }
+
+    async fn images(&self) -> Result<Vec<String>, EngineError> {
+        Ok(vec!["fresco/python3:dev".to_owned()])
+    }
+
+    fn take_peak_memory(&self, _id: &str) -> Option<u64> {
+        Some(42 * 1024 * 1024)
+    }
+}
+
+/// A minimal HTTP/1.1 exchange over the container's socket (one request per connection).
+pub async fn http(
+    socket: &Path,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> std::io::Result<(u16, HashMap<String, String>, Vec<u8>)> {
+    let mut stream = tokio::net::UnixStream::connect(socket).await?;
+    let head = format!(
+        "{method} /2018-06-01/runtime{path} HTTP/1.1\r\nHost: runtime\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(body).await?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await?;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other("no header end"))?;
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other("bad status line"))?;
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    Ok((status, headers, raw[split + 4..].to_vec()))
+}
+
+async fn fake_runtime(
+    script: String,
+    socket: PathBuf,
+    exit: watch::Sender<Option<ExitInfo>>,
+    logs: mpsc::UnboundedSender<Bytes>,
+) {
+    let stop = |code: i64, oom: bool| {
+        exit.send_replace(Some(ExitInfo {
+            exit_code: code,
+            oom_killed: oom,
+        }));
+    };
+    if script == "init_error" {
+        let body =
+            br#"{"errorType":"Runtime.ImportModuleError","errorMessage":"no module named main"}"#;
+        let _ = http(&socket, "POST", "/init/error", body).await;
+        stop(1, false);
+        return;
+    }
+    loop {
+        let Ok((200, headers, event)) = http(&socket, "GET", "/invocation/next", b"").await else {
+            stop(2, false);
+            return;
+        };
+        let id = headers
+            .get("lambda-runtime-aws-request-id")
+            .cloned()
+            .unwrap_or_default();
+        let respond = |body: Vec<u8>| {
+            let socket = socket.clone();
+            let id = id.clone();
+            async move {
+                http(
+                    &socket,
+                    "POST",
+                    &format!("/invocation/{id}/response"),
+                    &body,
+                )
+                .await
+            }
+        };
+        match script.as_str() {
+            "echo" => {
+                let _ = respond(event).await;
+            }
+            "log" => {
+                let _ = logs.send(Bytes::from(format!(
+                    "log line {}\n",
+                    String::from_utf8_lossy(&event)
+                )));
+                let _ = respond(b"\"logged\"".to_vec()).await;
+            }
+            "fail" => {
+                let body = br#"{"errorType":"ValueError","errorMessage":"boom","stackTrace":["  File \"main.py\", line 2"]}"#;
+                let _ = http(&socket, "POST", &format!("/invocation/{id}/error"), body).await;
+            }
+            "wrong_id" => {
+                let wrong = http(&socket, "POST", "/invocation/not-the-id/response", b"1")
+                    .await
+                    .map(|r| r.0)
+                    .unwrap_or(0);
+                let _ = respond(format!("{{\"wrong_id_status\":{wrong}}}").into_bytes()).await;
+            }
+            "headers" => {
+                let body = serde_json::json!({
+                    "deadline": headers.get("lambda-runtime-deadline-ms"),
+                    "arn": headers.get("lambda-runtime-invoked-function-arn"),
+                    "trace": headers.get("lambda-runtime-trace-id"),
+                });
+                let _ = respond(body.to_string().into_bytes()).await;
+            }
+            "sleep" => std::future::pending::<()>().await,
+            "oom" => {
+                stop(137, true);
+                return;
+            }
+            _ => {
+                stop(1, false);
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! The container engine behind a trait: the bollard implementation talks to Docker, the
+//! recording fake (`fake`) stands in for it in unit tests.
+
+pub mod docker;
+#[cfg(test)]
+pub mod fake;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+
+use bytes::Bytes;
+use futures_util::Stream;
+
+pub use docker::DockerEngine;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("image {0} is not present on this node")]
+    NoSuchImage(String),
+    #[error("no such container {0}")]
+    NoSuchContainer(String),
+    #[error("docker: {0}")]
+    Docker(String),
+}
+
+/// A host directory or file made visible inside the container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindMount {
+    pub host: PathBuf,
+    pub container: String,
+    pub read_only: bool,
+}
+
+/// Everything the engine needs to create one hardened function container (plain data).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerSpec {
+    pub name: String,
+    pub image: String,
+    pub entrypoint: Vec<String>,
+    /// `KEY=value` entries.
+    pub env: Vec<String>,
+    /// `uid:gid`.
+    pub user: String,
+    pub labels: BTreeMap<String, String>,
+    /// Whether the container gets a network beyond its own loopback.
+    pub network: bool,
+    pub memory_bytes: i64,
+    pub cpu_shares: i64,
+    pub pids_limit: i64,
+    pub tmpfs_mb: u64,
+    pub mounts: Vec<BindMount>,
+}
+
+/// How a container ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExitInfo {
+    pub exit_code: i64,
+    pub oom_killed: bool,
+}
+
+/// The container's merged stdout and stderr, as it is produced.
+pub type LogStream = Pin<Box<dyn Stream<Item = Bytes> + Send>>;
+
+/// What the agent asks of a container engine. Every method is one engine operation.
+pub trait ContainerEngine: Send + Sync + 'static {
+    /// Creates a container; returns its id.
+    fn create(
+        &self,
+        spec: &ContainerSpec,
+    ) -> impl Future<Output = Result<String, EngineError>> + Send;
+    /// Attaches to stdout/stderr; call before `start` to miss nothing.
+    fn attach(&self, id: &str) -> impl Future<Output = Result<LogStream, EngineError>> + Send;
+    fn start(&self, id: &str) -> impl Future<Output = Result<(), EngineError>> + Send;
+    /// Resolves when the container has stopped.
+    fn wait(&self, id: &str) -> impl Future<Output = Result<ExitInfo, EngineError>> + Send;
+    /// Kills and removes the container (with anonymous volumes); a missing one is fine.
+    fn remove(&self, id: &str) -> impl Future<Output = Result<(), EngineError>> + Send;
+    /// Ids of the containers (running or not) carrying `label=value`.
+    fn list_labelled(
+        &self,
+        label: &str,
+        value: &str,
+    ) -> impl Future<Output = Result<Vec<String>, EngineError>> + Send;
+    /// `repository:tag` of the images on the node.
+    fn images(&self) -> impl Future<Output = Result<Vec<String>, EngineError>> + Send;
+    /// Peak memory use of a running container in bytes since the last reset, where the
+    /// engine can tell; resets the peak for the next invocation.
+    fn take_peak_memory(&self, id: &str) -> Option<u64>;
+}

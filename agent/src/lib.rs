@@ -1,0 +1,22 @@
+//! fresco-agent: runs functions in hardened Docker containers on one compute node.
+//!
+//! - `service` is the core: verify a ticket, find or start a container, hand it the event,
+//!   wait for the outcome. It knows nothing about HTTP.
+//! - `http` is the thin actix-web adapter in front of it (`POST /v1/run`, `GET /healthcheck`).
+//! - `engine` hides Docker behind the `ContainerEngine` trait (bollard, and a recording fake
+//!   for unit tests); `container` turns a `FunctionSpec` into a hardened container.
+//! - `runtime_api` serves the AWS Lambda Runtime API to one container over its unix socket.
+//! - `pool` is the warm-pool and capacity bookkeeping (plain data, no I/O).
+//! - `code` fetches, verifies and unpacks code packages, once per node.
+//! - `heartbeat` reports capacity and warm pools to the schedulers.
+
+pub mod code;
+pub mod config;
+pub mod container;
+pub mod engine;
+pub mod heartbeat;
+pub mod http;
+pub mod logs;
+pub mod pool;
+pub mod runtime_api;
+pub mod service;
