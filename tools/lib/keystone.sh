@@ -36,7 +36,7 @@ export KEYSTONE_PORT KEYSTONE_VENV KEYSTONE_ENV_FILE KEYSTONE_URL
 
 keystone_pidfile() { echo "$KEYSTONE_DIR/uwsgi-${KEYSTONE_PORT}.pid"; }
 
-keystone_answers() { curl -fsS --max-time 2 -o /dev/null "$KEYSTONE_URL"; }
+keystone_answers() { curl -fsS --max-time 2 -o /dev/null "$KEYSTONE_URL" 2>/dev/null; }
 
 # keystone_password NAME: the password of a seeded user (stable for this state dir).
 keystone_password() {
@@ -86,6 +86,9 @@ key_repository = $KEYSTONE_DIR/fernet-keys
 key_repository = $KEYSTONE_DIR/credential-keys
 [cache]
 enabled = false
+[identity]
+# Dev and tests only: cheap bcrypt keeps seeding and service authentication fast.
+password_hash_rounds = 4
 EOF
     fi
     [ -f "$KEYSTONE_DIR/bootstrapped" ] && return 0
@@ -113,11 +116,14 @@ keystone_start() {
             die "something else answers on 127.0.0.1:$KEYSTONE_PORT; set KEYSTONE_PORT"
         fi
         say "starting Keystone on $KEYSTONE_URL"
+        # uwsgi's --http-socket closes every connection after its answer without saying so;
+        # "Connection: close" tells clients not to reuse it (or their next request is reset).
         rm -f "$pidfile"
         OS_KEYSTONE_CONFIG_FILES="$KEYSTONE_CONF" "$KEYSTONE_VENV/bin/uwsgi" \
             --http-socket "127.0.0.1:$KEYSTONE_PORT" \
-            --wsgi-file "$("$KEYSTONE_VENV/bin/python" -c 'import keystone.wsgi.api as m; print(m.__file__)')" \
+            --wsgi-file "$("$KEYSTONE_VENV/bin/python" -c 'import keystone.wsgi.api as m; print(m.__file__)' 2>/dev/null)" \
             --master --processes 2 --die-on-term --no-orphans --need-app \
+            --add-header 'Connection: close' \
             --pidfile "$pidfile" --daemonize "$FRESCO_STATE/logs/keystone-uwsgi-$KEYSTONE_PORT.log" \
             || die "uwsgi did not start (see $FRESCO_STATE/logs/keystone-uwsgi-$KEYSTONE_PORT.log)"
     fi
@@ -162,10 +168,21 @@ ks() {
     curl "${args[@]}" "$KEYSTONE_URL$2"
 }
 
+# lookup KIND NAME: the id of NAME in the listing of KIND (users, projects, roles) read once.
+lookup() {
+    local listing
+    case $1 in
+        users) listing=$SEED_USERS ;;
+        projects) listing=$SEED_PROJECTS ;;
+        roles) listing=$SEED_ROLES ;;
+    esac
+    printf '%s' "$listing" | json "next((x['id'] for x in d['$1'] if x['name'] == '$2'), '')"
+}
+
 # ensure_named KIND NAME BODY: prints the id of the project or user NAME, creating it if needed.
 ensure_named() {
     local kind=$1 name=$2 body=$3 id
-    id=$(ks GET "/${kind}s?name=$name&domain_id=default" | json "d['${kind}s'][0]['id'] if d['${kind}s'] else ''")
+    id=$(lookup "${kind}s" "$name")
     if [ -z "$id" ]; then
         id=$(ks POST "/${kind}s" "{\"$kind\": $body}" | json "d['$kind']['id']") || die "cannot create $kind $name"
     fi
@@ -173,14 +190,19 @@ ensure_named() {
 }
 
 role_id() {
-    ks GET "/roles?name=$1" | json "d['roles'][0]['id']" || die "role $1 missing"
+    local id
+    id=$(lookup roles "$1")
+    [ -n "$id" ] || die "role $1 missing"
+    echo "$id"
 }
 
-# ensure_user NAME PROJECT_ID ROLE_ID: the user exists (with its derived password) and holds ROLE there.
+# ensure_user NAME PROJECT_ID ROLE_ID: the user exists (with its derived password) and holds
+# ROLE there; prints its id.
 ensure_user() {
     local id
     id=$(ensure_named user "$1" "{\"name\": \"$1\", \"domain_id\": \"default\", \"password\": \"$(keystone_password "$1")\"}")
     ks PUT "/projects/$2/users/$id/roles/$3" >/dev/null || die "cannot grant role to $1"
+    echo "$id"
 }
 
 keystone_seed() {
@@ -193,7 +215,10 @@ keystone_seed() {
     say "seeding Keystone (service users, test projects and users)"
     ADMIN_TOKEN=$(keystone_issue admin "$(keystone_password admin)" admin)
     [ -n "$ADMIN_TOKEN" ] || die "cannot authenticate as admin on $KEYSTONE_URL"
-    local service reader member admin project id env
+    local service reader member admin project id env reauth
+    SEED_USERS=$(ks GET '/users?domain_id=default')
+    SEED_PROJECTS=$(ks GET '/projects?domain_id=default')
+    SEED_ROLES=$(ks GET '/roles')
     service=$(role_id service)
     reader=$(role_id reader)
     member=$(role_id member)
@@ -204,29 +229,29 @@ keystone_seed() {
         echo "KEYSTONE_URL=$KEYSTONE_URL"
         echo "KEYSTONE_PORT=$KEYSTONE_PORT"
         echo "KEYSTONE_SCRIPT=$KEYSTONE_SCRIPT"
+        echo "FRESCO_STATE=$FRESCO_STATE"
         echo "KEYSTONE_ADMIN_USER=admin"
         echo "KEYSTONE_ADMIN_PASSWORD=$(keystone_password admin)"
         echo "KEYSTONE_ADMIN_PROJECT=admin"
     } >"$env"
     id=$(ensure_named project service '{"name": "service", "domain_id": "default", "description": "OpenStack services"}')
-    for user in fresco fresco-reauth; do
-        ensure_user "$user" "$id" "$service"
-    done
+    ensure_user fresco "$id" "$service" >/dev/null
+    reauth=$(ensure_user fresco-reauth "$id" "$service")
     {
         echo "FRESCO_SERVICE_PROJECT=service"
         echo "FRESCO_SERVICE_USER=fresco"
         echo "FRESCO_SERVICE_PASSWORD=$(keystone_password fresco)"
         echo "FRESCO_REAUTH_USER=fresco-reauth"
-        echo "FRESCO_REAUTH_USER_ID=$(ks GET '/users?name=fresco-reauth' | json "d['users'][0]['id']")"
+        echo "FRESCO_REAUTH_USER_ID=$reauth"
         echo "FRESCO_REAUTH_PASSWORD=$(keystone_password fresco-reauth)"
     } >>"$env"
     for project in a b; do
         id=$(ensure_named project "fresco-test-$project" "{\"name\": \"fresco-test-$project\", \"domain_id\": \"default\"}")
         echo "FRESCO_TEST_PROJECT_${project^^}=fresco-test-$project" >>"$env"
         echo "FRESCO_TEST_PROJECT_${project^^}_ID=$id" >>"$env"
-        ensure_user "fresco-test-$project-reader" "$id" "$reader"
-        ensure_user "fresco-test-$project-member" "$id" "$member"
-        ensure_user "fresco-test-$project-admin" "$id" "$admin"
+        ensure_user "fresco-test-$project-reader" "$id" "$reader" >/dev/null
+        ensure_user "fresco-test-$project-member" "$id" "$member" >/dev/null
+        ensure_user "fresco-test-$project-admin" "$id" "$admin" >/dev/null
         for role in reader member admin; do
             {
                 echo "FRESCO_TEST_${project^^}_${role^^}_USER=fresco-test-$project-$role"

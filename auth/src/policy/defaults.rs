@@ -1,0 +1,279 @@
+//! Every policy default, in one place: one named rule per API action (Nova style), with what
+//! it guards, plus the base rules they are written in. An operator overrides any of them in
+//! `[oslo_policy] policy_file`; `fresco-api --print-default-policy` prints this table as YAML.
+//!
+//! Personas (OpenStack secure RBAC): a project's **reader** lists and shows in its project, its
+//! **member** may also create, update, delete and invoke, an **admin** manages runtimes and
+//! quotas and acts across projects. Keystone expands implied roles (admin → member → reader),
+//! so the rules name only the least role an action needs.
+//!
+//! The target of each rule is the object acted on: its `project_id` (for lists and creations,
+//! the project listed or created in, normally the caller's own) and, where it has one, the
+//! owning `user_id`. Runtimes are platform objects: `runtime:list` and `runtime:show` are
+//! checked against the caller's own project; which runtimes it sees (public ones and its
+//! project's private ones) is the data layer's filter.
+
+/// A method and path template a rule guards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Operation {
+    pub method: &'static str,
+    pub path: &'static str,
+}
+
+/// The default of one rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RuleDefault {
+    pub name: &'static str,
+    /// The rule in the oslo.policy language.
+    pub check: &'static str,
+    pub description: &'static str,
+    /// What the rule guards; empty for base rules.
+    pub operations: &'static [Operation],
+}
+
+const fn op(method: &'static str, path: &'static str) -> Operation {
+    Operation { method, path }
+}
+
+const fn base(name: &'static str, check: &'static str, description: &'static str) -> RuleDefault {
+    RuleDefault {
+        name,
+        check,
+        description,
+        operations: &[],
+    }
+}
+
+const fn action(
+    name: &'static str,
+    check: &'static str,
+    description: &'static str,
+    operations: &'static [Operation],
+) -> RuleDefault {
+    RuleDefault {
+        name,
+        check,
+        description,
+        operations,
+    }
+}
+
+const ADMIN: &str = "rule:admin_required";
+const READER: &str = "rule:project_reader_or_admin";
+const MEMBER: &str = "rule:project_member_or_admin";
+
+const FUNCTION: &str = "/v1/functions/{function_id}";
+const VERSIONS: &str = "/v1/functions/{function_id}/versions";
+const VERSION: &str = "/v1/functions/{function_id}/versions/{version}";
+const ALIASES: &str = "/v1/functions/{function_id}/aliases";
+const ALIAS: &str = "/v1/functions/{function_id}/aliases/{name}";
+
+/// Every default rule: the base rules first, then one per API action.
+pub const DEFAULT_RULES: &[RuleDefault] = &[
+    base("admin_required", "role:admin", "Base rule: the caller is an administrator"),
+    base(
+        "project_reader",
+        "role:reader and project_id:%(project_id)s",
+        "Base rule: the caller reads in the target's project",
+    ),
+    base(
+        "project_member",
+        "role:member and project_id:%(project_id)s",
+        "Base rule: the caller is a member of the target's project",
+    ),
+    base(
+        "project_reader_or_admin",
+        "rule:project_reader or rule:admin_required",
+        "Base rule: a reader of the target's project, or an administrator",
+    ),
+    base(
+        "project_member_or_admin",
+        "rule:project_member or rule:admin_required",
+        "Base rule: a member of the target's project, or an administrator",
+    ),
+    action(
+        "all_projects",
+        ADMIN,
+        "See every project's objects: pass all_projects=true (and project_id=...) to lists, or name another project",
+        &[
+            op("GET", "/v1/functions?all_projects=true"),
+            op("GET", "/v1/executions?all_projects=true"),
+            op("GET", "/v1/runtimes?all_projects=true"),
+        ],
+    ),
+    // Runtimes.
+    action("runtime:create", ADMIN, "Create a runtime", &[op("POST", "/v1/runtimes")]),
+    action(
+        "runtime:list",
+        READER,
+        "List runtimes (public ones and the caller's project's private ones); target: the caller's project",
+        &[op("GET", "/v1/runtimes")],
+    ),
+    action(
+        "runtime:show",
+        READER,
+        "Show a runtime; target: the caller's project",
+        &[op("GET", "/v1/runtimes/{runtime_id}")],
+    ),
+    action(
+        "runtime:update",
+        ADMIN,
+        "Update a runtime",
+        &[op("PATCH", "/v1/runtimes/{runtime_id}")],
+    ),
+    action(
+        "runtime:delete",
+        ADMIN,
+        "Delete a runtime",
+        &[op("DELETE", "/v1/runtimes/{runtime_id}")],
+    ),
+    // Functions.
+    action("function:create", MEMBER, "Create a function", &[op("POST", "/v1/functions")]),
+    action("function:list", READER, "List functions", &[op("GET", "/v1/functions")]),
+    action("function:show", READER, "Show a function", &[op("GET", FUNCTION)]),
+    action(
+        "function:update",
+        MEMBER,
+        "Update a function's settings or upload its code",
+        &[op("PATCH", FUNCTION), op("PUT", "/v1/functions/{function_id}/code")],
+    ),
+    action(
+        "function:delete",
+        MEMBER,
+        "Delete a function with its versions and aliases",
+        &[op("DELETE", FUNCTION)],
+    ),
+    action(
+        "function:download",
+        READER,
+        "Download a function's code package",
+        &[op("GET", "/v1/functions/{function_id}/code")],
+    ),
+    action(
+        "function:invoke",
+        MEMBER,
+        "Invoke a function, synchronously or asynchronously",
+        &[op("POST", "/v1/functions/{function_id}/invoke")],
+    ),
+    // Versions.
+    action(
+        "function_version:create",
+        MEMBER,
+        "Publish a version of a function",
+        &[op("POST", VERSIONS)],
+    ),
+    action(
+        "function_version:list",
+        READER,
+        "List a function's versions",
+        &[op("GET", VERSIONS)],
+    ),
+    action(
+        "function_version:show",
+        READER,
+        "Show a function version",
+        &[op("GET", VERSION)],
+    ),
+    action(
+        "function_version:delete",
+        MEMBER,
+        "Delete a function version",
+        &[op("DELETE", VERSION)],
+    ),
+    // Aliases.
+    action(
+        "function_alias:create",
+        MEMBER,
+        "Create an alias of a function",
+        &[op("POST", ALIASES)],
+    ),
+    action(
+        "function_alias:list",
+        READER,
+        "List a function's aliases",
+        &[op("GET", ALIASES)],
+    ),
+    action("function_alias:show", READER, "Show an alias", &[op("GET", ALIAS)]),
+    action(
+        "function_alias:update",
+        MEMBER,
+        "Update an alias (its version and traffic split)",
+        &[op("PATCH", ALIAS)],
+    ),
+    action("function_alias:delete", MEMBER, "Delete an alias", &[op("DELETE", ALIAS)]),
+    // Executions.
+    action("execution:list", READER, "List executions", &[op("GET", "/v1/executions")]),
+    action(
+        "execution:show",
+        READER,
+        "Show an execution",
+        &[op("GET", "/v1/executions/{execution_id}")],
+    ),
+    action(
+        "execution:log",
+        READER,
+        "Read an execution's captured output",
+        &[op("GET", "/v1/executions/{execution_id}/log")],
+    ),
+    action(
+        "execution:delete",
+        MEMBER,
+        "Delete a finished execution's record",
+        &[op("DELETE", "/v1/executions/{execution_id}")],
+    ),
+    // Quotas and usage.
+    action(
+        "quota:show",
+        READER,
+        "Show a project's quotas and usage: a reader of that project, or an administrator for any",
+        &[op("GET", "/v1/quotas/{project_id}")],
+    ),
+    action(
+        "quota:update",
+        ADMIN,
+        "Set a project's quotas",
+        &[op("PUT", "/v1/quotas/{project_id}")],
+    ),
+    action(
+        "quota:delete",
+        ADMIN,
+        "Reset a project's quotas to the defaults",
+        &[op("DELETE", "/v1/quotas/{project_id}")],
+    ),
+    action(
+        "usage:show",
+        READER,
+        "Show a project's usage (target: ?project_id=, default the caller's)",
+        &[op("GET", "/v1/usage")],
+    ),
+    // Agents.
+    action("agent:list", ADMIN, "List compute agents", &[op("GET", "/v1/agents")]),
+];
+
+/// The effective default policy as YAML, every rule commented out with its description and
+/// the operations it guards: a policy file template.
+pub fn default_policy_yaml() -> String {
+    let mut out = String::from(
+        "# Fresco policy defaults, generated by `fresco-api --print-default-policy`.\n\
+         # Uncomment a rule in /etc/fresco/policy.yaml ([oslo_policy] policy_file) to override it.\n\
+         # Grammar (oslo.policy): role:NAME, rule:NAME, project_id:%(project_id)s,\n\
+         # user_id:%(user_id)s, system_scope:all, and, or, not, (...), @ (always), ! (never);\n\
+         # an empty rule \"\" always passes.\n",
+    );
+    for rule in DEFAULT_RULES {
+        out.push_str(&format!("\n# {}\n", rule.description));
+        for op in rule.operations {
+            out.push_str(&format!("# {} {}\n", op.method, op.path));
+        }
+        out.push_str(&format!(
+            "#{}: {}\n",
+            yaml_quote(rule.name),
+            yaml_quote(rule.check)
+        ));
+    }
+    out
+}
+
+fn yaml_quote(text: &str) -> String {
+    format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
+}
