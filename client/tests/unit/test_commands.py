@@ -1,7 +1,6 @@
 """The osc command classes: argument parsing, requests sent, output (table and json)."""
 
 import json
-import os
 
 import pytest
 from osc_lib import exceptions as osc_exc

@@ -8,7 +8,6 @@ import sys
 from osc_lib.command import command
 from osc_lib import exceptions as osc_exc
 
-from frescoclient import exceptions
 from frescoclient import packaging
 from frescoclient.osc.v1 import common
 
