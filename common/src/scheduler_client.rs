@@ -1,0 +1,461 @@
+//! The client fresco-api and fresco-agent use to talk to fresco-scheduler (feature
+//! `scheduler-client`).
+//!
+//! - The API asks for placements ([`SchedulerClient::place`]) and ends leases
+//!   ([`SchedulerClient::release`], [`SchedulerClient::release_in_background`]) with a
+//!   control-plane token signed by the ticket key.
+//! - Agents report with [`SchedulerClient::heartbeat`], signed with the shared agent secret;
+//!   heartbeats go to every configured scheduler so that standbys stay warm.
+//!
+//! Several schedulers may be configured (`[scheduler] urls`): one is active, the others answer
+//! 503 with the header `x-fresco-scheduler-role: standby`. The client remembers which one
+//! answered last and fails over to the next one when the remembered one is unreachable or
+//! standing by. Connections are pooled and kept alive, and control-plane tokens are cached,
+//! so a placement costs one loopback round trip.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::StatusCode;
+use uuid::Uuid;
+
+use crate::ticket::{AgentTokens, TicketError, TicketSigner};
+use crate::wire::{Heartbeat, Placement, PlacementRequest, Release};
+
+/// Header a scheduler sets on every answer: `active` or `standby`.
+pub const ROLE_HEADER: &str = "x-fresco-scheduler-role";
+
+/// Seconds a token the client signs stays valid; it is re-signed well before that.
+const TOKEN_TTL_S: i64 = 300;
+/// Age after which a cached token is replaced.
+const TOKEN_REFRESH: Duration = Duration::from_secs(240);
+
+/// Why a call to the schedulers failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SchedulerError {
+    /// The project is at its concurrency limit or over its per-minute rate (HTTP 429).
+    #[error("{message} (retry after {}s)", retry_after.as_secs())]
+    RateLimited {
+        retry_after: Duration,
+        message: String,
+    },
+    /// No agent has room for the execution (HTTP 503 from the active scheduler).
+    #[error("no capacity: {0}")]
+    NoCapacity(String),
+    /// No scheduler could be reached, or all of them stand by.
+    #[error("no scheduler available: {0}")]
+    Unavailable(String),
+    /// The scheduler refused the caller's token (HTTP 401 or 403).
+    #[error("scheduler refused the credentials: {0}")]
+    Unauthorized(String),
+    /// Any other answer.
+    #[error("scheduler answered {status}: {message}")]
+    Unexpected { status: u16, message: String },
+    /// The client could not sign its own token.
+    #[error("cannot sign a scheduler token: {0}")]
+    Token(#[from] TicketError),
+    /// The client was built without any URL, or with an invalid one.
+    #[error("invalid scheduler client configuration: {0}")]
+    Config(String),
+}
+
+/// Who the client speaks for.
+#[derive(Clone)]
+pub enum Credentials {
+    /// A control-plane service (e.g. `fresco-api`), which may ask for placements.
+    ControlPlane {
+        signer: Arc<TicketSigner>,
+        service: String,
+    },
+    /// An agent, which may only send heartbeats.
+    Agent {
+        tokens: Arc<AgentTokens>,
+        agent_id: String,
+    },
+}
+
+/// Timeouts of the client.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientOptions {
+    /// Time to establish a connection to one scheduler before trying the next.
+    pub connect_timeout: Duration,
+    /// Time for one whole request to one scheduler.
+    pub request_timeout: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_millis(500),
+            request_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A client of the schedulers; cheap to clone (clones share the connection pool).
+#[derive(Clone)]
+pub struct SchedulerClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    /// Base URLs without a trailing slash.
+    urls: Vec<String>,
+    /// Index into `urls` of the scheduler that answered last.
+    active: AtomicUsize,
+    credentials: Credentials,
+    token: Mutex<Option<(HeaderValue, Instant)>>,
+}
+
+impl SchedulerClient {
+    /// A client for `urls` (tried in order, starting with the last one that answered).
+    pub fn new(
+        urls: &[String],
+        credentials: Credentials,
+        options: ClientOptions,
+    ) -> Result<Self, SchedulerError> {
+        let urls: Vec<String> = urls
+            .iter()
+            .map(|u| u.trim().trim_end_matches('/').to_owned())
+            .filter(|u| !u.is_empty())
+            .collect();
+        if urls.is_empty() {
+            return Err(SchedulerError::Config("no scheduler urls".into()));
+        }
+        if let Some(bad) = urls
+            .iter()
+            .find(|u| !(u.starts_with("http://") || u.starts_with("https://")))
+        {
+            return Err(SchedulerError::Config(format!(
+                "scheduler url {bad:?} is not http(s)"
+            )));
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(options.connect_timeout)
+            .timeout(options.request_timeout)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(256)
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| SchedulerError::Config(format!("cannot build http client: {e}")))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                http,
+                urls,
+                active: AtomicUsize::new(0),
+                credentials,
+                token: Mutex::new(None),
+            }),
+        })
+    }
+
+    /// A client for a control-plane service (`service` names it, e.g. `fresco-api`).
+    pub fn for_control_plane(
+        urls: &[String],
+        signer: Arc<TicketSigner>,
+        service: &str,
+    ) -> Result<Self, SchedulerError> {
+        Self::new(
+            urls,
+            Credentials::ControlPlane {
+                signer,
+                service: service.to_owned(),
+            },
+            ClientOptions::default(),
+        )
+    }
+
+    /// A client for an agent's heartbeats.
+    pub fn for_agent(
+        urls: &[String],
+        tokens: Arc<AgentTokens>,
+        agent_id: &str,
+    ) -> Result<Self, SchedulerError> {
+        Self::new(
+            urls,
+            Credentials::Agent {
+                tokens,
+                agent_id: agent_id.to_owned(),
+            },
+            ClientOptions::default(),
+        )
+    }
+
+    /// The URL of the scheduler that answered last (or the first one configured).
+    pub fn active_url(&self) -> &str {
+        let i = self.inner.active.load(Ordering::Relaxed);
+        &self.inner.urls[i % self.inner.urls.len()]
+    }
+
+    /// Asks the active scheduler for a placement: an agent, a lease and a ticket for it.
+    pub async fn place(&self, request: &PlacementRequest) -> Result<Placement, SchedulerError> {
+        let body = serde_json::to_vec(request)
+            .map_err(|e| SchedulerError::Config(format!("cannot encode placement: {e}")))?;
+        let response = self.post_active("/v1/placements", body).await?;
+        match response.status() {
+            StatusCode::OK => {
+                response
+                    .json::<Placement>()
+                    .await
+                    .map_err(|e| SchedulerError::Unexpected {
+                        status: 200,
+                        message: format!("invalid placement body: {e}"),
+                    })
+            }
+            _ => Err(error_from(response).await),
+        }
+    }
+
+    /// Ends a lease on the active scheduler. An unknown lease (already expired or released)
+    /// counts as released.
+    pub async fn release(&self, lease_id: Uuid, release: &Release) -> Result<(), SchedulerError> {
+        let body = serde_json::to_vec(release)
+            .map_err(|e| SchedulerError::Config(format!("cannot encode release: {e}")))?;
+        let response = self
+            .post_active(&format!("/v1/placements/{lease_id}/release"), body)
+            .await?;
+        match response.status() {
+            StatusCode::NO_CONTENT | StatusCode::OK | StatusCode::NOT_FOUND => Ok(()),
+            _ => Err(error_from(response).await),
+        }
+    }
+
+    /// Ends a lease without waiting: spawns the call on the current tokio runtime and logs a
+    /// failure (the lease then expires on its own). Must be called inside a tokio runtime.
+    pub fn release_in_background(&self, lease_id: Uuid, release: Release) {
+        let client = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = client.release(lease_id, &release).await {
+                log::warn!("cannot release lease {lease_id}: {e}");
+            }
+        });
+    }
+
+    /// Sends an agent's heartbeat to every scheduler, so standbys know the agents when they
+    /// take over. Succeeds when at least one scheduler accepted it.
+    pub async fn heartbeat(&self, heartbeat: &Heartbeat) -> Result<(), SchedulerError> {
+        let body = bytes_of(heartbeat)?;
+        let auth = self.authorization()?;
+        let sends = self.inner.urls.iter().map(|url| {
+            let request = self
+                .inner
+                .http
+                .post(format!("{url}/v1/agents/heartbeat"))
+                .header(AUTHORIZATION, auth.clone())
+                .header(CONTENT_TYPE, "application/json")
+                .body(body.clone());
+            async move {
+                match request.send().await {
+                    Ok(r) if r.status() == StatusCode::NO_CONTENT => Ok(()),
+                    Ok(r) => Err(error_from(r).await),
+                    Err(e) => Err(SchedulerError::Unavailable(format!("{url}: {e}"))),
+                }
+            }
+        });
+        let results = futures_util::future::join_all(sends).await;
+        let mut first_error = None;
+        let mut accepted = false;
+        for (url, result) in self.inner.urls.iter().zip(results) {
+            match result {
+                Ok(()) => accepted = true,
+                Err(e) => {
+                    log::debug!("heartbeat to {url} failed: {e}");
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match (accepted, first_error) {
+            (true, _) | (false, None) => Ok(()),
+            (false, Some(e)) => Err(e),
+        }
+    }
+
+    /// POSTs `body` to the active scheduler, failing over to the next URL when one cannot be
+    /// reached or stands by. Returns the first answer of a scheduler that is not a standby.
+    async fn post_active(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+    ) -> Result<reqwest::Response, SchedulerError> {
+        let auth = self.authorization()?;
+        let body = bytes::Bytes::from(body);
+        let n = self.inner.urls.len();
+        let start = self.inner.active.load(Ordering::Relaxed);
+        let mut reasons = Vec::new();
+        for step in 0..n {
+            let index = (start + step) % n;
+            let url = &self.inner.urls[index];
+            let sent = self
+                .inner
+                .http
+                .post(format!("{url}{path}"))
+                .header(AUTHORIZATION, auth.clone())
+                .header(CONTENT_TYPE, "application/json")
+                .body(body.clone())
+                .send()
+                .await;
+            match sent {
+                Err(e) => reasons.push(format!("{url}: {e}")),
+                Ok(response) if is_standby(&response) => {
+                    reasons.push(format!("{url}: standby"));
+                }
+                Ok(response) => {
+                    if step != 0 {
+                        self.inner.active.store(index, Ordering::Relaxed);
+                    }
+                    return Ok(response);
+                }
+            }
+        }
+        Err(SchedulerError::Unavailable(reasons.join("; ")))
+    }
+
+    /// The `Authorization` header, from the cache while the token is fresh.
+    fn authorization(&self) -> Result<HeaderValue, SchedulerError> {
+        let mut cached = self
+            .inner
+            .token
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((value, signed_at)) = cached.as_ref() {
+            if signed_at.elapsed() < TOKEN_REFRESH {
+                return Ok(value.clone());
+            }
+        }
+        let token = match &self.inner.credentials {
+            Credentials::ControlPlane { signer, service } => {
+                signer.control_plane_token(service, TOKEN_TTL_S)?
+            }
+            Credentials::Agent { tokens, agent_id } => tokens.sign(agent_id, TOKEN_TTL_S)?,
+        };
+        let value = HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|e| SchedulerError::Config(format!("token is not a header value: {e}")))?;
+        *cached = Some((value.clone(), Instant::now()));
+        Ok(value)
+    }
+}
+
+fn bytes_of<T: serde::Serialize>(value: &T) -> Result<bytes::Bytes, SchedulerError> {
+    serde_json::to_vec(value)
+        .map(bytes::Bytes::from)
+        .map_err(|e| SchedulerError::Config(format!("cannot encode request: {e}")))
+}
+
+fn is_standby(response: &reqwest::Response) -> bool {
+    response.status() == StatusCode::SERVICE_UNAVAILABLE
+        && response
+            .headers()
+            .get(ROLE_HEADER)
+            .is_some_and(|v| v.as_bytes() == b"standby")
+}
+
+/// Turns a non-success answer into an error, reading the OpenStack-style error body.
+async fn error_from(response: reqwest::Response) -> SchedulerError {
+    let status = response.status();
+    let retry_after = response
+        .headers()
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or(Duration::from_secs(1), Duration::from_secs);
+    let text = response.text().await.unwrap_or_default();
+    let message = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| {
+            v.get("error")
+                .and_then(|e| e.get("message"))
+                .and_then(|m| m.as_str())
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| text.chars().take(200).collect());
+    match status {
+        StatusCode::TOO_MANY_REQUESTS => SchedulerError::RateLimited {
+            retry_after,
+            message,
+        },
+        StatusCode::SERVICE_UNAVAILABLE => SchedulerError::NoCapacity(message),
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => SchedulerError::Unauthorized(message),
+        _ => SchedulerError::Unexpected {
+            status: status.as_u16(),
+            message,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tokens() -> Arc<AgentTokens> {
+        Arc::new(AgentTokens::new("s3cret").expect("tokens"))
+    }
+
+    #[test]
+    fn urls_are_validated_and_normalised() {
+        assert!(matches!(
+            SchedulerClient::for_agent(&[], tokens(), "a"),
+            Err(SchedulerError::Config(_))
+        ));
+        assert!(matches!(
+            SchedulerClient::for_agent(&["127.0.0.1:8901".into()], tokens(), "a"),
+            Err(SchedulerError::Config(_))
+        ));
+        let client = SchedulerClient::for_agent(
+            &[
+                " http://127.0.0.1:8901/ ".into(),
+                "http://127.0.0.1:8911".into(),
+            ],
+            tokens(),
+            "a",
+        )
+        .expect("client");
+        assert_eq!(client.active_url(), "http://127.0.0.1:8901");
+    }
+
+    #[test]
+    fn agent_tokens_are_cached_and_name_the_agent() {
+        let tokens = tokens();
+        let client = SchedulerClient::for_agent(
+            &["http://127.0.0.1:8901".into()],
+            tokens.clone(),
+            "agent-7",
+        )
+        .expect("client");
+        let first = client.authorization().expect("token");
+        let second = client.authorization().expect("token");
+        assert_eq!(first, second, "the token is cached");
+        let text = first.to_str().expect("ascii");
+        let token = text.strip_prefix("Bearer ").expect("bearer");
+        assert_eq!(tokens.verify(token).expect("valid"), "agent-7");
+    }
+
+    #[tokio::test]
+    async fn unreachable_schedulers_are_unavailable() {
+        // Port 9 (discard) on loopback: nothing listens there in the test environment.
+        let client = SchedulerClient::new(
+            &["http://127.0.0.1:9".into(), "http://127.0.0.1:9/".into()],
+            Credentials::Agent {
+                tokens: tokens(),
+                agent_id: "a".into(),
+            },
+            ClientOptions {
+                connect_timeout: Duration::from_millis(200),
+                request_timeout: Duration::from_millis(500),
+            },
+        )
+        .expect("client");
+        let err = client
+            .release(Uuid::new_v4(), &Release { warm: true })
+            .await
+            .expect_err("nothing listens");
+        match err {
+            SchedulerError::Unavailable(reason) => {
+                assert_eq!(reason.matches("127.0.0.1:9").count(), 2, "{reason}")
+            }
+            other => panic!("unexpected error {other}"),
+        }
+    }
+}

@@ -1,0 +1,631 @@
+//! The async queue dispatcher, run by the active scheduler only.
+//!
+//! It wakes on `NOTIFY fresco_executions` (a dedicated LISTEN connection), on a poll timer
+//! (the safety net), and whenever one of its own executions ends. Each wake claims queued
+//! executions (`FOR UPDATE SKIP LOCKED`, oldest first) and places them in the same
+//! transaction, then calls the chosen agents concurrently, at most `max_in_flight` at once.
+//!
+//! Every accepted execution reaches a terminal state: an attempt ends with the agent's
+//! result, or is lost (the agent's connection failed, it answered 5xx, it went down, or no
+//! result came in time) and is queued again while attempts remain, else fails with the reason.
+//! Every state change after the claim is conditional on the execution still being `running`
+//! in the same attempt, so no attempt is recorded twice and no late answer overwrites a newer
+//! state. Exactly one of the attempt's task and the agent-down handler writes its end: the
+//! one that removes it from the in-flight table.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use fresco_common::ticket::TicketSigner;
+use fresco_common::wire::{FunctionSpec, RunRequest, RunResult, RunStatus};
+use serde_json::value::RawValue;
+use tokio::sync::{mpsc, watch, Notify};
+use tokio::task::AbortHandle;
+use uuid::Uuid;
+
+use crate::leader::Listener;
+use crate::placement::{Demand, Lease, PlaceError, Placer};
+use crate::storage::{Finish, Limits, Queued, Store, Verdict};
+
+/// How often running executions are checked against agent state and deadlines.
+const RECONCILE_INTERVAL: Duration = Duration::from_secs(2);
+/// Most attempt ends written in one transaction.
+const FINISH_BATCH: usize = 512;
+
+/// Settings of the dispatcher.
+#[derive(Debug, Clone)]
+pub struct DispatchConfig {
+    /// URL of the database, for the LISTEN connection.
+    pub database_url: String,
+    pub max_in_flight: usize,
+    pub batch_size: usize,
+    pub poll_interval: Duration,
+    pub max_attempts: i32,
+    /// Waited beyond a function's timeout for the agent's answer.
+    pub lease_grace: Duration,
+    pub ticket_ttl: Duration,
+    /// An agent unknown for this long after start is taken as down.
+    pub agent_down_time: Duration,
+    /// Limits of projects without their own quota rows.
+    pub defaults: Limits,
+}
+
+/// Counters of the dispatcher's work since start.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub dispatched: AtomicU64,
+    pub completed: AtomicU64,
+    pub requeued: AtomicU64,
+    pub failed: AtomicU64,
+}
+
+/// The dispatcher; cheap to clone.
+#[derive(Clone)]
+pub struct Dispatcher {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: DispatchConfig,
+    store: Store,
+    placer: Arc<Placer>,
+    signer: Arc<TicketSigner>,
+    http: reqwest::Client,
+    wake: Arc<Notify>,
+    in_flight: Mutex<HashMap<Uuid, Flight>>,
+    finished: mpsc::UnboundedSender<(Uuid, i32, Finish)>,
+    started: Instant,
+    stats: Stats,
+}
+
+struct Flight {
+    agent_id: Arc<str>,
+    attempt: i32,
+    lease_id: Uuid,
+    abort: Option<AbortHandle>,
+}
+
+/// A claimed execution, placed and ready to send.
+struct Prepared {
+    id: Uuid,
+    attempt: i32,
+    lease: Lease,
+    spec: FunctionSpec,
+    payload: Box<RawValue>,
+}
+
+/// How one call to an agent ended.
+enum Attempt {
+    Done(RunResult),
+    /// The attempt is lost; worth another one.
+    Lost(String),
+    /// The agent refused the execution itself; another attempt would fare no better.
+    Refused(String),
+}
+
+/// What becomes of an execution whose attempt number `attempt` was lost.
+pub fn after_lost_attempt(attempt: i32, max_attempts: i32, reason: &str) -> Finish {
+    if attempt < max_attempts {
+        Finish::Requeue
+    } else {
+        Finish::Fail(format!("{reason} (gave up after {attempt} attempts)"))
+    }
+}
+
+/// The event handed to the function: the stored input, `{}` when there is none.
+fn payload_of(input: Option<&[u8]>) -> Result<Box<RawValue>, String> {
+    let text = match input {
+        None | Some(b"") => "{}".to_owned(),
+        Some(bytes) => String::from_utf8(bytes.to_vec())
+            .map_err(|_| "stored input is not utf-8 text".to_owned())?,
+    };
+    RawValue::from_string(text).map_err(|e| format!("stored input is not json: {e}"))
+}
+
+impl Dispatcher {
+    /// A dispatcher, and the writer task that records attempt ends (spawned here; it lives
+    /// as long as the process).
+    pub fn new(
+        config: DispatchConfig,
+        store: Store,
+        placer: Arc<Placer>,
+        signer: Arc<TicketSigner>,
+    ) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(1))
+            .pool_max_idle_per_host(config.max_in_flight.max(1))
+            .tcp_nodelay(true)
+            .build()?;
+        let (finished, receiver) = mpsc::unbounded_channel();
+        let dispatcher = Self {
+            inner: Arc::new(Inner {
+                config,
+                store: store.clone(),
+                placer,
+                signer,
+                http,
+                wake: Arc::new(Notify::new()),
+                in_flight: Mutex::new(HashMap::new()),
+                finished,
+                started: Instant::now(),
+                stats: Stats::default(),
+            }),
+        };
+        tokio::spawn(write_finishes(store, receiver));
+        Ok(dispatcher)
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.inner.stats
+    }
+
+    /// Executions this scheduler is running right now.
+    pub fn in_flight(&self) -> usize {
+        self.inner.flights().len()
+    }
+
+    /// Runs the queue until `stop` turns true (this scheduler stopped being active). Attempts
+    /// already sent go on and are recorded.
+    pub async fn run(&self, mut stop: watch::Receiver<bool>) {
+        let inner = &self.inner;
+        let mut listener: Option<Listener> = None;
+        let mut last_reconcile: Option<Instant> = None;
+        log::info!("dispatcher started");
+        while !*stop.borrow() {
+            if listener.as_ref().is_none_or(|l| !l.is_alive()) {
+                match Listener::start(&inner.config.database_url, inner.wake.clone()).await {
+                    Ok(l) => listener = Some(l),
+                    Err(e) => log::warn!("cannot listen for queued executions: {e}"),
+                }
+            }
+            if last_reconcile.is_none_or(|t| t.elapsed() >= RECONCILE_INTERVAL) {
+                self.reconcile().await;
+                last_reconcile = Some(Instant::now());
+            }
+            self.fill().await;
+            tokio::select! {
+                _ = inner.wake.notified() => {}
+                _ = tokio::time::sleep(inner.config.poll_interval) => {}
+                _ = stop.changed() => {}
+            }
+        }
+        log::info!("dispatcher stopped");
+    }
+
+    /// Claims and sends as much queued work as the in-flight bound and capacity allow.
+    async fn fill(&self) {
+        let inner = &self.inner;
+        let mut skip: HashSet<String> = HashSet::new();
+        loop {
+            let free = inner
+                .config
+                .max_in_flight
+                .saturating_sub(inner.flights().len());
+            if free == 0 {
+                return;
+            }
+            let limit = free.min(inner.config.batch_size.max(1));
+            let skipped_before = skip.len();
+            let store = inner.store.clone();
+            let placer = inner.placer.clone();
+            let max_attempts = inner.config.max_attempts;
+            let defaults = inner.config.defaults;
+            let claimed = tokio::task::spawn_blocking(move || {
+                let mut prepared = Vec::new();
+                let claim = store.claim(limit as i64, &mut skip, defaults, |row, limits| {
+                    decide(&placer, row, limits, max_attempts, &mut prepared)
+                });
+                (claim, prepared, skip)
+            })
+            .await;
+            let (claim, prepared, returned_skip) = match claimed {
+                Ok(parts) => parts,
+                Err(e) => {
+                    log::error!("claim task failed: {e}");
+                    return;
+                }
+            };
+            skip = returned_skip;
+            let claim = match claim {
+                Ok(claim) => claim,
+                Err(e) => {
+                    log::warn!("cannot claim queued executions: {e}");
+                    for p in prepared {
+                        inner.placer.release(p.lease.lease_id, false);
+                    }
+                    return;
+                }
+            };
+            let ran = prepared.len();
+            inner
+                .stats
+                .failed
+                .fetch_add(claim.failed as u64, Ordering::Relaxed);
+            for p in prepared {
+                self.launch(p);
+            }
+            let progress = ran > 0 || claim.failed > 0 || skip.len() > skipped_before;
+            if claim.rows_seen < limit || !progress {
+                return;
+            }
+        }
+    }
+
+    fn launch(&self, p: Prepared) {
+        let inner = self.inner.clone();
+        let id = p.id;
+        inner.flights().insert(
+            id,
+            Flight {
+                agent_id: p.lease.agent_id.clone(),
+                attempt: p.attempt,
+                lease_id: p.lease.lease_id,
+                abort: None,
+            },
+        );
+        inner.stats.dispatched.fetch_add(1, Ordering::Relaxed);
+        let task = tokio::spawn({
+            let inner = inner.clone();
+            async move { inner.run_one(p).await }
+        });
+        let mut flights = inner.flights();
+        if let Some(flight) = flights.get_mut(&id) {
+            flight.abort = Some(task.abort_handle());
+        }
+    }
+
+    /// Agents went down: their attempts in flight are lost.
+    pub fn agents_down(&self, agents: &[Arc<str>]) {
+        let inner = &self.inner;
+        let mut lost = Vec::new();
+        inner.flights().retain(|id, flight| {
+            if agents.contains(&flight.agent_id) {
+                lost.push((
+                    *id,
+                    flight.attempt,
+                    flight.lease_id,
+                    flight.abort.take(),
+                    flight.agent_id.clone(),
+                ));
+                false
+            } else {
+                true
+            }
+        });
+        for (id, attempt, lease_id, abort, agent) in lost {
+            if let Some(abort) = abort {
+                abort.abort();
+            }
+            inner.placer.release(lease_id, false);
+            let reason = format!("agent {agent} went down during the execution");
+            log::warn!("execution {id}: {reason}");
+            inner.finish(
+                id,
+                attempt,
+                after_lost_attempt(attempt, inner.config.max_attempts, &reason),
+            );
+        }
+        inner.wake.notify_one();
+    }
+
+    /// Running executions that nobody will finish: their agent is down or unknown, or their
+    /// deadline passed without a result (e.g. the scheduler that sent them died).
+    async fn reconcile(&self) {
+        let inner = &self.inner;
+        let store = inner.store.clone();
+        let running = match tokio::task::spawn_blocking(move || store.running()).await {
+            Ok(Ok(running)) => running,
+            Ok(Err(e)) => {
+                log::warn!("cannot list running executions: {e}");
+                return;
+            }
+            Err(e) => {
+                log::error!("reconcile task failed: {e}");
+                return;
+            }
+        };
+        let known_long_enough = inner.started.elapsed() >= inner.config.agent_down_time;
+        let now = chrono::Utc::now();
+        for r in running {
+            if inner.flights().contains_key(&r.id) {
+                continue;
+            }
+            let agent = r.agent_id.as_deref().unwrap_or("");
+            let deadline = r.started_at.map(|t| {
+                let extra =
+                    Duration::from_secs(u64::try_from(r.timeout_s.unwrap_or(0)).unwrap_or(0))
+                        + inner.config.ticket_ttl
+                        + 2 * inner.config.lease_grace;
+                t + chrono::Duration::from_std(extra).unwrap_or(chrono::Duration::MAX)
+            });
+            let reason = match inner.placer.agent(agent) {
+                Some(view) if !view.up => Some(format!("agent {agent} is down")),
+                None if known_long_enough => Some(format!("agent {agent} is not reporting")),
+                _ if deadline.is_some_and(|d| d < now) => {
+                    Some(format!("no result from agent {agent} before the deadline"))
+                }
+                _ => None,
+            };
+            if let Some(reason) = reason {
+                log::warn!("execution {}: {reason}", r.id);
+                inner.finish(
+                    r.id,
+                    r.attempts,
+                    after_lost_attempt(r.attempts, inner.config.max_attempts, &reason),
+                );
+            }
+        }
+    }
+}
+
+/// Decides about one claimed row: parse, place, or give up.
+fn decide(
+    placer: &Placer,
+    row: &Queued,
+    limits: Limits,
+    max_attempts: i32,
+    prepared: &mut Vec<Prepared>,
+) -> Verdict {
+    if row.attempts >= max_attempts {
+        return Verdict::Fail(format!("gave up after {} attempts", row.attempts));
+    }
+    let spec: FunctionSpec = match row.spec.clone().map(serde_json::from_value) {
+        Some(Ok(spec)) => spec,
+        Some(Err(e)) => return Verdict::Fail(format!("stored spec is invalid: {e}")),
+        None => return Verdict::Fail("execution has no spec".into()),
+    };
+    let payload = match payload_of(row.input.as_deref()) {
+        Ok(payload) => payload,
+        Err(reason) => return Verdict::Fail(reason),
+    };
+    let demand = Demand {
+        project_id: &row.project_id,
+        function_id: spec.function_id,
+        version: spec.version,
+        memory_mb: spec.memory_mb,
+        timeout_s: spec.timeout_s,
+        concurrent_limit: limits.concurrent,
+        per_minute_limit: limits.per_minute,
+    };
+    match placer.place(&demand, Instant::now()) {
+        Ok(lease) => {
+            let agent_id = lease.agent_id.clone();
+            prepared.push(Prepared {
+                id: row.id,
+                attempt: row.attempts + 1,
+                lease,
+                spec,
+                payload,
+            });
+            Verdict::Run { agent_id }
+        }
+        Err(PlaceError::NoCapacity { .. }) => Verdict::Leave,
+        Err(PlaceError::Concurrency { .. } | PlaceError::Rate { .. }) => Verdict::LeaveProject,
+    }
+}
+
+impl Inner {
+    fn flights(&self) -> MutexGuard<'_, HashMap<Uuid, Flight>> {
+        self.in_flight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn finish(&self, id: Uuid, attempt: i32, finish: Finish) {
+        let counter = match finish {
+            Finish::Completed { .. } => &self.stats.completed,
+            Finish::Requeue => &self.stats.requeued,
+            Finish::Fail(_) => &self.stats.failed,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        if self.finished.send((id, attempt, finish)).is_err() {
+            log::error!("execution {id}: the result writer is gone");
+        }
+    }
+
+    async fn run_one(self: Arc<Self>, p: Prepared) {
+        let id = p.id;
+        let attempt = p.attempt;
+        let lease_id = p.lease.lease_id;
+        let agent_id = p.lease.agent_id.clone();
+        let outcome = self.call_agent(p).await;
+        if self.flights().remove(&id).is_none() {
+            // The agent-down handler took this attempt over.
+            return;
+        }
+        let (finish, warm) = match outcome {
+            Attempt::Done(result) => {
+                let warm = matches!(result.status, RunStatus::Succeeded | RunStatus::Failed);
+                let error = result
+                    .error
+                    .as_ref()
+                    .and_then(|e| serde_json::to_value(e).ok());
+                (
+                    Finish::Completed {
+                        status: result.status.as_str(),
+                        result: result.response,
+                        error,
+                        duration_ms: result.duration_ms,
+                        max_memory_mb: result.max_memory_mb,
+                        cold: result.cold,
+                        logs: result.logs,
+                    },
+                    warm,
+                )
+            }
+            Attempt::Lost(reason) => {
+                log::warn!("execution {id} attempt {attempt} on {agent_id}: {reason}");
+                (
+                    after_lost_attempt(attempt, self.config.max_attempts, &reason),
+                    false,
+                )
+            }
+            Attempt::Refused(reason) => {
+                log::warn!("execution {id} attempt {attempt} on {agent_id}: {reason}");
+                (Finish::Fail(reason), false)
+            }
+        };
+        self.placer.release(lease_id, warm);
+        self.finish(id, attempt, finish);
+        self.wake.notify_one();
+    }
+
+    async fn call_agent(&self, p: Prepared) -> Attempt {
+        let agent = &*p.lease.agent_id;
+        let timeout_s = u64::try_from(p.spec.timeout_s).unwrap_or(0);
+        let ticket = match self.signer.sign(agent, p.id, p.lease.lease_id, p.spec) {
+            Ok(ticket) => ticket,
+            Err(e) => return Attempt::Lost(format!("cannot sign a ticket: {e}")),
+        };
+        let body = match serde_json::to_vec(&RunRequest { payload: p.payload }) {
+            Ok(body) => body,
+            Err(e) => return Attempt::Refused(format!("cannot encode the run request: {e}")),
+        };
+        let url = format!("{}/v1/run", p.lease.agent_url.trim_end_matches('/'));
+        let timeout = Duration::from_secs(timeout_s) + self.config.lease_grace;
+        let sent = self
+            .http
+            .post(url)
+            .bearer_auth(ticket)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .timeout(timeout)
+            .send()
+            .await;
+        let response = match sent {
+            Ok(response) => response,
+            Err(e) if e.is_timeout() => {
+                return Attempt::Lost(format!(
+                    "agent {agent} did not answer within {}s",
+                    timeout.as_secs()
+                ))
+            }
+            Err(e) => {
+                // The agent cannot be reached or dropped the connection: take it out of
+                // placement until its next heartbeat.
+                if self.placer.mark_down(agent) {
+                    self.persist_down(agent);
+                }
+                return Attempt::Lost(format!("agent {agent} failed: {}", error_chain(&e)));
+            }
+        };
+        let status = response.status();
+        if status.is_success() {
+            return match response.json::<RunResult>().await {
+                Ok(result) if result.execution_id == p.id => Attempt::Done(result),
+                Ok(result) => Attempt::Lost(format!(
+                    "agent {agent} answered for execution {} instead",
+                    result.execution_id
+                )),
+                Err(e) => Attempt::Lost(format!("agent {agent} answered an invalid result: {e}")),
+            };
+        }
+        let text = response.text().await.unwrap_or_default();
+        let text: String = text.chars().take(300).collect();
+        if status.is_client_error() {
+            Attempt::Refused(format!(
+                "agent {agent} refused the execution ({status}): {text}"
+            ))
+        } else {
+            Attempt::Lost(format!("agent {agent} answered {status}: {text}"))
+        }
+    }
+
+    fn persist_down(&self, agent: &str) {
+        let store = self.store.clone();
+        let ids = vec![agent.to_owned()];
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = store.mark_agents_down(&ids) {
+                log::warn!("cannot mark agent {} down: {e}", ids[0]);
+            }
+        });
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// Writes attempt ends in batches, retrying while the database is unavailable.
+async fn write_finishes(store: Store, mut receiver: mpsc::UnboundedReceiver<(Uuid, i32, Finish)>) {
+    while let Some(first) = receiver.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < FINISH_BATCH {
+            match receiver.try_recv() {
+                Ok(item) => batch.push(item),
+                Err(_) => break,
+            }
+        }
+        loop {
+            let store = store.clone();
+            let written = tokio::task::spawn_blocking(move || {
+                let result = store.finish(&batch);
+                (result, batch)
+            })
+            .await;
+            match written {
+                Ok((Ok(_), _)) => break,
+                Ok((Err(e), returned)) => {
+                    log::warn!(
+                        "cannot record {} execution results, retrying: {e}",
+                        returned.len()
+                    );
+                    batch = returned;
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(e) => {
+                    log::error!("result writer task failed: {e}");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lost_attempts_are_retried_until_the_last() {
+        let cases = [
+            (1, 3, true),
+            (2, 3, true),
+            (3, 3, false),
+            (4, 3, false),
+            (1, 1, false),
+        ];
+        for (attempt, max, requeued) in cases {
+            match after_lost_attempt(attempt, max, "agent a went down") {
+                Finish::Requeue => assert!(requeued, "attempt {attempt} of {max}"),
+                Finish::Fail(reason) => {
+                    assert!(!requeued, "attempt {attempt} of {max}");
+                    assert!(reason.starts_with("agent a went down"), "{reason}");
+                    assert!(
+                        reason.contains(&format!("after {attempt} attempts")),
+                        "{reason}"
+                    );
+                }
+                Finish::Completed { .. } => panic!("not a completion"),
+            }
+        }
+    }
+
+    #[test]
+    fn payloads_are_json_or_refused() {
+        assert_eq!(payload_of(None).expect("empty").get(), "{}");
+        assert_eq!(payload_of(Some(b"")).expect("empty").get(), "{}");
+        assert_eq!(payload_of(Some(b"[1, 2]")).expect("json").get(), "[1, 2]");
+        assert!(payload_of(Some(b"{nope")).is_err());
+        assert!(payload_of(Some(&[0xff, 0xfe])).is_err());
+    }
+}

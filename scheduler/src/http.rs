@@ -1,0 +1,297 @@
+//! The HTTP layer (actix-web), kept thin: authenticate, parse, call the domain, map its result
+//! to a status and a small OpenStack-style JSON error body in one place.
+//!
+//! - `POST /v1/agents/heartbeat` (agent token) → 204
+//! - `POST /v1/placements` (control-plane token) → 200 `Placement` | 429 | 503
+//! - `POST /v1/placements/{lease_id}/release` (control-plane token) → 204
+//! - `GET /healthcheck` → 200 `{"role": "active"|"standby", ...}`
+//!
+//! Every answer carries `x-fresco-scheduler-role`; a standby answers 503 to placements and
+//! releases so that clients fail over to the active scheduler.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use fresco_common::ticket::{AgentTokens, TicketSigner, TicketVerifier};
+use fresco_common::wire::{Heartbeat, Placement, PlacementRequest, Release};
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use crate::dispatch::Dispatcher;
+use crate::placement::{Demand, PlaceError, Placer};
+
+/// Header naming the answering scheduler's role (`fresco_common::scheduler_client` reads it).
+pub const ROLE_HEADER: &str = "x-fresco-scheduler-role";
+
+/// How long a verified control-plane token is trusted without checking its signature again.
+const VERIFIED_TOKEN_TTL: Duration = Duration::from_secs(10);
+/// Most control-plane tokens remembered as verified.
+const VERIFIED_TOKEN_CACHE: usize = 64;
+/// Largest request body accepted.
+const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// What the handlers share.
+pub struct AppState {
+    pub placer: Arc<Placer>,
+    pub signer: Arc<TicketSigner>,
+    pub verifier: Arc<TicketVerifier>,
+    pub agent_tokens: Arc<AgentTokens>,
+    pub active: Arc<AtomicBool>,
+    /// Heartbeats to write to the `agents` table.
+    pub persist: mpsc::Sender<Heartbeat>,
+    pub dispatcher: Dispatcher,
+    pub verified: Mutex<HashMap<String, Instant>>,
+}
+
+/// Registers the routes.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
+        .route("/healthcheck", web::get().to(healthcheck))
+        .route("/v1/agents/heartbeat", web::post().to(heartbeat))
+        .route("/v1/placements", web::post().to(place))
+        .route("/v1/placements/{lease_id}/release", web::post().to(release));
+}
+
+/// Why a request failed, mapped to a status in one place.
+#[derive(Debug, thiserror::Error)]
+enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    Standby(&'static str),
+    #[error(transparent)]
+    Place(#[from] PlaceError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    fn response(&self, active: bool) -> HttpResponse {
+        let status = match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Standby(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Place(PlaceError::NoCapacity { .. }) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Place(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let mut response = HttpResponse::build(status);
+        response.insert_header((ROLE_HEADER, role(active)));
+        if let ApiError::Place(e) = self {
+            if let Some(seconds) = e.retry_after_s() {
+                response.insert_header((header::RETRY_AFTER, seconds.to_string()));
+            }
+        }
+        response.json(serde_json::json!({
+            "error": {
+                "code": status.as_u16(),
+                "title": status.canonical_reason().unwrap_or("Error"),
+                "message": self.to_string(),
+            }
+        }))
+    }
+}
+
+fn role(active: bool) -> &'static str {
+    if active {
+        "active"
+    } else {
+        "standby"
+    }
+}
+
+fn bearer(req: &HttpRequest) -> Result<&str, ApiError> {
+    req.headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| ApiError::Unauthorized("missing bearer token".into()))
+}
+
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("invalid body: {e}")))
+}
+
+impl AppState {
+    fn is_active(&self) -> bool {
+        self.active.load(Ordering::Relaxed)
+    }
+
+    /// Checks a control-plane token, from the cache when it was verified moments ago.
+    fn check_control_plane(&self, req: &HttpRequest) -> Result<(), ApiError> {
+        let token = bearer(req)?;
+        let now = Instant::now();
+        {
+            let cache = self
+                .verified
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if cache
+                .get(token)
+                .is_some_and(|at| now.duration_since(*at) < VERIFIED_TOKEN_TTL)
+            {
+                return Ok(());
+            }
+        }
+        self.verifier
+            .verify_control_plane(token)
+            .map_err(|e| ApiError::Unauthorized(format!("invalid control-plane token: {e}")))?;
+        let mut cache = self
+            .verified
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if cache.len() >= VERIFIED_TOKEN_CACHE {
+            cache.retain(|_, at| now.duration_since(*at) < VERIFIED_TOKEN_TTL);
+            if cache.len() >= VERIFIED_TOKEN_CACHE {
+                cache.clear();
+            }
+        }
+        cache.insert(token.to_owned(), now);
+        Ok(())
+    }
+}
+
+async fn healthcheck(state: web::Data<AppState>) -> HttpResponse {
+    let active = state.is_active();
+    let stats = state.dispatcher.stats();
+    HttpResponse::Ok()
+        .insert_header((ROLE_HEADER, role(active)))
+        .json(serde_json::json!({
+            "role": role(active),
+            "agents_up": state.placer.up_agents().len(),
+            "leases": state.placer.lease_count(),
+            "async": {
+                "in_flight": state.dispatcher.in_flight(),
+                "dispatched": stats.dispatched.load(Ordering::Relaxed),
+                "completed": stats.completed.load(Ordering::Relaxed),
+                "requeued": stats.requeued.load(Ordering::Relaxed),
+                "failed": stats.failed.load(Ordering::Relaxed),
+            },
+        }))
+}
+
+async fn heartbeat(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+    let active = state.is_active();
+    match accept_heartbeat(&state, &req, &body) {
+        Ok(()) => HttpResponse::NoContent()
+            .insert_header((ROLE_HEADER, role(active)))
+            .finish(),
+        Err(e) => e.response(active),
+    }
+}
+
+fn accept_heartbeat(state: &AppState, req: &HttpRequest, body: &[u8]) -> Result<(), ApiError> {
+    let token = bearer(req)?;
+    let agent = state
+        .agent_tokens
+        .verify(token)
+        .map_err(|e| ApiError::Unauthorized(format!("invalid agent token: {e}")))?;
+    let heartbeat: Heartbeat = parse(body)?;
+    if heartbeat.agent_id != agent {
+        return Err(ApiError::Forbidden(format!(
+            "token of agent {agent} cannot report for agent {}",
+            heartbeat.agent_id
+        )));
+    }
+    if heartbeat.agent_id.is_empty() || heartbeat.url.is_empty() {
+        return Err(ApiError::BadRequest(
+            "agent_id and url must not be empty".into(),
+        ));
+    }
+    let outcome = state.placer.heartbeat(&heartbeat, Instant::now());
+    if outcome.came_up {
+        log::info!("agent {} is up at {}", heartbeat.agent_id, heartbeat.url);
+    }
+    if outcome.persist {
+        if let Err(e) = state.persist.try_send(heartbeat) {
+            log::warn!("heartbeat not persisted: {e}");
+        }
+    }
+    Ok(())
+}
+
+async fn place(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+    let active = state.is_active();
+    match grant(&state, &req, &body, active) {
+        Ok(placement) => HttpResponse::Ok()
+            .insert_header((ROLE_HEADER, HeaderValue::from_static("active")))
+            .json(placement),
+        Err(e) => e.response(active),
+    }
+}
+
+fn grant(
+    state: &AppState,
+    req: &HttpRequest,
+    body: &[u8],
+    active: bool,
+) -> Result<Placement, ApiError> {
+    if !active {
+        return Err(ApiError::Standby("standby scheduler"));
+    }
+    state.check_control_plane(req)?;
+    let request: PlacementRequest = parse(body)?;
+    let spec = request.spec;
+    let demand = Demand {
+        project_id: &spec.project_id,
+        function_id: spec.function_id,
+        version: spec.version,
+        memory_mb: spec.memory_mb,
+        timeout_s: spec.timeout_s,
+        concurrent_limit: request.concurrent_limit,
+        per_minute_limit: request.per_minute_limit,
+    };
+    let lease = state.placer.place(&demand, Instant::now())?;
+    let ticket = state
+        .signer
+        .sign(&lease.agent_id, request.execution_id, lease.lease_id, spec)
+        .map_err(|e| {
+            state.placer.release(lease.lease_id, false);
+            ApiError::Internal(format!("cannot sign the ticket: {e}"))
+        })?;
+    Ok(Placement {
+        lease_id: lease.lease_id,
+        agent_id: lease.agent_id.to_string(),
+        agent_url: lease.agent_url.to_string(),
+        ticket,
+        warm: lease.warm,
+    })
+}
+
+async fn release(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let active = state.is_active();
+    let result = (|| {
+        if !active {
+            return Err(ApiError::Standby("standby scheduler"));
+        }
+        state.check_control_plane(&req)?;
+        let lease_id = Uuid::parse_str(&path)
+            .map_err(|_| ApiError::BadRequest(format!("invalid lease id {:?}", path.as_str())))?;
+        let release: Release = parse(&body)?;
+        state.placer.release(lease_id, release.warm);
+        Ok(())
+    })();
+    match result {
+        Ok(()) => HttpResponse::NoContent()
+            .insert_header((ROLE_HEADER, role(active)))
+            .finish(),
+        Err(e) => e.response(active),
+    }
+}

@@ -1,0 +1,15 @@
+//! fresco-scheduler: the agent registry, placement with per-project concurrency and rate
+//! accounting, and the durable async queue.
+//!
+//! Modules by layer: `placement` is the domain (no HTTP, no database); `storage` is the only
+//! module that knows diesel; `http` is the only one that knows actix-web; `dispatch` drives
+//! the async queue and `leader` holds the two non-diesel connections (advisory lock, LISTEN);
+//! `service` wires them together.
+
+pub mod dispatch;
+pub mod http;
+pub mod leader;
+pub mod placement;
+pub mod service;
+pub mod settings;
+pub mod storage;

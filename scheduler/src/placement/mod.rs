@@ -1,0 +1,592 @@
+//! Placement: which agent runs an execution, and the accounting that goes with it (agent
+//! memory, warm containers, per-project concurrency and rate).
+//!
+//! Pure domain code: no HTTP, no database, no clock of its own (every call takes `now`), so it
+//! is tested with plain data. All state sits behind one mutex; a placement holds it for one
+//! pass over the agents, with no allocation on the common path (a project's or a warm pool's
+//! first use allocates its map entry once).
+//!
+//! Memory model. An agent reports `memory_mb_reserved` (every container it holds, idle or
+//! busy) and its warm pools (`idle`/`busy` containers per function version). The scheduler
+//! charges every lease `spec.memory_mb` until the lease ends, and counts as "base" what the
+//! agent holds outside running work (reserved minus busy containers: idle warm containers,
+//! pre-warmed ones). A lease that takes an idle warm container claims that container, so its
+//! memory is not counted twice. Claims made since the agent's last heartbeat cannot be in
+//! its report yet, so they are subtracted from the idle containers it reported.
+
+mod rate;
+
+use std::cmp::{Ordering, Reverse};
+use std::collections::hash_map::Entry;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use fresco_common::wire::Heartbeat;
+use uuid::Uuid;
+
+use rate::RateWindow;
+
+/// What one placement asks for.
+#[derive(Debug, Clone, Copy)]
+pub struct Demand<'a> {
+    pub project_id: &'a str,
+    pub function_id: Uuid,
+    pub version: i32,
+    pub memory_mb: i32,
+    pub timeout_s: i32,
+    /// In-flight executions the project may have; negative means unlimited.
+    pub concurrent_limit: i64,
+    /// Executions the project may start per minute; negative means unlimited.
+    pub per_minute_limit: i64,
+}
+
+/// A granted placement: the lease and where it runs.
+#[derive(Debug, Clone)]
+pub struct Lease {
+    pub lease_id: Uuid,
+    pub agent_id: Arc<str>,
+    pub agent_url: Arc<str>,
+    /// The agent had an idle warm container for this function version.
+    pub warm: bool,
+}
+
+/// Why a placement was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlaceError {
+    #[error("project is at its limit of {limit} concurrent executions")]
+    Concurrency { limit: i64, retry_after_s: u64 },
+    #[error("project is over its limit of {limit} executions per minute")]
+    Rate { limit: i64, retry_after_s: u64 },
+    #[error("no agent has room for {memory_mb} MB")]
+    NoCapacity { memory_mb: i32 },
+}
+
+impl PlaceError {
+    /// Seconds after which the same placement may succeed, for quota refusals.
+    pub fn retry_after_s(&self) -> Option<u64> {
+        match self {
+            PlaceError::Concurrency { retry_after_s, .. }
+            | PlaceError::Rate { retry_after_s, .. } => Some(*retry_after_s),
+            PlaceError::NoCapacity { .. } => None,
+        }
+    }
+}
+
+/// Timings of the registry.
+#[derive(Debug, Clone, Copy)]
+pub struct PlacerConfig {
+    /// An agent without a heartbeat for this long is down.
+    pub agent_down_after: Duration,
+    /// Least time between two writes of one agent's state to storage.
+    pub persist_interval: Duration,
+    /// A lease lives for the function's timeout plus this (ticket lifetime and grace).
+    pub lease_extra: Duration,
+}
+
+/// What the caller should do after a heartbeat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeartbeatOutcome {
+    /// Write the agent's state to storage now.
+    pub persist: bool,
+    /// The agent was unknown or down before this heartbeat.
+    pub came_up: bool,
+}
+
+/// A lease that ended, as the caller may want to know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ended {
+    pub lease_id: Uuid,
+    pub agent_id: Arc<str>,
+}
+
+/// A read-only view of one agent, for diagnostics and tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentView {
+    pub up: bool,
+    pub url: Arc<str>,
+    pub free_mb: i64,
+    pub leases: u32,
+}
+
+/// Agents, leases and project accounting behind one mutex.
+pub struct Placer {
+    config: PlacerConfig,
+    state: Mutex<State>,
+}
+
+/// A warm container key: a function version, parsed from `FunctionSpec::warm_key()`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct WarmKey {
+    function_id: Uuid,
+    version: i32,
+}
+
+impl WarmKey {
+    fn parse(text: &str) -> Option<Self> {
+        let (id, version) = text.rsplit_once(':')?;
+        Some(Self {
+            function_id: Uuid::parse_str(id).ok()?,
+            version: version.parse().ok()?,
+        })
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    agents: Vec<Agent>,
+    by_id: HashMap<Arc<str>, usize>,
+    /// Agents that may hold idle containers of a key (checked on use; pruned at heartbeats).
+    warm_index: HashMap<WarmKey, Vec<usize>>,
+    leases: HashMap<Uuid, LeaseRecord>,
+    expiries: BinaryHeap<Reverse<(Instant, Uuid)>>,
+    project_index: HashMap<Box<str>, usize>,
+    projects: Vec<Project>,
+    /// Placement counter, used to spread ties.
+    tick: u64,
+}
+
+#[derive(Debug)]
+struct Agent {
+    id: Arc<str>,
+    url: Arc<str>,
+    up: bool,
+    last_heartbeat: Instant,
+    last_persist: Instant,
+    total_mb: i64,
+    /// `memory_mb_reserved` as last reported (adjusted by nothing).
+    reported_mb: i64,
+    /// Memory held outside running work (reported minus busy containers, plus containers
+    /// released warm since).
+    base_mb: i64,
+    /// Memory of this scheduler's active leases.
+    leased_mb: i64,
+    /// Memory of idle containers claimed by unreported warm leases (counted in base and leased).
+    claimed_mb: i64,
+    leases: u32,
+    last_chosen: u64,
+    pools: HashMap<WarmKey, Pool>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Pool {
+    idle: u32,
+    busy: u32,
+    memory_mb: i64,
+    /// Leases made since the agent's last heartbeat that took one of the idle containers.
+    claims: u32,
+}
+
+impl Pool {
+    fn claimed(&self) -> u32 {
+        self.claims.min(self.idle)
+    }
+    fn available(&self) -> u32 {
+        self.idle - self.claimed()
+    }
+}
+
+#[derive(Debug)]
+struct LeaseRecord {
+    agent: usize,
+    project: usize,
+    key: WarmKey,
+    memory_mb: i64,
+    warm: bool,
+    created: Instant,
+    expires: Instant,
+}
+
+#[derive(Debug, Default)]
+struct Project {
+    in_flight: u32,
+    rate: RateWindow,
+}
+
+impl Agent {
+    fn used_mb(&self) -> i64 {
+        (self.base_mb + self.leased_mb - self.claimed_mb).max(self.reported_mb)
+    }
+    fn free_mb(&self) -> i64 {
+        self.total_mb - self.used_mb()
+    }
+
+    /// Changes one pool and keeps `claimed_mb` in step.
+    fn adjust_pool(&mut self, key: WarmKey, memory_mb: i64, change: impl FnOnce(&mut Pool)) {
+        let pool = self.pools.entry(key).or_insert(Pool {
+            memory_mb,
+            ..Pool::default()
+        });
+        let before = i64::from(pool.claimed()) * pool.memory_mb;
+        change(pool);
+        let after = i64::from(pool.claimed()) * pool.memory_mb;
+        self.claimed_mb += after - before;
+    }
+}
+
+impl Placer {
+    pub fn new(config: PlacerConfig) -> Self {
+        Self {
+            config,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // The state stays consistent between statements, so a panic elsewhere leaves it usable.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Places one execution: quota checks, then an up agent with an idle warm container for
+    /// the function version, else the fullest agent the memory still fits (ties: the agent
+    /// with fewer leases, then the one chosen least recently).
+    pub fn place(&self, demand: &Demand<'_>, now: Instant) -> Result<Lease, PlaceError> {
+        let lease_id = Uuid::new_v4();
+        let key = WarmKey {
+            function_id: demand.function_id,
+            version: demand.version,
+        };
+        let memory_mb = i64::from(demand.memory_mb.max(0));
+        let lifetime = Duration::from_secs(u64::try_from(demand.timeout_s).unwrap_or(0))
+            + self.config.lease_extra;
+
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        let project = state.project(demand.project_id);
+        let p = &mut state.projects[project];
+        if demand.concurrent_limit >= 0 && i64::from(p.in_flight) >= demand.concurrent_limit {
+            return Err(PlaceError::Concurrency {
+                limit: demand.concurrent_limit,
+                retry_after_s: 1,
+            });
+        }
+        if let Err(retry_after_s) = p.rate.check(now, demand.per_minute_limit) {
+            return Err(PlaceError::Rate {
+                limit: demand.per_minute_limit,
+                retry_after_s,
+            });
+        }
+
+        let (chosen, warm) = match state.pick_warm(key) {
+            Some(i) => (i, true),
+            None => (
+                state.pick_cold(memory_mb).ok_or(PlaceError::NoCapacity {
+                    memory_mb: demand.memory_mb,
+                })?,
+                false,
+            ),
+        };
+
+        state.tick += 1;
+        let tick = state.tick;
+        let agent = &mut state.agents[chosen];
+        agent.leases += 1;
+        agent.leased_mb += memory_mb;
+        agent.last_chosen = tick;
+        if warm {
+            agent.adjust_pool(key, memory_mb, |pool| pool.claims += 1);
+        }
+        let lease = Lease {
+            lease_id,
+            agent_id: agent.id.clone(),
+            agent_url: agent.url.clone(),
+            warm,
+        };
+        let p = &mut state.projects[project];
+        p.in_flight += 1;
+        p.rate.record(now);
+        let expires = now + lifetime;
+        state.leases.insert(
+            lease_id,
+            LeaseRecord {
+                agent: chosen,
+                project,
+                key,
+                memory_mb,
+                warm,
+                created: now,
+                expires,
+            },
+        );
+        state.expiries.push(Reverse((expires, lease_id)));
+        Ok(lease)
+    }
+
+    /// Ends a lease; `warm` says the container is idle again for the same function version.
+    /// Returns `None` for an unknown (already ended) lease.
+    pub fn release(&self, lease_id: Uuid, warm: bool) -> Option<Ended> {
+        let mut state = self.lock();
+        let record = state.leases.remove(&lease_id)?;
+        Some(state.end(lease_id, &record, warm))
+    }
+
+    /// Records a heartbeat; unknown agents are added.
+    pub fn heartbeat(&self, heartbeat: &Heartbeat, now: Instant) -> HeartbeatOutcome {
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        let index = match state.by_id.get(heartbeat.agent_id.as_str()) {
+            Some(&i) => i,
+            None => {
+                let id: Arc<str> = Arc::from(heartbeat.agent_id.as_str());
+                state.agents.push(Agent {
+                    id: id.clone(),
+                    url: Arc::from(heartbeat.url.as_str()),
+                    up: false,
+                    last_heartbeat: now,
+                    last_persist: now,
+                    total_mb: 0,
+                    reported_mb: 0,
+                    base_mb: 0,
+                    leased_mb: 0,
+                    claimed_mb: 0,
+                    leases: 0,
+                    last_chosen: 0,
+                    pools: HashMap::new(),
+                });
+                state.by_id.insert(id, state.agents.len() - 1);
+                state.agents.len() - 1
+            }
+        };
+        let agent = &mut state.agents[index];
+        let came_up = !agent.up;
+        agent.up = true;
+        agent.last_heartbeat = now;
+        if *agent.url != *heartbeat.url {
+            agent.url = Arc::from(heartbeat.url.as_str());
+        }
+        agent.total_mb = heartbeat.memory_mb_total;
+        agent.reported_mb = heartbeat.memory_mb_reserved;
+
+        // Every lease made before now is reflected from here on: the pools are rebuilt from
+        // the report and claim counts restart at zero.
+        for key in agent.pools.keys() {
+            if let Entry::Occupied(mut agents) = state.warm_index.entry(*key) {
+                agents.get_mut().retain(|&a| a != index);
+                if agents.get().is_empty() {
+                    agents.remove();
+                }
+            }
+        }
+        agent.pools.clear();
+        let mut busy_mb = 0;
+        for reported in &heartbeat.warm {
+            let Some(key) = WarmKey::parse(&reported.key) else {
+                continue;
+            };
+            let memory_mb = i64::from(reported.memory_mb.max(0));
+            busy_mb += i64::from(reported.busy) * memory_mb;
+            let pool = agent.pools.entry(key).or_default();
+            pool.idle = pool.idle.saturating_add(reported.idle);
+            pool.busy = pool.busy.saturating_add(reported.busy);
+            pool.memory_mb = memory_mb;
+            if reported.idle > 0 {
+                let agents = state.warm_index.entry(key).or_default();
+                if !agents.contains(&index) {
+                    agents.push(index);
+                }
+            }
+        }
+        agent.claimed_mb = 0;
+        agent.base_mb = (heartbeat.memory_mb_reserved - busy_mb).max(0);
+
+        let persist =
+            came_up || now.duration_since(agent.last_persist) >= self.config.persist_interval;
+        if persist {
+            agent.last_persist = now;
+        }
+        HeartbeatOutcome { persist, came_up }
+    }
+
+    /// Marks an agent down at once (its connection failed); it comes back with its next
+    /// heartbeat. Returns whether it was up.
+    pub fn mark_down(&self, agent_id: &str) -> bool {
+        let mut state = self.lock();
+        match state.by_id.get(agent_id).copied() {
+            Some(i) => std::mem::replace(&mut state.agents[i].up, false),
+            None => false,
+        }
+    }
+
+    /// Marks down the agents whose heartbeats stopped and ends expired leases. Returns the
+    /// agents that went down and the leases that expired.
+    pub fn sweep(&self, now: Instant) -> (Vec<Arc<str>>, Vec<Ended>) {
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        let mut down = Vec::new();
+        for agent in &mut state.agents {
+            if agent.up && now.duration_since(agent.last_heartbeat) >= self.config.agent_down_after
+            {
+                agent.up = false;
+                down.push(agent.id.clone());
+            }
+        }
+        let mut expired = Vec::new();
+        while let Some(Reverse((at, lease_id))) = state.expiries.peek().copied() {
+            if at > now {
+                break;
+            }
+            state.expiries.pop();
+            let current = state.leases.get(&lease_id).is_some_and(|r| r.expires == at);
+            if current {
+                if let Some(record) = state.leases.remove(&lease_id) {
+                    // The container's fate is unknown: count it as gone.
+                    expired.push(state.end(lease_id, &record, false));
+                }
+            }
+        }
+        (down, expired)
+    }
+
+    /// Whether the agent is known and up.
+    pub fn is_up(&self, agent_id: &str) -> bool {
+        let state = self.lock();
+        state
+            .by_id
+            .get(agent_id)
+            .is_some_and(|&i| state.agents[i].up)
+    }
+
+    /// Ids of the agents that are up.
+    pub fn up_agents(&self) -> Vec<Arc<str>> {
+        let state = self.lock();
+        state
+            .agents
+            .iter()
+            .filter(|a| a.up)
+            .map(|a| a.id.clone())
+            .collect()
+    }
+
+    /// A view of one agent.
+    pub fn agent(&self, agent_id: &str) -> Option<AgentView> {
+        let state = self.lock();
+        let agent = &state.agents[*state.by_id.get(agent_id)?];
+        Some(AgentView {
+            up: agent.up,
+            url: agent.url.clone(),
+            free_mb: agent.free_mb(),
+            leases: agent.leases,
+        })
+    }
+
+    /// Executions in flight (active leases) of a project.
+    pub fn in_flight(&self, project_id: &str) -> u32 {
+        let state = self.lock();
+        state
+            .project_index
+            .get(project_id)
+            .map_or(0, |&p| state.projects[p].in_flight)
+    }
+
+    /// Number of active leases.
+    pub fn lease_count(&self) -> usize {
+        self.lock().leases.len()
+    }
+}
+
+impl State {
+    fn project(&mut self, project_id: &str) -> usize {
+        if let Some(&p) = self.project_index.get(project_id) {
+            return p;
+        }
+        self.projects.push(Project::default());
+        let p = self.projects.len() - 1;
+        self.project_index.insert(project_id.into(), p);
+        p
+    }
+
+    /// The up agent with an available idle container of `key`, fewest leases first.
+    fn pick_warm(&self, key: WarmKey) -> Option<usize> {
+        let candidates = self.warm_index.get(&key)?;
+        let mut best: Option<(usize, (u32, u64))> = None;
+        for &i in candidates {
+            let agent = &self.agents[i];
+            if !agent.up || agent.pools.get(&key).is_none_or(|p| p.available() == 0) {
+                continue;
+            }
+            let rank = (agent.leases, agent.last_chosen);
+            if best.is_none_or(|(_, r)| rank < r) {
+                best = Some((i, rank));
+            }
+        }
+        best.map(|(i, _)| i)
+    }
+
+    /// The up agent with the least free memory that still fits `memory_mb`.
+    fn pick_cold(&self, memory_mb: i64) -> Option<usize> {
+        let mut best: Option<(usize, (i64, u32, u64))> = None;
+        for (i, agent) in self.agents.iter().enumerate() {
+            if !agent.up {
+                continue;
+            }
+            let free = agent.free_mb();
+            if free < memory_mb {
+                continue;
+            }
+            let rank = (free, agent.leases, agent.last_chosen);
+            let better = match best {
+                None => true,
+                Some((_, r)) => rank.cmp(&r) == Ordering::Less,
+            };
+            if better {
+                best = Some((i, rank));
+            }
+        }
+        best.map(|(i, _)| i)
+    }
+
+    /// Undoes a lease's accounting (the record is already removed from `leases`).
+    fn end(&mut self, lease_id: Uuid, record: &LeaseRecord, warm_again: bool) -> Ended {
+        let project = &mut self.projects[record.project];
+        project.in_flight = project.in_flight.saturating_sub(1);
+        let agent = &mut self.agents[record.agent];
+        agent.leases = agent.leases.saturating_sub(1);
+        agent.leased_mb -= record.memory_mb;
+        let reflected = record.created < agent.last_heartbeat;
+        let took_idle = record.warm;
+        let mut base_delta = 0;
+        let mut now_idle = false;
+        agent.adjust_pool(record.key, record.memory_mb, |pool| {
+            if reflected {
+                // The agent reported the container busy: it leaves the busy set.
+                pool.busy = pool.busy.saturating_sub(1);
+                if warm_again {
+                    pool.idle += 1;
+                    base_delta = pool.memory_mb;
+                }
+            } else {
+                if took_idle {
+                    pool.claims = pool.claims.saturating_sub(1);
+                }
+                match (took_idle, warm_again) {
+                    // The idle container it claimed is idle again: nothing else changes.
+                    (true, true) => {}
+                    (true, false) => {
+                        pool.idle = pool.idle.saturating_sub(1);
+                        base_delta = -pool.memory_mb;
+                    }
+                    (false, true) => {
+                        pool.idle += 1;
+                        base_delta = pool.memory_mb;
+                    }
+                    (false, false) => {}
+                }
+            }
+            now_idle = pool.idle > 0;
+        });
+        agent.base_mb = (agent.base_mb + base_delta).max(0);
+        let agent_id = agent.id.clone();
+        if now_idle {
+            let agents = self.warm_index.entry(record.key).or_default();
+            if !agents.contains(&record.agent) {
+                agents.push(record.agent);
+            }
+        }
+        Ended { lease_id, agent_id }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,390 @@
+//! Data-driven placement cases: a list of agents (as heartbeats) and a script of steps, each
+//! with what must happen, run through one `check` helper.
+
+use super::*;
+use fresco_common::wire::WarmPool;
+
+const DOWN_AFTER: u64 = 10;
+const LEASE_EXTRA: u64 = 35;
+
+/// One agent's heartbeat: id, total MB, reserved MB, warm pools `(function, idle, busy, MB)`.
+struct A(&'static str, i64, i64, &'static [(u8, u32, u32, i32)]);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    /// Placed on this agent, warm or cold.
+    On(&'static str, bool),
+    /// 503: no agent has room.
+    Full,
+    /// 429: concurrency limit.
+    Busy,
+    /// 429: rate limit, with this Retry-After.
+    Rate(u64),
+}
+
+enum Step {
+    /// Place function `f` with `mb` MB for project "p" (limits from the case).
+    Place(u8, i32, Expect),
+    /// Place for another project.
+    PlaceFor(&'static str, u8, i32, Expect),
+    /// Release the n-th granted lease (0-based), warm or not.
+    Release(usize, bool),
+    /// Let time pass.
+    Wait(u64),
+    /// A new heartbeat from one agent.
+    Beat(A),
+    /// Run the sweep; expect these agents to go down and this many leases to expire.
+    Sweep(&'static [&'static str], usize),
+    /// The agent's free memory.
+    Free(&'static str, i64),
+}
+
+fn function(n: u8) -> Uuid {
+    Uuid::from_bytes([n; 16])
+}
+
+fn heartbeat(a: &A) -> Heartbeat {
+    Heartbeat {
+        agent_id: a.0.into(),
+        host: a.0.into(),
+        url: format!("http://{}", a.0),
+        memory_mb_total: a.1,
+        memory_mb_reserved: a.2,
+        cpus: 2,
+        running: 0,
+        warm: a
+            .3
+            .iter()
+            .map(|&(f, idle, busy, memory_mb)| WarmPool {
+                key: format!("{}:0", function(f)),
+                idle,
+                busy,
+                memory_mb,
+            })
+            .collect(),
+        images: vec![],
+        version: "test".into(),
+    }
+}
+
+/// Runs a case: the agents beat at t0, then the steps run in order.
+fn check(concurrent: i64, per_minute: i64, agents: &[A], steps: &[Step]) {
+    let placer = Placer::new(PlacerConfig {
+        agent_down_after: Duration::from_secs(DOWN_AFTER),
+        persist_interval: Duration::from_secs(1),
+        lease_extra: Duration::from_secs(LEASE_EXTRA),
+    });
+    let mut now = Instant::now();
+    for a in agents {
+        placer.heartbeat(&heartbeat(a), now);
+    }
+    let mut leases = Vec::new();
+    for (i, step) in steps.iter().enumerate() {
+        match step {
+            Step::Place(f, mb, expected) | Step::PlaceFor(_, f, mb, expected) => {
+                let project = match step {
+                    Step::PlaceFor(p, ..) => p,
+                    _ => "p",
+                };
+                let demand = Demand {
+                    project_id: project,
+                    function_id: function(*f),
+                    version: 0,
+                    memory_mb: *mb,
+                    timeout_s: 5,
+                    concurrent_limit: concurrent,
+                    per_minute_limit: per_minute,
+                };
+                let got = match placer.place(&demand, now) {
+                    Ok(lease) => {
+                        let agent: &'static str = agents
+                            .iter()
+                            .map(|a| a.0)
+                            .find(|id| **id == *lease.agent_id)
+                            .expect("a known agent");
+                        leases.push(lease.lease_id);
+                        Expect::On(agent, lease.warm)
+                    }
+                    Err(PlaceError::NoCapacity { .. }) => Expect::Full,
+                    Err(PlaceError::Concurrency { .. }) => Expect::Busy,
+                    Err(PlaceError::Rate { retry_after_s, .. }) => Expect::Rate(retry_after_s),
+                };
+                assert_eq!(got, *expected, "step {i}");
+            }
+            Step::Release(n, warm) => {
+                assert!(placer.release(leases[*n], *warm).is_some(), "step {i}");
+                assert!(
+                    placer.release(leases[*n], *warm).is_none(),
+                    "step {i}: twice"
+                );
+            }
+            Step::Wait(s) => now += Duration::from_secs(*s),
+            Step::Beat(a) => {
+                placer.heartbeat(&heartbeat(a), now);
+            }
+            Step::Sweep(down, expired) => {
+                let (went_down, ended) = placer.sweep(now);
+                let went_down: Vec<&str> = went_down.iter().map(|a| &**a).collect();
+                assert_eq!(went_down, *down, "step {i}");
+                assert_eq!(ended.len(), *expired, "step {i}");
+            }
+            Step::Free(agent, mb) => {
+                let view = placer.agent(agent).expect("known agent");
+                assert_eq!(view.free_mb, *mb, "step {i}: free memory of {agent}");
+            }
+        }
+    }
+}
+
+use Expect::*;
+use Step::*;
+
+#[test]
+fn bin_packing_fills_the_fullest_agent_that_fits() {
+    check(
+        -1,
+        -1,
+        &[A("a", 1024, 0, &[]), A("b", 1024, 512, &[])],
+        &[
+            Place(1, 256, On("b", false)),
+            Place(1, 256, On("b", false)),
+            Free("b", 0),
+            Place(1, 256, On("a", false)),
+            Place(2, 900, Full),
+            Place(2, 768, On("a", false)),
+            Place(2, 1, Full),
+        ],
+    );
+}
+
+#[test]
+fn agents_without_room_are_skipped() {
+    check(
+        -1,
+        -1,
+        &[A("a", 1024, 900, &[]), A("b", 2048, 0, &[])],
+        &[Place(1, 256, On("b", false)), Place(1, 124, On("a", false))],
+    );
+}
+
+#[test]
+fn warm_containers_first_and_leased_ones_are_not_reused() {
+    check(
+        -1,
+        -1,
+        &[A("a", 1024, 0, &[]), A("b", 1024, 512, &[(1, 1, 0, 128)])],
+        &[
+            // The idle container on b, although a is the emptier agent.
+            Place(1, 128, On("b", true)),
+            // Claiming it takes no new memory.
+            Free("b", 512),
+            // The only idle container is leased: cold, bin-packed onto b.
+            Place(1, 128, On("b", false)),
+            Free("b", 384),
+            // Another function: cold.
+            Place(2, 128, On("b", false)),
+        ],
+    );
+}
+
+#[test]
+fn warm_ties_spread_over_agents() {
+    check(
+        -1,
+        -1,
+        &[
+            A("a", 1024, 256, &[(1, 2, 0, 128)]),
+            A("b", 1024, 256, &[(1, 2, 0, 128)]),
+        ],
+        &[
+            Place(1, 128, On("a", true)),
+            Place(1, 128, On("b", true)),
+            Place(1, 128, On("a", true)),
+            Place(1, 128, On("b", true)),
+            // Four idle containers, four leases: the next one is cold.
+            Place(1, 128, On("a", false)),
+        ],
+    );
+}
+
+#[test]
+fn a_heartbeat_reflects_leases_and_releases_return_containers() {
+    check(
+        -1,
+        -1,
+        &[A("a", 1024, 128, &[(1, 1, 0, 128)])],
+        &[
+            Place(1, 128, On("a", true)),
+            Free("a", 896),
+            // The agent now runs it: busy, not idle.
+            Wait(1),
+            Beat(A("a", 1024, 128, &[(1, 0, 1, 128)])),
+            Free("a", 896),
+            Place(1, 128, On("a", false)),
+            Free("a", 768),
+            // Both end warm: two idle containers before the next heartbeat says so.
+            Release(0, true),
+            Release(1, true),
+            Free("a", 768),
+            Place(1, 128, On("a", true)),
+            Place(1, 128, On("a", true)),
+            Place(1, 128, On("a", false)),
+            Free("a", 640),
+        ],
+    );
+}
+
+#[test]
+fn a_container_released_cold_frees_its_memory() {
+    check(
+        -1,
+        -1,
+        &[A("a", 512, 0, &[])],
+        &[
+            Place(1, 512, On("a", false)),
+            Place(2, 128, Full),
+            Release(0, false),
+            Free("a", 512),
+            Place(2, 128, On("a", false)),
+        ],
+    );
+}
+
+#[test]
+fn memory_is_never_below_what_the_agent_reports() {
+    check(
+        -1,
+        -1,
+        // The agent holds 1000 MB in containers it did not list (e.g. after a takeover).
+        &[A("a", 1024, 1000, &[])],
+        &[Free("a", 24), Place(1, 128, Full)],
+    );
+}
+
+#[test]
+fn concurrency_limit_per_project() {
+    check(
+        2,
+        -1,
+        &[A("a", 4096, 0, &[])],
+        &[
+            Place(1, 128, On("a", false)),
+            Place(1, 128, On("a", false)),
+            Place(1, 128, Busy),
+            // Another project has its own count.
+            PlaceFor("q", 1, 128, On("a", false)),
+            Release(0, true),
+            Place(1, 128, On("a", true)),
+            Place(1, 128, Busy),
+        ],
+    );
+}
+
+#[test]
+fn refused_placements_do_not_count_against_the_rate() {
+    check(
+        -1,
+        2,
+        &[A("a", 256, 0, &[])],
+        &[
+            Place(1, 512, Full),
+            Place(1, 128, On("a", false)),
+            Place(1, 128, On("a", false)),
+            Place(1, 128, Rate(90)),
+            Wait(60),
+            // A minute later the previous minute still weighs fully.
+            Place(1, 1, Rate(30)),
+        ],
+    );
+}
+
+#[test]
+fn down_agents_get_nothing_and_come_back_with_a_heartbeat() {
+    check(
+        -1,
+        -1,
+        &[A("a", 1024, 0, &[(1, 1, 0, 128)]), A("b", 1024, 0, &[])],
+        &[
+            Wait(5),
+            Beat(A("b", 1024, 0, &[])),
+            Wait(5),
+            Sweep(&["a"], 0),
+            Sweep(&[], 0),
+            // The warm container on a is out of reach.
+            Place(1, 128, On("b", false)),
+            Beat(A("a", 1024, 0, &[(1, 1, 0, 128)])),
+            Place(1, 128, On("a", true)),
+        ],
+    );
+}
+
+#[test]
+fn leases_expire_on_their_own() {
+    check(
+        1,
+        -1,
+        &[A("a", 1024, 0, &[])],
+        &[
+            Place(1, 1024, On("a", false)),
+            Place(1, 1024, Busy),
+            // Timeout 5 s + 35 s: not yet at 39 s.
+            Wait(39),
+            Sweep(&["a"], 0),
+            Beat(A("a", 1024, 0, &[])),
+            Place(1, 1024, Busy),
+            Wait(1),
+            Sweep(&[], 1),
+            Free("a", 1024),
+            Place(1, 1024, On("a", false)),
+        ],
+    );
+}
+
+#[test]
+fn mark_down_is_immediate() {
+    let placer = Placer::new(PlacerConfig {
+        agent_down_after: Duration::from_secs(DOWN_AFTER),
+        persist_interval: Duration::from_secs(1),
+        lease_extra: Duration::from_secs(LEASE_EXTRA),
+    });
+    let now = Instant::now();
+    let first = placer.heartbeat(&heartbeat(&A("a", 1024, 0, &[])), now);
+    assert_eq!(
+        first,
+        HeartbeatOutcome {
+            persist: true,
+            came_up: true
+        }
+    );
+    let again = placer.heartbeat(&heartbeat(&A("a", 1024, 0, &[])), now);
+    assert!(!again.persist && !again.came_up, "throttled: {again:?}");
+    let later = placer.heartbeat(
+        &heartbeat(&A("a", 1024, 0, &[])),
+        now + Duration::from_secs(1),
+    );
+    assert!(later.persist, "after the persist interval");
+    assert!(placer.mark_down("a"));
+    assert!(!placer.mark_down("a"), "already down");
+    assert!(!placer.is_up("a"));
+    let demand = Demand {
+        project_id: "p",
+        function_id: function(1),
+        version: 0,
+        memory_mb: 1,
+        timeout_s: 1,
+        concurrent_limit: -1,
+        per_minute_limit: -1,
+    };
+    assert_eq!(
+        placer.place(&demand, now).map(|l| l.lease_id).err(),
+        Some(PlaceError::NoCapacity { memory_mb: 1 })
+    );
+    let back = placer.heartbeat(&heartbeat(&A("a", 1024, 0, &[])), now);
+    assert!(
+        back.came_up && back.persist,
+        "a state change is persisted at once"
+    );
+    assert!(placer.place(&demand, now).is_ok());
+    assert_eq!(placer.in_flight("p"), 1);
+    assert_eq!(placer.lease_count(), 1);
+}

@@ -1,0 +1,28 @@
+//! The configuration sections the scheduler reads, from the shared option declarations.
+
+use fresco_common::conf::{
+    ConfigError, DatabaseSection, DefaultSection, InternalAuthSection, QuotaSection, RawConfig,
+    SchedulerSection,
+};
+
+/// Every option the scheduler uses.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub default: DefaultSection,
+    pub scheduler: SchedulerSection,
+    pub internal_auth: InternalAuthSection,
+    pub database: DatabaseSection,
+    pub quota: QuotaSection,
+}
+
+impl Settings {
+    pub fn from_config(raw: &RawConfig) -> Result<Self, ConfigError> {
+        Ok(Self {
+            default: raw.section()?,
+            scheduler: raw.section()?,
+            internal_auth: raw.section()?,
+            database: raw.section()?,
+            quota: raw.section()?,
+        })
+    }
+}

@@ -1,0 +1,419 @@
+//! PostgreSQL through diesel: the only module that knows the database. Declares just the
+//! tables the scheduler uses (and only the columns it reads or writes). Every call blocks;
+//! async callers run them on tokio's blocking pool.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use diesel::dsl::{now, sql};
+use diesel::pg::PgConnection;
+use diesel::prelude::*;
+use diesel::r2d2::{ConnectionManager, Pool, PooledConnection};
+use diesel::sql_types::{Integer, Nullable};
+use fresco_common::wire::Heartbeat;
+use uuid::Uuid;
+
+/// The NOTIFY channel the API signals new async executions on.
+pub const QUEUE_CHANNEL: &str = "fresco_executions";
+
+pub mod schema {
+    diesel::table! {
+        executions (id) {
+            id -> Uuid,
+            project_id -> Text,
+            status -> Text,
+            is_async -> Bool,
+            input -> Nullable<Bytea>,
+            spec -> Nullable<Jsonb>,
+            result -> Nullable<Text>,
+            error -> Nullable<Jsonb>,
+            duration_ms -> Nullable<Float8>,
+            max_memory_mb -> Nullable<Float8>,
+            memory_mb -> Int4,
+            cold -> Nullable<Bool>,
+            agent_id -> Nullable<Text>,
+            attempts -> Int4,
+            logs -> Text,
+            created_at -> Timestamptz,
+            started_at -> Nullable<Timestamptz>,
+            finished_at -> Nullable<Timestamptz>,
+        }
+    }
+
+    diesel::table! {
+        agents (id) {
+            id -> Text,
+            host -> Text,
+            url -> Text,
+            state -> Text,
+            memory_mb_total -> Int8,
+            memory_mb_reserved -> Int8,
+            cpus -> Int4,
+            running -> Int4,
+            warm -> Jsonb,
+            images -> Jsonb,
+            version -> Text,
+            last_heartbeat -> Timestamptz,
+        }
+    }
+
+    diesel::table! {
+        quotas (project_id, resource) {
+            project_id -> Text,
+            resource -> Text,
+            hard_limit -> Int8,
+        }
+    }
+}
+
+use schema::{agents, executions, quotas};
+
+/// Quota resource names the scheduler enforces.
+pub const CONCURRENT_RESOURCE: &str = "concurrent_executions";
+pub const PER_MINUTE_RESOURCE: &str = "executions_per_minute";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("cannot create the database pool: {0}")]
+    Pool(#[from] r2d2::Error),
+    #[error("database error: {0}")]
+    Query(#[from] diesel::result::Error),
+}
+
+/// A queued async execution, as claimed.
+#[derive(Debug, Clone, Queryable)]
+pub struct Queued {
+    pub id: Uuid,
+    pub project_id: String,
+    pub spec: Option<serde_json::Value>,
+    pub input: Option<Vec<u8>>,
+    /// Attempts before this one.
+    pub attempts: i32,
+}
+
+/// A project's execution limits; negative means unlimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub concurrent: i64,
+    pub per_minute: i64,
+}
+
+/// What to do with one queued execution, decided by the caller during a claim.
+#[derive(Debug, Clone)]
+pub enum Verdict {
+    /// Run it on this agent: it becomes `running` with one more attempt.
+    Run { agent_id: Arc<str> },
+    /// Leave it queued, and every later one of the same project in this claim (quota).
+    LeaveProject,
+    /// Leave this one queued (no agent has room for it now).
+    Leave,
+    /// It cannot run at all: `error` with this reason.
+    Fail(String),
+}
+
+/// An execution in `running` state, for reconciliation.
+#[derive(Debug, Clone, Queryable)]
+pub struct Running {
+    pub id: Uuid,
+    pub agent_id: Option<String>,
+    pub attempts: i32,
+    pub started_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub timeout_s: Option<i32>,
+}
+
+/// How one attempt ended, to be written.
+#[derive(Debug, Clone)]
+pub enum Finish {
+    /// The agent answered: the execution's final state.
+    Completed {
+        status: &'static str,
+        result: Option<String>,
+        error: Option<serde_json::Value>,
+        duration_ms: f64,
+        max_memory_mb: Option<f64>,
+        cold: bool,
+        logs: String,
+    },
+    /// The attempt was lost: queue it again.
+    Requeue,
+    /// The execution failed for good: `error` with this reason.
+    Fail(String),
+}
+
+/// The scheduler's database.
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool<ConnectionManager<PgConnection>>,
+}
+
+type Conn = PooledConnection<ConnectionManager<PgConnection>>;
+
+/// The `error` column of an execution the platform gave up on (Lambda's error shape).
+pub fn platform_error(reason: &str) -> serde_json::Value {
+    serde_json::json!({"errorType": "PlatformError", "errorMessage": reason})
+}
+
+impl Store {
+    /// Opens a pool; fails when the database cannot be reached.
+    pub fn connect(url: &str, max_size: u32, timeout: Duration) -> Result<Self, StorageError> {
+        let pool = Pool::builder()
+            .max_size(max_size.max(2))
+            .connection_timeout(timeout)
+            .build(ConnectionManager::<PgConnection>::new(url))?;
+        Ok(Self { pool })
+    }
+
+    fn conn(&self) -> Result<Conn, StorageError> {
+        Ok(self.pool.get()?)
+    }
+
+    /// Writes an agent's reported state (state `up`).
+    pub fn upsert_agent(&self, hb: &Heartbeat) -> Result<(), StorageError> {
+        let mut conn = self.conn()?;
+        let warm = serde_json::to_value(&hb.warm).unwrap_or_default();
+        let images = serde_json::to_value(&hb.images).unwrap_or_default();
+        let running = i32::try_from(hb.running).unwrap_or(i32::MAX);
+        let values = (
+            agents::id.eq(&hb.agent_id),
+            agents::host.eq(&hb.host),
+            agents::url.eq(&hb.url),
+            agents::state.eq("up"),
+            agents::memory_mb_total.eq(hb.memory_mb_total),
+            agents::memory_mb_reserved.eq(hb.memory_mb_reserved),
+            agents::cpus.eq(hb.cpus),
+            agents::running.eq(running),
+            agents::warm.eq(&warm),
+            agents::images.eq(&images),
+            agents::version.eq(&hb.version),
+            agents::last_heartbeat.eq(now),
+        );
+        diesel::insert_into(agents::table)
+            .values(values)
+            .on_conflict(agents::id)
+            .do_update()
+            .set(values)
+            .execute(&mut conn)?;
+        Ok(())
+    }
+
+    /// Marks agents down.
+    pub fn mark_agents_down(&self, ids: &[String]) -> Result<(), StorageError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn()?;
+        diesel::update(agents::table.filter(agents::id.eq_any(ids)))
+            .set(agents::state.eq("down"))
+            .execute(&mut conn)?;
+        Ok(())
+    }
+
+    /// Claims up to `limit` queued async executions, oldest first, skipping rows other
+    /// transactions hold and projects in `skip`. `decide` is asked about each row, in order,
+    /// with the project's limits (from `quotas`, else `defaults`); the rows it runs become
+    /// `running` in the same transaction. Projects it leaves are added to `skip`. Returns the
+    /// rows to run with their agent, and whether some were left for lack of capacity.
+    pub fn claim(
+        &self,
+        limit: i64,
+        skip: &mut HashSet<String>,
+        defaults: Limits,
+        mut decide: impl FnMut(&Queued, Limits) -> Verdict,
+    ) -> Result<Claim, StorageError> {
+        let mut conn = self.conn()?;
+        conn.transaction(|conn| {
+            let skipped: Vec<&String> = skip.iter().collect();
+            let rows: Vec<Queued> = executions::table
+                .filter(executions::status.eq("queued"))
+                .filter(executions::is_async.eq(true))
+                .filter(executions::project_id.ne_all(skipped))
+                .order(executions::created_at.asc())
+                .limit(limit)
+                .select((
+                    executions::id,
+                    executions::project_id,
+                    executions::spec,
+                    executions::input,
+                    executions::attempts,
+                ))
+                .for_update()
+                .skip_locked()
+                .load(conn)?;
+            let mut claim = Claim {
+                rows_seen: rows.len(),
+                ..Claim::default()
+            };
+            if rows.is_empty() {
+                return Ok(claim);
+            }
+            let limits = load_limits(conn, &rows, defaults)?;
+            let mut by_agent: HashMap<Arc<str>, Vec<Uuid>> = HashMap::new();
+            let mut failed = Vec::new();
+            for row in rows {
+                if skip.contains(&row.project_id) {
+                    continue;
+                }
+                let project_limits = limits.get(&row.project_id).copied().unwrap_or(defaults);
+                match decide(&row, project_limits) {
+                    Verdict::Run { agent_id } => {
+                        by_agent.entry(agent_id.clone()).or_default().push(row.id);
+                        claim.run.push((row, agent_id));
+                    }
+                    Verdict::LeaveProject => {
+                        skip.insert(row.project_id.clone());
+                    }
+                    Verdict::Leave => claim.out_of_capacity = true,
+                    Verdict::Fail(reason) => failed.push((row.id, reason)),
+                }
+            }
+            for (agent, ids) in &by_agent {
+                diesel::update(executions::table.filter(executions::id.eq_any(ids)))
+                    .set((
+                        executions::status.eq("running"),
+                        executions::agent_id.eq(&**agent),
+                        executions::attempts.eq(executions::attempts + 1),
+                        executions::started_at.eq(now),
+                        executions::memory_mb.eq(sql::<Integer>(
+                            "COALESCE((spec->>'memory_mb')::int, memory_mb)",
+                        )),
+                    ))
+                    .execute(conn)?;
+            }
+            for (id, reason) in &failed {
+                diesel::update(executions::table.filter(executions::id.eq(id)))
+                    .set((
+                        executions::status.eq("error"),
+                        executions::error.eq(Some(platform_error(reason))),
+                        executions::finished_at.eq(now),
+                    ))
+                    .execute(conn)?;
+            }
+            claim.failed = failed.len();
+            Ok(claim)
+        })
+    }
+
+    /// Writes how attempts ended. Each write applies only while the execution is still
+    /// `running` in that attempt, so a late or duplicate answer cannot overwrite a newer
+    /// state. Returns how many executions changed.
+    pub fn finish(&self, items: &[(Uuid, i32, Finish)]) -> Result<usize, StorageError> {
+        if items.is_empty() {
+            return Ok(0);
+        }
+        let mut conn = self.conn()?;
+        conn.transaction(|conn| {
+            let mut changed = 0;
+            let mut requeued = false;
+            for (id, attempt, finish) in items {
+                let target = executions::table
+                    .filter(executions::id.eq(id))
+                    .filter(executions::status.eq("running"))
+                    .filter(executions::attempts.eq(attempt));
+                changed += match finish {
+                    Finish::Completed {
+                        status,
+                        result,
+                        error,
+                        duration_ms,
+                        max_memory_mb,
+                        cold,
+                        logs,
+                    } => diesel::update(target)
+                        .set((
+                            executions::status.eq(*status),
+                            executions::result.eq(result),
+                            executions::error.eq(error),
+                            executions::duration_ms.eq(Some(duration_ms)),
+                            executions::max_memory_mb.eq(max_memory_mb),
+                            executions::cold.eq(Some(cold)),
+                            executions::logs.eq(logs),
+                            executions::finished_at.eq(now),
+                        ))
+                        .execute(conn)?,
+                    Finish::Requeue => {
+                        let n = diesel::update(target)
+                            .set((
+                                executions::status.eq("queued"),
+                                executions::agent_id.eq(None::<String>),
+                                executions::started_at.eq(None::<chrono::DateTime<chrono::Utc>>),
+                            ))
+                            .execute(conn)?;
+                        requeued |= n > 0;
+                        n
+                    }
+                    Finish::Fail(reason) => diesel::update(target)
+                        .set((
+                            executions::status.eq("error"),
+                            executions::error.eq(Some(platform_error(reason))),
+                            executions::finished_at.eq(now),
+                        ))
+                        .execute(conn)?,
+                };
+            }
+            if requeued {
+                diesel::sql_query(format!("NOTIFY {QUEUE_CHANNEL}")).execute(conn)?;
+            }
+            Ok(changed)
+        })
+    }
+
+    /// Async executions in `running` state.
+    pub fn running(&self) -> Result<Vec<Running>, StorageError> {
+        let mut conn = self.conn()?;
+        Ok(executions::table
+            .filter(executions::status.eq("running"))
+            .filter(executions::is_async.eq(true))
+            .select((
+                executions::id,
+                executions::agent_id,
+                executions::attempts,
+                executions::started_at,
+                sql::<Nullable<Integer>>("(spec->>'timeout_s')::int"),
+            ))
+            .load(&mut conn)?)
+    }
+
+    /// Checks that the database answers.
+    pub fn ping(&self) -> Result<(), StorageError> {
+        let mut conn = self.conn()?;
+        diesel::sql_query("SELECT 1").execute(&mut conn)?;
+        Ok(())
+    }
+}
+
+/// The result of one claim.
+#[derive(Debug, Default)]
+pub struct Claim {
+    /// Executions now `running`, with their agent.
+    pub run: Vec<(Queued, Arc<str>)>,
+    /// Executions that failed for good during the claim.
+    pub failed: usize,
+    /// Rows the query returned.
+    pub rows_seen: usize,
+    /// Some execution was left queued because no agent had room for it.
+    pub out_of_capacity: bool,
+}
+
+fn load_limits(
+    conn: &mut PgConnection,
+    rows: &[Queued],
+    defaults: Limits,
+) -> Result<HashMap<String, Limits>, diesel::result::Error> {
+    let projects: HashSet<&str> = rows.iter().map(|r| r.project_id.as_str()).collect();
+    let found: Vec<(String, String, i64)> = quotas::table
+        .filter(quotas::project_id.eq_any(&projects.into_iter().collect::<Vec<_>>()))
+        .filter(quotas::resource.eq_any([CONCURRENT_RESOURCE, PER_MINUTE_RESOURCE]))
+        .select((quotas::project_id, quotas::resource, quotas::hard_limit))
+        .load(conn)?;
+    let mut limits: HashMap<String, Limits> = HashMap::new();
+    for (project, resource, hard_limit) in found {
+        let entry = limits.entry(project).or_insert(defaults);
+        if resource == CONCURRENT_RESOURCE {
+            entry.concurrent = hard_limit;
+        } else {
+            entry.per_minute = hard_limit;
+        }
+    }
+    Ok(limits)
+}
