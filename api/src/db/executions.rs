@@ -1,0 +1,199 @@
+//! Execution records: every invocation, sync or async. Async ones are the durable queue the
+//! scheduler dispatches from.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use uuid::Uuid;
+
+use super::paging::{after, order, Page, PageRequest, SortValue};
+use super::schema::executions;
+use super::{scoped, DbError, DbResult, Scope};
+
+/// Statuses after which an execution never changes again.
+pub const TERMINAL: &[&str] = &["succeeded", "failed", "timeout", "oom", "error"];
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = executions)]
+pub struct Execution {
+    pub id: Uuid,
+    pub project_id: String,
+    pub function_id: Uuid,
+    pub function_version: i32,
+    pub alias: Option<String>,
+    pub status: String,
+    pub is_async: bool,
+    pub input: Option<Vec<u8>>,
+    pub input_size: i32,
+    pub spec: Option<serde_json::Value>,
+    pub result: Option<String>,
+    pub error: Option<serde_json::Value>,
+    pub duration_ms: Option<f64>,
+    pub max_memory_mb: Option<f64>,
+    pub memory_mb: i32,
+    pub cold: Option<bool>,
+    pub agent_id: Option<String>,
+    pub attempts: i32,
+    pub logs: String,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// What lists and shows return: everything but the input, spec and logs.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = executions)]
+pub struct ExecutionSummary {
+    pub id: Uuid,
+    pub project_id: String,
+    pub function_id: Uuid,
+    pub function_version: i32,
+    pub alias: Option<String>,
+    pub status: String,
+    pub is_async: bool,
+    pub input_size: i32,
+    pub result: Option<String>,
+    pub error: Option<serde_json::Value>,
+    pub duration_ms: Option<f64>,
+    pub max_memory_mb: Option<f64>,
+    pub memory_mb: i32,
+    pub cold: Option<bool>,
+    pub agent_id: Option<String>,
+    pub attempts: i32,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Default)]
+pub struct ExecutionFilter {
+    pub function_id: Option<Uuid>,
+    pub status: Option<String>,
+}
+
+type Boxed<'a> = executions::BoxedQuery<'a, diesel::pg::Pg>;
+
+fn in_scope(scope: &Scope) -> Boxed<'static> {
+    scoped!(executions::table.into_boxed(), executions::project_id, scope)
+}
+
+/// Records finished sync executions in one statement.
+pub fn insert_many(conn: &mut PgConnection, rows: &[Execution]) -> DbResult<()> {
+    diesel::insert_into(executions::table)
+        .values(rows)
+        .on_conflict_do_nothing()
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Commits an async execution and wakes the scheduler's dispatcher, in one transaction: once
+/// this returns, the execution cannot be lost.
+pub fn enqueue(conn: &mut PgConnection, row: &Execution) -> DbResult<()> {
+    conn.transaction::<_, diesel::result::Error, _>(|conn| {
+        diesel::insert_into(executions::table).values(row).execute(conn)?;
+        diesel::sql_query("NOTIFY fresco_executions").execute(conn)?;
+        Ok(())
+    })?;
+    Ok(())
+}
+
+pub fn get(conn: &mut PgConnection, scope: &Scope, id: Uuid) -> DbResult<ExecutionSummary> {
+    Ok(in_scope(scope)
+        .filter(executions::id.eq(id))
+        .select(ExecutionSummary::as_select())
+        .first(conn)?)
+}
+
+pub fn logs(conn: &mut PgConnection, scope: &Scope, id: Uuid) -> DbResult<String> {
+    Ok(in_scope(scope)
+        .filter(executions::id.eq(id))
+        .select(executions::logs)
+        .first(conn)?)
+}
+
+pub fn list(
+    conn: &mut PgConnection,
+    scope: &Scope,
+    filter: &ExecutionFilter,
+    page: &PageRequest<Uuid>,
+) -> DbResult<Page<ExecutionSummary>> {
+    let mut query = in_scope(scope);
+    if let Some(function) = filter.function_id {
+        query = query.filter(executions::function_id.eq(function));
+    }
+    if let Some(status) = &filter.status {
+        query = query.filter(executions::status.eq(status.clone()));
+    }
+    if let Some(marker) = page.marker {
+        let row = get(conn, scope, marker)?;
+        query = query.filter(after(
+            "created_at",
+            SortValue::Time(row.created_at),
+            Some(("id", row.id)),
+            page.dir,
+        ));
+    }
+    let items = query
+        .order(diesel::dsl::sql::<diesel::sql_types::Bool>(&order(
+            "created_at",
+            Some("id"),
+            page.dir,
+        )))
+        .limit(page.limit + 1)
+        .select(ExecutionSummary::as_select())
+        .load(conn)?;
+    Ok(Page::from_overfetch(items, page.limit))
+}
+
+/// Deletes a finished execution; a queued or running one is a `Conflict`.
+pub fn delete(conn: &mut PgConnection, scope: &Scope, id: Uuid) -> DbResult<()> {
+    let status: String = in_scope(scope)
+        .filter(executions::id.eq(id))
+        .select(executions::status)
+        .first(conn)?;
+    if !TERMINAL.contains(&status.as_str()) {
+        return Err(DbError::Conflict(format!("execution is {status}")));
+    }
+    diesel::delete(
+        executions::table
+            .filter(executions::id.eq(id))
+            .filter(executions::status.eq_any(TERMINAL)),
+    )
+    .execute(conn)?;
+    Ok(())
+}
+
+/// Usage of one project: executions by status and GB-seconds (memory × duration).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Usage {
+    pub by_status: Vec<(String, i64)>,
+    pub gb_seconds: f64,
+}
+
+pub fn usage(conn: &mut PgConnection, project_id: &str) -> DbResult<Usage> {
+    use diesel::dsl::sql;
+    use diesel::sql_types::{BigInt, Double};
+    let by_status: Vec<(String, i64)> = executions::table
+        .filter(executions::project_id.eq(project_id))
+        .group_by(executions::status)
+        .select((executions::status, sql::<BigInt>("count(*)")))
+        .load(conn)?;
+    let gb_seconds: f64 = executions::table
+        .filter(executions::project_id.eq(project_id))
+        .select(sql::<Double>(
+            "COALESCE(SUM(memory_mb::float8 / 1024.0 * COALESCE(duration_ms, 0) / 1000.0), 0)",
+        ))
+        .first(conn)?;
+    Ok(Usage {
+        by_status,
+        gb_seconds,
+    })
+}
+
+/// Executions of the project that are queued or running.
+pub fn in_flight(conn: &mut PgConnection, project_id: &str) -> DbResult<i64> {
+    Ok(executions::table
+        .filter(executions::project_id.eq(project_id))
+        .filter(executions::status.eq_any(["queued", "running"]))
+        .count()
+        .get_result(conn)?)
+}

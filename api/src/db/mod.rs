@@ -1,0 +1,133 @@
+//! Storage: PostgreSQL through diesel and an r2d2 pool, one small module per aggregate.
+//!
+//! Invariant: every function here that reads or writes tenant data takes the project it acts
+//! for (`Scope`) and filters on it in SQL. Nothing above this layer filters by project.
+
+pub mod agents;
+pub mod aliases;
+pub mod executions;
+pub mod functions;
+pub mod paging;
+pub mod quotas;
+pub mod runtimes;
+pub mod schema;
+pub mod versions;
+
+use std::time::Duration;
+
+use diesel::pg::PgConnection;
+use diesel::r2d2::{ConnectionManager, Pool, PooledConnection};
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+pub type PgPool = Pool<ConnectionManager<PgConnection>>;
+pub type Conn = PooledConnection<ConnectionManager<PgConnection>>;
+
+/// The SQL migrations of `migrations/`, compiled into the binary.
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations");
+
+/// Storage errors, as the domain layer needs to tell them apart.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("not found")]
+    NotFound,
+    /// A unique constraint was violated (a duplicate name, most often).
+    #[error("already exists")]
+    Duplicate,
+    /// A foreign key or check constraint refused the change: the object is in use or refers to
+    /// something missing.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// No connection could be had, or the connection broke: the database is down or overloaded.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("database error: {0}")]
+    Other(String),
+}
+
+impl From<DieselError> for DbError {
+    fn from(error: DieselError) -> Self {
+        match error {
+            DieselError::NotFound => DbError::NotFound,
+            DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => DbError::Duplicate,
+            DieselError::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, info)
+            | DieselError::DatabaseError(DatabaseErrorKind::CheckViolation, info) => {
+                DbError::Conflict(info.constraint_name().unwrap_or("constraint").to_owned())
+            }
+            DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, info) => {
+                DbError::Unavailable(info.message().to_owned())
+            }
+            DieselError::DatabaseError(DatabaseErrorKind::Unknown, info)
+                if is_connection_failure(info.message()) =>
+            {
+                DbError::Unavailable(info.message().to_owned())
+            }
+            other => DbError::Other(other.to_string()),
+        }
+    }
+}
+
+impl From<r2d2::Error> for DbError {
+    fn from(error: r2d2::Error) -> Self {
+        DbError::Unavailable(error.to_string())
+    }
+}
+
+fn is_connection_failure(message: &str) -> bool {
+    let message = message.to_ascii_lowercase();
+    ["server closed the connection", "connection refused", "terminating connection", "no connection to the server", "could not connect"]
+        .iter()
+        .any(|needle| message.contains(needle))
+}
+
+pub type DbResult<T> = Result<T, DbError>;
+
+/// Builds the connection pool without connecting, so the API starts (and answers 503) while
+/// the database is down, and recovers on its own when it comes back.
+pub fn pool(url: &str, max_size: u32, timeout: Duration) -> PgPool {
+    Pool::builder()
+        .max_size(max_size)
+        .min_idle(Some(max_size.min(4)))
+        .connection_timeout(timeout)
+        // A broken connection is detected by diesel (`has_broken`) and discarded; testing each
+        // checkout would cost a round trip on every request.
+        .test_on_check_out(false)
+        .build_unchecked(ConnectionManager::new(url))
+}
+
+/// Applies pending migrations; returns the versions applied.
+pub fn migrate(conn: &mut PgConnection) -> Result<Vec<String>, String> {
+    conn.run_pending_migrations(MIGRATIONS)
+        .map(|versions| versions.iter().map(ToString::to_string).collect())
+        .map_err(|e| e.to_string())
+}
+
+/// The project a storage call acts for. `All` is only built for admins who asked for
+/// `all_projects=true` (optionally narrowed to one project).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    Project(String),
+    All { project_id: Option<String> },
+}
+
+impl Scope {
+    /// The single project this scope names, if any.
+    pub fn project(&self) -> Option<&str> {
+        match self {
+            Scope::Project(p) => Some(p),
+            Scope::All { project_id } => project_id.as_deref(),
+        }
+    }
+}
+
+/// Applies a `Scope` to a boxed query on a table with a `project_id` column.
+macro_rules! scoped {
+    ($query:expr, $column:expr, $scope:expr) => {{
+        let query = $query;
+        match $scope.project() {
+            Some(project) => query.filter($column.eq(project.to_owned())),
+            None => query,
+        }
+    }};
+}
+pub(crate) use scoped;

@@ -1,0 +1,149 @@
+// The tables of migrations/, as diesel sees them. Keep in step with the SQL.
+
+diesel::table! {
+    runtimes (id) {
+        id -> Uuid,
+        name -> Text,
+        image -> Text,
+        kind -> Text,
+        description -> Text,
+        is_public -> Bool,
+        project_id -> Text,
+        status -> Text,
+        network -> Bool,
+        memory_min_mb -> Int4,
+        memory_max_mb -> Int4,
+        timeout_max_s -> Int4,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    code_packages (project_id, sha256) {
+        project_id -> Text,
+        sha256 -> Text,
+        format -> Text,
+        size -> Int8,
+        content -> Bytea,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    functions (id) {
+        id -> Uuid,
+        project_id -> Text,
+        name -> Text,
+        runtime_id -> Nullable<Uuid>,
+        image -> Nullable<Text>,
+        handler -> Text,
+        memory_mb -> Int4,
+        timeout_s -> Int4,
+        environment -> Jsonb,
+        description -> Text,
+        code_sha256 -> Nullable<Text>,
+        latest_version -> Int4,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    function_versions (function_id, version) {
+        function_id -> Uuid,
+        version -> Int4,
+        project_id -> Text,
+        description -> Text,
+        runtime_id -> Nullable<Uuid>,
+        image -> Nullable<Text>,
+        handler -> Text,
+        memory_mb -> Int4,
+        timeout_s -> Int4,
+        environment -> Jsonb,
+        code_sha256 -> Nullable<Text>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    function_aliases (function_id, name) {
+        function_id -> Uuid,
+        name -> Text,
+        project_id -> Text,
+        version -> Int4,
+        second_version -> Nullable<Int4>,
+        second_weight -> Int4,
+        description -> Text,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    executions (id) {
+        id -> Uuid,
+        project_id -> Text,
+        function_id -> Uuid,
+        function_version -> Int4,
+        alias -> Nullable<Text>,
+        status -> Text,
+        is_async -> Bool,
+        input -> Nullable<Bytea>,
+        input_size -> Int4,
+        spec -> Nullable<Jsonb>,
+        result -> Nullable<Text>,
+        error -> Nullable<Jsonb>,
+        duration_ms -> Nullable<Float8>,
+        max_memory_mb -> Nullable<Float8>,
+        memory_mb -> Int4,
+        cold -> Nullable<Bool>,
+        agent_id -> Nullable<Text>,
+        attempts -> Int4,
+        logs -> Text,
+        created_at -> Timestamptz,
+        started_at -> Nullable<Timestamptz>,
+        finished_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    quotas (project_id, resource) {
+        project_id -> Text,
+        resource -> Text,
+        hard_limit -> Int8,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    agents (id) {
+        id -> Text,
+        host -> Text,
+        url -> Text,
+        state -> Text,
+        memory_mb_total -> Int8,
+        memory_mb_reserved -> Int8,
+        cpus -> Int4,
+        running -> Int4,
+        warm -> Jsonb,
+        images -> Jsonb,
+        version -> Text,
+        last_heartbeat -> Timestamptz,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::joinable!(functions -> runtimes (runtime_id));
+diesel::joinable!(function_versions -> functions (function_id));
+diesel::joinable!(function_aliases -> functions (function_id));
+diesel::allow_tables_to_appear_in_same_query!(
+    runtimes,
+    code_packages,
+    functions,
+    function_versions,
+    function_aliases,
+    executions,
+    quotas,
+    agents,
+);

@@ -1,0 +1,139 @@
+//! Aliases: stable names for versions, with weighted traffic splitting.
+
+use chrono::Utc;
+use diesel::PgConnection;
+
+use super::runtimes::marker_error;
+use super::{db_error, validate, DomainError, DomainResult};
+use crate::db::aliases::{self as store, Alias};
+use crate::db::functions as function_store;
+use crate::db::paging::{Page, PageRequest};
+use crate::db::{versions, Scope};
+
+#[derive(Debug, Clone, Default)]
+pub struct AliasInput {
+    pub name: Option<String>,
+    pub version: Option<i32>,
+    /// `Some(None)` clears the second version.
+    pub second_version: Option<Option<i32>>,
+    pub second_weight: Option<i32>,
+    pub description: Option<String>,
+}
+
+/// Checks the traffic split and that every named version exists.
+fn check_targets(conn: &mut PgConnection, alias: &Alias, function_key: &str) -> DomainResult<()> {
+    validate::range("second_weight", alias.second_weight, 0, 100)?;
+    if alias.second_weight > 0 && alias.second_version.is_none() {
+        return Err(DomainError::invalid("second_weight needs a second_version"));
+    }
+    if alias.second_version == Some(alias.version) {
+        return Err(DomainError::invalid("second_version must differ from version"));
+    }
+    for number in std::iter::once(alias.version).chain(alias.second_version) {
+        versions::get(conn, &alias.project_id, alias.function_id, number).map_err(|_| {
+            DomainError::invalid(format!("version {number} of function {function_key} does not exist"))
+        })?;
+    }
+    Ok(())
+}
+
+pub fn create(conn: &mut PgConnection, scope: &Scope, key: &str, input: AliasInput) -> DomainResult<Alias> {
+    let name = input.name.ok_or_else(|| DomainError::invalid("name is required"))?;
+    validate::name("name", &name)?;
+    let version = input.version.ok_or_else(|| DomainError::invalid("version is required"))?;
+    let description = input.description.unwrap_or_default();
+    validate::description(&description)?;
+    let function = function_store::get_by_ref(conn, scope, key).map_err(db_error("function", key))?;
+    let now = Utc::now();
+    let alias = Alias {
+        function_id: function.id,
+        name,
+        project_id: function.project_id,
+        version,
+        second_version: input.second_version.flatten(),
+        second_weight: input.second_weight.unwrap_or(0),
+        description,
+        created_at: now,
+        updated_at: now,
+    };
+    check_targets(conn, &alias, key)?;
+    store::insert(conn, &alias).map_err(db_error("alias", &alias.name))?;
+    Ok(alias)
+}
+
+pub fn get(conn: &mut PgConnection, scope: &Scope, key: &str, name: &str) -> DomainResult<Alias> {
+    let function = function_store::get_by_ref(conn, scope, key).map_err(db_error("function", key))?;
+    store::get(conn, &function.project_id, function.id, name).map_err(db_error("alias", name))
+}
+
+pub fn list(conn: &mut PgConnection, scope: &Scope, key: &str, page: &PageRequest<String>) -> DomainResult<Page<Alias>> {
+    let function = function_store::get_by_ref(conn, scope, key).map_err(db_error("function", key))?;
+    store::list(conn, &function.project_id, function.id, page).map_err(marker_error)
+}
+
+pub fn update(conn: &mut PgConnection, scope: &Scope, key: &str, name: &str, input: AliasInput) -> DomainResult<Alias> {
+    let mut alias = get(conn, scope, key, name)?;
+    if let Some(version) = input.version {
+        alias.version = version;
+    }
+    if let Some(second) = input.second_version {
+        alias.second_version = second;
+        if second.is_none() {
+            alias.second_weight = 0;
+        }
+    }
+    if let Some(weight) = input.second_weight {
+        alias.second_weight = weight;
+    }
+    if let Some(description) = input.description {
+        validate::description(&description)?;
+        alias.description = description;
+    }
+    alias.updated_at = Utc::now();
+    check_targets(conn, &alias, key)?;
+    store::save(conn, &alias).map_err(db_error("alias", name))?;
+    Ok(alias)
+}
+
+pub fn delete(conn: &mut PgConnection, scope: &Scope, key: &str, name: &str) -> DomainResult<()> {
+    let function = function_store::get_by_ref(conn, scope, key).map_err(db_error("function", key))?;
+    store::delete(conn, &function.project_id, function.id, name).map_err(db_error("alias", name))
+}
+
+/// Picks the version an invocation through the alias runs: `second_version` with probability
+/// `second_weight`%, given a uniform `roll` in 0..100.
+pub fn route(alias: &Alias, roll: u32) -> i32 {
+    match alias.second_version {
+        Some(second) if roll < u32::try_from(alias.second_weight).unwrap_or(0) => second,
+        _ => alias.version,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alias(second: Option<i32>, weight: i32) -> Alias {
+        Alias {
+            function_id: uuid::Uuid::nil(),
+            name: "live".into(),
+            project_id: "p".into(),
+            version: 1,
+            second_version: second,
+            second_weight: weight,
+            description: String::new(),
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn routing_follows_the_weight() {
+        let split = alias(Some(2), 25);
+        let to_second = (0..100).filter(|roll| route(&split, *roll) == 2).count();
+        assert_eq!(to_second, 25);
+        assert!((0..100).all(|roll| route(&alias(None, 0), roll) == 1));
+        assert!((0..100).all(|roll| route(&alias(Some(2), 100), roll) == 2));
+        assert!((0..100).all(|roll| route(&alias(Some(2), 0), roll) == 1));
+    }
+}

@@ -1,0 +1,100 @@
+//! The API's rules: validation, quotas, versioning, aliases. Plain Rust over the storage
+//! modules; no HTTP here. Every operation takes the `Scope` it acts in, decided by the caller
+//! (the HTTP layer, after policy), and never widens it.
+
+pub mod agents;
+pub mod aliases;
+pub mod executions;
+pub mod functions;
+pub mod quotas;
+pub mod runtimes;
+pub mod validate;
+pub mod versions;
+
+use crate::db::DbError;
+
+/// Why a domain operation failed. Mapped to HTTP in exactly one place (`http::error`).
+#[derive(Debug, thiserror::Error)]
+pub enum DomainError {
+    /// The request is malformed or breaks a rule; the message names the field.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{kind} {id} could not be found")]
+    NotFound { kind: &'static str, id: String },
+    #[error("{0}")]
+    Conflict(String),
+    /// A count or size quota would be exceeded.
+    #[error("{0}")]
+    QuotaExceeded(String),
+    /// The code-bytes quota, or a package over the size limit.
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+pub type DomainResult<T> = Result<T, DomainError>;
+
+impl DomainError {
+    pub fn invalid(message: impl Into<String>) -> Self {
+        DomainError::Invalid(message.into())
+    }
+}
+
+/// Maps a storage error, naming the object for a not-found and a duplicate.
+pub(crate) fn db_error(kind: &'static str, id: impl ToString) -> impl FnOnce(DbError) -> DomainError {
+    move |error| match error {
+        DbError::NotFound => DomainError::NotFound {
+            kind,
+            id: id.to_string(),
+        },
+        DbError::Duplicate => {
+            DomainError::Conflict(format!("a {kind} named {} already exists", id.to_string()))
+        }
+        DbError::Conflict(what) => DomainError::Conflict(format!("{kind} {}: {what}", id.to_string())),
+        DbError::Unavailable(why) => DomainError::Unavailable(format!("database unavailable: {why}")),
+        DbError::Other(why) => DomainError::Internal(why),
+    }
+}
+
+/// Maps a storage error where no object is named (lists, counts).
+impl From<DbError> for DomainError {
+    fn from(error: DbError) -> Self {
+        match error {
+            DbError::NotFound => DomainError::NotFound {
+                kind: "object",
+                id: String::new(),
+            },
+            DbError::Duplicate => DomainError::Conflict("already exists".into()),
+            DbError::Conflict(what) => DomainError::Conflict(what),
+            DbError::Unavailable(why) => DomainError::Unavailable(format!("database unavailable: {why}")),
+            DbError::Other(why) => DomainError::Internal(why),
+        }
+    }
+}
+
+/// Runs `f` in a transaction; storage errors inside become domain errors via `f` itself.
+pub(crate) fn transaction<T>(
+    conn: &mut diesel::PgConnection,
+    f: impl FnOnce(&mut diesel::PgConnection) -> DomainResult<T>,
+) -> DomainResult<T> {
+    use diesel::Connection;
+    // diesel needs an error type that can hold its own errors; wrap ours.
+    #[derive(Debug)]
+    enum TxError {
+        Domain(DomainError),
+        Diesel(diesel::result::Error),
+    }
+    impl From<diesel::result::Error> for TxError {
+        fn from(e: diesel::result::Error) -> Self {
+            TxError::Diesel(e)
+        }
+    }
+    conn.transaction::<T, TxError, _>(|conn| f(conn).map_err(TxError::Domain))
+        .map_err(|e| match e {
+            TxError::Domain(d) => d,
+            TxError::Diesel(d) => DomainError::from(DbError::from(d)),
+        })
+}

@@ -1,0 +1,115 @@
+//! The HTTP edge (actix-web). Handlers parse the request, check policy, call the domain in a
+//! blocking-pool thread (diesel is synchronous), and render. Nothing below this module knows
+//! about HTTP.
+
+pub mod auth;
+pub mod body;
+pub mod error;
+mod handlers;
+pub mod paging;
+pub mod views;
+
+use std::sync::Arc;
+
+use actix_web::dev::Service;
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::{web, HttpMessage};
+use diesel::PgConnection;
+use fresco_auth::policy::Enforcer;
+use fresco_auth::Authenticator;
+use fresco_common::conf::{ApiSection, QuotaSection};
+use fresco_common::ticket::TicketVerifier;
+
+use crate::db::PgPool;
+use crate::domain::functions::PackageLimits;
+use crate::domain::DomainResult;
+use error::{ApiError, ApiResult};
+
+/// Everything a request handler may use, shared by all workers.
+pub struct AppState {
+    pub pool: PgPool,
+    pub api: ApiSection,
+    pub quota: QuotaSection,
+    pub auth: Authenticator,
+    pub policy: Enforcer,
+    /// Checks the tickets agents present when they download code.
+    pub tickets: Option<TicketVerifier>,
+    /// Base URL for links (`[api] public_url`).
+    pub base_url: String,
+    /// Age of the last heartbeat after which an agent shows as down.
+    pub agent_down_after: chrono::Duration,
+}
+
+impl AppState {
+    /// Runs a domain operation with a pooled connection on the blocking thread pool.
+    pub async fn db<T, F>(self: &Arc<Self>, op: F) -> ApiResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut PgConnection) -> DomainResult<T> + Send + 'static,
+    {
+        let state = Arc::clone(self);
+        web::block(move || {
+            let mut conn = state
+                .pool
+                .get()
+                .map_err(|e| crate::domain::DomainError::from(crate::db::DbError::from(e)))?;
+            op(&mut conn)
+        })
+        .await
+        .map_err(|e| ApiError::new(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(ApiError::from)
+    }
+
+    pub fn package_limits(&self) -> PackageLimits {
+        PackageLimits {
+            max_package_bytes: self.api.max_package_bytes,
+            max_unpacked_bytes: self.api.max_unpacked_bytes,
+            max_entries: self.api.max_archive_entries,
+        }
+    }
+}
+
+/// The request id of the current request, as put in its extensions by the middleware.
+#[derive(Clone)]
+pub struct RequestId(pub String);
+
+static REQUEST_ID: HeaderName = HeaderName::from_static("x-openstack-request-id");
+
+/// Builds the application: routes, request ids, error rendering.
+pub fn app(
+    state: web::Data<AppState>,
+) -> actix_web::App<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    actix_web::App::new()
+        .app_data(state)
+        // The query extractor is not used; lists parse their own strict query (paging::Query).
+        .app_data(web::PathConfig::default().error_handler(|err, _| {
+            ApiError::not_found(format!("invalid path: {err}")).into()
+        }))
+        .wrap_fn(|req, srv| {
+            let id = format!("req-{}", uuid::Uuid::new_v4());
+            req.extensions_mut().insert(RequestId(id.clone()));
+            let method = req.method().clone();
+            let path = req.path().to_owned();
+            let response = srv.call(req);
+            async move {
+                let mut response = response.await?;
+                if let Ok(value) = HeaderValue::from_str(&id) {
+                    response.headers_mut().insert(REQUEST_ID.clone(), value);
+                }
+                log::debug!("{id} {method} {path} {}", response.status().as_u16());
+                Ok(response)
+            }
+        })
+        .configure(handlers::routes)
+        .default_service(web::to(|| async {
+            Err::<actix_web::HttpResponse, _>(ApiError::not_found("no such resource"))
+        }))
+}

@@ -1,0 +1,280 @@
+//! JSON renderings of domain objects. Only this module decides what the API shows; storage
+//! rows are not `Serialize`.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::db::agents::Agent;
+use crate::db::aliases::Alias;
+use crate::db::executions::{ExecutionSummary, Usage};
+use crate::db::functions::CodeInfo;
+use crate::db::runtimes::Runtime;
+use crate::domain::functions::FunctionDetail;
+use crate::domain::quotas::{QuotaReport, RESOURCES};
+use crate::domain::versions::VersionDetail;
+
+fn time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn opt_time(t: Option<DateTime<Utc>>) -> Option<String> {
+    t.map(time)
+}
+
+#[derive(Serialize)]
+pub struct RuntimeView {
+    id: Uuid,
+    name: String,
+    image: String,
+    kind: String,
+    description: String,
+    is_public: bool,
+    project_id: String,
+    status: String,
+    network: bool,
+    memory_min_mb: i32,
+    memory_max_mb: i32,
+    timeout_max_s: i32,
+    created_at: String,
+    updated_at: String,
+}
+
+impl From<Runtime> for RuntimeView {
+    fn from(r: Runtime) -> Self {
+        RuntimeView {
+            id: r.id,
+            name: r.name,
+            image: r.image,
+            kind: r.kind,
+            description: r.description,
+            is_public: r.is_public,
+            project_id: r.project_id,
+            status: r.status,
+            network: r.network,
+            memory_min_mb: r.memory_min_mb,
+            memory_max_mb: r.memory_max_mb,
+            timeout_max_s: r.timeout_max_s,
+            created_at: time(r.created_at),
+            updated_at: time(r.updated_at),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct CodeView {
+    sha256: String,
+    size: i64,
+    format: String,
+}
+
+impl From<CodeInfo> for CodeView {
+    fn from(c: CodeInfo) -> Self {
+        CodeView {
+            sha256: c.sha256,
+            size: c.size,
+            format: c.format,
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct FunctionView {
+    id: Uuid,
+    name: String,
+    project_id: String,
+    runtime_id: Option<Uuid>,
+    image: Option<String>,
+    handler: String,
+    memory_mb: i32,
+    timeout_s: i32,
+    environment: Value,
+    description: String,
+    code: Option<CodeView>,
+    latest_version: i32,
+    created_at: String,
+    updated_at: String,
+}
+
+impl From<FunctionDetail> for FunctionView {
+    fn from(d: FunctionDetail) -> Self {
+        let f = d.function;
+        FunctionView {
+            id: f.id,
+            name: f.name,
+            project_id: f.project_id,
+            runtime_id: f.runtime_id,
+            image: f.image,
+            handler: f.handler,
+            memory_mb: f.memory_mb,
+            timeout_s: f.timeout_s,
+            environment: f.environment,
+            description: f.description,
+            code: d.code.map(CodeView::from),
+            latest_version: f.latest_version,
+            created_at: time(f.created_at),
+            updated_at: time(f.updated_at),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct VersionView {
+    function_id: Uuid,
+    version: i32,
+    description: String,
+    runtime_id: Option<Uuid>,
+    image: Option<String>,
+    handler: String,
+    memory_mb: i32,
+    timeout_s: i32,
+    environment: Value,
+    code: Option<CodeView>,
+    created_at: String,
+}
+
+impl From<VersionDetail> for VersionView {
+    fn from(d: VersionDetail) -> Self {
+        let v = d.version;
+        VersionView {
+            function_id: v.function_id,
+            version: v.version,
+            description: v.description,
+            runtime_id: v.runtime_id,
+            image: v.image,
+            handler: v.handler,
+            memory_mb: v.memory_mb,
+            timeout_s: v.timeout_s,
+            environment: v.environment,
+            code: d.code.map(CodeView::from),
+            created_at: time(v.created_at),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct AliasView {
+    function_id: Uuid,
+    name: String,
+    version: i32,
+    second_version: Option<i32>,
+    second_weight: i32,
+    description: String,
+    created_at: String,
+    updated_at: String,
+}
+
+impl From<Alias> for AliasView {
+    fn from(a: Alias) -> Self {
+        AliasView {
+            function_id: a.function_id,
+            name: a.name,
+            version: a.version,
+            second_version: a.second_version,
+            second_weight: a.second_weight,
+            description: a.description,
+            created_at: time(a.created_at),
+            updated_at: time(a.updated_at),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct ExecutionView {
+    id: Uuid,
+    project_id: String,
+    function_id: Uuid,
+    function_version: i32,
+    alias: Option<String>,
+    status: String,
+    is_async: bool,
+    input_size: i32,
+    result: Option<String>,
+    error: Option<Value>,
+    duration_ms: Option<f64>,
+    max_memory_mb: Option<f64>,
+    memory_mb: i32,
+    cold: Option<bool>,
+    agent_id: Option<String>,
+    attempts: i32,
+    created_at: String,
+    started_at: Option<String>,
+    finished_at: Option<String>,
+}
+
+impl From<ExecutionSummary> for ExecutionView {
+    fn from(e: ExecutionSummary) -> Self {
+        ExecutionView {
+            id: e.id,
+            project_id: e.project_id,
+            function_id: e.function_id,
+            function_version: e.function_version,
+            alias: e.alias,
+            status: e.status,
+            is_async: e.is_async,
+            input_size: e.input_size,
+            result: e.result,
+            error: e.error,
+            duration_ms: e.duration_ms,
+            max_memory_mb: e.max_memory_mb,
+            memory_mb: e.memory_mb,
+            cold: e.cold,
+            agent_id: e.agent_id,
+            attempts: e.attempts,
+            created_at: time(e.created_at),
+            started_at: opt_time(e.started_at),
+            finished_at: opt_time(e.finished_at),
+        }
+    }
+}
+
+/// `{"project_id", "<resource>": {"limit", "in_use"?}, ...}`
+pub fn quota(report: &QuotaReport) -> Value {
+    let mut out = serde_json::Map::new();
+    out.insert("project_id".into(), Value::String(report.project_id.clone()));
+    for resource in RESOURCES {
+        let mut entry = serde_json::Map::new();
+        entry.insert("limit".into(), report.limits.get(resource).unwrap_or(-1).into());
+        let in_use = match *resource {
+            "functions" => Some(report.functions_in_use),
+            "code_bytes" => Some(report.code_bytes_in_use),
+            "concurrent_executions" => Some(report.executions_in_flight),
+            _ => None,
+        };
+        if let Some(in_use) = in_use {
+            entry.insert("in_use".into(), in_use.into());
+        }
+        out.insert((*resource).into(), Value::Object(entry));
+    }
+    Value::Object(out)
+}
+
+pub fn usage(project_id: &str, usage: &Usage) -> Value {
+    let total: i64 = usage.by_status.iter().map(|(_, n)| n).sum();
+    let by_status: serde_json::Map<String, Value> =
+        usage.by_status.iter().map(|(s, n)| (s.clone(), (*n).into())).collect();
+    serde_json::json!({
+        "project_id": project_id,
+        "executions": total,
+        "gb_seconds": usage.gb_seconds,
+        "by_status": by_status,
+    })
+}
+
+pub fn agent(a: Agent) -> Value {
+    serde_json::json!({
+        "id": a.id,
+        "host": a.host,
+        "url": a.url,
+        "state": a.state,
+        "memory_mb_total": a.memory_mb_total,
+        "memory_mb_reserved": a.memory_mb_reserved,
+        "cpus": a.cpus,
+        "running": a.running,
+        "warm": a.warm,
+        "images": a.images,
+        "version": a.version,
+        "last_heartbeat": time(a.last_heartbeat),
+    })
+}

@@ -1,0 +1,10 @@
+//! fresco-api: the REST API of Fresco.
+//!
+//! Layers, from the edge in: `http` (actix-web: parse, authorize, call the domain, render),
+//! `domain` (the rules: validation, quotas, tenancy decisions; knows nothing of HTTP),
+//! `db` (diesel queries, one module per aggregate, every tenant query scoped).
+
+pub mod db;
+pub mod domain;
+pub mod http;
+pub mod service;

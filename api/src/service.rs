@@ -1,0 +1,96 @@
+//! Building the service from its configuration.
+
+use std::time::Duration;
+
+use fresco_auth::policy::Enforcer;
+use fresco_auth::Authenticator;
+use fresco_common::conf::{
+    ApiSection, ConfigError, DatabaseSection, DefaultSection, InternalAuthSection, QuotaSection, RawConfig,
+    SchedulerSection,
+};
+use fresco_common::ticket::TicketVerifier;
+
+use crate::db;
+use crate::http::AppState;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    Auth(#[from] fresco_auth::AuthError),
+    #[error("{0}")]
+    Policy(#[from] fresco_auth::policy::PolicyError),
+    #[error("{0}")]
+    Tickets(#[from] fresco_common::ticket::TicketError),
+}
+
+/// The typed sections fresco-api reads.
+pub struct ApiConfig {
+    pub default: DefaultSection,
+    pub api: ApiSection,
+    pub database: DatabaseSection,
+    pub quota: QuotaSection,
+    pub internal_auth: InternalAuthSection,
+    pub scheduler: SchedulerSection,
+}
+
+impl ApiConfig {
+    pub fn from_raw(raw: &RawConfig) -> Result<Self, ConfigError> {
+        Ok(ApiConfig {
+            default: raw.section()?,
+            api: raw.section()?,
+            database: raw.section()?,
+            quota: raw.section()?,
+            internal_auth: raw.section()?,
+            scheduler: raw.section()?,
+        })
+    }
+
+    /// The URL clients reach this API at.
+    pub fn base_url(&self) -> String {
+        if self.api.public_url.is_empty() {
+            format!("http://{}:{}", self.api.bind_host, self.api.bind_port)
+        } else {
+            self.api.public_url.trim_end_matches('/').to_owned()
+        }
+    }
+}
+
+/// Builds the shared state. Connects to nothing yet: the pool connects lazily so the API can
+/// start (and answer 503) while PostgreSQL is down.
+pub fn build_state(raw: &RawConfig) -> Result<AppState, StartupError> {
+    let config = ApiConfig::from_raw(raw)?;
+    let auth = Authenticator::from_config(raw)?;
+    if config.default.auth_strategy == "noauth" {
+        log::warn!(
+            "auth_strategy = noauth: EVERY REQUEST IS TRUSTED AS THE USER AND PROJECT IT NAMES. \
+             This is for development only; never run it reachable by anyone else"
+        );
+    }
+    let policy = Enforcer::from_config(raw)?;
+    let tickets = match TicketVerifier::from_file(&config.internal_auth.ticket_verify_key_file) {
+        Ok(verifier) => Some(verifier),
+        Err(error) => {
+            log::warn!("agents cannot download code until this is fixed: {error}");
+            None
+        }
+    };
+    let pool = db::pool(
+        &config.database.connection,
+        config.database.max_pool_size,
+        Duration::from_secs(config.database.connection_timeout),
+    );
+    Ok(AppState {
+        pool,
+        base_url: config.base_url(),
+        agent_down_after: chrono::Duration::seconds(
+            i64::try_from(config.scheduler.agent_down_time).unwrap_or(i64::MAX / 1000),
+        ),
+        api: config.api,
+        quota: config.quota,
+        auth,
+        policy,
+        tickets,
+    })
+}
