@@ -18,7 +18,12 @@ pub enum SettingsError {
     Memory(String),
     #[error("[agent] agent_id {0:?} may only hold letters, digits, '.', '_' and '-'")]
     AgentId(String),
+    #[error("runtime socket paths would be {0} bytes long, the limit is 107: shorten [DEFAULT] state_path or [agent] agent_id")]
+    SocketPath(usize),
 }
+
+/// Longest path a unix socket can be bound at (sockaddr_un.sun_path, with its NUL).
+const MAX_SOCKET_PATH: usize = 108;
 
 /// Everything the agent needs to know, with defaults resolved.
 #[derive(Debug, Clone)]
@@ -75,6 +80,12 @@ impl Settings {
         {
             return Err(SettingsError::AgentId(agent_id));
         }
+        // <state>/sockets/<agent id>/<16 hex>/runtime.sock must fit in sockaddr_un.
+        let socket_len =
+            default.state_path.len() + agent_id.len() + "/sockets///runtime.sock".len() + 16;
+        if socket_len >= MAX_SOCKET_PATH {
+            return Err(SettingsError::SocketPath(socket_len));
+        }
         let (container_uid, container_gid) = parse_user(&agent.container_user)?;
         let memory_mb = if agent.memory_mb == 0 {
             machine_memory_mb()? * 8 / 10
@@ -117,12 +128,10 @@ impl Settings {
         })
     }
 
-    /// Directory holding the per-container runtime sockets.
+    /// Directory holding the per-container runtime sockets (kept short: a unix socket path
+    /// must fit in 108 bytes).
     pub fn containers_dir(&self) -> PathBuf {
-        self.state_path
-            .join("agent")
-            .join(&self.agent_id)
-            .join("containers")
+        self.state_path.join("sockets").join(&self.agent_id)
     }
 
     /// Directory holding unpacked code packages.

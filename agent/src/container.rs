@@ -189,7 +189,9 @@ impl Container {
         code_dir: Option<&Path>,
     ) -> Result<Arc<Container>, ContainerError> {
         let name = format!("fresco-{}", uuid::Uuid::new_v4().simple());
-        let dir = settings.containers_dir().join(&name);
+        let dir = settings
+            .containers_dir()
+            .join(&name["fresco-".len()..][..16]);
         let listener = prepare_socket_dir(&dir, settings.container_uid, settings.container_gid)?;
         let channel = Arc::new(RuntimeChannel::new());
         let server = channel.serve(listener);
