@@ -1,0 +1,469 @@
+//! Integration tests: the real fresco-scheduler binary against a real PostgreSQL, with
+//! in-test agents that verify their tickets.
+
+mod support;
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use diesel::prelude::*;
+use fresco_common::scheduler_client::{SchedulerClient, SchedulerError};
+use fresco_common::ticket::{AgentTokens, TicketSigner};
+use fresco_common::wire::{Heartbeat, PlacementRequest, Release};
+use support::*;
+use uuid::Uuid;
+
+const SETTLE: Duration = Duration::from_secs(30);
+
+fn control_client(urls: &[String]) -> SchedulerClient {
+    SchedulerClient::for_control_plane(urls, signer(), "fresco-api").expect("client")
+}
+
+fn placement(project: &str, concurrent: i64, per_minute: i64) -> PlacementRequest {
+    PlacementRequest {
+        execution_id: Uuid::new_v4(),
+        spec: spec(project, Uuid::new_v4(), 128),
+        concurrent_limit: concurrent,
+        per_minute_limit: per_minute,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn queued_executions_are_dispatched_and_recorded() {
+    let db = TestDb::create();
+    let dir = TestDir::new();
+    let mut scheduler = SchedulerProc::spawn(&dir, &db, "");
+    scheduler.wait_role("active", SETTLE).await;
+    let urls = vec![scheduler.url.clone()];
+    let a = TestAgent::start("agent-a", 4096, Behavior::Echo, &urls).await;
+    let b = TestAgent::start(
+        "agent-b",
+        4096,
+        Behavior::Delay(Duration::from_millis(20)),
+        &urls,
+    )
+    .await;
+
+    let mut conn = db.conn();
+    let inputs: Vec<String> = (0..40).map(|i| format!("{{\"n\": {i}}}")).collect();
+    let ids = enqueue(&mut conn, &spec("p1", Uuid::new_v4(), 2048), &inputs);
+    wait_until(SETTLE, "all executions to finish", || {
+        unfinished(&mut conn) == 0
+    })
+    .await;
+
+    let rows = rows(&mut conn);
+    assert_eq!(rows.len(), 40);
+    let input_of: std::collections::HashMap<Uuid, &String> =
+        ids.iter().copied().zip(&inputs).collect();
+    for row in &rows {
+        let input = input_of[&row.id];
+        assert_eq!(row.status, "succeeded", "{row:?}");
+        assert_eq!(row.attempts, 1, "{row:?}");
+        assert_eq!(row.result.as_deref(), Some(input.as_str()), "{row:?}");
+        let agent = row.agent_id.as_deref().expect("agent recorded");
+        assert_eq!(
+            row.logs.as_deref(),
+            Some(format!("ran on {agent}").as_str())
+        );
+        assert!(row.timestamps_set, "{row:?}");
+    }
+    // Each agent ran each of its executions once and accepted every ticket.
+    let all: Vec<Uuid> = a.seen.ids().into_iter().chain(b.seen.ids()).collect();
+    assert_eq!(all.len(), 40);
+    assert_eq!(
+        all.iter().collect::<HashSet<_>>().len(),
+        40,
+        "no duplicates"
+    );
+    assert_eq!(
+        a.seen
+            .rejected_tickets
+            .load(std::sync::atomic::Ordering::SeqCst),
+        0
+    );
+
+    // The agents are listed in the table, up.
+    #[derive(QueryableByName)]
+    struct AgentRow {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        id: String,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        state: String,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        memory_mb_total: i64,
+    }
+    let agents: Vec<AgentRow> =
+        diesel::sql_query("SELECT id, state, memory_mb_total FROM agents ORDER BY id")
+            .load(&mut conn)
+            .expect("agents");
+    let listed: Vec<(&str, &str, i64)> = agents
+        .iter()
+        .map(|r| (r.id.as_str(), r.state.as_str(), r.memory_mb_total))
+        .collect();
+    assert_eq!(listed, [("agent-a", "up", 4096), ("agent-b", "up", 4096)]);
+
+    // A silent agent is marked down in the table after agent_down_time (2 s).
+    b.kill().await;
+    wait_until(
+        Duration::from_secs(10),
+        "agent-b to be down in the table",
+        || {
+            diesel::sql_query("SELECT id, state, memory_mb_total FROM agents WHERE id = 'agent-b'")
+                .get_result::<AgentRow>(&mut conn)
+                .is_ok_and(|r| r.state == "down")
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_agent_dying_mid_run_hands_the_execution_to_another() {
+    let db = TestDb::create();
+    let dir = TestDir::new();
+    let mut scheduler = SchedulerProc::spawn(&dir, &db, "async_max_attempts = 3");
+    scheduler.wait_role("active", SETTLE).await;
+    let urls = vec![scheduler.url.clone()];
+    // Bin-packing puts the execution on the fuller agent: the one that hangs.
+    let doomed = TestAgent::start("doomed", 1024, Behavior::Hang, &urls).await;
+    let mut conn = db.conn();
+    wait_until(SETTLE, "the doomed agent to be known", || {
+        diesel::sql_query("SELECT 1 FROM agents WHERE id = 'doomed'")
+            .execute(&mut conn)
+            .is_ok_and(|n| n == 1)
+    })
+    .await;
+    let healthy = TestAgent::start("healthy", 8192, Behavior::Echo, &urls).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let ids = enqueue(
+        &mut conn,
+        &spec("p1", Uuid::new_v4(), 256),
+        &["{\"x\": 1}".into()],
+    );
+    wait_until(SETTLE, "the doomed agent to receive the execution", || {
+        doomed.seen.count() == 1
+    })
+    .await;
+    assert_eq!(healthy.seen.count(), 0);
+    doomed.kill().await;
+    wait_until(SETTLE, "the execution to finish", || {
+        unfinished(&mut conn) == 0
+    })
+    .await;
+
+    let rows = rows(&mut conn);
+    assert_eq!(rows.len(), 1);
+    let row = &rows[0];
+    assert_eq!(row.id, ids[0]);
+    assert_eq!(row.status, "succeeded", "{row:?}");
+    assert_eq!(row.attempts, 2, "one lost attempt, one good one: {row:?}");
+    assert_eq!(row.agent_id.as_deref(), Some("healthy"));
+    assert_eq!(row.result.as_deref(), Some("{\"x\": 1}"));
+    assert_eq!(doomed.seen.ids(), ids);
+    assert_eq!(healthy.seen.ids(), ids);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_execution_fails_after_its_last_attempt() {
+    let db = TestDb::create();
+    let dir = TestDir::new();
+    let mut scheduler = SchedulerProc::spawn(&dir, &db, "async_max_attempts = 2");
+    scheduler.wait_role("active", SETTLE).await;
+    let urls = vec![scheduler.url.clone()];
+    let broken = TestAgent::start("broken", 4096, Behavior::Fail, &urls).await;
+    let mut conn = db.conn();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let ids = enqueue(&mut conn, &spec("p1", Uuid::new_v4(), 128), &["{}".into()]);
+    wait_until(SETTLE, "the execution to fail", || {
+        unfinished(&mut conn) == 0
+    })
+    .await;
+    let rows = rows(&mut conn);
+    let row = &rows[0];
+    assert_eq!(row.status, "error", "{row:?}");
+    assert_eq!(row.attempts, 2, "{row:?}");
+    let error = row.error.as_deref().expect("a reason");
+    assert!(error.contains("gave up after 2 attempts"), "{error}");
+    assert!(error.contains("503"), "{error}");
+    // Give a third attempt the chance to happen if the policy were broken.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(broken.seen.ids(), [ids[0], ids[0]], "exactly two attempts");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_standby_takes_over_when_the_active_dies() {
+    let db = TestDb::create();
+    let dir = TestDir::new();
+    let mut first = SchedulerProc::spawn(&dir, &db, "");
+    first.wait_role("active", SETTLE).await;
+    let mut second = SchedulerProc::spawn(&dir, &db, "");
+    second.wait_role("standby", SETTLE).await;
+    assert_eq!(first.role().await.as_deref(), Some("active"));
+    let urls = vec![second.url.clone(), first.url.clone()];
+    let agent = TestAgent::start("agent-a", 16384, Behavior::Echo, &urls).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // The standby refuses placements with 503; the client fails over to the active one.
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/placements", second.url))
+        .bearer_auth(
+            signer()
+                .control_plane_token("fresco-api", 60)
+                .expect("token"),
+        )
+        .json(&placement("p1", -1, -1))
+        .send()
+        .await
+        .expect("standby answers");
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["x-fresco-scheduler-role"], "standby");
+    let body: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(body["error"]["message"], "standby scheduler");
+    let client = control_client(&urls);
+    let granted = client
+        .place(&placement("p1", -1, -1))
+        .await
+        .expect("placement");
+    assert_eq!(granted.agent_id, "agent-a");
+    assert_eq!(client.active_url(), first.url);
+    client
+        .release(granted.lease_id, &Release { warm: true })
+        .await
+        .expect("release");
+
+    // Work queued before the crash is drained by the new active scheduler.
+    let mut conn = db.conn();
+    let inputs: Vec<String> = (0..50).map(|i| format!("{{\"n\": {i}}}")).collect();
+    first.kill();
+    let killed = Instant::now();
+    enqueue(&mut conn, &spec("p1", Uuid::new_v4(), 128), &inputs);
+    second.wait_role("active", Duration::from_secs(10)).await;
+    let takeover = killed.elapsed();
+    wait_until(SETTLE, "the queue to drain", || unfinished(&mut conn) == 0).await;
+    eprintln!("takeover after {takeover:?}");
+    assert!(takeover < Duration::from_secs(5), "took {takeover:?}");
+    let rows = rows(&mut conn);
+    assert_eq!(rows.len(), 50);
+    assert!(
+        rows.iter()
+            .all(|r| r.status == "succeeded" && r.attempts == 1),
+        "{rows:?}"
+    );
+    assert_eq!(agent.seen.count(), 50);
+
+    // The client follows the new active scheduler.
+    let granted = client
+        .place(&placement("p1", -1, -1))
+        .await
+        .expect("placement");
+    assert_eq!(granted.agent_id, "agent-a");
+    assert_eq!(client.active_url(), second.url);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn quotas_give_429_with_retry_after() {
+    let db = TestDb::create();
+    let dir = TestDir::new();
+    let mut scheduler = SchedulerProc::spawn(&dir, &db, "");
+    scheduler.wait_role("active", SETTLE).await;
+    let urls = vec![scheduler.url.clone()];
+    let _agent = TestAgent::start("agent-a", 4096, Behavior::Echo, &urls).await;
+    let client = control_client(&urls);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Concurrency: two in flight, the third is refused until one ends.
+    let first = client.place(&placement("p1", 2, -1)).await.expect("first");
+    let _second = client.place(&placement("p1", 2, -1)).await.expect("second");
+    match client.place(&placement("p1", 2, -1)).await {
+        Err(SchedulerError::RateLimited {
+            retry_after,
+            message,
+        }) => {
+            assert!(retry_after >= Duration::from_secs(1));
+            assert!(message.contains("concurrent"), "{message}");
+        }
+        other => panic!("expected 429, got {other:?}"),
+    }
+    // The raw answer: 429, Retry-After, an OpenStack error body.
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/placements", scheduler.url))
+        .bearer_auth(
+            signer()
+                .control_plane_token("fresco-api", 60)
+                .expect("token"),
+        )
+        .json(&placement("p1", 2, -1))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(response.status(), 429);
+    assert_eq!(response.headers()["retry-after"], "1");
+    let body: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(body["error"]["code"], 429);
+    // Another project is not affected.
+    client
+        .place(&placement("p2", 2, -1))
+        .await
+        .expect("other project");
+    client
+        .release(first.lease_id, &Release { warm: false })
+        .await
+        .expect("release");
+    client
+        .place(&placement("p1", 2, -1))
+        .await
+        .expect("after a release");
+
+    // Rate: 3 per minute.
+    for _ in 0..3 {
+        client
+            .place(&placement("p3", -1, 3))
+            .await
+            .expect("within the rate");
+    }
+    match client.place(&placement("p3", -1, 3)).await {
+        Err(SchedulerError::RateLimited { retry_after, .. }) => {
+            assert!(retry_after > Duration::from_secs(30), "{retry_after:?}")
+        }
+        other => panic!("expected 429, got {other:?}"),
+    }
+
+    // No room: 503 from the active scheduler.
+    let mut big = placement("p4", -1, -1);
+    big.spec.memory_mb = 100_000;
+    match client.place(&big).await {
+        Err(SchedulerError::NoCapacity(message)) => {
+            assert!(message.contains("100000"), "{message}")
+        }
+        other => panic!("expected no capacity, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn async_dispatch_respects_the_project_concurrency_quota() {
+    let db = TestDb::create();
+    let dir = TestDir::new();
+    let mut conn = db.conn();
+    diesel::sql_query(
+        "INSERT INTO quotas (project_id, resource, hard_limit) VALUES \
+         ('limited', 'concurrent_executions', 2)",
+    )
+    .execute(&mut conn)
+    .expect("quota");
+    let mut scheduler = SchedulerProc::spawn(&dir, &db, "");
+    scheduler.wait_role("active", SETTLE).await;
+    let urls = vec![scheduler.url.clone()];
+    let agent = TestAgent::start(
+        "agent-a",
+        65536,
+        Behavior::Delay(Duration::from_millis(100)),
+        &urls,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let inputs: Vec<String> = (0..10).map(|i| format!("{i}")).collect();
+    enqueue(&mut conn, &spec("limited", Uuid::new_v4(), 128), &inputs);
+    wait_until(SETTLE, "the queue to drain", || unfinished(&mut conn) == 0).await;
+    assert_eq!(agent.seen.count(), 10);
+    let max = agent
+        .seen
+        .max_running
+        .load(std::sync::atomic::Ordering::SeqCst);
+    assert!(max <= 2, "{max} ran at once with a quota of 2");
+    assert!(rows(&mut conn).iter().all(|r| r.status == "succeeded"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_tokens_are_refused() {
+    let db = TestDb::create();
+    let dir = TestDir::new();
+    let mut scheduler = SchedulerProc::spawn(&dir, &db, "");
+    scheduler.wait_role("active", SETTLE).await;
+    let http = reqwest::Client::new();
+    let heartbeat = |id: &str| Heartbeat {
+        agent_id: id.into(),
+        host: "h".into(),
+        url: "http://127.0.0.1:1".into(),
+        memory_mb_total: 1024,
+        memory_mb_reserved: 0,
+        cpus: 1,
+        running: 0,
+        warm: vec![],
+        images: vec![],
+        version: "t".into(),
+    };
+    let beat = |token: Option<String>, id: &'static str| {
+        let mut request = http
+            .post(format!("{}/v1/agents/heartbeat", scheduler.url))
+            .json(&heartbeat(id));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    let good = agent_tokens().sign("agent-a", 60).expect("token");
+    let forged = AgentTokens::new("not-the-secret")
+        .expect("tokens")
+        .sign("agent-a", 60)
+        .expect("token");
+    assert_eq!(
+        beat(Some(good.clone()), "agent-a")
+            .await
+            .expect("send")
+            .status(),
+        204
+    );
+    assert_eq!(
+        beat(Some(forged), "agent-a").await.expect("send").status(),
+        401
+    );
+    assert_eq!(beat(None, "agent-a").await.expect("send").status(), 401);
+    assert_eq!(
+        beat(Some(good.clone()), "agent-b")
+            .await
+            .expect("send")
+            .status(),
+        403
+    );
+
+    let place = |token: String| {
+        http.post(format!("{}/v1/placements", scheduler.url))
+            .bearer_auth(token)
+            .json(&placement("p1", -1, -1))
+            .send()
+    };
+    // An agent's own token cannot ask for placements, nor can a token signed with another key.
+    assert_eq!(place(good).await.expect("send").status(), 401);
+    let other_key = TicketSigner::from_pem(OTHER_PRIVATE.as_bytes(), 30).expect("key");
+    let wrong = other_key
+        .control_plane_token("fresco-api", 60)
+        .expect("token");
+    let response = place(wrong).await.expect("send");
+    assert_eq!(response.status(), 401);
+    let body: serde_json::Value = response.json().await.expect("json");
+    assert!(body["error"]["message"]
+        .as_str()
+        .is_some_and(|m| m.starts_with("invalid control-plane token")));
+    let release = http
+        .post(format!(
+            "{}/v1/placements/{}/release",
+            scheduler.url,
+            Uuid::new_v4()
+        ))
+        .json(&Release { warm: true })
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(release.status(), 401);
+    // The good control-plane token works.
+    let ok = place(
+        signer()
+            .control_plane_token("fresco-api", 60)
+            .expect("token"),
+    )
+    .await
+    .expect("send");
+    assert_eq!(ok.status(), 200);
+}
