@@ -4,5 +4,7 @@
 #[cfg(feature = "archive")]
 pub mod archive;
 pub mod conf;
+#[cfg(feature = "scheduler-client")]
+pub mod scheduler_client;
 pub mod ticket;
 pub mod wire;
