@@ -1,5 +1,6 @@
 //! Building the service from its configuration.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use fresco_auth::policy::Enforcer;
@@ -8,10 +9,12 @@ use fresco_common::conf::{
     ApiSection, ConfigError, DatabaseSection, DefaultSection, InternalAuthSection, QuotaSection, RawConfig,
     SchedulerSection,
 };
-use fresco_common::ticket::TicketVerifier;
+use fresco_common::scheduler_client::SchedulerClient;
+use fresco_common::ticket::{TicketSigner, TicketVerifier};
 
 use crate::db;
 use crate::http::AppState;
+use crate::invoke::{Invoker, Recorder};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -23,6 +26,10 @@ pub enum StartupError {
     Policy(#[from] fresco_auth::policy::PolicyError),
     #[error("{0}")]
     Tickets(#[from] fresco_common::ticket::TicketError),
+    #[error("{0}")]
+    Scheduler(#[from] fresco_common::scheduler_client::SchedulerError),
+    #[error("{0}")]
+    Invoker(String),
 }
 
 /// The typed sections fresco-api reads.
@@ -81,7 +88,22 @@ pub fn build_state(raw: &RawConfig) -> Result<AppState, StartupError> {
         config.database.max_pool_size,
         Duration::from_secs(config.database.connection_timeout),
     );
+    let invoker = match TicketSigner::from_file(&config.internal_auth.ticket_signing_key_file, config.internal_auth.ticket_ttl) {
+        Ok(signer) => {
+            let scheduler = SchedulerClient::for_control_plane(&config.scheduler.urls, Arc::new(signer), "fresco-api")?;
+            let recorder = Recorder::start(pool.clone());
+            Some(
+                Invoker::new(scheduler, recorder, Duration::from_secs(config.api.function_cache_ttl))
+                    .map_err(StartupError::Invoker)?,
+            )
+        }
+        Err(error) => {
+            log::warn!("invocations are disabled until this is fixed: {error}");
+            None
+        }
+    };
     Ok(AppState {
+        invoker,
         pool,
         base_url: config.base_url(),
         agent_down_after: chrono::Duration::seconds(

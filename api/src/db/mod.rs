@@ -104,7 +104,7 @@ pub fn migrate(conn: &mut PgConnection) -> Result<Vec<String>, String> {
 
 /// The project a storage call acts for. `All` is only built for admins who asked for
 /// `all_projects=true` (optionally narrowed to one project).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Scope {
     Project(String),
     All { project_id: Option<String> },

@@ -6,6 +6,7 @@ pub mod agents;
 pub mod aliases;
 pub mod executions;
 pub mod functions;
+pub mod invoke;
 pub mod quotas;
 pub mod runtimes;
 pub mod validate;

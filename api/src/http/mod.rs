@@ -38,6 +38,8 @@ pub struct AppState {
     pub base_url: String,
     /// Age of the last heartbeat after which an agent shows as down.
     pub agent_down_after: chrono::Duration,
+    /// The invocation path; `None` when the ticket signing key is missing.
+    pub invoker: Option<crate::invoke::Invoker>,
 }
 
 impl AppState {

@@ -6,6 +6,7 @@ mod discovery;
 mod executions;
 mod functions;
 mod internal;
+mod invoke;
 mod quotas;
 mod runtimes;
 mod versions;
@@ -54,6 +55,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .get(functions::download)
                 .put(functions::upload),
         )
+        .route("/v1/functions/{function}/invoke", web::post().to(invoke::invoke))
         .service(
             web::resource("/v1/functions/{function}/versions")
                 .get(versions::list)

@@ -1,0 +1,157 @@
+//! `POST /v1/functions/{function}/invoke[?version=N|?alias=NAME][&async=true]`
+
+use std::sync::Arc;
+
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use fresco_common::wire::RunStatus;
+use serde_json::json;
+use serde_json::value::RawValue;
+
+use super::{state, State};
+use crate::domain::invoke::{self, Selector, Target};
+use crate::http::auth::Caller;
+use crate::http::body;
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::paging::Query;
+use crate::http::views::ExecutionView;
+use crate::invoke::{queued_execution, InvokeError};
+
+/// Largest event accepted, as Lambda's synchronous limit.
+const MAX_PAYLOAD_BYTES: usize = 6 * 1024 * 1024;
+
+fn invoke_error(error: InvokeError) -> ApiError {
+    match error {
+        InvokeError::Domain(e) => e.into(),
+        InvokeError::RateLimited { retry_after, message } => {
+            let mut e = ApiError::new(StatusCode::TOO_MANY_REQUESTS, message);
+            e.retry_after = Some(retry_after.as_secs().max(1));
+            e
+        }
+        InvokeError::NoCapacity(m) => {
+            let mut e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("no capacity to run the function now: {m}"));
+            e.retry_after = Some(1);
+            e
+        }
+        InvokeError::SchedulerUnavailable(m) => {
+            log::warn!("scheduler unavailable: {m}");
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "scheduler unavailable")
+        }
+        InvokeError::AgentFailed(m) => ApiError::new(StatusCode::BAD_GATEWAY, format!("the compute agent failed: {m}")),
+    }
+}
+
+fn header(name: &'static str, value: &str) -> (HeaderName, HeaderValue) {
+    (
+        HeaderName::from_static(name),
+        HeaderValue::from_str(value).unwrap_or_else(|_| HeaderValue::from_static("invalid")),
+    )
+}
+
+pub async fn invoke(
+    data: State,
+    caller: Caller,
+    path: web::Path<String>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> ApiResult<HttpResponse> {
+    caller.authorize(&data, "function:invoke")?;
+    let app = state(&data);
+    let invoker = app
+        .invoker
+        .as_ref()
+        .ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "invocations are not configured"))?;
+    let query = Query::parse(&req, &["version", "alias", "async"])?;
+    let selector = match (query.typed::<i32>("version")?, query.get("alias")) {
+        (Some(_), Some(_)) => return Err(ApiError::bad_request("give version or alias, not both")),
+        (Some(n), None) if n >= 1 => Selector::Version(n),
+        (Some(n), None) => return Err(ApiError::bad_request(format!("version must be 1 or more, got {n}"))),
+        (None, Some(alias)) => Selector::Alias {
+            name: alias.to_owned(),
+            roll: rand::random_range(0..100),
+        },
+        (None, None) => Selector::Latest,
+    };
+    let is_async = match (query.get("async"), req.headers().get("x-invocation-type")) {
+        (Some("true" | "1"), _) => true,
+        (Some("false" | "0") | None, Some(v)) => v.as_bytes().eq_ignore_ascii_case(b"async") || v.as_bytes().eq_ignore_ascii_case(b"event"),
+        (Some("false" | "0") | None, None) => false,
+        (Some(other), _) => return Err(ApiError::bad_request(format!("async must be true or false, got {other:?}"))),
+    };
+    let bytes = body::read(&req, payload, MAX_PAYLOAD_BYTES).await?;
+    let event: Box<RawValue> = if bytes.iter().all(u8::is_ascii_whitespace) {
+        RawValue::from_string("{}".to_owned()).map_err(|e| ApiError::bad_request(e.to_string()))?
+    } else {
+        serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request(format!("the event must be JSON: {e}")))?
+    };
+
+    let scope = caller.object_scope(&data)?;
+    let key = path.into_inner();
+    let cache_key = (scope.clone(), key.clone(), selector.clone());
+    let target: Arc<Target> = match invoker.cache.get(&cache_key) {
+        Some(target) => target,
+        None => {
+            let defaults = app.quota.clone();
+            let resolved = app
+                .db(move |conn| invoke::resolve(conn, &defaults, &scope, &key, &selector))
+                .await?;
+            let target = Arc::new(resolved);
+            invoker.cache.put(cache_key, Arc::clone(&target));
+            target
+        }
+    };
+
+    if is_async {
+        let execution = queued_execution(&target, &event)?;
+        let view = {
+            let row = execution.clone();
+            app.db(move |conn| crate::db::executions::enqueue(conn, &row).map_err(Into::into)).await?;
+            ExecutionView::from(summary(execution))
+        };
+        return Ok(HttpResponse::Accepted().json(json!({ "execution": view })));
+    }
+
+    let outcome = invoker.invoke_sync(&target, event).await.map_err(invoke_error)?;
+    let result = outcome.result;
+    let mut response = HttpResponse::Ok();
+    response
+        .content_type("application/json")
+        .insert_header(header("x-execution-id", &outcome.execution_id.to_string()))
+        .insert_header(header("x-execution-status", result.status.as_str()))
+        .insert_header(header("x-execution-duration-ms", &format!("{:.3}", result.duration_ms)))
+        .insert_header(header("x-execution-cold", if result.cold { "true" } else { "false" }));
+    Ok(match result.status {
+        RunStatus::Succeeded => response.body(result.response.unwrap_or_else(|| "null".to_owned())),
+        _ => {
+            let error = result.error.map(|e| serde_json::to_value(e).unwrap_or_default()).unwrap_or_else(|| {
+                json!({"errorType": format!("Runtime.{}", result.status.as_str()), "errorMessage": format!("execution ended with status {}", result.status.as_str())})
+            });
+            response.json(error)
+        }
+    })
+}
+
+fn summary(e: crate::db::executions::Execution) -> crate::db::executions::ExecutionSummary {
+    crate::db::executions::ExecutionSummary {
+        id: e.id,
+        project_id: e.project_id,
+        function_id: e.function_id,
+        function_version: e.function_version,
+        alias: e.alias,
+        status: e.status,
+        is_async: e.is_async,
+        input_size: e.input_size,
+        result: e.result,
+        error: e.error,
+        duration_ms: e.duration_ms,
+        max_memory_mb: e.max_memory_mb,
+        memory_mb: e.memory_mb,
+        cold: e.cold,
+        agent_id: e.agent_id,
+        attempts: e.attempts,
+        created_at: e.created_at,
+        started_at: e.started_at,
+        finished_at: e.finished_at,
+    }
+}

@@ -1,0 +1,338 @@
+//! The invocation path: place with the scheduler, run on the agent, release, record.
+//!
+//! Sync invocations are recorded off the hot path by the `Recorder` (batched inserts from a
+//! dedicated thread); async ones are committed to PostgreSQL before the caller hears 202, and
+//! the scheduler's dispatcher runs them.
+
+use std::collections::HashMap;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use fresco_common::scheduler_client::{SchedulerClient, SchedulerError};
+use fresco_common::wire::{PlacementRequest, Release, RunRequest, RunResult, RunStatus};
+use serde_json::value::RawValue;
+use uuid::Uuid;
+
+use crate::db::executions::{self, Execution};
+use crate::db::{PgPool, Scope};
+use crate::domain::invoke::{Selector, Target};
+use crate::domain::DomainError;
+
+/// Why an invocation did not produce a result from the function.
+#[derive(Debug, thiserror::Error)]
+pub enum InvokeError {
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    #[error("{message}")]
+    RateLimited { retry_after: Duration, message: String },
+    #[error("no capacity to run the function now: {0}")]
+    NoCapacity(String),
+    #[error("scheduler unavailable: {0}")]
+    SchedulerUnavailable(String),
+    #[error("the compute agent failed: {0}")]
+    AgentFailed(String),
+}
+
+impl From<SchedulerError> for InvokeError {
+    fn from(error: SchedulerError) -> Self {
+        match error {
+            SchedulerError::RateLimited { retry_after, message } => InvokeError::RateLimited { retry_after, message },
+            SchedulerError::NoCapacity(m) => InvokeError::NoCapacity(m),
+            other => InvokeError::SchedulerUnavailable(other.to_string()),
+        }
+    }
+}
+
+/// A finished sync invocation.
+pub struct Outcome {
+    pub execution_id: Uuid,
+    pub result: RunResult,
+}
+
+/// Resolved targets kept for `[api] function_cache_ttl` seconds, so a hot function costs no
+/// database round trip per invocation. A changed function is seen after at most the TTL.
+pub struct TargetCache {
+    ttl: Duration,
+    entries: Mutex<HashMap<(Scope, String, Selector), (Instant, Arc<Target>)>>,
+}
+
+const CACHE_MAX_ENTRIES: usize = 50_000;
+
+impl TargetCache {
+    pub fn new(ttl: Duration) -> Self {
+        TargetCache {
+            ttl,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn get(&self, key: &(Scope, String, Selector)) -> Option<Arc<Target>> {
+        if self.ttl.is_zero() {
+            return None;
+        }
+        let entries = self.entries.lock().ok()?;
+        entries
+            .get(key)
+            .filter(|(at, _)| at.elapsed() < self.ttl)
+            .map(|(_, target)| Arc::clone(target))
+    }
+
+    pub fn put(&self, key: (Scope, String, Selector), target: Arc<Target>) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        if let Ok(mut entries) = self.entries.lock() {
+            if entries.len() >= CACHE_MAX_ENTRIES {
+                let ttl = self.ttl;
+                entries.retain(|_, (at, _)| at.elapsed() < ttl);
+                if entries.len() >= CACHE_MAX_ENTRIES {
+                    entries.clear();
+                }
+            }
+            entries.insert(key, (Instant::now(), target));
+        }
+    }
+}
+
+/// Writes finished sync executions in batches from its own thread.
+#[derive(Clone)]
+pub struct Recorder {
+    sender: SyncSender<Execution>,
+}
+
+const RECORDER_QUEUE: usize = 100_000;
+const RECORDER_BATCH: usize = 500;
+const RECORDER_LINGER: Duration = Duration::from_millis(20);
+
+impl Recorder {
+    pub fn start(pool: PgPool) -> Self {
+        let (sender, receiver) = mpsc::sync_channel(RECORDER_QUEUE);
+        std::thread::Builder::new()
+            .name("execution-recorder".into())
+            .spawn(move || record_loop(&pool, &receiver))
+            .map_err(|e| log::error!("cannot start the execution recorder: {e}"))
+            .ok();
+        Recorder { sender }
+    }
+
+    pub fn record(&self, execution: Execution) {
+        match self.sender.try_send(execution) {
+            Ok(()) => {}
+            Err(TrySendError::Full(e)) => {
+                log::error!("execution recorder is {RECORDER_QUEUE} records behind: execution {} not recorded", e.id)
+            }
+            Err(TrySendError::Disconnected(e)) => log::error!("execution recorder stopped: execution {} not recorded", e.id),
+        }
+    }
+}
+
+fn record_loop(pool: &PgPool, receiver: &Receiver<Execution>) {
+    let mut batch: Vec<Execution> = Vec::with_capacity(RECORDER_BATCH);
+    loop {
+        if batch.is_empty() {
+            match receiver.recv() {
+                Ok(row) => batch.push(row),
+                Err(_) => return,
+            }
+        }
+        let deadline = Instant::now() + RECORDER_LINGER;
+        while batch.len() < RECORDER_BATCH {
+            match receiver.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(row) => batch.push(row),
+                Err(RecvTimeoutError::Timeout) => break,
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        let written = pool
+            .get()
+            .map_err(|e| e.to_string())
+            .and_then(|mut conn| executions::insert_many(&mut conn, &batch).map_err(|e| e.to_string()));
+        match written {
+            Ok(()) => batch.clear(),
+            Err(e) => {
+                // Keep the batch and retry: the database may be restarting.
+                log::warn!("cannot record {} executions yet: {e}", batch.len());
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+/// Runs invocations.
+pub struct Invoker {
+    pub scheduler: SchedulerClient,
+    agents: reqwest::Client,
+    pub recorder: Recorder,
+    pub cache: TargetCache,
+}
+
+impl Invoker {
+    pub fn new(scheduler: SchedulerClient, recorder: Recorder, cache_ttl: Duration) -> Result<Self, String> {
+        let agents = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(2))
+            .pool_max_idle_per_host(512)
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| format!("cannot build the agent client: {e}"))?;
+        Ok(Invoker {
+            scheduler,
+            agents,
+            recorder,
+            cache: TargetCache::new(cache_ttl),
+        })
+    }
+
+    /// Runs the target synchronously: one placement, one agent call (retried once on another
+    /// agent if the first cannot be reached), then the lease is released and the execution
+    /// recorded in the background.
+    pub async fn invoke_sync(&self, target: &Target, payload: Box<RawValue>) -> Result<Outcome, InvokeError> {
+        let execution_id = Uuid::new_v4();
+        let created_at = Utc::now();
+        let input_size = i32::try_from(payload.get().len()).unwrap_or(i32::MAX);
+        let request = PlacementRequest {
+            execution_id,
+            spec: target.spec.clone(),
+            concurrent_limit: target.limits.concurrent_executions,
+            per_minute_limit: target.limits.executions_per_minute,
+        };
+        let body = serde_json::to_vec(&RunRequest { payload })
+            .map_err(|e| InvokeError::Domain(DomainError::Internal(e.to_string())))?;
+        let mut attempts = 0;
+        let (placement, result) = loop {
+            attempts += 1;
+            let placement = self.scheduler.place(&request).await?;
+            let timeout = Duration::from_secs(u64::try_from(target.spec.timeout_s).unwrap_or(900) + 30);
+            let sent = self
+                .agents
+                .post(format!("{}/v1/run", placement.agent_url))
+                .bearer_auth(&placement.ticket)
+                .header("content-type", "application/json")
+                .body(body.clone())
+                .timeout(timeout)
+                .send()
+                .await;
+            match sent {
+                Ok(response) if response.status().is_success() => match response.json::<RunResult>().await {
+                    Ok(result) => break (placement, result),
+                    Err(e) => {
+                        self.scheduler.release_in_background(placement.lease_id, Release { warm: false });
+                        return Err(self.fail(target, execution_id, created_at, input_size, attempts, Some(&placement.agent_id), format!("invalid answer from agent {}: {e}", placement.agent_id)));
+                    }
+                },
+                Ok(response) => {
+                    let status = response.status();
+                    let text = response.text().await.unwrap_or_default();
+                    self.scheduler.release_in_background(placement.lease_id, Release { warm: false });
+                    return Err(self.fail(target, execution_id, created_at, input_size, attempts, Some(&placement.agent_id), format!("agent {} answered {status}: {text}", placement.agent_id)));
+                }
+                // The agent could not be reached: nothing ran, so another agent may try.
+                Err(e) if e.is_connect() && attempts < 2 => {
+                    log::warn!("agent {} unreachable, placing again: {e}", placement.agent_id);
+                    self.scheduler.release_in_background(placement.lease_id, Release { warm: false });
+                }
+                Err(e) => {
+                    self.scheduler.release_in_background(placement.lease_id, Release { warm: false });
+                    return Err(self.fail(target, execution_id, created_at, input_size, attempts, Some(&placement.agent_id), format!("agent {} failed: {e}", placement.agent_id)));
+                }
+            }
+        };
+        let warm = result.status == RunStatus::Succeeded || result.status == RunStatus::Failed;
+        self.scheduler.release_in_background(placement.lease_id, Release { warm });
+        let finished_at = Utc::now();
+        self.recorder.record(Execution {
+            id: execution_id,
+            project_id: target.spec.project_id.clone(),
+            function_id: target.spec.function_id,
+            function_version: target.spec.version,
+            alias: target.alias.clone(),
+            status: result.status.as_str().to_owned(),
+            is_async: false,
+            input: None,
+            input_size,
+            spec: None,
+            result: result.response.clone(),
+            error: result.error.as_ref().and_then(|e| serde_json::to_value(e).ok()),
+            duration_ms: Some(result.duration_ms),
+            max_memory_mb: result.max_memory_mb,
+            memory_mb: target.spec.memory_mb,
+            cold: Some(result.cold),
+            agent_id: Some(placement.agent_id.clone()),
+            attempts,
+            logs: result.logs.clone(),
+            created_at,
+            started_at: Some(created_at),
+            finished_at: Some(finished_at),
+        });
+        Ok(Outcome { execution_id, result })
+    }
+
+    /// Records a platform failure and returns the error to answer with.
+    #[allow(clippy::too_many_arguments)]
+    fn fail(
+        &self,
+        target: &Target,
+        execution_id: Uuid,
+        created_at: chrono::DateTime<Utc>,
+        input_size: i32,
+        attempts: i32,
+        agent_id: Option<&str>,
+        reason: String,
+    ) -> InvokeError {
+        self.recorder.record(Execution {
+            id: execution_id,
+            project_id: target.spec.project_id.clone(),
+            function_id: target.spec.function_id,
+            function_version: target.spec.version,
+            alias: target.alias.clone(),
+            status: "error".into(),
+            is_async: false,
+            input: None,
+            input_size,
+            spec: None,
+            result: None,
+            error: Some(serde_json::json!({"errorType": "Platform.AgentError", "errorMessage": reason})),
+            duration_ms: None,
+            max_memory_mb: None,
+            memory_mb: target.spec.memory_mb,
+            cold: None,
+            agent_id: agent_id.map(str::to_owned),
+            attempts,
+            logs: String::new(),
+            created_at,
+            started_at: Some(created_at),
+            finished_at: Some(Utc::now()),
+        });
+        InvokeError::AgentFailed(reason)
+    }
+}
+
+/// The queued execution an async invocation commits.
+pub fn queued_execution(target: &Target, payload: &RawValue) -> Result<Execution, DomainError> {
+    let input = payload.get().as_bytes().to_vec();
+    Ok(Execution {
+        id: Uuid::new_v4(),
+        project_id: target.spec.project_id.clone(),
+        function_id: target.spec.function_id,
+        function_version: target.spec.version,
+        alias: target.alias.clone(),
+        status: "queued".into(),
+        is_async: true,
+        input_size: i32::try_from(input.len()).unwrap_or(i32::MAX),
+        input: Some(input),
+        spec: Some(serde_json::to_value(&target.spec).map_err(|e| DomainError::Internal(e.to_string()))?),
+        result: None,
+        error: None,
+        duration_ms: None,
+        max_memory_mb: None,
+        memory_mb: target.spec.memory_mb,
+        cold: None,
+        agent_id: None,
+        attempts: 0,
+        logs: String::new(),
+        created_at: Utc::now(),
+        started_at: None,
+        finished_at: None,
+    })
+}

@@ -1,0 +1,146 @@
+# shellcheck shell=bash
+# Building, configuring, starting and stopping a local Fresco stack (api, scheduler, agents)
+# on 127.0.0.1. Source common.sh and postgres.sh first. Used by tools/up and the tests.
+
+FRESCO_PROFILE="${FRESCO_PROFILE:-release}"
+FRESCO_API_PORT="${FRESCO_API_PORT:-8900}"
+FRESCO_SCHEDULER_PORT="${FRESCO_SCHEDULER_PORT:-8901}"
+FRESCO_AGENT_PORT="${FRESCO_AGENT_PORT:-8902}"
+FRESCO_ETC="$FRESCO_STATE/etc"
+FRESCO_TARGET="${CARGO_TARGET_DIR:-$FRESCO_ROOT/target}"
+FRESCO_SHIM="$FRESCO_TARGET/shim/x86_64-unknown-linux-gnu/release/fresco-shim"
+export FRESCO_PROFILE FRESCO_API_PORT FRESCO_SCHEDULER_PORT FRESCO_AGENT_PORT FRESCO_ETC
+
+# ensure_toolchain: the system packages a build needs; cargo itself comes with the machine.
+ensure_toolchain() {
+    ensure_packages build-essential pkg-config libpq-dev openssl curl zip unzip
+    command -v cargo >/dev/null || die "cargo is missing: install a Rust toolchain (rustup) first"
+}
+
+# stack_build: the three services and the static in-container shim.
+stack_build() {
+    ensure_toolchain
+    local profile_flag=()
+    [ "$FRESCO_PROFILE" = release ] && profile_flag=(--release)
+    say "building fresco-api, fresco-scheduler, fresco-agent ($FRESCO_PROFILE)"
+    (cd "$FRESCO_ROOT" && cargo build -q "${profile_flag[@]}" -p fresco-api -p fresco-scheduler -p fresco-agent) \
+        || die "cargo build failed"
+    say "building the static runtime shim"
+    # The static flag must not reach proc-macros: hence the explicit --target (ENVIRONMENT.md).
+    (cd "$FRESCO_ROOT" && RUSTFLAGS='-C target-feature=+crt-static' cargo build -q --release -p fresco-shim \
+        --target x86_64-unknown-linux-gnu --target-dir "$FRESCO_TARGET/shim") || die "shim build failed"
+}
+
+stack_bin() {
+    echo "$FRESCO_TARGET/$FRESCO_PROFILE/$1"
+}
+
+# stack_keys: the control plane's Ed25519 ticket key pair and the agents' shared secret.
+stack_keys() {
+    mkdir -p "$FRESCO_ETC"
+    if [ ! -f "$FRESCO_ETC/ticket-signing.pem" ]; then
+        (umask 077 && openssl genpkey -algorithm ed25519 -out "$FRESCO_ETC/ticket-signing.pem" 2>/dev/null)
+        openssl pkey -in "$FRESCO_ETC/ticket-signing.pem" -pubout -out "$FRESCO_ETC/ticket-verify.pem"
+    fi
+    if [ ! -f "$FRESCO_ETC/agent-secret" ]; then
+        (umask 077 && openssl rand -hex 32 >"$FRESCO_ETC/agent-secret")
+    fi
+}
+
+# stack_config [AUTH_STRATEGY]: writes fresco.conf for the control plane (noauth by default).
+stack_config() {
+    local strategy=${1:-noauth}
+    stack_keys
+    cat >"$FRESCO_ETC/fresco.conf" <<CONF
+# Written by tools/lib/stack.sh for a local development stack. Not for production.
+[DEFAULT]
+auth_strategy = $strategy
+state_path = $FRESCO_STATE
+
+[api]
+bind_port = $FRESCO_API_PORT
+
+[database]
+connection = $FRESCO_DB_URL
+max_pool_size = 32
+
+[oslo_policy]
+policy_file = $FRESCO_ETC/policy.yaml
+
+[internal_auth]
+ticket_signing_key_file = $FRESCO_ETC/ticket-signing.pem
+ticket_verify_key_file = $FRESCO_ETC/ticket-verify.pem
+agent_secret = $(cat "$FRESCO_ETC/agent-secret")
+
+[scheduler]
+bind_port = $FRESCO_SCHEDULER_PORT
+urls = http://127.0.0.1:$FRESCO_SCHEDULER_PORT
+CONF
+    if [ -n "${FRESCO_KEYSTONE_CONF:-}" ]; then
+        cat "$FRESCO_KEYSTONE_CONF" >>"$FRESCO_ETC/fresco.conf"
+    fi
+}
+
+# stack_agent_config N: config of agent N (port FRESCO_AGENT_PORT + N - 1, own state dir).
+stack_agent_config() {
+    local n=$1 port=$((FRESCO_AGENT_PORT + $1 - 1))
+    mkdir -p "$FRESCO_STATE/agent-$n"
+    cat >"$FRESCO_ETC/agent-$n.conf" <<CONF
+# Written by tools/lib/stack.sh: agent $n of the local development stack.
+[DEFAULT]
+state_path = $FRESCO_STATE/agent-$n
+
+[internal_auth]
+ticket_verify_key_file = $FRESCO_ETC/ticket-verify.pem
+agent_secret = $(cat "$FRESCO_ETC/agent-secret")
+
+[scheduler]
+urls = http://127.0.0.1:$FRESCO_SCHEDULER_PORT
+
+[agent]
+agent_id = agent-$n
+bind_port = $port
+api_url = http://127.0.0.1:$FRESCO_API_PORT
+shim_path = $FRESCO_SHIM
+docker_host = unix:///var/run/docker.sock
+CONF
+}
+
+# stack_run NAME CMD...: starts a service in the background unless its pid file says it runs.
+stack_run() {
+    local name=$1
+    shift
+    local pidfile="$FRESCO_STATE/run/$name.pid"
+    if pid_alive "$pidfile"; then
+        return 0
+    fi
+    say "starting $name"
+    "$@" >>"$FRESCO_STATE/logs/$name.log" 2>&1 &
+    echo $! >"$pidfile"
+}
+
+# stack_start [AGENTS]: migrations, then api, scheduler and AGENTS agents (default 1).
+stack_start() {
+    local agents=${1:-1} n
+    "$(stack_bin fresco-api)" --config-file "$FRESCO_ETC/fresco.conf" --db-sync >/dev/null \
+        || die "database migration failed"
+    stack_run fresco-api "$(stack_bin fresco-api)" --config-file "$FRESCO_ETC/fresco.conf"
+    stack_run fresco-scheduler "$(stack_bin fresco-scheduler)" --config-file "$FRESCO_ETC/fresco.conf"
+    for n in $(seq 1 "$agents"); do
+        stack_agent_config "$n"
+        stack_run "fresco-agent-$n" "$(stack_bin fresco-agent)" --config-file "$FRESCO_ETC/agent-$n.conf"
+    done
+    wait_for 30 "fresco-api" curl -fsS "http://127.0.0.1:$FRESCO_API_PORT/healthcheck"
+    wait_for 30 "fresco-scheduler" curl -fsS "http://127.0.0.1:$FRESCO_SCHEDULER_PORT/healthcheck"
+    for n in $(seq 1 "$agents"); do
+        wait_for 30 "fresco-agent-$n" curl -fsS "http://127.0.0.1:$((FRESCO_AGENT_PORT + n - 1))/healthcheck"
+    done
+}
+
+stack_stop() {
+    local pidfile
+    for pidfile in "$FRESCO_STATE"/run/fresco-*.pid; do
+        [ -e "$pidfile" ] || continue
+        stop_pidfile "$pidfile" "$(basename "$pidfile" .pid)"
+    done
+}
