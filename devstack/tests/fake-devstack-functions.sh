@@ -64,9 +64,15 @@ function define_plugin {
     DEVSTACK_PLUGINS="${DEVSTACK_PLUGINS:+$DEVSTACK_PLUGINS,}$1"
 }
 
+# enable_service: a service disabled with disable_service stays disabled (DevStack records
+# it in DISABLED_SERVICES, so local.conf's disable_service wins over a plugin's settings).
 function enable_service {
     local svc
     for svc in "$@"; do
+        if [[ ",${DISABLED_SERVICES:-}," == *",$svc,"* ]]; then
+            echo "WARNING: attempt to enable_service $svc when it has been disabled" >&2
+            continue
+        fi
         if [[ ",$ENABLED_SERVICES," != *",$svc,"* ]]; then
             ENABLED_SERVICES="${ENABLED_SERVICES:+$ENABLED_SERVICES,}$svc"
         fi
@@ -77,6 +83,9 @@ function disable_service {
     local svc tmp=",$ENABLED_SERVICES,"
     for svc in "$@"; do
         tmp=${tmp//,$svc,/,}
+        if [[ ",${DISABLED_SERVICES:-}," != *",$svc,"* ]]; then
+            DISABLED_SERVICES="${DISABLED_SERVICES:+$DISABLED_SERVICES,}$svc"
+        fi
     done
     tmp=${tmp#,}
     ENABLED_SERVICES=${tmp%,}

@@ -337,15 +337,17 @@ check_compute_node_config() {
     secret=$(conf_get "$FRESCO_CONF_DIR/fresco.conf" internal_auth agent_secret)
     verify=$(cat "$FRESCO_CONF_DIR/ticket-verify.pem")
     (
-        export ENABLED_SERVICES=fresco-agent FRESCO_CONF_DIR=$d FRESCO_CONF_FILE=$d/fresco.conf
+        export ENABLED_SERVICES=n-cpu FRESCO_CONF_DIR=$d FRESCO_CONF_FILE=$d/fresco.conf
         export FRESCO_AGENT_SECRET=$secret FRESCO_TICKET_VERIFY_KEY=$verify
         export FRESCO_STATE_DIR="$H/compute/state" SERVICE_HOST=127.0.0.9 HOST_IP=127.0.0.10
         # shellcheck source=fake-devstack-functions.sh
         source "$HERE/fake-devstack-functions.sh"
-        # settings enables all three services; a compute node's local.conf disables two
+        # a compute node's local.conf disables two services; settings' enable_service
+        # must not bring them back
+        disable_service fresco-api fresco-scheduler
         # shellcheck source=../settings
         source "$REPO/devstack/settings"
-        disable_service fresco-api fresco-scheduler
+        is_service_enabled fresco-agent && ! is_service_enabled fresco-api fresco-scheduler || exit 1
         # shellcheck source=../lib/fresco
         source "$REPO/devstack/lib/fresco"
         fresco_check_prerequisites && configure_fresco
@@ -362,12 +364,12 @@ check_compute_node_config() {
 
 compute_node_without_secret() {
     (
-        export ENABLED_SERVICES=fresco-agent FRESCO_CONF_DIR="$H/compute2"
+        export ENABLED_SERVICES=n-cpu FRESCO_CONF_DIR="$H/compute2"
         # shellcheck source=fake-devstack-functions.sh
         source "$HERE/fake-devstack-functions.sh"
+        disable_service fresco-api fresco-scheduler
         # shellcheck source=../settings
         source "$REPO/devstack/settings"
-        disable_service fresco-api fresco-scheduler
         # shellcheck source=../lib/fresco
         source "$REPO/devstack/lib/fresco"
         fresco_check_prerequisites
