@@ -164,3 +164,26 @@ def test_missing_catalog_entry_is_explained(openstack, requests_mock):
     rc, out, err = openstack(*PASSWORD_ARGS, "function", "list")
     assert rc == 1
     assert "service type 'function'" in err
+
+
+def test_project_name_is_resolved_through_keystone(openstack, keystone):
+    other = "fedcba9876543210fedcba9876543210"
+    # the identity endpoint in the token's catalog, as Keystone's own bootstrap registers it
+    token = ksa_fixture.V3Token(project_id=PROJECT, project_name="demo")
+    token.add_service("identity").add_standard_endpoints(public=KEYSTONE, region="RegionOne")
+    token.add_service("function").add_standard_endpoints(public="http://public.test:8900",
+                                                         region="RegionOne")
+    keystone.post(KEYSTONE + "/auth/tokens", json=token, headers={"X-Subject-Token": "t"},
+                  status_code=201)
+    keystone.get(KEYSTONE + "/projects/other-project", status_code=404, json={
+        "error": {"code": 404, "message": "not found", "title": "Not Found"}})
+    keystone.get(KEYSTONE + "/projects?name=other-project", json={"projects": [
+        {"id": other, "name": "other-project", "domain_id": "default"}]})
+    keystone.put("http://public.test:8900/v1/quotas/" + other, json={"quota": {
+        "project_id": other, "functions": {"limit": 3, "in_use": 0}}})
+    rc, out, err = openstack(*PASSWORD_ARGS, "--os-region-name", "RegionOne", "function", "quota",
+                             "set", "other-project", "--functions", "3", "-f", "json")
+    assert rc == 0, err
+    assert json.loads(out)["project_id"] == other
+    assert keystone.last_request.url == "http://public.test:8900/v1/quotas/" + other
+    assert keystone.last_request.json() == {"functions": 3}
