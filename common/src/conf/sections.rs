@@ -88,6 +88,8 @@ config_section! {
         http_request_timeout: u64 = "5",
         /// Roles a service token must carry to be accepted as one.
         service_token_roles: Vec<String> = "service",
+        /// PEM bundle of extra CAs trusted for Keystone's TLS certificate; empty means the built-in roots.
+        cafile: String = "",
     }
 }
 
