@@ -2,7 +2,8 @@
 //! check, in ns/op. With the dev Keystone seeded (`tools/lib/keystone.sh start && seed`) it
 //! also measures uncached validation against the real Keystone for comparison.
 //!
-//! `CARGO_TARGET_DIR=/work/target-auth cargo bench -p fresco-auth`
+//! `CARGO_TARGET_DIR=/work/target-auth cargo bench -p fresco-auth` (uncached Keystone calls:
+//! `FRESCO_BENCH_KEYSTONE_ITERATIONS`, default 50)
 
 use std::hint::black_box;
 use std::path::PathBuf;
@@ -216,5 +217,9 @@ async fn main() {
         start.elapsed(),
     );
 
-    keystone(200).await;
+    let iterations = std::env::var("FRESCO_BENCH_KEYSTONE_ITERATIONS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(50);
+    keystone(iterations).await;
 }
