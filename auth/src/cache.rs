@@ -221,10 +221,15 @@ impl<V: TokenValidator> CachingValidator<V> {
         }
     }
 
-    /// Removes expired entries; if that is not enough, the oldest tenth (at least one).
+    /// Removes expired entries and abandoned flights (every caller went away before an
+    /// answer: only the map holds the cell); if that is not enough, the oldest tenth of the
+    /// answers (at least one). Flights in progress stay.
     fn make_room(&self, slots: &mut HashMap<Key, Slot>, now: Instant) {
         let before = slots.len();
-        slots.retain(|_, slot| !matches!(slot, Slot::Ready { until, .. } if *until <= now));
+        slots.retain(|_, slot| match slot {
+            Slot::Ready { until, .. } => *until > now,
+            Slot::Pending { cell, .. } => Arc::strong_count(cell) > 1,
+        });
         let max = self.config.max_entries;
         if slots.len() >= max {
             let mut seqs: Vec<u64> = slots
@@ -519,6 +524,24 @@ mod tests {
         assert_eq!(c.inner().calls(), calls);
         c.validate_shared("u0:p").await.expect("oldest was evicted");
         assert_eq!(c.inner().calls(), calls + 1);
+    }
+
+    #[tokio::test]
+    async fn abandoned_flights_do_not_hold_room() {
+        let mut fake = Fake::new();
+        fake.delay = Duration::from_millis(200);
+        let c = Arc::new(cache(fake, 60_000, 60_000, 3));
+        for i in 0..3 {
+            let c = c.clone();
+            let task = tokio::spawn(async move { c.validate_shared(&format!("u{i}:p")).await });
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            task.abort();
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(c.stats().entries, 3, "three abandoned flights");
+        c.validate_shared("bad").await.expect_err("invalid");
+        assert_eq!(c.stats().entries, 1, "the abandoned flights made room");
+        assert_eq!(c.stats().evictions, 3);
     }
 
     #[tokio::test]

@@ -96,9 +96,20 @@ impl KeystoneStats {
     }
 }
 
+/// After a failed service authentication, callers fail at once for this long instead of
+/// queueing behind one more attempt each (a black-holed Keystone would stack timeouts).
+const AUTH_RETRY_AFTER: Duration = Duration::from_secs(1);
+
 struct ServiceToken {
     token: Arc<str>,
     renew_at: Instant,
+}
+
+#[derive(Default)]
+struct ServiceState {
+    token: Option<ServiceToken>,
+    /// When the last authentication failed, and why.
+    failed: Option<(Instant, AuthError)>,
 }
 
 /// Validates every token with Keystone, uncached: put it behind a
@@ -109,7 +120,7 @@ pub struct KeystoneValidator {
     auth_tokens_url: String,
     validate_url: String,
     service_roles: Vec<String>,
-    service_token: tokio::sync::Mutex<Option<ServiceToken>>,
+    service: tokio::sync::Mutex<ServiceState>,
     validations: AtomicU64,
     service_auths: AtomicU64,
 }
@@ -156,7 +167,7 @@ impl KeystoneValidator {
                 .map(|r| r.to_ascii_lowercase())
                 .collect(),
             config,
-            service_token: tokio::sync::Mutex::new(None),
+            service: tokio::sync::Mutex::new(ServiceState::default()),
             validations: AtomicU64::new(0),
             service_auths: AtomicU64::new(0),
         })
@@ -172,26 +183,41 @@ impl KeystoneValidator {
     /// The service's own token, authenticating first if there is none or it is about to expire.
     /// Concurrent callers wait for one authentication.
     async fn service_token(&self) -> Result<Arc<str>, AuthError> {
-        let mut current = self.service_token.lock().await;
-        if let Some(service) = current.as_ref() {
-            if Instant::now() < service.renew_at {
+        let mut state = self.service.lock().await;
+        let now = Instant::now();
+        if let Some(service) = &state.token {
+            if now < service.renew_at {
                 return Ok(service.token.clone());
             }
         }
-        let fresh = self.authenticate_service().await?;
-        let token = fresh.token.clone();
-        *current = Some(fresh);
-        Ok(token)
+        if let Some((at, error)) = &state.failed {
+            if now < *at + AUTH_RETRY_AFTER {
+                return Err(error.clone());
+            }
+        }
+        match self.authenticate_service().await {
+            Ok(fresh) => {
+                let token = fresh.token.clone();
+                state.token = Some(fresh);
+                state.failed = None;
+                Ok(token)
+            }
+            Err(error) => {
+                state.failed = Some((Instant::now(), error.clone()));
+                Err(error)
+            }
+        }
     }
 
     /// Drops the service token `used` (unless another caller replaced it already).
     async fn forget_service_token(&self, used: &Arc<str>) {
-        let mut current = self.service_token.lock().await;
-        if current
+        let mut state = self.service.lock().await;
+        if state
+            .token
             .as_ref()
             .is_some_and(|s| Arc::ptr_eq(&s.token, used))
         {
-            *current = None;
+            state.token = None;
         }
     }
 

@@ -285,6 +285,24 @@ async fn refused_service_credentials_make_keystone_unavailable() {
 }
 
 #[tokio::test]
+async fn after_a_failed_service_authentication_callers_fail_fast_for_a_moment() {
+    let fake = Fake::start().await;
+    fake.state.auth_status.store(500, Ordering::SeqCst);
+    let v = fake.validator();
+    for _ in 0..3 {
+        assert!(matches!(
+            v.validate("good").await,
+            Err(AuthError::KeystoneUnavailable(_))
+        ));
+    }
+    assert_eq!(v.stats().service_auths, 1, "one attempt, then fail fast");
+    fake.state.auth_status.store(201, Ordering::SeqCst);
+    tokio::time::sleep(AUTH_RETRY_AFTER + Duration::from_millis(100)).await;
+    v.validate("good").await.expect("recovered");
+    assert_eq!(v.stats().service_auths, 2);
+}
+
+#[tokio::test]
 async fn an_unreachable_keystone_is_unavailable() {
     let port = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
