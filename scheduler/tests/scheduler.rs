@@ -467,3 +467,87 @@ async fn bad_tokens_are_refused() {
     .expect("send");
     assert_eq!(ok.status(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_silent_agent_is_marked_down_and_its_work_requeued() {
+    let db = TestDb::create();
+    let dir = TestDir::new();
+    let mut scheduler = SchedulerProc::spawn(&dir, &db, "");
+    scheduler.wait_role("active", SETTLE).await;
+    let urls = vec![scheduler.url.clone()];
+    let hung = TestAgent::start("hung", 1024, Behavior::Hang, &urls).await;
+    let mut conn = db.conn();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let healthy = TestAgent::start("healthy", 8192, Behavior::Echo, &urls).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let ids = enqueue(&mut conn, &spec("p1", Uuid::new_v4(), 256), &["1".into()]);
+    wait_until(SETTLE, "the hung agent to receive it", || {
+        hung.seen.count() == 1
+    })
+    .await;
+    // Its connection stays open; only the missing heartbeats (agent_down_time = 2 s) tell.
+    hung.silence();
+    let silenced = Instant::now();
+    wait_until(SETTLE, "the execution to finish", || {
+        unfinished(&mut conn) == 0
+    })
+    .await;
+    assert!(
+        silenced.elapsed() >= Duration::from_secs(1),
+        "{:?}",
+        silenced.elapsed()
+    );
+    let row = &rows(&mut conn)[0];
+    assert_eq!(
+        (row.status.as_str(), row.attempts),
+        ("succeeded", 2),
+        "{row:?}"
+    );
+    assert_eq!(row.agent_id.as_deref(), Some("healthy"));
+    assert_eq!(healthy.seen.ids(), ids);
+    assert_eq!(hung.seen.ids(), ids);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_new_active_requeues_work_held_by_dead_agents() {
+    let db = TestDb::create();
+    let dir = TestDir::new();
+    let mut first = SchedulerProc::spawn(&dir, &db, "");
+    first.wait_role("active", SETTLE).await;
+    let mut second = SchedulerProc::spawn(&dir, &db, "");
+    second.wait_role("standby", SETTLE).await;
+    let urls = vec![first.url.clone(), second.url.clone()];
+    let hung = TestAgent::start("hung", 1024, Behavior::Hang, &urls).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let healthy = TestAgent::start("healthy", 8192, Behavior::Echo, &urls).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut conn = db.conn();
+    let ids = enqueue(&mut conn, &spec("p1", Uuid::new_v4(), 256), &["2".into()]);
+    wait_until(SETTLE, "the hung agent to receive it", || {
+        hung.seen.count() == 1
+    })
+    .await;
+
+    // The active scheduler and the agent running the execution die together.
+    first.kill();
+    hung.silence();
+    second.wait_role("active", Duration::from_secs(10)).await;
+    wait_until(SETTLE, "the execution to finish", || {
+        unfinished(&mut conn) == 0
+    })
+    .await;
+    let row = &rows(&mut conn)[0];
+    assert_eq!(
+        (row.status.as_str(), row.attempts),
+        ("succeeded", 2),
+        "{row:?}"
+    );
+    assert_eq!(row.agent_id.as_deref(), Some("healthy"));
+    assert_eq!(healthy.seen.ids(), ids);
+    assert!(
+        second.log_text().contains("agent hung is down"),
+        "{}",
+        second.log_text()
+    );
+}

@@ -436,6 +436,14 @@ impl Placer {
                 }
             }
         }
+        // Released leases leave their expiry entries behind; drop them when they dominate.
+        if state.expiries.len() > 2 * state.leases.len() + 1024 {
+            state.expiries = state
+                .leases
+                .iter()
+                .map(|(id, record)| Reverse((record.expires, *id)))
+                .collect();
+        }
         (down, expired)
     }
 

@@ -452,6 +452,11 @@ impl TestAgent {
         }
     }
 
+    /// Goes silent: stops heartbeats but keeps its connections (a hung node).
+    pub fn silence(&self) {
+        self.heartbeats.abort();
+    }
+
     /// Dies: stops heartbeats and drops every connection, answering nothing more.
     pub async fn kill(&self) {
         self.heartbeats.abort();
