@@ -91,7 +91,11 @@ enabled = false
 password_hash_rounds = 4
 EOF
     fi
-    [ -f "$KEYSTONE_DIR/bootstrapped" ] && return 0
+    if [ -f "$KEYSTONE_DIR/bootstrapped" ]; then
+        # Keystone warns on every token when its key repositories are readable by others.
+        chmod 700 "$KEYSTONE_DIR/fernet-keys" "$KEYSTONE_DIR/credential-keys"
+        return 0
+    fi
     say "bootstrapping Keystone in $KEYSTONE_DIR"
     mkdir -p "$KEYSTONE_DIR/fernet-keys" "$KEYSTONE_DIR/credential-keys"
     keystone_manage db_sync
@@ -100,6 +104,7 @@ EOF
     keystone_manage bootstrap --bootstrap-password "$(keystone_password admin)" \
         --bootstrap-admin-url "$KEYSTONE_URL" --bootstrap-internal-url "$KEYSTONE_URL" \
         --bootstrap-public-url "$KEYSTONE_URL" --bootstrap-region-id RegionOne
+    chmod 700 "$KEYSTONE_DIR/fernet-keys" "$KEYSTONE_DIR/credential-keys"
     touch "$KEYSTONE_DIR/bootstrapped"
 }
 
