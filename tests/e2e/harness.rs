@@ -1,0 +1,379 @@
+//! A whole Fresco stack for end-to-end tests: a fresh database on the real PostgreSQL, fresh
+//! ticket keys, the real fresco-api, fresco-scheduler(s) and fresco-agent(s) binaries as child
+//! processes on free loopback ports, and the real Docker engine.
+//!
+//! Needs (set by tools/test): `FRESCO_BIN_DIR` (the built binaries), `FRESCO_SHIM_PATH` (the
+//! static shim), `FRESCO_TEST_DATABASE_URL` (a PostgreSQL URL whose role may create
+//! databases), and the runtime images `fresco/python3:dev` and `fresco/provided:dev`.
+
+#![allow(clippy::unwrap_used)] // a test harness: a failed set-up step should panic loudly
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use diesel::{Connection, PgConnection, RunQueryDsl};
+use reqwest::blocking::{multipart, Client, Response};
+use serde_json::{json, Value};
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run the end-to-end tests through tools/test, which builds and starts what they need")
+    })
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// One running service.
+pub struct Service {
+    pub name: String,
+    pub port: u16,
+    child: Option<Child>,
+    config: PathBuf,
+    log: PathBuf,
+    binary: PathBuf,
+}
+
+impl Service {
+    fn spawn(name: &str, binary: PathBuf, config: PathBuf, log: PathBuf, port: u16) -> Service {
+        let mut service = Service {
+            name: name.to_owned(),
+            port,
+            child: None,
+            config,
+            log,
+            binary,
+        };
+        service.start();
+        service
+    }
+
+    /// Starts (or restarts) the process.
+    pub fn start(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let child = Command::new(&self.binary)
+            .arg("--config-file")
+            .arg(&self.config)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.binary.display()));
+        self.child = Some(child);
+        wait_until(Duration::from_secs(30), &format!("{} to answer", self.name), || {
+            Client::new()
+                .get(format!("http://127.0.0.1:{}/healthcheck", self.port))
+                .timeout(Duration::from_secs(1))
+                .send()
+                .map(|r| r.status().is_success() || r.status().as_u16() == 503)
+                .unwrap_or(false)
+        });
+    }
+
+    /// Kills the process (SIGKILL: a crash, not a shutdown) and reaps it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().ok();
+            child.wait().ok();
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Retries `check` every 50 ms until it holds or `limit` passes (then panics naming `what`).
+pub fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Options of a stack.
+pub struct StackOptions {
+    pub agents: usize,
+    pub schedulers: usize,
+    /// Extra lines appended to the control plane's config.
+    pub extra_config: String,
+}
+
+impl Default for StackOptions {
+    fn default() -> Self {
+        StackOptions {
+            agents: 1,
+            schedulers: 1,
+            extra_config: String::new(),
+        }
+    }
+}
+
+/// A running stack; everything stops and the database is dropped when it goes away.
+pub struct Stack {
+    pub dir: PathBuf,
+    pub api: Service,
+    pub schedulers: Vec<Service>,
+    pub agents: Vec<Service>,
+    pub database_url: String,
+    database: String,
+    admin_url: String,
+    http: Client,
+}
+
+impl Stack {
+    pub fn start(options: StackOptions) -> Stack {
+        let bin = PathBuf::from(env("FRESCO_BIN_DIR"));
+        let shim = env("FRESCO_SHIM_PATH");
+        let admin_url = env("FRESCO_TEST_DATABASE_URL");
+        let database = format!("fresco_e2e_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = PgConnection::establish(&admin_url)
+            .unwrap_or_else(|e| panic!("cannot reach PostgreSQL at FRESCO_TEST_DATABASE_URL: {e}"));
+        diesel::sql_query(format!("CREATE DATABASE {database}")).execute(&mut admin).unwrap();
+        let database_url = match admin_url.rsplit_once('/') {
+            Some((base, _)) => format!("{base}/{database}"),
+            None => panic!("FRESCO_TEST_DATABASE_URL has no database name"),
+        };
+
+        let dir = std::env::temp_dir().join(format!("fresco-e2e-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let signing = dir.join("ticket-signing.pem");
+        let verify = dir.join("ticket-verify.pem");
+        run(Command::new("openssl").args(["genpkey", "-algorithm", "ed25519", "-out"]).arg(&signing));
+        run(Command::new("openssl").args(["pkey", "-pubout", "-in"]).arg(&signing).arg("-out").arg(&verify));
+        let secret = uuid::Uuid::new_v4().simple().to_string();
+
+        let api_port = free_port();
+        let scheduler_ports: Vec<u16> = (0..options.schedulers).map(|_| free_port()).collect();
+        let scheduler_urls: Vec<String> = scheduler_ports.iter().map(|p| format!("http://127.0.0.1:{p}")).collect();
+        let common = format!(
+            "[DEFAULT]\nauth_strategy = noauth\nstate_path = {state}\n\n[database]\nconnection = {database_url}\nmax_pool_size = 16\n\n\
+             [oslo_policy]\npolicy_file = {dir}/policy.yaml\n\n\
+             [internal_auth]\nticket_signing_key_file = {signing}\nticket_verify_key_file = {verify}\nagent_secret = {secret}\n",
+            state = dir.display(),
+            dir = dir.display(),
+            signing = signing.display(),
+            verify = verify.display(),
+        );
+        let api_config = dir.join("api.conf");
+        write(
+            &api_config,
+            &format!(
+                "{common}\n[api]\nbind_port = {api_port}\n\n[scheduler]\nurls = {}\n{}\n",
+                scheduler_urls.join(", "),
+                options.extra_config
+            ),
+        );
+        run(Command::new(bin.join("fresco-api")).arg("--config-file").arg(&api_config).arg("--db-sync"));
+        let api = Service::spawn("fresco-api", bin.join("fresco-api"), api_config, dir.join("api.log"), api_port);
+        let schedulers = scheduler_ports
+            .iter()
+            .enumerate()
+            .map(|(i, port)| {
+                let config = dir.join(format!("scheduler-{i}.conf"));
+                write(
+                    &config,
+                    &format!(
+                        "{common}\n[scheduler]\nbind_port = {port}\nurls = {}\nagent_down_time = 4\n{}\n",
+                        scheduler_urls.join(", "),
+                        options.extra_config
+                    ),
+                );
+                Service::spawn(&format!("fresco-scheduler-{i}"), bin.join("fresco-scheduler"), config, dir.join(format!("scheduler-{i}.log")), *port)
+            })
+            .collect();
+        let agents = (0..options.agents)
+            .map(|i| {
+                let port = free_port();
+                let state = dir.join(format!("agent-{i}"));
+                std::fs::create_dir_all(&state).unwrap();
+                let config = dir.join(format!("agent-{i}.conf"));
+                write(
+                    &config,
+                    &format!(
+                        "[DEFAULT]\nstate_path = {state}\n\n[internal_auth]\nticket_verify_key_file = {verify}\nagent_secret = {secret}\n\n\
+                         [scheduler]\nurls = {urls}\n\n[agent]\nagent_id = e2e-{id}-{i}\nbind_port = {port}\napi_url = http://127.0.0.1:{api_port}\n\
+                         shim_path = {shim}\nheartbeat_interval = 1\nmemory_mb = 4096\nidle_timeout = 120\n",
+                        state = state.display(),
+                        verify = verify.display(),
+                        urls = scheduler_urls.join(", "),
+                        id = &database[11..19],
+                    ),
+                );
+                Service::spawn(&format!("fresco-agent-{i}"), bin.join("fresco-agent"), config, dir.join(format!("agent-{i}.log")), port)
+            })
+            .collect();
+        let stack = Stack {
+            dir,
+            api,
+            schedulers,
+            agents,
+            database_url,
+            database,
+            admin_url,
+            http: Client::builder().timeout(Duration::from_secs(60)).build().unwrap(),
+        };
+        stack.wait_for_agents(options.agents);
+        stack
+    }
+
+    /// Waits until the scheduler has placed `n` agents up (as the admin API shows them).
+    pub fn wait_for_agents(&self, n: usize) {
+        wait_until(Duration::from_secs(30), &format!("{n} agents up"), || {
+            let agents = self.get(ADMIN, "/v1/agents");
+            agents["agents"].as_array().is_some_and(|a| a.iter().filter(|x| x["state"] == "up").count() >= n)
+        });
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.api.url())
+    }
+
+    pub fn request(&self, method: reqwest::Method, token: &str, path: &str) -> reqwest::blocking::RequestBuilder {
+        self.http.request(method, self.url(path)).header("x-auth-token", token)
+    }
+
+    /// GET returning JSON, asserting success.
+    pub fn get(&self, token: &str, path: &str) -> Value {
+        let response = self.request(reqwest::Method::GET, token, path).send().unwrap();
+        let status = response.status();
+        let body: Value = response.json().unwrap_or(Value::Null);
+        assert!(status.is_success(), "GET {path} answered {status}: {body}");
+        body
+    }
+
+    /// POST JSON, returning the response.
+    pub fn post(&self, token: &str, path: &str, body: &Value) -> Response {
+        self.request(reqwest::Method::POST, token, path).json(body).send().unwrap()
+    }
+
+    /// Registers the default runtimes (python3, provided) as admin.
+    pub fn register_runtimes(&self) {
+        for (name, image, kind) in [("python3", "fresco/python3:dev", "python"), ("provided", "fresco/provided:dev", "provided")] {
+            let response = self.post(ADMIN, "/v1/runtimes", &json!({"name": name, "image": image, "kind": kind}));
+            assert!(response.status().as_u16() == 201 || response.status().as_u16() == 409, "runtime {name}: {}", response.status());
+        }
+    }
+
+    /// Creates a function from a directory of tests/functions, returning its JSON.
+    pub fn create_function(&self, token: &str, name: &str, sample: &str, runtime: &str, settings: Value) -> Value {
+        let package = zip_dir(&functions_dir().join(sample));
+        let mut metadata = json!({"name": name, "runtime": runtime});
+        if let (Some(m), Some(s)) = (metadata.as_object_mut(), settings.as_object()) {
+            m.extend(s.clone());
+        }
+        let form = multipart::Form::new()
+            .part("metadata", multipart::Part::text(metadata.to_string()).mime_str("application/json").unwrap())
+            .part("package", multipart::Part::bytes(package).file_name("code.zip"));
+        let response = self.request(reqwest::Method::POST, token, "/v1/functions").multipart(form).send().unwrap();
+        let status = response.status();
+        let body: Value = response.json().unwrap_or(Value::Null);
+        assert_eq!(status.as_u16(), 201, "creating {name}: {body}");
+        body["function"].clone()
+    }
+
+    /// Invokes a function synchronously.
+    pub fn invoke(&self, token: &str, function: &str, event: &Value) -> Response {
+        self.post(token, &format!("/v1/functions/{function}/invoke"), event)
+    }
+
+    /// Polls an execution until it is in a terminal state; returns it.
+    pub fn wait_execution(&self, token: &str, id: &str, limit: Duration) -> Value {
+        let mut last = Value::Null;
+        wait_until(limit, &format!("execution {id} to finish"), || {
+            let response = self.request(reqwest::Method::GET, token, &format!("/v1/executions/{id}")).send().unwrap();
+            if !response.status().is_success() {
+                return false;
+            }
+            last = response.json::<Value>().unwrap()["execution"].clone();
+            !matches!(last["status"].as_str(), Some("queued" | "running"))
+        });
+        last
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        for agent in &mut self.agents {
+            agent.kill();
+        }
+        for scheduler in &mut self.schedulers {
+            scheduler.kill();
+        }
+        self.api.kill();
+        // The agents' containers carry the agent's label; a restarted agent reconciles them,
+        // a test stack removes them itself.
+        for i in 0..self.agents.len() {
+            let label = format!("label=fresco.agent=e2e-{}-{i}", &self.database[11..19]);
+            if let Ok(out) = Command::new("/usr/bin/docker").args(["ps", "-aq", "--filter", &label]).output() {
+                let ids: Vec<String> = String::from_utf8_lossy(&out.stdout).split_whitespace().map(str::to_owned).collect();
+                if !ids.is_empty() {
+                    Command::new("/usr/bin/docker").args(["rm", "-f"]).args(&ids).output().ok();
+                }
+            }
+        }
+        if let Ok(mut admin) = PgConnection::establish(&self.admin_url) {
+            diesel::sql_query(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.database)).execute(&mut admin).ok();
+        }
+        if !std::thread::panicking() {
+            std::fs::remove_dir_all(&self.dir).ok();
+        } else {
+            eprintln!("stack state kept for inspection in {}", self.dir.display());
+        }
+    }
+}
+
+pub const ADMIN: &str = "admin:admin-project:admin";
+
+/// The repository's sample functions.
+pub fn functions_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("functions")
+}
+
+/// A zip of every file under `dir` (executable bits kept).
+pub fn zip_dir(dir: &Path) -> Vec<u8> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(current) = stack.pop() {
+        let mut entries: Vec<_> = std::fs::read_dir(&current).unwrap().map(|e| e.unwrap().path()).collect();
+        entries.sort();
+        for path in entries {
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let name = path.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            let options = zip::write::SimpleFileOptions::default().unix_permissions(mode & 0o777);
+            writer.start_file(name, options).unwrap();
+            writer.write_all(&std::fs::read(&path).unwrap()).unwrap();
+        }
+    }
+    writer.finish().unwrap().into_inner()
+}
+
+fn run(command: &mut Command) {
+    let output = command.output().unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+    assert!(output.status.success(), "{command:?} failed: {}", String::from_utf8_lossy(&output.stderr));
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+}
