@@ -270,6 +270,16 @@ mod tests {
     }
 
     #[test]
+    fn committed_sample_is_current() {
+        let committed = include_str!("../../../etc/fresco.conf.sample");
+        assert!(
+            committed == sample_config(),
+            "etc/fresco.conf.sample is stale: regenerate it with \
+             `cargo run -q -p fresco-api -- --print-sample-config > etc/fresco.conf.sample`"
+        );
+    }
+
+    #[test]
     fn sample_lists_every_option_of_every_section() {
         let sample = sample_config();
         for section in ALL_SECTIONS {
