@@ -87,13 +87,15 @@ pub fn insert_many(conn: &mut PgConnection, rows: &[Execution]) -> DbResult<()> 
 
 /// Commits an async execution and wakes the scheduler's dispatcher, in one transaction: once
 /// this returns, the execution cannot be lost.
-pub fn enqueue(conn: &mut PgConnection, row: &Execution) -> DbResult<()> {
-    conn.transaction::<_, diesel::result::Error, _>(|conn| {
-        diesel::insert_into(executions::table).values(row).execute(conn)?;
+pub fn enqueue(conn: &mut PgConnection, row: &Execution) -> DbResult<ExecutionSummary> {
+    Ok(conn.transaction::<_, diesel::result::Error, _>(|conn| {
+        let queued = diesel::insert_into(executions::table)
+            .values(row)
+            .returning(ExecutionSummary::as_returning())
+            .get_result(conn)?;
         diesel::sql_query("NOTIFY fresco_executions").execute(conn)?;
-        Ok(())
-    })?;
-    Ok(())
+        Ok(queued)
+    })?)
 }
 
 pub fn get(conn: &mut PgConnection, scope: &Scope, id: Uuid) -> DbResult<ExecutionSummary> {

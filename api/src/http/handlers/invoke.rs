@@ -104,12 +104,10 @@ pub async fn invoke(
 
     if is_async {
         let execution = queued_execution(&target, &event)?;
-        let view = {
-            let row = execution.clone();
-            app.db(move |conn| crate::db::executions::enqueue(conn, &row).map_err(Into::into)).await?;
-            ExecutionView::from(summary(execution))
-        };
-        return Ok(HttpResponse::Accepted().json(json!({ "execution": view })));
+        let queued = app
+            .db(move |conn| crate::db::executions::enqueue(conn, &execution).map_err(Into::into))
+            .await?;
+        return Ok(HttpResponse::Accepted().json(json!({ "execution": ExecutionView::from(queued) })));
     }
 
     let outcome = invoker.invoke_sync(&target, event).await.map_err(invoke_error)?;
@@ -130,28 +128,4 @@ pub async fn invoke(
             response.json(error)
         }
     })
-}
-
-fn summary(e: crate::db::executions::Execution) -> crate::db::executions::ExecutionSummary {
-    crate::db::executions::ExecutionSummary {
-        id: e.id,
-        project_id: e.project_id,
-        function_id: e.function_id,
-        function_version: e.function_version,
-        alias: e.alias,
-        status: e.status,
-        is_async: e.is_async,
-        input_size: e.input_size,
-        result: e.result,
-        error: e.error,
-        duration_ms: e.duration_ms,
-        max_memory_mb: e.max_memory_mb,
-        memory_mb: e.memory_mb,
-        cold: e.cold,
-        agent_id: e.agent_id,
-        attempts: e.attempts,
-        created_at: e.created_at,
-        started_at: e.started_at,
-        finished_at: e.finished_at,
-    }
 }
