@@ -1,1 +1,118 @@
-fn main() {}
+//! Execution-path benchmark against the real Docker engine (harness = false; prints numbers).
+//!
+//!   runtimes/build.sh                       # engine + images
+//!   cargo bench -p fresco-agent --bench invoke
+//!
+//! Environment: BENCH_WARM_CALLS (default 1000), BENCH_COLD_STARTS (default 10).
+//! Measures cold starts (create + start + first response, through POST /v1/run) for the python
+//! and provided runtimes, and warm invocations through POST /v1/run, sequentially.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::time::Instant;
+
+use common::*;
+use serde_json::json;
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn summary(label: &str, mut samples: Vec<f64>) {
+    samples.sort_by(|a, b| a.total_cmp(b));
+    println!(
+        "{label:<48} n={:<5} p50={:>8.2} ms  p90={:>8.2} ms  p99={:>8.2} ms  max={:>8.2} ms",
+        samples.len(),
+        percentile(&samples, 50.0),
+        percentile(&samples, 90.0),
+        percentile(&samples, 99.0),
+        samples.last().copied().unwrap_or(f64::NAN),
+    );
+}
+
+fn main() {
+    // `cargo bench` passes --bench; nothing to parse.
+    let warm_calls = env_usize("BENCH_WARM_CALLS", 1000);
+    let cold_starts = env_usize("BENCH_COLD_STARTS", 10);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    runtime.block_on(async {
+        let api = FakeApi::start();
+        let hello = api.add("python-hello");
+        let echo = api.add("provided-echo");
+        let agent = AgentProcess::start(AgentOptions::new(&api));
+        println!("fresco-agent execution path benchmark");
+
+        for (label, runtime_kind, handler, sha) in [
+            ("python", "python", "main.handler", &hello),
+            ("provided", "provided", "unused", &echo),
+        ] {
+            let mut total = Vec::new();
+            let mut init = Vec::new();
+            for _ in 0..cold_starts {
+                // A new function id each time: nothing is warm.
+                let s = spec("bench", runtime_kind, handler, Some(sha.clone()));
+                let (result, elapsed) = agent.run(&s, json!({"name": "bench"})).await;
+                assert_eq!(result["status"], "succeeded", "{result}");
+                assert_eq!(result["cold"], true);
+                total.push(elapsed.as_secs_f64() * 1000.0);
+                init.push(result["init_ms"].as_f64().unwrap_or(f64::NAN));
+            }
+            summary(&format!("cold {label}: create+start+first response"), total);
+            summary(&format!("cold {label}: create+start (init_ms)"), init);
+        }
+
+        for (label, runtime_kind, handler, sha, calls) in [
+            ("python", "python", "main.handler", &hello, warm_calls),
+            (
+                "provided (busybox sh + wget)",
+                "provided",
+                "unused",
+                &echo,
+                warm_calls / 5,
+            ),
+        ] {
+            let s = spec("bench-warm", runtime_kind, handler, Some(sha.clone()));
+            let ticket = ticket_for(&agent.agent_id, &s);
+            let (status, _) = agent.run_raw(&ticket, json!({})).await; // the cold one
+            assert_eq!(status, 200);
+            let mut wall = Vec::with_capacity(calls);
+            let mut inside = Vec::with_capacity(calls);
+            let started = Instant::now();
+            for i in 0..calls {
+                let t = Instant::now();
+                let (status, result) = agent.run_raw(&ticket, json!({"i": i})).await;
+                wall.push(t.elapsed().as_secs_f64() * 1000.0);
+                assert_eq!(status, 200);
+                assert_eq!(result["cold"], false, "{result}");
+                inside.push(result["duration_ms"].as_f64().unwrap_or(f64::NAN));
+            }
+            let secs = started.elapsed().as_secs_f64();
+            summary(
+                &format!("warm {label}: POST /v1/run round trip"),
+                wall.clone(),
+            );
+            summary(
+                &format!("warm {label}: dispatch→response (duration_ms)"),
+                inside.clone(),
+            );
+            let mut overhead: Vec<f64> = wall.iter().zip(&inside).map(|(w, i)| w - i).collect();
+            overhead.sort_by(|a, b| a.total_cmp(b));
+            summary(
+                &format!("warm {label}: agent share (round trip - duration)"),
+                overhead,
+            );
+            println!(
+                "warm {label}: {:.0} calls/s sequential",
+                calls as f64 / secs
+            );
+        }
+    });
+}

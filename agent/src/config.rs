@@ -47,7 +47,7 @@ pub struct Settings {
     pub pids_limit: i64,
     pub tmpfs_mb: u64,
     pub log_max_bytes: usize,
-    pub log_settle: Duration,
+    pub log_sync_timeout: Duration,
     pub code_max_bytes: usize,
     pub code_limits: Limits,
     pub max_running: u32,
@@ -114,7 +114,7 @@ impl Settings {
             pids_limit: agent.pids_limit,
             tmpfs_mb: agent.tmpfs_mb,
             log_max_bytes: agent.log_max_bytes,
-            log_settle: Duration::from_millis(agent.log_settle_ms),
+            log_sync_timeout: Duration::from_millis(agent.log_sync_timeout_ms),
             code_max_bytes: agent.code_max_bytes,
             code_limits: Limits {
                 max_entries: agent.code_max_entries,

@@ -240,6 +240,7 @@ impl Container {
             while let Some(chunk) = output.next().await {
                 logs.push(&chunk);
             }
+            logs.close();
         });
         self.tasks().push(pump);
         engine.start(&self.id).await?;

@@ -1,17 +1,53 @@
 //! A container's output, kept per invocation and capped.
+//!
+//! Output reaches the agent through the engine (container stdout/stderr → Docker → attach
+//! stream), a path with its own latency: when a function answers, the last lines it printed
+//! may still be on their way. To know when they have all arrived without guessing, the agent
+//! asks the shim for a sync (`GET /2018-06-01/runtime/fresco/sync` answers a fresh token); the
+//! shim writes the marker `RS token RS` to its stdout and stderr, the very pipes the function
+//! wrote to before it answered, so once both markers came through, everything before them has
+//! too. Markers are removed from the output.
 
 use std::sync::Mutex;
+
+use tokio::sync::Notify;
+
+/// Marker delimiter (ASCII record separator), around the sync token.
+pub const MARKER_DELIMITER: u8 = 0x1e;
+/// One marker per stream: stdout and stderr.
+const MARKERS_PER_SYNC: u32 = 2;
 
 /// Collects the output of the invocation in progress, up to `cap` bytes.
 pub struct LogBuffer {
     cap: usize,
     inner: Mutex<Inner>,
+    synced: Notify,
 }
 
 #[derive(Default)]
 struct Inner {
     data: Vec<u8>,
     dropped: u64,
+    /// The marker being waited for, and how many times it was seen.
+    marker: Option<Vec<u8>>,
+    seen: u32,
+    /// The engine's output stream ended (the container stopped).
+    closed: bool,
+}
+
+/// `RS token RS`.
+pub fn marker(token: &str) -> Vec<u8> {
+    let mut m = vec![MARKER_DELIMITER];
+    m.extend_from_slice(token.as_bytes());
+    m.push(MARKER_DELIMITER);
+    m
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() || haystack.len() < needle.len() {
+        return None;
+    }
+    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 impl LogBuffer {
@@ -19,6 +55,7 @@ impl LogBuffer {
         Self {
             cap,
             inner: Mutex::new(Inner::default()),
+            synced: Notify::new(),
         }
     }
 
@@ -33,12 +70,75 @@ impl LogBuffer {
         inner.dropped = 0;
     }
 
+    /// Adds a chunk of output, removing (and counting) the awaited marker.
     pub fn push(&self, chunk: &[u8]) {
         let mut inner = self.inner();
+        let mut rest = chunk;
+        let mut synced = false;
+        if let Some(marker) = inner.marker.clone() {
+            while let Some(at) = find(rest, &marker) {
+                self.keep(&mut inner, &rest[..at]);
+                rest = &rest[at + marker.len()..];
+                inner.seen += 1;
+                synced = inner.seen >= MARKERS_PER_SYNC;
+            }
+        }
+        self.keep(&mut inner, rest);
+        drop(inner);
+        if synced {
+            self.synced.notify_one();
+        }
+    }
+
+    fn keep(&self, inner: &mut Inner, bytes: &[u8]) {
         let room = self.cap.saturating_sub(inner.data.len());
-        let kept = room.min(chunk.len());
-        inner.data.extend_from_slice(&chunk[..kept]);
-        inner.dropped += (chunk.len() - kept) as u64;
+        let kept = room.min(bytes.len());
+        inner.data.extend_from_slice(&bytes[..kept]);
+        inner.dropped += (bytes.len() - kept) as u64;
+    }
+
+    /// Arms the buffer for a sync with `token`; call before asking the shim for it.
+    pub fn expect_marker(&self, token: &str) {
+        let mut inner = self.inner();
+        inner.marker = Some(marker(token));
+        inner.seen = 0;
+    }
+
+    /// The engine's output stream ended: nothing more will arrive.
+    pub fn close(&self) {
+        self.inner().closed = true;
+        self.synced.notify_one();
+    }
+
+    async fn wait_until(&self, max: std::time::Duration, done: impl Fn(&Inner) -> bool) -> bool {
+        tokio::time::timeout(max, async {
+            loop {
+                let notified = self.synced.notified();
+                if done(&self.inner()) {
+                    return;
+                }
+                notified.await;
+            }
+        })
+        .await
+        .is_ok()
+    }
+
+    /// Waits until both markers of the armed sync have arrived (or the stream ended), at most
+    /// `max`; false on timeout.
+    pub async fn wait_synced(&self, max: std::time::Duration) -> bool {
+        let done = self
+            .wait_until(max, |i| i.seen >= MARKERS_PER_SYNC || i.closed)
+            .await;
+        let mut inner = self.inner();
+        inner.marker = None;
+        inner.seen = 0;
+        done
+    }
+
+    /// Waits until the output stream has ended, at most `max` (a stopped container).
+    pub async fn wait_closed(&self, max: std::time::Duration) -> bool {
+        self.wait_until(max, |i| i.closed).await
     }
 
     /// The output so far (lossy UTF-8), with a note when some was dropped; empties the buffer.
@@ -60,6 +160,7 @@ impl LogBuffer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn output_is_capped_and_the_rest_counted() {
@@ -80,5 +181,39 @@ mod tests {
         logs.begin();
         logs.push(b"mine");
         assert_eq!(logs.take(), "mine");
+    }
+
+    #[tokio::test]
+    async fn markers_are_stripped_and_complete_the_sync() {
+        let logs = LogBuffer::new(1000);
+        logs.expect_marker("t1");
+        logs.push(b"out line\n\x1et1\x1e");
+        assert!(
+            !logs.wait_synced(Duration::from_millis(10)).await,
+            "one marker is not enough"
+        );
+        logs.expect_marker("t2");
+        logs.push(b"no newline\x1et2\x1e");
+        logs.push(b"\x1eother\x1e");
+        logs.push(b"err\n\x1et2\x1e");
+        assert!(logs.wait_synced(Duration::from_secs(1)).await);
+        assert_eq!(
+            logs.take(),
+            "out line\nno newline\x1eother\x1eerr\n",
+            "only the armed markers are removed"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_sync_waits_for_markers_still_on_their_way() {
+        let logs = std::sync::Arc::new(LogBuffer::new(100));
+        logs.expect_marker("abc");
+        let later = std::sync::Arc::clone(&logs);
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            later.push(b"late\n\x1eabc\x1e\x1eabc\x1e");
+        });
+        assert!(logs.wait_synced(Duration::from_secs(2)).await);
+        assert_eq!(logs.take(), "late\n");
     }
 }

@@ -87,6 +87,9 @@ pub struct RuntimeChannel {
     slot: Mutex<Slot>,
     closed: watch::Sender<bool>,
     connections: AtomicUsize,
+    /// Output sync tokens for the shim (see `logs`).
+    sync_tx: mpsc::Sender<String>,
+    sync_rx: tokio::sync::Mutex<mpsc::Receiver<String>>,
 }
 
 impl Default for RuntimeChannel {
@@ -98,7 +101,10 @@ impl Default for RuntimeChannel {
 impl RuntimeChannel {
     pub fn new() -> Self {
         let (queue_tx, queue_rx) = mpsc::channel(1);
+        let (sync_tx, sync_rx) = mpsc::channel(1);
         Self {
+            sync_tx,
+            sync_rx: tokio::sync::Mutex::new(sync_rx),
             queue_tx,
             queue_rx: tokio::sync::Mutex::new(queue_rx),
             slot: Mutex::new(Slot::default()),
@@ -130,6 +136,12 @@ impl RuntimeChannel {
         }
         slot.pending = Some(Pending { request_id, reply });
         Ok(rx)
+    }
+
+    /// Asks the shim to write the output marker for `token`; false when a sync is already
+    /// waiting for the shim (it is not polling, or is slow).
+    pub fn request_sync(&self, token: String) -> bool {
+        self.sync_tx.try_send(token).is_ok()
     }
 
     /// Forgets the pending invocation (after a timeout); a late answer then gets 400.
@@ -237,6 +249,7 @@ impl RuntimeChannel {
                 let id = (*id).to_owned();
                 self.post_error(&id, req).await
             }
+            (&Method::GET, ["fresco", "sync"]) => self.sync().await,
             (&Method::POST, ["init", "error"]) => {
                 let error = read_error(req).await;
                 self.terminate(Outcome::InitError(error));
@@ -289,6 +302,23 @@ impl RuntimeChannel {
             }
         }
         response
+    }
+
+    /// The shim's long poll for output sync tokens (answers the token as text).
+    async fn sync(&self) -> Response<Full<Bytes>> {
+        let mut closed = self.closed.subscribe();
+        let mut queue = tokio::select! {
+            queue = self.sync_rx.lock() => queue,
+            _ = closed.wait_for(|c| *c) => return shutting_down(),
+        };
+        let token = tokio::select! {
+            token = queue.recv() => token,
+            _ = closed.wait_for(|c| *c) => None,
+        };
+        match token {
+            Some(token) => Response::new(Full::new(Bytes::from(token))),
+            None => shutting_down(),
+        }
     }
 
     async fn post_response(&self, id: &str, req: Request<Incoming>) -> Response<Full<Bytes>> {

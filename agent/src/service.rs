@@ -317,9 +317,7 @@ impl<E: ContainerEngine> Agent<E> {
             Err(DispatchError::Busy) => Ending::Lost,
         };
         let duration_ms = ms(started.elapsed());
-        if !self.settings.log_settle.is_zero() {
-            tokio::time::sleep(self.settings.log_settle).await;
-        }
+        self.collect_output(&container, &ending).await;
         let max_memory_mb = self
             .engine
             .take_peak_memory(&container.id)
@@ -414,6 +412,25 @@ impl<E: ContainerEngine> Agent<E> {
         result
     }
 
+    /// Waits (briefly) for the output the function wrote before its invocation ended.
+    async fn collect_output(&self, container: &Container, ending: &Ending) {
+        let max = self.settings.log_sync_timeout;
+        match ending {
+            Ending::Outcome(Outcome::Exited(_)) | Ending::Outcome(Outcome::InitError(_)) => {
+                container.logs.wait_closed(max).await;
+            }
+            Ending::Outcome(_) if container.channel.is_usable() => {
+                let token = Uuid::new_v4().simple().to_string();
+                container.logs.expect_marker(&token);
+                if !container.channel.request_sync(token) || !container.logs.wait_synced(max).await
+                {
+                    log::info!("output sync with {} timed out", container.name);
+                }
+            }
+            _ => {}
+        }
+    }
+
     fn destroy_later(&self, container: Arc<Container>) {
         let engine = Arc::clone(&self.engine);
         tokio::spawn(async move { container.destroy(&engine).await });
@@ -487,5 +504,335 @@ struct RunningGuard<'a>(&'a AtomicU32);
 impl Drop for RunningGuard<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::fake::FakeEngine;
+    use fresco_common::conf::RawConfig;
+    use fresco_common::ticket::TicketSigner;
+
+    // A throwaway Ed25519 key pair for tests only.
+    const PRIVATE: &str = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIPDphl9SqanFK+zTSluaX26jfvxzKtsDBf4ntwe+UDy7\n-----END PRIVATE KEY-----\n";
+    const PUBLIC: &str = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEALN3/XuOh0wrB4/jbsZwWdiMRVZL2PUepzf18DzEv6D4=\n-----END PUBLIC KEY-----\n";
+    const OTHER_PRIVATE: &str = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIBDZreGq6jI/TQJ2OayLZBOClICsyJeLMB8MNK6B959x\n-----END PRIVATE KEY-----\n";
+
+    struct Harness {
+        agent: Agent<FakeEngine>,
+        engine: Arc<FakeEngine>,
+        state: PathBuf,
+    }
+
+    impl Drop for Harness {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.state);
+        }
+    }
+
+    use std::path::PathBuf;
+
+    fn harness(memory_mb: u64) -> Harness {
+        let state =
+            std::env::temp_dir().join(format!("fu-{}", &Uuid::new_v4().simple().to_string()[..10]));
+        let raw = RawConfig::parse(
+            &format!(
+                "[DEFAULT]\nstate_path = {}\n[agent]\nagent_id = unit\nmemory_mb = {memory_mb}\nidle_timeout = 0\nlog_sync_timeout_ms = 500\nmax_running = 4\n",
+                state.display()
+            ),
+            "test",
+        )
+        .expect("config");
+        let settings = Settings::from_raw(&raw).expect("settings");
+        let engine = Arc::new(FakeEngine::new());
+        let verifier = TicketVerifier::from_pem(PUBLIC.as_bytes()).expect("verifier");
+        let agent = Agent::new(settings, Arc::clone(&engine), verifier).expect("agent");
+        Harness {
+            agent,
+            engine,
+            state,
+        }
+    }
+
+    /// An image function (no code to fetch) whose fake runtime follows `script`.
+    fn spec(script: &str) -> FunctionSpec {
+        FunctionSpec {
+            project_id: "p1".into(),
+            function_id: Uuid::new_v4(),
+            function_name: script.into(),
+            version: 1,
+            image: "fresco/python3:dev".into(),
+            runtime_kind: "image".into(),
+            handler: script.into(),
+            memory_mb: 128,
+            timeout_s: 2,
+            environment: Default::default(),
+            code_sha256: None,
+            network: false,
+        }
+    }
+
+    fn ticket(spec: &FunctionSpec) -> String {
+        TicketSigner::from_pem(PRIVATE.as_bytes(), 60)
+            .expect("signer")
+            .sign("unit", Uuid::new_v4(), Uuid::new_v4(), spec.clone())
+            .expect("sign")
+    }
+
+    async fn run(h: &Harness, spec: &FunctionSpec, payload: &str) -> RunResult {
+        h.agent
+            .run(&ticket(spec), Bytes::from(payload.to_owned()))
+            .await
+            .expect("run accepted")
+    }
+
+    #[tokio::test]
+    async fn warm_containers_are_reused_and_reported() {
+        let h = harness(1024);
+        h.agent.reconcile().await.expect("reconcile");
+        let echo = spec("echo");
+        let first = run(&h, &echo, r#"{"n":1}"#).await;
+        assert_eq!(first.status, RunStatus::Succeeded);
+        assert_eq!(first.response.as_deref(), Some(r#"{"n":1}"#));
+        assert!(first.cold && first.init_ms.is_some());
+        assert_eq!(first.max_memory_mb, Some(42.0));
+        let second = run(&h, &echo, r#"{"n":2}"#).await;
+        assert_eq!(second.response.as_deref(), Some(r#"{"n":2}"#));
+        assert!(!second.cold && second.init_ms.is_none());
+        assert_eq!(h.engine.count("create"), 1, "{:?}", h.engine.calls());
+        let beat = h.agent.heartbeat("http://a");
+        assert_eq!(beat.memory_mb_reserved, 128);
+        assert_eq!(beat.warm.len(), 1);
+        assert_eq!(
+            (beat.warm[0].key.as_str(), beat.warm[0].idle),
+            (echo.warm_key().as_str(), 1)
+        );
+        assert_eq!(beat.images, Vec::<String>::new(), "not refreshed yet");
+        h.agent.refresh_images().await;
+        assert_eq!(
+            h.agent.heartbeat("x").images,
+            vec!["fresco/python3:dev".to_owned()]
+        );
+    }
+
+    #[tokio::test]
+    async fn changed_code_or_settings_never_reuse_a_container() {
+        let h = harness(1024);
+        let echo = spec("echo");
+        run(&h, &echo, "1").await;
+        let mut changed = echo.clone();
+        changed.environment.insert("X".into(), "1".into());
+        assert_eq!(changed.warm_key(), echo.warm_key());
+        assert_ne!(pool_key(&changed), pool_key(&echo));
+        assert!(run(&h, &changed, "2").await.cold);
+        assert_eq!(h.engine.count("create"), 2);
+    }
+
+    #[tokio::test]
+    async fn function_errors_are_structured_and_keep_the_container() {
+        let h = harness(1024);
+        let fail = spec("fail");
+        let result = run(&h, &fail, "{}").await;
+        assert_eq!(result.status, RunStatus::Failed);
+        let error = result.error.expect("error");
+        assert_eq!(
+            (error.error_type.as_str(), error.error_message.as_str()),
+            ("ValueError", "boom")
+        );
+        assert_eq!(error.stack_trace.len(), 1);
+        assert!(!run(&h, &fail, "{}").await.cold, "reused after an error");
+    }
+
+    #[tokio::test]
+    async fn timeouts_kill_the_container_and_free_its_memory() {
+        let h = harness(1024);
+        let mut sleep = spec("sleep");
+        sleep.timeout_s = 1;
+        let started = Instant::now();
+        let result = run(&h, &sleep, "{}").await;
+        assert_eq!(result.status, RunStatus::Timeout);
+        assert!(started.elapsed() < Duration::from_secs(3));
+        assert_eq!(h.engine.count("remove"), 1);
+        assert_eq!(h.engine.live(), 0);
+        assert_eq!(h.agent.heartbeat("x").memory_mb_reserved, 0);
+        assert_eq!(h.agent.metrics.timeouts.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn exits_become_oom_or_runtime_errors() {
+        let h = harness(1024);
+        let oom = run(&h, &spec("oom"), "{}").await;
+        assert_eq!(oom.status, RunStatus::Oom);
+        let crash = run(&h, &spec("crash"), "{}").await;
+        assert_eq!(crash.status, RunStatus::Failed);
+        assert_eq!(crash.error.expect("error").error_type, "Runtime.ExitError");
+        let init = run(&h, &spec("init_error"), "{}").await;
+        assert_eq!(init.status, RunStatus::Failed);
+        assert_eq!(
+            init.error.expect("error").error_type,
+            "Runtime.ImportModuleError"
+        );
+        assert_eq!(h.engine.live(), 0, "broken containers are removed");
+        assert_eq!(h.agent.heartbeat("x").memory_mb_reserved, 0);
+    }
+
+    #[tokio::test]
+    async fn mismatched_request_ids_are_refused() {
+        let h = harness(1024);
+        let result = run(&h, &spec("wrong_id"), "{}").await;
+        assert_eq!(result.status, RunStatus::Succeeded);
+        assert_eq!(
+            result.response.as_deref(),
+            Some(r#"{"wrong_id_status":400}"#)
+        );
+    }
+
+    #[tokio::test]
+    async fn runtime_gets_lambda_headers() {
+        let h = harness(1024);
+        let s = spec("headers");
+        let before = now_ms();
+        let result = run(&h, &s, "{}").await;
+        let body: serde_json::Value =
+            serde_json::from_str(result.response.as_deref().expect("response")).expect("json");
+        let deadline: u64 = body["deadline"]
+            .as_str()
+            .expect("deadline")
+            .parse()
+            .expect("ms");
+        assert!(
+            deadline >= before + 2000 && deadline <= now_ms() + 2000,
+            "{deadline}"
+        );
+        assert_eq!(body["arn"], "arn:fresco:function:p1:headers:1");
+        assert!(body["trace"]
+            .as_str()
+            .expect("trace")
+            .starts_with("Root=1-"));
+    }
+
+    #[tokio::test]
+    async fn output_of_the_invocation_is_returned() {
+        let h = harness(1024);
+        let result = run(&h, &spec("log"), r#""x""#).await;
+        assert_eq!(result.logs, "log line \"x\"\n");
+    }
+
+    #[tokio::test]
+    async fn capacity_is_enforced_with_eviction_of_idle_containers() {
+        let h = harness(300);
+        let mut big = spec("echo");
+        big.memory_mb = 512;
+        assert!(matches!(
+            h.agent.run(&ticket(&big), Bytes::from_static(b"1")).await,
+            Err(RunError::NoCapacity(_))
+        ));
+        let a = spec("echo");
+        let mut b = spec("echo");
+        b.memory_mb = 200;
+        run(&h, &a, "1").await;
+        // 128 MB idle + 200 MB needed > 300 MB: the idle container is evicted.
+        assert!(run(&h, &b, "2").await.cold);
+        assert_eq!(h.agent.heartbeat("x").memory_mb_reserved, 200);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(h.engine.count("remove"), 1, "{:?}", h.engine.calls());
+    }
+
+    #[tokio::test]
+    async fn concurrent_runs_are_capped() {
+        let h = harness(4096);
+        let mut sleep = spec("sleep");
+        sleep.timeout_s = 1;
+        let tickets: Vec<String> = (0..5).map(|_| ticket(&sleep)).collect();
+        let runs = tickets
+            .iter()
+            .map(|t| h.agent.run(t, Bytes::from_static(b"{}")));
+        let results = futures_util::future::join_all(runs).await;
+        let refused = results
+            .iter()
+            .filter(|r| matches!(r, Err(RunError::NoCapacity(_))))
+            .count();
+        assert_eq!(refused, 1, "max_running = 4");
+    }
+
+    #[tokio::test]
+    async fn bad_tickets_and_specs_are_refused() {
+        let h = harness(1024);
+        let echo = spec("echo");
+        let forged = TicketSigner::from_pem(OTHER_PRIVATE.as_bytes(), 60)
+            .expect("signer")
+            .sign("unit", Uuid::new_v4(), Uuid::new_v4(), echo.clone())
+            .expect("sign");
+        let other_agent = TicketSigner::from_pem(PRIVATE.as_bytes(), 60)
+            .expect("signer")
+            .sign("other", Uuid::new_v4(), Uuid::new_v4(), echo.clone())
+            .expect("sign");
+        for token in [forged, other_agent, "garbage".to_owned()] {
+            assert!(matches!(
+                h.agent.run(&token, Bytes::new()).await,
+                Err(RunError::Ticket(_))
+            ));
+        }
+        let mut python_without_code = echo.clone();
+        python_without_code.runtime_kind = "python".into();
+        let mut odd_kind = echo.clone();
+        odd_kind.runtime_kind = "cobol".into();
+        let mut tiny = echo.clone();
+        tiny.memory_mb = 1;
+        for bad in [python_without_code, odd_kind, tiny] {
+            assert!(matches!(
+                h.agent.run(&ticket(&bad), Bytes::new()).await,
+                Err(RunError::Spec(_))
+            ));
+        }
+        assert_eq!(h.engine.count("create"), 0, "nothing ran");
+    }
+
+    #[tokio::test]
+    async fn failed_starts_release_their_reservation() {
+        let h = harness(1024);
+        let mut missing = spec("echo");
+        missing.image = "missing".into();
+        let result = run(&h, &missing, "{}").await;
+        assert_eq!(result.status, RunStatus::Error);
+        assert_eq!(
+            result.error.expect("error").error_type,
+            "Platform.ContainerStartFailed"
+        );
+        assert_eq!(h.agent.heartbeat("x").memory_mb_reserved, 0);
+    }
+
+    #[tokio::test]
+    async fn reconcile_idle_expiry_and_shutdown_remove_containers() {
+        let h = harness(1024);
+        h.engine.leftovers.lock().expect("lock").extend([
+            (
+                "old1".to_owned(),
+                [(LABEL_AGENT.to_owned(), "unit".to_owned())].into(),
+            ),
+            (
+                "foreign".to_owned(),
+                [(LABEL_AGENT.to_owned(), "other".to_owned())].into(),
+            ),
+        ]);
+        assert_eq!(h.agent.reconcile().await.expect("reconcile"), 1);
+        assert!(h.engine.calls().contains(&"remove old1".to_owned()));
+        assert!(!h.engine.calls().contains(&"remove foreign".to_owned()));
+
+        run(&h, &spec("echo"), "{}").await;
+        assert_eq!(h.engine.live(), 1);
+        // idle_timeout = 0: the idle container expires at once.
+        assert_eq!(h.agent.expire_idle(), 1);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(h.engine.live(), 0);
+
+        run(&h, &spec("echo"), "{}").await;
+        h.agent.shutdown().await;
+        assert_eq!(h.engine.live(), 0);
+        assert!(matches!(
+            h.agent.run(&ticket(&spec("echo")), Bytes::new()).await,
+            Err(RunError::ShuttingDown)
+        ));
     }
 }

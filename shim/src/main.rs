@@ -7,13 +7,18 @@
 //! 2. Starts the runtime's bootstrap with `AWS_LAMBDA_RUNTIME_API=127.0.0.1:9001`:
 //!    `/var/runtime/bootstrap` for managed runtimes, or the package's own `/var/task/bootstrap`
 //!    when `FRESCO_RUNTIME=provided`. Nothing else from the environment chooses what runs.
-//! 3. As PID 1 it forwards SIGTERM/SIGINT/SIGHUP/SIGQUIT/SIGUSR1/SIGUSR2 to the bootstrap,
+//! 3. Writes output sync markers for the agent: it long-polls
+//!    `GET /2018-06-01/runtime/fresco/sync` on the agent's socket and writes each token it gets,
+//!    as `RS token RS` (ASCII 0x1e), to its stdout and stderr, the pipes the bootstrap writes
+//!    to. When the agent sees both markers in the container's output, everything the function
+//!    printed before it answered has arrived; the agent removes the markers.
+//! 4. As PID 1 it forwards SIGTERM/SIGINT/SIGHUP/SIGQUIT/SIGUSR1/SIGUSR2 to the bootstrap,
 //!    reaps orphaned processes, and exits with the bootstrap's status (128 + signal when a
 //!    signal ended it). The bootstrap inherits stdout/stderr: the container's log.
 //!
 //! Standard library only, built static so it runs in any image (even `FROM scratch`).
 
-use std::io;
+use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::process::Command;
@@ -42,6 +47,7 @@ fn main() {
         Err(e) => fail(&format!("cannot listen on {LISTEN_ADDR}: {e}")),
     };
     thread::spawn(move || accept_loop(&listener));
+    thread::spawn(|| sync_loop(AGENT_SOCKET));
 
     let bootstrap = bootstrap_path(std::env::var("FRESCO_RUNTIME").ok().as_deref());
     // std resets the signal mask in the child, so the bootstrap gets signals normally.
@@ -97,6 +103,51 @@ fn exit_code(status: i32) -> i32 {
     } else {
         128 + signal
     }
+}
+
+/// Longest sync token accepted from the agent.
+const MAX_TOKEN: usize = 64;
+
+fn sync_loop(agent_socket: &str) {
+    loop {
+        match sync_once(agent_socket) {
+            Ok(Some(token)) => {
+                let marker = format!("\x1e{token}\x1e");
+                let mut out = io::stdout().lock();
+                let _ = out.write_all(marker.as_bytes()).and_then(|()| out.flush());
+                drop(out);
+                let _ = io::stderr().write_all(marker.as_bytes());
+            }
+            // The agent is removing this container: no more syncs.
+            Ok(None) => return,
+            Err(_) => thread::sleep(std::time::Duration::from_millis(100)),
+        }
+    }
+}
+
+/// One long poll: `Ok(Some(token))`, `Ok(None)` when the agent answered anything but 200.
+fn sync_once(agent_socket: &str) -> io::Result<Option<String>> {
+    let mut stream = UnixStream::connect(agent_socket)?;
+    stream.write_all(
+        b"GET /2018-06-01/runtime/fresco/sync HTTP/1.1\r\nHost: agent\r\nConnection: close\r\n\r\n",
+    )?;
+    let mut answer = Vec::new();
+    stream.take(4096).read_to_end(&mut answer)?;
+    Ok(parse_sync_answer(&answer))
+}
+
+/// The token of a `200` answer, if it is a plain short token.
+fn parse_sync_answer(answer: &[u8]) -> Option<String> {
+    let head_end = answer.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let status_line = answer.split(|b| *b == b'\n').next()?;
+    if !status_line.starts_with(b"HTTP/1.1 200 ") {
+        return None;
+    }
+    let body = &answer[head_end + 4..];
+    let plain = !body.is_empty()
+        && body.len() <= MAX_TOKEN
+        && body.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-');
+    plain.then(|| String::from_utf8_lossy(body).into_owned())
 }
 
 fn accept_loop(listener: &TcpListener) {
@@ -241,6 +292,19 @@ mod tests {
         assert_eq!(exit_code(3 << 8), 3);
         assert_eq!(exit_code(9), 137, "killed by SIGKILL");
         assert_eq!(exit_code(15), 143, "killed by SIGTERM");
+    }
+
+    #[test]
+    fn sync_answers_must_be_200_with_a_plain_token() {
+        let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nab12";
+        assert_eq!(parse_sync_answer(ok), Some("ab12".to_owned()));
+        let gone = b"HTTP/1.1 410 Gone\r\n\r\n{}";
+        assert_eq!(parse_sync_answer(gone), None);
+        let nasty = b"HTTP/1.1 200 OK\r\n\r\n\x1b[2J";
+        assert_eq!(parse_sync_answer(nasty), None);
+        let long = [&b"HTTP/1.1 200 OK\r\n\r\n"[..], &[b'a'; 65][..]].concat();
+        assert_eq!(parse_sync_answer(&long), None);
+        assert_eq!(parse_sync_answer(b"garbage"), None);
     }
 
     #[test]

@@ -139,7 +139,21 @@ impl ContainerEngine for FakeEngine {
         let script = env.get("_HANDLER").cloned().unwrap_or_default();
         let exit = container.exit.clone();
         let logs = container.logs_tx.clone();
-        container.runtime = Some(tokio::spawn(fake_runtime(script, socket, exit, logs)));
+        let sync_logs = container.logs_tx.clone();
+        let sync_socket = socket.clone();
+        let runtime = tokio::spawn(fake_runtime(script, socket, exit, logs));
+        // What the shim does for output syncs: write the marker to stdout and stderr.
+        let sync = tokio::spawn(async move {
+            while let Ok((200, _, token)) = http(&sync_socket, "GET", "/fresco/sync", b"").await {
+                let marker = crate::logs::marker(&String::from_utf8_lossy(&token));
+                let _ = sync_logs.send(Bytes::from(marker.clone()));
+                let _ = sync_logs.send(Bytes::from(marker));
+            }
+        });
+        container.runtime = Some(tokio::spawn(async move {
+            let _ = runtime.await;
+            sync.abort();
+        }));
         Ok(())
     }
 

@@ -143,15 +143,12 @@ impl Drop for TempDir {
 }
 
 /// Answers one HTTP/1.1 request on `stream` with `handler(method, path, headers, body)`.
-fn serve_one(
-    mut stream: TcpStream,
-    handler: &dyn Fn(
-        &str,
-        &str,
-        &HashMap<String, String>,
-        &[u8],
-    ) -> (u16, Vec<(String, String)>, Vec<u8>),
-) {
+/// (status, extra headers, body) of a fake server's answer.
+type Answer = (u16, Vec<(String, String)>, Vec<u8>);
+/// A fake server's handler: (method, path, lowercase headers, body) → answer.
+type Handler<'a> = &'a dyn Fn(&str, &str, &HashMap<String, String>, &[u8]) -> Answer;
+
+fn serve_one(mut stream: TcpStream, handler: Handler<'_>) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
     let mut reader = BufReader::new(stream.try_clone().expect("clone"));
     let mut line = String::new();
