@@ -195,6 +195,18 @@ pub const ALL_SECTIONS: &[SectionDoc] = &[
     doc::<OsloPolicySection>(),
     doc::<QuotaSection>(),
     doc::<InternalAuthSection>(),
+        /// Longest wait in milliseconds, after a function answers, for the output it wrote before to arrive from the engine.
+        log_sync_timeout_ms: u64 = "100",
+        /// Largest code package downloaded from the API, in bytes.
+        code_max_bytes: usize = "52428800",
+        /// Largest total unpacked size of a code package on the node, in bytes.
+        code_max_unpacked_bytes: u64 = "262144000",
+        /// Largest number of entries in a code package on the node.
+        code_max_entries: usize = "10000",
+        /// Seconds a new container may take to start before the run fails.
+        start_timeout: u64 = "30",
+        /// Most concurrent invocations this agent serves; further run requests get 503.
+        max_running: u32 = "256",
     doc::<SchedulerSection>(),
     doc::<AgentSection>(),
 ];
