@@ -183,18 +183,6 @@ config_section! {
         tmpfs_mb: u64 = "64",
         /// Bytes of a function's stdout/stderr kept per execution.
         log_max_bytes: usize = "65536",
-    }
-}
-
-/// Every section, in the order of the sample config.
-pub const ALL_SECTIONS: &[SectionDoc] = &[
-    doc::<DefaultSection>(),
-    doc::<ApiSection>(),
-    doc::<DatabaseSection>(),
-    doc::<KeystoneAuthtokenSection>(),
-    doc::<OsloPolicySection>(),
-    doc::<QuotaSection>(),
-    doc::<InternalAuthSection>(),
         /// Longest wait in milliseconds, after a function answers, for the output it wrote before to arrive from the engine.
         log_sync_timeout_ms: u64 = "100",
         /// Largest code package downloaded from the API, in bytes.
@@ -207,6 +195,18 @@ pub const ALL_SECTIONS: &[SectionDoc] = &[
         start_timeout: u64 = "30",
         /// Most concurrent invocations this agent serves; further run requests get 503.
         max_running: u32 = "256",
+    }
+}
+
+/// Every section, in the order of the sample config.
+pub const ALL_SECTIONS: &[SectionDoc] = &[
+    doc::<DefaultSection>(),
+    doc::<ApiSection>(),
+    doc::<DatabaseSection>(),
+    doc::<KeystoneAuthtokenSection>(),
+    doc::<OsloPolicySection>(),
+    doc::<QuotaSection>(),
+    doc::<InternalAuthSection>(),
     doc::<SchedulerSection>(),
     doc::<AgentSection>(),
 ];
