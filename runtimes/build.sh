@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
 # Builds Fresco's runtime images locally, with no registry and no pulls:
 #   fresco/python3:$TAG   Debian bookworm minbase (debootstrap + docker import) + the Python runtime client
 #   fresco/provided:$TAG  FROM scratch + static busybox; the function brings /var/task/bootstrap

@@ -211,6 +211,85 @@ fn make_readable(dir: &Path) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn tar_gz() -> Vec<u8> {
+        let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(
+            Vec::new(),
+            flate2::Compression::fast(),
+        ));
+        let body = b"def handler(e, c):\n    return 1\n";
+        let mut header = tar::Header::new_gnu();
+        header.set_size(body.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        builder
+            .append_data(&mut header, "main.py", &body[..])
+            .expect("append");
+        builder.into_inner().expect("tar").finish().expect("gzip")
+    }
+
+    /// Serves `bytes` to every request after a short pause; counts requests.
+    async fn serve(bytes: Vec<u8>) -> (String, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let count = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&count);
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::SeqCst);
+                let bytes = bytes.clone();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let _ = stream.read(&mut buf).await;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nX-Fresco-Code-Format: tar.gz\r\nConnection: close\r\n\r\n",
+                        bytes.len()
+                    );
+                    let _ = stream.write_all(head.as_bytes()).await;
+                    let _ = stream.write_all(&bytes).await;
+                });
+            }
+        });
+        (url, count)
+    }
+
+    fn cache(root: &Path, url: &str) -> CodeCache {
+        let limits = Limits {
+            max_entries: 10,
+            max_unpacked_bytes: 1 << 20,
+        };
+        CodeCache::new(root.to_path_buf(), url, 1 << 20, limits).expect("cache")
+    }
+
+    #[tokio::test]
+    async fn concurrent_first_uses_download_once_and_checksums_are_verified() {
+        let root = std::env::temp_dir().join(format!("fc-{}", uuid::Uuid::new_v4().simple()));
+        let package = tar_gz();
+        let sha = hex::encode(Sha256::digest(&package));
+        let (url, count) = serve(package).await;
+        let code = cache(&root, &url);
+        let (a, b, c) = tokio::join!(
+            code.get("p1", &sha, "t"),
+            code.get("p1", &sha, "t"),
+            code.get("p1", &sha, "t")
+        );
+        let dir = a.expect("a");
+        assert_eq!(b.expect("b"), dir);
+        assert_eq!(c.expect("c"), dir);
+        assert_eq!(count.load(Ordering::SeqCst), 1, "one download");
+        assert!(dir.join("main.py").is_file());
+
+        let wrong = "0".repeat(64);
+        let err = code.get("p1", &wrong, "t").await.expect_err("mismatch");
+        assert!(matches!(err, CodeError::Checksum { .. }), "{err}");
+        assert!(!root.join("p1").join(&wrong).exists(), "nothing cached");
+        let _ = std::fs::remove_dir_all(&root);
+    }
 
     #[test]
     fn references_must_be_plain_names() {

@@ -95,3 +95,93 @@ pub fn run_error(error: &RunError) -> HttpResponse {
 async fn healthcheck() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Settings;
+    use crate::engine::fake::FakeEngine;
+    use actix_web::{test, App};
+    use fresco_common::conf::RawConfig;
+    use fresco_common::ticket::TicketVerifier;
+
+    const PUBLIC: &str = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEALN3/XuOh0wrB4/jbsZwWdiMRVZL2PUepzf18DzEv6D4=\n-----END PUBLIC KEY-----\n";
+
+    fn state() -> web::Data<AppState<FakeEngine>> {
+        let raw = RawConfig::parse("[agent]\nagent_id = http-unit\nmemory_mb = 512\n", "test")
+            .expect("config");
+        let settings = Settings::from_raw(&raw).expect("settings");
+        let verifier = TicketVerifier::from_pem(PUBLIC.as_bytes()).expect("verifier");
+        let agent = Agent::new(settings, Arc::new(FakeEngine::new()), verifier).expect("agent");
+        web::Data::new(AppState {
+            agent: Arc::new(agent),
+            core: tokio::runtime::Handle::current(),
+        })
+    }
+
+    /// (request, expected status, expected fragment of the error message)
+    fn check_refusals() -> Vec<(test::TestRequest, u16, &'static str)> {
+        vec![
+            (
+                test::TestRequest::post()
+                    .uri("/v1/run")
+                    .set_payload(r#"{"payload":{}}"#),
+                401,
+                "missing bearer ticket",
+            ),
+            (
+                test::TestRequest::post()
+                    .uri("/v1/run")
+                    .insert_header(("Authorization", "Basic abc"))
+                    .set_payload(r#"{"payload":{}}"#),
+                401,
+                "missing bearer ticket",
+            ),
+            (
+                test::TestRequest::post()
+                    .uri("/v1/run")
+                    .insert_header(("Authorization", "Bearer x.y.z"))
+                    .set_payload("not json"),
+                400,
+                "invalid run request",
+            ),
+            (
+                test::TestRequest::post()
+                    .uri("/v1/run")
+                    .insert_header(("Authorization", "Bearer x.y.z"))
+                    .set_payload(r#"{"payload":{"a":1}}"#),
+                401,
+                "invalid ticket",
+            ),
+        ]
+    }
+
+    #[actix_web::test]
+    async fn refusals_are_json_errors_with_the_right_status() {
+        let app = test::init_service(
+            App::new()
+                .app_data(state())
+                .configure(configure::<FakeEngine>),
+        )
+        .await;
+        for (request, status, message) in check_refusals() {
+            let response = test::call_service(&app, request.to_request()).await;
+            assert_eq!(response.status().as_u16(), status, "{message}");
+            let body: serde_json::Value = test::read_body_json(response).await;
+            assert_eq!(body["error"]["code"], status);
+            assert!(
+                body["error"]["message"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains(message),
+                "{body}"
+            );
+        }
+        let health = test::call_service(
+            &app,
+            test::TestRequest::get().uri("/healthcheck").to_request(),
+        )
+        .await;
+        assert_eq!(health.status().as_u16(), 200);
+    }
+}
