@@ -198,15 +198,16 @@ impl Dispatcher {
     async fn fill(&self) {
         let inner = &self.inner;
         let mut skip: HashSet<String> = HashSet::new();
+        let batch = inner.config.batch_size.max(1);
+        // Under load, wait until a quarter batch of slots is free: fewer, larger claims.
+        let threshold = (batch.min(inner.config.max_in_flight) / 4).max(1);
         loop {
-            let free = inner
-                .config
-                .max_in_flight
-                .saturating_sub(inner.flights().len());
-            if free == 0 {
+            let in_flight = inner.flights().len();
+            let free = inner.config.max_in_flight.saturating_sub(in_flight);
+            if free == 0 || (in_flight > 0 && free < threshold) {
                 return;
             }
-            let limit = free.min(inner.config.batch_size.max(1));
+            let limit = free.min(batch);
             let skipped_before = skip.len();
             let store = inner.store.clone();
             let placer = inner.placer.clone();
@@ -327,6 +328,18 @@ impl Dispatcher {
             }
         };
         let known_long_enough = inner.started.elapsed() >= inner.config.agent_down_time;
+        if known_long_enough {
+            // Agents no scheduler has heard from (e.g. they died while none was active).
+            let store = inner.store.clone();
+            let down_time = inner.config.agent_down_time;
+            match tokio::task::spawn_blocking(move || store.mark_silent_agents_down(down_time))
+                .await
+            {
+                Ok(Ok(ids)) if !ids.is_empty() => log::warn!("agents marked down: {ids:?}"),
+                Ok(Err(e)) => log::warn!("cannot mark silent agents down: {e}"),
+                _ => {}
+            }
+        }
         let now = chrono::Utc::now();
         for r in running {
             if inner.flights().contains_key(&r.id) {
@@ -338,7 +351,10 @@ impl Dispatcher {
                     Duration::from_secs(u64::try_from(r.timeout_s.unwrap_or(0)).unwrap_or(0))
                         + inner.config.ticket_ttl
                         + 2 * inner.config.lease_grace;
-                t + chrono::Duration::from_std(extra).unwrap_or(chrono::Duration::MAX)
+                chrono::Duration::from_std(extra)
+                    .ok()
+                    .and_then(|extra| t.checked_add_signed(extra))
+                    .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC)
             });
             let reason = match inner.placer.agent(agent) {
                 Some(view) if !view.up => Some(format!("agent {agent} is down")),
