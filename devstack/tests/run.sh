@@ -221,6 +221,8 @@ devstack_env() {
     export DATABASE_PASSWORD=harness-db-secret
     export ENABLED_SERVICES=key
     export FRESCO_DIR="$REPO"
+    # a name of its own: the agent labels its containers with it (fresco.agent=<host>)
+    export FRESCO_HOST="fresco-harness-$$"
     export FRESCO_CONF_DIR="$H/etc/fresco" FRESCO_BIN_DIR="$H/usr/local/bin"
     export FRESCO_LIBEXEC_DIR="$H/usr/local/libexec/fresco" FRESCO_STATE_DIR="$H/var/lib/fresco"
     export FRESCO_API_PORT=${FRESCO_API_PORT:-18900} FRESCO_SCHEDULER_PORT=${FRESCO_SCHEDULER_PORT:-18901}
@@ -458,6 +460,17 @@ check_invoke_through_catalog() {
         openstack --os-cloud devstack function delete harness-add
 }
 
+# The client's end-to-end scenario, as the DevStack admin, the endpoint from the catalog.
+run_client_e2e() {
+    (
+        unset OS_FUNCTION_ENDPOINT OS_CLOUD
+        export OS_AUTH_URL="$KEYSTONE_SERVICE_URI/v3" OS_USERNAME=admin OS_PASSWORD="$ADMIN_PASSWORD"
+        export OS_PROJECT_NAME=admin OS_USER_DOMAIN_NAME=Default OS_PROJECT_DOMAIN_NAME=Default
+        export OS_REGION_NAME=RegionOne FRESCO_E2E_PYTHON_IMAGE="fresco/python3:${FRESCO_RUNTIME_TAG:-devstack}"
+        "$REPO/client/tests/functional/run.sh"
+    ) | tee -a "$H/e2e.log"
+}
+
 check_services_stopped() {
     local f
     for f in "$SERVICE_DIR"/fresco-*.pid; do
@@ -494,9 +507,12 @@ run_full() {
         'openstack --os-cloud devstack function runtime list -f value -c Name | sort | tr "\n" " " | grep -q "provided python3"'
     check "stack test-config (smoke test: create, invoke, delete)" phase stack test-config
     check "invocation through the catalog endpoint as a project member" check_invoke_through_catalog
+    check "client e2e scenario (client/tests/functional) through the catalog, two projects" run_client_e2e
     say "full: unstack and clean"
     check "unstack" phase unstack
     check "unstack: services stopped, API no longer answers" check_services_stopped
+    check "unstack: no container labelled fresco.agent=$FRESCO_HOST left" bash -c \
+        "test -z \"\$(DOCKER_HOST=${FRESCO_DOCKER_HOST:-unix:///var/run/docker.sock} /usr/bin/docker ps -aq --filter label=fresco.agent=$FRESCO_HOST)\""
     run_clean_checks
 }
 
