@@ -3,7 +3,9 @@
 //!   runtimes/build.sh                       # engine + images
 //!   cargo bench -p fresco-agent --bench invoke
 //!
-//! Environment: BENCH_WARM_CALLS (default 1000), BENCH_COLD_STARTS (default 10).
+//! Environment: BENCH_WARM_CALLS (default 1000), BENCH_COLD_STARTS (default 10),
+//! BENCH_AGENT_OPTIONS (extra `[agent]` lines, e.g. `log_sync_timeout_ms = 0` to measure
+//! without waiting for the output sync).
 //! Measures cold starts (create + start + first response, through POST /v1/run) for the python
 //! and provided runtimes, and warm invocations through POST /v1/run, sequentially.
 
@@ -47,8 +49,15 @@ fn main() {
         let api = FakeApi::start();
         let hello = api.add("python-hello");
         let echo = api.add("provided-echo");
-        let agent = AgentProcess::start(AgentOptions::new(&api));
-        println!("fresco-agent execution path benchmark");
+        let mut options = AgentOptions::new(&api);
+        options.extra = std::env::var("BENCH_AGENT_OPTIONS")
+            .unwrap_or_default()
+            .replace("\\n", "\n");
+        println!(
+            "fresco-agent execution path benchmark (extra [agent] options: {:?})",
+            options.extra
+        );
+        let agent = AgentProcess::start(options);
 
         for (label, runtime_kind, handler, sha) in [
             ("python", "python", "main.handler", &hello),
