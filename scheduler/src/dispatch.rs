@@ -199,12 +199,10 @@ impl Dispatcher {
         let inner = &self.inner;
         let mut skip: HashSet<String> = HashSet::new();
         let batch = inner.config.batch_size.max(1);
-        // Under load, wait until a quarter batch of slots is free: fewer, larger claims.
-        let threshold = (batch.min(inner.config.max_in_flight) / 4).max(1);
         loop {
             let in_flight = inner.flights().len();
             let free = inner.config.max_in_flight.saturating_sub(in_flight);
-            if free == 0 || (in_flight > 0 && free < threshold) {
+            if free == 0 {
                 return;
             }
             let limit = free.min(batch);

@@ -149,6 +149,18 @@ config_section! {
         async_max_attempts: u32 = "3",
         /// Async executions dispatched at once by one scheduler.
         async_max_in_flight: usize = "64",
+        /// Most queued executions the dispatcher claims in one transaction.
+        async_batch_size: usize = "32",
+        /// Milliseconds between polls of the async queue, the safety net beside LISTEN/NOTIFY.
+        async_poll_interval_ms: u64 = "1000",
+        /// Seconds a lease outlives its function's timeout plus the ticket lifetime before it expires on its own (also how long the dispatcher waits for an agent beyond the timeout).
+        lease_grace: u64 = "30",
+        /// Milliseconds between checks of the active scheduler's advisory lock, and between a standby's attempts to take it.
+        leader_check_interval_ms: u64 = "1000",
+        /// Least milliseconds between two writes of one agent's heartbeat to the database; state changes are written at once.
+        agent_persist_interval_ms: u64 = "1000",
+        /// Worker threads serving HTTP; 0 means one per CPU core.
+        workers: usize = "0",
     }
 }
 
