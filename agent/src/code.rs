@@ -112,6 +112,23 @@ impl CodeCache {
         result
     }
 
+    /// Removes unpacking directories an interrupted run left behind (`<project>/.tmp-*`).
+    pub fn remove_partial_downloads(&self) {
+        let Ok(projects) = std::fs::read_dir(&self.root) else {
+            return;
+        };
+        for project in projects.flatten() {
+            let Ok(entries) = std::fs::read_dir(project.path()) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                if entry.file_name().to_string_lossy().starts_with(".tmp-") {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+        }
+    }
+
     async fn fetch(
         &self,
         project: &str,
@@ -283,6 +300,12 @@ mod tests {
         assert_eq!(c.expect("c"), dir);
         assert_eq!(count.load(Ordering::SeqCst), 1, "one download");
         assert!(dir.join("main.py").is_file());
+
+        let partial = root.join("p1").join(".tmp-interrupted");
+        std::fs::create_dir_all(&partial).expect("partial dir");
+        code.remove_partial_downloads();
+        assert!(!partial.exists(), "partial unpacking removed");
+        assert!(dir.is_dir(), "complete packages stay");
 
         let wrong = "0".repeat(64);
         let err = code.get("p1", &wrong, "t").await.expect_err("mismatch");

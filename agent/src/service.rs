@@ -190,6 +190,7 @@ impl<E: ContainerEngine> Agent<E> {
             path: dir.display().to_string(),
             source,
         })?;
+        self.code.remove_partial_downloads();
         if !leftovers.is_empty() {
             log::info!(
                 "removed {} container(s) left from a previous run",
