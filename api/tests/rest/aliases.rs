@@ -1,0 +1,322 @@
+//! `/v1/functions/{f}/aliases`: names for versions, with weighted traffic splits.
+
+use serde_json::{json, Value};
+
+use crate::common::*;
+
+/// Function `f` of proj-a with versions 1, 2 and 3.
+async fn setup() -> (TestApi, String) {
+    let api = TestApi::start().await;
+    api.runtime("py", json!({})).await;
+    let f = api.function(ALICE, "f", "py", json!({})).await;
+    for _ in 0..3 {
+        api.send(post("/v1/functions/f/versions").by(ALICE))
+            .await
+            .ok(201);
+    }
+    (api, f["id"].as_str().expect("id").to_owned())
+}
+
+#[actix_web::test]
+async fn aliases_are_created_listed_patched_and_deleted() {
+    let (api, fid) = setup().await;
+    let live = api
+        .send(
+            post("/v1/functions/f/aliases")
+                .by(ALICE)
+                .json(json!({"name": "live", "version": 1, "description": "production"})),
+        )
+        .await
+        .ok(201)["alias"]
+        .clone();
+    let mut expected = json!({
+        "function_id": fid, "name": "live", "version": 1, "second_version": null, "second_weight": 0,
+        "description": "production",
+    });
+    merge(
+        &mut expected,
+        json!({"created_at": live["created_at"], "updated_at": live["updated_at"]}),
+    );
+    assert_eq!(live, expected);
+
+    let canary = api
+        .send(
+            post(&format!("/v1/functions/{fid}/aliases"))
+                .by(ALICE)
+                .json(json!({
+                    "name": "canary", "version": 2, "second_version": 3, "second_weight": 10
+                })),
+        )
+        .await
+        .ok(201)["alias"]
+        .clone();
+    assert_eq!(
+        (
+            &canary["version"],
+            &canary["second_version"],
+            &canary["second_weight"],
+            &canary["description"]
+        ),
+        (&json!(2), &json!(3), &json!(10), &json!(""))
+    );
+    assert_eq!(
+        api.send(get("/v1/functions/f/aliases/live").by(RITA))
+            .await
+            .ok(200)["alias"],
+        live
+    );
+    assert_eq!(
+        api.send(get(&format!("/v1/functions/{fid}/aliases/canary")).by(RITA))
+            .await
+            .ok(200)["alias"],
+        canary
+    );
+
+    // Lists go by name, with paging by name.
+    let list = api
+        .send(get("/v1/functions/f/aliases").by(RITA))
+        .await
+        .ok(200);
+    assert_eq!(list["aliases"], json!([canary, live]));
+    assert!(list.get("next").is_none());
+    let first = api
+        .send(get("/v1/functions/f/aliases?limit=1").by(RITA))
+        .await
+        .ok(200);
+    assert_eq!(first["aliases"], json!([canary]));
+    assert_eq!(
+        first["next"],
+        json!(format!(
+            "{PUBLIC_URL}/v1/functions/f/aliases?limit=1&marker=canary"
+        ))
+    );
+    let path = first["next"]
+        .as_str()
+        .and_then(|n| n.strip_prefix(PUBLIC_URL))
+        .expect("next");
+    let second = api.send(get(path).by(RITA)).await.ok(200);
+    assert_eq!(second["aliases"], json!([live]));
+    assert!(second.get("next").is_none());
+
+    // PATCH moves the alias and its split; an explicit null clears the second version.
+    let moved = api
+        .send(
+            patch("/v1/functions/f/aliases/live")
+                .by(ALICE)
+                .json(json!({"version": 2, "second_version": 1, "second_weight": 50})),
+        )
+        .await
+        .ok(200)["alias"]
+        .clone();
+    assert_eq!(
+        (
+            &moved["version"],
+            &moved["second_version"],
+            &moved["second_weight"],
+            &moved["description"]
+        ),
+        (&json!(2), &json!(1), &json!(50), &json!("production"))
+    );
+    assert!(moved["updated_at"].as_str() >= live["updated_at"].as_str());
+    assert_eq!(moved["created_at"], live["created_at"]);
+    let weighted = api
+        .send(
+            patch("/v1/functions/f/aliases/live")
+                .by(ALICE)
+                .json(json!({"second_weight": 100})),
+        )
+        .await
+        .ok(200);
+    assert_eq!(
+        (
+            &weighted["alias"]["second_version"],
+            &weighted["alias"]["second_weight"]
+        ),
+        (&json!(1), &json!(100))
+    );
+    let cleared = api
+        .send(
+            patch("/v1/functions/f/aliases/live")
+                .by(ALICE)
+                .json(json!({"second_version": null})),
+        )
+        .await
+        .ok(200);
+    assert_eq!(
+        (
+            &cleared["alias"]["second_version"],
+            &cleared["alias"]["second_weight"]
+        ),
+        (&Value::Null, &json!(0))
+    );
+    let described = api
+        .send(
+            patch("/v1/functions/f/aliases/live")
+                .by(ALICE)
+                .json(json!({"description": "moved"})),
+        )
+        .await
+        .ok(200);
+    assert_eq!(
+        (
+            &described["alias"]["version"],
+            &described["alias"]["description"]
+        ),
+        (&json!(2), &json!("moved"))
+    );
+    assert_eq!(
+        api.send(get("/v1/functions/f/aliases/live").by(ALICE))
+            .await
+            .ok(200),
+        described
+    );
+
+    api.send(delete("/v1/functions/f/aliases/live").by(RITA))
+        .await
+        .error(
+            403,
+            "policy does not allow function_alias:delete to be performed",
+        );
+    assert_eq!(
+        api.send(delete("/v1/functions/f/aliases/live").by(ALICE))
+            .await
+            .ok(204),
+        Value::Null
+    );
+    api.send(get("/v1/functions/f/aliases/live").by(ALICE))
+        .await
+        .error(404, "alias live could not be found");
+    api.send(delete("/v1/functions/f/aliases/live").by(ALICE))
+        .await
+        .error(404, "alias live could not be found");
+    assert_eq!(
+        api.send(get("/v1/functions/f/aliases").by(ALICE))
+            .await
+            .ok(200)["aliases"],
+        json!([canary])
+    );
+}
+
+#[actix_web::test]
+async fn alias_validation() {
+    let (api, _) = setup().await;
+    api.send(
+        post("/v1/functions/f/aliases")
+            .by(ALICE)
+            .json(json!({"name": "live", "version": 1})),
+    )
+    .await
+    .ok(201);
+    let create = |body: Value| post("/v1/functions/f/aliases").by(ALICE).json(body);
+    let update = |body: Value| patch("/v1/functions/f/aliases/live").by(ALICE).json(body);
+    api.expect_errors(vec![
+        (
+            create(json!({"name": "a", "version": 1, "second_version": 2, "second_weight": 101})),
+            400,
+            "second_weight must be between 0 and 100, got 101",
+        ),
+        (
+            create(json!({"name": "a", "version": 1, "second_version": 2, "second_weight": -1})),
+            400,
+            "second_weight must be between 0 and 100, got -1",
+        ),
+        (
+            create(json!({"name": "a", "version": 1, "second_weight": 10})),
+            400,
+            "second_weight needs a second_version",
+        ),
+        (
+            create(json!({"name": "a", "version": 9})),
+            400,
+            "version 9 of function f does not exist",
+        ),
+        (
+            create(json!({"name": "a", "version": 1, "second_version": 8, "second_weight": 5})),
+            400,
+            "version 8 of function f does not exist",
+        ),
+        (
+            create(json!({"name": "a", "version": 1, "second_version": 1, "second_weight": 5})),
+            400,
+            "second_version must differ from version",
+        ),
+        (create(json!({"name": "a"})), 400, "version is required"),
+        (create(json!({"version": 1})), 400, "name is required"),
+        (
+            create(json!({"name": "a", "version": 1, "weight": 5})),
+            400,
+            "unknown field `weight`",
+        ),
+        (
+            create(json!({"name": "live", "version": 2})),
+            409,
+            "already exists",
+        ),
+        (
+            post("/v1/functions/f/aliases")
+                .by(RITA)
+                .json(json!({"name": "a", "version": 1})),
+            403,
+            "policy does not allow function_alias:create to be performed",
+        ),
+        (
+            update(json!({"second_weight": 200})),
+            400,
+            "second_weight must be between 0 and 100, got 200",
+        ),
+        (
+            update(json!({"second_weight": 20})),
+            400,
+            "second_weight needs a second_version",
+        ),
+        (
+            update(json!({"version": 7})),
+            400,
+            "version 7 of function f does not exist",
+        ),
+        (
+            update(json!({"name": "renamed"})),
+            400,
+            "an alias cannot be renamed",
+        ),
+        (
+            update(json!({"second_version": 1})),
+            400,
+            "second_version must differ from version",
+        ),
+        (
+            patch("/v1/functions/f/aliases/live")
+                .by(RITA)
+                .json(json!({"version": 2})),
+            403,
+            "policy does not allow function_alias:update to be performed",
+        ),
+    ])
+    .await;
+    // Nothing was stored or changed.
+    assert_eq!(api.db.scalar("SELECT count(*) FROM function_aliases"), 1);
+    let live = api
+        .send(get("/v1/functions/f/aliases/live").by(ALICE))
+        .await
+        .ok(200)["alias"]
+        .clone();
+    assert_eq!(
+        (
+            &live["version"],
+            &live["second_version"],
+            &live["second_weight"]
+        ),
+        (&json!(1), &Value::Null, &json!(0))
+    );
+    // The bounds are fine.
+    api.send(create(
+        json!({"name": "edge", "version": 3, "second_version": 2, "second_weight": 100}),
+    ))
+    .await
+    .ok(201);
+    api.send(create(
+        json!({"name": "zero", "version": 3, "second_version": 2, "second_weight": 0}),
+    ))
+    .await
+    .ok(201);
+}
