@@ -65,7 +65,15 @@ impl Service {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.binary.display()));
         self.child = Some(child);
+        let log = self.log.clone();
+        let name = self.name.clone();
+        let child = &mut self.child;
         wait_until(Duration::from_secs(30), &format!("{} to answer", self.name), || {
+            if let Some(Ok(Some(status))) = child.as_mut().map(Child::try_wait) {
+                let log = std::fs::read_to_string(&log).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().take(5).collect();
+                panic!("{name} exited with {status}: {}", tail.join("\n"));
+            }
             Client::new()
                 .get(format!("http://127.0.0.1:{}/healthcheck", self.port))
                 .timeout(Duration::from_secs(1))
@@ -151,7 +159,8 @@ impl Stack {
             None => panic!("FRESCO_TEST_DATABASE_URL has no database name"),
         };
 
-        let dir = std::env::temp_dir().join(format!("fresco-e2e-{}", uuid::Uuid::new_v4().simple()));
+        // Short: agents put unix sockets below it, and those paths are limited to 107 bytes.
+        let dir = std::env::temp_dir().join(format!("fe-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]));
         std::fs::create_dir_all(&dir).unwrap();
         let signing = dir.join("ticket-signing.pem");
         let verify = dir.join("ticket-verify.pem");
@@ -201,7 +210,7 @@ impl Stack {
         let agents = (0..options.agents)
             .map(|i| {
                 let port = free_port();
-                let state = dir.join(format!("agent-{i}"));
+                let state = dir.join(format!("a{i}"));
                 std::fs::create_dir_all(&state).unwrap();
                 let config = dir.join(format!("agent-{i}.conf"));
                 write(

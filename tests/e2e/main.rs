@@ -118,7 +118,9 @@ fn sync_invocations_run_isolated_and_report_every_outcome() {
 fn async_invocations_are_durable_and_complete() {
     let stack = Stack::start(StackOptions::default());
     stack.register_runtimes();
-    stack.create_function(ALICE, "hello", "python-hello", "python3", json!({}));
+    // A generous timeout: 20 cold starts at once on a small, busy machine are slow, and the
+    // timeout is not what this test is about.
+    stack.create_function(ALICE, "hello", "python-hello", "python3", json!({"timeout_s": 60}));
     let mut ids = Vec::new();
     for i in 0..20 {
         let response = stack.post(ALICE, "/v1/functions/hello/invoke?async=true", &json!({"name": format!("n{i}")}));
