@@ -59,6 +59,22 @@ fn main() {
         );
         let agent = AgentProcess::start(options);
 
+        // The HTTP hop alone (client + actix), as a baseline for the agent's share below.
+        let mut health = Vec::new();
+        for _ in 0..warm_calls.min(500) {
+            let t = Instant::now();
+            let response = agent
+                .client
+                .get(format!("{}/healthcheck", agent.url))
+                .send()
+                .await
+                .expect("healthcheck");
+            assert!(response.status().is_success());
+            let _ = response.bytes().await;
+            health.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        summary("GET /healthcheck round trip (HTTP baseline)", health);
+
         for (label, runtime_kind, handler, sha) in [
             ("python", "python", "main.handler", &hello),
             ("provided", "provided", "unused", &echo),
@@ -122,6 +138,18 @@ fn main() {
                 "warm {label}: {:.0} calls/s sequential",
                 calls as f64 / secs
             );
+        }
+
+        // With `[DEFAULT] debug = true` the agent logs each run's output-sync time.
+        let syncs: Vec<f64> = agent
+            .log()
+            .lines()
+            .filter_map(|l| l.split("output sync ").nth(1))
+            .filter_map(|rest| rest.split(' ').next())
+            .filter_map(|ms| ms.parse().ok())
+            .collect();
+        if !syncs.is_empty() {
+            summary("output sync (from the agent's debug log)", syncs);
         }
     });
 }

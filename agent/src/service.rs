@@ -318,7 +318,9 @@ impl<E: ContainerEngine> Agent<E> {
             Err(DispatchError::Busy) => Ending::Lost,
         };
         let duration_ms = ms(started.elapsed());
+        let sync_started = Instant::now();
         self.collect_output(&container, &ending).await;
+        let sync_ms = ms(sync_started.elapsed());
         let max_memory_mb = self
             .engine
             .take_peak_memory(&container.id)
@@ -403,6 +405,10 @@ impl<E: ContainerEngine> Agent<E> {
             }
         };
         result.logs = container.logs.take();
+        log::debug!(
+            "execution {execution_id}: {} in {duration_ms:.3} ms, output sync {sync_ms:.3} ms, cold {cold}",
+            result.status.as_str()
+        );
         if reusable && container.channel.is_usable() && !self.shutting_down.load(Ordering::SeqCst) {
             self.pools().release(key, container, Instant::now());
         } else {
