@@ -225,3 +225,43 @@ async fn another_projects_objects_are_404_exactly_like_missing_ones() {
         .await
         .ok(200);
 }
+
+/// BUG (api/src/db/functions.rs, `get_by_ref`, with the `Scope::All` that
+/// api/src/http/auth.rs `object_scope` gives admins): an admin's name lookup searches every
+/// project, so as soon as any tenant has a function of the same name, the admin cannot show,
+/// update, publish or delete its OWN function by name (409 "ambiguous function name across
+/// projects"), and the openstack CLI, which addresses functions by name, fails for admins.
+/// Names are unique per project: a name should resolve in the caller's project (ids keep
+/// reaching every project for admins). Fix: resolve names with `Scope::Project(caller's
+/// project)` (e.g. `object_scope` returning the caller's project alongside `All`, and
+/// `get_by_ref` using it for non-UUID keys).
+#[actix_web::test]
+async fn bug_an_admin_reaches_its_own_function_by_name() {
+    let api = TestApi::start().await;
+    api.runtime("py", json!({})).await;
+    let own = api.function(ADMIN, "hello", "py", json!({})).await;
+    api.function(ALICE, "hello", "py", json!({})).await;
+    let shown = api.send(get("/v1/functions/hello").by(ADMIN)).await.ok(200);
+    assert_eq!(shown["function"]["id"], own["id"]);
+    let patched = api
+        .send(
+            patch("/v1/functions/hello")
+                .by(ADMIN)
+                .json(json!({"memory_mb": 256})),
+        )
+        .await
+        .ok(200);
+    assert_eq!(patched["function"]["project_id"], "adminproj");
+    api.send(post("/v1/functions/hello/versions").by(ADMIN))
+        .await
+        .ok(201);
+    // Alice's function of the same name is untouched.
+    let alices = api.send(get("/v1/functions/hello").by(ALICE)).await.ok(200);
+    assert_eq!(
+        (
+            &alices["function"]["memory_mb"],
+            &alices["function"]["latest_version"]
+        ),
+        (&json!(128), &json!(0))
+    );
+}

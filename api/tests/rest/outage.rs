@@ -149,10 +149,12 @@ async fn bug_an_outage_is_503_and_the_same_state_recovers() {
     );
     api.runtime("py", json!({})).await;
     api.function(ALICE, "f", "py", json!({})).await;
-    // Every connection of the pool in use once, all through the proxy.
-    let warm =
-        futures_util::future::join_all((0..6).map(|_| api.send(get("/v1/functions/f").by(ALICE))))
-            .await;
+    // Every connection of the pool in use once, all through the proxy (with other statements
+    // than the ones below: a statement a connection has not prepared yet fails differently).
+    let warm = futures_util::future::join_all(
+        (0..6).map(|_| api.send(get("/v1/quotas/proj-a").by(ALICE))),
+    )
+    .await;
     for reply in warm {
         reply.ok(200);
     }
@@ -170,7 +172,6 @@ async fn bug_an_outage_is_503_and_the_same_state_recovers() {
         );
     };
     unavailable("first healthcheck", api.send(get("/healthcheck")).await);
-    // Many requests at once (each waits at most connection_timeout for a connection) ...
     let requests = || {
         [
             get("/v1/functions/f").by(ALICE),
@@ -184,6 +185,13 @@ async fn bug_an_outage_is_503_and_the_same_state_recovers() {
             get("/v1/quotas/proj-a").by(ALICE),
         ]
     };
+    // One after the other, on the connections the pool holds ...
+    for call in requests() {
+        api.send(call)
+            .await
+            .error(503, "service temporarily unavailable: database unreachable");
+    }
+    // ... and many at once (each waits at most connection_timeout for a connection).
     let replies = futures_util::future::join_all(
         requests()
             .into_iter()
@@ -193,12 +201,6 @@ async fn bug_an_outage_is_503_and_the_same_state_recovers() {
     .await;
     for reply in replies {
         reply.error(503, "service temporarily unavailable: database unreachable");
-    }
-    // ... and one after the other, on whatever the pool has left.
-    for call in requests() {
-        api.send(call)
-            .await
-            .error(503, "service temporarily unavailable: database unreachable");
     }
     unavailable("last healthcheck", api.send(get("/healthcheck")).await);
     // What needs no database still answers.
