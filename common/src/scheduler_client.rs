@@ -251,7 +251,10 @@ impl SchedulerClient {
                 match request.send().await {
                     Ok(r) if r.status() == StatusCode::NO_CONTENT => Ok(()),
                     Ok(r) => Err(error_from(r).await),
-                    Err(e) => Err(SchedulerError::Unavailable(format!("{url}: {e}"))),
+                    Err(e) => Err(SchedulerError::Unavailable(format!(
+                        "{url}: {}",
+                        describe(e)
+                    ))),
                 }
             }
         });
@@ -298,7 +301,7 @@ impl SchedulerClient {
                 .send()
                 .await;
             match sent {
-                Err(e) => reasons.push(format!("{url}: {e}")),
+                Err(e) => reasons.push(format!("{url}: {}", describe(e))),
                 Ok(response) if is_standby(&response) => {
                     reasons.push(format!("{url}: standby"));
                 }
@@ -336,6 +339,19 @@ impl SchedulerClient {
         *cached = Some((value.clone(), Instant::now()));
         Ok(value)
     }
+}
+
+/// A transport error with its causes, without repeating the URL.
+fn describe(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 fn bytes_of<T: serde::Serialize>(value: &T) -> Result<bytes::Bytes, SchedulerError> {
