@@ -253,7 +253,10 @@ impl Container {
             match watch_engine.wait(&id).await {
                 Ok(exit) => channel.container_exited(exit),
                 Err(e) => {
-                    log::warn!("lost track of container {id}: {e}");
+                    // Removing a container ends its wait too: only other failures are news.
+                    if !channel.is_closed() {
+                        log::warn!("lost track of container {id}: {e}");
+                    }
                     channel.container_exited(crate::engine::ExitInfo {
                         exit_code: -1,
                         oom_killed: false,

@@ -170,6 +170,11 @@ impl RuntimeChannel {
         self.slot().terminal.is_none()
     }
 
+    /// Whether `close` was called (the container is being removed).
+    pub fn is_closed(&self) -> bool {
+        *self.closed.borrow()
+    }
+
     /// Ends long polls and refuses further requests.
     pub fn close(&self) {
         self.closed.send_replace(true);
