@@ -223,6 +223,22 @@ impl SchedulerClient {
         }
     }
 
+    /// Tells the active scheduler that `agent_id` could not be reached (connection refused or
+    /// reset): it places nothing there until the agent's next heartbeat. Call it before asking
+    /// for another placement, or the same agent may be chosen again.
+    pub async fn report_unreachable(&self, agent_id: &str) -> Result<(), SchedulerError> {
+        let response = self
+            .post_active(
+                &format!("/v1/agents/{}/unreachable", encode_segment(agent_id)),
+                Vec::new(),
+            )
+            .await?;
+        match response.status() {
+            StatusCode::NO_CONTENT | StatusCode::OK => Ok(()),
+            _ => Err(error_from(response).await),
+        }
+    }
+
     /// Ends a lease without waiting: spawns the call on the current tokio runtime and logs a
     /// failure (the lease then expires on its own). Must be called inside a tokio runtime.
     pub fn release_in_background(&self, lease_id: Uuid, release: Release) {
@@ -341,6 +357,19 @@ impl SchedulerClient {
     }
 }
 
+/// Percent-encodes one URL path segment.
+fn encode_segment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
 /// A transport error with its causes, without repeating the URL.
 fn describe(e: reqwest::Error) -> String {
     let e = e.without_url();
@@ -429,6 +458,12 @@ mod tests {
         )
         .expect("client");
         assert_eq!(client.active_url(), "http://127.0.0.1:8901");
+    }
+
+    #[test]
+    fn path_segments_are_encoded() {
+        assert_eq!(encode_segment("node-1.example_x~"), "node-1.example_x~");
+        assert_eq!(encode_segment("a/b c%"), "a%2Fb%20c%25");
     }
 
     #[test]

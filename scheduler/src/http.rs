@@ -4,6 +4,8 @@
 //! - `POST /v1/agents/heartbeat` (agent token) → 204
 //! - `POST /v1/placements` (control-plane token) → 200 `Placement` | 429 | 503
 //! - `POST /v1/placements/{lease_id}/release` (control-plane token) → 204
+//! - `POST /v1/agents/{agent_id}/unreachable` (control-plane token) → 204: the caller could
+//!   not reach the agent; it gets no placements until its next heartbeat
 //! - `GET /healthcheck` → 200 `{"role": "active"|"standby", ...}`
 //!
 //! Every answer carries `x-fresco-scheduler-role`; a standby answers 503 to placements and
@@ -24,6 +26,7 @@ use uuid::Uuid;
 
 use crate::dispatch::Dispatcher;
 use crate::placement::{Demand, PlaceError, Placer};
+use crate::storage::Store;
 
 /// Header naming the answering scheduler's role (`fresco_common::scheduler_client` reads it).
 pub const ROLE_HEADER: &str = "x-fresco-scheduler-role";
@@ -45,6 +48,7 @@ pub struct AppState {
     /// Heartbeats to write to the `agents` table.
     pub persist: mpsc::Sender<Heartbeat>,
     pub dispatcher: Dispatcher,
+    pub store: Store,
     pub verified: Mutex<HashMap<String, Instant>>,
 }
 
@@ -54,7 +58,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/healthcheck", web::get().to(healthcheck))
         .route("/v1/agents/heartbeat", web::post().to(heartbeat))
         .route("/v1/placements", web::post().to(place))
-        .route("/v1/placements/{lease_id}/release", web::post().to(release));
+        .route("/v1/placements/{lease_id}/release", web::post().to(release))
+        .route(
+            "/v1/agents/{agent_id}/unreachable",
+            web::post().to(unreachable),
+        );
 }
 
 /// Why a request failed, mapped to a status in one place.
@@ -292,6 +300,42 @@ async fn release(
         Ok(()) => HttpResponse::NoContent()
             .insert_header((ROLE_HEADER, role(active)))
             .finish(),
+        Err(e) => e.response(active),
+    }
+}
+
+async fn unreachable(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> HttpResponse {
+    let active = state.is_active();
+    let result = (|| {
+        if !active {
+            return Err(ApiError::Standby("standby scheduler"));
+        }
+        state.check_control_plane(&req)?;
+        Ok(state.placer.mark_down(&path))
+    })();
+    match result {
+        Ok(was_up) => {
+            if was_up {
+                log::warn!(
+                    "agent {} reported unreachable: down until its next heartbeat",
+                    path.as_str()
+                );
+                let store = state.store.clone();
+                let ids = vec![path.into_inner()];
+                tokio::task::spawn_blocking(move || {
+                    if let Err(e) = store.mark_agents_down(&ids) {
+                        log::warn!("cannot mark agent {} down: {e}", ids[0]);
+                    }
+                });
+            }
+            HttpResponse::NoContent()
+                .insert_header((ROLE_HEADER, role(active)))
+                .finish()
+        }
         Err(e) => e.response(active),
     }
 }

@@ -109,6 +109,7 @@ impl Scheduler {
             active: active.clone(),
             persist,
             dispatcher: dispatcher.clone(),
+            store: store.clone(),
             verified: Mutex::new(HashMap::new()),
         });
         let addr = format!("{}:{}", s.bind_host, s.bind_port);

@@ -551,3 +551,67 @@ async fn the_new_active_requeues_work_held_by_dead_agents() {
         second.log_text()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_unreachable_agent_is_skipped_until_its_next_heartbeat() {
+    let db = TestDb::create();
+    let dir = TestDir::new();
+    let mut scheduler = SchedulerProc::spawn(&dir, &db, "");
+    scheduler.wait_role("active", SETTLE).await;
+    let urls = vec![scheduler.url.clone()];
+    let _small = TestAgent::start("small", 1024, Behavior::Echo, &urls).await;
+    let _large = TestAgent::start("large", 8192, Behavior::Echo, &urls).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let client = control_client(&urls);
+
+    // Bin-packing prefers the fuller agent.
+    let first = client
+        .place(&placement("p1", -1, -1))
+        .await
+        .expect("placement");
+    assert_eq!(first.agent_id, "small");
+    client
+        .release(first.lease_id, &Release { warm: false })
+        .await
+        .expect("release");
+    client.report_unreachable("small").await.expect("report");
+    let second = client
+        .place(&placement("p1", -1, -1))
+        .await
+        .expect("placement");
+    assert_eq!(second.agent_id, "large", "the reported agent is skipped");
+    client
+        .release(second.lease_id, &Release { warm: false })
+        .await
+        .expect("release");
+    // Its next heartbeat (every 200 ms) brings it back.
+    let mut back = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let p = client
+            .place(&placement("p1", -1, -1))
+            .await
+            .expect("placement");
+        client
+            .release(p.lease_id, &Release { warm: false })
+            .await
+            .expect("release");
+        if p.agent_id == "small" {
+            back = true;
+            break;
+        }
+    }
+    assert!(back, "the agent came back with its heartbeat");
+    // Unknown agents are fine to report; agents' own tokens are not.
+    client
+        .report_unreachable("no/such agent")
+        .await
+        .expect("report");
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/agents/small/unreachable", scheduler.url))
+        .bearer_auth(agent_tokens().sign("large", 60).expect("token"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status(), 401);
+}
