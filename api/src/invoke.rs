@@ -26,7 +26,10 @@ pub enum InvokeError {
     #[error(transparent)]
     Domain(#[from] DomainError),
     #[error("{message}")]
-    RateLimited { retry_after: Duration, message: String },
+    RateLimited {
+        retry_after: Duration,
+        message: String,
+    },
     #[error("no capacity to run the function now: {0}")]
     NoCapacity(String),
     #[error("scheduler unavailable: {0}")]
@@ -38,7 +41,13 @@ pub enum InvokeError {
 impl From<SchedulerError> for InvokeError {
     fn from(error: SchedulerError) -> Self {
         match error {
-            SchedulerError::RateLimited { retry_after, message } => InvokeError::RateLimited { retry_after, message },
+            SchedulerError::RateLimited {
+                retry_after,
+                message,
+            } => InvokeError::RateLimited {
+                retry_after,
+                message,
+            },
             SchedulerError::NoCapacity(m) => InvokeError::NoCapacity(m),
             other => InvokeError::SchedulerUnavailable(other.to_string()),
         }
@@ -51,11 +60,14 @@ pub struct Outcome {
     pub result: RunResult,
 }
 
+/// What a target is cached under: who asks, for which function, and which state of it.
+pub type TargetKey = (Scope, String, Selector);
+
 /// Resolved targets kept for `[api] function_cache_ttl` seconds, so a hot function costs no
 /// database round trip per invocation. A changed function is seen after at most the TTL.
 pub struct TargetCache {
     ttl: Duration,
-    entries: Mutex<HashMap<(Scope, String, Selector), (Instant, Arc<Target>)>>,
+    entries: Mutex<HashMap<TargetKey, (Instant, Arc<Target>)>>,
 }
 
 const CACHE_MAX_ENTRIES: usize = 50_000;
@@ -68,7 +80,7 @@ impl TargetCache {
         }
     }
 
-    pub fn get(&self, key: &(Scope, String, Selector)) -> Option<Arc<Target>> {
+    pub fn get(&self, key: &TargetKey) -> Option<Arc<Target>> {
         if self.ttl.is_zero() {
             return None;
         }
@@ -79,7 +91,7 @@ impl TargetCache {
             .map(|(_, target)| Arc::clone(target))
     }
 
-    pub fn put(&self, key: (Scope, String, Selector), target: Arc<Target>) {
+    pub fn put(&self, key: TargetKey, target: Arc<Target>) {
         if self.ttl.is_zero() {
             return;
         }
@@ -123,7 +135,10 @@ impl Recorder {
             Err(TrySendError::Full(e)) => {
                 log::error!("execution recorder is {RECORDER_QUEUE} records behind: execution {} not recorded", e.id)
             }
-            Err(TrySendError::Disconnected(e)) => log::error!("execution recorder stopped: execution {} not recorded", e.id),
+            Err(TrySendError::Disconnected(e)) => log::error!(
+                "execution recorder stopped: execution {} not recorded",
+                e.id
+            ),
         }
     }
 }
@@ -145,10 +160,9 @@ fn record_loop(pool: &PgPool, receiver: &Receiver<Execution>) {
                 Err(RecvTimeoutError::Disconnected) => break,
             }
         }
-        let written = pool
-            .get()
-            .map_err(|e| e.to_string())
-            .and_then(|mut conn| executions::insert_many(&mut conn, &batch).map_err(|e| e.to_string()));
+        let written = pool.get().map_err(|e| e.to_string()).and_then(|mut conn| {
+            executions::insert_many(&mut conn, &batch).map_err(|e| e.to_string())
+        });
         match written {
             Ok(()) => batch.clear(),
             Err(e) => {
@@ -169,7 +183,11 @@ pub struct Invoker {
 }
 
 impl Invoker {
-    pub fn new(scheduler: SchedulerClient, recorder: Recorder, cache_ttl: Duration) -> Result<Self, String> {
+    pub fn new(
+        scheduler: SchedulerClient,
+        recorder: Recorder,
+        cache_ttl: Duration,
+    ) -> Result<Self, String> {
         let agents = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(2))
             .pool_max_idle_per_host(512)
@@ -187,7 +205,11 @@ impl Invoker {
     /// Runs the target synchronously: one placement, one agent call (retried once on another
     /// agent if the first cannot be reached), then the lease is released and the execution
     /// recorded in the background.
-    pub async fn invoke_sync(&self, target: &Target, payload: Box<RawValue>) -> Result<Outcome, InvokeError> {
+    pub async fn invoke_sync(
+        &self,
+        target: &Target,
+        payload: Box<RawValue>,
+    ) -> Result<Outcome, InvokeError> {
         let execution_id = Uuid::new_v4();
         let created_at = Utc::now();
         let input_size = i32::try_from(payload.get().len()).unwrap_or(i32::MAX);
@@ -203,7 +225,8 @@ impl Invoker {
         let (placement, result) = loop {
             attempts += 1;
             let placement = self.scheduler.place(&request).await?;
-            let timeout = Duration::from_secs(u64::try_from(target.spec.timeout_s).unwrap_or(900) + 30);
+            let timeout =
+                Duration::from_secs(u64::try_from(target.spec.timeout_s).unwrap_or(900) + 30);
             let sent = self
                 .agents
                 .post(format!("{}/v1/run", placement.agent_url))
@@ -214,32 +237,66 @@ impl Invoker {
                 .send()
                 .await;
             match sent {
-                Ok(response) if response.status().is_success() => match response.json::<RunResult>().await {
-                    Ok(result) => break (placement, result),
-                    Err(e) => {
-                        self.scheduler.release_in_background(placement.lease_id, Release { warm: false });
-                        return Err(self.fail(target, execution_id, created_at, input_size, attempts, Some(&placement.agent_id), format!("invalid answer from agent {}: {e}", placement.agent_id)));
+                Ok(response) if response.status().is_success() => {
+                    match response.json::<RunResult>().await {
+                        Ok(result) => break (placement, result),
+                        Err(e) => {
+                            self.scheduler
+                                .release_in_background(placement.lease_id, Release { warm: false });
+                            return Err(self.fail(
+                                target,
+                                execution_id,
+                                created_at,
+                                input_size,
+                                attempts,
+                                Some(&placement.agent_id),
+                                format!("invalid answer from agent {}: {e}", placement.agent_id),
+                            ));
+                        }
                     }
-                },
+                }
                 Ok(response) => {
                     let status = response.status();
                     let text = response.text().await.unwrap_or_default();
-                    self.scheduler.release_in_background(placement.lease_id, Release { warm: false });
-                    return Err(self.fail(target, execution_id, created_at, input_size, attempts, Some(&placement.agent_id), format!("agent {} answered {status}: {text}", placement.agent_id)));
+                    self.scheduler
+                        .release_in_background(placement.lease_id, Release { warm: false });
+                    return Err(self.fail(
+                        target,
+                        execution_id,
+                        created_at,
+                        input_size,
+                        attempts,
+                        Some(&placement.agent_id),
+                        format!("agent {} answered {status}: {text}", placement.agent_id),
+                    ));
                 }
                 // The agent could not be reached: nothing ran, so another agent may try.
                 Err(e) if e.is_connect() && attempts < 2 => {
-                    log::warn!("agent {} unreachable, placing again: {e}", placement.agent_id);
-                    self.scheduler.release_in_background(placement.lease_id, Release { warm: false });
+                    log::warn!(
+                        "agent {} unreachable, placing again: {e}",
+                        placement.agent_id
+                    );
+                    self.scheduler
+                        .release_in_background(placement.lease_id, Release { warm: false });
                 }
                 Err(e) => {
-                    self.scheduler.release_in_background(placement.lease_id, Release { warm: false });
-                    return Err(self.fail(target, execution_id, created_at, input_size, attempts, Some(&placement.agent_id), format!("agent {} failed: {e}", placement.agent_id)));
+                    self.scheduler
+                        .release_in_background(placement.lease_id, Release { warm: false });
+                    return Err(self.fail(
+                        target,
+                        execution_id,
+                        created_at,
+                        input_size,
+                        attempts,
+                        Some(&placement.agent_id),
+                        format!("agent {} failed: {e}", placement.agent_id),
+                    ));
                 }
             }
         };
         let warm = result.status == RunStatus::Succeeded || result.status == RunStatus::Failed;
-        self.scheduler.release_in_background(placement.lease_id, Release { warm });
+        self.scheduler
+            .release_in_background(placement.lease_id, Release { warm });
         let finished_at = Utc::now();
         self.recorder.record(Execution {
             id: execution_id,
@@ -253,7 +310,10 @@ impl Invoker {
             input_size,
             spec: None,
             result: result.response.clone(),
-            error: result.error.as_ref().and_then(|e| serde_json::to_value(e).ok()),
+            error: result
+                .error
+                .as_ref()
+                .and_then(|e| serde_json::to_value(e).ok()),
             duration_ms: Some(result.duration_ms),
             max_memory_mb: result.max_memory_mb,
             memory_mb: target.spec.memory_mb,
@@ -265,7 +325,10 @@ impl Invoker {
             started_at: Some(created_at),
             finished_at: Some(finished_at),
         });
-        Ok(Outcome { execution_id, result })
+        Ok(Outcome {
+            execution_id,
+            result,
+        })
     }
 
     /// Records a platform failure and returns the error to answer with.
@@ -292,7 +355,9 @@ impl Invoker {
             input_size,
             spec: None,
             result: None,
-            error: Some(serde_json::json!({"errorType": "Platform.AgentError", "errorMessage": reason})),
+            error: Some(
+                serde_json::json!({"errorType": "Platform.AgentError", "errorMessage": reason}),
+            ),
             duration_ms: None,
             max_memory_mb: None,
             memory_mb: target.spec.memory_mb,
@@ -321,7 +386,9 @@ pub fn queued_execution(target: &Target, payload: &RawValue) -> Result<Execution
         is_async: true,
         input_size: i32::try_from(input.len()).unwrap_or(i32::MAX),
         input: Some(input),
-        spec: Some(serde_json::to_value(&target.spec).map_err(|e| DomainError::Internal(e.to_string()))?),
+        spec: Some(
+            serde_json::to_value(&target.spec).map_err(|e| DomainError::Internal(e.to_string()))?,
+        ),
         result: None,
         error: None,
         duration_ms: None,

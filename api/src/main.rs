@@ -26,7 +26,9 @@ fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "--config-file" => config_file = args.next().context("--config-file needs a path")?.into(),
+            "--config-file" => {
+                config_file = args.next().context("--config-file needs a path")?.into()
+            }
             "--db-sync" => action = Action::DbSync,
             "--print-sample-config" => {
                 print!("{}", conf::sample_config());
@@ -45,10 +47,17 @@ fn main() -> anyhow::Result<()> {
     }
     let raw = RawConfig::load(&config_file)?;
     let config = ApiConfig::from_raw(&raw)?;
-    let level = if config.default.debug { "debug" } else { "info" };
+    let level = if config.default.debug {
+        "debug"
+    } else {
+        "info"
+    };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).init();
     for (section, option) in raw.unknown_options() {
-        log::warn!("unknown option [{section}] {option} in {}", config_file.display());
+        log::warn!(
+            "unknown option [{section}] {option} in {}",
+            config_file.display()
+        );
     }
     match action {
         Action::DbSync => db_sync(&config),
@@ -77,7 +86,11 @@ fn serve(raw: &RawConfig, config: &ApiConfig) -> anyhow::Result<()> {
     let address = (config.api.bind_host.clone(), config.api.bind_port);
     actix_web::rt::System::new().block_on(async move {
         let state = web::Data::new(build_state(raw)?);
-        log::info!("fresco-api listening on {}:{} with {workers} workers", address.0, address.1);
+        log::info!(
+            "fresco-api listening on {}:{} with {workers} workers",
+            address.0,
+            address.1
+        );
         HttpServer::new(move || fresco_api::http::app(state.clone()))
             .workers(workers)
             .bind(address)?

@@ -6,8 +6,8 @@ use std::time::Duration;
 use fresco_auth::policy::Enforcer;
 use fresco_auth::Authenticator;
 use fresco_common::conf::{
-    ApiSection, ConfigError, DatabaseSection, DefaultSection, InternalAuthSection, QuotaSection, RawConfig,
-    SchedulerSection,
+    ApiSection, ConfigError, DatabaseSection, DefaultSection, InternalAuthSection, QuotaSection,
+    RawConfig, SchedulerSection,
 };
 use fresco_common::scheduler_client::SchedulerClient;
 use fresco_common::ticket::{TicketSigner, TicketVerifier};
@@ -88,13 +88,24 @@ pub fn build_state(raw: &RawConfig) -> Result<AppState, StartupError> {
         config.database.max_pool_size,
         Duration::from_secs(config.database.connection_timeout),
     );
-    let invoker = match TicketSigner::from_file(&config.internal_auth.ticket_signing_key_file, config.internal_auth.ticket_ttl) {
+    let invoker = match TicketSigner::from_file(
+        &config.internal_auth.ticket_signing_key_file,
+        config.internal_auth.ticket_ttl,
+    ) {
         Ok(signer) => {
-            let scheduler = SchedulerClient::for_control_plane(&config.scheduler.urls, Arc::new(signer), "fresco-api")?;
+            let scheduler = SchedulerClient::for_control_plane(
+                &config.scheduler.urls,
+                Arc::new(signer),
+                "fresco-api",
+            )?;
             let recorder = Recorder::start(pool.clone());
             Some(
-                Invoker::new(scheduler, recorder, Duration::from_secs(config.api.function_cache_ttl))
-                    .map_err(StartupError::Invoker)?,
+                Invoker::new(
+                    scheduler,
+                    recorder,
+                    Duration::from_secs(config.api.function_cache_ttl),
+                )
+                .map_err(StartupError::Invoker)?,
             )
         }
         Err(error) => {

@@ -231,6 +231,12 @@ fn place(
     dest: Option<&Path>,
 ) -> Result<(), ArchiveError> {
     budget.count_entry()?;
+    // `tar -C dir .` writes the root itself as `./`: nothing to create, nothing unsafe.
+    if matches!(kind, EntryKind::Dir)
+        && Path::new(name).components().all(|c| c == Component::CurDir)
+    {
+        return Ok(());
+    }
     let relative = entry_path(name).ok_or_else(|| ArchiveError::UnsafePath(name.to_owned()))?;
     let target = dest.map(|d| d.join(&relative));
     match kind {
@@ -412,6 +418,28 @@ mod tests {
             );
             std::fs::remove_dir_all(&dir).expect("cleanup");
         }
+    }
+
+    #[test]
+    fn the_root_entry_of_tar_c_dot_is_accepted() {
+        let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let mut builder = tar::Builder::new(gz);
+        let mut root = tar::Header::new_gnu();
+        root.set_entry_type(tar::EntryType::Directory);
+        root.set_size(0);
+        raw_name(&mut root, "./");
+        root.set_cksum();
+        builder.append(&root, io::empty()).expect("root");
+        let mut file = tar::Header::new_gnu();
+        file.set_entry_type(tar::EntryType::Regular);
+        file.set_size(1);
+        file.set_mode(0o644);
+        raw_name(&mut file, "./main.py");
+        file.set_cksum();
+        builder.append(&file, &b"x"[..]).expect("file");
+        let bytes = builder.into_inner().expect("tar").finish().expect("gz");
+        let manifest = inspect(&bytes, LIMITS).expect("valid");
+        assert_eq!((manifest.entries, manifest.unpacked_bytes), (2, 1));
     }
 
     #[test]

@@ -29,7 +29,12 @@ pub fn insert(conn: &mut PgConnection, alias: &Alias) -> DbResult<()> {
     Ok(())
 }
 
-pub fn get(conn: &mut PgConnection, project_id: &str, function_id: Uuid, name: &str) -> DbResult<Alias> {
+pub fn get(
+    conn: &mut PgConnection,
+    project_id: &str,
+    function_id: Uuid,
+    name: &str,
+) -> DbResult<Alias> {
     Ok(function_aliases::table
         .filter(function_aliases::project_id.eq(project_id))
         .filter(function_aliases::function_id.eq(function_id))
@@ -53,7 +58,9 @@ pub fn list(
         query = query.filter(after("name", SortValue::Text(row.name), None, page.dir));
     }
     let items = query
-        .order(diesel::dsl::sql::<diesel::sql_types::Bool>(&order("name", None, page.dir)))
+        .order(diesel::dsl::sql::<diesel::sql_types::Bool>(&order(
+            "name", None, page.dir,
+        )))
         .limit(page.limit + 1)
         .select(Alias::as_select())
         .load(conn)?;
@@ -82,7 +89,12 @@ pub fn save(conn: &mut PgConnection, alias: &Alias) -> DbResult<()> {
     Ok(())
 }
 
-pub fn delete(conn: &mut PgConnection, project_id: &str, function_id: Uuid, name: &str) -> DbResult<()> {
+pub fn delete(
+    conn: &mut PgConnection,
+    project_id: &str,
+    function_id: Uuid,
+    name: &str,
+) -> DbResult<()> {
     let deleted = diesel::delete(
         function_aliases::table
             .filter(function_aliases::project_id.eq(project_id))

@@ -73,7 +73,11 @@ pub struct ExecutionFilter {
 type Boxed<'a> = executions::BoxedQuery<'a, diesel::pg::Pg>;
 
 fn in_scope(scope: &Scope) -> Boxed<'static> {
-    scoped!(executions::table.into_boxed(), executions::project_id, scope)
+    scoped!(
+        executions::table.into_boxed(),
+        executions::project_id,
+        scope
+    )
 }
 
 /// Records finished sync executions in one statement.

@@ -87,7 +87,9 @@ pub fn get_by_ref(conn: &mut PgConnection, scope: &Scope, key: &str) -> DbResult
             match rows.len() {
                 1 => Ok(rows.remove(0)),
                 0 => Err(DbError::NotFound),
-                _ => Err(DbError::Conflict("ambiguous function name across projects".into())),
+                _ => Err(DbError::Conflict(
+                    "ambiguous function name across projects".into(),
+                )),
             }
         }
     }
@@ -229,7 +231,11 @@ pub fn code_bytes(conn: &mut PgConnection, project_id: &str) -> DbResult<i64> {
 }
 
 /// Deletes a package no function or version refers to any more.
-pub fn drop_code_if_unused(conn: &mut PgConnection, project_id: &str, sha256: &str) -> DbResult<()> {
+pub fn drop_code_if_unused(
+    conn: &mut PgConnection,
+    project_id: &str,
+    sha256: &str,
+) -> DbResult<()> {
     let used_by_function = functions::table
         .filter(functions::project_id.eq(project_id))
         .filter(functions::code_sha256.eq(sha256));

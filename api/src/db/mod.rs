@@ -75,9 +75,15 @@ impl From<r2d2::Error> for DbError {
 
 fn is_connection_failure(message: &str) -> bool {
     let message = message.to_ascii_lowercase();
-    ["server closed the connection", "connection refused", "terminating connection", "no connection to the server", "could not connect"]
-        .iter()
-        .any(|needle| message.contains(needle))
+    [
+        "server closed the connection",
+        "connection refused",
+        "terminating connection",
+        "no connection to the server",
+        "could not connect",
+    ]
+    .iter()
+    .any(|needle| message.contains(needle))
 }
 
 pub type DbResult<T> = Result<T, DbError>;

@@ -22,7 +22,10 @@ pub fn set(conn: &mut PgConnection, project_id: &str, resource: &str, limit: i64
         ))
         .on_conflict((quotas::project_id, quotas::resource))
         .do_update()
-        .set((quotas::hard_limit.eq(limit), quotas::updated_at.eq(diesel::dsl::now)))
+        .set((
+            quotas::hard_limit.eq(limit),
+            quotas::updated_at.eq(diesel::dsl::now),
+        ))
         .execute(conn)?;
     Ok(())
 }

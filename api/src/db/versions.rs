@@ -35,7 +35,12 @@ pub fn insert(conn: &mut PgConnection, version: &Version) -> DbResult<()> {
     Ok(())
 }
 
-pub fn get(conn: &mut PgConnection, project_id: &str, function_id: Uuid, number: i32) -> DbResult<Version> {
+pub fn get(
+    conn: &mut PgConnection,
+    project_id: &str,
+    function_id: Uuid,
+    number: i32,
+) -> DbResult<Version> {
     Ok(function_versions::table
         .filter(function_versions::project_id.eq(project_id))
         .filter(function_versions::function_id.eq(function_id))
@@ -56,10 +61,17 @@ pub fn list(
         .into_boxed();
     if let Some(marker) = page.marker {
         let row = get(conn, project_id, function_id, marker)?;
-        query = query.filter(after("version", SortValue::Int(row.version), None, page.dir));
+        query = query.filter(after(
+            "version",
+            SortValue::Int(row.version),
+            None,
+            page.dir,
+        ));
     }
     let items = query
-        .order(diesel::dsl::sql::<diesel::sql_types::Bool>(&order("version", None, page.dir)))
+        .order(diesel::dsl::sql::<diesel::sql_types::Bool>(&order(
+            "version", None, page.dir,
+        )))
         .limit(page.limit + 1)
         .select(Version::as_select())
         .load(conn)?;
@@ -67,7 +79,12 @@ pub fn list(
 }
 
 /// Deletes a version; one that an alias points to is a `Conflict`.
-pub fn delete(conn: &mut PgConnection, project_id: &str, function_id: Uuid, number: i32) -> DbResult<Version> {
+pub fn delete(
+    conn: &mut PgConnection,
+    project_id: &str,
+    function_id: Uuid,
+    number: i32,
+) -> DbResult<Version> {
     let in_use: bool = diesel::select(diesel::dsl::exists(
         function_aliases::table
             .filter(function_aliases::function_id.eq(function_id))

@@ -27,23 +27,37 @@ fn check_targets(conn: &mut PgConnection, alias: &Alias, function_key: &str) -> 
         return Err(DomainError::invalid("second_weight needs a second_version"));
     }
     if alias.second_version == Some(alias.version) {
-        return Err(DomainError::invalid("second_version must differ from version"));
+        return Err(DomainError::invalid(
+            "second_version must differ from version",
+        ));
     }
     for number in std::iter::once(alias.version).chain(alias.second_version) {
         versions::get(conn, &alias.project_id, alias.function_id, number).map_err(|_| {
-            DomainError::invalid(format!("version {number} of function {function_key} does not exist"))
+            DomainError::invalid(format!(
+                "version {number} of function {function_key} does not exist"
+            ))
         })?;
     }
     Ok(())
 }
 
-pub fn create(conn: &mut PgConnection, scope: &Scope, key: &str, input: AliasInput) -> DomainResult<Alias> {
-    let name = input.name.ok_or_else(|| DomainError::invalid("name is required"))?;
+pub fn create(
+    conn: &mut PgConnection,
+    scope: &Scope,
+    key: &str,
+    input: AliasInput,
+) -> DomainResult<Alias> {
+    let name = input
+        .name
+        .ok_or_else(|| DomainError::invalid("name is required"))?;
     validate::name("name", &name)?;
-    let version = input.version.ok_or_else(|| DomainError::invalid("version is required"))?;
+    let version = input
+        .version
+        .ok_or_else(|| DomainError::invalid("version is required"))?;
     let description = input.description.unwrap_or_default();
     validate::description(&description)?;
-    let function = function_store::get_by_ref(conn, scope, key).map_err(db_error("function", key))?;
+    let function =
+        function_store::get_by_ref(conn, scope, key).map_err(db_error("function", key))?;
     let now = Utc::now();
     let alias = Alias {
         function_id: function.id,
@@ -62,16 +76,29 @@ pub fn create(conn: &mut PgConnection, scope: &Scope, key: &str, input: AliasInp
 }
 
 pub fn get(conn: &mut PgConnection, scope: &Scope, key: &str, name: &str) -> DomainResult<Alias> {
-    let function = function_store::get_by_ref(conn, scope, key).map_err(db_error("function", key))?;
+    let function =
+        function_store::get_by_ref(conn, scope, key).map_err(db_error("function", key))?;
     store::get(conn, &function.project_id, function.id, name).map_err(db_error("alias", name))
 }
 
-pub fn list(conn: &mut PgConnection, scope: &Scope, key: &str, page: &PageRequest<String>) -> DomainResult<Page<Alias>> {
-    let function = function_store::get_by_ref(conn, scope, key).map_err(db_error("function", key))?;
+pub fn list(
+    conn: &mut PgConnection,
+    scope: &Scope,
+    key: &str,
+    page: &PageRequest<String>,
+) -> DomainResult<Page<Alias>> {
+    let function =
+        function_store::get_by_ref(conn, scope, key).map_err(db_error("function", key))?;
     store::list(conn, &function.project_id, function.id, page).map_err(marker_error)
 }
 
-pub fn update(conn: &mut PgConnection, scope: &Scope, key: &str, name: &str, input: AliasInput) -> DomainResult<Alias> {
+pub fn update(
+    conn: &mut PgConnection,
+    scope: &Scope,
+    key: &str,
+    name: &str,
+    input: AliasInput,
+) -> DomainResult<Alias> {
     let mut alias = get(conn, scope, key, name)?;
     if let Some(version) = input.version {
         alias.version = version;
@@ -96,7 +123,8 @@ pub fn update(conn: &mut PgConnection, scope: &Scope, key: &str, name: &str, inp
 }
 
 pub fn delete(conn: &mut PgConnection, scope: &Scope, key: &str, name: &str) -> DomainResult<()> {
-    let function = function_store::get_by_ref(conn, scope, key).map_err(db_error("function", key))?;
+    let function =
+        function_store::get_by_ref(conn, scope, key).map_err(db_error("function", key))?;
     store::delete(conn, &function.project_id, function.id, name).map_err(db_error("alias", name))
 }
 

@@ -9,7 +9,15 @@ use crate::db::executions::{self as store, ExecutionFilter, ExecutionSummary, Us
 use crate::db::paging::{Page, PageRequest};
 use crate::db::Scope;
 
-pub const STATUSES: &[&str] = &["queued", "running", "succeeded", "failed", "timeout", "oom", "error"];
+pub const STATUSES: &[&str] = &[
+    "queued",
+    "running",
+    "succeeded",
+    "failed",
+    "timeout",
+    "oom",
+    "error",
+];
 
 pub fn list(
     conn: &mut PgConnection,

@@ -97,7 +97,11 @@ pub struct FunctionUpdate {
 }
 
 /// Checks memory and timeout against the runtime's range and the project's quota.
-fn check_resources(function: &Function, runtime: Option<&Runtime>, limits: &Limits) -> DomainResult<()> {
+fn check_resources(
+    function: &Function,
+    runtime: Option<&Runtime>,
+    limits: &Limits,
+) -> DomainResult<()> {
     let (mut memory_min, mut memory_max, mut timeout_max) = (16_i64, 1 << 20, 86_400_i64);
     if let Some(runtime) = runtime {
         memory_min = runtime.memory_min_mb.into();
@@ -122,18 +126,30 @@ fn check_resources(function: &Function, runtime: Option<&Runtime>, limits: &Limi
 }
 
 fn resolve_runtime(conn: &mut PgConnection, project_id: &str, key: &str) -> DomainResult<Runtime> {
-    let runtime = super::runtimes::get(conn, &Scope::Project(project_id.to_owned()), key).map_err(|e| match e {
-        DomainError::NotFound { .. } => DomainError::invalid(format!("runtime {key} does not exist")),
-        other => other,
-    })?;
+    let runtime = super::runtimes::get(conn, &Scope::Project(project_id.to_owned()), key).map_err(
+        |e| match e {
+            DomainError::NotFound { .. } => {
+                DomainError::invalid(format!("runtime {key} does not exist"))
+            }
+            other => other,
+        },
+    )?;
     if runtime.status != "available" {
-        return Err(DomainError::invalid(format!("runtime {key} is {}", runtime.status)));
+        return Err(DomainError::invalid(format!(
+            "runtime {key} is {}",
+            runtime.status
+        )));
     }
     Ok(runtime)
 }
 
 /// Stores a package for the project within its code-bytes quota. Call inside the project lock.
-fn store_package(conn: &mut PgConnection, project_id: &str, limits: &Limits, package: &Package) -> DomainResult<()> {
+fn store_package(
+    conn: &mut PgConnection,
+    project_id: &str,
+    limits: &Limits,
+    package: &Package,
+) -> DomainResult<()> {
     let exists = store::code_info(conn, project_id, &package.sha256).is_ok();
     if exists {
         return Ok(());
@@ -183,7 +199,9 @@ pub fn create(
     validate::description(&description)?;
     match (&new.runtime, &new.image) {
         (Some(_), Some(_)) | (None, None) => {
-            return Err(DomainError::invalid("exactly one of runtime and image is required"))
+            return Err(DomainError::invalid(
+                "exactly one of runtime and image is required",
+            ))
         }
         (None, Some(image)) => {
             validate::image("image", image)?;
@@ -205,7 +223,8 @@ pub fn create(
         handler,
         memory_mb: new.memory_mb.unwrap_or(DEFAULT_MEMORY_MB),
         timeout_s: new.timeout_s.unwrap_or(DEFAULT_TIMEOUT_S),
-        environment: serde_json::to_value(&environment).map_err(|e| DomainError::Internal(e.to_string()))?,
+        environment: serde_json::to_value(&environment)
+            .map_err(|e| DomainError::Internal(e.to_string()))?,
         description,
         code_sha256: package.as_ref().map(|p| p.sha256.clone()),
         latest_version: 0,
@@ -257,7 +276,10 @@ pub fn list(
     for function in page.items {
         items.push(detail(conn, function)?);
     }
-    Ok(Page { items, more: page.more })
+    Ok(Page {
+        items,
+        more: page.more,
+    })
 }
 
 pub fn update(
@@ -284,7 +306,8 @@ pub fn update(
     let project_id = found.project_id.clone();
     super::transaction(conn, |conn| {
         quota_store::lock_project(conn, &project_id)?;
-        let mut function = store::lock(conn, &project_id, found.id).map_err(db_error("function", key))?;
+        let mut function =
+            store::lock(conn, &project_id, found.id).map_err(db_error("function", key))?;
         let limits = quotas::limits(conn, quota_defaults, &project_id)?;
         if let Some(name) = update.name {
             function.name = name;
@@ -299,15 +322,17 @@ pub fn update(
             function.timeout_s = timeout;
         }
         if let Some(environment) = update.environment {
-            function.environment =
-                serde_json::to_value(&environment).map_err(|e| DomainError::Internal(e.to_string()))?;
+            function.environment = serde_json::to_value(&environment)
+                .map_err(|e| DomainError::Internal(e.to_string()))?;
         }
         if let Some(description) = update.description {
             function.description = description;
         }
         if let Some(runtime_key) = &update.runtime {
             if function.image.is_some() {
-                return Err(DomainError::invalid("a function with its own image has no runtime"));
+                return Err(DomainError::invalid(
+                    "a function with its own image has no runtime",
+                ));
             }
             function.runtime_id = Some(resolve_runtime(conn, &project_id, runtime_key)?.id);
         }
@@ -343,8 +368,12 @@ pub fn delete(conn: &mut PgConnection, scope: &Scope, key: &str) -> DomainResult
     super::transaction(conn, |conn| {
         let mut digests = store::version_digests(conn, function.id)?;
         digests.extend(function.code_sha256.clone());
-        store::delete(conn, &Scope::Project(function.project_id.clone()), function.id)
-            .map_err(db_error("function", key))?;
+        store::delete(
+            conn,
+            &Scope::Project(function.project_id.clone()),
+            function.id,
+        )
+        .map_err(db_error("function", key))?;
         for sha in digests {
             store::drop_code_if_unused(conn, &function.project_id, &sha)?;
         }
@@ -353,18 +382,29 @@ pub fn delete(conn: &mut PgConnection, scope: &Scope, key: &str) -> DomainResult
 }
 
 /// The function's current package: (format, bytes).
-pub fn download(conn: &mut PgConnection, scope: &Scope, key: &str) -> DomainResult<(ArchiveFormat, Vec<u8>)> {
+pub fn download(
+    conn: &mut PgConnection,
+    scope: &Scope,
+    key: &str,
+) -> DomainResult<(ArchiveFormat, Vec<u8>)> {
     let function = store::get_by_ref(conn, scope, key).map_err(db_error("function", key))?;
-    let sha = function
-        .code_sha256
-        .ok_or_else(|| DomainError::NotFound { kind: "code of function", id: key.to_owned() })?;
+    let sha = function.code_sha256.ok_or_else(|| DomainError::NotFound {
+        kind: "code of function",
+        id: key.to_owned(),
+    })?;
     code_package(conn, &function.project_id, &sha)
 }
 
 /// A package by digest within a project (agents' code downloads).
-pub fn code_package(conn: &mut PgConnection, project_id: &str, sha256: &str) -> DomainResult<(ArchiveFormat, Vec<u8>)> {
-    let (format, bytes) = store::code_content(conn, project_id, sha256).map_err(db_error("code package", sha256))?;
-    let format = ArchiveFormat::parse(&format)
-        .ok_or_else(|| DomainError::Internal(format!("stored package has unknown format {format}")))?;
+pub fn code_package(
+    conn: &mut PgConnection,
+    project_id: &str,
+    sha256: &str,
+) -> DomainResult<(ArchiveFormat, Vec<u8>)> {
+    let (format, bytes) =
+        store::code_content(conn, project_id, sha256).map_err(db_error("code package", sha256))?;
+    let format = ArchiveFormat::parse(&format).ok_or_else(|| {
+        DomainError::Internal(format!("stored package has unknown format {format}"))
+    })?;
     Ok((format, bytes))
 }

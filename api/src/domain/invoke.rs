@@ -18,7 +18,10 @@ pub enum Selector {
     Latest,
     Version(i32),
     /// An alias; `roll` (0..100) picks between its two versions by weight.
-    Alias { name: String, roll: u32 },
+    Alias {
+        name: String,
+        roll: u32,
+    },
 }
 
 /// Everything the invocation path needs, resolved once.
@@ -43,31 +46,46 @@ pub fn resolve(
         Selector::Alias { name, roll } => {
             let alias = aliases::get(conn, &function.project_id, function.id, name)
                 .map_err(db_error("alias", name))?;
-            (Some(alias.name.clone()), super::aliases::route(&alias, *roll))
+            (
+                Some(alias.name.clone()),
+                super::aliases::route(&alias, *roll),
+            )
         }
     };
     // The settings that run: the function's current ones, or a published snapshot.
-    let (runtime_id, image, handler, memory_mb, timeout_s, environment, code_sha256) = if number == 0 {
-        (
-            function.runtime_id,
-            function.image.clone(),
-            function.handler.clone(),
-            function.memory_mb,
-            function.timeout_s,
-            function.environment.clone(),
-            function.code_sha256.clone(),
-        )
-    } else {
-        let v = versions::get(conn, &function.project_id, function.id, number)
-            .map_err(db_error("version", format!("{number} of function {key}")))?;
-        (v.runtime_id, v.image, v.handler, v.memory_mb, v.timeout_s, v.environment, v.code_sha256)
-    };
+    let (runtime_id, image, handler, memory_mb, timeout_s, environment, code_sha256) =
+        if number == 0 {
+            (
+                function.runtime_id,
+                function.image.clone(),
+                function.handler.clone(),
+                function.memory_mb,
+                function.timeout_s,
+                function.environment.clone(),
+                function.code_sha256.clone(),
+            )
+        } else {
+            let v = versions::get(conn, &function.project_id, function.id, number)
+                .map_err(db_error("version", format!("{number} of function {key}")))?;
+            (
+                v.runtime_id,
+                v.image,
+                v.handler,
+                v.memory_mb,
+                v.timeout_s,
+                v.environment,
+                v.code_sha256,
+            )
+        };
     let (image, runtime_kind, network) = match (runtime_id, image) {
         (Some(id), _) => {
             let runtime = runtimes::get(conn, &Scope::All { project_id: None }, id)
                 .map_err(db_error("runtime", id))?;
             if runtime.status != "available" {
-                return Err(DomainError::Conflict(format!("runtime {} is {}", runtime.name, runtime.status)));
+                return Err(DomainError::Conflict(format!(
+                    "runtime {} is {}",
+                    runtime.name, runtime.status
+                )));
             }
             if code_sha256.is_none() {
                 return Err(DomainError::Conflict(format!("function {key} has no code")));
@@ -75,10 +93,16 @@ pub fn resolve(
             (runtime.image, runtime.kind, runtime.network)
         }
         (None, Some(image)) => (image, "image".to_owned(), false),
-        (None, None) => return Err(DomainError::Internal(format!("function {key} has neither runtime nor image"))),
+        (None, None) => {
+            return Err(DomainError::Internal(format!(
+                "function {key} has neither runtime nor image"
+            )))
+        }
     };
-    let environment: BTreeMap<String, String> = serde_json::from_value(environment)
-        .map_err(|e| DomainError::Internal(format!("stored environment is not a string map: {e}")))?;
+    let environment: BTreeMap<String, String> =
+        serde_json::from_value(environment).map_err(|e| {
+            DomainError::Internal(format!("stored environment is not a string map: {e}"))
+        })?;
     let limits = quotas::limits(conn, quota_defaults, &function.project_id)?;
     Ok(Target {
         spec: FunctionSpec {

@@ -45,7 +45,10 @@ impl DomainError {
 }
 
 /// Maps a storage error, naming the object for a not-found and a duplicate.
-pub(crate) fn db_error(kind: &'static str, id: impl ToString) -> impl FnOnce(DbError) -> DomainError {
+pub(crate) fn db_error(
+    kind: &'static str,
+    id: impl ToString,
+) -> impl FnOnce(DbError) -> DomainError {
     move |error| match error {
         DbError::NotFound => DomainError::NotFound {
             kind,
@@ -54,8 +57,12 @@ pub(crate) fn db_error(kind: &'static str, id: impl ToString) -> impl FnOnce(DbE
         DbError::Duplicate => {
             DomainError::Conflict(format!("a {kind} named {} already exists", id.to_string()))
         }
-        DbError::Conflict(what) => DomainError::Conflict(format!("{kind} {}: {what}", id.to_string())),
-        DbError::Unavailable(why) => DomainError::Unavailable(format!("database unavailable: {why}")),
+        DbError::Conflict(what) => {
+            DomainError::Conflict(format!("{kind} {}: {what}", id.to_string()))
+        }
+        DbError::Unavailable(why) => {
+            DomainError::Unavailable(format!("database unavailable: {why}"))
+        }
         DbError::Other(why) => DomainError::Internal(why),
     }
 }
@@ -70,7 +77,9 @@ impl From<DbError> for DomainError {
             },
             DbError::Duplicate => DomainError::Conflict("already exists".into()),
             DbError::Conflict(what) => DomainError::Conflict(what),
-            DbError::Unavailable(why) => DomainError::Unavailable(format!("database unavailable: {why}")),
+            DbError::Unavailable(why) => {
+                DomainError::Unavailable(format!("database unavailable: {why}"))
+            }
             DbError::Other(why) => DomainError::Internal(why),
         }
     }

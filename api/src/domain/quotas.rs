@@ -70,7 +70,11 @@ pub fn allows(limit: i64, used: i64, adding: i64) -> bool {
 }
 
 /// The project's effective limits.
-pub fn limits(conn: &mut PgConnection, defaults: &QuotaSection, project_id: &str) -> DomainResult<Limits> {
+pub fn limits(
+    conn: &mut PgConnection,
+    defaults: &QuotaSection,
+    project_id: &str,
+) -> DomainResult<Limits> {
     let mut limits = Limits::defaults(defaults);
     for (resource, limit) in quotas::overrides(conn, project_id)? {
         limits.set(&resource, limit);
@@ -88,7 +92,11 @@ pub struct QuotaReport {
     pub executions_in_flight: i64,
 }
 
-pub fn report(conn: &mut PgConnection, defaults: &QuotaSection, project_id: &str) -> DomainResult<QuotaReport> {
+pub fn report(
+    conn: &mut PgConnection,
+    defaults: &QuotaSection,
+    project_id: &str,
+) -> DomainResult<QuotaReport> {
     Ok(QuotaReport {
         project_id: project_id.to_owned(),
         limits: limits(conn, defaults, project_id)?,

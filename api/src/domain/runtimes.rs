@@ -75,14 +75,20 @@ pub fn get(conn: &mut PgConnection, scope: &Scope, key: &str) -> DomainResult<Ru
     found.map_err(db_error("runtime", key))
 }
 
-pub fn list(conn: &mut PgConnection, scope: &Scope, page: &PageRequest<Uuid>) -> DomainResult<Page<Runtime>> {
+pub fn list(
+    conn: &mut PgConnection,
+    scope: &Scope,
+    page: &PageRequest<Uuid>,
+) -> DomainResult<Page<Runtime>> {
     runtimes::list(conn, scope, page).map_err(marker_error)
 }
 
 /// An unknown marker is the caller's mistake, not a missing object.
 pub(crate) fn marker_error(error: crate::db::DbError) -> DomainError {
     match error {
-        crate::db::DbError::NotFound => DomainError::invalid("marker does not name an item of this list"),
+        crate::db::DbError::NotFound => {
+            DomainError::invalid("marker does not name an item of this list")
+        }
         other => other.into(),
     }
 }
@@ -145,7 +151,9 @@ pub fn delete(conn: &mut PgConnection, key: &str) -> DomainResult<()> {
     let all = Scope::All { project_id: None };
     let runtime = get(conn, &all, key)?;
     super::transaction(conn, |conn| {
-        if functions::runtime_in_use(conn, runtime.id)? || versions::runtime_in_use(conn, runtime.id)? {
+        if functions::runtime_in_use(conn, runtime.id)?
+            || versions::runtime_in_use(conn, runtime.id)?
+        {
             return Err(DomainError::Conflict(format!(
                 "runtime {key} is used by functions or versions"
             )));

@@ -10,7 +10,10 @@ pub fn name(field: &str, value: &str) -> DomainResult<()> {
     let valid_chars = value
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
-    let starts_well = value.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+    let starts_well = value
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric());
     if value.is_empty() || value.len() > 64 || !valid_chars || !starts_well {
         return Err(DomainError::invalid(format!(
             "{field} must be 1 to 64 characters of letters, digits, '_', '-' and '.', starting with a letter or digit"
@@ -45,14 +48,18 @@ pub fn image(field: &str, value: &str) -> DomainResult<()> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/' | ':' | '@'));
     if !ok {
-        return Err(DomainError::invalid(format!("{field} is not a valid image reference")));
+        return Err(DomainError::invalid(format!(
+            "{field} is not a valid image reference"
+        )));
     }
     Ok(())
 }
 
 pub fn description(value: &str) -> DomainResult<()> {
     if value.chars().count() > 1024 {
-        return Err(DomainError::invalid("description must be at most 1024 characters"));
+        return Err(DomainError::invalid(
+            "description must be at most 1024 characters",
+        ));
     }
     Ok(())
 }
@@ -61,7 +68,10 @@ pub fn description(value: &str) -> DomainResult<()> {
 pub fn environment(env: &BTreeMap<String, String>) -> DomainResult<()> {
     let mut total = 0;
     for (key, value) in env {
-        let valid = key.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        let valid = key
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
             && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid {
             return Err(DomainError::invalid(format!(
@@ -75,12 +85,16 @@ pub fn environment(env: &BTreeMap<String, String>) -> DomainResult<()> {
             )));
         }
         if value.contains('\0') {
-            return Err(DomainError::invalid(format!("environment: {key} contains a NUL byte")));
+            return Err(DomainError::invalid(format!(
+                "environment: {key} contains a NUL byte"
+            )));
         }
         total += key.len() + value.len();
     }
     if total > 4096 {
-        return Err(DomainError::invalid("environment must be at most 4096 bytes in total"));
+        return Err(DomainError::invalid(
+            "environment must be at most 4096 bytes in total",
+        ));
     }
     Ok(())
 }
@@ -105,7 +119,16 @@ mod tests {
         for good in ["a", "hello-world", "v1.2_x", &"x".repeat(64)] {
             assert!(name("name", good).is_ok(), "{good}");
         }
-        for bad in ["", "-a", ".a", "a b", "a/b", "ü", &"x".repeat(65), "6f1c5a0e-2b1d-4a57-9d0a-2f6f3c7e8b90"] {
+        for bad in [
+            "",
+            "-a",
+            ".a",
+            "a b",
+            "a/b",
+            "ü",
+            &"x".repeat(65),
+            "6f1c5a0e-2b1d-4a57-9d0a-2f6f3c7e8b90",
+        ] {
             assert!(name("name", bad).is_err(), "{bad}");
         }
         let message = name("name", "a b").expect_err("bad").to_string();
@@ -117,7 +140,14 @@ mod tests {
         let env = |k: &str, v: &str| BTreeMap::from([(k.to_owned(), v.to_owned())]);
         assert!(environment(&env("GREETING", "hi")).is_ok());
         assert!(environment(&env("_x1", "")).is_ok());
-        for bad in ["1X", "A-B", "AWS_LAMBDA_RUNTIME_API", "FRESCO_X", "_HANDLER", ""] {
+        for bad in [
+            "1X",
+            "A-B",
+            "AWS_LAMBDA_RUNTIME_API",
+            "FRESCO_X",
+            "_HANDLER",
+            "",
+        ] {
             assert!(environment(&env(bad, "v")).is_err(), "{bad}");
         }
         assert!(environment(&env("BIG", &"v".repeat(5000))).is_err());
@@ -126,7 +156,9 @@ mod tests {
     #[test]
     fn ranges_and_handlers() {
         assert!(range("memory_mb", 128, 64, 2048).is_ok());
-        let message = range("memory_mb", 4096, 64, 2048).expect_err("out of range").to_string();
+        let message = range("memory_mb", 4096, 64, 2048)
+            .expect_err("out of range")
+            .to_string();
         assert_eq!(message, "memory_mb must be between 64 and 2048, got 4096");
         assert!(handler("main.handler").is_ok());
         assert!(handler("main handler").is_err());

@@ -25,14 +25,22 @@ fn detail(conn: &mut PgConnection, version: Version) -> DomainResult<VersionDeta
     Ok(VersionDetail { version, code })
 }
 
-pub fn publish(conn: &mut PgConnection, scope: &Scope, key: &str, description: String) -> DomainResult<VersionDetail> {
+pub fn publish(
+    conn: &mut PgConnection,
+    scope: &Scope,
+    key: &str,
+    description: String,
+) -> DomainResult<VersionDetail> {
     validate::description(&description)?;
     let found = function_store::get_by_ref(conn, scope, key).map_err(db_error("function", key))?;
     super::transaction(conn, |conn| {
         // The row lock serialises concurrent publishes: version numbers are never reused.
-        let mut function = function_store::lock(conn, &found.project_id, found.id).map_err(db_error("function", key))?;
+        let mut function = function_store::lock(conn, &found.project_id, found.id)
+            .map_err(db_error("function", key))?;
         if function.runtime_id.is_some() && function.code_sha256.is_none() {
-            return Err(DomainError::Conflict(format!("function {key} has no code to publish")));
+            return Err(DomainError::Conflict(format!(
+                "function {key} has no code to publish"
+            )));
         }
         function.latest_version += 1;
         let version = Version {
@@ -55,25 +63,41 @@ pub fn publish(conn: &mut PgConnection, scope: &Scope, key: &str, description: S
     })
 }
 
-pub fn get(conn: &mut PgConnection, scope: &Scope, key: &str, number: i32) -> DomainResult<VersionDetail> {
-    let function = function_store::get_by_ref(conn, scope, key).map_err(db_error("function", key))?;
+pub fn get(
+    conn: &mut PgConnection,
+    scope: &Scope,
+    key: &str,
+    number: i32,
+) -> DomainResult<VersionDetail> {
+    let function =
+        function_store::get_by_ref(conn, scope, key).map_err(db_error("function", key))?;
     let version = store::get(conn, &function.project_id, function.id, number)
         .map_err(db_error("version", format!("{number} of function {key}")))?;
     detail(conn, version)
 }
 
-pub fn list(conn: &mut PgConnection, scope: &Scope, key: &str, page: &PageRequest<i32>) -> DomainResult<Page<VersionDetail>> {
-    let function = function_store::get_by_ref(conn, scope, key).map_err(db_error("function", key))?;
+pub fn list(
+    conn: &mut PgConnection,
+    scope: &Scope,
+    key: &str,
+    page: &PageRequest<i32>,
+) -> DomainResult<Page<VersionDetail>> {
+    let function =
+        function_store::get_by_ref(conn, scope, key).map_err(db_error("function", key))?;
     let page = store::list(conn, &function.project_id, function.id, page).map_err(marker_error)?;
     let mut items = Vec::with_capacity(page.items.len());
     for version in page.items {
         items.push(detail(conn, version)?);
     }
-    Ok(Page { items, more: page.more })
+    Ok(Page {
+        items,
+        more: page.more,
+    })
 }
 
 pub fn delete(conn: &mut PgConnection, scope: &Scope, key: &str, number: i32) -> DomainResult<()> {
-    let function = function_store::get_by_ref(conn, scope, key).map_err(db_error("function", key))?;
+    let function =
+        function_store::get_by_ref(conn, scope, key).map_err(db_error("function", key))?;
     super::transaction(conn, |conn| {
         let version = store::delete(conn, &function.project_id, function.id, number)
             .map_err(db_error("version", format!("{number} of function {key}")))?;

@@ -30,7 +30,9 @@ impl FromRequest for Caller {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         Box::pin(async move {
-            let state = state.ok_or_else(|| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "no application state"))?;
+            let state = state.ok_or_else(|| {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "no application state")
+            })?;
             state
                 .auth
                 .authenticate(token.as_deref())
@@ -51,11 +53,17 @@ fn auth_error(state: &AppState, error: AuthError) -> ApiError {
         AuthError::Unscoped => ApiError::forbidden(error.to_string()),
         AuthError::KeystoneUnavailable(_) => {
             log::warn!("{error}");
-            let mut e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "identity service unavailable");
+            let mut e = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "identity service unavailable",
+            );
             e.retry_after = Some(5);
             e
         }
-        AuthError::Config(_) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "authentication misconfigured"),
+        AuthError::Config(_) => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "authentication misconfigured",
+        ),
     }
 }
 
@@ -80,7 +88,10 @@ impl Caller {
     /// Checks `rule` for an action on the caller's own project (or on nothing in particular,
     /// for a system-scoped caller).
     pub fn authorize(&self, state: &AppState, rule: &str) -> ApiResult<()> {
-        state.policy.enforce(rule, &self.0, &Target::own(&self.0)).map_err(policy_error)
+        state
+            .policy
+            .enforce(rule, &self.0, &Target::own(&self.0))
+            .map_err(policy_error)
     }
 
     /// Checks `rule` for an action on an object of `project_id`.
@@ -114,7 +125,9 @@ impl Caller {
     pub fn list_scope(&self, state: &AppState, query: &Query) -> ApiResult<Scope> {
         if query.all_projects()? {
             if !self.cross_project(state) {
-                return Err(ApiError::forbidden("policy does not allow all_projects to be performed"));
+                return Err(ApiError::forbidden(
+                    "policy does not allow all_projects to be performed",
+                ));
             }
             return Ok(Scope::All {
                 project_id: query.get("project_id").map(str::to_owned),

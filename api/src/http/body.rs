@@ -26,13 +26,18 @@ fn content_length(req: &HttpRequest) -> Option<usize> {
 
 /// Reads the whole body, refusing (413) as soon as it is known to exceed `limit`: before
 /// reading anything when Content-Length says so, otherwise at the first byte too many.
-pub async fn read(req: &HttpRequest, mut payload: web::Payload, limit: usize) -> ApiResult<web::Bytes> {
+pub async fn read(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> ApiResult<web::Bytes> {
     if content_length(req).is_some_and(|n| n > limit) {
         return Err(too_large(limit));
     }
     let mut body = web::BytesMut::with_capacity(content_length(req).unwrap_or(0).min(limit));
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("cannot read request body: {e}")))?;
+        let chunk =
+            chunk.map_err(|e| ApiError::bad_request(format!("cannot read request body: {e}")))?;
         if body.len() + chunk.len() > limit {
             return Err(too_large(limit));
         }
@@ -43,7 +48,11 @@ pub async fn read(req: &HttpRequest, mut payload: web::Payload, limit: usize) ->
 
 /// Whether the request says it carries JSON (a missing Content-Type is taken as JSON).
 pub fn require_json(req: &HttpRequest) -> ApiResult<()> {
-    match req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
+    match req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    {
         None => Ok(()),
         Some(ct) if ct.starts_with("application/json") => Ok(()),
         Some(ct) => Err(ApiError::new(
@@ -68,7 +77,11 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
 }
 
 /// Reads and parses a JSON body.
-pub async fn json<T: DeserializeOwned>(req: &HttpRequest, payload: web::Payload, limit: usize) -> ApiResult<T> {
+pub async fn json<T: DeserializeOwned>(
+    req: &HttpRequest,
+    payload: web::Payload,
+    limit: usize,
+) -> ApiResult<T> {
     require_json(req)?;
     let bytes = read(req, payload, limit).await?;
     parse_json(&bytes)
@@ -106,16 +119,22 @@ pub async fn multipart(
     let mut parts = actix_multipart::Multipart::new(req.headers(), payload);
     let mut upload = Upload::default();
     while let Some(field) = parts.next().await {
-        let mut field = field.map_err(|e| ApiError::bad_request(format!("invalid multipart body: {e}")))?;
+        let mut field =
+            field.map_err(|e| ApiError::bad_request(format!("invalid multipart body: {e}")))?;
         let name = field.name().unwrap_or_default().to_owned();
         let limit = match name.as_str() {
             "metadata" => json_limit,
             "package" => package_limit,
-            other => return Err(ApiError::bad_request(format!("unexpected multipart part {other:?}"))),
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unexpected multipart part {other:?}"
+                )))
+            }
         };
         let mut data = Vec::new();
         while let Some(chunk) = field.next().await {
-            let chunk = chunk.map_err(|e| ApiError::bad_request(format!("invalid multipart body: {e}")))?;
+            let chunk =
+                chunk.map_err(|e| ApiError::bad_request(format!("invalid multipart body: {e}")))?;
             if data.len() + chunk.len() > limit {
                 return Err(ApiError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,

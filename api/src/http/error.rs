@@ -70,7 +70,11 @@ impl ResponseError for ApiError {
             log::warn!("answering {}: {}", self.status.as_u16(), self.message);
         }
         let mut response = HttpResponse::build(self.status);
-        if let Some(value) = self.www_authenticate.as_deref().and_then(|v| HeaderValue::from_str(v).ok()) {
+        if let Some(value) = self
+            .www_authenticate
+            .as_deref()
+            .and_then(|v| HeaderValue::from_str(v).ok())
+        {
             response.insert_header((header::WWW_AUTHENTICATE, value));
         }
         if let Some(seconds) = self.retry_after {

@@ -58,7 +58,12 @@ impl AppState {
             op(&mut conn)
         })
         .await
-        .map_err(|e| ApiError::new(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(|e| {
+            ApiError::new(
+                actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
+                e.to_string(),
+            )
+        })?
         .map_err(ApiError::from)
     }
 
@@ -92,9 +97,10 @@ pub fn app(
     actix_web::App::new()
         .app_data(state)
         // The query extractor is not used; lists parse their own strict query (paging::Query).
-        .app_data(web::PathConfig::default().error_handler(|err, _| {
-            ApiError::not_found(format!("invalid path: {err}")).into()
-        }))
+        .app_data(
+            web::PathConfig::default()
+                .error_handler(|err, _| ApiError::not_found(format!("invalid path: {err}")).into()),
+        )
         .wrap_fn(|req, srv| {
             let id = format!("req-{}", uuid::Uuid::new_v4());
             req.extensions_mut().insert(RequestId(id.clone()));

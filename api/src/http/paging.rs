@@ -6,14 +6,21 @@ use std::str::FromStr;
 use actix_web::HttpRequest;
 
 use super::error::{ApiError, ApiResult};
-use crate::db::paging::{PageRequest, SortDir};
+use crate::db::paging::{Page, PageRequest, SortDir};
 
 /// Query parameters, checked against the names an endpoint accepts.
 pub struct Query {
     params: BTreeMap<String, String>,
 }
 
-const PAGING: &[&str] = &["limit", "marker", "sort_key", "sort_dir", "all_projects", "project_id"];
+const PAGING: &[&str] = &[
+    "limit",
+    "marker",
+    "sort_key",
+    "sort_dir",
+    "all_projects",
+    "project_id",
+];
 
 impl Query {
     /// Parses the query string; names outside `PAGING` and `filters` are a 400.
@@ -23,10 +30,14 @@ impl Query {
         let mut params = BTreeMap::new();
         for (key, value) in pairs {
             if !PAGING.contains(&key.as_str()) && !filters.contains(&key.as_str()) {
-                return Err(ApiError::bad_request(format!("unknown query parameter {key}")));
+                return Err(ApiError::bad_request(format!(
+                    "unknown query parameter {key}"
+                )));
             }
             if params.insert(key.clone(), value).is_some() {
-                return Err(ApiError::bad_request(format!("query parameter {key} given twice")));
+                return Err(ApiError::bad_request(format!(
+                    "query parameter {key} given twice"
+                )));
             }
         }
         Ok(Query { params })
@@ -40,8 +51,11 @@ impl Query {
     pub fn typed<T: FromStr>(&self, key: &str) -> ApiResult<Option<T>> {
         self.get(key)
             .map(|v| {
-                v.parse()
-                    .map_err(|_| ApiError::bad_request(format!("query parameter {key} has an invalid value {v:?}")))
+                v.parse().map_err(|_| {
+                    ApiError::bad_request(format!(
+                        "query parameter {key} has an invalid value {v:?}"
+                    ))
+                })
             })
             .transpose()
     }
@@ -58,16 +72,30 @@ impl Query {
     }
 
     /// The page request, with `sort_keys` the keys this list may sort by (the first is the default).
-    pub fn page<M: FromStr>(&self, sort_keys: &[&'static str], default_limit: i64, max_limit: i64) -> ApiResult<PageRequest<M>> {
+    pub fn page<M: FromStr>(
+        &self,
+        sort_keys: &[&'static str],
+        default_limit: i64,
+        max_limit: i64,
+    ) -> ApiResult<PageRequest<M>> {
         let limit = self.typed::<i64>("limit")?.unwrap_or(default_limit);
         if limit < 1 || limit > max_limit {
-            return Err(ApiError::bad_request(format!("limit must be between 1 and {max_limit}")));
+            return Err(ApiError::bad_request(format!(
+                "limit must be between 1 and {max_limit}"
+            )));
         }
         let sort_key = match self.get("sort_key") {
             None => sort_keys[0],
-            Some(key) => sort_keys.iter().copied().find(|k| *k == key).ok_or_else(|| {
-                ApiError::bad_request(format!("sort_key must be one of {}", sort_keys.join(", ")))
-            })?,
+            Some(key) => sort_keys
+                .iter()
+                .copied()
+                .find(|k| *k == key)
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "sort_key must be one of {}",
+                        sort_keys.join(", ")
+                    ))
+                })?,
         };
         let dir = match self.get("sort_dir") {
             None | Some("asc") => SortDir::Asc,
@@ -81,6 +109,31 @@ impl Query {
             dir,
         })
     }
+}
+
+/// The body of a list response: `{"<key>": [views], "next": "<url>"}`, with `next` present
+/// only when another page may follow (its marker is the last item's).
+pub fn list_body<I, V: serde::Serialize>(
+    base_url: &str,
+    req: &HttpRequest,
+    key: &str,
+    page: Page<I>,
+    marker: impl Fn(&I) -> String,
+    view: impl Fn(I) -> V,
+) -> serde_json::Value {
+    let next = if page.more {
+        page.items
+            .last()
+            .map(|last| next_link(base_url, req, &marker(last)))
+    } else {
+        None
+    };
+    let items: Vec<V> = page.items.into_iter().map(view).collect();
+    let mut body = serde_json::json!({ key: items });
+    if let Some(next) = next {
+        body["next"] = next.into();
+    }
+    body
 }
 
 /// The URL of the next page: the same request with `marker` set to the last item.

@@ -232,10 +232,16 @@ impl From<ExecutionSummary> for ExecutionView {
 /// `{"project_id", "<resource>": {"limit", "in_use"?}, ...}`
 pub fn quota(report: &QuotaReport) -> Value {
     let mut out = serde_json::Map::new();
-    out.insert("project_id".into(), Value::String(report.project_id.clone()));
+    out.insert(
+        "project_id".into(),
+        Value::String(report.project_id.clone()),
+    );
     for resource in RESOURCES {
         let mut entry = serde_json::Map::new();
-        entry.insert("limit".into(), report.limits.get(resource).unwrap_or(-1).into());
+        entry.insert(
+            "limit".into(),
+            report.limits.get(resource).unwrap_or(-1).into(),
+        );
         let in_use = match *resource {
             "functions" => Some(report.functions_in_use),
             "code_bytes" => Some(report.code_bytes_in_use),
@@ -252,8 +258,11 @@ pub fn quota(report: &QuotaReport) -> Value {
 
 pub fn usage(project_id: &str, usage: &Usage) -> Value {
     let total: i64 = usage.by_status.iter().map(|(_, n)| n).sum();
-    let by_status: serde_json::Map<String, Value> =
-        usage.by_status.iter().map(|(s, n)| (s.clone(), (*n).into())).collect();
+    let by_status: serde_json::Map<String, Value> = usage
+        .by_status
+        .iter()
+        .map(|(s, n)| (s.clone(), (*n).into()))
+        .collect();
     serde_json::json!({
         "project_id": project_id,
         "executions": total,

@@ -9,7 +9,7 @@ use crate::domain::aliases::{self, AliasInput};
 use crate::http::auth::Caller;
 use crate::http::body;
 use crate::http::error::ApiResult;
-use crate::http::paging::{next_link, Query};
+use crate::http::paging::{list_body, Query};
 use crate::http::views::AliasView;
 
 /// Tells an absent field (`None`) from an explicit `null` (`Some(None)`).
@@ -57,30 +57,46 @@ pub async fn create(
     Ok(HttpResponse::Created().json(json!({ "alias": AliasView::from(alias) })))
 }
 
-pub async fn list(data: State, caller: Caller, path: web::Path<String>, req: HttpRequest) -> ApiResult<HttpResponse> {
+pub async fn list(
+    data: State,
+    caller: Caller,
+    path: web::Path<String>,
+    req: HttpRequest,
+) -> ApiResult<HttpResponse> {
     caller.authorize(&data, "function_alias:list")?;
     let scope = caller.object_scope(&data)?;
     let query = Query::parse(&req, &[])?;
-    let page = query.page::<String>(&["name"], data.api.default_page_limit, data.api.max_page_limit)?;
+    let page = query.page::<String>(
+        &["name"],
+        data.api.default_page_limit,
+        data.api.max_page_limit,
+    )?;
     let key = path.into_inner();
-    let found = state(&data).db(move |conn| aliases::list(conn, &scope, &key, &page)).await?;
-    let next = found
-        .more
-        .then(|| found.items.last().map(|a| next_link(&data.base_url, &req, &a.name)))
-        .flatten();
-    let items: Vec<AliasView> = found.items.into_iter().map(AliasView::from).collect();
-    let mut out = json!({ "aliases": items });
-    if let Some(next) = next {
-        out["next"] = next.into();
-    }
-    Ok(HttpResponse::Ok().json(out))
+    let found = state(&data)
+        .db(move |conn| aliases::list(conn, &scope, &key, &page))
+        .await?;
+    let body = list_body(
+        &data.base_url,
+        &req,
+        "aliases",
+        found,
+        |a| a.name.clone(),
+        AliasView::from,
+    );
+    Ok(HttpResponse::Ok().json(body))
 }
 
-pub async fn show(data: State, caller: Caller, path: web::Path<(String, String)>) -> ApiResult<HttpResponse> {
+pub async fn show(
+    data: State,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+) -> ApiResult<HttpResponse> {
     caller.authorize(&data, "function_alias:show")?;
     let scope = caller.object_scope(&data)?;
     let (key, name) = path.into_inner();
-    let alias = state(&data).db(move |conn| aliases::get(conn, &scope, &key, &name)).await?;
+    let alias = state(&data)
+        .db(move |conn| aliases::get(conn, &scope, &key, &name))
+        .await?;
     Ok(HttpResponse::Ok().json(json!({ "alias": AliasView::from(alias) })))
 }
 
@@ -95,7 +111,9 @@ pub async fn update(
     let scope = caller.object_scope(&data)?;
     let b: AliasBody = body::json(&req, payload, data.api.max_json_body_bytes).await?;
     if b.name.is_some() {
-        return Err(crate::http::error::ApiError::bad_request("an alias cannot be renamed"));
+        return Err(crate::http::error::ApiError::bad_request(
+            "an alias cannot be renamed",
+        ));
     }
     let (key, name) = path.into_inner();
     let alias = state(&data)
@@ -104,10 +122,16 @@ pub async fn update(
     Ok(HttpResponse::Ok().json(json!({ "alias": AliasView::from(alias) })))
 }
 
-pub async fn delete(data: State, caller: Caller, path: web::Path<(String, String)>) -> ApiResult<HttpResponse> {
+pub async fn delete(
+    data: State,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+) -> ApiResult<HttpResponse> {
     caller.authorize(&data, "function_alias:delete")?;
     let scope = caller.object_scope(&data)?;
     let (key, name) = path.into_inner();
-    state(&data).db(move |conn| aliases::delete(conn, &scope, &key, &name)).await?;
+    state(&data)
+        .db(move |conn| aliases::delete(conn, &scope, &key, &name))
+        .await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -9,41 +9,49 @@ use crate::db::executions::ExecutionFilter;
 use crate::domain::executions;
 use crate::http::auth::Caller;
 use crate::http::error::{ApiError, ApiResult};
-use crate::http::paging::{next_link, Query};
+use crate::http::paging::{list_body, Query};
 use crate::http::views::{self, ExecutionView};
 
 /// Execution ids are UUIDs; anything else names no execution.
 fn execution_id(text: &str) -> ApiResult<Uuid> {
-    Uuid::parse_str(text).map_err(|_| ApiError::not_found(format!("execution {text} could not be found")))
+    Uuid::parse_str(text)
+        .map_err(|_| ApiError::not_found(format!("execution {text} could not be found")))
 }
 
 pub async fn list(data: State, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
     caller.authorize(&data, "execution:list")?;
     let query = Query::parse(&req, &["function_id", "status"])?;
     let scope = caller.list_scope(&data, &query)?;
-    let page = query.page::<Uuid>(&["created_at"], data.api.default_page_limit, data.api.max_page_limit)?;
+    let page = query.page::<Uuid>(
+        &["created_at"],
+        data.api.default_page_limit,
+        data.api.max_page_limit,
+    )?;
     let filter = ExecutionFilter {
         function_id: query.typed("function_id")?,
         status: query.get("status").map(str::to_owned),
     };
-    let found = state(&data).db(move |conn| executions::list(conn, &scope, &filter, &page)).await?;
-    let next = found
-        .more
-        .then(|| found.items.last().map(|e| next_link(&data.base_url, &req, &e.id.to_string())))
-        .flatten();
-    let items: Vec<ExecutionView> = found.items.into_iter().map(ExecutionView::from).collect();
-    let mut out = json!({ "executions": items });
-    if let Some(next) = next {
-        out["next"] = next.into();
-    }
-    Ok(HttpResponse::Ok().json(out))
+    let found = state(&data)
+        .db(move |conn| executions::list(conn, &scope, &filter, &page))
+        .await?;
+    let body = list_body(
+        &data.base_url,
+        &req,
+        "executions",
+        found,
+        |e| e.id.to_string(),
+        ExecutionView::from,
+    );
+    Ok(HttpResponse::Ok().json(body))
 }
 
 pub async fn show(data: State, caller: Caller, path: web::Path<String>) -> ApiResult<HttpResponse> {
     caller.authorize(&data, "execution:show")?;
     let scope = caller.object_scope(&data)?;
     let id = execution_id(&path)?;
-    let execution = state(&data).db(move |conn| executions::get(conn, &scope, id)).await?;
+    let execution = state(&data)
+        .db(move |conn| executions::get(conn, &scope, id))
+        .await?;
     Ok(HttpResponse::Ok().json(json!({ "execution": ExecutionView::from(execution) })))
 }
 
@@ -51,15 +59,25 @@ pub async fn log(data: State, caller: Caller, path: web::Path<String>) -> ApiRes
     caller.authorize(&data, "execution:log")?;
     let scope = caller.object_scope(&data)?;
     let id = execution_id(&path)?;
-    let logs = state(&data).db(move |conn| executions::logs(conn, &scope, id)).await?;
-    Ok(HttpResponse::Ok().content_type("text/plain; charset=utf-8").body(logs))
+    let logs = state(&data)
+        .db(move |conn| executions::logs(conn, &scope, id))
+        .await?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; charset=utf-8")
+        .body(logs))
 }
 
-pub async fn delete(data: State, caller: Caller, path: web::Path<String>) -> ApiResult<HttpResponse> {
+pub async fn delete(
+    data: State,
+    caller: Caller,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
     caller.authorize(&data, "execution:delete")?;
     let scope = caller.object_scope(&data)?;
     let id = execution_id(&path)?;
-    state(&data).db(move |conn| executions::delete(conn, &scope, id)).await?;
+    state(&data)
+        .db(move |conn| executions::delete(conn, &scope, id))
+        .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -72,6 +90,8 @@ pub async fn usage(data: State, caller: Caller, req: HttpRequest) -> ApiResult<H
     };
     caller.authorize_on(&data, "usage:show", &project)?;
     let for_project = project.clone();
-    let usage = state(&data).db(move |conn| executions::usage(conn, &for_project)).await?;
+    let usage = state(&data)
+        .db(move |conn| executions::usage(conn, &for_project))
+        .await?;
     Ok(HttpResponse::Ok().json(json!({ "usage": views::usage(&project, &usage) })))
 }

@@ -14,7 +14,7 @@ use crate::domain::functions::{self, FunctionUpdate, NewFunction, Package};
 use crate::http::auth::Caller;
 use crate::http::body;
 use crate::http::error::{ApiError, ApiResult};
-use crate::http::paging::{next_link, Query};
+use crate::http::paging::{list_body, Query};
 use crate::http::views::FunctionView;
 use crate::http::AppState;
 
@@ -49,7 +49,12 @@ async fn inspect(data: &AppState, bytes: Option<Vec<u8>>) -> ApiResult<Option<Pa
     let limits = data.package_limits();
     let package = web::block(move || functions::inspect_package(bytes, limits))
         .await
-        .map_err(|e| ApiError::new(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+        .map_err(|e| {
+            ApiError::new(
+                actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
+                e.to_string(),
+            )
+        })??;
     Ok(Some(package))
 }
 
@@ -60,7 +65,13 @@ async fn metadata_and_package<T: serde::de::DeserializeOwned>(
     payload: web::Payload,
 ) -> ApiResult<(Option<T>, Option<Package>)> {
     if body::is_multipart(req) {
-        let upload = body::multipart(req, payload, data.api.max_json_body_bytes, data.api.max_package_bytes).await?;
+        let upload = body::multipart(
+            req,
+            payload,
+            data.api.max_json_body_bytes,
+            data.api.max_package_bytes,
+        )
+        .await?;
         let metadata = upload.metadata.map(|m| body::parse_json(&m)).transpose()?;
         let package = inspect(data, upload.package).await?;
         Ok((metadata, package))
@@ -74,7 +85,12 @@ fn render(detail: functions::FunctionDetail) -> serde_json::Value {
     json!({ "function": FunctionView::from(detail) })
 }
 
-pub async fn create(data: State, caller: Caller, req: HttpRequest, payload: web::Payload) -> ApiResult<HttpResponse> {
+pub async fn create(
+    data: State,
+    caller: Caller,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> ApiResult<HttpResponse> {
     caller.authorize(&data, "function:create")?;
     let project = caller.project()?.to_owned();
     let (metadata, package) = metadata_and_package::<CreateBody>(&data, &req, payload).await?;
@@ -91,7 +107,9 @@ pub async fn create(data: State, caller: Caller, req: HttpRequest, payload: web:
     };
     let app = state(&data);
     let quota = app.quota.clone();
-    let detail = app.db(move |conn| functions::create(conn, &quota, &project, new, package)).await?;
+    let detail = app
+        .db(move |conn| functions::create(conn, &quota, &project, new, package))
+        .await?;
     Ok(HttpResponse::Created().json(render(detail)))
 }
 
@@ -99,29 +117,36 @@ pub async fn list(data: State, caller: Caller, req: HttpRequest) -> ApiResult<Ht
     caller.authorize(&data, "function:list")?;
     let query = Query::parse(&req, &["name", "runtime_id"])?;
     let scope = caller.list_scope(&data, &query)?;
-    let page = query.page::<Uuid>(&["created_at", "name"], data.api.default_page_limit, data.api.max_page_limit)?;
+    let page = query.page::<Uuid>(
+        &["created_at", "name"],
+        data.api.default_page_limit,
+        data.api.max_page_limit,
+    )?;
     let filter = FunctionFilter {
         name: query.get("name").map(str::to_owned),
         runtime_id: query.typed("runtime_id")?,
     };
-    let found = state(&data).db(move |conn| functions::list(conn, &scope, &filter, &page)).await?;
-    let next = found
-        .more
-        .then(|| found.items.last().map(|f| next_link(&data.base_url, &req, &f.function.id.to_string())))
-        .flatten();
-    let items: Vec<FunctionView> = found.items.into_iter().map(FunctionView::from).collect();
-    let mut out = json!({ "functions": items });
-    if let Some(next) = next {
-        out["next"] = next.into();
-    }
-    Ok(HttpResponse::Ok().json(out))
+    let found = state(&data)
+        .db(move |conn| functions::list(conn, &scope, &filter, &page))
+        .await?;
+    let body = list_body(
+        &data.base_url,
+        &req,
+        "functions",
+        found,
+        |f| f.function.id.to_string(),
+        FunctionView::from,
+    );
+    Ok(HttpResponse::Ok().json(body))
 }
 
 pub async fn show(data: State, caller: Caller, path: web::Path<String>) -> ApiResult<HttpResponse> {
     caller.authorize(&data, "function:show")?;
     let scope = caller.object_scope(&data)?;
     let key = path.into_inner();
-    let detail = state(&data).db(move |conn| functions::get(conn, &scope, &key)).await?;
+    let detail = state(&data)
+        .db(move |conn| functions::get(conn, &scope, &key))
+        .await?;
     Ok(HttpResponse::Ok().json(render(detail)))
 }
 
@@ -171,17 +196,32 @@ pub async fn upload(
     let app = state(&data);
     let quota = app.quota.clone();
     let detail = app
-        .db(move |conn| functions::update(conn, &quota, &scope, &key, FunctionUpdate::default(), package))
+        .db(move |conn| {
+            functions::update(
+                conn,
+                &quota,
+                &scope,
+                &key,
+                FunctionUpdate::default(),
+                package,
+            )
+        })
         .await?;
     Ok(HttpResponse::Ok().json(render(detail)))
 }
 
-pub async fn download(data: State, caller: Caller, path: web::Path<String>) -> ApiResult<HttpResponse> {
+pub async fn download(
+    data: State,
+    caller: Caller,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
     caller.authorize(&data, "function:download")?;
     let scope = caller.object_scope(&data)?;
     let key = path.into_inner();
     let name = key.clone();
-    let (format, bytes) = state(&data).db(move |conn| functions::download(conn, &scope, &key)).await?;
+    let (format, bytes) = state(&data)
+        .db(move |conn| functions::download(conn, &scope, &key))
+        .await?;
     let extension = format.as_str();
     Ok(HttpResponse::Ok()
         .content_type(format.content_type())
@@ -192,10 +232,16 @@ pub async fn download(data: State, caller: Caller, path: web::Path<String>) -> A
         .body(bytes))
 }
 
-pub async fn delete(data: State, caller: Caller, path: web::Path<String>) -> ApiResult<HttpResponse> {
+pub async fn delete(
+    data: State,
+    caller: Caller,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
     caller.authorize(&data, "function:delete")?;
     let scope = caller.object_scope(&data)?;
     let key = path.into_inner();
-    state(&data).db(move |conn| functions::delete(conn, &scope, &key)).await?;
+    state(&data)
+        .db(move |conn| functions::delete(conn, &scope, &key))
+        .await?;
     Ok(HttpResponse::NoContent().finish())
 }

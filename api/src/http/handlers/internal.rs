@@ -10,8 +10,17 @@ use crate::http::error::{ApiError, ApiResult};
 /// `GET /internal/v1/code/{sha256}`: an agent fetches the package a ticket names. The ticket
 /// (signed by the control plane) must name this very package, so an agent can only read code
 /// it was asked to run.
-pub async fn code(data: State, path: web::Path<String>, req: HttpRequest) -> ApiResult<HttpResponse> {
-    let unauthorized = || ApiError::new(StatusCode::UNAUTHORIZED, "a valid execution ticket is required");
+pub async fn code(
+    data: State,
+    path: web::Path<String>,
+    req: HttpRequest,
+) -> ApiResult<HttpResponse> {
+    let unauthorized = || {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "a valid execution ticket is required",
+        )
+    };
     let verifier = data.tickets.as_ref().ok_or_else(unauthorized)?;
     let token = req
         .headers()

@@ -24,13 +24,19 @@ const MAX_PAYLOAD_BYTES: usize = 6 * 1024 * 1024;
 fn invoke_error(error: InvokeError) -> ApiError {
     match error {
         InvokeError::Domain(e) => e.into(),
-        InvokeError::RateLimited { retry_after, message } => {
+        InvokeError::RateLimited {
+            retry_after,
+            message,
+        } => {
             let mut e = ApiError::new(StatusCode::TOO_MANY_REQUESTS, message);
             e.retry_after = Some(retry_after.as_secs().max(1));
             e
         }
         InvokeError::NoCapacity(m) => {
-            let mut e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("no capacity to run the function now: {m}"));
+            let mut e = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("no capacity to run the function now: {m}"),
+            );
             e.retry_after = Some(1);
             e
         }
@@ -38,7 +44,10 @@ fn invoke_error(error: InvokeError) -> ApiError {
             log::warn!("scheduler unavailable: {m}");
             ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "scheduler unavailable")
         }
-        InvokeError::AgentFailed(m) => ApiError::new(StatusCode::BAD_GATEWAY, format!("the compute agent failed: {m}")),
+        InvokeError::AgentFailed(m) => ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            format!("the compute agent failed: {m}"),
+        ),
     }
 }
 
@@ -58,15 +67,21 @@ pub async fn invoke(
 ) -> ApiResult<HttpResponse> {
     caller.authorize(&data, "function:invoke")?;
     let app = state(&data);
-    let invoker = app
-        .invoker
-        .as_ref()
-        .ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "invocations are not configured"))?;
+    let invoker = app.invoker.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "invocations are not configured",
+        )
+    })?;
     let query = Query::parse(&req, &["version", "alias", "async"])?;
     let selector = match (query.typed::<i32>("version")?, query.get("alias")) {
         (Some(_), Some(_)) => return Err(ApiError::bad_request("give version or alias, not both")),
         (Some(n), None) if n >= 1 => Selector::Version(n),
-        (Some(n), None) => return Err(ApiError::bad_request(format!("version must be 1 or more, got {n}"))),
+        (Some(n), None) => {
+            return Err(ApiError::bad_request(format!(
+                "version must be 1 or more, got {n}"
+            )))
+        }
         (None, Some(alias)) => Selector::Alias {
             name: alias.to_owned(),
             roll: rand::random_range(0..100),
@@ -75,15 +90,23 @@ pub async fn invoke(
     };
     let is_async = match (query.get("async"), req.headers().get("x-invocation-type")) {
         (Some("true" | "1"), _) => true,
-        (Some("false" | "0") | None, Some(v)) => v.as_bytes().eq_ignore_ascii_case(b"async") || v.as_bytes().eq_ignore_ascii_case(b"event"),
+        (Some("false" | "0") | None, Some(v)) => {
+            v.as_bytes().eq_ignore_ascii_case(b"async")
+                || v.as_bytes().eq_ignore_ascii_case(b"event")
+        }
         (Some("false" | "0") | None, None) => false,
-        (Some(other), _) => return Err(ApiError::bad_request(format!("async must be true or false, got {other:?}"))),
+        (Some(other), _) => {
+            return Err(ApiError::bad_request(format!(
+                "async must be true or false, got {other:?}"
+            )))
+        }
     };
     let bytes = body::read(&req, payload, MAX_PAYLOAD_BYTES).await?;
     let event: Box<RawValue> = if bytes.iter().all(u8::is_ascii_whitespace) {
         RawValue::from_string("{}".to_owned()).map_err(|e| ApiError::bad_request(e.to_string()))?
     } else {
-        serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request(format!("the event must be JSON: {e}")))?
+        serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::bad_request(format!("the event must be JSON: {e}")))?
     };
 
     let scope = caller.object_scope(&data)?;
@@ -107,18 +130,29 @@ pub async fn invoke(
         let queued = app
             .db(move |conn| crate::db::executions::enqueue(conn, &execution).map_err(Into::into))
             .await?;
-        return Ok(HttpResponse::Accepted().json(json!({ "execution": ExecutionView::from(queued) })));
+        return Ok(
+            HttpResponse::Accepted().json(json!({ "execution": ExecutionView::from(queued) }))
+        );
     }
 
-    let outcome = invoker.invoke_sync(&target, event).await.map_err(invoke_error)?;
+    let outcome = invoker
+        .invoke_sync(&target, event)
+        .await
+        .map_err(invoke_error)?;
     let result = outcome.result;
     let mut response = HttpResponse::Ok();
     response
         .content_type("application/json")
         .insert_header(header("x-execution-id", &outcome.execution_id.to_string()))
         .insert_header(header("x-execution-status", result.status.as_str()))
-        .insert_header(header("x-execution-duration-ms", &format!("{:.3}", result.duration_ms)))
-        .insert_header(header("x-execution-cold", if result.cold { "true" } else { "false" }));
+        .insert_header(header(
+            "x-execution-duration-ms",
+            &format!("{:.3}", result.duration_ms),
+        ))
+        .insert_header(header(
+            "x-execution-cold",
+            if result.cold { "true" } else { "false" },
+        ));
     Ok(match result.status {
         RunStatus::Succeeded => response.body(result.response.unwrap_or_else(|| "null".to_owned())),
         _ => {

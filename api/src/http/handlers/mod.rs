@@ -55,7 +55,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .get(functions::download)
                 .put(functions::upload),
         )
-        .route("/v1/functions/{function}/invoke", web::post().to(invoke::invoke))
+        .route(
+            "/v1/functions/{function}/invoke",
+            web::post().to(invoke::invoke),
+        )
         .service(
             web::resource("/v1/functions/{function}/versions")
                 .get(versions::list)

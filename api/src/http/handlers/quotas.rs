@@ -15,7 +15,9 @@ pub async fn show(data: State, caller: Caller, path: web::Path<String>) -> ApiRe
     caller.authorize_on(&data, "quota:show", &project)?;
     let app = state(&data);
     let defaults = app.quota.clone();
-    let report = app.db(move |conn| quotas::report(conn, &defaults, &project)).await?;
+    let report = app
+        .db(move |conn| quotas::report(conn, &defaults, &project))
+        .await?;
     Ok(HttpResponse::Ok().json(json!({ "quota": views::quota(&report) })))
 }
 
@@ -48,9 +50,15 @@ pub async fn update(
     Ok(HttpResponse::Ok().json(json!({ "quota": views::quota(&report) })))
 }
 
-pub async fn reset(data: State, caller: Caller, path: web::Path<String>) -> ApiResult<HttpResponse> {
+pub async fn reset(
+    data: State,
+    caller: Caller,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
     let project = path.into_inner();
     caller.authorize_on(&data, "quota:delete", &project)?;
-    state(&data).db(move |conn| quotas::reset(conn, &project)).await?;
+    state(&data)
+        .db(move |conn| quotas::reset(conn, &project))
+        .await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -10,7 +10,7 @@ use crate::domain::runtimes::{self, NewRuntime, RuntimeUpdate};
 use crate::http::auth::Caller;
 use crate::http::body;
 use crate::http::error::ApiResult;
-use crate::http::paging::{next_link, Query};
+use crate::http::paging::{list_body, Query};
 use crate::http::views::RuntimeView;
 
 #[derive(Deserialize)]
@@ -61,7 +61,12 @@ struct UpdateBody {
     timeout_max_s: Option<i32>,
 }
 
-pub async fn create(data: State, caller: Caller, req: HttpRequest, payload: web::Payload) -> ApiResult<HttpResponse> {
+pub async fn create(
+    data: State,
+    caller: Caller,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> ApiResult<HttpResponse> {
     caller.authorize(&data, "runtime:create")?;
     let b: CreateBody = body::json(&req, payload, data.api.max_json_body_bytes).await?;
     let owner = match b.project_id {
@@ -80,7 +85,9 @@ pub async fn create(data: State, caller: Caller, req: HttpRequest, payload: web:
         memory_max_mb: b.memory_max_mb,
         timeout_max_s: b.timeout_max_s,
     };
-    let runtime = state(&data).db(move |conn| runtimes::create(conn, new)).await?;
+    let runtime = state(&data)
+        .db(move |conn| runtimes::create(conn, new))
+        .await?;
     Ok(HttpResponse::Created().json(json!({ "runtime": RuntimeView::from(runtime) })))
 }
 
@@ -88,25 +95,32 @@ pub async fn list(data: State, caller: Caller, req: HttpRequest) -> ApiResult<Ht
     caller.authorize(&data, "runtime:list")?;
     let query = Query::parse(&req, &[])?;
     let scope = caller.list_scope(&data, &query)?;
-    let page = query.page::<Uuid>(&["created_at", "name"], data.api.default_page_limit, data.api.max_page_limit)?;
-    let found = state(&data).db(move |conn| runtimes::list(conn, &scope, &page)).await?;
-    let next = found
-        .more
-        .then(|| found.items.last().map(|r| next_link(&data.base_url, &req, &r.id.to_string())))
-        .flatten();
-    let items: Vec<RuntimeView> = found.items.into_iter().map(RuntimeView::from).collect();
-    let mut out = json!({ "runtimes": items });
-    if let Some(next) = next {
-        out["next"] = next.into();
-    }
-    Ok(HttpResponse::Ok().json(out))
+    let page = query.page::<Uuid>(
+        &["created_at", "name"],
+        data.api.default_page_limit,
+        data.api.max_page_limit,
+    )?;
+    let found = state(&data)
+        .db(move |conn| runtimes::list(conn, &scope, &page))
+        .await?;
+    let body = list_body(
+        &data.base_url,
+        &req,
+        "runtimes",
+        found,
+        |r| r.id.to_string(),
+        RuntimeView::from,
+    );
+    Ok(HttpResponse::Ok().json(body))
 }
 
 pub async fn show(data: State, caller: Caller, path: web::Path<String>) -> ApiResult<HttpResponse> {
     caller.authorize(&data, "runtime:show")?;
     let scope = caller.object_scope(&data)?;
     let key = path.into_inner();
-    let runtime = state(&data).db(move |conn| runtimes::get(conn, &scope, &key)).await?;
+    let runtime = state(&data)
+        .db(move |conn| runtimes::get(conn, &scope, &key))
+        .await?;
     Ok(HttpResponse::Ok().json(json!({ "runtime": RuntimeView::from(runtime) })))
 }
 
@@ -131,13 +145,21 @@ pub async fn update(
         memory_max_mb: b.memory_max_mb,
         timeout_max_s: b.timeout_max_s,
     };
-    let runtime = state(&data).db(move |conn| runtimes::update(conn, &key, update)).await?;
+    let runtime = state(&data)
+        .db(move |conn| runtimes::update(conn, &key, update))
+        .await?;
     Ok(HttpResponse::Ok().json(json!({ "runtime": RuntimeView::from(runtime) })))
 }
 
-pub async fn delete(data: State, caller: Caller, path: web::Path<String>) -> ApiResult<HttpResponse> {
+pub async fn delete(
+    data: State,
+    caller: Caller,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
     caller.authorize(&data, "runtime:delete")?;
     let key = path.into_inner();
-    state(&data).db(move |conn| runtimes::delete(conn, &key)).await?;
+    state(&data)
+        .db(move |conn| runtimes::delete(conn, &key))
+        .await?;
     Ok(HttpResponse::NoContent().finish())
 }

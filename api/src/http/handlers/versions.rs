@@ -9,7 +9,7 @@ use crate::domain::versions;
 use crate::http::auth::Caller;
 use crate::http::body;
 use crate::http::error::{ApiError, ApiResult};
-use crate::http::paging::{next_link, Query};
+use crate::http::paging::{list_body, Query};
 use crate::http::views::VersionView;
 
 #[derive(Deserialize, Default)]
@@ -49,39 +49,61 @@ pub async fn publish(
     Ok(HttpResponse::Created().json(json!({ "version": VersionView::from(detail) })))
 }
 
-pub async fn list(data: State, caller: Caller, path: web::Path<String>, req: HttpRequest) -> ApiResult<HttpResponse> {
+pub async fn list(
+    data: State,
+    caller: Caller,
+    path: web::Path<String>,
+    req: HttpRequest,
+) -> ApiResult<HttpResponse> {
     caller.authorize(&data, "function_version:list")?;
     let scope = caller.object_scope(&data)?;
     let query = Query::parse(&req, &[])?;
-    let page = query.page::<i32>(&["version"], data.api.default_page_limit, data.api.max_page_limit)?;
+    let page = query.page::<i32>(
+        &["version"],
+        data.api.default_page_limit,
+        data.api.max_page_limit,
+    )?;
     let key = path.into_inner();
-    let found = state(&data).db(move |conn| versions::list(conn, &scope, &key, &page)).await?;
-    let next = found
-        .more
-        .then(|| found.items.last().map(|v| next_link(&data.base_url, &req, &v.version.version.to_string())))
-        .flatten();
-    let items: Vec<VersionView> = found.items.into_iter().map(VersionView::from).collect();
-    let mut out = json!({ "versions": items });
-    if let Some(next) = next {
-        out["next"] = next.into();
-    }
-    Ok(HttpResponse::Ok().json(out))
+    let found = state(&data)
+        .db(move |conn| versions::list(conn, &scope, &key, &page))
+        .await?;
+    let body = list_body(
+        &data.base_url,
+        &req,
+        "versions",
+        found,
+        |v| v.version.version.to_string(),
+        VersionView::from,
+    );
+    Ok(HttpResponse::Ok().json(body))
 }
 
-pub async fn show(data: State, caller: Caller, path: web::Path<(String, String)>) -> ApiResult<HttpResponse> {
+pub async fn show(
+    data: State,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+) -> ApiResult<HttpResponse> {
     caller.authorize(&data, "function_version:show")?;
     let scope = caller.object_scope(&data)?;
     let (key, version) = path.into_inner();
     let n = number(&version)?;
-    let detail = state(&data).db(move |conn| versions::get(conn, &scope, &key, n)).await?;
+    let detail = state(&data)
+        .db(move |conn| versions::get(conn, &scope, &key, n))
+        .await?;
     Ok(HttpResponse::Ok().json(json!({ "version": VersionView::from(detail) })))
 }
 
-pub async fn delete(data: State, caller: Caller, path: web::Path<(String, String)>) -> ApiResult<HttpResponse> {
+pub async fn delete(
+    data: State,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+) -> ApiResult<HttpResponse> {
     caller.authorize(&data, "function_version:delete")?;
     let scope = caller.object_scope(&data)?;
     let (key, version) = path.into_inner();
     let n = number(&version)?;
-    state(&data).db(move |conn| versions::delete(conn, &scope, &key, n)).await?;
+    state(&data)
+        .db(move |conn| versions::delete(conn, &scope, &key, n))
+        .await?;
     Ok(HttpResponse::NoContent().finish())
 }
