@@ -53,7 +53,8 @@ if [[ -n "${FRESCO_HARNESS_DIR:-}" ]]; then
     H=$FRESCO_HARNESS_DIR
     mkdir -p "$H"
 else
-    H=$(mktemp -d /tmp/fresco-devstack-harness.XXXXXX)
+    # short: the agent's unix socket paths live under it (108-byte limit)
+    H=$(mktemp -d /tmp/fdh.XXXXXX)
 fi
 chmod 0755 "$H"
 
@@ -222,7 +223,7 @@ devstack_env() {
     export ENABLED_SERVICES=key
     export FRESCO_DIR="$REPO"
     # a name of its own: the agent labels its containers with it (fresco.agent=<host>)
-    export FRESCO_HOST="fresco-harness-$$"
+    export FRESCO_HOST="fdh-$$"
     export FRESCO_CONF_DIR="$H/etc/fresco" FRESCO_BIN_DIR="$H/usr/local/bin"
     export FRESCO_LIBEXEC_DIR="$H/usr/local/libexec/fresco" FRESCO_STATE_DIR="$H/var/lib/fresco"
     export FRESCO_API_PORT=${FRESCO_API_PORT:-18900} FRESCO_SCHEDULER_PORT=${FRESCO_SCHEDULER_PORT:-18901}
