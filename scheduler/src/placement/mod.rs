@@ -12,7 +12,10 @@
 //! agent holds outside running work (reserved minus busy containers: idle warm containers,
 //! pre-warmed ones). A lease that takes an idle warm container claims that container, so its
 //! memory is not counted twice. Claims made since the agent's last heartbeat cannot be in
-//! its report yet, so they are subtracted from the idle containers it reported.
+//! its report yet, so they are subtracted from the idle containers it reported. Used memory
+//! is never taken below what the agent itself reported. Idle warm containers that no lease
+//! claimed are evictable (the agent evicts the oldest for new work), so a cold placement may
+//! count on their memory, but only when no agent fits without evicting.
 
 mod rate;
 
@@ -163,6 +166,8 @@ struct Agent {
     leased_mb: i64,
     /// Memory of idle containers claimed by unreported warm leases (counted in base and leased).
     claimed_mb: i64,
+    /// Memory of the idle containers in the warm pools (part of base).
+    idle_mb: i64,
     leases: u32,
     last_chosen: u64,
     pools: HashMap<WarmKey, Pool>,
@@ -207,8 +212,13 @@ impl Agent {
     fn used_mb(&self) -> i64 {
         (self.base_mb + self.leased_mb - self.claimed_mb).max(self.reported_mb)
     }
+    /// Free memory; negative while the agent evicts idle containers for our leases.
     fn free_mb(&self) -> i64 {
         self.total_mb - self.used_mb()
+    }
+    /// Memory of idle containers no lease claimed: the agent evicts them for new work.
+    fn evictable_mb(&self) -> i64 {
+        (self.idle_mb - self.claimed_mb).max(0)
     }
 
     /// Changes one pool and keeps `claimed_mb` in step.
@@ -341,6 +351,7 @@ impl Placer {
                     base_mb: 0,
                     leased_mb: 0,
                     claimed_mb: 0,
+                    idle_mb: 0,
                     leases: 0,
                     last_chosen: 0,
                     pools: HashMap::new(),
@@ -371,12 +382,14 @@ impl Placer {
         }
         agent.pools.clear();
         let mut busy_mb = 0;
+        let mut idle_mb = 0;
         for reported in &heartbeat.warm {
             let Some(key) = WarmKey::parse(&reported.key) else {
                 continue;
             };
             let memory_mb = i64::from(reported.memory_mb.max(0));
             busy_mb += i64::from(reported.busy) * memory_mb;
+            idle_mb += i64::from(reported.idle) * memory_mb;
             let pool = agent.pools.entry(key).or_default();
             pool.idle = pool.idle.saturating_add(reported.idle);
             pool.busy = pool.busy.saturating_add(reported.busy);
@@ -389,6 +402,7 @@ impl Placer {
             }
         }
         agent.claimed_mb = 0;
+        agent.idle_mb = idle_mb;
         agent.base_mb = (heartbeat.memory_mb_reserved - busy_mb).max(0);
 
         let persist =
@@ -522,18 +536,25 @@ impl State {
         best.map(|(i, _)| i)
     }
 
-    /// The up agent with the least free memory that still fits `memory_mb`.
+    /// The up agent with the least free memory that still fits `memory_mb`; agents that need
+    /// to evict idle warm containers for it only when no other fits.
     fn pick_cold(&self, memory_mb: i64) -> Option<usize> {
-        let mut best: Option<(usize, (i64, u32, u64))> = None;
+        let mut best: Option<(usize, (bool, i64, u32, u64))> = None;
         for (i, agent) in self.agents.iter().enumerate() {
             if !agent.up {
                 continue;
             }
             let free = agent.free_mb();
-            if free < memory_mb {
+            let evicts = free < memory_mb;
+            let room = if evicts {
+                free + agent.evictable_mb()
+            } else {
+                free
+            };
+            if room < memory_mb {
                 continue;
             }
-            let rank = (free, agent.leases, agent.last_chosen);
+            let rank = (evicts, room, agent.leases, agent.last_chosen);
             let better = match best {
                 None => true,
                 Some((_, r)) => rank.cmp(&r) == Ordering::Less,
@@ -585,6 +606,7 @@ impl State {
             now_idle = pool.idle > 0;
         });
         agent.base_mb = (agent.base_mb + base_delta).max(0);
+        agent.idle_mb = (agent.idle_mb + base_delta).max(0);
         let agent_id = agent.id.clone();
         if now_idle {
             let agents = self.warm_index.entry(record.key).or_default();

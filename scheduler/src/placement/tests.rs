@@ -388,3 +388,25 @@ fn mark_down_is_immediate() {
     assert_eq!(placer.in_flight("p"), 1);
     assert_eq!(placer.lease_count(), 1);
 }
+
+#[test]
+fn idle_containers_are_evicted_only_when_nothing_else_fits() {
+    check(
+        -1,
+        -1,
+        &[A("a", 1024, 1024, &[(1, 8, 0, 128)]), A("b", 512, 256, &[])],
+        &[
+            // b fits without evicting anything, although a is fuller.
+            Place(2, 256, On("b", false)),
+            // b is full: a evicts idle containers.
+            Place(2, 256, On("a", false)),
+            Free("a", -256),
+            // The idle containers left are still warm.
+            Place(1, 128, On("a", true)),
+            // a: 7 idle unclaimed (896 MB) - 256 MB over = 640 MB of room.
+            Place(3, 1024, Full),
+            Place(3, 640, On("a", false)),
+            Place(3, 1, Full),
+        ],
+    );
+}
