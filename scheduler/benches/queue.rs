@@ -142,7 +142,20 @@ async fn main() {
     enqueue_bulk(&mut conn, &drain_spec, DRAIN);
     let enqueued = started.elapsed();
     let deadline = Instant::now() + Duration::from_secs(600);
-    while unfinished(&mut conn) > 0 {
+    let mut next_report = 2_000;
+    loop {
+        let left = unfinished(&mut conn);
+        if left == 0 {
+            break;
+        }
+        let done = i64::from(DRAIN) - left;
+        if done >= next_report {
+            println!(
+                "  {done} done after {:.2} s",
+                started.elapsed().as_secs_f64()
+            );
+            next_report += 2_000;
+        }
         assert!(
             Instant::now() < deadline,
             "the queue did not drain:\n{}",
