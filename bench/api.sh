@@ -73,19 +73,24 @@ create_project="bench-create-$(date +%s)"
 for i in $(seq 1 "$BENCH_REPEAT"); do
     BENCH_RUN="e$i$RANDOM" wrk_once "post-function-empty#$i" -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency \
         -s "$BENCH_LUA/post_unique.lua" -H "X-Auth-Token: bench:$create_project-$i:member" "$API/v1/functions"
-done | tee -a "$WORK/post-empty" | sed 's/^/  /' | while read -r l; do out "$l"; done
+done >"$WORK/post-empty"
+while read -r l; do out "  $l"; done <"$WORK/post-empty"
 out "command: wrk -t$THREADS -c$CONNS -d$DURATION --latency -s bench/lua/post_unique.lua -H 'X-Auth-Token: bench:<new project>:member' $API/v1/functions (BENCH_BODY='$BENCH_BODY')"
 mapfile -t lines <"$WORK/post-empty"
 summarize "post-function-empty" "${lines[@]}"
+out "created: $(sql "SELECT count(*) FROM functions WHERE project_id LIKE '$create_project-%'") functions"
+sql "DELETE FROM functions WHERE project_id LIKE 'bench-create-%'"
 out "-- POST /v1/functions into a project that already holds 100,000 functions"
 for i in $(seq 1 "$BENCH_REPEAT"); do
     BENCH_RUN="f$i$RANDOM" wrk_once "post-function-100k#$i" -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency \
         -s "$BENCH_LUA/post_unique.lua" -H "X-Auth-Token: bench:bench-page-100k:member" "$API/v1/functions"
 done >"$WORK/post-full"
-sed 's/^/  /' "$WORK/post-full" | while read -r l; do out "  $l"; done
+while read -r l; do out "  $l"; done <"$WORK/post-full"
 mapfile -t lines <"$WORK/post-full"
 summarize "post-function-100k" "${lines[@]}"
-# Put the 100k project back to exactly 100,000 rows for the paging figures.
+# Put the 100k project back to exactly 100,000 rows for the paging figures (after the
+# creations still queued behind the project lock when wrk stopped).
+sleep 5
 sql "DELETE FROM functions WHERE project_id = 'bench-page-100k' AND name LIKE 'b%'"
 
 # --- 3. list paging ------------------------------------------------------------------------
@@ -93,22 +98,24 @@ sql "DELETE FROM functions WHERE project_id = 'bench-page-100k' AND name LIKE 'b
 marker_at() {
     sql "SELECT id FROM functions WHERE project_id = '$1' ORDER BY created_at, id OFFSET $(($2 - 1)) LIMIT 1"
 }
-out "-- GET /v1/functions?limit=100&marker=<deep marker>: the last page of 1,000 vs of 100,000 rows"
+out "-- GET /v1/functions?limit=100&marker=<deep marker>: the last page of 1,000 vs of 100,000 rows, one connection (latency = service time)"
 m1k=$(marker_at bench-page-1k 900)
 m100k=$(marker_at bench-page-100k 99900)
 m1ki=$(marker_at bench-page-1k-image 900)
-wrk_median "list-deep-1k" -t"$THREADS" -c8 -d"$DURATION" --latency -s "$BENCH_LUA/report.lua" \
+wrk_median "list-deep-1k" -t1 -c1 -d"$DURATION" --latency -s "$BENCH_LUA/report.lua" \
     -H "X-Auth-Token: bench:bench-page-1k:member" "$API/v1/functions?limit=100&marker=$m1k"
-wrk_median "list-deep-100k" -t"$THREADS" -c8 -d"$DURATION" --latency -s "$BENCH_LUA/report.lua" \
+wrk_median "list-deep-100k" -t1 -c1 -d"$DURATION" --latency -s "$BENCH_LUA/report.lua" \
     -H "X-Auth-Token: bench:bench-page-100k:member" "$API/v1/functions?limit=100&marker=$m100k"
 out "-- the same page of 1,000 functions without code packages (no per-row code lookup)"
-wrk_median "list-deep-1k-nocode" -t"$THREADS" -c8 -d"$DURATION" --latency -s "$BENCH_LUA/report.lua" \
+wrk_median "list-deep-1k-nocode" -t1 -c1 -d"$DURATION" --latency -s "$BENCH_LUA/report.lua" \
     -H "X-Auth-Token: bench:bench-page-1k-image:member" "$API/v1/functions?limit=100&marker=$m1ki"
 p1k=$(grep '^list-deep-1k median' "$BENCH_RESULTS/api.txt" | tail -n 1)
 p100k=$(grep '^list-deep-100k median' "$BENCH_RESULTS/api.txt" | tail -n 1)
 out "list-deep ratio 100k/1k: p50=$(awk -v a="$(field p50_ms "$p100k")" -v b="$(field p50_ms "$p1k")" 'BEGIN { printf "%.2f", a / b }') p99=$(awk -v a="$(field p99_ms "$p100k")" -v b="$(field p99_ms "$p1k")" 'BEGIN { printf "%.2f", a / b }')"
 out "-- following next links page by page (one keep-alive connection): all of 1,000 and of 100,000 rows"
 out "command: bench/seq.py walk '$API/v1/functions?limit=100' bench:<project>:member"
-out "walk-1k $("$PY" "$BENCH_DIR/seq.py" walk "$API/v1/functions?limit=100" "bench:bench-page-1k:member") $(machine)"
-out "walk-100k $("$PY" "$BENCH_DIR/seq.py" walk "$API/v1/functions?limit=100" "bench:bench-page-100k:member") $(machine)"
+for i in $(seq 1 "$BENCH_REPEAT"); do
+    out "walk-1k#$i $("$PY" "$BENCH_DIR/seq.py" walk "$API/v1/functions?limit=100" "bench:bench-page-1k:member") $(machine)"
+    out "walk-100k#$i $("$PY" "$BENCH_DIR/seq.py" walk "$API/v1/functions?limit=100" "bench:bench-page-100k:member") $(machine)"
+done
 out "== done in $((SECONDS - started)) s"

@@ -9,6 +9,7 @@
 #
 # Usage: bench/invoke.sh   (as root; about 5 minutes)
 #   BENCH_SEQ_N=2000 BENCH_COLD_N=10 BENCH_ASYNC_N=10000 BENCH_REPEAT=3 BENCH_DURATION=10
+#   BENCH_PARTS="a b c d"   the parts to run
 set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -18,6 +19,7 @@ COLD_N="${BENCH_COLD_N:-10}"
 ASYNC_N="${BENCH_ASYNC_N:-10000}"
 DURATION="${BENCH_DURATION:-10}"
 PY="$(command -v /usr/bin/python3 || command -v python3)"
+PARTS=" ${BENCH_PARTS:-a b c d} "
 PROJECT="bench-inv"
 TOKEN="bench:$PROJECT:member"
 EVENT='{"name": "bench"}'
@@ -53,9 +55,11 @@ pctl() {
 
 create hello python3 python-hello
 INVOKE="$API/v1/functions/hello/invoke"
-curl -fsS -o /dev/null -H "X-Auth-Token: $TOKEN" -d "$EVENT" "$INVOKE" || die "the first invocation failed"
+# The agent registers with its first heartbeat (every 2 s): retry until it is placed.
+wait_for 60 "the first invocation (agent registration)" curl -fsS -o /dev/null -H "X-Auth-Token: $TOKEN" -d "$EVENT" "$INVOKE"
 
 # --- (a) warm sequential latency -------------------------------------------------------------
+if [[ $PARTS == *" a "* ]]; then
 out "-- (a) warm sequential latency, $SEQ_N invocations on one keep-alive connection (target: overhead p50 <= 1 ms, p99 <= 5 ms)"
 "$PY" "$BENCH_DIR/seq.py" invoke "$INVOKE" "$TOKEN" "$EVENT" 200 >/dev/null
 out "command: bench/seq.py invoke $INVOKE $TOKEN '$EVENT' $SEQ_N"
@@ -75,12 +79,17 @@ for k in p50_ms p99_ms handler_p50_ms handler_p99_ms overhead_p50_ms overhead_p9
     result+=" $k=$(printf '%s' "$values" | median)"
 done
 out "$result $(machine)"
+fi
 
 # --- (b) throughput --------------------------------------------------------------------------
+if [[ $PARTS == *" b "* ]]; then
 out "-- (b) throughput at 25 connections, ${DURATION} s per run (target >= 5000 rps)"
 export BENCH_BODY="$EVENT"
-# Warm-up: enough warm containers for 25 concurrent invocations.
-wrk -t2 -c25 -d5s -s "$BENCH_LUA/post.lua" -H "X-Auth-Token: $TOKEN" "$INVOKE" >/dev/null
+# Warm-up: enough warm containers for 25 concurrent invocations (their cold starts take
+# seconds under load, so two rounds).
+for _ in 1 2; do
+    wrk -t2 -c25 -d5s -s "$BENCH_LUA/post.lua" -H "X-Auth-Token: $TOKEN" "$INVOKE" >/dev/null
+done
 cat >"$WORK/siegerc" <<RC
 connection = keep-alive
 protocol = HTTP/1.1
@@ -102,7 +111,8 @@ for i in $(seq 1 "$BENCH_REPEAT"); do
 done
 out "siege median: rps=$(printf '%s' "$siege_rates" | median) $(machine)"
 wrk_median "wrk-invoke" -t2 -c25 -d"${DURATION}s" --latency -s "$BENCH_LUA/post.lua" -H "X-Auth-Token: $TOKEN" "$INVOKE"
-out "warm containers after the throughput runs: $(docker ps -q --filter label=fresco.agent=bench-agent-1 | wc -l)"
+out "warm containers after the throughput runs: $("$FRESCO_DOCKER" ps -q --filter label=fresco.agent=bench-agent-1 | wc -l)"
+fi
 
 # --- (c) cold start --------------------------------------------------------------------------
 # cold RUNTIME DIR HANDLER: COLD_N new functions, each invoked once; prints the times (ms).
@@ -121,12 +131,15 @@ cold() {
     done
     out "cold-$runtime n=$COLD_N cold=$cold_count p50_ms=$(printf '%s' "$times" | pctl 50) max_ms=$(printf '%s' "$times" | pctl 100) handler_p50_ms=$(printf '%s' "$handler_times" | pctl 50) all_ms=$(printf '%s' "$times" | paste -sd, -) $(machine)"
 }
+if [[ $PARTS == *" c "* ]]; then
 out "-- (c) cold start: $COLD_N new functions per runtime, each invoked once (targets p50: python <= 200 ms, provided <= 150 ms)"
 out "command: create cold-<runtime>-<i> from tests/functions/<dir>, then curl -w %{time_total} -d '$EVENT' $API/v1/functions/cold-<runtime>-<i>/invoke"
 cold python3 python-hello main.handler
 cold provided provided-echo bootstrap
+fi
 
 # --- (d) async -------------------------------------------------------------------------------
+if [[ $PARTS == *" d "* ]]; then
 create hello-async python3 python-hello
 fid=$(api GET /v1/functions/hello-async "$TOKEN" | jq -r .function.id)
 curl -fsS -o /dev/null -H "X-Auth-Token: $TOKEN" -d "$EVENT" "$API/v1/functions/hello-async/invoke"
@@ -179,4 +192,5 @@ stats=$(sql "SELECT count(*) FILTER (WHERE status = 'succeeded'), count(*) FILTE
         FROM executions WHERE function_id = '$fid' AND is_async" | tr '|' ' ')
 read -r ok bad span lag50 lag99 attempts <<<"$stats"
 out "async-burst n=$ASYNC_N succeeded=$ok failed=$bad first_created_to_last_finished_s=$span wall_s=$(awk -v a="$t0" -v b="$t2" 'BEGIN { printf "%.2f", b - a }') completed_per_s=$(awk -v n="$ok" -v s="$span" 'BEGIN { printf "%.0f", n / s }') enqueue_to_start_p50_ms=$lag50 p99_ms=$lag99 mean_attempts=$attempts $(machine)"
+fi
 out "== done in $((SECONDS - started)) s"

@@ -9,6 +9,7 @@
 #   BENCH_SKIP_BUILD=1   use the binaries already in CARGO_TARGET_DIR (no cargo run)
 #   BENCH_KEEP_PG=1      leave the bench PostgreSQL running on exit (faster reruns)
 #   BENCH_REPEAT=3       runs per figure (the median is reported)
+#   BENCH_AGENT_CONF     extra lines for the agents' [agent] section (experiments)
 
 BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 FRESCO_ROOT="$(cd "$BENCH_DIR/.." && pwd)"
@@ -96,6 +97,8 @@ CONF
     for n in $(seq 1 "$agents"); do
         stack_agent_config "$n"
         sed -i "s/^agent_id = agent-$n\$/agent_id = bench-agent-$n/" "$FRESCO_ETC/agent-$n.conf"
+        # Extra [agent] options for experiments, e.g. BENCH_AGENT_CONF='log_sync_timeout_ms = 0'.
+        [ -n "${BENCH_AGENT_CONF:-}" ] && printf '%s\n' "$BENCH_AGENT_CONF" >>"$FRESCO_ETC/agent-$n.conf"
         grep -q "^agent_id = bench-agent-$n\$" "$FRESCO_ETC/agent-$n.conf" || die "cannot set the bench agent id"
         stack_run "fresco-agent-$n" "$(stack_bin fresco-agent)" --config-file "$FRESCO_ETC/agent-$n.conf"
     done
@@ -106,9 +109,29 @@ CONF
     done
 }
 
-# bench_stop: ends the services this stack started (by pid file), and its PostgreSQL.
+# bench_stop: ends the services this stack started (by pid file), and its PostgreSQL. Agents
+# get a minute (they remove their containers on SIGTERM, about 0.1-0.5 s each under load);
+# containers still labelled with a bench agent id afterwards are removed.
 bench_stop() {
+    local pidfile pid ids
+    for pidfile in "$FRESCO_STATE"/run/fresco-agent-*.pid; do
+        pid_alive "$pidfile" || continue
+        pid=$(cat "$pidfile")
+        say "stopping $(basename "$pidfile" .pid) (pid $pid), waiting for it to remove its containers"
+        kill "$pid" 2>/dev/null || true
+        for _ in $(seq 1 600); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+    done
     stack_stop
+    ids=$("$FRESCO_DOCKER" ps -aq --filter label=fresco.agent 2>/dev/null \
+        | xargs -r "$FRESCO_DOCKER" inspect -f '{{.Id}} {{index .Config.Labels "fresco.agent"}}' 2>/dev/null \
+        | awk '$2 ~ /^bench-agent-[0-9]+$/ { print $1 }')
+    if [ -n "$ids" ]; then
+        warn "removing $(echo "$ids" | wc -l) container(s) a bench agent left behind"
+        echo "$ids" | xargs -r "$FRESCO_DOCKER" rm -f >/dev/null
+    fi
     [ "${BENCH_KEEP_PG:-0}" = 1 ] || pg_stop
 }
 
