@@ -12,6 +12,8 @@ use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::service::now_ms;
+
 use bytes::Bytes;
 use fresco_common::wire::FunctionError;
 use http_body_util::{BodyExt, Full, Limited};
@@ -41,10 +43,13 @@ const PREFIX: &str = "/2018-06-01/runtime";
 pub struct Invocation {
     pub request_id: String,
     pub payload: Bytes,
-    /// Unix time in milliseconds at which the invocation times out.
-    pub deadline_ms: u64,
+    /// The function's time limit. The deadline the runtime is given is counted from the moment
+    /// it takes the event, as Lambda does: a cold start's initialisation is not the handler's time.
+    pub timeout_ms: u64,
     pub function_arn: String,
     pub trace_id: String,
+    /// Told when the runtime takes the event (the handler's clock starts then).
+    pub taken: Arc<tokio::sync::Notify>,
 }
 
 /// How an invocation ended, from the container's side.
@@ -287,15 +292,14 @@ impl RuntimeChannel {
         let Some(invocation) = invocation else {
             return shutting_down();
         };
+        let deadline_ms = now_ms().saturating_add(invocation.timeout_ms);
+        invocation.taken.notify_one();
         let mut response = Response::new(Full::new(invocation.payload));
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         for (name, value) in [
             ("lambda-runtime-aws-request-id", invocation.request_id),
-            (
-                "lambda-runtime-deadline-ms",
-                invocation.deadline_ms.to_string(),
-            ),
+            ("lambda-runtime-deadline-ms", deadline_ms.to_string()),
             (
                 "lambda-runtime-invoked-function-arn",
                 invocation.function_arn,
@@ -480,9 +484,10 @@ mod tests {
         Invocation {
             request_id: id.to_owned(),
             payload: Bytes::from_static(b"{}"),
-            deadline_ms: 0,
+            timeout_ms: 1000,
             function_arn: "arn".to_owned(),
             trace_id: "t".to_owned(),
+            taken: Arc::default(),
         }
     }
 

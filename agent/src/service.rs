@@ -111,7 +111,7 @@ pub fn validate_spec(spec: &FunctionSpec) -> Result<(), RunError> {
     Ok(())
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
@@ -296,24 +296,48 @@ impl<E: ContainerEngine> Agent<E> {
             let _ = self.engine.take_peak_memory(&container.id);
         }
         let timeout = Duration::from_secs(u64::try_from(spec.timeout_s).unwrap_or(1));
+        let taken = Arc::new(tokio::sync::Notify::new());
         let invocation = Invocation {
             request_id: execution_id.to_string(),
             payload,
-            deadline_ms: now_ms() + u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+            timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
             function_arn: function_arn(spec),
             trace_id: format!(
                 "Root=1-{:08x}-{};Sampled=0",
                 now_ms() / 1000,
                 &execution_id.simple().to_string()[..24]
             ),
+            taken: Arc::clone(&taken),
+        };
+        // A cold runtime first initialises (interpreter start, handler import); that phase is
+        // bounded by `[agent] start_timeout`, and the function's own timeout starts when the
+        // runtime takes the event. A warm runtime is already waiting, so it takes it at once.
+        let init_limit = if cold {
+            self.settings.start_timeout
+        } else {
+            timeout
         };
         let started = Instant::now();
         let ending = match container.channel.dispatch(invocation) {
-            Ok(rx) => match tokio::time::timeout(timeout, rx).await {
-                Ok(Ok(outcome)) => Ending::Outcome(outcome),
-                Ok(Err(_)) => Ending::Lost,
-                Err(_) => Ending::Timeout,
-            },
+            Ok(mut rx) => {
+                let taken_or_done = tokio::time::timeout(init_limit, async {
+                    tokio::select! {
+                        () = taken.notified() => None,
+                        outcome = &mut rx => Some(outcome),
+                    }
+                })
+                .await;
+                match taken_or_done {
+                    Err(_) => Ending::Timeout,
+                    Ok(Some(Ok(outcome))) => Ending::Outcome(outcome),
+                    Ok(Some(Err(_))) => Ending::Lost,
+                    Ok(None) => match tokio::time::timeout(timeout, rx).await {
+                        Ok(Ok(outcome)) => Ending::Outcome(outcome),
+                        Ok(Err(_)) => Ending::Lost,
+                        Err(_) => Ending::Timeout,
+                    },
+                }
+            }
             Err(DispatchError::Dead(outcome)) => Ending::Outcome(outcome),
             Err(DispatchError::Busy) => Ending::Lost,
         };

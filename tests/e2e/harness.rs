@@ -26,7 +26,11 @@ fn env(name: &str) -> String {
 
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// One running service.
@@ -55,7 +59,11 @@ impl Service {
 
     /// Starts (or restarts) the process.
     pub fn start(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
         let child = Command::new(&self.binary)
             .arg("--config-file")
             .arg(&self.config)
@@ -68,19 +76,23 @@ impl Service {
         let log = self.log.clone();
         let name = self.name.clone();
         let child = &mut self.child;
-        wait_until(Duration::from_secs(30), &format!("{} to answer", self.name), || {
-            if let Some(Ok(Some(status))) = child.as_mut().map(Child::try_wait) {
-                let log = std::fs::read_to_string(&log).unwrap_or_default();
-                let tail: Vec<&str> = log.lines().take(5).collect();
-                panic!("{name} exited with {status}: {}", tail.join("\n"));
-            }
-            Client::new()
-                .get(format!("http://127.0.0.1:{}/healthcheck", self.port))
-                .timeout(Duration::from_secs(1))
-                .send()
-                .map(|r| r.status().is_success() || r.status().as_u16() == 503)
-                .unwrap_or(false)
-        });
+        wait_until(
+            Duration::from_secs(30),
+            &format!("{} to answer", self.name),
+            || {
+                if let Some(Ok(Some(status))) = child.as_mut().map(Child::try_wait) {
+                    let log = std::fs::read_to_string(&log).unwrap_or_default();
+                    let tail: Vec<&str> = log.lines().take(5).collect();
+                    panic!("{name} exited with {status}: {}", tail.join("\n"));
+                }
+                Client::new()
+                    .get(format!("http://127.0.0.1:{}/healthcheck", self.port))
+                    .timeout(Duration::from_secs(1))
+                    .send()
+                    .map(|r| r.status().is_success() || r.status().as_u16() == 503)
+                    .unwrap_or(false)
+            },
+        );
     }
 
     /// Kills the process (SIGKILL: a crash, not a shutdown) and reaps it.
@@ -110,7 +122,10 @@ impl Drop for Service {
 pub fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
     while !check() {
-        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -153,24 +168,38 @@ impl Stack {
         let database = format!("fresco_e2e_{}", uuid::Uuid::new_v4().simple());
         let mut admin = PgConnection::establish(&admin_url)
             .unwrap_or_else(|e| panic!("cannot reach PostgreSQL at FRESCO_TEST_DATABASE_URL: {e}"));
-        diesel::sql_query(format!("CREATE DATABASE {database}")).execute(&mut admin).unwrap();
+        diesel::sql_query(format!("CREATE DATABASE {database}"))
+            .execute(&mut admin)
+            .unwrap();
         let database_url = match admin_url.rsplit_once('/') {
             Some((base, _)) => format!("{base}/{database}"),
             None => panic!("FRESCO_TEST_DATABASE_URL has no database name"),
         };
 
         // Short: agents put unix sockets below it, and those paths are limited to 107 bytes.
-        let dir = std::env::temp_dir().join(format!("fe-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]));
+        let dir = std::env::temp_dir().join(format!(
+            "fe-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        ));
         std::fs::create_dir_all(&dir).unwrap();
         let signing = dir.join("ticket-signing.pem");
         let verify = dir.join("ticket-verify.pem");
-        run(Command::new("openssl").args(["genpkey", "-algorithm", "ed25519", "-out"]).arg(&signing));
-        run(Command::new("openssl").args(["pkey", "-pubout", "-in"]).arg(&signing).arg("-out").arg(&verify));
+        run(Command::new("openssl")
+            .args(["genpkey", "-algorithm", "ed25519", "-out"])
+            .arg(&signing));
+        run(Command::new("openssl")
+            .args(["pkey", "-pubout", "-in"])
+            .arg(&signing)
+            .arg("-out")
+            .arg(&verify));
         let secret = uuid::Uuid::new_v4().simple().to_string();
 
         let api_port = free_port();
         let scheduler_ports: Vec<u16> = (0..options.schedulers).map(|_| free_port()).collect();
-        let scheduler_urls: Vec<String> = scheduler_ports.iter().map(|p| format!("http://127.0.0.1:{p}")).collect();
+        let scheduler_urls: Vec<String> = scheduler_ports
+            .iter()
+            .map(|p| format!("http://127.0.0.1:{p}"))
+            .collect();
         let common = format!(
             "[DEFAULT]\nauth_strategy = noauth\nstate_path = {state}\n\n[database]\nconnection = {database_url}\nmax_pool_size = 16\n\n\
              [oslo_policy]\npolicy_file = {dir}/policy.yaml\n\n\
@@ -189,8 +218,17 @@ impl Stack {
                 options.extra_config
             ),
         );
-        run(Command::new(bin.join("fresco-api")).arg("--config-file").arg(&api_config).arg("--db-sync"));
-        let api = Service::spawn("fresco-api", bin.join("fresco-api"), api_config, dir.join("api.log"), api_port);
+        run(Command::new(bin.join("fresco-api"))
+            .arg("--config-file")
+            .arg(&api_config)
+            .arg("--db-sync"));
+        let api = Service::spawn(
+            "fresco-api",
+            bin.join("fresco-api"),
+            api_config,
+            dir.join("api.log"),
+            api_port,
+        );
         let schedulers = scheduler_ports
             .iter()
             .enumerate()
@@ -218,7 +256,7 @@ impl Stack {
                     &format!(
                         "[DEFAULT]\nstate_path = {state}\n\n[internal_auth]\nticket_verify_key_file = {verify}\nagent_secret = {secret}\n\n\
                          [scheduler]\nurls = {urls}\n\n[agent]\nagent_id = e2e-{id}-{i}\nbind_port = {port}\napi_url = http://127.0.0.1:{api_port}\n\
-                         shim_path = {shim}\nheartbeat_interval = 1\nmemory_mb = 4096\nidle_timeout = 120\n",
+                         shim_path = {shim}\nheartbeat_interval = 1\nmemory_mb = 4096\nidle_timeout = 120\nlog_sync_timeout_ms = 1000\n",
                         state = state.display(),
                         verify = verify.display(),
                         urls = scheduler_urls.join(", "),
@@ -236,7 +274,10 @@ impl Stack {
             database_url,
             database,
             admin_url,
-            http: Client::builder().timeout(Duration::from_secs(60)).build().unwrap(),
+            http: Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .unwrap(),
         };
         stack.wait_for_agents(options.agents);
         stack
@@ -246,7 +287,9 @@ impl Stack {
     pub fn wait_for_agents(&self, n: usize) {
         wait_until(Duration::from_secs(30), &format!("{n} agents up"), || {
             let agents = self.get(ADMIN, "/v1/agents");
-            agents["agents"].as_array().is_some_and(|a| a.iter().filter(|x| x["state"] == "up").count() >= n)
+            agents["agents"]
+                .as_array()
+                .is_some_and(|a| a.iter().filter(|x| x["state"] == "up").count() >= n)
         });
     }
 
@@ -254,13 +297,23 @@ impl Stack {
         format!("{}{path}", self.api.url())
     }
 
-    pub fn request(&self, method: reqwest::Method, token: &str, path: &str) -> reqwest::blocking::RequestBuilder {
-        self.http.request(method, self.url(path)).header("x-auth-token", token)
+    pub fn request(
+        &self,
+        method: reqwest::Method,
+        token: &str,
+        path: &str,
+    ) -> reqwest::blocking::RequestBuilder {
+        self.http
+            .request(method, self.url(path))
+            .header("x-auth-token", token)
     }
 
     /// GET returning JSON, asserting success.
     pub fn get(&self, token: &str, path: &str) -> Value {
-        let response = self.request(reqwest::Method::GET, token, path).send().unwrap();
+        let response = self
+            .request(reqwest::Method::GET, token, path)
+            .send()
+            .unwrap();
         let status = response.status();
         let body: Value = response.json().unwrap_or(Value::Null);
         assert!(status.is_success(), "GET {path} answered {status}: {body}");
@@ -269,28 +322,61 @@ impl Stack {
 
     /// POST JSON, returning the response.
     pub fn post(&self, token: &str, path: &str, body: &Value) -> Response {
-        self.request(reqwest::Method::POST, token, path).json(body).send().unwrap()
+        self.request(reqwest::Method::POST, token, path)
+            .json(body)
+            .send()
+            .unwrap()
     }
 
     /// Registers the default runtimes (python3, provided) as admin.
     pub fn register_runtimes(&self) {
-        for (name, image, kind) in [("python3", "fresco/python3:dev", "python"), ("provided", "fresco/provided:dev", "provided")] {
-            let response = self.post(ADMIN, "/v1/runtimes", &json!({"name": name, "image": image, "kind": kind}));
-            assert!(response.status().as_u16() == 201 || response.status().as_u16() == 409, "runtime {name}: {}", response.status());
+        for (name, image, kind) in [
+            ("python3", "fresco/python3:dev", "python"),
+            ("provided", "fresco/provided:dev", "provided"),
+        ] {
+            let response = self.post(
+                ADMIN,
+                "/v1/runtimes",
+                &json!({"name": name, "image": image, "kind": kind}),
+            );
+            assert!(
+                response.status().as_u16() == 201 || response.status().as_u16() == 409,
+                "runtime {name}: {}",
+                response.status()
+            );
         }
     }
 
     /// Creates a function from a directory of tests/functions, returning its JSON.
-    pub fn create_function(&self, token: &str, name: &str, sample: &str, runtime: &str, settings: Value) -> Value {
+    pub fn create_function(
+        &self,
+        token: &str,
+        name: &str,
+        sample: &str,
+        runtime: &str,
+        settings: Value,
+    ) -> Value {
         let package = zip_dir(&functions_dir().join(sample));
         let mut metadata = json!({"name": name, "runtime": runtime});
         if let (Some(m), Some(s)) = (metadata.as_object_mut(), settings.as_object()) {
             m.extend(s.clone());
         }
         let form = multipart::Form::new()
-            .part("metadata", multipart::Part::text(metadata.to_string()).mime_str("application/json").unwrap())
-            .part("package", multipart::Part::bytes(package).file_name("code.zip"));
-        let response = self.request(reqwest::Method::POST, token, "/v1/functions").multipart(form).send().unwrap();
+            .part(
+                "metadata",
+                multipart::Part::text(metadata.to_string())
+                    .mime_str("application/json")
+                    .unwrap(),
+            )
+            .part(
+                "package",
+                multipart::Part::bytes(package).file_name("code.zip"),
+            );
+        let response = self
+            .request(reqwest::Method::POST, token, "/v1/functions")
+            .multipart(form)
+            .send()
+            .unwrap();
         let status = response.status();
         let body: Value = response.json().unwrap_or(Value::Null);
         assert_eq!(status.as_u16(), 201, "creating {name}: {body}");
@@ -306,7 +392,10 @@ impl Stack {
     pub fn wait_execution(&self, token: &str, id: &str, limit: Duration) -> Value {
         let mut last = Value::Null;
         wait_until(limit, &format!("execution {id} to finish"), || {
-            let response = self.request(reqwest::Method::GET, token, &format!("/v1/executions/{id}")).send().unwrap();
+            let response = self
+                .request(reqwest::Method::GET, token, &format!("/v1/executions/{id}"))
+                .send()
+                .unwrap();
             if !response.status().is_success() {
                 return false;
             }
@@ -330,15 +419,30 @@ impl Drop for Stack {
         // a test stack removes them itself.
         for i in 0..self.agents.len() {
             let label = format!("label=fresco.agent=e2e-{}-{i}", &self.database[11..19]);
-            if let Ok(out) = Command::new("/usr/bin/docker").args(["ps", "-aq", "--filter", &label]).output() {
-                let ids: Vec<String> = String::from_utf8_lossy(&out.stdout).split_whitespace().map(str::to_owned).collect();
+            if let Ok(out) = Command::new("/usr/bin/docker")
+                .args(["ps", "-aq", "--filter", &label])
+                .output()
+            {
+                let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+                    .split_whitespace()
+                    .map(str::to_owned)
+                    .collect();
                 if !ids.is_empty() {
-                    Command::new("/usr/bin/docker").args(["rm", "-f"]).args(&ids).output().ok();
+                    Command::new("/usr/bin/docker")
+                        .args(["rm", "-f"])
+                        .args(&ids)
+                        .output()
+                        .ok();
                 }
             }
         }
         if let Ok(mut admin) = PgConnection::establish(&self.admin_url) {
-            diesel::sql_query(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.database)).execute(&mut admin).ok();
+            diesel::sql_query(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.database
+            ))
+            .execute(&mut admin)
+            .ok();
         }
         if !std::thread::panicking() {
             std::fs::remove_dir_all(&self.dir).ok();
@@ -361,14 +465,21 @@ pub fn zip_dir(dir: &Path) -> Vec<u8> {
     let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     let mut stack = vec![dir.to_path_buf()];
     while let Some(current) = stack.pop() {
-        let mut entries: Vec<_> = std::fs::read_dir(&current).unwrap().map(|e| e.unwrap().path()).collect();
+        let mut entries: Vec<_> = std::fs::read_dir(&current)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
         entries.sort();
         for path in entries {
             if path.is_dir() {
                 stack.push(path);
                 continue;
             }
-            let name = path.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+            let name = path
+                .strip_prefix(dir)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
             let mode = std::fs::metadata(&path).unwrap().permissions().mode();
             let options = zip::write::SimpleFileOptions::default().unix_permissions(mode & 0o777);
             writer.start_file(name, options).unwrap();
@@ -379,8 +490,14 @@ pub fn zip_dir(dir: &Path) -> Vec<u8> {
 }
 
 fn run(command: &mut Command) {
-    let output = command.output().unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
-    assert!(output.status.success(), "{command:?} failed: {}", String::from_utf8_lossy(&output.stderr));
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+    assert!(
+        output.status.success(),
+        "{command:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 fn write(path: &Path, text: &str) {

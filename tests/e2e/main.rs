@@ -15,9 +15,13 @@ const BOB: &str = "bob:e2e-project-b:member";
 fn invoke_json(stack: &Stack, token: &str, function: &str, event: &Value) -> (String, Value) {
     let response = stack.invoke(token, function, event);
     assert_eq!(response.status().as_u16(), 200, "invoking {function}");
-    let status = response.headers()["x-execution-status"].to_str().unwrap().to_owned();
+    let status = response.headers()["x-execution-status"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     let text = response.text().unwrap();
-    let body: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{function} answered non-JSON {text:?}: {e}"));
+    let body: Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{function} answered non-JSON {text:?}: {e}"));
     (status, body)
 }
 
@@ -25,7 +29,13 @@ fn invoke_json(stack: &Stack, token: &str, function: &str, event: &Value) -> (St
 fn sync_invocations_run_isolated_and_report_every_outcome() {
     let stack = Stack::start(StackOptions::default());
     stack.register_runtimes();
-    stack.create_function(ALICE, "hello", "python-hello", "python3", json!({"memory_mb": 128}));
+    stack.create_function(
+        ALICE,
+        "hello",
+        "python-hello",
+        "python3",
+        json!({"memory_mb": 128}),
+    );
 
     // Cold, then warm: the second call reuses the container and is faster.
     let started = Instant::now();
@@ -33,24 +43,52 @@ fn sync_invocations_run_isolated_and_report_every_outcome() {
     let cold_time = started.elapsed();
     assert_eq!(first.status().as_u16(), 200);
     assert_eq!(first.headers()["x-execution-cold"], "true");
-    let execution_id = first.headers()["x-execution-id"].to_str().unwrap().to_owned();
-    assert_eq!(first.json::<Value>().unwrap(), json!({"greeting": "hello e2e"}));
+    let execution_id = first.headers()["x-execution-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        first.json::<Value>().unwrap(),
+        json!({"greeting": "hello e2e"})
+    );
     let started = Instant::now();
     let second = stack.invoke(ALICE, "hello", &json!({"name": "again"}));
     let warm_time = started.elapsed();
     assert_eq!(second.headers()["x-execution-cold"], "false");
-    assert!(warm_time < cold_time, "warm {warm_time:?} should beat cold {cold_time:?}");
+    assert!(
+        warm_time < cold_time,
+        "warm {warm_time:?} should beat cold {cold_time:?}"
+    );
 
     // The execution is recorded with its log (written off the hot path, so wait for it).
     let execution = stack.wait_execution(ALICE, &execution_id, Duration::from_secs(10));
     assert_eq!(execution["status"], "succeeded");
     assert_eq!(execution["cold"], true);
-    let log = stack.request(reqwest::Method::GET, ALICE, &format!("/v1/executions/{execution_id}/log")).send().unwrap().text().unwrap();
+    let log = stack
+        .request(
+            reqwest::Method::GET,
+            ALICE,
+            &format!("/v1/executions/{execution_id}/log"),
+        )
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
     assert!(log.contains("hello log line for e2e"), "log: {log:?}");
 
     // Another project sees neither the function nor the execution.
-    assert_eq!(stack.invoke(BOB, "hello", &json!({})).status().as_u16(), 404);
-    let other = stack.request(reqwest::Method::GET, BOB, &format!("/v1/executions/{execution_id}")).send().unwrap();
+    assert_eq!(
+        stack.invoke(BOB, "hello", &json!({})).status().as_u16(),
+        404
+    );
+    let other = stack
+        .request(
+            reqwest::Method::GET,
+            BOB,
+            &format!("/v1/executions/{execution_id}"),
+        )
+        .send()
+        .unwrap();
     assert_eq!(other.status().as_u16(), 404);
 
     // An unmodified Lambda handler, with the context object and environment.
@@ -63,7 +101,13 @@ fn sync_invocations_run_isolated_and_report_every_outcome() {
     );
     let (status, body) = invoke_json(&stack, ALICE, "lambda", &json!({"k": 1}));
     assert_eq!(status, "succeeded");
-    assert_eq!(stack.invoke(ALICE, "does-not-exist", &json!({})).status().as_u16(), 404);
+    assert_eq!(
+        stack
+            .invoke(ALICE, "does-not-exist", &json!({}))
+            .status()
+            .as_u16(),
+        404
+    );
     let inner: Value = serde_json::from_str(body["body"].as_str().unwrap()).unwrap();
     assert_eq!(inner["function_name"], "lambda");
     assert_eq!(inner["memory_limit_in_mb"], 256);
@@ -73,7 +117,13 @@ fn sync_invocations_run_isolated_and_report_every_outcome() {
     assert!(inner["remaining_ms"].as_i64().unwrap() > 0);
 
     // The provided runtime: the package's own bootstrap.
-    stack.create_function(ALICE, "echo", "provided-echo", "provided", json!({"handler": "bootstrap"}));
+    stack.create_function(
+        ALICE,
+        "echo",
+        "provided-echo",
+        "provided",
+        json!({"handler": "bootstrap"}),
+    );
     let (status, body) = invoke_json(&stack, ALICE, "echo", &json!({"x": [1, 2]}));
     assert_eq!(status, "succeeded");
     assert_eq!(body, json!({"echo": {"x": [1, 2]}}));
@@ -86,12 +136,24 @@ fn sync_invocations_run_isolated_and_report_every_outcome() {
     assert_eq!(body["errorMessage"], "boom");
 
     // The wall-clock timeout kills it.
-    stack.create_function(ALICE, "sleep", "python-sleep", "python3", json!({"timeout_s": 1}));
+    stack.create_function(
+        ALICE,
+        "sleep",
+        "python-sleep",
+        "python3",
+        json!({"timeout_s": 1}),
+    );
     let (status, _) = invoke_json(&stack, ALICE, "sleep", &json!({"seconds": 5}));
     assert_eq!(status, "timeout");
 
     // A memory hog is killed by the kernel and reported as such.
-    stack.create_function(ALICE, "memhog", "python-memhog", "python3", json!({"memory_mb": 64, "timeout_s": 20}));
+    stack.create_function(
+        ALICE,
+        "memhog",
+        "python-memhog",
+        "python3",
+        json!({"memory_mb": 64, "timeout_s": 20}),
+    );
     let (status, _) = invoke_json(&stack, ALICE, "memhog", &json!({"mb": 512}));
     assert_eq!(status, "oom");
 
@@ -106,12 +168,21 @@ fn sync_invocations_run_isolated_and_report_every_outcome() {
     assert_ne!(body["uid"], 0);
 
     // No network: only the loopback interface, nothing reachable.
-    stack.create_function(ALICE, "net", "python-net", "python3", json!({"timeout_s": 10}));
+    stack.create_function(
+        ALICE,
+        "net",
+        "python-net",
+        "python3",
+        json!({"timeout_s": 10}),
+    );
     let (status, body) = invoke_json(&stack, ALICE, "net", &json!({"port": stack.api.port}));
     assert_eq!(status, "succeeded");
     assert_eq!(body["interfaces"], json!(["lo"]), "{body}");
     assert_eq!(body["routes"], json!([]), "{body}");
-    assert_ne!(body["host"], "connected", "the host's API must be out of reach: {body}");
+    assert_ne!(
+        body["host"], "connected",
+        "the host's API must be out of reach: {body}"
+    );
 }
 
 #[test]
@@ -120,10 +191,20 @@ fn async_invocations_are_durable_and_complete() {
     stack.register_runtimes();
     // A generous timeout: 20 cold starts at once on a small, busy machine are slow, and the
     // timeout is not what this test is about.
-    stack.create_function(ALICE, "hello", "python-hello", "python3", json!({"timeout_s": 60}));
+    stack.create_function(
+        ALICE,
+        "hello",
+        "python-hello",
+        "python3",
+        json!({"timeout_s": 60}),
+    );
     let mut ids = Vec::new();
     for i in 0..20 {
-        let response = stack.post(ALICE, "/v1/functions/hello/invoke?async=true", &json!({"name": format!("n{i}")}));
+        let response = stack.post(
+            ALICE,
+            "/v1/functions/hello/invoke?async=true",
+            &json!({"name": format!("n{i}")}),
+        );
         assert_eq!(response.status().as_u16(), 202);
         let body: Value = response.json().unwrap();
         assert_eq!(body["execution"]["status"], "queued");
@@ -137,12 +218,23 @@ fn async_invocations_are_durable_and_complete() {
         .send()
         .unwrap();
     assert_eq!(response.status().as_u16(), 202);
-    ids.push(response.json::<Value>().unwrap()["execution"]["id"].as_str().unwrap().to_owned());
+    ids.push(
+        response.json::<Value>().unwrap()["execution"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+    );
     for id in &ids {
         let execution = stack.wait_execution(ALICE, id, Duration::from_secs(60));
         assert_eq!(execution["status"], "succeeded", "{execution}");
         assert_eq!(execution["attempts"], 1);
-        assert!(execution["result"].as_str().unwrap().contains("hello n") || execution["result"].as_str().unwrap().contains("hello header"));
+        assert!(
+            execution["result"].as_str().unwrap().contains("hello n")
+                || execution["result"]
+                    .as_str()
+                    .unwrap()
+                    .contains("hello header")
+        );
     }
     let listed = stack.get(ALICE, "/v1/executions?status=succeeded&limit=1000");
     assert_eq!(listed["executions"].as_array().unwrap().len(), ids.len());
@@ -150,14 +242,32 @@ fn async_invocations_are_durable_and_complete() {
 
 #[test]
 fn losing_an_agent_loses_no_async_execution() {
-    let stack = Stack::start(StackOptions { agents: 2, ..Default::default() });
+    let stack = Stack::start(StackOptions {
+        agents: 2,
+        ..Default::default()
+    });
     stack.register_runtimes();
-    stack.create_function(ALICE, "sleep", "python-sleep", "python3", json!({"timeout_s": 30}));
+    stack.create_function(
+        ALICE,
+        "sleep",
+        "python-sleep",
+        "python3",
+        json!({"timeout_s": 30}),
+    );
     let mut ids = Vec::new();
     for _ in 0..6 {
-        let response = stack.post(ALICE, "/v1/functions/sleep/invoke?async=true", &json!({"seconds": 2}));
+        let response = stack.post(
+            ALICE,
+            "/v1/functions/sleep/invoke?async=true",
+            &json!({"seconds": 2}),
+        );
         assert_eq!(response.status().as_u16(), 202);
-        ids.push(response.json::<Value>().unwrap()["execution"]["id"].as_str().unwrap().to_owned());
+        ids.push(
+            response.json::<Value>().unwrap()["execution"]["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
     }
     // Wait until work is running on the agents, then crash the first one.
     wait_until(Duration::from_secs(30), "executions running", || {
@@ -171,7 +281,10 @@ fn losing_an_agent_loses_no_async_execution() {
         let status = execution["status"].as_str().unwrap();
         assert!(matches!(status, "succeeded" | "error"), "{execution}");
         let attempts = execution["attempts"].as_i64().unwrap();
-        assert!((1..=3).contains(&attempts), "attempts within the retry policy: {execution}");
+        assert!(
+            (1..=3).contains(&attempts),
+            "attempts within the retry policy: {execution}"
+        );
         if status == "succeeded" {
             assert_eq!(execution["result"], "\"woke up\"");
         }
@@ -180,36 +293,62 @@ fn losing_an_agent_loses_no_async_execution() {
 
 #[test]
 fn the_standby_scheduler_takes_over() {
-    let mut stack = Stack::start(StackOptions { schedulers: 2, ..Default::default() });
+    let mut stack = Stack::start(StackOptions {
+        schedulers: 2,
+        ..Default::default()
+    });
     stack.register_runtimes();
     stack.create_function(ALICE, "hello", "python-hello", "python3", json!({}));
-    assert_eq!(stack.invoke(ALICE, "hello", &json!({})).status().as_u16(), 200);
+    assert_eq!(
+        stack.invoke(ALICE, "hello", &json!({})).status().as_u16(),
+        200
+    );
     let roles: Vec<String> = stack
         .schedulers
         .iter()
         .map(|s| {
-            let body: Value = reqwest::blocking::get(format!("{}/healthcheck", s.url())).unwrap().json().unwrap_or(Value::Null);
+            let body: Value = reqwest::blocking::get(format!("{}/healthcheck", s.url()))
+                .unwrap()
+                .json()
+                .unwrap_or(Value::Null);
             body["role"].as_str().unwrap_or("standby").to_owned()
         })
         .collect();
-    let active = roles.iter().position(|r| r == "active").unwrap_or_else(|| panic!("no active scheduler: {roles:?}"));
+    let active = roles
+        .iter()
+        .position(|r| r == "active")
+        .unwrap_or_else(|| panic!("no active scheduler: {roles:?}"));
     stack.schedulers[active].kill();
     let started = Instant::now();
-    wait_until(Duration::from_secs(20), "the standby to serve invocations", || {
-        stack.invoke(ALICE, "hello", &json!({})).status().as_u16() == 200
-    });
+    wait_until(
+        Duration::from_secs(20),
+        "the standby to serve invocations",
+        || stack.invoke(ALICE, "hello", &json!({})).status().as_u16() == 200,
+    );
     eprintln!("standby took over in {:?}", started.elapsed());
     // Async work is dispatched by the new active scheduler too.
     let response = stack.post(ALICE, "/v1/functions/hello/invoke?async=true", &json!({}));
-    let id = response.json::<Value>().unwrap()["execution"]["id"].as_str().unwrap().to_owned();
-    assert_eq!(stack.wait_execution(ALICE, &id, Duration::from_secs(30))["status"], "succeeded");
+    let id = response.json::<Value>().unwrap()["execution"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        stack.wait_execution(ALICE, &id, Duration::from_secs(30))["status"],
+        "succeeded"
+    );
 }
 
 #[test]
 fn the_concurrency_quota_answers_429() {
     let stack = Stack::start(StackOptions::default());
     stack.register_runtimes();
-    stack.create_function(ALICE, "sleep", "python-sleep", "python3", json!({"timeout_s": 10}));
+    stack.create_function(
+        ALICE,
+        "sleep",
+        "python-sleep",
+        "python3",
+        json!({"timeout_s": 10}),
+    );
     let response = stack
         .request(reqwest::Method::PUT, ADMIN, "/v1/quotas/e2e-project-a")
         .json(&json!({"concurrent_executions": 1}))
@@ -234,7 +373,13 @@ fn the_concurrency_quota_answers_429() {
     assert!(refused.headers().contains_key("retry-after"));
     assert_eq!(slow.join().unwrap(), 200);
     // Once the slot is free, invocations go through again.
-    assert_eq!(stack.invoke(ALICE, "sleep", &json!({"seconds": 0})).status().as_u16(), 200);
+    assert_eq!(
+        stack
+            .invoke(ALICE, "sleep", &json!({"seconds": 0}))
+            .status()
+            .as_u16(),
+        200
+    );
 }
 
 #[test]
@@ -243,14 +388,28 @@ fn agents_refuse_forged_tickets() {
     let agent = stack.agents[0].url();
     let client = reqwest::blocking::Client::new();
     let body = json!({"payload": {}});
-    let none = client.post(format!("{agent}/v1/run")).json(&body).send().unwrap();
+    let none = client
+        .post(format!("{agent}/v1/run"))
+        .json(&body)
+        .send()
+        .unwrap();
     assert_eq!(none.status().as_u16(), 401);
-    let forged = client.post(format!("{agent}/v1/run")).bearer_auth("eyJhbGciOiJFZERTQSJ9.e30.c2ln").json(&body).send().unwrap();
+    let forged = client
+        .post(format!("{agent}/v1/run"))
+        .bearer_auth("eyJhbGciOiJFZERTQSJ9.e30.c2ln")
+        .json(&body)
+        .send()
+        .unwrap();
     assert_eq!(forged.status().as_u16(), 401);
     // A ticket signed with another key (a different control plane).
     let other_key = stack.dir.join("other.pem");
-    std::process::Command::new("openssl").args(["genpkey", "-algorithm", "ed25519", "-out"]).arg(&other_key).output().unwrap();
-    let signer = fresco_common::ticket::TicketSigner::from_file(other_key.to_str().unwrap(), 30).unwrap();
+    std::process::Command::new("openssl")
+        .args(["genpkey", "-algorithm", "ed25519", "-out"])
+        .arg(&other_key)
+        .output()
+        .unwrap();
+    let signer =
+        fresco_common::ticket::TicketSigner::from_file(other_key.to_str().unwrap(), 30).unwrap();
     let spec = fresco_common::wire::FunctionSpec {
         project_id: "p".into(),
         function_id: uuid::Uuid::new_v4(),
@@ -265,8 +424,18 @@ fn agents_refuse_forged_tickets() {
         code_sha256: None,
         network: false,
     };
-    let agent_id = stack.get(ADMIN, "/v1/agents")["agents"][0]["id"].as_str().unwrap().to_owned();
-    let ticket = signer.sign(&agent_id, uuid::Uuid::new_v4(), uuid::Uuid::new_v4(), spec).unwrap();
-    let wrong_key = client.post(format!("{agent}/v1/run")).bearer_auth(ticket).json(&body).send().unwrap();
+    let agent_id = stack.get(ADMIN, "/v1/agents")["agents"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ticket = signer
+        .sign(&agent_id, uuid::Uuid::new_v4(), uuid::Uuid::new_v4(), spec)
+        .unwrap();
+    let wrong_key = client
+        .post(format!("{agent}/v1/run"))
+        .bearer_auth(ticket)
+        .json(&body)
+        .send()
+        .unwrap();
     assert_eq!(wrong_key.status().as_u16(), 401);
 }

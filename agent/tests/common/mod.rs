@@ -345,7 +345,8 @@ impl AgentProcess {
         let config = format!(
             "[DEFAULT]\nstate_path = {state}\n\
              [agent]\nagent_id = {id}\nbind_host = 127.0.0.1\nbind_port = 0\napi_url = {api}\n\
-             memory_mb = {mem}\nidle_timeout = {idle}\nshim_path = {shim}\nheartbeat_interval = 1\n{extra}\n\
+             memory_mb = {mem}\nidle_timeout = {idle}\nshim_path = {shim}\nheartbeat_interval = 1\n\
+             log_sync_timeout_ms = 2000\n{extra}\n\
              [internal_auth]\nticket_verify_key_file = {key}\nagent_secret = {secret}\n\
              [scheduler]\nurls = {sched}\n",
             state = dir.0.join("state").display(),
