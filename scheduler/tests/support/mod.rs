@@ -2,7 +2,8 @@
 //! and in-test agents that verify their tickets and answer runs.
 //!
 //! PostgreSQL comes from `tools/lib/postgres.sh` (`pg_start`), whose URL is in
-//! `FRESCO_DB_URL`; without it the default development URL is tried. An unreachable server
+//! `FRESCO_DB_URL` (or `FRESCO_TEST_DATABASE_URL`, as `tools/test` sets it); without either
+//! the default development URL is tried. An unreachable server
 //! fails the test with instructions, never skips it.
 
 #![allow(dead_code)]
@@ -52,12 +53,15 @@ pub struct TestDb {
 
 impl TestDb {
     pub fn create() -> Self {
-        let admin_url = std::env::var("FRESCO_DB_URL").unwrap_or_else(|_| DEFAULT_DB_URL.into());
+        let admin_url = std::env::var("FRESCO_TEST_DATABASE_URL")
+            .or_else(|_| std::env::var("FRESCO_DB_URL"))
+            .unwrap_or_else(|_| DEFAULT_DB_URL.into());
         let mut admin = PgConnection::establish(&admin_url).unwrap_or_else(|e| {
             panic!(
-                "PostgreSQL is unreachable at {admin_url}: {e}\n\
+                "PostgreSQL is unreachable at {}: {e}\n\
                  start it with: source tools/lib/common.sh && source tools/lib/postgres.sh && pg_start \
-                 (and export FRESCO_DB_URL)"
+                 (and export FRESCO_DB_URL)",
+                redact(&admin_url)
             )
         });
         let name = format!("fresco_sched_{}", Uuid::new_v4().simple());
@@ -90,6 +94,20 @@ impl Drop for TestDb {
             ))
             .execute(&mut admin);
         }
+    }
+}
+
+/// The URL without its password.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
     }
 }
 
