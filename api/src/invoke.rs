@@ -276,6 +276,13 @@ impl Invoker {
                         "agent {} unreachable, placing again: {e}",
                         placement.agent_id
                     );
+                    // Tell the scheduler first, or bin-packing picks the same dead agent again.
+                    if let Err(e) = self.scheduler.report_unreachable(&placement.agent_id).await {
+                        log::warn!(
+                            "cannot report agent {} unreachable: {e}",
+                            placement.agent_id
+                        );
+                    }
                     self.scheduler
                         .release_in_background(placement.lease_id, Release { warm: false });
                 }
