@@ -17,8 +17,13 @@ python="${PYTHON:-python3}"
 stamp_key="$(cat "${client_dir}/pyproject.toml" "${BASH_SOURCE[0]}" | sha256sum | cut -d' ' -f1)"
 stamp="${venv}/.fresco-client-stamp"
 
+# Up to date when the stamp matches and frescoclient is this checkout's (an editable install;
+# a plain `pip install client/`, as the DevStack plugin does, would shadow the working tree).
 if [[ -x "${venv}/bin/python" && -f "${stamp}" && "$(cat "${stamp}")" == "${stamp_key}" ]] \
-    && "${venv}/bin/python" -c 'import frescoclient.osc.plugin, osc_lib, pytest, requests_mock, fixtures' 2>/dev/null; then
+    && (cd / && "${venv}/bin/python" -c '
+import sys, os, frescoclient.osc.plugin, osc_lib, pytest, requests_mock, fixtures
+sys.exit(os.path.dirname(os.path.realpath(frescoclient.__file__)) != os.path.realpath(sys.argv[1]))
+' "${client_dir}/frescoclient") 2>/dev/null; then
     echo "${venv}"
     exit 0
 fi

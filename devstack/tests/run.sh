@@ -125,10 +125,11 @@ finish() {
     fi
     echo
     echo "devstack harness ($MODE): $PASSED passed, $FAILED failed"
-    if [[ $rc -ne 0 && $FAILED -eq 0 ]]; then
-        exit "$rc"
+    # an EXIT trap keeps the script's status unless it exits itself
+    if [[ $FAILED -ne 0 ]]; then
+        exit 1
     fi
-    [[ $FAILED -eq 0 ]]
+    exit "$rc"
 }
 trap finish EXIT
 

@@ -78,8 +78,8 @@ class OpenStack:
                 self.label, " ".join(cmd[1:]), proc.returncode, proc.stderr.strip()[-500:]))
         return proc
 
-    def json(self, *args):
-        out = self.run(*(list(args) + ["-f", "json"])).stdout
+    def json(self, *args, stdin=None):
+        out = self.run(*(list(args) + ["-f", "json"]), stdin=stdin).stdout
         try:
             return json.loads(out)
         except ValueError as exc:
@@ -103,6 +103,19 @@ class OpenStack:
 def expect(cond, message):
     if not cond:
         raise StepFailed(message)
+
+
+def eventually(check, timeout=20.0, interval=0.5):
+    """Retries `check` until it stops raising StepFailed (sync executions are recorded off the
+    invocation path, in batches, so they may show up a moment after the result)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return check()
+        except StepFailed:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(interval)
 
 
 def base_env():
@@ -228,15 +241,22 @@ class Scenario:
         proc = a.run("function", "execution", "log", "show", self.s["async_exec"], "--follow",
                      "--interval", "0.5", "--wait-timeout", str(self.timeout))
         expect("e2e-log-marker greeting bob" in proc.stdout, "log was %r" % proc.stdout[-300:])
-        proc = a.run("function", "execution", "log", "show", self.s["sync_exec"])
-        expect("e2e-log-marker greeting alice" in proc.stdout, "sync log was %r" % proc.stdout[-300:])
+
+        def sync_log():
+            proc = a.run("function", "execution", "log", "show", self.s["sync_exec"])
+            expect("e2e-log-marker greeting alice" in proc.stdout, "sync log was %r" % proc.stdout[-300:])
+        eventually(sync_log)
         return None
 
     def list_executions(self):
         a = self.s["a"]["os"]
-        rows = a.json("function", "execution", "list", "--function", self.fn)
-        ids = {r["ID"] for r in rows}
-        expect({self.s["sync_exec"], self.s["async_exec"]} <= ids, "executions listed: %r" % ids)
+
+        def both_listed():
+            rows = a.json("function", "execution", "list", "--function", self.fn)
+            ids = {r["ID"] for r in rows}
+            expect({self.s["sync_exec"], self.s["async_exec"]} <= ids, "executions listed: %r" % ids)
+            return rows
+        rows = eventually(both_listed)
         expect(all(r["Function ID"] == self.s["fn"]["id"] for r in rows), "foreign executions listed")
         limited = a.json("function", "execution", "list", "--function", self.fn, "--limit", "1")
         expect(len(limited) == 1, "--limit 1 listed %d" % len(limited))
@@ -291,8 +311,11 @@ class Scenario:
                 os.path.join(self.tmp, "code"), expect=["HTTP 403", "functions"])
         names = {r["Name"] for r in a.json("function", "list")}
         expect(names == {self.fn}, "functions after the refused create: %r" % names)
-        usage = a.json("function", "usage", "show")
-        expect(usage["executions"] >= 5, "usage counts %r executions" % usage.get("executions"))
+
+        def usage_counted():
+            usage = a.json("function", "usage", "show")
+            expect(usage["executions"] >= 5, "usage counts %r executions" % usage.get("executions"))
+        eventually(usage_counted)
         return None
 
     def delete(self):
@@ -300,7 +323,7 @@ class Scenario:
         a.run("function", "delete", self.fn)
         a.fails("function", "show", self.fn, expect=["HTTP 404"])
         # the execution records stay
-        ex = a.json("function", "execution", "show", self.s["sync_exec"])
+        ex = eventually(lambda: a.json("function", "execution", "show", self.s["sync_exec"]))
         expect(ex["status"] == "succeeded", "execution record after delete: %r" % ex)
         return None
 
