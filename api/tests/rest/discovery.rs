@@ -121,8 +121,14 @@ async fn request_ids_are_unique_per_response() {
     }
 }
 
-/// BUG (api/src/http/handlers/mod.rs, `routes`): a method a resource does not serve gets
-/// actix's default empty 405, not the `{"error": {...}}` body every error must have.
+/// BUG (api/src/http/handlers/mod.rs, `routes`, and api/src/http/mod.rs, `app`): a method a
+/// resource does not serve gets actix's default empty 405, not the `{"error": {...}}` body
+/// every error must have; and on the paths registered with `cfg.route(path, web::post()...)`
+/// (invoke, log, usage, agents, discovery) the method becomes a guard of the resource itself,
+/// so a wrong method falls through to the app's default service: 404 "no such resource".
+/// Fix: register every path as `web::resource(path).get(..)/.post(..)`, and turn a 405 into
+/// an `ApiError` (keeping `Allow`), e.g. in the `wrap_fn` of `app` or with a
+/// `default_service` per resource.
 #[actix_web::test]
 async fn bug_an_unsupported_method_is_405_with_the_error_body() {
     let api = TestApi::start().await;
@@ -131,6 +137,8 @@ async fn bug_an_unsupported_method_is_405_with_the_error_body() {
         get("/v1/functions/f/invoke").by(ALICE),
         method("PUT", "/v1/runtimes").by(ADMIN),
         delete("/v1/executions").by(ALICE),
+        post("/v1/agents").by(ADMIN),
+        delete("/v1/executions/x/log").by(ALICE),
     ] {
         let reply = api.send(call).await;
         assert!(
