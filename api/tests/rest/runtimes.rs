@@ -341,8 +341,30 @@ async fn runtimes_are_patched_by_admins_and_deleted_once_unused() {
         .error(409, "runtime py is used by functions or versions");
     assert_eq!(api.db.scalar("SELECT count(*) FROM runtimes"), 1);
 
+    // A published version keeps using it after the function moved to another runtime.
+    api.send(post("/v1/functions/f/versions").by(ALICE))
+        .await
+        .ok(201);
+    api.runtime("py-next", json!({})).await;
+    api.send(
+        patch("/v1/functions/f")
+            .by(ALICE)
+            .json(json!({"runtime": "py-next"})),
+    )
+    .await
+    .ok(200);
+    api.send(delete(&path).by(ADMIN))
+        .await
+        .error(409, "is used by functions or versions");
+    api.send(delete("/v1/functions/f/versions/1").by(ALICE))
+        .await
+        .ok(204);
+    assert_eq!(api.db.scalar("SELECT count(*) FROM runtimes"), 2);
     let fid = function["id"].as_str().expect("id");
     api.send(delete(&format!("/v1/functions/{fid}")).by(ALICE))
+        .await
+        .ok(204);
+    api.send(delete("/v1/runtimes/py-next").by(ADMIN))
         .await
         .ok(204);
     assert_eq!(api.send(delete(&path).by(ADMIN)).await.ok(204), Value::Null);
