@@ -7,6 +7,7 @@
 #
 # Usage: bench/api.sh   (as root; about 3-4 minutes including the build check and seeding)
 #   BENCH_DURATION=10s BENCH_THREADS=2 BENCH_CONNECTIONS=32 BENCH_REPEAT=3
+#   BENCH_PARTS="read write list"   the parts to run
 set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -15,6 +16,7 @@ DURATION="${BENCH_DURATION:-10s}"
 THREADS="${BENCH_THREADS:-2}"
 CONNS="${BENCH_CONNECTIONS:-32}"
 PY="$(command -v /usr/bin/python3 || command -v python3)"
+PARTS=" ${BENCH_PARTS:-read write list} "
 WORK="$(mktemp -d)"
 cleanup() {
     rm -rf "$WORK"
@@ -53,6 +55,7 @@ out "== bench/api.sh $(date -u +%FT%TZ) $(git -C "$FRESCO_ROOT" rev-parse --shor
 out "seeded: $(sql "SELECT count(*) FROM functions") functions in the bench database ($((SECONDS - started)) s)"
 
 # --- 1. GET /v1/functions/{id} -------------------------------------------------------------
+if [[ $PARTS == *" read "* ]]; then
 sql "SELECT id FROM functions WHERE project_id = 'bench-read' ORDER BY random() LIMIT 2000" >"$WORK/ids"
 export BENCH_IDS="$WORK/ids" BENCH_PATH_PREFIX="/v1/functions/"
 READ_TOKEN="bench:bench-read:member"
@@ -66,7 +69,10 @@ out "-- the same at 8 connections (latency at lower concurrency)"
 wrk_median "get-function-c8" -t"$THREADS" -c8 -d"$DURATION" --latency -s "$BENCH_LUA/get_ids.lua" \
     -H "X-Auth-Token: $READ_TOKEN" "$API/"
 
+fi
+
 # --- 2. POST /v1/functions ---------------------------------------------------------------
+if [[ $PARTS == *" write "* ]]; then
 export BENCH_BODY='{"name": "%NAME%", "image": "fresco/python3:dev"}'
 out "-- POST /v1/functions into an empty project (JSON image functions, unique names)"
 create_project="bench-create-$(date +%s)"
@@ -93,7 +99,10 @@ summarize "post-function-100k" "${lines[@]}"
 sleep 5
 sql "DELETE FROM functions WHERE project_id = 'bench-page-100k' AND name LIKE 'b%'"
 
+fi
+
 # --- 3. list paging ------------------------------------------------------------------------
+if [[ $PARTS == *" list "* ]]; then
 # marker_at PROJECT ROW: the id of the ROW-th function in paging order.
 marker_at() {
     sql "SELECT id FROM functions WHERE project_id = '$1' ORDER BY created_at, id OFFSET $(($2 - 1)) LIMIT 1"
@@ -102,20 +111,35 @@ out "-- GET /v1/functions?limit=100&marker=<deep marker>: the last page of 1,000
 m1k=$(marker_at bench-page-1k 900)
 m100k=$(marker_at bench-page-100k 99900)
 m1ki=$(marker_at bench-page-1k-image 900)
-wrk_median "list-deep-1k" -t1 -c1 -d"$DURATION" --latency -s "$BENCH_LUA/report.lua" \
-    -H "X-Auth-Token: bench:bench-page-1k:member" "$API/v1/functions?limit=100&marker=$m1k"
-wrk_median "list-deep-100k" -t1 -c1 -d"$DURATION" --latency -s "$BENCH_LUA/report.lua" \
-    -H "X-Auth-Token: bench:bench-page-100k:member" "$API/v1/functions?limit=100&marker=$m100k"
+# Interleaved (1k, 100k, 1k, 100k, ...) so each pair sees the same machine load; the ratio
+# is taken per pair, and its median reported.
+list_args=(-t1 -c1 -d"$DURATION" --latency -s "$BENCH_LUA/report.lua")
+out "command: wrk ${list_args[*]} -H 'X-Auth-Token: bench:<project>:member' '$API/v1/functions?limit=100&marker=<id of row 900 | 99,900>'"
+l1=() l100=() ratios=""
+for i in $(seq 1 "$BENCH_REPEAT"); do
+    a=$(wrk_once "list-deep-1k#$i" "${list_args[@]}" -H "X-Auth-Token: bench:bench-page-1k:member" "$API/v1/functions?limit=100&marker=$m1k")
+    b=$(wrk_once "list-deep-100k#$i" "${list_args[@]}" -H "X-Auth-Token: bench:bench-page-100k:member" "$API/v1/functions?limit=100&marker=$m100k")
+    out "  $a"
+    out "  $b"
+    l1+=("$a")
+    l100+=("$b")
+    ratios+="$(awk -v a="$(field p50_ms "$b")" -v b="$(field p50_ms "$a")" 'BEGIN { printf "%.3f", a / b }')"$'\n'
+done
+summarize "list-deep-1k" "${l1[@]}"
+summarize "list-deep-100k" "${l100[@]}"
+out "list-deep p50 ratio 100k/1k per pair: $(printf '%s' "$ratios" | paste -sd, -) median=$(printf '%s' "$ratios" | median)"
 out "-- the same page of 1,000 functions without code packages (no per-row code lookup)"
-wrk_median "list-deep-1k-nocode" -t1 -c1 -d"$DURATION" --latency -s "$BENCH_LUA/report.lua" \
-    -H "X-Auth-Token: bench:bench-page-1k-image:member" "$API/v1/functions?limit=100&marker=$m1ki"
-p1k=$(grep '^list-deep-1k median' "$BENCH_RESULTS/api.txt" | tail -n 1)
-p100k=$(grep '^list-deep-100k median' "$BENCH_RESULTS/api.txt" | tail -n 1)
-out "list-deep ratio 100k/1k: p50=$(awk -v a="$(field p50_ms "$p100k")" -v b="$(field p50_ms "$p1k")" 'BEGIN { printf "%.2f", a / b }') p99=$(awk -v a="$(field p99_ms "$p100k")" -v b="$(field p99_ms "$p1k")" 'BEGIN { printf "%.2f", a / b }')"
+wrk_median "list-deep-1k-nocode" "${list_args[@]}" -H "X-Auth-Token: bench:bench-page-1k-image:member" "$API/v1/functions?limit=100&marker=$m1ki"
+out "-- the keyset query alone (EXPLAIN ANALYZE in PostgreSQL, no HTTP): the index range scan after the deep marker"
+for p in bench-page-1k bench-page-100k; do
+    m=$([ "$p" = bench-page-1k ] && echo "$m1k" || echo "$m100k")
+    out "sql-keyset $p $(sql "EXPLAIN ANALYZE SELECT * FROM functions WHERE project_id = '$p' AND (created_at, id) > (SELECT created_at, id FROM functions WHERE id = '$m') ORDER BY created_at, id LIMIT 101" | grep -o 'Execution Time: .*') $(machine)"
+done
 out "-- following next links page by page (one keep-alive connection): all of 1,000 and of 100,000 rows"
 out "command: bench/seq.py walk '$API/v1/functions?limit=100' bench:<project>:member"
 for i in $(seq 1 "$BENCH_REPEAT"); do
     out "walk-1k#$i $("$PY" "$BENCH_DIR/seq.py" walk "$API/v1/functions?limit=100" "bench:bench-page-1k:member") $(machine)"
     out "walk-100k#$i $("$PY" "$BENCH_DIR/seq.py" walk "$API/v1/functions?limit=100" "bench:bench-page-100k:member") $(machine)"
 done
+fi
 out "== done in $((SECONDS - started)) s"
