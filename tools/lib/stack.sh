@@ -98,7 +98,7 @@ agent_secret = $(cat "$FRESCO_ETC/agent-secret")
 urls = http://127.0.0.1:$FRESCO_SCHEDULER_PORT
 
 [agent]
-agent_id = agent-$n
+agent_id = $(hostname -s)-$port
 bind_port = $port
 api_url = http://127.0.0.1:$FRESCO_API_PORT
 shim_path = $FRESCO_SHIM

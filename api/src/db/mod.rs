@@ -54,6 +54,9 @@ impl From<DieselError> for DbError {
             | DieselError::DatabaseError(DatabaseErrorKind::CheckViolation, info) => {
                 DbError::Conflict(info.constraint_name().unwrap_or("constraint").to_owned())
             }
+            DieselError::DatabaseError(DatabaseErrorKind::UnableToSendCommand, info) => {
+                DbError::Unavailable(info.message().to_owned())
+            }
             DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, info) => {
                 DbError::Unavailable(info.message().to_owned())
             }
@@ -95,9 +98,11 @@ pub fn pool(url: &str, max_size: u32, timeout: Duration) -> PgPool {
         .max_size(max_size)
         .min_idle(Some(max_size.min(4)))
         .connection_timeout(timeout)
-        // A broken connection is detected by diesel (`has_broken`) and discarded; testing each
-        // checkout would cost a round trip on every request.
-        .test_on_check_out(false)
+        // A connection that died under a simple query is not always marked broken by diesel,
+        // and r2d2 hands out the most recently returned one first: without a check on
+        // checkout, one dead connection would answer every request after an outage. The
+        // check costs one round trip per checkout.
+        .test_on_check_out(true)
         .build_unchecked(ConnectionManager::new(url))
 }
 

@@ -55,7 +55,15 @@ pub(crate) fn db_error(
             id: id.to_string(),
         },
         DbError::Duplicate => {
-            DomainError::Conflict(format!("a {kind} named {} already exists", id.to_string()))
+            let article = if kind.starts_with(['a', 'e', 'i', 'o', 'u']) {
+                "an"
+            } else {
+                "a"
+            };
+            DomainError::Conflict(format!(
+                "{article} {kind} named {} already exists",
+                id.to_string()
+            ))
         }
         DbError::Conflict(what) => {
             DomainError::Conflict(format!("{kind} {}: {what}", id.to_string()))

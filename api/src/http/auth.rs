@@ -120,6 +120,16 @@ impl Caller {
         Ok(Scope::Project(self.project()?.to_owned()))
     }
 
+    /// The scope for reaching a function by id or name: names resolve in the caller's project.
+    pub fn function_scope(&self, state: &AppState, key: &str) -> ApiResult<Scope> {
+        if uuid::Uuid::parse_str(key).is_err() {
+            if let Some(project) = self.0.project() {
+                return Ok(Scope::Project(project.to_owned()));
+            }
+        }
+        self.object_scope(state)
+    }
+
     /// The scope of a list: the caller's project unless `all_projects=true` (which needs the
     /// `all_projects` rule), optionally narrowed with `project_id=`.
     pub fn list_scope(&self, state: &AppState, query: &Query) -> ApiResult<Scope> {

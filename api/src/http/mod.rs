@@ -108,7 +108,24 @@ pub fn app(
             let path = req.path().to_owned();
             let response = srv.call(req);
             async move {
-                let mut response = response.await?;
+                let mut response = response.await?.map_into_boxed_body();
+                if response.status() == actix_web::http::StatusCode::METHOD_NOT_ALLOWED {
+                    let allow = response
+                        .headers()
+                        .get(actix_web::http::header::ALLOW)
+                        .cloned();
+                    let (request, _) = response.into_parts();
+                    let mut fault = actix_web::ResponseError::error_response(&ApiError::new(
+                        actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
+                        format!("method {method} is not allowed on {path}"),
+                    ));
+                    if let Some(allow) = allow {
+                        fault
+                            .headers_mut()
+                            .insert(actix_web::http::header::ALLOW, allow);
+                    }
+                    response = actix_web::dev::ServiceResponse::new(request, fault);
+                }
                 if let Ok(value) = HeaderValue::from_str(&id) {
                     response.headers_mut().insert(REQUEST_ID.clone(), value);
                 }

@@ -142,7 +142,7 @@ pub async fn list(data: State, caller: Caller, req: HttpRequest) -> ApiResult<Ht
 
 pub async fn show(data: State, caller: Caller, path: web::Path<String>) -> ApiResult<HttpResponse> {
     caller.authorize(&data, "function:show")?;
-    let scope = caller.object_scope(&data)?;
+    let scope = caller.function_scope(&data, &path)?;
     let key = path.into_inner();
     let detail = state(&data)
         .db(move |conn| functions::get(conn, &scope, &key))
@@ -158,7 +158,7 @@ pub async fn update(
     payload: web::Payload,
 ) -> ApiResult<HttpResponse> {
     caller.authorize(&data, "function:update")?;
-    let scope = caller.object_scope(&data)?;
+    let scope = caller.function_scope(&data, &path)?;
     let (metadata, package) = metadata_and_package::<UpdateBody>(&data, &req, payload).await?;
     let update = metadata
         .map(|b| FunctionUpdate {
@@ -189,7 +189,29 @@ pub async fn upload(
     payload: web::Payload,
 ) -> ApiResult<HttpResponse> {
     caller.authorize(&data, "function:update")?;
-    let scope = caller.object_scope(&data)?;
+    let scope = caller.function_scope(&data, &path)?;
+    match req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    {
+        None => {}
+        Some(ct)
+            if [
+                "application/zip",
+                "application/gzip",
+                "application/x-gzip",
+                "application/octet-stream",
+            ]
+            .iter()
+            .any(|t| ct.starts_with(t)) => {}
+        Some(ct) => {
+            return Err(ApiError::new(
+                actix_web::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!("expected application/zip or application/gzip, got {ct}"),
+            ))
+        }
+    }
     let bytes = body::read(&req, payload, data.api.max_package_bytes).await?;
     let package = inspect(&data, Some(bytes.to_vec())).await?;
     let key = path.into_inner();
@@ -216,7 +238,7 @@ pub async fn download(
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     caller.authorize(&data, "function:download")?;
-    let scope = caller.object_scope(&data)?;
+    let scope = caller.function_scope(&data, &path)?;
     let key = path.into_inner();
     let name = key.clone();
     let (format, bytes) = state(&data)
@@ -238,7 +260,7 @@ pub async fn delete(
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     caller.authorize(&data, "function:delete")?;
-    let scope = caller.object_scope(&data)?;
+    let scope = caller.function_scope(&data, &path)?;
     let key = path.into_inner();
     state(&data)
         .db(move |conn| functions::delete(conn, &scope, &key))

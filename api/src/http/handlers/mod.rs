@@ -24,10 +24,10 @@ fn state(data: &State) -> Arc<AppState> {
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/", web::get().to(discovery::versions))
-        .route("/v1", web::get().to(discovery::v1))
-        .route("/v1/", web::get().to(discovery::v1))
-        .route("/healthcheck", web::get().to(discovery::healthcheck))
+    cfg.service(web::resource("/").get(discovery::versions))
+        .service(web::resource("/v1").get(discovery::v1))
+        .service(web::resource("/v1/").get(discovery::v1))
+        .service(web::resource("/healthcheck").get(discovery::healthcheck))
         .service(
             web::resource("/v1/runtimes")
                 .get(runtimes::list)
@@ -55,10 +55,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .get(functions::download)
                 .put(functions::upload),
         )
-        .route(
-            "/v1/functions/{function}/invoke",
-            web::post().to(invoke::invoke),
-        )
+        .service(web::resource("/v1/functions/{function}/invoke").post(invoke::invoke))
         .service(
             web::resource("/v1/functions/{function}/versions")
                 .get(versions::list)
@@ -86,14 +83,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .get(executions::show)
                 .delete(executions::delete),
         )
-        .route("/v1/executions/{id}/log", web::get().to(executions::log))
-        .route("/v1/usage", web::get().to(executions::usage))
+        .service(web::resource("/v1/executions/{id}/log").get(executions::log))
+        .service(web::resource("/v1/usage").get(executions::usage))
         .service(
             web::resource("/v1/quotas/{project_id}")
                 .get(quotas::show)
                 .put(quotas::update)
                 .delete(quotas::reset),
         )
-        .route("/v1/agents", web::get().to(agents::list))
-        .route("/internal/v1/code/{sha256}", web::get().to(internal::code));
+        .service(web::resource("/v1/agents").get(agents::list))
+        .service(web::resource("/internal/v1/code/{sha256}").get(internal::code));
 }
