@@ -760,10 +760,51 @@ async fn project_b_reader_and_member_cannot_see_change_invoke_or_infer_project_a
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     a_untouched(&api, &fx).await;
+    // Another project's quota is refused exactly as a project that does not exist.
+    let mut answers = Vec::new();
+    for project in [fx.a.clone(), Uuid::new_v4().simple().to_string()] {
+        let reply = api
+            .call(MemberB, Req::get(&format!("/v1/quotas/{project}")))
+            .await;
+        answers.push(seen(&reply, &project));
+    }
+    let (of_a, of_nobody) = (&answers[0], &answers[1]);
+    assert_eq!(of_a, of_nobody);
+    assert_eq!(of_a.0, 403);
+    // Names are per project: B may take the name of A's function (no 409 betrays it), and
+    // each project then resolves the name to its own.
+    let squat = api
+        .call(
+            MemberB,
+            Req::post("/v1/functions")
+                .json(&json!({"name": fx.fn_a_name, "runtime": fx.rt_public})),
+        )
+        .await
+        .ok(201);
+    for (persona, id) in [
+        (MemberB, id_of(&squat, "function")),
+        (MemberA, fx.fn_a.clone()),
+    ] {
+        let shown = api
+            .call(
+                persona,
+                Req::get(&format!("/v1/functions/{}", fx.fn_a_name)),
+            )
+            .await
+            .ok(200);
+        assert_eq!(shown["function"]["id"], id.as_str(), "{persona:?}");
+    }
 }
 
 /// An admin of project B holds the admin role, but without `all_projects=true` it acts in
 /// its own project like anyone else: A's objects are as missing to it.
+///
+/// Fails today: `Caller::object_scope` (api/src/http/auth.rs) gives every caller the
+/// `all_projects` rule admits `Scope::All` on every single-object route, asked or not, so B's
+/// admin reads, changes, invokes and deletes A's functions, versions, aliases, executions and
+/// private runtime by id or name (and, as a side effect, a name shared by two projects is a 409
+/// "ambiguous" for admins). The fix: `Scope::All` only when the request says
+/// `all_projects=true` (or for a system-scoped admin), as `db::Scope` documents.
 #[actix_web::test]
 async fn project_b_admin_without_all_projects_cannot_reach_project_a_objects() {
     let api = Api::start().await;
@@ -832,6 +873,15 @@ async fn admins_with_all_projects_see_both_projects() {
             "executions",
         );
         assert_eq!(only_b, [fx.exec_b.as_str()]);
+        // all_projects=true also reaches one object of the other project.
+        let shown = api
+            .call(
+                admin,
+                Req::get(&format!("/v1/functions/{}?all_projects=true", fx.fn_b)),
+            )
+            .await
+            .ok(200);
+        assert_eq!(shown["function"]["project_id"], fx.b.as_str());
         // project_id without all_projects is refused rather than ignored.
         api.call(
             admin,
@@ -956,16 +1006,8 @@ async fn a_revoked_token_is_refused_once_out_of_the_cache() {
 async fn an_expired_token_is_refused_even_while_cached() {
     let api = Api::start().await; // token_cache_time = 300
     let owner = fresh_token(MemberA).await;
-    let expires = chrono::Utc::now() + chrono::Duration::seconds(8);
-    let expires_text = expires.format("%Y-%m-%dT%H:%M:%SZ").to_string();
-    let (short, credential) = short_lived_token(&owner, &expires_text).await;
-    let token_expiry = chrono::DateTime::parse_from_rfc3339(&short.expires_at)
-        .expect("expires_at")
-        .with_timezone(&chrono::Utc);
-    assert!(
-        token_expiry <= expires,
-        "token expires at {token_expiry}, after its credential ({expires})"
-    );
+    let (short, token_expiry, credential) =
+        short_lived_token(&owner, Duration::from_secs(12)).await;
     assert_eq!(short.project_id, env().project_id(Project::A));
     let get = || Req::get("/v1/functions").token(&short.value);
     api.send(get()).await.ok(200);

@@ -187,16 +187,16 @@ pub struct Token {
 /// A client for Keystone; build one per test (reqwest clients belong to one runtime).
 pub fn http() -> reqwest::Client {
     reqwest::Client::builder()
-        .timeout(Duration::from_secs(60))
+        .timeout(Duration::from_secs(180))
         .build()
         .expect("reqwest client")
 }
 
-/// `POST /v3/auth/tokens` with `body`; the token and its document.
-async fn issue(url: &str, body: &Value, who: &str) -> Token {
+/// `POST /v3/auth/tokens` with `body`: the token, or Keystone's refusal (status and body).
+/// A dropped connection or a 5xx (Keystone under heavy load) is tried again, a few times.
+async fn try_issue(url: &str, body: &Value) -> Result<Token, (u16, String)> {
     let client = http();
-    let mut last = String::new();
-    // Keystone under heavy load may drop a connection: try a few times before failing.
+    let mut last = (0, String::new());
     for _ in 0..3 {
         match client
             .post(format!("{url}/auth/tokens?nocatalog"))
@@ -212,38 +212,34 @@ async fn issue(url: &str, body: &Value, who: &str) -> Token {
                     .expect("x-subject-token")
                     .to_owned();
                 let doc: Value = response.json().await.expect("token document");
-                return Token {
+                let text = |pointer: &str| doc.pointer(pointer).and_then(Value::as_str);
+                return Ok(Token {
                     value,
-                    user_id: doc["token"]["user"]["id"]
-                        .as_str()
-                        .expect("user id")
-                        .to_owned(),
-                    project_id: doc["token"]["project"]["id"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_owned(),
-                    expires_at: doc["token"]["expires_at"]
-                        .as_str()
-                        .expect("expires_at")
-                        .to_owned(),
-                };
+                    user_id: text("/token/user/id").expect("user id").to_owned(),
+                    project_id: text("/token/project/id").unwrap_or_default().to_owned(),
+                    expires_at: text("/token/expires_at").expect("expires_at").to_owned(),
+                });
             }
-            Ok(response) if response.status().is_server_error() => {
-                last = format!("{}", response.status());
+            Ok(response) if !response.status().is_server_error() => {
+                let status = response.status().as_u16();
+                return Err((status, response.text().await.unwrap_or_default()));
             }
-            Ok(response) => panic!(
-                "keystone {url} refused a token for {who}: {} {}",
-                response.status(),
-                response.text().await.unwrap_or_default()
-            ),
-            Err(e) => last = e.to_string(),
+            Ok(response) => last = (response.status().as_u16(), String::new()),
+            Err(e) => last = (0, e.to_string()),
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    panic!(
-        "cannot get a token for {who} from keystone {url} ({last}): is it running? \
-         `bash tools/lib/keystone.sh start && bash tools/lib/keystone.sh seed`"
-    )
+    Err(last)
+}
+
+/// A token, or a failed test saying how to get Keystone running.
+async fn issue(url: &str, body: &Value, who: &str) -> Token {
+    try_issue(url, body).await.unwrap_or_else(|(status, text)| {
+        panic!(
+            "cannot get a token for {who} from keystone {url} ({status} {text}): is it running \
+             and seeded? `bash tools/lib/keystone.sh start && bash tools/lib/keystone.sh seed`"
+        )
+    })
 }
 
 fn password_body(user: &str, password: &str, project: &str) -> Value {
@@ -303,16 +299,25 @@ pub async fn token(persona: Persona) -> String {
         .clone()
 }
 
-/// The service user's token, to ask Keystone directly.
+/// The service user's token, to ask Keystone directly (issued once per test binary).
 pub async fn service_token() -> String {
+    static TOKEN: Mutex<Option<String>> = Mutex::new(None);
+    if let Some(token) = TOKEN.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+        return token;
+    }
     let (user, password, project) = env().service_user();
-    issue(
+    let value = issue(
         env().keystone_url(),
         &password_body(user, password, project),
         user,
     )
     .await
-    .value
+    .value;
+    TOKEN
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get_or_insert(value)
+        .clone()
 }
 
 /// Keystone's own verdict on `token` (`GET /v3/auth/tokens`): 200 valid, 404 not.
@@ -346,42 +351,67 @@ pub async fn revoke(token: &str) {
     );
 }
 
-/// An application credential of `owner`'s user expiring at `expires_at` (RFC 3339 UTC,
-/// whole seconds), and a token issued with it: Keystone caps that token's expiry at the
-/// credential's. Returns the token and the credential's id (to delete it).
-pub async fn short_lived_token(owner: &Token, expires_at: &str) -> (Token, String) {
+/// A token of `owner`'s user and project that Keystone issued to expire about `lifetime`
+/// from now: issued with an application credential expiring then (Keystone caps the token's
+/// expiry at the credential's). Returns the token, its expiry and the credential's id (to
+/// delete it). A Keystone too slow to issue it with half its life left is asked again with
+/// a longer lifetime.
+pub async fn short_lived_token(
+    owner: &Token,
+    lifetime: Duration,
+) -> (Token, chrono::DateTime<chrono::Utc>, String) {
     let url = env().keystone_url();
-    let name = format!("fresco-kstest-{}", Uuid::new_v4().simple());
-    let response = http()
-        .post(format!(
-            "{url}/users/{}/application_credentials",
-            owner.user_id
-        ))
-        .header("x-auth-token", &owner.value)
-        .json(&json!({"application_credential": {"name": name, "expires_at": expires_at}}))
-        .send()
-        .await
-        .expect("keystone answers");
-    assert_eq!(
-        response.status().as_u16(),
-        201,
-        "application credential refused"
-    );
-    let doc: Value = response.json().await.expect("credential document");
-    let id = doc["application_credential"]["id"]
-        .as_str()
-        .expect("credential id")
-        .to_owned();
-    let secret = doc["application_credential"]["secret"]
-        .as_str()
-        .expect("credential secret")
-        .to_owned();
-    let body = json!({"auth": {"identity": {
-        "methods": ["application_credential"],
-        "application_credential": {"id": id, "secret": secret}
-    }}});
-    let token = issue(url, &body, "an application credential").await;
-    (token, id)
+    let mut lifetime = lifetime;
+    for _ in 0..4 {
+        let expires = chrono::Utc::now() + chrono::Duration::from_std(lifetime).expect("lifetime");
+        let name = format!("fresco-kstest-{}", Uuid::new_v4().simple());
+        let response = http()
+            .post(format!(
+                "{url}/users/{}/application_credentials",
+                owner.user_id
+            ))
+            .header("x-auth-token", &owner.value)
+            .json(&json!({"application_credential": {
+                "name": name, "expires_at": expires.format("%Y-%m-%dT%H:%M:%SZ").to_string()}}))
+            .send()
+            .await
+            .expect("keystone answers");
+        let status = response.status().as_u16();
+        let doc: Value = response.json().await.unwrap_or_default();
+        if status != 201 {
+            // 400 when Keystone got to it after the expiry: too slow for this lifetime.
+            assert_eq!(status, 400, "application credential refused: {doc}");
+            lifetime *= 2;
+            continue;
+        }
+        let credential = |field: &str| {
+            doc["application_credential"][field]
+                .as_str()
+                .expect("credential field")
+                .to_owned()
+        };
+        let (id, secret) = (credential("id"), credential("secret"));
+        let body = json!({"auth": {"identity": {
+            "methods": ["application_credential"],
+            "application_credential": {"id": id, "secret": secret}
+        }}});
+        if let Ok(token) = try_issue(url, &body).await {
+            let expiry = chrono::DateTime::parse_from_rfc3339(&token.expires_at)
+                .expect("expires_at")
+                .with_timezone(&chrono::Utc);
+            assert!(
+                expiry <= expires,
+                "token expires at {expiry}, after its credential ({expires})"
+            );
+            let left = (expiry - chrono::Utc::now()).to_std().unwrap_or_default();
+            if left >= lifetime / 2 {
+                return (token, expiry, id);
+            }
+        }
+        delete_application_credential(owner, &id).await;
+        lifetime *= 2;
+    }
+    panic!("keystone is too slow to issue a short-lived token")
 }
 
 pub async fn delete_application_credential(owner: &Token, id: &str) {
@@ -586,7 +616,7 @@ pub fn config(database_url: &str, options: &Options) -> RawConfig {
          project_name = {project}\n\
          project_domain_name = Default\n\
          token_cache_time = 300\n\
-         http_request_timeout = 10\n\
+         http_request_timeout = 60\n\
          [oslo_policy]\n\
          policy_file = /nonexistent/fresco-kstests/policy.yaml\n\
          [internal_auth]\n\
