@@ -568,15 +568,20 @@ impl Drop for TestDb {
 fn signing_key() -> &'static Path {
     static KEY: OnceLock<PathBuf> = OnceLock::new();
     KEY.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("fresco-kstests-{}", Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("keystone-tests");
+        std::fs::create_dir_all(&dir).expect("test tmp dir");
         let key = dir.join("ticket-signing.pem");
-        let output = Command::new("openssl")
-            .args(["genpkey", "-algorithm", "ed25519", "-out"])
-            .arg(&key)
-            .output()
-            .expect("openssl runs (needed to make a ticket signing key)");
-        assert!(output.status.success(), "openssl genpkey failed");
+        if !key.exists() {
+            // Made aside and renamed: concurrent test binaries never see half a key.
+            let partial = dir.join(format!("ticket-signing.{}.pem", Uuid::new_v4().simple()));
+            let output = Command::new("openssl")
+                .args(["genpkey", "-algorithm", "ed25519", "-out"])
+                .arg(&partial)
+                .output()
+                .expect("openssl runs (needed to make a ticket signing key)");
+            assert!(output.status.success(), "openssl genpkey failed");
+            std::fs::rename(&partial, &key).expect("rename the key");
+        }
         key
     })
     .as_path()
