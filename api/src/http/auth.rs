@@ -16,7 +16,22 @@ use super::AppState;
 use crate::db::Scope;
 
 /// The authenticated caller of a request.
-pub struct Caller(pub Arc<Context>);
+pub struct Caller {
+    pub context: Arc<Context>,
+    /// The request asked for `all_projects=true`.
+    all_projects: bool,
+}
+
+/// Whether the query string asks for `all_projects=true` (checked against policy later).
+fn asks_all_projects(req: &HttpRequest) -> bool {
+    serde_urlencoded::from_str::<Vec<(String, String)>>(req.query_string())
+        .map(|pairs| {
+            pairs.iter().any(|(k, v)| {
+                k == "all_projects" && matches!(v.as_str(), "true" | "True" | "1" | "yes")
+            })
+        })
+        .unwrap_or(false)
+}
 
 impl FromRequest for Caller {
     type Error = ApiError;
@@ -29,6 +44,7 @@ impl FromRequest for Caller {
             .get("x-auth-token")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
+        let all_projects = asks_all_projects(req);
         Box::pin(async move {
             let state = state.ok_or_else(|| {
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "no application state")
@@ -37,7 +53,10 @@ impl FromRequest for Caller {
                 .auth
                 .authenticate(token.as_deref())
                 .await
-                .map(Caller)
+                .map(|context| Caller {
+                    context,
+                    all_projects,
+                })
                 .map_err(|e| auth_error(&state, e))
         })
     }
@@ -80,7 +99,7 @@ fn policy_error(error: PolicyError) -> ApiError {
 impl Caller {
     /// The project of a project-scoped token; a system-scoped token has none.
     pub fn project(&self) -> ApiResult<&str> {
-        self.0
+        self.context
             .project()
             .ok_or_else(|| ApiError::forbidden("this request needs a project-scoped token"))
     }
@@ -90,7 +109,7 @@ impl Caller {
     pub fn authorize(&self, state: &AppState, rule: &str) -> ApiResult<()> {
         state
             .policy
-            .enforce(rule, &self.0, &Target::own(&self.0))
+            .enforce(rule, &self.context, &Target::own(&self.context))
             .map_err(policy_error)
     }
 
@@ -98,7 +117,7 @@ impl Caller {
     pub fn authorize_on(&self, state: &AppState, rule: &str, project_id: &str) -> ApiResult<()> {
         state
             .policy
-            .enforce(rule, &self.0, &Target::project(project_id))
+            .enforce(rule, &self.context, &Target::project(project_id))
             .map_err(policy_error)
     }
 
@@ -106,28 +125,27 @@ impl Caller {
     pub fn cross_project(&self, state: &AppState) -> bool {
         state
             .policy
-            .check("all_projects", &self.0, &Target::own(&self.0))
+            .check("all_projects", &self.context, &Target::own(&self.context))
             .unwrap_or(false)
     }
 
-    /// The scope for reaching one object by id: the caller's project, or every project for
-    /// callers the `all_projects` rule admits. Another project's object is then simply not
-    /// found: 404, the same as a missing one.
+    /// The scope for reaching one object by id or name: the caller's own project, so another
+    /// project's object is simply not found (404, the same as a missing one). Only a request
+    /// that asks for `all_projects=true`, from a caller the `all_projects` rule admits, reaches
+    /// every project; a system-scoped admin (no project) does too.
     pub fn object_scope(&self, state: &AppState) -> ApiResult<Scope> {
-        if self.cross_project(state) {
+        if self.all_projects {
+            if !self.cross_project(state) {
+                return Err(ApiError::forbidden(
+                    "policy does not allow all_projects to be performed",
+                ));
+            }
+            return Ok(Scope::All { project_id: None });
+        }
+        if self.context.project().is_none() && self.cross_project(state) {
             return Ok(Scope::All { project_id: None });
         }
         Ok(Scope::Project(self.project()?.to_owned()))
-    }
-
-    /// The scope for reaching a function by id or name: names resolve in the caller's project.
-    pub fn function_scope(&self, state: &AppState, key: &str) -> ApiResult<Scope> {
-        if uuid::Uuid::parse_str(key).is_err() {
-            if let Some(project) = self.0.project() {
-                return Ok(Scope::Project(project.to_owned()));
-            }
-        }
-        self.object_scope(state)
     }
 
     /// The scope of a list: the caller's project unless `all_projects=true` (which needs the

@@ -207,21 +207,25 @@ async fn another_projects_objects_are_404_exactly_like_missing_ones() {
         .await
         .ok(200);
     assert_eq!(functions["functions"], json!([]));
-    // Admins reach every project.
+    // Admins reach every project, when they ask for it: without all_projects=true another
+    // project's object is a 404 for them too.
+    api.send(get(&format!("/v1/functions/{fid}")).by(ADMIN))
+        .await
+        .error(404, "could not be found");
     assert_eq!(
-        api.send(get(&format!("/v1/functions/{fid}")).by(ADMIN))
+        api.send(get(&format!("/v1/functions/{fid}?all_projects=true")).by(ADMIN))
             .await
             .ok(200)["function"],
         f
     );
     assert_eq!(
-        api.send(get(&format!("/v1/executions/{eid}")).by(ADMIN))
+        api.send(get(&format!("/v1/executions/{eid}?all_projects=true")).by(ADMIN))
             .await
             .ok(200)["execution"]["project_id"],
         "proj-a"
     );
     let _: Value = api
-        .send(get(&format!("/v1/functions/{fid}/versions/1")).by(ADMIN))
+        .send(get(&format!("/v1/functions/{fid}/versions/1?all_projects=true")).by(ADMIN))
         .await
         .ok(200);
 }

@@ -155,7 +155,7 @@ async fn private_runtimes_are_seen_by_their_project_and_admins_only() {
         private_b
     );
     assert_eq!(
-        api.send(get(&format!("/v1/runtimes/{b_id}")).by(ADMIN))
+        api.send(get(&format!("/v1/runtimes/{b_id}?all_projects=true")).by(ADMIN))
             .await
             .ok(200)["runtime"],
         private_b

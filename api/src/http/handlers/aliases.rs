@@ -48,7 +48,7 @@ pub async fn create(
     payload: web::Payload,
 ) -> ApiResult<HttpResponse> {
     caller.authorize(&data, "function_alias:create")?;
-    let scope = caller.function_scope(&data, &path)?;
+    let scope = caller.object_scope(&data)?;
     let b: AliasBody = body::json(&req, payload, data.api.max_json_body_bytes).await?;
     let key = path.into_inner();
     let alias = state(&data)
@@ -64,7 +64,7 @@ pub async fn list(
     req: HttpRequest,
 ) -> ApiResult<HttpResponse> {
     caller.authorize(&data, "function_alias:list")?;
-    let scope = caller.function_scope(&data, &path)?;
+    let scope = caller.object_scope(&data)?;
     let query = Query::parse(&req, &[])?;
     let page = query.page::<String>(
         &["name"],
@@ -92,7 +92,7 @@ pub async fn show(
     path: web::Path<(String, String)>,
 ) -> ApiResult<HttpResponse> {
     caller.authorize(&data, "function_alias:show")?;
-    let scope = caller.function_scope(&data, &path.0)?;
+    let scope = caller.object_scope(&data)?;
     let (key, name) = path.into_inner();
     let alias = state(&data)
         .db(move |conn| aliases::get(conn, &scope, &key, &name))
@@ -108,7 +108,7 @@ pub async fn update(
     payload: web::Payload,
 ) -> ApiResult<HttpResponse> {
     caller.authorize(&data, "function_alias:update")?;
-    let scope = caller.function_scope(&data, &path.0)?;
+    let scope = caller.object_scope(&data)?;
     let b: AliasBody = body::json(&req, payload, data.api.max_json_body_bytes).await?;
     if b.name.is_some() {
         return Err(crate::http::error::ApiError::bad_request(
@@ -128,7 +128,7 @@ pub async fn delete(
     path: web::Path<(String, String)>,
 ) -> ApiResult<HttpResponse> {
     caller.authorize(&data, "function_alias:delete")?;
-    let scope = caller.function_scope(&data, &path.0)?;
+    let scope = caller.object_scope(&data)?;
     let (key, name) = path.into_inner();
     state(&data)
         .db(move |conn| aliases::delete(conn, &scope, &key, &name))

@@ -142,7 +142,7 @@ pub async fn list(data: State, caller: Caller, req: HttpRequest) -> ApiResult<Ht
 
 pub async fn show(data: State, caller: Caller, path: web::Path<String>) -> ApiResult<HttpResponse> {
     caller.authorize(&data, "function:show")?;
-    let scope = caller.function_scope(&data, &path)?;
+    let scope = caller.object_scope(&data)?;
     let key = path.into_inner();
     let detail = state(&data)
         .db(move |conn| functions::get(conn, &scope, &key))
@@ -158,7 +158,7 @@ pub async fn update(
     payload: web::Payload,
 ) -> ApiResult<HttpResponse> {
     caller.authorize(&data, "function:update")?;
-    let scope = caller.function_scope(&data, &path)?;
+    let scope = caller.object_scope(&data)?;
     let (metadata, package) = metadata_and_package::<UpdateBody>(&data, &req, payload).await?;
     let update = metadata
         .map(|b| FunctionUpdate {
@@ -189,7 +189,7 @@ pub async fn upload(
     payload: web::Payload,
 ) -> ApiResult<HttpResponse> {
     caller.authorize(&data, "function:update")?;
-    let scope = caller.function_scope(&data, &path)?;
+    let scope = caller.object_scope(&data)?;
     match req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -238,7 +238,7 @@ pub async fn download(
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     caller.authorize(&data, "function:download")?;
-    let scope = caller.function_scope(&data, &path)?;
+    let scope = caller.object_scope(&data)?;
     let key = path.into_inner();
     let name = key.clone();
     let (format, bytes) = state(&data)
@@ -260,7 +260,7 @@ pub async fn delete(
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     caller.authorize(&data, "function:delete")?;
-    let scope = caller.function_scope(&data, &path)?;
+    let scope = caller.object_scope(&data)?;
     let key = path.into_inner();
     state(&data)
         .db(move |conn| functions::delete(conn, &scope, &key))

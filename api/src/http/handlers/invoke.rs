@@ -109,7 +109,7 @@ pub async fn invoke(
             .map_err(|e| ApiError::bad_request(format!("the event must be JSON: {e}")))?
     };
 
-    let scope = caller.function_scope(&data, &path)?;
+    let scope = caller.object_scope(&data)?;
     let key = path.into_inner();
     let cache_key = (scope.clone(), key.clone(), selector.clone());
     let target: Arc<Target> = match invoker.cache.get(&cache_key) {

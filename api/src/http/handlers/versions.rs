@@ -34,7 +34,7 @@ pub async fn publish(
     payload: web::Payload,
 ) -> ApiResult<HttpResponse> {
     caller.authorize(&data, "function_version:create")?;
-    let scope = caller.function_scope(&data, &path)?;
+    let scope = caller.object_scope(&data)?;
     let bytes = body::read(&req, payload, data.api.max_json_body_bytes).await?;
     let b: PublishBody = if bytes.is_empty() {
         PublishBody::default()
@@ -56,7 +56,7 @@ pub async fn list(
     req: HttpRequest,
 ) -> ApiResult<HttpResponse> {
     caller.authorize(&data, "function_version:list")?;
-    let scope = caller.function_scope(&data, &path)?;
+    let scope = caller.object_scope(&data)?;
     let query = Query::parse(&req, &[])?;
     let page = query.page::<i32>(
         &["version"],
@@ -84,7 +84,7 @@ pub async fn show(
     path: web::Path<(String, String)>,
 ) -> ApiResult<HttpResponse> {
     caller.authorize(&data, "function_version:show")?;
-    let scope = caller.function_scope(&data, &path.0)?;
+    let scope = caller.object_scope(&data)?;
     let (key, version) = path.into_inner();
     let n = number(&version)?;
     let detail = state(&data)
@@ -99,7 +99,7 @@ pub async fn delete(
     path: web::Path<(String, String)>,
 ) -> ApiResult<HttpResponse> {
     caller.authorize(&data, "function_version:delete")?;
-    let scope = caller.function_scope(&data, &path.0)?;
+    let scope = caller.object_scope(&data)?;
     let (key, version) = path.into_inner();
     let n = number(&version)?;
     state(&data)
