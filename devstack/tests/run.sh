@@ -134,6 +134,17 @@ finish() {
 trap finish EXIT
 
 # ---------------------------------------------------------------------------------------------
+# The Keystone venv, created when missing (a fresh machine): keystone, uwsgi and the CLI.
+ensure_keystone_venv() {
+    if [[ -x "$KEYSTONE_VENV/bin/keystone-manage" && -x "$KEYSTONE_VENV/bin/uwsgi" ]]; then
+        return 0
+    fi
+    echo "creating $KEYSTONE_VENV (keystone, uwsgi, python-openstackclient)"
+    python3 -m venv "$KEYSTONE_VENV" &&
+        "$KEYSTONE_VENV/bin/pip" install --quiet --disable-pip-version-check \
+            keystone python-openstackclient uwsgi >>"$H/keystone-venv.log" 2>&1
+}
+
 # A real Keystone on 127.0.0.1 (sqlite, fernet), started here and stopped by PID at the end.
 start_keystone() {
     local k="$H/keystone" site
@@ -427,7 +438,9 @@ phase_clean() {
 # ---------------------------------------------------------------------------------------------
 # full: PostgreSQL and Docker, then every phase through plugin.sh.
 start_postgres() {
-    local pgbin=/usr/lib/postgresql/15/bin
+    local pgbin
+    pgbin=$(find /usr/lib/postgresql -mindepth 2 -maxdepth 2 -name bin -type d 2>/dev/null | sort -V | tail -n 1)
+    [[ -x "$pgbin/initdb" ]] || { echo "no PostgreSQL server binaries under /usr/lib/postgresql"; return 1; }
     mkdir -p "$H/pg/sock"
     chown -R postgres:postgres "$H/pg"
     runuser -u postgres -- "$pgbin/initdb" -D "$H/pg/data" -A trust -U postgres >>"$H/pg/initdb.log" 2>&1 || return 1
@@ -523,9 +536,9 @@ devstack_env
 mkdir -p "$H/run"
 [[ -x "$FRESCO_CLIENT_VENV/bin/openstack" ]] || "$REPO/client/tools/venv.sh" >/dev/null || exit 1
 say "keystone on $KEYSTONE_SERVICE_URI (from $KEYSTONE_VENV)"
-if ! start_keystone; then
+if ! ensure_keystone_venv || ! start_keystone; then
     echo "keystone did not start; see $H/keystone/*.log"
-    tail -n 20 "$H"/keystone/*.log
+    tail -n 20 "$H"/keystone/*.log "$H/keystone-venv.log" 2>/dev/null
     FAILED=$((FAILED + 1))
     exit 1
 fi
