@@ -280,7 +280,22 @@ impl Stack {
                 .unwrap(),
         };
         stack.wait_for_agents(options.agents);
+        stack.wait_for_active_scheduler();
         stack
+    }
+
+    /// Waits until one scheduler holds the leader lock (a fresh one starts as a standby).
+    pub fn wait_for_active_scheduler(&self) {
+        wait_until(Duration::from_secs(30), "an active scheduler", || {
+            self.schedulers.iter().any(|s| {
+                Client::new()
+                    .get(format!("{}/healthcheck", s.url()))
+                    .send()
+                    .ok()
+                    .and_then(|r| r.json::<Value>().ok())
+                    .is_some_and(|body| body["role"] == "active")
+            })
+        });
     }
 
     /// Waits until the scheduler has placed `n` agents up (as the admin API shows them).
