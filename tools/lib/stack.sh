@@ -135,6 +135,18 @@ stack_start() {
     for n in $(seq 1 "$agents"); do
         wait_for 30 "fresco-agent-$n" curl -fsS "http://127.0.0.1:$((FRESCO_AGENT_PORT + n - 1))/healthcheck"
     done
+    # A fresh scheduler starts as a standby until it holds the leader lock, and knows an agent
+    # only after its first heartbeat: invocations before that would get 503.
+    wait_for 30 "an active scheduler with $agents agent(s)" stack_scheduler_ready "$agents"
+}
+
+# stack_scheduler_ready N: the scheduler is active and sees at least N agents up.
+stack_scheduler_ready() {
+    curl -fsS "http://127.0.0.1:$FRESCO_SCHEDULER_PORT/healthcheck" | python3 -c '
+import json, sys
+health = json.load(sys.stdin)
+sys.exit(0 if health.get("role") == "active" and health.get("agents_up", 0) >= int(sys.argv[1]) else 1)
+' "$1"
 }
 
 stack_stop() {
