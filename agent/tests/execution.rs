@@ -61,7 +61,7 @@ async fn unmodified_lambda_handler_gets_a_lambda_context() {
     );
     spec.environment.insert("GREETING".into(), "hi".into());
     spec.environment
-        .insert("AWS_LAMBDA_RUNTIME_API".into(), "10.0.0.1:1".into());
+        .insert("AWS_LAMBDA_RUNTIME_API".into(), "127.0.0.2:1".into());
     let (result, _) = agent.run(&spec, json!({"k": [1, 2]})).await;
     assert_eq!(result["status"], "succeeded", "{result}");
     let response: serde_json::Value =
