@@ -206,6 +206,27 @@ pub fn code_info(conn: &mut PgConnection, project_id: &str, sha256: &str) -> DbR
         .first(conn)?)
 }
 
+/// Metadata of several packages at once, keyed by (project, digest): one query for a page.
+pub fn code_infos(
+    conn: &mut PgConnection,
+    keys: &[(String, String)],
+) -> DbResult<std::collections::HashMap<(String, String), CodeInfo>> {
+    if keys.is_empty() {
+        return Ok(Default::default());
+    }
+    let projects: Vec<&str> = keys.iter().map(|(p, _)| p.as_str()).collect();
+    let digests: Vec<&str> = keys.iter().map(|(_, d)| d.as_str()).collect();
+    let rows: Vec<(String, CodeInfo)> = code_packages::table
+        .filter(code_packages::project_id.eq_any(projects))
+        .filter(code_packages::sha256.eq_any(digests))
+        .select((code_packages::project_id, CodeInfo::as_select()))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|(project, info)| ((project, info.sha256.clone()), info))
+        .collect())
+}
+
 /// The package bytes with their format.
 pub fn code_content(
     conn: &mut PgConnection,

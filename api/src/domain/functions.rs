@@ -272,10 +272,25 @@ pub fn list(
     page: &PageRequest<Uuid>,
 ) -> DomainResult<Page<FunctionDetail>> {
     let page = store::list(conn, scope, filter, page).map_err(marker_error)?;
-    let mut items = Vec::with_capacity(page.items.len());
-    for function in page.items {
-        items.push(detail(conn, function)?);
-    }
+    // One query for the whole page's code metadata, not one per function.
+    let keys: Vec<(String, String)> = page
+        .items
+        .iter()
+        .filter_map(|f| f.code_sha256.clone().map(|sha| (f.project_id.clone(), sha)))
+        .collect();
+    let codes = store::code_infos(conn, &keys)?;
+    let items = page
+        .items
+        .into_iter()
+        .map(|function| {
+            let code = function
+                .code_sha256
+                .clone()
+                // Functions of one project may share a package: look up, do not take.
+                .and_then(|sha| codes.get(&(function.project_id.clone(), sha)).cloned());
+            FunctionDetail { function, code }
+        })
+        .collect();
     Ok(Page {
         items,
         more: page.more,

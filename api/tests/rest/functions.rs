@@ -639,3 +639,47 @@ async fn deleted_functions_are_gone_with_their_versions_and_aliases() {
     // The name is free again.
     api.function(ALICE, "f", "py", json!({})).await;
 }
+
+/// Lists fetch the page's code metadata in one query; functions sharing one package must each
+/// still show it.
+#[actix_web::test]
+async fn lists_show_the_code_of_functions_sharing_a_package() {
+    let api = TestApi::start().await;
+    api.runtime("python3", json!({})).await;
+    let zip = zip_of(&[("main.py", b"def handler(e, c):\n    return 1\n")]);
+    for name in ["twin-a", "twin-b"] {
+        api.send(
+            post("/v1/functions")
+                .by(ALICE)
+                .upload(&json!({"name": name, "runtime": "python3"}), Some(&zip)),
+        )
+        .await
+        .ok(201);
+    }
+    api.send(
+        post("/v1/functions")
+            .by(ALICE)
+            .json(json!({"name": "no-code", "runtime": "python3"})),
+    )
+    .await
+    .ok(201);
+    let list = api
+        .send(get("/v1/functions?sort_key=name").by(ALICE))
+        .await
+        .ok(200);
+    let codes: Vec<(&str, &Value)> = list["functions"]
+        .as_array()
+        .expect("functions")
+        .iter()
+        .map(|f| (f["name"].as_str().expect("name"), &f["code"]))
+        .collect();
+    let expected = code(&zip, "zip");
+    assert_eq!(
+        codes,
+        vec![
+            ("no-code", &Value::Null),
+            ("twin-a", &expected),
+            ("twin-b", &expected)
+        ]
+    );
+}
