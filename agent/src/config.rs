@@ -4,6 +4,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use fresco_common::archive::Limits;
+
+use crate::engine::net::{Ipv4Net, NetworkPolicy};
 use fresco_common::conf::{
     AgentSection, ConfigError, DefaultSection, InternalAuthSection, RawConfig, SchedulerSection,
 };
@@ -12,8 +14,13 @@ use fresco_common::conf::{
 pub enum SettingsError {
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("[agent] container_user must be numeric uid:gid, got {0:?}")]
-    ContainerUser(String),
+    #[error("[agent] sandbox_uid_base {base} and sandbox_uid_count {count}: the range must be non-empty, above 0 and below 2^32 - 1")]
+    UidRange { base: u32, count: u32 },
+    #[error("[agent] {option}: {message}")]
+    Network {
+        option: &'static str,
+        message: String,
+    },
     #[error("cannot determine the machine's memory: {0}")]
     Memory(String),
     #[error("[agent] agent_id {0:?} may only hold letters, digits, '.', '_' and '-'")]
@@ -42,9 +49,18 @@ pub struct Settings {
     pub idle_timeout: Duration,
     pub start_timeout: Duration,
     pub shim_path: PathBuf,
-    pub container_uid: u32,
-    pub container_gid: u32,
+    /// Sandboxes run as uids (and gids) `sandbox_uid_base..sandbox_uid_base + sandbox_uid_count`.
+    pub sandbox_uid_base: u32,
+    pub sandbox_uid_count: u32,
     pub pids_limit: i64,
+    pub memory_mb_per_cpu: u64,
+    pub cpu_min_millicores: u64,
+    pub nofile_limit: i64,
+    pub nproc_limit: i64,
+    pub freeze_timeout: Duration,
+    pub output_max_bytes: u64,
+    pub container_output_max_bytes: u64,
+    pub network: NetworkPolicy,
     pub tmpfs_mb: u64,
     pub log_max_bytes: usize,
     pub log_sync_timeout: Duration,
@@ -86,7 +102,19 @@ impl Settings {
         if socket_len >= MAX_SOCKET_PATH {
             return Err(SettingsError::SocketPath(socket_len));
         }
-        let (container_uid, container_gid) = parse_user(&agent.container_user)?;
+        if agent.sandbox_uid_base == 0
+            || agent.sandbox_uid_count == 0
+            || agent
+                .sandbox_uid_base
+                .checked_add(agent.sandbox_uid_count)
+                .is_none_or(|end| end == u32::MAX)
+        {
+            return Err(SettingsError::UidRange {
+                base: agent.sandbox_uid_base,
+                count: agent.sandbox_uid_count,
+            });
+        }
+        let network = network_policy(&agent)?;
         let memory_mb = if agent.memory_mb == 0 {
             machine_memory_mb()? * 8 / 10
         } else {
@@ -109,9 +137,17 @@ impl Settings {
             idle_timeout: Duration::from_secs(agent.idle_timeout),
             start_timeout: Duration::from_secs(agent.start_timeout.max(1)),
             shim_path: PathBuf::from(agent.shim_path),
-            container_uid,
-            container_gid,
+            sandbox_uid_base: agent.sandbox_uid_base,
+            sandbox_uid_count: agent.sandbox_uid_count,
             pids_limit: agent.pids_limit,
+            memory_mb_per_cpu: agent.memory_mb_per_cpu.max(1),
+            cpu_min_millicores: agent.cpu_min_millicores,
+            nofile_limit: i64::try_from(agent.nofile_limit).unwrap_or(i64::MAX),
+            nproc_limit: i64::try_from(agent.nproc_limit).unwrap_or(i64::MAX),
+            freeze_timeout: Duration::from_millis(agent.freeze_timeout_ms),
+            output_max_bytes: agent.output_max_bytes,
+            container_output_max_bytes: agent.container_output_max_bytes,
+            network,
             tmpfs_mb: agent.tmpfs_mb,
             log_max_bytes: agent.log_max_bytes,
             log_sync_timeout: Duration::from_millis(agent.log_sync_timeout_ms),
@@ -140,20 +176,30 @@ impl Settings {
     }
 }
 
-/// `uid:gid` (or a bare `uid`, which then is also the gid); names are refused because the
-/// agent must own the per-container directory by the same numbers the container uses.
-pub fn parse_user(text: &str) -> Result<(u32, u32), SettingsError> {
-    let bad = || SettingsError::ContainerUser(text.to_owned());
-    let (uid, gid) = match text.split_once(':') {
-        Some((uid, gid)) => (uid, gid),
-        None => (text, text),
+/// The `[agent] sandbox_*` network options, parsed.
+fn network_policy(agent: &AgentSection) -> Result<NetworkPolicy, SettingsError> {
+    let parse = |option: &'static str, text: &str| {
+        text.parse::<Ipv4Net>()
+            .map_err(|message| SettingsError::Network { option, message })
     };
-    let uid: u32 = uid.trim().parse().map_err(|_| bad())?;
-    let gid: u32 = gid.trim().parse().map_err(|_| bad())?;
-    if uid == 0 {
-        return Err(bad());
+    let pool = parse("sandbox_network_cidr", &agent.sandbox_network_cidr)?;
+    if pool.prefix > 30 {
+        return Err(SettingsError::Network {
+            option: "sandbox_network_cidr",
+            message: format!("{pool} is too small (at most /30)"),
+        });
     }
-    Ok((uid, gid))
+    let list = |option: &'static str, items: &[String]| {
+        items
+            .iter()
+            .map(|text| parse(option, text))
+            .collect::<Result<Vec<_>, _>>()
+    };
+    Ok(NetworkPolicy {
+        pool,
+        denied: list("sandbox_denied_networks", &agent.sandbox_denied_networks)?,
+        allowed: list("sandbox_allowed_networks", &agent.sandbox_allowed_networks)?,
+    })
 }
 
 fn hostname() -> String {
@@ -180,13 +226,43 @@ mod tests {
     use super::*;
 
     #[test]
-    fn users_must_be_numeric_and_not_root() {
-        assert_eq!(parse_user("1000:1000").expect("ok"), (1000, 1000));
-        assert_eq!(parse_user("1001").expect("ok"), (1001, 1001));
-        assert_eq!(parse_user("1000:2000").expect("ok"), (1000, 2000));
-        assert!(parse_user("nobody").is_err());
-        assert!(parse_user("0:0").is_err(), "root is refused");
-        assert!(parse_user("1000:").is_err());
+    fn uid_ranges_and_networks_are_checked() {
+        let settings = |text: &str| {
+            let raw = RawConfig::parse(&format!("[agent]\nagent_id = n\n{text}"), "test")
+                .expect("parse");
+            Settings::from_raw(&raw)
+        };
+        let ok = settings("").expect("defaults");
+        assert_eq!((ok.sandbox_uid_base, ok.sandbox_uid_count), (200_000, 65_536));
+        assert_eq!(ok.network.pool.to_string(), "198.18.0.0/16");
+        assert!(ok
+            .network
+            .denied
+            .iter()
+            .any(|n| n.contains(std::net::Ipv4Addr::new(169, 254, 169, 254))));
+        assert!(ok.network.allowed.is_empty());
+        for bad in [
+            "sandbox_uid_base = 0",
+            "sandbox_uid_count = 0",
+            "sandbox_uid_base = 4294967000\nsandbox_uid_count = 295",
+        ] {
+            assert!(
+                matches!(settings(bad), Err(SettingsError::UidRange { .. })),
+                "{bad}"
+            );
+        }
+        for bad in [
+            "sandbox_network_cidr = 10.0.0.1/8",
+            "sandbox_network_cidr = 10.0.0.0/31",
+            "sandbox_allowed_networks = 10.0.0.0/8, nonsense",
+        ] {
+            assert!(
+                matches!(settings(bad), Err(SettingsError::Network { .. })),
+                "{bad}"
+            );
+        }
+        let allowed = settings("sandbox_allowed_networks = 10.1.0.0/16").expect("allowed");
+        assert_eq!(allowed.network.allowed.len(), 1);
     }
 
     #[test]

@@ -1,11 +1,18 @@
 //! One function container: the hardened engine settings built from a `FunctionSpec`, its
-//! per-container directory and Runtime API socket, its output, and its lifecycle.
+//! per-container directory and Runtime API socket, its output, and its lifecycle: started
+//! (network attached, then the shim may start the runtime), frozen whenever it is idle, thawed
+//! to run, destroyed.
+//!
+//! Every container runs as its own uid (and gid) from `[agent] sandbox_uid_base`, a range that
+//! maps to no host user; its socket directory is owned by that uid with mode 0700, so no other
+//! sandbox and no host user but root can reach its Runtime API.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use fresco_common::wire::FunctionSpec;
 use futures_util::StreamExt;
@@ -13,6 +20,8 @@ use tokio::net::UnixListener;
 use tokio::task::JoinHandle;
 
 use crate::config::Settings;
+use crate::engine::host::{CgroupHandle, FreezerState, HostControl, HostError};
+use crate::engine::net::NetworkLease;
 use crate::engine::{BindMount, ContainerEngine, ContainerSpec, EngineError};
 use crate::logs::LogBuffer;
 use crate::runtime_api::RuntimeChannel;
@@ -41,6 +50,76 @@ pub enum ContainerError {
     Engine(#[from] EngineError),
     #[error("container did not start within {0} s")]
     StartTimeout(u64),
+    #[error("no free uid left in the sandbox range")]
+    NoUid,
+    #[error("cannot prepare the sandbox: {0}")]
+    Host(#[from] HostError),
+}
+
+/// Why a sandbox could not be frozen (it must then be destroyed).
+#[derive(Debug, thiserror::Error)]
+pub enum FreezeError {
+    #[error(transparent)]
+    Host(#[from] HostError),
+    #[error("sandbox still freezing after {0:?}")]
+    Timeout(Duration),
+    #[error("sandbox cgroups are unknown")]
+    NoCgroups,
+}
+
+/// The uids of one agent's sandboxes: each live container holds one; handed out round-robin
+/// so a freed uid is reused as late as possible.
+struct UidRange {
+    base: u32,
+    count: u32,
+    next: u32,
+    used: HashSet<u32>,
+}
+
+impl UidRange {
+    fn take(&mut self) -> Option<u32> {
+        for _ in 0..self.count {
+            let uid = self.base + self.next;
+            self.next = (self.next + 1) % self.count;
+            if self.used.insert(uid) {
+                return Some(uid);
+            }
+        }
+        None
+    }
+
+    fn give_back(&mut self, uid: u32) {
+        self.used.remove(&uid);
+    }
+}
+
+/// What the containers of one agent share on the host: its controls and the uid range.
+pub struct Sandboxes {
+    pub host: Arc<dyn HostControl>,
+    uids: Mutex<UidRange>,
+}
+
+impl Sandboxes {
+    pub fn new(host: Arc<dyn HostControl>, uid_base: u32, uid_count: u32) -> Self {
+        Self {
+            host,
+            uids: Mutex::new(UidRange {
+                base: uid_base,
+                count: uid_count.max(1),
+                next: 0,
+                used: HashSet::new(),
+            }),
+        }
+    }
+
+    fn uids(&self) -> std::sync::MutexGuard<'_, UidRange> {
+        self.uids.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Uids held by live containers.
+    pub fn uids_in_use(&self) -> usize {
+        self.uids().used.len()
+    }
 }
 
 /// The function's version as Lambda names it.
@@ -115,13 +194,29 @@ pub fn cpu_shares(memory_mb: u64) -> i64 {
     i64::try_from(shares).unwrap_or(262_144).clamp(2, 262_144)
 }
 
-/// The engine settings of a container for `spec`.
+/// CFS period of every sandbox, in microseconds.
+pub const CPU_PERIOD_US: i64 = 100_000;
+
+/// The hard CPU limit of a sandbox as a CFS quota per `CPU_PERIOD_US`: one CPU per
+/// `memory_mb_per_cpu` MB of memory, never below `min_millicores`, never above the machine.
+pub fn cpu_quota_us(memory_mb: u64, memory_mb_per_cpu: u64, min_millicores: u64, cpus: i32) -> i64 {
+    let period = CPU_PERIOD_US as u64;
+    let proportional = memory_mb.saturating_mul(period) / memory_mb_per_cpu.max(1);
+    let floor = min_millicores.saturating_mul(period) / 1000;
+    let machine = u64::try_from(cpus.max(1)).unwrap_or(1).saturating_mul(period);
+    // The engine refuses a quota below 1 ms.
+    let quota = proportional.max(floor).min(machine).max(1000);
+    i64::try_from(quota).unwrap_or(i64::MAX)
+}
+
+/// The engine settings of a container for `spec`, running as `uid` (and gid `uid`).
 pub fn container_spec(
     settings: &Settings,
     spec: &FunctionSpec,
     name: &str,
     code_dir: Option<&Path>,
     socket_dir: &Path,
+    uid: u32,
 ) -> ContainerSpec {
     let memory_mb = u64::try_from(spec.memory_mb.max(1)).unwrap_or(1);
     let mut mounts = vec![
@@ -156,12 +251,21 @@ pub fn container_spec(
         image: spec.image.clone(),
         entrypoint: vec![SHIM_IN_CONTAINER.to_owned()],
         env: build_env(spec, name),
-        user: format!("{}:{}", settings.container_uid, settings.container_gid),
+        user: format!("{uid}:{uid}"),
         labels,
         network: spec.network,
         memory_bytes: i64::try_from(memory_mb * 1024 * 1024).unwrap_or(i64::MAX),
         cpu_shares: cpu_shares(memory_mb),
+        cpu_quota_us: cpu_quota_us(
+            memory_mb,
+            settings.memory_mb_per_cpu,
+            settings.cpu_min_millicores,
+            settings.cpus,
+        ),
+        cpu_period_us: CPU_PERIOD_US,
         pids_limit: settings.pids_limit,
+        nofile_limit: settings.nofile_limit,
+        nproc_limit: settings.nproc_limit,
         tmpfs_mb: settings.tmpfs_mb,
         mounts,
     }
@@ -171,19 +275,31 @@ pub fn container_spec(
 pub struct Container {
     pub id: String,
     pub name: String,
+    /// The uid (and gid) it runs as, its own among the live containers.
+    pub uid: u32,
     pub channel: Arc<RuntimeChannel>,
     pub logs: Arc<LogBuffer>,
     dir: PathBuf,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    sandboxes: Arc<Sandboxes>,
+    cgroups: OnceLock<CgroupHandle>,
+    network: Mutex<Option<NetworkLease>>,
+    /// Whether the freezer holds it (or was asked to).
+    frozen: AtomicBool,
+    /// Its CPU time when it last thawed (0: since it started), in nanoseconds.
+    cpu_base_ns: AtomicU64,
     /// Whether it has run an invocation yet (the first one is the cold one).
     pub used: AtomicBool,
+    destroyed: AtomicBool,
 }
 
 impl Container {
     /// Creates and starts a container for `spec`, with its socket directory and Runtime API
-    /// server ready before the shim's first connection.
+    /// server ready before the shim's first connection, its network attached (when the
+    /// function has network) before the shim may start the runtime.
     pub async fn start<E: ContainerEngine>(
         engine: &Arc<E>,
+        sandboxes: &Arc<Sandboxes>,
         settings: &Settings,
         spec: &FunctionSpec,
         code_dir: Option<&Path>,
@@ -192,34 +308,60 @@ impl Container {
         let dir = settings
             .containers_dir()
             .join(&name["fresco-".len()..][..16]);
-        let listener = prepare_socket_dir(&dir, settings.container_uid, settings.container_gid)?;
+        let uid = sandboxes.uids().take().ok_or(ContainerError::NoUid)?;
+        let listener = match prepare_socket_dir(&dir, uid, uid) {
+            Ok(listener) => listener,
+            Err(e) => {
+                sandboxes.uids().give_back(uid);
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(e);
+            }
+        };
         let channel = Arc::new(RuntimeChannel::new());
         let server = channel.serve(listener);
-        let container_spec = container_spec(settings, spec, &name, code_dir, &dir);
+        let container_spec = container_spec(settings, spec, &name, code_dir, &dir, uid);
         let id = match engine.create(&container_spec).await {
             Ok(id) => id,
             Err(e) => {
                 channel.close();
                 server.abort();
                 let _ = std::fs::remove_dir_all(&dir);
+                sandboxes.uids().give_back(uid);
                 return Err(e.into());
             }
         };
         let container = Arc::new(Container {
             id,
             name,
+            uid,
             channel,
-            logs: Arc::new(LogBuffer::new(settings.log_max_bytes)),
+            logs: Arc::new(LogBuffer::with_limits(
+                settings.log_max_bytes,
+                settings.output_max_bytes,
+                settings.container_output_max_bytes,
+            )),
             dir,
             tasks: Mutex::new(vec![server]),
+            sandboxes: Arc::clone(sandboxes),
+            cgroups: OnceLock::new(),
+            network: Mutex::new(None),
+            frozen: AtomicBool::new(false),
+            cpu_base_ns: AtomicU64::new(0),
             used: AtomicBool::new(false),
+            destroyed: AtomicBool::new(false),
         });
-        match tokio::time::timeout(settings.start_timeout, container.attach_and_start(engine)).await
-        {
-            Ok(Ok(())) => Ok(container),
+        let prepared = async {
+            container.attach_and_start(engine).await?;
+            container.prepare_sandbox(engine, spec.network).await
+        };
+        match tokio::time::timeout(settings.start_timeout, prepared).await {
+            Ok(Ok(())) => {
+                container.channel.set_ready();
+                Ok(container)
+            }
             Ok(Err(e)) => {
                 container.destroy(engine).await;
-                Err(e.into())
+                Err(e)
             }
             Err(_) => {
                 container.destroy(engine).await;
@@ -236,9 +378,13 @@ impl Container {
     ) -> Result<(), EngineError> {
         let mut output = engine.attach(&self.id).await?;
         let logs = Arc::clone(&self.logs);
+        let channel = Arc::clone(&self.channel);
         let pump = tokio::spawn(async move {
             while let Some(chunk) = output.next().await {
-                logs.push(&chunk);
+                if let Some(limit) = logs.push(&chunk) {
+                    // The service kills it when the invocation ends with this.
+                    channel.output_limit_passed(limit);
+                }
             }
             logs.close();
         });
@@ -268,23 +414,144 @@ impl Container {
         Ok(())
     }
 
+    /// Finds the container's cgroups and, for a function with network, gives it its link.
+    async fn prepare_sandbox<E: ContainerEngine>(
+        &self,
+        engine: &Arc<E>,
+        network: bool,
+    ) -> Result<(), ContainerError> {
+        let pid = engine.pid(&self.id).await?;
+        let host = Arc::clone(&self.sandboxes.host);
+        let cgroups = host.cgroups(pid)?;
+        let _ = self.cgroups.set(cgroups);
+        if network {
+            let tag = self.name["fresco-".len()..].to_owned();
+            let lease = tokio::task::spawn_blocking(move || host.connect_network(pid, &tag))
+                .await
+                .map_err(|e| {
+                    HostError::NetworkUnavailable(format!("network set-up task failed: {e}"))
+                })??;
+            log::debug!(
+                "container {} has address {} on {}",
+                self.name,
+                lease.address,
+                lease.interface
+            );
+            *self.network() = Some(lease);
+        }
+        Ok(())
+    }
+
     fn tasks(&self) -> std::sync::MutexGuard<'_, Vec<JoinHandle<()>>> {
         self.tasks.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Kills and removes the container and its directory.
+    fn network(&self) -> std::sync::MutexGuard<'_, Option<NetworkLease>> {
+        self.network.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The sandbox's address, when it has network.
+    pub fn address(&self) -> Option<std::net::Ipv4Addr> {
+        self.network().as_ref().map(|lease| lease.address)
+    }
+
+    /// CPU time used since the last thaw (a new container: since it started), in ms.
+    pub fn cpu_ms_since_thaw(&self) -> Option<f64> {
+        let cgroups = self.cgroups.get()?;
+        match self.sandboxes.host.cpu_time_ns(cgroups) {
+            Ok(now) => {
+                let used = now.saturating_sub(self.cpu_base_ns.load(Ordering::SeqCst));
+                Some(used as f64 / 1_000_000.0)
+            }
+            Err(e) => {
+                log::warn!("cannot read the cpu time of {}: {e}", self.name);
+                None
+            }
+        }
+    }
+
+    /// Stops every process of the sandbox (cgroup freezer) and waits, at most `limit`, until
+    /// the freezer reports them all stopped. On error the sandbox may still run: destroy it.
+    pub async fn freeze(&self, limit: Duration) -> Result<(), FreezeError> {
+        let cgroups = self.cgroups.get().ok_or(FreezeError::NoCgroups)?;
+        let host = &self.sandboxes.host;
+        self.frozen.store(true, Ordering::SeqCst);
+        host.set_frozen(cgroups, true)?;
+        let started = Instant::now();
+        let mut polls = 0u32;
+        loop {
+            match host.freezer_state(cgroups)? {
+                FreezerState::Frozen => return Ok(()),
+                // Busy tasks stop at their next scheduling point: usually within a few
+                // microseconds (yield), at worst within a scheduler tick or two (sleep).
+                FreezerState::Freezing | FreezerState::Thawed => {
+                    if started.elapsed() >= limit {
+                        return Err(FreezeError::Timeout(limit));
+                    }
+                    polls += 1;
+                    if polls < 16 {
+                        tokio::task::yield_now().await;
+                    } else {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                    // Writing FROZEN again is how a v1 freezer is told to retry tasks it
+                    // could not stop yet.
+                    if polls % 16 == 0 {
+                        host.set_frozen(cgroups, true)?;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Lets the sandbox run again; its CPU time from here on is the next invocation's.
+    pub fn thaw(&self) -> Result<(), HostError> {
+        let Some(cgroups) = self.cgroups.get() else {
+            return Ok(());
+        };
+        let host = &self.sandboxes.host;
+        // Frozen, the counter does not move: read before thawing.
+        let base = host.cpu_time_ns(cgroups)?;
+        host.set_frozen(cgroups, false)?;
+        self.cpu_base_ns.store(base, Ordering::SeqCst);
+        self.frozen.store(false, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Kills and removes the container, its directory and its network, and frees its uid.
     pub async fn destroy<E: ContainerEngine>(&self, engine: &Arc<E>) {
+        if self.destroyed.swap(true, Ordering::SeqCst) {
+            return;
+        }
         self.channel.close();
-        if let Err(e) = engine.remove(&self.id).await {
+        // A frozen task cannot act on SIGKILL on every kernel: thaw first.
+        if self.frozen.load(Ordering::SeqCst) {
+            if let Some(cgroups) = self.cgroups.get() {
+                if let Err(e) = self.sandboxes.host.set_frozen(cgroups, false) {
+                    log::warn!("cannot thaw {} before removing it: {e}", self.name);
+                }
+            }
+        }
+        let removed = engine.remove(&self.id).await;
+        if let Err(e) = &removed {
             log::warn!("cannot remove container {}: {e}", self.name);
         }
         for task in self.tasks().drain(..) {
             task.abort();
         }
+        let lease = self.network().take();
+        if let Some(lease) = lease {
+            let host = Arc::clone(&self.sandboxes.host);
+            let _ = tokio::task::spawn_blocking(move || host.disconnect_network(&lease)).await;
+        }
         if let Err(e) = std::fs::remove_dir_all(&self.dir) {
             if e.kind() != std::io::ErrorKind::NotFound {
                 log::warn!("cannot remove {}: {e}", self.dir.display());
             }
+        }
+        // A container that may still exist keeps its uid: no other sandbox may share it.
+        if removed.is_ok() {
+            self.sandboxes.uids().give_back(self.uid);
         }
     }
 }
@@ -388,12 +655,16 @@ mod tests {
             "fresco-x",
             Some(Path::new("/code")),
             Path::new("/sock"),
+            200_007,
         );
         assert!(!c.network);
         assert_eq!(c.memory_bytes, 128 * 1024 * 1024);
         assert_eq!(c.pids_limit, 32);
         assert_eq!(c.tmpfs_mb, 16);
-        assert_eq!(c.user, "1000:1000");
+        assert_eq!(c.user, "200007:200007");
+        assert_eq!((c.nofile_limit, c.nproc_limit), (1024, 64));
+        assert_eq!(c.cpu_period_us, CPU_PERIOD_US);
+        assert_eq!(c.cpu_quota_us, 25_000, "128 MB gets the 250 millicore floor");
         assert_eq!(c.entrypoint, vec![SHIM_IN_CONTAINER.to_owned()]);
         assert_eq!(c.labels.get(LABEL_AGENT).map(String::as_str), Some("a1"));
         assert_eq!(c.labels.get(LABEL_VERSION).map(String::as_str), Some("3"));
@@ -417,6 +688,46 @@ mod tests {
         );
         assert_eq!(host.memory, host.memory_swap, "no swap beyond the limit");
         assert!(host.tmpfs.expect("tmpfs")["/tmp"].contains("size=16m"));
+        assert_eq!(host.cpu_quota, Some(25_000));
+        assert_eq!(host.cpu_period, Some(100_000));
+        let ulimits: Vec<(String, i64)> = host
+            .ulimits
+            .expect("ulimits")
+            .into_iter()
+            .map(|u| (u.name.unwrap_or_default(), u.hard.unwrap_or_default()))
+            .collect();
+        assert_eq!(
+            ulimits,
+            vec![("nofile".to_owned(), 1024), ("nproc".to_owned(), 64)]
+        );
+    }
+
+    #[test]
+    fn cpu_quota_follows_memory_between_the_floor_and_the_machine() {
+        // 1 CPU per 1769 MB, floor 250 millicores, 4 CPUs.
+        let quota = |mb| cpu_quota_us(mb, 1769, 250, 4);
+        assert_eq!(quota(1769), 100_000, "one full CPU");
+        assert_eq!(quota(3538), 200_000);
+        assert_eq!(quota(128), 25_000, "the floor");
+        assert_eq!(quota(100_000), 400_000, "never more than the machine");
+        assert_eq!(cpu_quota_us(128, 1769, 0, 4), 7235, "no floor: Lambda's share");
+        assert_eq!(cpu_quota_us(1, 1769, 0, 4), 1000, "the engine's minimum");
+    }
+
+    #[test]
+    fn uids_are_distinct_and_reused_late() {
+        let mut range = UidRange {
+            base: 200_000,
+            count: 3,
+            next: 0,
+            used: HashSet::new(),
+        };
+        assert_eq!(range.take(), Some(200_000));
+        assert_eq!(range.take(), Some(200_001));
+        range.give_back(200_000);
+        assert_eq!(range.take(), Some(200_002), "the freed uid waits its turn");
+        assert_eq!(range.take(), Some(200_000));
+        assert_eq!(range.take(), None, "range exhausted");
     }
 
     #[test]

@@ -7,6 +7,10 @@
 //! `.../{id}/error`; a runtime that cannot load the handler posts `/runtime/init/error`.
 //! Everything read from the socket comes from the tenant's container and is checked: request
 //! ids must match the invocation handed out, bodies are capped, unknown paths are 404.
+//!
+//! Two Fresco-only paths serve the shim: `GET .../fresco/start` answers once the agent has
+//! finished preparing the sandbox (its network, for one that has network), so no function
+//! code runs before; `GET .../fresco/sync` hands out output sync tokens (see `logs`).
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -26,6 +30,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::engine::ExitInfo;
+use crate::logs::OutputLimit;
 
 /// Largest response a function may return (Lambda's synchronous limit).
 pub const MAX_RESPONSE_BYTES: usize = 6 * 1024 * 1024;
@@ -63,6 +68,8 @@ pub enum Outcome {
     ResponseTooLarge,
     /// The container stopped.
     Exited(ExitInfo),
+    /// The container passed its output limit (it is being killed).
+    OutputLimit(OutputLimit),
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -91,6 +98,8 @@ pub struct RuntimeChannel {
     queue_rx: tokio::sync::Mutex<mpsc::Receiver<Invocation>>,
     slot: Mutex<Slot>,
     closed: watch::Sender<bool>,
+    /// Set when the sandbox is ready for the runtime to start (`fresco/start`).
+    ready: watch::Sender<bool>,
     connections: AtomicUsize,
     /// Output sync tokens for the shim (see `logs`).
     sync_tx: mpsc::Sender<String>,
@@ -114,6 +123,7 @@ impl RuntimeChannel {
             queue_rx: tokio::sync::Mutex::new(queue_rx),
             slot: Mutex::new(Slot::default()),
             closed: watch::channel(false).0,
+            ready: watch::channel(false).0,
             connections: AtomicUsize::new(0),
         }
     }
@@ -157,6 +167,16 @@ impl RuntimeChannel {
     /// The container stopped: the pending invocation (if any) ends with `Exited`.
     pub fn container_exited(&self, exit: ExitInfo) {
         self.terminate(Outcome::Exited(exit));
+    }
+
+    /// The container passed its output limit: the pending invocation (if any) ends with it.
+    pub fn output_limit_passed(&self, limit: OutputLimit) {
+        self.terminate(Outcome::OutputLimit(limit));
+    }
+
+    /// The sandbox is prepared: the shim may start the runtime.
+    pub fn set_ready(&self) {
+        self.ready.send_replace(true);
     }
 
     /// Marks the container unusable and ends the pending invocation with `outcome`.
@@ -260,6 +280,7 @@ impl RuntimeChannel {
                 self.post_error(&id, req).await
             }
             (&Method::GET, ["fresco", "sync"]) => self.sync().await,
+            (&Method::GET, ["fresco", "start"]) => self.start().await,
             (&Method::POST, ["init", "error"]) => {
                 let error = read_error(req).await;
                 self.terminate(Outcome::InitError(error));
@@ -311,6 +332,20 @@ impl RuntimeChannel {
             }
         }
         response
+    }
+
+    /// The shim's wait before it starts the runtime: 200 once the sandbox is ready, 410 when
+    /// the container is being removed instead.
+    async fn start(&self) -> Response<Full<Bytes>> {
+        let mut closed = self.closed.subscribe();
+        let mut ready = self.ready.subscribe();
+        tokio::select! {
+            result = ready.wait_for(|r| *r) => match result {
+                Ok(_) => json_response(StatusCode::OK, serde_json::json!({"status": "ready"})),
+                Err(_) => shutting_down(),
+            },
+            _ = closed.wait_for(|c| *c) => shutting_down(),
+        }
     }
 
     /// The shim's long poll for output sync tokens (answers the token as text).

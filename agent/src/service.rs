@@ -14,9 +14,12 @@ use uuid::Uuid;
 
 use crate::code::{CodeCache, CodeError};
 use crate::config::Settings;
-use crate::container::{function_arn, Container, LABEL_AGENT};
+use crate::container::{function_arn, Container, Sandboxes, LABEL_AGENT};
+use crate::engine::host::{HostControl, LinuxHost};
+use crate::engine::net::agent_tag;
 use crate::engine::{ContainerEngine, EngineError};
 use crate::pool::{Acquired, Pools};
+use crate::logs::OutputLimit;
 use crate::runtime_api::{DispatchError, Invocation, Outcome};
 
 /// Why a run was refused before anything ran (the HTTP layer maps these to status codes).
@@ -51,11 +54,16 @@ pub struct Metrics {
     pub runs: std::sync::atomic::AtomicU64,
     pub cold_starts: std::sync::atomic::AtomicU64,
     pub timeouts: std::sync::atomic::AtomicU64,
+    /// Idle sandboxes destroyed because they could not be frozen (or thawed).
+    pub freeze_failures: std::sync::atomic::AtomicU64,
+    /// Containers killed for passing their output limit.
+    pub output_cutoffs: std::sync::atomic::AtomicU64,
 }
 
 pub struct Agent<E: ContainerEngine> {
     settings: Settings,
     engine: Arc<E>,
+    sandboxes: Arc<Sandboxes>,
     verifier: TicketVerifier,
     code: CodeCache,
     pools: Mutex<Pools<Arc<Container>>>,
@@ -149,8 +157,14 @@ impl<E: ContainerEngine> Agent<E> {
             settings.code_max_bytes,
             settings.code_limits,
         )?;
+        let host = LinuxHost::new(&agent_tag(&settings.agent_id), settings.network.clone());
         Ok(Self {
             pools: Mutex::new(Pools::new(settings.memory_mb)),
+            sandboxes: Arc::new(Sandboxes::new(
+                Arc::new(host),
+                settings.sandbox_uid_base,
+                settings.sandbox_uid_count,
+            )),
             settings,
             engine,
             verifier,
@@ -162,8 +176,24 @@ impl<E: ContainerEngine> Agent<E> {
         })
     }
 
+    /// Uses `host` instead of the real one for what the agent does to sandboxes on the host
+    /// (unit tests); call before the first run.
+    pub fn with_host(mut self, host: Arc<dyn HostControl>) -> Self {
+        self.sandboxes = Arc::new(Sandboxes::new(
+            host,
+            self.settings.sandbox_uid_base,
+            self.settings.sandbox_uid_count,
+        ));
+        self
+    }
+
     pub fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    /// Uids held by live containers.
+    pub fn uids_in_use(&self) -> usize {
+        self.sandboxes.uids_in_use()
     }
 
     fn pools(&self) -> std::sync::MutexGuard<'_, Pools<Arc<Container>>> {
@@ -177,7 +207,17 @@ impl<E: ContainerEngine> Agent<E> {
             .list_labelled(LABEL_AGENT, &self.settings.agent_id)
             .await?;
         for id in &leftovers {
+            // It may be frozen, and a frozen task cannot act on SIGKILL on every kernel.
+            if let Ok(pid) = self.engine.pid(id).await {
+                if let Ok(cgroups) = self.sandboxes.host.cgroups(pid) {
+                    let _ = self.sandboxes.host.set_frozen(&cgroups, false);
+                }
+            }
             self.engine.remove(id).await?;
+        }
+        let host = Arc::clone(&self.sandboxes.host);
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || host.reset_network()).await {
+            log::warn!("cannot remove the sandbox network of a previous run: {e}");
         }
         let dir = self.settings.containers_dir();
         if dir.exists() {
@@ -223,7 +263,38 @@ impl<E: ContainerEngine> Agent<E> {
         let acquired = self.pools().acquire(&key, &spec.warm_key(), memory_mb);
         let started = Instant::now();
         let (container, init_ms) = match acquired {
-            Acquired::Warm(container) => (container, None),
+            Acquired::Warm(container) => match container.thaw() {
+                Ok(()) => (container, None),
+                Err(e) => {
+                    // Never run (or keep) a sandbox in an unknown freezer state: replace it
+                    // with a new one in the same memory reservation.
+                    log::warn!("cannot thaw {}: {e}; starting a new one", container.name);
+                    self.metrics.freeze_failures.fetch_add(1, Ordering::Relaxed);
+                    self.destroy_later(container);
+                    match self.start_container(&spec, ticket).await {
+                        Ok(container) => {
+                            self.metrics.cold_starts.fetch_add(1, Ordering::Relaxed);
+                            (container, Some(ms(started.elapsed())))
+                        }
+                        Err(error) => {
+                            self.pools().retire(&key);
+                            return Ok(RunResult {
+                                execution_id: claims.sub,
+                                status: RunStatus::Error,
+                                response: None,
+                                error: Some(error),
+                                duration_ms: ms(started.elapsed()),
+                                init_ms: None,
+                                max_memory_mb: None,
+                                cold: true,
+                                logs: String::new(),
+                                cpu_ms: None,
+                                output_truncated: false,
+                            });
+                        }
+                    }
+                }
+            },
             Acquired::Full { free_mb } => {
                 return Err(RunError::NoCapacity(format!(
                     "function needs {memory_mb} MB, {free_mb} MB free"
@@ -250,6 +321,8 @@ impl<E: ContainerEngine> Agent<E> {
                             max_memory_mb: None,
                             cold: true,
                             logs: String::new(),
+                            cpu_ms: None,
+                            output_truncated: false,
                         });
                     }
                 }
@@ -275,8 +348,14 @@ impl<E: ContainerEngine> Agent<E> {
             ),
             None => None,
         };
-        Container::start(&self.engine, &self.settings, spec, code_dir.as_deref())
-            .await
+        Container::start(
+            &self.engine,
+            &self.sandboxes,
+            &self.settings,
+            spec,
+            code_dir.as_deref(),
+        )
+        .await
             .map_err(|e| platform_error("ContainerStartFailed", e.to_string()))
     }
 
@@ -359,6 +438,8 @@ impl<E: ContainerEngine> Agent<E> {
             max_memory_mb,
             cold,
             logs: String::new(),
+            cpu_ms: None,
+            output_truncated: false,
         };
         let reusable = match ending {
             Ending::Outcome(Outcome::Response(body)) => {
@@ -381,6 +462,23 @@ impl<E: ContainerEngine> Agent<E> {
                     stack_trace: Vec::new(),
                 });
                 true
+            }
+            Ending::Outcome(Outcome::OutputLimit(limit)) => {
+                self.metrics.output_cutoffs.fetch_add(1, Ordering::Relaxed);
+                result.status = RunStatus::Failed;
+                result.error = Some(FunctionError {
+                    error_type: "Function.OutputLimitExceeded".to_owned(),
+                    error_message: match limit {
+                        OutputLimit::Invocation(max) => {
+                            format!("the function wrote more than {max} bytes of output")
+                        }
+                        OutputLimit::Lifetime(max) => format!(
+                            "the function's container wrote more than {max} bytes of output"
+                        ),
+                    },
+                    stack_trace: Vec::new(),
+                });
+                false
             }
             Ending::Outcome(Outcome::InitError(error)) => {
                 result.status = RunStatus::Failed;
@@ -428,12 +526,32 @@ impl<E: ContainerEngine> Agent<E> {
                 false
             }
         };
-        result.logs = container.logs.take();
+        (result.logs, result.output_truncated) = container.logs.take();
+        let keep =
+            reusable && container.channel.is_usable() && !self.shutting_down.load(Ordering::SeqCst);
+        // Between invocations a sandbox does not run: freeze it before the result leaves, and
+        // bill what it used since it thawed (stray background processes included).
+        let freeze_started = Instant::now();
+        let frozen = if keep {
+            match container.freeze(self.settings.freeze_timeout).await {
+                Ok(()) => true,
+                Err(e) => {
+                    log::warn!("cannot freeze {}: {e}; removing it", container.name);
+                    self.metrics.freeze_failures.fetch_add(1, Ordering::Relaxed);
+                    false
+                }
+            }
+        } else {
+            false
+        };
+        result.cpu_ms = container.cpu_ms_since_thaw();
         log::debug!(
-            "execution {execution_id}: {} in {duration_ms:.3} ms, output sync {sync_ms:.3} ms, cold {cold}",
-            result.status.as_str()
+            "execution {execution_id}: {} in {duration_ms:.3} ms, output sync {sync_ms:.3} ms, freeze {:.3} ms, cpu {:?} ms, cold {cold}",
+            result.status.as_str(),
+            ms(freeze_started.elapsed()),
+            result.cpu_ms,
         );
-        if reusable && container.channel.is_usable() && !self.shutting_down.load(Ordering::SeqCst) {
+        if frozen {
             self.pools().release(key, container, Instant::now());
         } else {
             // Killed before answering: gone before the caller hears about it.
@@ -508,7 +626,7 @@ impl<E: ContainerEngine> Agent<E> {
         }
     }
 
-    /// Stops taking runs and removes every container of this agent.
+    /// Stops taking runs and removes every container of this agent, and its sandbox network.
     pub async fn shutdown(&self) {
         self.shutting_down.store(true, Ordering::SeqCst);
         let idle = self.pools().drain_idle();
@@ -527,6 +645,10 @@ impl<E: ContainerEngine> Agent<E> {
             }
             Err(e) => log::warn!("cannot list containers at shutdown: {e}"),
         }
+        let host = Arc::clone(&self.sandboxes.host);
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || host.reset_network()).await {
+            log::warn!("cannot remove the sandbox network: {e}");
+        }
     }
 }
 
@@ -541,7 +663,8 @@ impl Drop for RunningGuard<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::fake::FakeEngine;
+    use crate::engine::fake::{FakeEngine, FakeHost};
+    use crate::engine::host::FreezerState;
     use fresco_common::conf::RawConfig;
     use fresco_common::ticket::TicketSigner;
 
@@ -553,6 +676,7 @@ mod tests {
     struct Harness {
         agent: Agent<FakeEngine>,
         engine: Arc<FakeEngine>,
+        host: Arc<FakeHost>,
         state: PathBuf,
     }
 
@@ -565,11 +689,16 @@ mod tests {
     use std::path::PathBuf;
 
     fn harness(memory_mb: u64) -> Harness {
+        harness_with(memory_mb, "")
+    }
+
+    /// A harness with `extra` `[agent]` options.
+    fn harness_with(memory_mb: u64, extra: &str) -> Harness {
         let state =
             std::env::temp_dir().join(format!("fu-{}", &Uuid::new_v4().simple().to_string()[..10]));
         let raw = RawConfig::parse(
             &format!(
-                "[DEFAULT]\nstate_path = {}\n[agent]\nagent_id = unit\nmemory_mb = {memory_mb}\nidle_timeout = 0\nlog_sync_timeout_ms = 500\nmax_running = 4\n",
+                "[DEFAULT]\nstate_path = {}\n[agent]\nagent_id = unit\nmemory_mb = {memory_mb}\nidle_timeout = 0\nlog_sync_timeout_ms = 500\nmax_running = 4\nfreeze_timeout_ms = 200\n{extra}\n",
                 state.display()
             ),
             "test",
@@ -577,11 +706,15 @@ mod tests {
         .expect("config");
         let settings = Settings::from_raw(&raw).expect("settings");
         let engine = Arc::new(FakeEngine::new());
+        let host = Arc::new(FakeHost::new());
         let verifier = TicketVerifier::from_pem(PUBLIC.as_bytes()).expect("verifier");
-        let agent = Agent::new(settings, Arc::clone(&engine), verifier).expect("agent");
+        let agent = Agent::new(settings, Arc::clone(&engine), verifier)
+            .expect("agent")
+            .with_host(Arc::clone(&host) as Arc<dyn HostControl>);
         Harness {
             agent,
             engine,
+            host,
             state,
         }
     }
@@ -865,5 +998,147 @@ mod tests {
             h.agent.run(&ticket(&spec("echo")), Bytes::new()).await,
             Err(RunError::ShuttingDown)
         ));
+    }
+
+    #[tokio::test]
+    async fn idle_sandboxes_are_frozen_and_billed_from_thaw_to_freeze() {
+        let h = harness(1024);
+        let echo = spec("echo");
+        let first = run(&h, &echo, "1").await;
+        assert!(first.cold);
+        // The fake host adds 7 ms of CPU time each time a running sandbox is frozen.
+        assert_eq!(first.cpu_ms, Some(7.0));
+        assert_eq!(h.host.state(1000), Some(FreezerState::Frozen), "idle = frozen");
+        assert_eq!(h.host.calls(), vec!["cgroups 1000", "freeze 1000"]);
+        let second = run(&h, &echo, "2").await;
+        assert!(!second.cold);
+        assert_eq!(second.cpu_ms, Some(7.0), "only this invocation's time");
+        assert_eq!(
+            h.host.calls()[2..],
+            ["thaw 1000".to_owned(), "freeze 1000".to_owned()],
+            "thawed to run, frozen again before the result"
+        );
+        assert_eq!(h.host.state(1000), Some(FreezerState::Frozen));
+        // Removing a frozen sandbox thaws it first.
+        assert_eq!(h.agent.expire_idle(), 1);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(h.host.calls().last().map(String::as_str), Some("thaw 1000"));
+        assert_eq!(h.engine.live(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_slow_freeze_is_waited_for_and_a_stuck_one_destroys_the_sandbox() {
+        let h = harness(1024);
+        h.host.freezing_polls.store(40, Ordering::SeqCst);
+        let echo = spec("echo");
+        run(&h, &echo, "1").await;
+        assert_eq!(h.host.state(1000), Some(FreezerState::Frozen));
+        assert_eq!(h.engine.live(), 1, "kept once frozen");
+
+        let stuck = spec("echo");
+        h.host.freezing_polls.store(u32::MAX, Ordering::SeqCst);
+        let started = Instant::now();
+        let result = run(&h, &stuck, "2").await;
+        assert_eq!(result.status, RunStatus::Succeeded, "the invocation itself is fine");
+        assert!(result.cpu_ms.is_some(), "still billed");
+        assert!(started.elapsed() >= Duration::from_millis(200), "freeze_timeout_ms waited");
+        assert_eq!(h.engine.live(), 1, "the unfrozen sandbox is removed");
+        assert_eq!(h.agent.metrics.freeze_failures.load(Ordering::Relaxed), 1);
+        assert_eq!(h.agent.heartbeat("x").memory_mb_reserved, 128);
+        h.host.freezing_polls.store(0, Ordering::SeqCst);
+        assert!(run(&h, &stuck, "3").await.cold, "no frozen-less sandbox was kept");
+    }
+
+    #[tokio::test]
+    async fn a_sandbox_that_cannot_thaw_is_replaced() {
+        let h = harness(1024);
+        let echo = spec("echo");
+        run(&h, &echo, "1").await;
+        h.host.fail_thaw.store(true, Ordering::SeqCst);
+        let result = run(&h, &echo, r#""again""#).await;
+        assert_eq!(result.status, RunStatus::Succeeded);
+        assert_eq!(result.response.as_deref(), Some(r#""again""#));
+        assert!(result.cold, "ran in a new sandbox");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(h.engine.count("create"), 2);
+        assert_eq!(h.engine.live(), 1, "{:?}", h.engine.calls());
+        assert_eq!(h.agent.heartbeat("x").memory_mb_reserved, 128);
+    }
+
+    #[tokio::test]
+    async fn every_sandbox_has_its_own_uid_until_it_is_gone() {
+        let h = harness(4096);
+        let mut sleepy = spec("sleep");
+        sleepy.timeout_s = 1;
+        let tickets: Vec<String> = (0..3).map(|_| ticket(&sleepy)).collect();
+        let runs = tickets
+            .iter()
+            .map(|t| h.agent.run(t, Bytes::from_static(b"{}")));
+        let users = async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            h.agent.uids_in_use()
+        };
+        let (results, in_use) = tokio::join!(futures_util::future::join_all(runs), users);
+        assert_eq!(in_use, 3);
+        for result in results {
+            assert_eq!(result.expect("run").status, RunStatus::Timeout);
+        }
+        assert_eq!(h.agent.uids_in_use(), 0, "timed-out sandboxes give theirs back");
+        let first = run(&h, &spec("echo"), "1").await;
+        assert_eq!(first.status, RunStatus::Succeeded);
+        let user = h.engine.last_spec().expect("spec").user;
+        let uid: u32 = user.split(':').next().expect("uid").parse().expect("number");
+        assert!((200_000..265_536).contains(&uid), "{user}");
+        assert_eq!(user, format!("{uid}:{uid}"));
+    }
+
+    #[tokio::test]
+    async fn network_functions_get_a_link_before_their_runtime_starts() {
+        let h = harness(1024);
+        let mut net = spec("echo");
+        net.network = true;
+        let result = run(&h, &net, "1").await;
+        assert_eq!(result.status, RunStatus::Succeeded);
+        assert_eq!(h.host.count("connect"), 1);
+        assert!(
+            !h.host.calls().iter().any(|c| c == "connect 1001"),
+            "only the network function"
+        );
+        h.agent.shutdown().await;
+        assert_eq!(h.host.count("disconnect"), 1);
+        assert_eq!(h.host.calls().last().map(String::as_str), Some("reset"));
+
+        let h = harness(1024);
+        h.host.fail_network.store(true, Ordering::SeqCst);
+        let result = run(&h, &net, "1").await;
+        assert_eq!(result.status, RunStatus::Error);
+        let error = result.error.expect("error");
+        assert_eq!(error.error_type, "Platform.ContainerStartFailed");
+        assert!(error.error_message.contains("fake failure"), "{}", error.error_message);
+        assert_eq!(h.engine.live(), 0, "{:?}", h.engine.calls());
+        assert_eq!(h.agent.uids_in_use(), 0);
+        assert_eq!(h.agent.heartbeat("x").memory_mb_reserved, 0);
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_output_is_cut_off_and_recorded() {
+        let h = harness_with(1024, "log_max_bytes = 100\noutput_max_bytes = 65536\n");
+        let flood = spec("flood");
+        let small = run(&h, &flood, "2048").await;
+        assert_eq!(small.status, RunStatus::Succeeded);
+        assert!(small.output_truncated, "past log_max_bytes");
+        assert!(small.logs.contains("more bytes of output dropped"), "{}", small.logs);
+        assert_eq!(h.engine.live(), 1, "still reusable");
+
+        let big = run(&h, &flood, "10485760").await;
+        assert_eq!(big.status, RunStatus::Failed);
+        assert!(big.output_truncated);
+        let error = big.error.expect("error");
+        assert_eq!(error.error_type, "Function.OutputLimitExceeded");
+        assert!(big.logs.len() < 300, "{}", big.logs.len());
+        assert!(big.logs.contains("output limit of 65536 bytes"), "{}", big.logs);
+        assert_eq!(h.engine.live(), 0, "the flooding container is killed");
+        assert_eq!(h.agent.metrics.output_cutoffs.load(Ordering::Relaxed), 1);
+        assert_eq!(run(&h, &spec("echo"), "1").await.status, RunStatus::Succeeded);
     }
 }

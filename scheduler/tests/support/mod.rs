@@ -542,6 +542,8 @@ async fn run(state: web::Data<AgentState>, req: HttpRequest, body: web::Bytes) -
         max_memory_mb: Some(10.0),
         cold: false,
         logs: format!("ran on {}", state.id),
+        cpu_ms: Some(0.5),
+        output_truncated: false,
     })
 }
 
