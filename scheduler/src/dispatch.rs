@@ -466,6 +466,7 @@ impl Inner {
                         error,
                         duration_ms: result.duration_ms,
                         max_memory_mb: result.max_memory_mb,
+                        cpu_ms: result.cpu_ms,
                         cold: result.cold,
                         logs: result.logs,
                     },

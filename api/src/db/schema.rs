@@ -104,6 +104,7 @@ diesel::table! {
         created_at -> Timestamptz,
         started_at -> Nullable<Timestamptz>,
         finished_at -> Nullable<Timestamptz>,
+        cpu_ms -> Nullable<Float8>,
     }
 }
 
