@@ -51,7 +51,10 @@ async fn python_function_runs_synchronously_with_its_logs() {
     // Its own uid and gid from the sandbox range, not a host user.
     let uid: u32 = user.split(':').next().expect("uid").parse().expect("numeric uid");
     assert_eq!(user, format!("{uid}:{uid}"));
-    assert!((200_000..265_536).contains(&uid), "{user}");
+    assert!(
+        (agent.uid_base..agent.uid_base + AGENT_UIDS).contains(&uid),
+        "{user}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -235,7 +238,8 @@ async fn only_tmp_is_writable() {
         );
     }
     let uid = r["uid"].as_u64().expect("uid");
-    assert!((200_000..265_536).contains(&uid), "sandbox uid {uid}");
+    let range = u64::from(agent.uid_base)..u64::from(agent.uid_base + AGENT_UIDS);
+    assert!(range.contains(&uid), "sandbox uid {uid}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -130,12 +130,26 @@ pub fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) 
     }
 }
 
+/// Uids each test agent's sandboxes run as (`[agent] sandbox_uid_count`).
+pub const AGENT_UIDS: u32 = 256;
+
+/// A sandbox uid range of its own for each agent this process starts: agents of concurrent
+/// stacks (and processes) on one machine must not share uids, or one sandbox's processes would
+/// count against another's RLIMIT_NPROC.
+fn agent_uid_base() -> u32 {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let seq = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst) % 16;
+    1_000_000 + (std::process::id() % 50_000) * 16 * AGENT_UIDS + seq * AGENT_UIDS
+}
+
 /// Options of a stack.
 pub struct StackOptions {
     pub agents: usize,
     pub schedulers: usize,
     /// Extra lines appended to the control plane's config.
     pub extra_config: String,
+    /// Extra lines appended to each agent's `[agent]` section.
+    pub agent_config: String,
 }
 
 impl Default for StackOptions {
@@ -144,6 +158,7 @@ impl Default for StackOptions {
             agents: 1,
             schedulers: 1,
             extra_config: String::new(),
+            agent_config: String::new(),
         }
     }
 }
@@ -154,6 +169,8 @@ pub struct Stack {
     pub api: Service,
     pub schedulers: Vec<Service>,
     pub agents: Vec<Service>,
+    /// First sandbox uid of each agent (its range holds `AGENT_UIDS` uids).
+    pub agent_uid_bases: Vec<u32>,
     pub database_url: String,
     database: String,
     admin_url: String,
@@ -245,8 +262,10 @@ impl Stack {
                 Service::spawn(&format!("fresco-scheduler-{i}"), bin.join("fresco-scheduler"), config, dir.join(format!("scheduler-{i}.log")), *port)
             })
             .collect();
+        let agent_uid_bases: Vec<u32> = (0..options.agents).map(|_| agent_uid_base()).collect();
         let agents = (0..options.agents)
             .map(|i| {
+                let uid_base = agent_uid_bases[i];
                 let port = free_port();
                 let state = dir.join(format!("a{i}"));
                 std::fs::create_dir_all(&state).unwrap();
@@ -256,7 +275,9 @@ impl Stack {
                     &format!(
                         "[DEFAULT]\nstate_path = {state}\n\n[internal_auth]\nticket_verify_key_file = {verify}\nagent_secret = {secret}\n\n\
                          [scheduler]\nurls = {urls}\n\n[agent]\nagent_id = e2e-{id}-{i}\nbind_port = {port}\napi_url = http://127.0.0.1:{api_port}\n\
-                         shim_path = {shim}\nheartbeat_interval = 1\nmemory_mb = 4096\nidle_timeout = 120\nlog_sync_timeout_ms = 1000\n",
+                         shim_path = {shim}\nheartbeat_interval = 1\nmemory_mb = 4096\nidle_timeout = 120\nlog_sync_timeout_ms = 1000\n\
+                         sandbox_uid_base = {uid_base}\nsandbox_uid_count = {AGENT_UIDS}\n{agent_config}\n",
+                        agent_config = options.agent_config,
                         state = state.display(),
                         verify = verify.display(),
                         urls = scheduler_urls.join(", "),
@@ -271,6 +292,7 @@ impl Stack {
             api,
             schedulers,
             agents,
+            agent_uid_bases,
             database_url,
             database,
             admin_url,

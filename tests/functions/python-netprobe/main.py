@@ -16,12 +16,18 @@ def address(interface):
 
 
 def try_connect(host, port):
+    """"connected" (with the peer's banner if it sent one) once TCP connects, else the error."""
     try:
-        with socket.create_connection((host, port), timeout=2) as s:
-            s.settimeout(2)
-            return "connected: " + s.recv(64).decode(errors="replace").strip()
+        s = socket.create_connection((host, port), timeout=2)
     except OSError as e:
         return type(e).__name__ + ": " + (e.strerror or str(e))
+    with s:
+        try:
+            s.settimeout(1)
+            banner = s.recv(64).decode(errors="replace").strip()
+        except OSError:
+            banner = ""
+        return "connected" + (": " + banner if banner else "")
 
 
 def serve(listener):
