@@ -474,34 +474,8 @@ impl Container {
     /// the freezer reports them all stopped. On error the sandbox may still run: destroy it.
     pub async fn freeze(&self, limit: Duration) -> Result<(), FreezeError> {
         let cgroups = self.cgroups.get().ok_or(FreezeError::NoCgroups)?;
-        let host = &self.sandboxes.host;
         self.frozen.store(true, Ordering::SeqCst);
-        host.set_frozen(cgroups, true)?;
-        let started = Instant::now();
-        let mut polls = 0u32;
-        loop {
-            match host.freezer_state(cgroups)? {
-                FreezerState::Frozen => return Ok(()),
-                // Busy tasks stop at their next scheduling point: usually within a few
-                // microseconds (yield), at worst within a scheduler tick or two (sleep).
-                FreezerState::Freezing | FreezerState::Thawed => {
-                    if started.elapsed() >= limit {
-                        return Err(FreezeError::Timeout(limit));
-                    }
-                    polls += 1;
-                    if polls < 16 {
-                        tokio::task::yield_now().await;
-                    } else {
-                        tokio::time::sleep(Duration::from_millis(1)).await;
-                    }
-                    // Writing FROZEN again is how a v1 freezer is told to retry tasks it
-                    // could not stop yet.
-                    if polls % 16 == 0 {
-                        host.set_frozen(cgroups, true)?;
-                    }
-                }
-            }
-        }
+        freeze_cgroup(self.sandboxes.host.as_ref(), cgroups, limit).await
     }
 
     /// Lets the sandbox run again; its CPU time from here on is the next invocation's.
@@ -509,10 +483,7 @@ impl Container {
         let Some(cgroups) = self.cgroups.get() else {
             return Ok(());
         };
-        let host = &self.sandboxes.host;
-        // Frozen, the counter does not move: read before thawing.
-        let base = host.cpu_time_ns(cgroups)?;
-        host.set_frozen(cgroups, false)?;
+        let base = thaw_cgroup(self.sandboxes.host.as_ref(), cgroups)?;
         self.cpu_base_ns.store(base, Ordering::SeqCst);
         self.frozen.store(false, Ordering::SeqCst);
         Ok(())
@@ -554,6 +525,48 @@ impl Container {
             self.sandboxes.uids().give_back(self.uid);
         }
     }
+}
+
+/// Freezes every task of `cgroups` and waits, at most `limit`, until the freezer reports them
+/// all stopped (a v1 freezer passes through FREEZING while busy tasks reach a stopping point).
+pub async fn freeze_cgroup(
+    host: &dyn HostControl,
+    cgroups: &CgroupHandle,
+    limit: Duration,
+) -> Result<(), FreezeError> {
+    host.set_frozen(cgroups, true)?;
+    let started = Instant::now();
+    let mut polls = 0u32;
+    loop {
+        match host.freezer_state(cgroups)? {
+            FreezerState::Frozen => return Ok(()),
+            // Busy tasks stop at their next scheduling point: usually within microseconds
+            // (yield), at worst within a scheduler tick or two (sleep).
+            FreezerState::Freezing | FreezerState::Thawed => {
+                if started.elapsed() >= limit {
+                    return Err(FreezeError::Timeout(limit));
+                }
+                polls += 1;
+                if polls < 16 {
+                    tokio::task::yield_now().await;
+                } else {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                // Writing FROZEN again is how a v1 freezer is told to retry the tasks it
+                // could not stop yet.
+                if polls % 16 == 0 {
+                    host.set_frozen(cgroups, true)?;
+                }
+            }
+        }
+    }
+}
+
+/// Thaws `cgroups`; returns its CPU time (ns) read just before, while it could not move.
+pub fn thaw_cgroup(host: &dyn HostControl, cgroups: &CgroupHandle) -> Result<u64, HostError> {
+    let base = host.cpu_time_ns(cgroups)?;
+    host.set_frozen(cgroups, false)?;
+    Ok(base)
 }
 
 /// Creates `dir` (mode 0700, owned by the container user) and binds the Runtime API socket in it.
