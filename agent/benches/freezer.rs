@@ -1,7 +1,8 @@
-//! What freezing an idle sandbox and thawing it for the next invocation costs on the
-//! invocation path, with the agent's own code (`container::freeze_cgroup` / `thaw_cgroup`
-//! through `LinuxHost`) on real containers of the Docker engine (harness = false; prints
-//! numbers).
+//! What freezing an idle sandbox and thawing it for the next invocation costs, with the
+//! agent's own code (`LinuxHost::set_frozen`, `container::wait_frozen` / `thaw_cgroup`) on real
+//! containers of the Docker engine (harness = false; prints numbers). On the invocation path
+//! are the freeze request (write FROZEN: from then on no task runs user code) and the thaw;
+//! the wait until the freezer reports FROZEN is confirmed off the path.
 //!
 //!   runtimes/build.sh                        # engine + images
 //!   cargo bench -p fresco-agent --bench freezer
@@ -14,7 +15,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use fresco_agent::container::{freeze_cgroup, thaw_cgroup};
+use fresco_agent::container::{thaw_cgroup, wait_frozen};
 use fresco_agent::engine::host::{HostControl, LinuxHost};
 use fresco_agent::engine::net::NetworkPolicy;
 
@@ -98,26 +99,34 @@ fn main() {
         let id = start(script);
         std::thread::sleep(Duration::from_millis(300));
         let cgroups = host.cgroups(pid(&id)).expect("cgroups");
-        let (mut freeze, mut thaw, mut both) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut request, mut confirmed, mut thaw, mut path) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         runtime.block_on(async {
             for _ in 0..rounds {
                 let t0 = Instant::now();
-                freeze_cgroup(&host, &cgroups, Duration::from_secs(1))
-                    .await
-                    .expect("freeze");
+                host.set_frozen(&cgroups, true).expect("freeze");
+                let cpu = host.cpu_time_ns(&cgroups).expect("cpu");
                 let t1 = Instant::now();
-                thaw_cgroup(&host, &cgroups).expect("thaw");
+                wait_frozen(&host, &cgroups, Duration::from_secs(1), || false)
+                    .await
+                    .expect("frozen");
                 let t2 = Instant::now();
-                freeze.push((t1 - t0).as_secs_f64() * 1000.0);
-                thaw.push((t2 - t1).as_secs_f64() * 1000.0);
-                both.push((t2 - t0).as_secs_f64() * 1000.0);
+                thaw_cgroup(&host, &cgroups).expect("thaw");
+                let t3 = Instant::now();
+                std::hint::black_box(cpu);
+                request.push(ms(t1 - t0));
+                confirmed.push(ms(t2 - t0));
+                thaw.push(ms(t3 - t2));
+                path.push(ms(t1 - t0) + ms(t3 - t2));
                 // An invocation's worth of running between two freezes.
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
         });
-        summary(&format!("{label}: freeze (until FROZEN)"), freeze);
+        summary(&format!("{label}: freeze request + cpu read"), request);
+        summary(&format!("{label}: freeze until FROZEN"), confirmed);
         summary(&format!("{label}: thaw (cpu read + THAWED)"), thaw);
-        summary(&format!("{label}: freeze + thaw"), both);
+        summary(&format!("{label}: on the invocation path"), path);
         let _ = Command::new(DOCKER).args(["rm", "-f", &id]).output();
     }
 }

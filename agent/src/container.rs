@@ -67,6 +67,24 @@ pub enum FreezeError {
     NoCgroups,
 }
 
+/// Why an idle sandbox cannot run an invocation (it must then be replaced).
+#[derive(Debug, thiserror::Error)]
+pub enum ThawError {
+    #[error(transparent)]
+    Host(#[from] HostError),
+    #[error("sandbox is no longer usable (it stopped, or never finished freezing)")]
+    Unusable,
+}
+
+/// Where a sandbox is in its freeze/thaw cycle.
+#[derive(Debug, Default)]
+struct Lifecycle {
+    /// Counts thaws: a freeze confirmation that sees another epoch is moot.
+    epoch: u64,
+    /// Given up on (it did not freeze in time): never thawed again.
+    broken: bool,
+}
+
 /// The uids of one agent's sandboxes: each live container holds one; handed out round-robin
 /// so a freed uid is reused as late as possible.
 struct UidRange {
@@ -286,6 +304,7 @@ pub struct Container {
     network: Mutex<Option<NetworkLease>>,
     /// Whether the freezer holds it (or was asked to).
     frozen: AtomicBool,
+    lifecycle: Mutex<Lifecycle>,
     /// Its CPU time when it last thawed (0: since it started), in nanoseconds.
     cpu_base_ns: AtomicU64,
     /// Whether it has run an invocation yet (the first one is the cold one).
@@ -346,6 +365,7 @@ impl Container {
             cgroups: OnceLock::new(),
             network: Mutex::new(None),
             frozen: AtomicBool::new(false),
+            lifecycle: Mutex::new(Lifecycle::default()),
             cpu_base_ns: AtomicU64::new(0),
             used: AtomicBool::new(false),
             destroyed: AtomicBool::new(false),
@@ -464,26 +484,62 @@ impl Container {
                 Some(used as f64 / 1_000_000.0)
             }
             Err(e) => {
-                log::warn!("cannot read the cpu time of {}: {e}", self.name);
+                // A container that stopped has lost its cgroup: nothing to bill after that.
+                log::debug!("cannot read the cpu time of {}: {e}", self.name);
                 None
             }
         }
     }
 
-    /// Stops every process of the sandbox (cgroup freezer) and waits, at most `limit`, until
-    /// the freezer reports them all stopped. On error the sandbox may still run: destroy it.
-    pub async fn freeze(&self, limit: Duration) -> Result<(), FreezeError> {
-        let cgroups = self.cgroups.get().ok_or(FreezeError::NoCgroups)?;
-        self.frozen.store(true, Ordering::SeqCst);
-        freeze_cgroup(self.sandboxes.host.as_ref(), cgroups, limit).await
+    fn lifecycle(&self) -> std::sync::MutexGuard<'_, Lifecycle> {
+        self.lifecycle.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Lets the sandbox run again; its CPU time from here on is the next invocation's.
-    pub fn thaw(&self) -> Result<(), HostError> {
+    /// Freezes the sandbox (cgroup freezer): from this call on none of its tasks runs user
+    /// code again until thawed, each stopping the moment it would (a running one at once, a
+    /// sleeping one when it wakes). Returns the epoch to confirm the freeze with
+    /// (`confirm_frozen`). On error the sandbox may still run: destroy it.
+    pub fn freeze(&self) -> Result<u64, FreezeError> {
+        let cgroups = self.cgroups.get().ok_or(FreezeError::NoCgroups)?;
+        let life = self.lifecycle();
+        self.frozen.store(true, Ordering::SeqCst);
+        self.sandboxes.host.set_frozen(cgroups, true)?;
+        Ok(life.epoch)
+    }
+
+    /// Waits, at most `limit`, until the freezer reports every task stopped (FROZEN, not
+    /// FREEZING); also done when the sandbox was thawed again meanwhile (another epoch).
+    pub async fn confirm_frozen(&self, epoch: u64, limit: Duration) -> Result<(), FreezeError> {
+        let cgroups = self.cgroups.get().ok_or(FreezeError::NoCgroups)?;
+        wait_frozen(self.sandboxes.host.as_ref(), cgroups, limit, || {
+            self.lifecycle().epoch != epoch
+        })
+        .await
+    }
+
+    /// Gives up on a sandbox that did not freeze in `epoch`: it is never thawed again. False
+    /// when it was thawed meanwhile (an invocation holds it: nothing to give up).
+    pub fn give_up(&self, epoch: u64) -> bool {
+        let mut life = self.lifecycle();
+        if life.epoch != epoch {
+            return false;
+        }
+        life.broken = true;
+        true
+    }
+
+    /// Lets the sandbox run again for an invocation; its CPU time from here on is that
+    /// invocation's. A sandbox given up on, or whose container stopped, is refused.
+    pub fn thaw(&self) -> Result<(), ThawError> {
+        let mut life = self.lifecycle();
+        if life.broken || !self.channel.is_usable() || self.destroyed.load(Ordering::SeqCst) {
+            return Err(ThawError::Unusable);
+        }
         let Some(cgroups) = self.cgroups.get() else {
-            return Ok(());
+            return Err(ThawError::Unusable);
         };
         let base = thaw_cgroup(self.sandboxes.host.as_ref(), cgroups)?;
+        life.epoch += 1;
         self.cpu_base_ns.store(base, Ordering::SeqCst);
         self.frozen.store(false, Ordering::SeqCst);
         Ok(())
@@ -527,34 +583,37 @@ impl Container {
     }
 }
 
-/// Freezes every task of `cgroups` and waits, at most `limit`, until the freezer reports them
-/// all stopped (a v1 freezer passes through FREEZING while busy tasks reach a stopping point).
-pub async fn freeze_cgroup(
+/// Waits, at most `limit`, until the freezer reports every task of `cgroups` stopped: a v1
+/// freezer stays FREEZING until each task woken to freeze has been scheduled once (on a busy
+/// node or under the CPU quota, milliseconds). Stops early, successfully, when `moot` says so.
+pub async fn wait_frozen(
     host: &dyn HostControl,
     cgroups: &CgroupHandle,
     limit: Duration,
+    moot: impl Fn() -> bool,
 ) -> Result<(), FreezeError> {
-    host.set_frozen(cgroups, true)?;
     let started = Instant::now();
     let mut polls = 0u32;
     loop {
+        if moot() {
+            return Ok(());
+        }
         match host.freezer_state(cgroups)? {
             FreezerState::Frozen => return Ok(()),
-            // Busy tasks stop at their next scheduling point: usually within microseconds
-            // (yield), at worst within a scheduler tick or two (sleep).
             FreezerState::Freezing | FreezerState::Thawed => {
                 if started.elapsed() >= limit {
                     return Err(FreezeError::Timeout(limit));
                 }
                 polls += 1;
-                if polls < 16 {
+                // The timer's granularity is a millisecond: yield during the first one.
+                if started.elapsed() < Duration::from_millis(1) {
                     tokio::task::yield_now().await;
                 } else {
                     tokio::time::sleep(Duration::from_millis(1)).await;
                 }
                 // Writing FROZEN again is how a v1 freezer is told to retry the tasks it
                 // could not stop yet.
-                if polls % 16 == 0 {
+                if polls % 64 == 0 && !moot() {
                     host.set_frozen(cgroups, true)?;
                 }
             }

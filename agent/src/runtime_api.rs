@@ -100,6 +100,9 @@ pub struct RuntimeChannel {
     closed: watch::Sender<bool>,
     /// Set when the sandbox is ready for the runtime to start (`fresco/start`).
     ready: watch::Sender<bool>,
+    /// Long polls waiting: `invocation/next` (the runtime is idle) and `fresco/sync` (the
+    /// shim is idle).
+    polling: watch::Sender<Polls>,
     connections: AtomicUsize,
     /// Output sync tokens for the shim (see `logs`).
     sync_tx: mpsc::Sender<String>,
@@ -124,6 +127,7 @@ impl RuntimeChannel {
             slot: Mutex::new(Slot::default()),
             closed: watch::channel(false).0,
             ready: watch::channel(false).0,
+            polling: watch::channel(Polls::default()).0,
             connections: AtomicUsize::new(0),
         }
     }
@@ -172,6 +176,16 @@ impl RuntimeChannel {
     /// The container passed its output limit: the pending invocation (if any) ends with it.
     pub fn output_limit_passed(&self, limit: OutputLimit) {
         self.terminate(Outcome::OutputLimit(limit));
+    }
+
+    /// Waits, at most `max`, until the runtime asks for its next event (it has finished with
+    /// the last one: the moment Lambda ends an invocation) and the shim waits for its next
+    /// sync: both idle, blocked in a read; false on timeout.
+    pub async fn wait_until_idle(&self, max: std::time::Duration) -> bool {
+        let mut polling = self.polling.subscribe();
+        tokio::time::timeout(max, polling.wait_for(|p| p.next > 0 && p.sync > 0))
+            .await
+            .is_ok_and(|r| r.is_ok())
     }
 
     /// The sandbox is prepared: the shim may start the runtime.
@@ -306,10 +320,12 @@ impl RuntimeChannel {
             queue = self.queue_rx.lock() => queue,
             _ = closed.wait_for(|c| *c) => return shutting_down(),
         };
+        let polling = PollingGuard::new(&self.polling, Poll::Next);
         let invocation = tokio::select! {
             invocation = queue.recv() => invocation,
             _ = closed.wait_for(|c| *c) => None,
         };
+        drop(polling);
         let Some(invocation) = invocation else {
             return shutting_down();
         };
@@ -355,10 +371,12 @@ impl RuntimeChannel {
             queue = self.sync_rx.lock() => queue,
             _ = closed.wait_for(|c| *c) => return shutting_down(),
         };
+        let polling = PollingGuard::new(&self.polling, Poll::Sync);
         let token = tokio::select! {
             token = queue.recv() => token,
             _ = closed.wait_for(|c| *c) => None,
         };
+        drop(polling);
         match token {
             Some(token) => Response::new(Full::new(Bytes::from(token))),
             None => shutting_down(),
@@ -399,6 +417,43 @@ impl RuntimeChannel {
             return invalid_request_id(id);
         }
         accepted()
+    }
+}
+
+/// Long polls waiting now, by kind.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Polls {
+    next: u32,
+    sync: u32,
+}
+
+#[derive(Clone, Copy)]
+enum Poll {
+    Next,
+    Sync,
+}
+
+/// Counts one waiting long poll for as long as it lives (also when its connection goes away
+/// mid-wait).
+struct PollingGuard<'a>(&'a watch::Sender<Polls>, Poll);
+
+impl<'a> PollingGuard<'a> {
+    fn new(polling: &'a watch::Sender<Polls>, kind: Poll) -> Self {
+        polling.send_modify(|p| match kind {
+            Poll::Next => p.next += 1,
+            Poll::Sync => p.sync += 1,
+        });
+        Self(polling, kind)
+    }
+}
+
+impl Drop for PollingGuard<'_> {
+    fn drop(&mut self) {
+        let kind = self.1;
+        self.0.send_modify(|p| match kind {
+            Poll::Next => p.next = p.next.saturating_sub(1),
+            Poll::Sync => p.sync = p.sync.saturating_sub(1),
+        });
     }
 }
 

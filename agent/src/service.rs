@@ -126,6 +126,9 @@ pub(crate) fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// Longest wait, after an invocation, for the runtime and the shim to be idle before freezing.
+const IDLE_WAIT: Duration = Duration::from_millis(20);
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -266,9 +269,9 @@ impl<E: ContainerEngine> Agent<E> {
             Acquired::Warm(container) => match container.thaw() {
                 Ok(()) => (container, None),
                 Err(e) => {
-                    // Never run (or keep) a sandbox in an unknown freezer state: replace it
-                    // with a new one in the same memory reservation.
-                    log::warn!("cannot thaw {}: {e}; starting a new one", container.name);
+                    // Never run (or keep) a sandbox in an unknown freezer state, or one that
+                    // stopped while idle: replace it with a new one in the same reservation.
+                    log::warn!("cannot use {}: {e}; starting a new one", container.name);
                     self.metrics.freeze_failures.fetch_add(1, Ordering::Relaxed);
                     self.destroy_later(container);
                     match self.start_container(&spec, ticket).await {
@@ -533,16 +536,23 @@ impl<E: ContainerEngine> Agent<E> {
         // bill what it used since it thawed (stray background processes included).
         let freeze_started = Instant::now();
         let frozen = if keep {
-            match container.freeze(self.settings.freeze_timeout).await {
-                Ok(()) => true,
+            // Lambda's invocation ends when the runtime asks for the next event: freezing it
+            // then (with the shim, blocked in reads) leaves it ready for the next one. A
+            // sandbox that does not come back to idle in time is frozen wherever it is.
+            container
+                .channel
+                .wait_until_idle(IDLE_WAIT.min(self.settings.freeze_timeout))
+                .await;
+            match container.freeze() {
+                Ok(epoch) => Some(epoch),
                 Err(e) => {
                     log::warn!("cannot freeze {}: {e}; removing it", container.name);
                     self.metrics.freeze_failures.fetch_add(1, Ordering::Relaxed);
-                    false
+                    None
                 }
             }
         } else {
-            false
+            None
         };
         result.cpu_ms = container.cpu_ms_since_thaw();
         log::debug!(
@@ -551,14 +561,32 @@ impl<E: ContainerEngine> Agent<E> {
             ms(freeze_started.elapsed()),
             result.cpu_ms,
         );
-        if frozen {
-            self.pools().release(key, container, Instant::now());
+        if let Some(epoch) = frozen {
+            self.pools()
+                .release(key, Arc::clone(&container), Instant::now());
+            self.confirm_frozen_later(container, epoch);
         } else {
             // Killed before answering: gone before the caller hears about it.
             container.destroy(&self.engine).await;
             self.pools().retire(key);
         }
         result
+    }
+
+    /// Watches a sandbox until the freezer confirms it frozen; one that is still FREEZING
+    /// after `[agent] freeze_timeout_ms` (and was not thawed for another invocation meanwhile)
+    /// is given up on and removed; its pool entry is replaced by a new sandbox when next used.
+    fn confirm_frozen_later(&self, container: Arc<Container>, epoch: u64) {
+        let engine = Arc::clone(&self.engine);
+        let limit = self.settings.freeze_timeout;
+        tokio::spawn(async move {
+            if let Err(e) = container.confirm_frozen(epoch, limit).await {
+                if container.give_up(epoch) {
+                    log::warn!("{} did not freeze: {e}; removing it", container.name);
+                    container.destroy(&engine).await;
+                }
+            }
+        });
     }
 
     /// Waits (briefly) for the output the function wrote before its invocation ended.
@@ -1008,8 +1036,10 @@ mod tests {
         assert!(first.cold);
         // The fake host adds 7 ms of CPU time each time a running sandbox is frozen.
         assert_eq!(first.cpu_ms, Some(7.0));
-        assert_eq!(h.host.state(1000), Some(FreezerState::Frozen), "idle = frozen");
         assert_eq!(h.host.calls(), vec!["cgroups 1000", "freeze 1000"]);
+        // The freeze is confirmed off the invocation path.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(h.host.state(1000), Some(FreezerState::Frozen), "idle = frozen");
         let second = run(&h, &echo, "2").await;
         assert!(!second.cold);
         assert_eq!(second.cpu_ms, Some(7.0), "only this invocation's time");
@@ -1018,6 +1048,7 @@ mod tests {
             ["thaw 1000".to_owned(), "freeze 1000".to_owned()],
             "thawed to run, frozen again before the result"
         );
+        tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(h.host.state(1000), Some(FreezerState::Frozen));
         // Removing a frozen sandbox thaws it first.
         assert_eq!(h.agent.expire_idle(), 1);
@@ -1032,21 +1063,52 @@ mod tests {
         h.host.freezing_polls.store(40, Ordering::SeqCst);
         let echo = spec("echo");
         run(&h, &echo, "1").await;
+        tokio::time::sleep(Duration::from_millis(150)).await;
         assert_eq!(h.host.state(1000), Some(FreezerState::Frozen));
         assert_eq!(h.engine.live(), 1, "kept once frozen");
+        assert!(!run(&h, &echo, "2").await.cold, "and reused");
 
+        // A sandbox that stays FREEZING past freeze_timeout_ms (200 ms here) is removed.
         let stuck = spec("echo");
         h.host.freezing_polls.store(u32::MAX, Ordering::SeqCst);
         let started = Instant::now();
-        let result = run(&h, &stuck, "2").await;
+        let result = run(&h, &stuck, "3").await;
         assert_eq!(result.status, RunStatus::Succeeded, "the invocation itself is fine");
-        assert!(result.cpu_ms.is_some(), "still billed");
-        assert!(started.elapsed() >= Duration::from_millis(200), "freeze_timeout_ms waited");
+        assert!(result.cpu_ms.is_some(), "billed up to the freeze");
+        assert!(
+            started.elapsed() < Duration::from_millis(200),
+            "the confirmation is not on the invocation path"
+        );
+        assert_eq!(h.engine.live(), 2);
+        tokio::time::sleep(Duration::from_millis(400)).await;
         assert_eq!(h.engine.live(), 1, "the unfrozen sandbox is removed");
-        assert_eq!(h.agent.metrics.freeze_failures.load(Ordering::Relaxed), 1);
-        assert_eq!(h.agent.heartbeat("x").memory_mb_reserved, 128);
+        assert_eq!(h.agent.heartbeat("x").memory_mb_reserved, 256, "until it is replaced");
         h.host.freezing_polls.store(0, Ordering::SeqCst);
-        assert!(run(&h, &stuck, "3").await.cold, "no frozen-less sandbox was kept");
+        let again = run(&h, &stuck, "4").await;
+        assert_eq!(again.status, RunStatus::Succeeded);
+        assert!(again.cold, "replaced by a new sandbox");
+        assert_eq!(h.agent.metrics.freeze_failures.load(Ordering::Relaxed), 1);
+        assert_eq!(h.agent.heartbeat("x").memory_mb_reserved, 256);
+    }
+
+    #[tokio::test]
+    async fn a_freeze_confirmed_after_a_new_thaw_is_moot() {
+        let h = harness(1024);
+        // Each freeze takes a while to confirm; the next invocation comes first.
+        h.host.freezing_polls.store(u32::MAX, Ordering::SeqCst);
+        let echo = spec("echo");
+        for i in 0..3 {
+            let result = run(&h, &echo, &i.to_string()).await;
+            assert_eq!(result.status, RunStatus::Succeeded);
+            assert_eq!(result.cold, i == 0);
+        }
+        // The last one thaws it before that freeze is given up on, and freezes normally.
+        h.host.freezing_polls.store(0, Ordering::SeqCst);
+        assert!(!run(&h, &echo, "3").await.cold);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(h.engine.live(), 1, "thawed meanwhile: not given up on");
+        assert_eq!(h.host.state(1000), Some(FreezerState::Frozen));
+        assert!(!run(&h, &echo, "again").await.cold);
     }
 
     #[tokio::test]

@@ -249,7 +249,7 @@ fn write_sysctl(path: &str, value: &str) -> Result<(), HostError> {
 
 #[derive(Default)]
 struct State {
-    /// The table is installed and forwarding is on.
+    /// Forwarding was turned on.
     prepared: bool,
     used: HashSet<Ipv4Addr>,
     cursor: u64,
@@ -281,17 +281,19 @@ impl LinuxNetwork {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Installs the table and turns IPv4 forwarding on, once (only a node that runs a
-    /// network-enabled function is changed).
+    /// Installs (or replaces, atomically) the table, then turns IPv4 forwarding on. Done
+    /// before every new link, not once: were the table flushed by someone else meanwhile,
+    /// sandboxes would be forwarded unfiltered; this way a new sandbox never starts so, and
+    /// the filter comes back for the others. Forwarding is only turned on by a node that runs
+    /// a network-enabled function.
     fn prepare(&self) -> Result<(), HostError> {
-        let mut state = self.state();
-        if state.prepared {
-            return Ok(());
-        }
         run("nft", &["-f", "-"], Some(&ruleset(&self.tag, &self.policy)))
             .map_err(|e| HostError::NetworkUnavailable(e.to_string()))?;
-        write_sysctl("/proc/sys/net/ipv4/ip_forward", "1")?;
-        state.prepared = true;
+        let mut state = self.state();
+        if !state.prepared {
+            write_sysctl("/proc/sys/net/ipv4/ip_forward", "1")?;
+            state.prepared = true;
+        }
         Ok(())
     }
 
