@@ -228,12 +228,15 @@ mod tests {
     #[test]
     fn uid_ranges_and_networks_are_checked() {
         let settings = |text: &str| {
-            let raw = RawConfig::parse(&format!("[agent]\nagent_id = n\n{text}"), "test")
-                .expect("parse");
+            let raw =
+                RawConfig::parse(&format!("[agent]\nagent_id = n\n{text}"), "test").expect("parse");
             Settings::from_raw(&raw)
         };
         let ok = settings("").expect("defaults");
-        assert_eq!((ok.sandbox_uid_base, ok.sandbox_uid_count), (200_000, 65_536));
+        assert_eq!(
+            (ok.sandbox_uid_base, ok.sandbox_uid_count),
+            (200_000, 65_536)
+        );
         assert_eq!(ok.network.pool.to_string(), "198.18.0.0/16");
         assert!(ok
             .network

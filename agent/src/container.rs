@@ -221,7 +221,9 @@ pub fn cpu_quota_us(memory_mb: u64, memory_mb_per_cpu: u64, min_millicores: u64,
     let period = CPU_PERIOD_US as u64;
     let proportional = memory_mb.saturating_mul(period) / memory_mb_per_cpu.max(1);
     let floor = min_millicores.saturating_mul(period) / 1000;
-    let machine = u64::try_from(cpus.max(1)).unwrap_or(1).saturating_mul(period);
+    let machine = u64::try_from(cpus.max(1))
+        .unwrap_or(1)
+        .saturating_mul(period);
     // The engine refuses a quota below 1 ms.
     let quota = proportional.max(floor).min(machine).max(1000);
     i64::try_from(quota).unwrap_or(i64::MAX)
@@ -613,7 +615,7 @@ pub async fn wait_frozen(
                 }
                 // Writing FROZEN again is how a v1 freezer is told to retry the tasks it
                 // could not stop yet.
-                if polls % 64 == 0 && !moot() {
+                if polls.is_multiple_of(64) && !moot() {
                     host.set_frozen(cgroups, true)?;
                 }
             }
@@ -736,7 +738,10 @@ mod tests {
         assert_eq!(c.user, "200007:200007");
         assert_eq!((c.nofile_limit, c.nproc_limit), (1024, 64));
         assert_eq!(c.cpu_period_us, CPU_PERIOD_US);
-        assert_eq!(c.cpu_quota_us, 25_000, "128 MB gets the 250 millicore floor");
+        assert_eq!(
+            c.cpu_quota_us, 25_000,
+            "128 MB gets the 250 millicore floor"
+        );
         assert_eq!(c.entrypoint, vec![SHIM_IN_CONTAINER.to_owned()]);
         assert_eq!(c.labels.get(LABEL_AGENT).map(String::as_str), Some("a1"));
         assert_eq!(c.labels.get(LABEL_VERSION).map(String::as_str), Some("3"));
@@ -782,7 +787,11 @@ mod tests {
         assert_eq!(quota(3538), 200_000);
         assert_eq!(quota(128), 25_000, "the floor");
         assert_eq!(quota(100_000), 400_000, "never more than the machine");
-        assert_eq!(cpu_quota_us(128, 1769, 0, 4), 7235, "no floor: Lambda's share");
+        assert_eq!(
+            cpu_quota_us(128, 1769, 0, 4),
+            7235,
+            "no floor: Lambda's share"
+        );
         assert_eq!(cpu_quota_us(1, 1769, 0, 4), 1000, "the engine's minimum");
     }
 

@@ -246,7 +246,10 @@ mod tests {
         let (text, truncated) = logs.take();
         assert!(truncated);
         assert!(text.starts_with("0123\n[fresco: 11 more bytes of output dropped]\n"));
-        assert!(text.contains("output limit of 10 bytes per invocation"), "{text}");
+        assert!(
+            text.contains("output limit of 10 bytes per invocation"),
+            "{text}"
+        );
 
         let lifetime = LogBuffer::with_limits(100, 10, 25);
         for _ in 0..2 {

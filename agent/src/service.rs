@@ -18,8 +18,8 @@ use crate::container::{function_arn, Container, Sandboxes, LABEL_AGENT};
 use crate::engine::host::{HostControl, LinuxHost};
 use crate::engine::net::agent_tag;
 use crate::engine::{ContainerEngine, EngineError};
-use crate::pool::{Acquired, Pools};
 use crate::logs::OutputLimit;
+use crate::pool::{Acquired, Pools};
 use crate::runtime_api::{DispatchError, Invocation, Outcome};
 
 /// Why a run was refused before anything ran (the HTTP layer maps these to status codes).
@@ -359,7 +359,7 @@ impl<E: ContainerEngine> Agent<E> {
             code_dir.as_deref(),
         )
         .await
-            .map_err(|e| platform_error("ContainerStartFailed", e.to_string()))
+        .map_err(|e| platform_error("ContainerStartFailed", e.to_string()))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1039,7 +1039,11 @@ mod tests {
         assert_eq!(h.host.calls(), vec!["cgroups 1000", "freeze 1000"]);
         // The freeze is confirmed off the invocation path.
         tokio::time::sleep(Duration::from_millis(50)).await;
-        assert_eq!(h.host.state(1000), Some(FreezerState::Frozen), "idle = frozen");
+        assert_eq!(
+            h.host.state(1000),
+            Some(FreezerState::Frozen),
+            "idle = frozen"
+        );
         let second = run(&h, &echo, "2").await;
         assert!(!second.cold);
         assert_eq!(second.cpu_ms, Some(7.0), "only this invocation's time");
@@ -1073,7 +1077,11 @@ mod tests {
         h.host.freezing_polls.store(u32::MAX, Ordering::SeqCst);
         let started = Instant::now();
         let result = run(&h, &stuck, "3").await;
-        assert_eq!(result.status, RunStatus::Succeeded, "the invocation itself is fine");
+        assert_eq!(
+            result.status,
+            RunStatus::Succeeded,
+            "the invocation itself is fine"
+        );
         assert!(result.cpu_ms.is_some(), "billed up to the freeze");
         assert!(
             started.elapsed() < Duration::from_millis(200),
@@ -1082,7 +1090,11 @@ mod tests {
         assert_eq!(h.engine.live(), 2);
         tokio::time::sleep(Duration::from_millis(400)).await;
         assert_eq!(h.engine.live(), 1, "the unfrozen sandbox is removed");
-        assert_eq!(h.agent.heartbeat("x").memory_mb_reserved, 256, "until it is replaced");
+        assert_eq!(
+            h.agent.heartbeat("x").memory_mb_reserved,
+            256,
+            "until it is replaced"
+        );
         h.host.freezing_polls.store(0, Ordering::SeqCst);
         let again = run(&h, &stuck, "4").await;
         assert_eq!(again.status, RunStatus::Succeeded);
@@ -1145,11 +1157,20 @@ mod tests {
         for result in results {
             assert_eq!(result.expect("run").status, RunStatus::Timeout);
         }
-        assert_eq!(h.agent.uids_in_use(), 0, "timed-out sandboxes give theirs back");
+        assert_eq!(
+            h.agent.uids_in_use(),
+            0,
+            "timed-out sandboxes give theirs back"
+        );
         let first = run(&h, &spec("echo"), "1").await;
         assert_eq!(first.status, RunStatus::Succeeded);
         let user = h.engine.last_spec().expect("spec").user;
-        let uid: u32 = user.split(':').next().expect("uid").parse().expect("number");
+        let uid: u32 = user
+            .split(':')
+            .next()
+            .expect("uid")
+            .parse()
+            .expect("number");
         assert!((200_000..265_536).contains(&uid), "{user}");
         assert_eq!(user, format!("{uid}:{uid}"));
     }
@@ -1176,7 +1197,11 @@ mod tests {
         assert_eq!(result.status, RunStatus::Error);
         let error = result.error.expect("error");
         assert_eq!(error.error_type, "Platform.ContainerStartFailed");
-        assert!(error.error_message.contains("fake failure"), "{}", error.error_message);
+        assert!(
+            error.error_message.contains("fake failure"),
+            "{}",
+            error.error_message
+        );
         assert_eq!(h.engine.live(), 0, "{:?}", h.engine.calls());
         assert_eq!(h.agent.uids_in_use(), 0);
         assert_eq!(h.agent.heartbeat("x").memory_mb_reserved, 0);
@@ -1189,7 +1214,11 @@ mod tests {
         let small = run(&h, &flood, "2048").await;
         assert_eq!(small.status, RunStatus::Succeeded);
         assert!(small.output_truncated, "past log_max_bytes");
-        assert!(small.logs.contains("more bytes of output dropped"), "{}", small.logs);
+        assert!(
+            small.logs.contains("more bytes of output dropped"),
+            "{}",
+            small.logs
+        );
         assert_eq!(h.engine.live(), 1, "still reusable");
 
         let big = run(&h, &flood, "10485760").await;
@@ -1198,9 +1227,16 @@ mod tests {
         let error = big.error.expect("error");
         assert_eq!(error.error_type, "Function.OutputLimitExceeded");
         assert!(big.logs.len() < 300, "{}", big.logs.len());
-        assert!(big.logs.contains("output limit of 65536 bytes"), "{}", big.logs);
+        assert!(
+            big.logs.contains("output limit of 65536 bytes"),
+            "{}",
+            big.logs
+        );
         assert_eq!(h.engine.live(), 0, "the flooding container is killed");
         assert_eq!(h.agent.metrics.output_cutoffs.load(Ordering::Relaxed), 1);
-        assert_eq!(run(&h, &spec("echo"), "1").await.status, RunStatus::Succeeded);
+        assert_eq!(
+            run(&h, &spec("echo"), "1").await.status,
+            RunStatus::Succeeded
+        );
     }
 }

@@ -49,7 +49,12 @@ async fn python_function_runs_synchronously_with_its_logs() {
         "true none [ALL] [no-new-privileges] 134217728 134217728 25000 100000 [map[Hard:1024 Name:nofile Soft:1024] map[Hard:64 Name:nproc Soft:64]] p-test"
     );
     // Its own uid and gid from the sandbox range, not a host user.
-    let uid: u32 = user.split(':').next().expect("uid").parse().expect("numeric uid");
+    let uid: u32 = user
+        .split(':')
+        .next()
+        .expect("uid")
+        .parse()
+        .expect("numeric uid");
     assert_eq!(user, format!("{uid}:{uid}"));
     assert!(
         (agent.uid_base..agent.uid_base + AGENT_UIDS).contains(&uid),

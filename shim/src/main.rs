@@ -53,7 +53,9 @@ fn main() {
     match wait_until_ready(AGENT_SOCKET) {
         Ok(true) => {}
         Ok(false) => fail("the agent did not make the sandbox ready"),
-        Err(e) => fail(&format!("cannot ask the agent whether the sandbox is ready: {e}")),
+        Err(e) => fail(&format!(
+            "cannot ask the agent whether the sandbox is ready: {e}"
+        )),
     }
     thread::spawn(|| sync_loop(AGENT_SOCKET));
 

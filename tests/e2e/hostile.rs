@@ -30,12 +30,7 @@ fn uids(stack: &Stack) -> std::ops::Range<u64> {
 fn invoke(stack: &Stack, token: &str, function: &str, event: &Value) -> (String, String, Value) {
     let response = stack.invoke(token, function, event);
     assert_eq!(response.status().as_u16(), 200, "invoking {function}");
-    let header = |name: &str| {
-        response.headers()[name]
-            .to_str()
-            .unwrap()
-            .to_owned()
-    };
+    let header = |name: &str| response.headers()[name].to_str().unwrap().to_owned();
     let (status, id) = (header("x-execution-status"), header("x-execution-id"));
     let text = response.text().unwrap();
     let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
@@ -90,9 +85,11 @@ fn read_cgroup(controller: &str, id: &str, file: &str) -> String {
 /// Waits until the container's freezer reports FROZEN, within the agent's default
 /// `freeze_timeout_ms` (1 s) and a margin.
 fn wait_frozen(id: &str) {
-    wait_until(Duration::from_millis(1500), "the sandbox to be FROZEN", || {
-        read_cgroup("freezer", id, "freezer.state") == "FROZEN"
-    });
+    wait_until(
+        Duration::from_millis(1500),
+        "the sandbox to be FROZEN",
+        || read_cgroup("freezer", id, "freezer.state") == "FROZEN",
+    );
 }
 
 fn cpu_ns(id: &str) -> u64 {
@@ -141,7 +138,11 @@ fn connect_as(uid: u64, socket: &std::path::Path) -> String {
 fn log_of(stack: &Stack, token: &str, id: &str) -> String {
     stack.wait_execution(token, id, Duration::from_secs(10));
     stack
-        .request(reqwest::Method::GET, token, &format!("/v1/executions/{id}/log"))
+        .request(
+            reqwest::Method::GET,
+            token,
+            &format!("/v1/executions/{id}/log"),
+        )
         .send()
         .unwrap()
         .text()
@@ -309,7 +310,10 @@ fn hostile_functions_are_contained_and_the_node_keeps_working() {
             "{path}: {outcome}"
         );
     }
-    assert!(uids(&stack).contains(&body["uid"].as_u64().unwrap()), "{body}");
+    assert!(
+        uids(&stack).contains(&body["uid"].as_u64().unwrap()),
+        "{body}"
+    );
 
     // No socket to the host, the metadata address or another container: only loopback.
     stack.create_function(
@@ -383,7 +387,11 @@ fn hostile_functions_are_contained_and_the_node_keeps_working() {
         .text()
         .unwrap();
     assert!(log.len() <= 65536 + 512, "{} bytes kept", log.len());
-    assert!(log.contains("more bytes of output dropped"), "{}", &log[log.len() - 300..]);
+    assert!(
+        log.contains("more bytes of output dropped"),
+        "{}",
+        &log[log.len() - 300..]
+    );
     assert!(
         log.contains("output limit of 4194304 bytes per invocation passed"),
         "{}",
@@ -430,12 +438,20 @@ impl TestNet {
 
     /// A namespace `kind` joined to the host by a veth pair with `host_addr` on the host side
     /// and `ns_addr` inside (both `ip addr` arguments), serving `banner` on `ns_ip:port`.
-    fn host(&mut self, kind: char, host_addr: &[&str], ns_addr: &[&str], server: (&str, u16, &str)) {
+    fn host(
+        &mut self,
+        kind: char,
+        host_addr: &[&str],
+        ns_addr: &[&str],
+        server: (&str, u16, &str),
+    ) {
         let ns = format!("fx{kind}{}", self.tag);
         let link = format!("fx{kind}{}h", self.tag);
         ip(&["netns", "add", &ns]);
         self.namespaces.push(ns.clone());
-        ip(&["link", "add", &link, "type", "veth", "peer", "name", "eth0", "netns", &ns]);
+        ip(&[
+            "link", "add", &link, "type", "veth", "peer", "name", "eth0", "netns", &ns,
+        ]);
         self.links.push(link.clone());
         let mut add = vec!["addr", "add"];
         add.extend_from_slice(host_addr);
@@ -531,9 +547,19 @@ fn network_enabled_functions_reach_the_outside_but_not_the_host_metadata_or_othe
 
     // The other hosts, each in a namespace of its own.
     // An allowed outside host (TEST-NET-3, documentation addresses).
-    net.host('o', &["203.0.113.1/24"], &["203.0.113.10/24"], ("203.0.113.10", 8080, "outside-ok"));
+    net.host(
+        'o',
+        &["203.0.113.1/24"],
+        &["203.0.113.10/24"],
+        ("203.0.113.10", 8080, "outside-ok"),
+    );
     // A service on a private management network, like the control plane's database.
-    net.host('m', &["10.255.255.1/24"], &["10.255.255.10/24"], ("10.255.255.10", 8082, "mgmt-secret"));
+    net.host(
+        'm',
+        &["10.255.255.1/24"],
+        &["10.255.255.10/24"],
+        ("10.255.255.10", 8082, "mgmt-secret"),
+    );
     // The cloud's metadata service.
     net.host(
         'd',
@@ -551,10 +577,14 @@ fn network_enabled_functions_reach_the_outside_but_not_the_host_metadata_or_othe
         ("203.0.113.1:8081", "host-secret"),
     ] {
         let mut answer = String::new();
-        wait_until(Duration::from_secs(10), &format!("{addr} to answer"), || {
-            answer = host_connect(addr);
-            answer.starts_with("connected")
-        });
+        wait_until(
+            Duration::from_secs(10),
+            &format!("{addr} to answer"),
+            || {
+                answer = host_connect(addr);
+                answer.starts_with("connected")
+            },
+        );
         assert_eq!(answer, format!("connected {banner}"));
     }
 
@@ -576,7 +606,12 @@ fn network_enabled_functions_reach_the_outside_but_not_the_host_metadata_or_othe
     }
     // Another tenant's function listens on its address.
     let (status, id, theirs) = invoke(&stack, BOB, "probe", &json!({"listen": 8090}));
-    assert_eq!(status, "succeeded", "{theirs}: {}", log_of(&stack, BOB, &id));
+    assert_eq!(
+        status,
+        "succeeded",
+        "{theirs}: {}",
+        log_of(&stack, BOB, &id)
+    );
     let their_address = theirs["address"].as_str().unwrap().to_owned();
     assert!(their_address.starts_with("198.18."), "{theirs}");
     let tenant = format!("{their_address}:8090");
@@ -597,7 +632,12 @@ fn network_enabled_functions_reach_the_outside_but_not_the_host_metadata_or_othe
         [their_address, 8090],
     ]);
     let (status, id, mine) = invoke(&stack, ALICE, "probe", &json!({"targets": targets}));
-    assert_eq!(status, "succeeded", "{mine}: {}", log_of(&stack, ALICE, &id));
+    assert_eq!(
+        status,
+        "succeeded",
+        "{mine}: {}",
+        log_of(&stack, ALICE, &id)
+    );
     assert_eq!(mine["interfaces"], json!(["eth0", "lo"]), "{mine}");
     let my_address = mine["address"].as_str().unwrap();
     assert!(my_address.starts_with("198.18.") && my_address != their_address);

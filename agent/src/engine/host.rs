@@ -278,8 +278,7 @@ mod tests {
     #[test]
     fn cgroup_v2_uses_the_unified_directory() {
         let root = scratch();
-        let handle =
-            resolve_cgroups(&root, "0::/system.slice/docker-abc.scope\n", 1).expect("v2");
+        let handle = resolve_cgroups(&root, "0::/system.slice/docker-abc.scope\n", 1).expect("v2");
         let dir = root.join("system.slice/docker-abc.scope");
         assert_eq!(handle, CgroupHandle::V2 { dir: dir.clone() });
         std::fs::create_dir_all(&dir).expect("mkdir");

@@ -323,7 +323,11 @@ impl LinuxNetwork {
 
     pub fn connect(&self, pid: u32, tag: &str) -> Result<NetworkLease, HostError> {
         self.prepare()?;
-        let short: String = tag.chars().filter(char::is_ascii_hexdigit).take(8).collect();
+        let short: String = tag
+            .chars()
+            .filter(char::is_ascii_hexdigit)
+            .take(8)
+            .collect();
         let interface = format!("{}{short}", interface_prefix(&self.tag));
         let pid_text = pid.to_string();
         run(
@@ -503,10 +507,17 @@ mod tests {
         ];
         let positions: Vec<usize> = order
             .iter()
-            .map(|rule| rules.find(rule).unwrap_or_else(|| panic!("{rule} in {rules}")))
+            .map(|rule| {
+                rules
+                    .find(rule)
+                    .unwrap_or_else(|| panic!("{rule} in {rules}"))
+            })
             .collect();
         assert!(positions.windows(2).all(|w| w[0] < w[1]), "{rules}");
-        assert!(rules.contains("iifname \"fabc123*\" drop"), "no host access");
+        assert!(
+            rules.contains("iifname \"fabc123*\" drop"),
+            "no host access"
+        );
         let empty = ruleset("abc123", &NetworkPolicy::default());
         assert!(empty.contains("set allowed { type ipv4_addr; flags interval; auto-merge; }"));
     }
