@@ -9,6 +9,10 @@ mod handlers;
 pub mod paging;
 pub mod views;
 
+/// Every route the app serves (path pattern, methods), from the same table `app` is built from;
+/// `docs/openapi.yaml` must document exactly these (api/tests/rest/openapi.rs checks it).
+pub use handlers::{Route, ROUTES};
+
 use std::sync::Arc;
 
 use actix_web::dev::Service;
