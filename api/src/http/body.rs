@@ -103,9 +103,10 @@ fn nul_path(value: &serde_json::Value) -> Option<String> {
     };
     match value {
         Value::String(s) => s.contains('\0').then(String::new),
-        Value::Array(items) => items.iter().enumerate().find_map(|(i, item)| {
-            nul_path(item).map(|inner| join(&format!("[{i}]"), inner))
-        }),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| nul_path(item).map(|inner| join(&format!("[{i}]"), inner))),
         Value::Object(fields) => fields.iter().find_map(|(key, item)| {
             if key.contains('\0') {
                 return Some(key.replace('\0', "\\0"));

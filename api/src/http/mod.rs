@@ -19,11 +19,11 @@ use actix_web::dev::Service;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{web, HttpMessage};
 use diesel::PgConnection;
-use futures_util::future::LocalBoxFuture;
 use fresco_auth::policy::Enforcer;
 use fresco_auth::Authenticator;
 use fresco_common::conf::{ApiSection, QuotaSection};
 use fresco_common::ticket::TicketVerifier;
+use futures_util::future::LocalBoxFuture;
 
 use crate::db::PgPool;
 use crate::domain::functions::PackageLimits;
