@@ -14,6 +14,8 @@
 # Knobs: CONTRACT_SEED (default random, printed: rerun with it to reproduce a failure),
 # CONTRACT_MAX_EXAMPLES (per operation and phase, default 110), CONTRACT_MIN_REQUESTS (the
 # run fails below it, default 5000), CONTRACT_TIME_LIMIT (seconds, default 240),
+# CONTRACT_WORKERS (concurrent requests while fuzzing, default 4), CONTRACT_DOCUMENT (default
+# docs/openapi.yaml),
 # SCHEMATHESIS_VENV (default /opt/fresco-dev/schemathesis-venv).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -30,9 +32,8 @@ SCHEMATHESIS_VENV="${SCHEMATHESIS_VENV:-/opt/fresco-dev/schemathesis-venv}"
 CONTRACT_MAX_EXAMPLES="${CONTRACT_MAX_EXAMPLES:-110}"
 CONTRACT_MIN_REQUESTS="${CONTRACT_MIN_REQUESTS:-5000}"
 CONTRACT_TIME_LIMIT="${CONTRACT_TIME_LIMIT:-240}"
-# One worker: concurrent workers crash CPython 3.11's ast.parse inside hypothesis ("AST constructor
-# recursion depth mismatch") in the coverage phase.
-CONTRACT_WORKERS="${CONTRACT_WORKERS:-1}"
+CONTRACT_WORKERS="${CONTRACT_WORKERS:-4}"
+CONTRACT_DOCUMENT="${CONTRACT_DOCUMENT:-$FRESCO_ROOT/docs/openapi.yaml}"
 CONTRACT_SEED="${CONTRACT_SEED:-$(( RANDOM << 15 | RANDOM ))}"
 TOKEN="contract:contract:admin,member"
 
@@ -183,48 +184,26 @@ CONF
     api POST /v1/functions/hello/invoke -d '{"name": "contract"}' >/dev/null \
         || die "the seeded function does not run: see $RUN_DIR/*.log"
 
+    # Two passes with one seed: the examples and coverage phases with one worker (concurrent
+    # workers crash CPython 3.11's ast.parse inside hypothesis there: "AST constructor recursion
+    # depth mismatch"), then fuzzing and stateful sequences with several.
     say "schemathesis: seed $CONTRACT_SEED, at most $CONTRACT_MAX_EXAMPLES examples per operation, ${CONTRACT_TIME_LIMIT}s at most"
-    local started=$SECONDS rc=0
-    set +e
-    # From the run's directory: schemathesis keeps a cache (.schemathesis/) in its working directory.
-    (cd "$RUN_DIR" && timeout --kill-after=10 "$CONTRACT_TIME_LIMIT" "$SCHEMATHESIS_VENV/bin/schemathesis" run \
-        "$FRESCO_ROOT/docs/openapi.yaml" \
-        --url "http://127.0.0.1:$API_PORT" \
-        --header "X-Auth-Token: $TOKEN" \
-        --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance \
-        --max-examples "$CONTRACT_MAX_EXAMPLES" \
-        --seed "$CONTRACT_SEED" \
-        --workers "$CONTRACT_WORKERS" \
-        --request-timeout 30 \
-        --no-color \
-        --report ndjson --report-ndjson-path "$RUN_DIR/events.ndjson" \
-        --generation-database none \
-        2>&1) | tee "$RUN_DIR/schemathesis.log"
-    rc=${PIPESTATUS[0]}
-    set -e
-    local elapsed=$((SECONDS - started)) requests
-    requests=$(grep -c '"request"' "$RUN_DIR/events.ndjson" 2>/dev/null || true)
-    requests=$(python3 - "$RUN_DIR/events.ndjson" <<'PY'
-import json, sys
-count = 0
-try:
-    with open(sys.argv[1]) as events:
-        for line in events:
-            event = json.loads(line)
-            # Every request schemathesis sent is one interaction of a ScenarioFinished event.
-            for name, body in event.items():
-                if name == "ScenarioFinished":
-                    count += len(body.get("recorder", {}).get("interactions", {}))
-except FileNotFoundError:
-    pass
-print(count)
-PY
-)
-    say "contract: $requests requests in ${elapsed}s, seed $CONTRACT_SEED, schemathesis exit $rc (logs: $RUN_DIR)"
-    if grep -q ' 5[0-9][0-9] ' "$RUN_DIR/api.log"; then
-        warn "the api answered 5xx: $(grep -c ' 5[0-9][0-9] ' "$RUN_DIR/api.log") lines in $RUN_DIR/api.log"
+    local started=$SECONDS rc=0 left
+    contract_pass examples,coverage 1 "$CONTRACT_TIME_LIMIT" || rc=$?
+    left=$((CONTRACT_TIME_LIMIT - (SECONDS - started)))
+    if [ "$rc" -eq 0 ] && [ "$left" -gt 0 ]; then
+        contract_pass fuzzing,stateful "$CONTRACT_WORKERS" "$left" || rc=$?
+    elif [ "$rc" -eq 0 ]; then
+        rc=124
     fi
-    [ "$rc" -eq 124 ] && die "schemathesis did not finish within ${CONTRACT_TIME_LIMIT}s"
+    local elapsed=$((SECONDS - started)) totals requests failures
+    totals=$(contract_totals "$RUN_DIR"/events-*.ndjson)
+    read -r requests failures <<<"$totals"
+    say "contract: $requests requests in ${elapsed}s, $failures failures, seed $CONTRACT_SEED (logs: $RUN_DIR)"
+    if grep -q 'answering 5[0-9][0-9]' "$RUN_DIR/api.log"; then
+        warn "the api answered 5xx $(grep -c 'answering 5[0-9][0-9]' "$RUN_DIR/api.log") times: see $RUN_DIR/api.log"
+    fi
+    [ "$rc" -ne 124 ] || die "schemathesis did not finish within ${CONTRACT_TIME_LIMIT}s"
     [ "$rc" -eq 0 ] || die "the API breaks its contract (docs/openapi.yaml): see the failures above; reproduce with CONTRACT_SEED=$CONTRACT_SEED"
     [ "$requests" -ge "$CONTRACT_MIN_REQUESTS" ] \
         || die "only $requests requests were sent, fewer than $CONTRACT_MIN_REQUESTS"
@@ -232,6 +211,52 @@ PY
     cleanup
     rm -rf "$RUN_DIR"
     echo "contract: $requests passed, 0 failed"
+}
+
+# contract_pass PHASES WORKERS SECONDS: one schemathesis run of those phases, its events in
+# RUN_DIR/events-<phases>.ndjson; exits with schemathesis's status (124 past SECONDS).
+contract_pass() {
+    local phases=$1 workers=$2 seconds=$3
+    # From the run's directory: schemathesis keeps a cache (.schemathesis/) in its working directory.
+    (cd "$RUN_DIR" && timeout --kill-after=10 "$seconds" "$SCHEMATHESIS_VENV/bin/schemathesis" run \
+        "$CONTRACT_DOCUMENT" \
+        --url "http://127.0.0.1:$API_PORT" \
+        --header "X-Auth-Token: $TOKEN" \
+        --phases "$phases" \
+        --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance \
+        --max-examples "$CONTRACT_MAX_EXAMPLES" \
+        --seed "$CONTRACT_SEED" \
+        --workers "$workers" \
+        --request-timeout 30 \
+        --no-color \
+        --report ndjson --report-ndjson-path "$RUN_DIR/events-${phases//,/-}.ndjson" \
+        --generation-database none \
+        2>&1) | tee -a "$RUN_DIR/schemathesis.log"
+    return "${PIPESTATUS[0]}"
+}
+
+# contract_totals NDJSON...: "<requests> <failed checks>" over schemathesis's event files.
+contract_totals() {
+    python3 - "$@" <<'PY'
+import json, sys
+requests = failures = 0
+for path in sys.argv[1:]:
+    try:
+        events = open(path)
+    except FileNotFoundError:
+        continue
+    with events:
+        for line in events:
+            for name, body in json.loads(line).items():
+                if name != "ScenarioFinished":
+                    continue
+                # Every request sent is one interaction of a finished scenario.
+                recorder = body.get("recorder", {})
+                requests += len(recorder.get("interactions", {}))
+                for checks in recorder.get("checks", {}).values():
+                    failures += sum(1 for check in checks if check.get("status") == "failure")
+print(requests, failures)
+PY
 }
 
 main "$@"
