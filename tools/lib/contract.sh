@@ -12,7 +12,7 @@
 # stack_build`) and the runtime images (runtimes/build.sh), as tools/test provides.
 #
 # Knobs: CONTRACT_SEED (default random, printed: rerun with it to reproduce a failure),
-# CONTRACT_MAX_EXAMPLES (per operation and phase, default 170), CONTRACT_MIN_REQUESTS (the
+# CONTRACT_MAX_EXAMPLES (per operation and phase, default 140), CONTRACT_MIN_REQUESTS (the
 # run fails below it, default 5000), CONTRACT_TIME_LIMIT (seconds, default 240),
 # CONTRACT_DOCUMENT (default docs/openapi.yaml),
 # SCHEMATHESIS_VENV (default /opt/fresco-dev/schemathesis-venv).
@@ -28,7 +28,7 @@ source "$HERE/stack.sh"
 
 SCHEMATHESIS_VERSION="4.32.5"
 SCHEMATHESIS_VENV="${SCHEMATHESIS_VENV:-/opt/fresco-dev/schemathesis-venv}"
-CONTRACT_MAX_EXAMPLES="${CONTRACT_MAX_EXAMPLES:-170}"
+CONTRACT_MAX_EXAMPLES="${CONTRACT_MAX_EXAMPLES:-140}"
 CONTRACT_MIN_REQUESTS="${CONTRACT_MIN_REQUESTS:-5000}"
 CONTRACT_TIME_LIMIT="${CONTRACT_TIME_LIMIT:-240}"
 CONTRACT_DOCUMENT="${CONTRACT_DOCUMENT:-$FRESCO_ROOT/docs/openapi.yaml}"
