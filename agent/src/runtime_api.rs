@@ -637,4 +637,66 @@ mod tests {
             Some(DispatchError::Dead(Outcome::Exited(exit)))
         );
     }
+
+    #[tokio::test]
+    async fn the_runtime_starts_only_once_the_sandbox_is_ready_and_idleness_is_seen() {
+        use crate::engine::fake::http;
+        let dir = std::env::temp_dir().join(format!("rt-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let socket = dir.join("runtime.sock");
+        let channel = Arc::new(RuntimeChannel::new());
+        let server = channel.serve(UnixListener::bind(&socket).expect("bind"));
+
+        let waiting = tokio::spawn({
+            let socket = socket.clone();
+            async move { http(&socket, "GET", "/fresco/start", b"").await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert!(
+            !waiting.is_finished(),
+            "no start before the sandbox is ready"
+        );
+        channel.set_ready();
+        let (status, _, _) = waiting.await.expect("join").expect("answer");
+        assert_eq!(status, 200);
+
+        // Idle means the runtime waits for an event and the shim for a sync.
+        let short = std::time::Duration::from_millis(50);
+        assert!(!channel.wait_until_idle(short).await);
+        let next = tokio::spawn({
+            let socket = socket.clone();
+            async move { http(&socket, "GET", "/invocation/next", b"").await }
+        });
+        assert!(
+            !channel.wait_until_idle(short).await,
+            "the shim is not waiting yet"
+        );
+        let sync = tokio::spawn({
+            let socket = socket.clone();
+            async move { http(&socket, "GET", "/fresco/sync", b"").await }
+        });
+        assert!(
+            channel
+                .wait_until_idle(std::time::Duration::from_secs(2))
+                .await
+        );
+
+        // A container being removed: waits end, and a new start is refused.
+        channel.close();
+        assert_eq!(next.await.expect("join").expect("answer").0, 410);
+        assert_eq!(sync.await.expect("join").expect("answer").0, 410);
+        server.abort();
+        let closed = Arc::new(RuntimeChannel::new());
+        let _ = std::fs::remove_file(&socket);
+        let server = closed.serve(UnixListener::bind(&socket).expect("bind"));
+        let refused = tokio::spawn({
+            let socket = socket.clone();
+            async move { http(&socket, "GET", "/fresco/start", b"").await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        closed.close();
+        assert_eq!(refused.await.expect("join").expect("answer").0, 410);
+        server.abort();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
