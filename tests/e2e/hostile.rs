@@ -261,17 +261,19 @@ fn hostile_functions_are_contained_and_the_node_keeps_working() {
     );
     let shell_bomb_id = shell_bomb["id"].as_str().unwrap().to_owned();
     let watcher = std::thread::spawn(move || {
+        // Find the container once, then sample its task count until it is gone.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut id = None;
         let mut most = 0u64;
-        let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            if let Some(id) = containers_of(&shell_bomb_id).first() {
-                if let Ok(text) = std::fs::read_to_string(cgroup("pids", id, "pids.current")) {
-                    most = most.max(text.trim().parse().unwrap_or(0));
-                }
-            } else if most > 0 {
-                break;
+            match &id {
+                None => id = containers_of(&shell_bomb_id).into_iter().next(),
+                Some(id) => match std::fs::read_to_string(cgroup("pids", id, "pids.current")) {
+                    Ok(text) => most = most.max(text.trim().parse().unwrap_or(0)),
+                    Err(_) => break,
+                },
             }
-            std::thread::sleep(Duration::from_millis(100));
+            std::thread::sleep(Duration::from_millis(20));
         }
         most
     });
