@@ -59,7 +59,11 @@ pub enum CodeError {
     #[error("unpacking helper failed: {0}")]
     Helper(String),
     #[error("code cache is full: the package needs {needed} bytes and running or warm containers hold {pinned} of the {limit} bytes of [agent] code_cache_max_bytes")]
-    CacheFull { needed: u64, pinned: u64, limit: u64 },
+    CacheFull {
+        needed: u64,
+        pinned: u64,
+        limit: u64,
+    },
     #[error("code cache: {0}")]
     Io(#[from] io::Error),
 }
@@ -69,7 +73,11 @@ pub enum CodeError {
 pub enum Unpacker {
     /// In a child process, `program UNPACK_HELPER_ARG ...`, that drops to `uid:gid` before
     /// reading the package: what an agent running as root does.
-    Child { program: PathBuf, uid: u32, gid: u32 },
+    Child {
+        program: PathBuf,
+        uid: u32,
+        gid: u32,
+    },
     /// In this process: only for an agent that is not root itself (development, tests).
     InProcess,
 }
@@ -405,7 +413,10 @@ impl CodeCache {
             Err(e) => Err(e),
         };
         let admitted = match measured {
-            Ok(size) => self.admit(key, &staging, &project_dir.join(sha256), size).await,
+            Ok(size) => {
+                self.admit(key, &staging, &project_dir.join(sha256), size)
+                    .await
+            }
             Err(e) => Err(e),
         };
         if admitted.is_err() {
@@ -440,7 +451,10 @@ impl CodeCache {
             .get(FORMAT_HEADER)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        if response.content_length().is_some_and(|len| len > max as u64) {
+        if response
+            .content_length()
+            .is_some_and(|len| len > max as u64)
+        {
             return Err(CodeError::TooLarge(max));
         }
         let mut bytes = Vec::new();
@@ -518,10 +532,8 @@ impl CodeCache {
                     .make_room(bytes, limit)
                     .into_iter()
                     .map(|victim| {
-                        let grave = victim.with_file_name(format!(
-                            ".evict-{}",
-                            uuid::Uuid::new_v4().simple()
-                        ));
+                        let grave = victim
+                            .with_file_name(format!(".evict-{}", uuid::Uuid::new_v4().simple()));
                         match std::fs::rename(&victim, &grave) {
                             Ok(()) => grave,
                             Err(_) => victim,

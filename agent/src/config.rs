@@ -227,16 +227,18 @@ mod tests {
             Settings::from_raw(&raw),
             Err(SettingsError::AgentId(_))
         ));
-        assert_eq!((settings.unpack_uid, settings.unpack_gid), (199_999, 199_999));
-        for bad in [
-            "unpack_uid = 0",
-            "unpack_gid = 0",
-            "unpack_uid = 1000",
-        ] {
+        assert_eq!(
+            (settings.unpack_uid, settings.unpack_gid),
+            (199_999, 199_999)
+        );
+        for bad in ["unpack_uid = 0", "unpack_gid = 0", "unpack_uid = 1000"] {
             let raw = RawConfig::parse(&format!("[agent]\nagent_id = a\n{bad}\n"), "test")
                 .expect("parse");
             assert!(
-                matches!(Settings::from_raw(&raw), Err(SettingsError::UnpackUser { .. })),
+                matches!(
+                    Settings::from_raw(&raw),
+                    Err(SettingsError::UnpackUser { .. })
+                ),
                 "{bad}"
             );
         }

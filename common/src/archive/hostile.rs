@@ -119,17 +119,15 @@ pub fn tar_gz(items: &[Item]) -> Vec<u8> {
                     }
                     record.extend_from_slice(format!("{len} ").as_bytes());
                     record.extend_from_slice(&body);
-                    (
-                        b"PaxHeaders/x",
-                        tar::EntryType::XHeader,
-                        0o644,
-                        b"",
-                        record,
-                    )
+                    (b"PaxHeaders/x", tar::EntryType::XHeader, 0o644, b"", record)
                 }
-                Item::SkippedData { name, size } => {
-                    (name, tar::EntryType::Symlink, 0o777, b"target", vec![0; *size])
-                }
+                Item::SkippedData { name, size } => (
+                    name,
+                    tar::EntryType::Symlink,
+                    0o777,
+                    b"target",
+                    vec![0; *size],
+                ),
                 Item::LongNameRecord { size } => (
                     b"././@LongLink",
                     tar::EntryType::GNULongName,
@@ -383,7 +381,10 @@ pub fn samples(limits: Limits, outside: &str) -> Vec<Sample> {
     };
     let half = usize::try_from(limits.max_unpacked_bytes / 4 + 1).unwrap_or(usize::MAX);
     let deep_name = vec!["d"; MAX_DEPTH + 1].join("/");
-    let long_name = format!("{}/x.py", vec!["p".repeat(200); MAX_PATH_BYTES / 200 + 1].join("/"));
+    let long_name = format!(
+        "{}/x.py",
+        vec!["p".repeat(200); MAX_PATH_BYTES / 200 + 1].join("/")
+    );
     let implied_files = limits.max_entries / MAX_DEPTH + 1;
     let attacks = vec![
         chain,

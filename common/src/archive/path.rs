@@ -143,7 +143,10 @@ mod tests {
             ("a\0b", "BadName"),
         ] {
             let error = EntryPath::parse(name.as_bytes()).expect_err(name);
-            assert!(format!("{error:?}").starts_with(refused), "{name}: {error:?}");
+            assert!(
+                format!("{error:?}").starts_with(refused),
+                "{name}: {error:?}"
+            );
         }
         assert!(matches!(
             EntryPath::parse(b"a/\xff"),
@@ -177,7 +180,10 @@ mod tests {
             ok("a/link", "../../x"),
             Err(ArchiveError::EscapingLink(_))
         ));
-        assert!(matches!(ok("link", ".."), Err(ArchiveError::EscapingLink(_))));
+        assert!(matches!(
+            ok("link", ".."),
+            Err(ArchiveError::EscapingLink(_))
+        ));
         assert!(matches!(
             ok("link", "/etc/shadow"),
             Err(ArchiveError::EscapingLink(_))
@@ -199,6 +205,9 @@ mod tests {
         assert_eq!(shown(b"abc"), "abc");
         let long = "é".repeat(300);
         let cut = shown(long.as_bytes());
-        assert!(cut.len() <= SHOWN_BYTES + 3 && cut.ends_with("..."), "{cut}");
+        assert!(
+            cut.len() <= SHOWN_BYTES + 3 && cut.ends_with("..."),
+            "{cut}"
+        );
     }
 }

@@ -66,9 +66,7 @@ fn walk_tar_gz(bytes: &[u8], limits: Limits, sink: &mut dyn Sink) -> Result<Tree
     };
     let mut archive = tar::Archive::new(stream);
     let mut tree = Tree::new(Budget::new(limits, Some(meter)));
-    let entries = archive
-        .entries()
-        .map_err(|e| tree.budget.read_error(e))?;
+    let entries = archive.entries().map_err(|e| tree.budget.read_error(e))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| tree.budget.read_error(e))?;
         // Long names (GNU `L`/`K` records, pax `path`/`linkpath`) are applied by the tar crate.

@@ -99,8 +99,7 @@ fn find(dir: &Path, name: &str) -> bool {
         return false;
     };
     entries.flatten().any(|e| {
-        e.file_name() == name
-            || (e.file_type().is_ok_and(|t| t.is_dir()) && find(&e.path(), name))
+        e.file_name() == name || (e.file_type().is_ok_and(|t| t.is_dir()) && find(&e.path(), name))
     })
 }
 
@@ -130,11 +129,23 @@ fn modes_are_normalised_and_special_bits_stripped() {
         assert_eq!(inspect(&bytes, LIMITS).expect(&label), manifest, "{label}");
         assert_eq!(mode(&dest), 0o755, "{label}: root");
         assert_eq!(mode(&dest.join("bin")), 0o755, "{label}");
-        assert_eq!(mode(&dest.join("bin/tool")), 0o755, "{label}: setuid stripped");
-        assert_eq!(mode(&dest.join("bin/group")), 0o755, "{label}: setgid stripped");
+        assert_eq!(
+            mode(&dest.join("bin/tool")),
+            0o755,
+            "{label}: setuid stripped"
+        );
+        assert_eq!(
+            mode(&dest.join("bin/group")),
+            0o755,
+            "{label}: setgid stripped"
+        );
         assert_eq!(mode(&dest.join("data/secret")), 0o644, "{label}");
         assert_eq!(mode(&dest.join("data/open")), 0o644, "{label}");
-        assert_eq!(mode(&dest.join("shared")), 0o755, "{label}: sticky stripped");
+        assert_eq!(
+            mode(&dest.join("shared")),
+            0o755,
+            "{label}: sticky stripped"
+        );
         assert_eq!(
             std::fs::read_link(dest.join("shared/up")).expect("link"),
             Path::new("../data")
@@ -176,7 +187,11 @@ fn good_packages_unpack_with_modes() {
             "x = 1\n"
         );
         assert_eq!(mode(&scratch.dest().join("main.py")), 0o755);
-        assert_eq!(mode(&scratch.dest().join("lib")), 0o755, "implied directory");
+        assert_eq!(
+            mode(&scratch.dest().join("lib")),
+            0o755,
+            "implied directory"
+        );
     }
 }
 
@@ -332,7 +347,10 @@ fn the_disk_sink_never_follows_links_on_disk() {
             .map(|_| ()),
     );
     exists(disk.dir(&path("evil")));
-    assert_eq!(std::fs::read_dir(scratch.outside()).expect("dir").count(), 0);
+    assert_eq!(
+        std::fs::read_dir(scratch.outside()).expect("dir").count(),
+        0
+    );
     std::fs::remove_file(scratch.base.join("secret")).expect("cleanup");
     scratch.assert_nothing_outside("disk sink");
 }

@@ -13,7 +13,9 @@ use super::{ArchiveError, Limits};
 /// One archive entry, format-independent.
 pub(super) enum Kind {
     Dir,
-    File { executable: bool },
+    File {
+        executable: bool,
+    },
     Symlink(Vec<u8>),
     /// A hard link names its target relative to the package root.
     HardLink(Vec<u8>),
@@ -126,7 +128,9 @@ impl<R: Read> Read for Metered<R> {
             .saturating_sub(self.meter.read.get());
         if left == 0 {
             self.meter.tripped.set(true);
-            return Err(io::Error::other("decompressed stream exceeds its allowance"));
+            return Err(io::Error::other(
+                "decompressed stream exceeds its allowance",
+            ));
         }
         let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
         let n = self.inner.read(&mut buf[..want])?;
@@ -337,8 +341,7 @@ impl Tree {
                 let source = EntryPath::parse(&target)
                     .map_err(|_| refused())?
                     .ok_or_else(refused)?;
-                let Some(Node::File { size, executable }) = self.nodes.get(source.as_str())
-                else {
+                let Some(Node::File { size, executable }) = self.nodes.get(source.as_str()) else {
                     return Err(refused());
                 };
                 let (size, executable) = (*size, *executable);
