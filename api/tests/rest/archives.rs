@@ -69,8 +69,12 @@ async fn every_hostile_package_is_400_with_its_reason_and_nothing_is_stored() {
         } else {
             "application/gzip"
         };
-        api.send(put("/v1/functions/f/code").by(ALICE).raw(content_type, bytes))
-            .await
-            .ok(200);
+        api.send(
+            put("/v1/functions/f/code")
+                .by(ALICE)
+                .raw(content_type, bytes),
+        )
+        .await
+        .ok(200);
     }
 }

@@ -373,8 +373,8 @@ pub fn samples(limits: Limits, outside: &str) -> Vec<Sample> {
     let deep_chain = Attack {
         name: "symlink chain to an absolute path",
         items: vec![
-            symlink(&up, &vec![".."; 8].join("/")),
-            symlink(&esc, &vec![".."; 26].join("/")),
+            symlink(&up, &[".."; 8].join("/")),
+            symlink(&esc, &[".."; 26].join("/")),
             file(&format!("{esc}/{outside}/pwned-by-tenant"), b"escaped"),
         ],
         refusal: through_link(&esc, &up),
