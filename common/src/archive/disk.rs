@@ -4,11 +4,12 @@
 //! RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV`, so the kernel refuses any path that would leave the
 //! directory or pass through a link, even if the model were wrong; names are then created in an
 //! opened parent (`mkdirat`, `symlinkat`) or with `O_CREAT | O_EXCL | O_NOFOLLOW`, so nothing
-//! existing is ever followed or overwritten. Modes are set with `fchmod` after creation, so the
-//! process umask does not matter.
+//! existing is ever followed or overwritten. Modes are set with `fchmod` right after creation
+//! (before any content), so the process umask does not matter and even what a failed unpack
+//! leaves behind is normalised.
 
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{BorrowedFd, OwnedFd};
 
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 
@@ -56,13 +57,16 @@ impl<'a> Disk<'a> {
         )
     }
 
-    /// Creates the regular file `path` (never an existing one), for writing.
-    fn create(&self, path: &EntryPath) -> Result<std::fs::File, ArchiveError> {
+    /// Creates the regular file `path` (never an existing one) with its final mode, for
+    /// writing. The mode is set before any byte is written, so even the partial file an
+    /// interrupted unpack leaves is normalised.
+    fn create(&self, path: &EntryPath, executable: bool) -> Result<std::fs::File, ArchiveError> {
         let fd = self.open(
             path.as_str(),
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW,
-            Mode::from_raw_mode(0o600),
+            file_mode(executable),
         )?;
+        rustix::fs::fchmod(&fd, file_mode(executable)).map_err(io_error)?;
         Ok(std::fs::File::from(fd))
     }
 }
@@ -70,7 +74,7 @@ impl<'a> Disk<'a> {
 impl Sink for Disk<'_> {
     fn dir(&mut self, path: &EntryPath) -> Result<(), ArchiveError> {
         let parent = self.parent(path)?;
-        rustix::fs::mkdirat(&parent, path.file_name(), Mode::from_raw_mode(0o700))
+        rustix::fs::mkdirat(&parent, path.file_name(), Mode::from_raw_mode(DIR_MODE))
             .map_err(io_error)?;
         let dir = self.open(
             path.as_str(),
@@ -87,10 +91,9 @@ impl Sink for Disk<'_> {
         content: &mut dyn Read,
         budget: &mut Budget,
     ) -> Result<u64, ArchiveError> {
-        let mut file = self.create(path)?;
+        let mut file = self.create(path, executable)?;
         let written = budget.consume(content, &mut file)?;
         file.flush().map_err(ArchiveError::Io)?;
-        rustix::fs::fchmod(&file, file_mode(executable)).map_err(io_error)?;
         Ok(written)
     }
 
@@ -118,7 +121,7 @@ impl Sink for Disk<'_> {
                 source.as_str()
             ))));
         }
-        let mut to = self.create(path)?;
+        let mut to = self.create(path, executable)?;
         let copied = io::copy(&mut std::fs::File::from(from).take(size), &mut to)
             .map_err(ArchiveError::Io)?;
         if copied != size {
@@ -127,6 +130,6 @@ impl Sink for Disk<'_> {
                 source.as_str()
             ))));
         }
-        rustix::fs::fchmod(to.as_fd(), file_mode(executable)).map_err(io_error)
+        Ok(())
     }
 }

@@ -354,3 +354,25 @@ fn the_disk_sink_never_follows_links_on_disk() {
     std::fs::remove_file(scratch.base.join("secret")).expect("cleanup");
     scratch.assert_nothing_outside("disk sink");
 }
+
+/// Found by the fuzz target (fuzz/regressions/crash-f93e818b...): an unpack that failed
+/// half-way left a file with the 0600 it was created with. Modes are now final from creation.
+#[test]
+fn what_a_failed_unpack_leaves_is_normalised_too() {
+    let big = vec![b'x'; (LIMITS.max_unpacked_bytes + 1) as usize];
+    let items = [
+        file_mode("bin/first", b"#!/bin/sh\n", 0o4700),
+        file("deep/second", &big),
+    ];
+    for bytes in [tar_gz(&items), zip(&items).expect("zip")] {
+        let scratch = Scratch::new();
+        let dest = scratch.dest();
+        assert!(matches!(
+            unpack(&bytes, LIMITS, &dest),
+            Err(ArchiveError::TooLarge(_))
+        ));
+        assert_eq!(mode(&dest.join("bin/first")), 0o755);
+        assert_eq!(mode(&dest.join("deep")), 0o755);
+        assert_eq!(mode(&dest.join("deep/second")), 0o644, "partial file");
+    }
+}
