@@ -18,7 +18,7 @@ pub enum SettingsError {
     Memory(String),
     #[error("[agent] agent_id {0:?} may only hold letters, digits, '.', '_' and '-'")]
     AgentId(String),
-    #[error("[agent] unpack_uid and unpack_gid must not be 0 (root) nor the container user's uid {container_uid}, got {uid}:{gid}")]
+    #[error("[agent] unpack_uid and unpack_gid must not be 0 (root), 4294967295, nor the container user's uid {container_uid}, got {uid}:{gid}")]
     UnpackUser {
         uid: u32,
         gid: u32,
@@ -96,7 +96,11 @@ impl Settings {
             return Err(SettingsError::SocketPath(socket_len));
         }
         let (container_uid, container_gid) = parse_user(&agent.container_user)?;
-        if agent.unpack_uid == 0 || agent.unpack_gid == 0 || agent.unpack_uid == container_uid {
+        let unusable = |id: u32| id == 0 || id == u32::MAX;
+        if unusable(agent.unpack_uid)
+            || unusable(agent.unpack_gid)
+            || agent.unpack_uid == container_uid
+        {
             return Err(SettingsError::UnpackUser {
                 uid: agent.unpack_uid,
                 gid: agent.unpack_gid,
