@@ -53,7 +53,12 @@ struct Name {
 
 impl Name {
     fn render(&self) -> Vec<u8> {
-        let joined = self.parts.iter().map(Part::text).collect::<Vec<_>>().join("/");
+        let joined = self
+            .parts
+            .iter()
+            .map(Part::text)
+            .collect::<Vec<_>>()
+            .join("/");
         if self.absolute {
             format!("/{joined}").into_bytes()
         } else {
@@ -109,8 +114,12 @@ pub fn package(data: &[u8]) -> Vec<u8> {
                 name: name.render(),
                 target: target.render(),
             },
-            Entry::Fifo { name } => hostile::Item::Fifo { name: name.render() },
-            Entry::CharDevice { name } => hostile::Item::CharDevice { name: name.render() },
+            Entry::Fifo { name } => hostile::Item::Fifo {
+                name: name.render(),
+            },
+            Entry::CharDevice { name } => hostile::Item::CharDevice {
+                name: name.render(),
+            },
             Entry::PaxPath { path } => hostile::Item::PaxPath {
                 path: path.render(),
             },
@@ -176,7 +185,11 @@ fn check_tree(dir: &Path) {
             check_tree(&path);
         } else {
             assert!(kind.is_file(), "{}: special file", path.display());
-            assert!(mode == 0o644 || mode == 0o755, "{}: mode {mode:o}", path.display());
+            assert!(
+                mode == 0o644 || mode == 0o755,
+                "{}: mode {mode:o}",
+                path.display()
+            );
         }
     }
 }
@@ -198,8 +211,16 @@ pub fn check(bytes: &[u8]) {
         ),
         _ => panic!("inspect and unpack disagree: {inspected:?} / {unpacked:?}"),
     }
-    assert_eq!(names(&scratch.0), ["dest", "outside"], "written beside dest");
-    assert_eq!(names(&scratch.0.join("outside")), ["keep"], "written outside");
+    assert_eq!(
+        names(&scratch.0),
+        ["dest", "outside"],
+        "written beside dest"
+    );
+    assert_eq!(
+        names(&scratch.0.join("outside")),
+        ["keep"],
+        "written outside"
+    );
     assert_eq!(
         std::fs::read(scratch.0.join("outside/keep")).expect("keep"),
         b"original"
@@ -229,7 +250,13 @@ pub fn write_seeds(dir: &Path) -> std::io::Result<usize> {
     for (label, bytes) in &samples {
         let slug: String = label
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '-'
+                }
+            })
             .collect();
         std::fs::write(dir.join(slug), bytes)?;
     }
