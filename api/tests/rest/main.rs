@@ -13,6 +13,7 @@ mod discovery;
 mod executions;
 mod functions;
 mod isolation;
+mod openapi;
 mod outage;
 mod quotas;
 mod runtimes;
