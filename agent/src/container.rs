@@ -19,6 +19,7 @@ use futures_util::StreamExt;
 use tokio::net::UnixListener;
 use tokio::task::JoinHandle;
 
+use crate::code::CodePin;
 use crate::config::Settings;
 use crate::engine::host::{CgroupHandle, FreezerState, HostControl, HostError};
 use crate::engine::net::NetworkLease;
@@ -300,6 +301,8 @@ pub struct Container {
     pub channel: Arc<RuntimeChannel>,
     pub logs: Arc<LogBuffer>,
     dir: PathBuf,
+    /// Keeps the code package in the node's cache for the container's whole life.
+    _code: Option<CodePin>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     sandboxes: Arc<Sandboxes>,
     cgroups: OnceLock<CgroupHandle>,
@@ -323,7 +326,7 @@ impl Container {
         sandboxes: &Arc<Sandboxes>,
         settings: &Settings,
         spec: &FunctionSpec,
-        code_dir: Option<&Path>,
+        code: Option<CodePin>,
     ) -> Result<Arc<Container>, ContainerError> {
         let name = format!("fresco-{}", uuid::Uuid::new_v4().simple());
         let dir = settings
@@ -340,6 +343,7 @@ impl Container {
         };
         let channel = Arc::new(RuntimeChannel::new());
         let server = channel.serve(listener);
+        let code_dir = code.as_ref().map(CodePin::path);
         let container_spec = container_spec(settings, spec, &name, code_dir, &dir, uid);
         let id = match engine.create(&container_spec).await {
             Ok(id) => id,
@@ -362,6 +366,7 @@ impl Container {
                 settings.container_output_max_bytes,
             )),
             dir,
+            _code: code,
             tasks: Mutex::new(vec![server]),
             sandboxes: Arc::clone(sandboxes),
             cgroups: OnceLock::new(),
