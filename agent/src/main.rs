@@ -54,6 +54,12 @@ fn main() -> anyhow::Result<()> {
     }
     let mut settings = Settings::from_raw(&raw)?;
     let verifier = TicketVerifier::from_file(&settings.ticket_verify_key_file)?;
+    if !rustix::process::geteuid().is_root() {
+        log::warn!(
+            "fresco-agent is not running as root: it cannot give sandboxes their own uid, freeze \
+             them or build their network, so function containers will fail"
+        );
+    }
     let core = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(settings.cpus.clamp(2, 8) as usize)
         .thread_name("fresco-core")
