@@ -87,7 +87,9 @@ pub fn run_error(error: &RunError) -> HttpResponse {
     let status = match error {
         RunError::Ticket(_) => StatusCode::UNAUTHORIZED,
         RunError::Spec(_) => StatusCode::BAD_REQUEST,
-        RunError::NoCapacity(_) | RunError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+        RunError::NoCapacity(_) | RunError::ShuttingDown | RunError::EngineUnavailable(_) => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
     };
     error_response(status, &error.to_string())
 }

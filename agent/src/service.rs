@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use crate::code::{CodeCache, CodeError};
 use crate::config::Settings;
-use crate::container::{function_arn, Container, LABEL_AGENT};
+use crate::container::{function_arn, Container, ContainerError, LABEL_AGENT};
 use crate::engine::{ContainerEngine, EngineError};
 use crate::pool::{Acquired, Pools};
 use crate::runtime_api::{DispatchError, Invocation, Outcome};
@@ -30,6 +30,9 @@ pub enum RunError {
     NoCapacity(String),
     #[error("agent is shutting down")]
     ShuttingDown,
+    /// The container engine cannot be reached; nothing ran.
+    #[error("{0}")]
+    EngineUnavailable(String),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +65,8 @@ pub struct Agent<E: ContainerEngine> {
     running: AtomicU32,
     images: Mutex<Vec<String>>,
     shutting_down: AtomicBool,
+    /// The engine failed to answer last time it was asked; cleared when it answers again.
+    engine_down: AtomicBool,
     pub metrics: Metrics,
 }
 
@@ -135,6 +140,15 @@ enum Ending {
     Outcome(Outcome),
     Timeout,
     Lost,
+    /// The container could not take the invocation: none of it ran.
+    NotRun(&'static str),
+}
+
+/// Why a container could not be started for an execution (none of the function ran).
+enum StartFailure {
+    /// The engine cannot be reached: the agent refuses work until it can.
+    EngineDown(String),
+    Failed(FunctionError),
 }
 
 impl<E: ContainerEngine> Agent<E> {
@@ -158,6 +172,7 @@ impl<E: ContainerEngine> Agent<E> {
             running: AtomicU32::new(0),
             images: Mutex::new(Vec::new()),
             shutting_down: AtomicBool::new(false),
+            engine_down: AtomicBool::new(false),
             metrics: Metrics::default(),
         })
     }
@@ -210,6 +225,7 @@ impl<E: ContainerEngine> Agent<E> {
             .verify(ticket, Some(&self.settings.agent_id))?;
         let spec = claims.spec;
         validate_spec(&spec)?;
+        self.check_engine().await?;
         let memory_mb = u64::try_from(spec.memory_mb).unwrap_or(0);
         let running = self.running.fetch_add(1, Ordering::SeqCst);
         let _running = RunningGuard(&self.running);
@@ -220,7 +236,19 @@ impl<E: ContainerEngine> Agent<E> {
         }
         self.metrics.runs.fetch_add(1, Ordering::Relaxed);
         let key = pool_key(&spec);
-        let acquired = self.pools().acquire(&key, &spec.warm_key(), memory_mb);
+        let acquired = loop {
+            let acquired = self.pools().acquire(&key, &spec.warm_key(), memory_mb);
+            match acquired {
+                Acquired::Warm(container) if !container.channel.is_usable() => {
+                    // It stopped while idle (its engine restarted, or a process the function
+                    // left behind killed it): none of this execution ran there, so it gets a
+                    // fresh container rather than the dead one's exit status.
+                    self.pools().retire(&key);
+                    self.destroy_later(container);
+                }
+                other => break other,
+            }
+        };
         let started = Instant::now();
         let (container, init_ms) = match acquired {
             Acquired::Warm(container) => (container, None),
@@ -238,7 +266,15 @@ impl<E: ContainerEngine> Agent<E> {
                         self.metrics.cold_starts.fetch_add(1, Ordering::Relaxed);
                         (container, Some(ms(started.elapsed())))
                     }
-                    Err(error) => {
+                    Err(StartFailure::EngineDown(reason)) => {
+                        self.pools().retire(&key);
+                        self.engine_down.store(true, Ordering::SeqCst);
+                        log::warn!("container engine unavailable: {reason}");
+                        return Err(RunError::EngineUnavailable(format!(
+                            "container engine unavailable: {reason}"
+                        )));
+                    }
+                    Err(StartFailure::Failed(error)) => {
                         self.pools().retire(&key);
                         return Ok(RunResult {
                             execution_id: claims.sub,
@@ -250,6 +286,7 @@ impl<E: ContainerEngine> Agent<E> {
                             max_memory_mb: None,
                             cold: true,
                             logs: String::new(),
+                            retry_safe: true,
                         });
                     }
                 }
@@ -261,23 +298,48 @@ impl<E: ContainerEngine> Agent<E> {
             .await)
     }
 
+    /// Refuses work while the engine is known to be down, unless it answers again.
+    async fn check_engine(&self) -> Result<(), RunError> {
+        if !self.engine_down.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        match self.engine.ping().await {
+            Ok(()) => {
+                log::info!("container engine answers again");
+                self.engine_down.store(false, Ordering::SeqCst);
+                Ok(())
+            }
+            Err(e) => Err(RunError::EngineUnavailable(e.to_string())),
+        }
+    }
+
+    /// Whether the engine is known to be unreachable (reported in heartbeats).
+    pub fn engine_down(&self) -> bool {
+        self.engine_down.load(Ordering::SeqCst)
+    }
+
     async fn start_container(
         &self,
         spec: &FunctionSpec,
         ticket: &str,
-    ) -> Result<Arc<Container>, FunctionError> {
-        let code_dir = match &spec.code_sha256 {
-            Some(sha) => Some(
-                self.code
-                    .get(&spec.project_id, sha, ticket)
-                    .await
-                    .map_err(|e| platform_error("CodeUnavailable", e.to_string()))?,
-            ),
-            None => None,
-        };
+    ) -> Result<Arc<Container>, StartFailure> {
+        let code_dir =
+            match &spec.code_sha256 {
+                Some(sha) => Some(self.code.get(&spec.project_id, sha, ticket).await.map_err(
+                    |e| StartFailure::Failed(platform_error("CodeUnavailable", e.to_string())),
+                )?),
+                None => None,
+            };
         Container::start(&self.engine, &self.settings, spec, code_dir.as_deref())
             .await
-            .map_err(|e| platform_error("ContainerStartFailed", e.to_string()))
+            .map_err(|e| match e {
+                ContainerError::Engine(EngineError::Unavailable(reason)) => {
+                    StartFailure::EngineDown(reason)
+                }
+                other => {
+                    StartFailure::Failed(platform_error("ContainerStartFailed", other.to_string()))
+                }
+            })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -338,8 +400,20 @@ impl<E: ContainerEngine> Agent<E> {
                     },
                 }
             }
-            Err(DispatchError::Dead(outcome)) => Ending::Outcome(outcome),
-            Err(DispatchError::Busy) => Ending::Lost,
+            Err(DispatchError::Dead(_)) => Ending::NotRun("the container had stopped"),
+            Err(DispatchError::Busy) => Ending::NotRun("the container was busy"),
+        };
+        // A container that stopped while its engine is unreachable was most likely stopped by
+        // the engine (dockerd shutting down kills its containers): a platform failure.
+        let ending = match ending {
+            Ending::Outcome(Outcome::Exited(exit)) => match self.engine.ping().await {
+                Ok(()) => Ending::Outcome(Outcome::Exited(exit)),
+                Err(e) => Ending::Outcome(Outcome::EngineLost(format!(
+                    "the container stopped (status {}) and its engine does not answer: {e}",
+                    exit.exit_code
+                ))),
+            },
+            other => other,
         };
         let duration_ms = ms(started.elapsed());
         let sync_started = Instant::now();
@@ -359,6 +433,7 @@ impl<E: ContainerEngine> Agent<E> {
             max_memory_mb,
             cold,
             logs: String::new(),
+            retry_safe: false,
         };
         let reusable = match ending {
             Ending::Outcome(Outcome::Response(body)) => {
@@ -427,6 +502,19 @@ impl<E: ContainerEngine> Agent<E> {
                 ));
                 false
             }
+            Ending::Outcome(Outcome::EngineLost(reason)) => {
+                self.engine_down.store(true, Ordering::SeqCst);
+                log::warn!("execution {execution_id}: container engine lost: {reason}");
+                result.status = RunStatus::Error;
+                result.error = Some(platform_error("EngineUnavailable", reason));
+                false
+            }
+            Ending::NotRun(reason) => {
+                result.status = RunStatus::Error;
+                result.error = Some(platform_error("ContainerLost", reason.to_owned()));
+                result.retry_safe = true;
+                false
+            }
         };
         result.logs = container.logs.take();
         log::debug!(
@@ -479,11 +567,22 @@ impl<E: ContainerEngine> Agent<E> {
         count
     }
 
-    /// Refreshes the list of images present on the node.
+    /// Refreshes the list of images present on the node; also tells whether the engine
+    /// answers (reported in heartbeats).
     pub async fn refresh_images(&self) {
         match self.engine.images().await {
-            Ok(images) => *self.images.lock().unwrap_or_else(|e| e.into_inner()) = images,
-            Err(e) => log::warn!("cannot list images: {e}"),
+            Ok(images) => {
+                *self.images.lock().unwrap_or_else(|e| e.into_inner()) = images;
+                if self.engine_down.swap(false, Ordering::SeqCst) {
+                    log::info!("container engine answers again");
+                }
+            }
+            Err(e) => {
+                if e.is_unavailable() && !self.engine_down.swap(true, Ordering::SeqCst) {
+                    log::warn!("container engine unavailable: taking no work until it answers");
+                }
+                log::warn!("cannot list images: {e}");
+            }
         }
     }
 
@@ -505,6 +604,7 @@ impl<E: ContainerEngine> Agent<E> {
                 .unwrap_or_else(|e| e.into_inner())
                 .clone(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
+            engine_down: self.engine_down(),
         }
     }
 

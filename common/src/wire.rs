@@ -120,6 +120,10 @@ pub struct RunResult {
     pub cold: bool,
     /// The function's stdout/stderr, capped at the agent's `log_max_bytes`.
     pub logs: String,
+    /// With status `error`: the platform failed before any of the function ran for this
+    /// execution (e.g. its container could not be created), so another agent may run it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub retry_safe: bool,
 }
 
 /// Warm containers an agent holds for one function version.
@@ -146,6 +150,9 @@ pub struct Heartbeat {
     /// Runtime images present on the node.
     pub images: Vec<String>,
     pub version: String,
+    /// The agent cannot reach its container engine: it takes no work until it can.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub engine_down: bool,
 }
 
 /// The scheduler tells the API an execution's lease is over (POST /v1/placements/{lease}/release).

@@ -12,7 +12,7 @@
 //! releases so that clients fail over to the active scheduler.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,6 +25,7 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use crate::dispatch::Dispatcher;
+use crate::leader::Leadership;
 use crate::placement::{Demand, PlaceError, Placer};
 use crate::storage::Store;
 
@@ -44,7 +45,8 @@ pub struct AppState {
     pub signer: Arc<TicketSigner>,
     pub verifier: Arc<TicketVerifier>,
     pub agent_tokens: Arc<AgentTokens>,
-    pub active: Arc<AtomicBool>,
+    /// Whether this scheduler leads (placements are refused otherwise).
+    pub leadership: Arc<Leadership>,
     /// Heartbeats to write to the `agents` table.
     pub persist: mpsc::Sender<Heartbeat>,
     pub dispatcher: Dispatcher,
@@ -134,7 +136,7 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
 
 impl AppState {
     fn is_active(&self) -> bool {
-        self.active.load(Ordering::Relaxed)
+        self.leadership.is_active()
     }
 
     /// Checks a control-plane token, from the cache when it was verified moments ago.
@@ -178,6 +180,7 @@ async fn healthcheck(state: web::Data<AppState>) -> HttpResponse {
         .insert_header((ROLE_HEADER, role(active)))
         .json(serde_json::json!({
             "role": role(active),
+            "epoch": if active { state.leadership.epoch() } else { None },
             "agents_up": state.placer.up_agents().len(),
             "leases": state.placer.lease_count(),
             "async": {
@@ -186,6 +189,7 @@ async fn healthcheck(state: web::Data<AppState>) -> HttpResponse {
                 "completed": stats.completed.load(Ordering::Relaxed),
                 "requeued": stats.requeued.load(Ordering::Relaxed),
                 "failed": stats.failed.load(Ordering::Relaxed),
+                "fenced": stats.fenced.load(Ordering::Relaxed),
             },
         }))
 }
@@ -324,13 +328,15 @@ async fn unreachable(
                     "agent {} reported unreachable: down until its next heartbeat",
                     path.as_str()
                 );
-                let store = state.store.clone();
-                let ids = vec![path.into_inner()];
-                tokio::task::spawn_blocking(move || {
-                    if let Err(e) = store.mark_agents_down(&ids) {
-                        log::warn!("cannot mark agent {} down: {e}", ids[0]);
-                    }
-                });
+                if let Some(fence) = state.leadership.fence() {
+                    let store = state.store.clone();
+                    let ids = vec![path.into_inner()];
+                    tokio::task::spawn_blocking(move || {
+                        if let Err(e) = store.mark_agents_down(&fence, &ids) {
+                            log::warn!("cannot mark agent {} down: {e}", ids[0]);
+                        }
+                    });
+                }
             }
             HttpResponse::NoContent()
                 .insert_header((ROLE_HEADER, role(active)))

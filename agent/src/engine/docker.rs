@@ -114,6 +114,20 @@ fn map_error(error: BollardError, what: &str) -> EngineError {
         BollardError::DockerResponseServerError {
             status_code: 404, ..
         } => EngineError::NoSuchContainer(what.to_owned()),
+        other => engine_error(other),
+    }
+}
+
+/// Transport failures (the daemon is not there, or does not answer) are `Unavailable`: the
+/// platform failed, not the operation.
+fn engine_error(error: BollardError) -> EngineError {
+    match error {
+        BollardError::IOError { .. }
+        | BollardError::HyperResponseError { .. }
+        | BollardError::HyperLegacyError { .. }
+        | BollardError::HttpClientError { .. }
+        | BollardError::RequestTimeoutError
+        | BollardError::SocketNotFoundError(_) => EngineError::Unavailable(error.to_string()),
         other => EngineError::Docker(other.to_string()),
     }
 }
@@ -132,7 +146,7 @@ impl ContainerEngine for DockerEngine {
             Err(BollardError::DockerResponseServerError {
                 status_code: 404, ..
             }) => Err(EngineError::NoSuchImage(spec.image.clone())),
-            Err(e) => Err(EngineError::Docker(e.to_string())),
+            Err(e) => Err(engine_error(e)),
         }
     }
 
@@ -215,7 +229,7 @@ impl ContainerEngine for DockerEngine {
             .docker
             .list_containers(Some(options))
             .await
-            .map_err(|e| EngineError::Docker(e.to_string()))?;
+            .map_err(engine_error)?;
         Ok(containers.into_iter().filter_map(|c| c.id).collect())
     }
 
@@ -224,7 +238,7 @@ impl ContainerEngine for DockerEngine {
             .docker
             .list_images(Some(ListImagesOptionsBuilder::new().build()))
             .await
-            .map_err(|e| EngineError::Docker(e.to_string()))?;
+            .map_err(engine_error)?;
         let mut tags: Vec<String> = images
             .into_iter()
             .flat_map(|i| i.repo_tags)
@@ -233,6 +247,10 @@ impl ContainerEngine for DockerEngine {
         tags.sort();
         tags.dedup();
         Ok(tags)
+    }
+
+    async fn ping(&self) -> Result<(), EngineError> {
+        self.docker.ping().await.map(|_| ()).map_err(engine_error)
     }
 
     fn take_peak_memory(&self, id: &str) -> Option<u64> {

@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use bytes::Bytes;
@@ -34,6 +34,9 @@ pub struct FakeEngine {
     /// Containers "left from a previous run": id → labels.
     pub leftovers: Mutex<HashMap<String, BTreeMap<String, String>>>,
     next_id: AtomicU64,
+    /// The "daemon" is down: every call fails with `Unavailable`, waits end in errors.
+    down: AtomicBool,
+    down_tx: Mutex<Option<watch::Sender<bool>>>,
 }
 
 impl FakeEngine {
@@ -69,6 +72,31 @@ impl FakeEngine {
             .len()
     }
 
+    /// Stops or restarts the "daemon". Stopping it ends every `wait` with an error, as a
+    /// dropped connection to dockerd does; containers are not touched.
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+        self.down_watch().send_replace(down);
+    }
+
+    fn down_watch(&self) -> watch::Sender<bool> {
+        self.down_tx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert_with(|| watch::channel(false).0)
+            .clone()
+    }
+
+    fn check_up(&self) -> Result<(), EngineError> {
+        if self.down.load(Ordering::SeqCst) {
+            Err(EngineError::Unavailable(
+                "connection refused (fake engine is down)".to_owned(),
+            ))
+        } else {
+            Ok(())
+        }
+    }
+
     fn record(&self, call: String) {
         self.calls
             .lock()
@@ -80,6 +108,7 @@ impl FakeEngine {
 impl ContainerEngine for FakeEngine {
     async fn create(&self, spec: &ContainerSpec) -> Result<String, EngineError> {
         self.record(format!("create {}", spec.name));
+        self.check_up()?;
         if spec.image == "missing" {
             return Err(EngineError::NoSuchImage(spec.image.clone()));
         }
@@ -103,6 +132,7 @@ impl ContainerEngine for FakeEngine {
 
     async fn attach(&self, id: &str) -> Result<LogStream, EngineError> {
         self.record(format!("attach {id}"));
+        self.check_up()?;
         let mut containers = self.containers.lock().unwrap_or_else(|e| e.into_inner());
         let container = containers
             .get_mut(id)
@@ -118,6 +148,7 @@ impl ContainerEngine for FakeEngine {
 
     async fn start(&self, id: &str) -> Result<(), EngineError> {
         self.record(format!("start {id}"));
+        self.check_up()?;
         let mut containers = self.containers.lock().unwrap_or_else(|e| e.into_inner());
         let container = containers
             .get_mut(id)
@@ -158,6 +189,8 @@ impl ContainerEngine for FakeEngine {
     }
 
     async fn wait(&self, id: &str) -> Result<ExitInfo, EngineError> {
+        self.check_up()?;
+        let mut down = self.down_watch().subscribe();
         let mut rx = {
             let containers = self.containers.lock().unwrap_or_else(|e| e.into_inner());
             containers
@@ -166,15 +199,20 @@ impl ContainerEngine for FakeEngine {
                 .exit
                 .subscribe()
         };
-        let exit = rx
-            .wait_for(Option::is_some)
-            .await
-            .map_err(|_| EngineError::NoSuchContainer(id.to_owned()))?;
-        (*exit).ok_or_else(|| EngineError::NoSuchContainer(id.to_owned()))
+        tokio::select! {
+            exit = rx.wait_for(Option::is_some) => {
+                let exit = exit.map_err(|_| EngineError::NoSuchContainer(id.to_owned()))?;
+                (*exit).ok_or_else(|| EngineError::NoSuchContainer(id.to_owned()))
+            }
+            _ = down.wait_for(|d| *d) => {
+                Err(EngineError::Unavailable("connection reset (fake engine stopped)".to_owned()))
+            }
+        }
     }
 
     async fn remove(&self, id: &str) -> Result<(), EngineError> {
         self.record(format!("remove {id}"));
+        self.check_up()?;
         if let Some(container) = self
             .containers
             .lock()
@@ -224,7 +262,12 @@ impl ContainerEngine for FakeEngine {
     }
 
     async fn images(&self) -> Result<Vec<String>, EngineError> {
+        self.check_up()?;
         Ok(vec!["fresco/python3:dev".to_owned()])
+    }
+
+    async fn ping(&self) -> Result<(), EngineError> {
+        self.check_up()
     }
 
     fn take_peak_memory(&self, _id: &str) -> Option<u64> {

@@ -155,8 +155,10 @@ config_section! {
         async_poll_interval_ms: u64 = "1000",
         /// Seconds a lease outlives its function's timeout plus the ticket lifetime before it expires on its own (also how long the dispatcher waits for an agent beyond the timeout).
         lease_grace: u64 = "30",
-        /// Milliseconds between checks of the active scheduler's advisory lock, and between a standby's attempts to take it.
+        /// Milliseconds between renewals of the active scheduler's leader lease, and between a standby's attempts to take it over.
         leader_check_interval_ms: u64 = "1000",
+        /// Seconds a leader lease lasts without renewal: a scheduler that stops answering (paused, hung host) is replaced after this; also how long its database session may sit idle in a transaction.
+        leader_lease_time: u64 = "5",
         /// Least milliseconds between two writes of one agent's heartbeat to the database; state changes are written at once.
         agent_persist_interval_ms: u64 = "1000",
         /// Worker threads serving HTTP; 0 means one per CPU core.

@@ -107,6 +107,8 @@ pub struct Ended {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentView {
     pub up: bool,
+    /// Up but taking no placements (see `Placer::pause`).
+    pub paused: bool,
     pub url: Arc<str>,
     pub free_mb: i64,
     pub leases: u32,
@@ -154,6 +156,9 @@ struct Agent {
     id: Arc<str>,
     url: Arc<str>,
     up: bool,
+    /// Up, but takes no placements until a heartbeat says otherwise: its engine is down, or
+    /// it refused work it had been given room for.
+    paused: bool,
     last_heartbeat: Instant,
     last_persist: Instant,
     total_mb: i64,
@@ -209,6 +214,10 @@ struct Project {
 }
 
 impl Agent {
+    /// Whether new work may go there.
+    fn placeable(&self) -> bool {
+        self.up && !self.paused
+    }
     fn used_mb(&self) -> i64 {
         (self.base_mb + self.leased_mb - self.claimed_mb).max(self.reported_mb)
     }
@@ -344,6 +353,7 @@ impl Placer {
                     id: id.clone(),
                     url: Arc::from(heartbeat.url.as_str()),
                     up: false,
+                    paused: false,
                     last_heartbeat: now,
                     last_persist: now,
                     total_mb: 0,
@@ -363,6 +373,7 @@ impl Placer {
         let agent = &mut state.agents[index];
         let came_up = !agent.up;
         agent.up = true;
+        agent.paused = heartbeat.engine_down;
         agent.last_heartbeat = now;
         if *agent.url != *heartbeat.url {
             agent.url = Arc::from(heartbeat.url.as_str());
@@ -419,6 +430,22 @@ impl Placer {
         let mut state = self.lock();
         match state.by_id.get(agent_id).copied() {
             Some(i) => std::mem::replace(&mut state.agents[i].up, false),
+            None => false,
+        }
+    }
+
+    /// Takes an agent out of placement until its next heartbeat (it refused work: full, or its
+    /// engine failed), without taking it down: its running work goes on. Returns whether it
+    /// was placeable.
+    pub fn pause(&self, agent_id: &str) -> bool {
+        let mut state = self.lock();
+        match state.by_id.get(agent_id).copied() {
+            Some(i) => {
+                let agent = &mut state.agents[i];
+                let was = agent.placeable();
+                agent.paused = true;
+                was
+            }
             None => false,
         }
     }
@@ -487,6 +514,7 @@ impl Placer {
         let agent = &state.agents[*state.by_id.get(agent_id)?];
         Some(AgentView {
             up: agent.up,
+            paused: agent.paused,
             url: agent.url.clone(),
             free_mb: agent.free_mb(),
             leases: agent.leases,
@@ -525,7 +553,7 @@ impl State {
         let mut best: Option<(usize, (u32, u64))> = None;
         for &i in candidates {
             let agent = &self.agents[i];
-            if !agent.up || agent.pools.get(&key).is_none_or(|p| p.available() == 0) {
+            if !agent.placeable() || agent.pools.get(&key).is_none_or(|p| p.available() == 0) {
                 continue;
             }
             let rank = (agent.leases, agent.last_chosen);
@@ -541,7 +569,7 @@ impl State {
     fn pick_cold(&self, memory_mb: i64) -> Option<usize> {
         let mut best: Option<(usize, (bool, i64, u32, u64))> = None;
         for (i, agent) in self.agents.iter().enumerate() {
-            if !agent.up {
+            if !agent.placeable() {
                 continue;
             }
             let free = agent.free_mb();

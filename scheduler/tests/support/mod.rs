@@ -452,6 +452,7 @@ impl TestAgent {
             warm: vec![],
             images: vec![],
             version: "test".into(),
+            engine_down: false,
         };
         let heartbeats = tokio::spawn(async move {
             loop {
@@ -542,6 +543,7 @@ async fn run(state: web::Data<AgentState>, req: HttpRequest, body: web::Bytes) -
         max_memory_mb: Some(10.0),
         cold: false,
         logs: format!("ran on {}", state.id),
+        retry_safe: false,
     })
 }
 
