@@ -9,7 +9,7 @@ use actix_web::http::header::AUTHORIZATION;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
-use fresco_common::wire::RunRequest;
+use fresco_common::wire::{RunRequest, ENGINE_HEADER};
 
 use crate::engine::ContainerEngine;
 use crate::runtime_api::MAX_RESPONSE_BYTES;
@@ -91,7 +91,14 @@ pub fn run_error(error: &RunError) -> HttpResponse {
             StatusCode::SERVICE_UNAVAILABLE
         }
     };
-    error_response(status, &error.to_string())
+    let mut response = error_response(status, &error.to_string());
+    if let RunError::EngineUnavailable(_) = error {
+        response.headers_mut().insert(
+            actix_web::http::header::HeaderName::from_static(ENGINE_HEADER),
+            actix_web::http::header::HeaderValue::from_static("unavailable"),
+        );
+    }
+    response
 }
 
 async fn healthcheck() -> HttpResponse {
@@ -156,6 +163,16 @@ mod tests {
                 "invalid ticket",
             ),
         ]
+    }
+
+    #[test]
+    fn an_unavailable_engine_is_a_503_that_says_so() {
+        let response = run_error(&RunError::EngineUnavailable("connection refused".into()));
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[ENGINE_HEADER], "unavailable");
+        let full = run_error(&RunError::NoCapacity("full".into()));
+        assert_eq!(full.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(!full.headers().contains_key(ENGINE_HEADER));
     }
 
     #[actix_web::test]

@@ -927,11 +927,85 @@ mod tests {
         missing.image = "missing".into();
         let result = run(&h, &missing, "{}").await;
         assert_eq!(result.status, RunStatus::Error);
+        assert!(result.retry_safe, "nothing ran: another agent may run it");
         assert_eq!(
             result.error.expect("error").error_type,
             "Platform.ContainerStartFailed"
         );
         assert_eq!(h.agent.heartbeat("x").memory_mb_reserved, 0);
+    }
+
+    #[tokio::test]
+    async fn an_engine_that_is_down_refuses_work_until_it_answers() {
+        let h = harness(1024);
+        h.engine.set_down(true);
+        let echo = spec("echo");
+        let refused = h.agent.run(&ticket(&echo), Bytes::from_static(b"{}")).await;
+        assert!(
+            matches!(&refused, Err(RunError::EngineUnavailable(m)) if m.contains("unavailable")),
+            "{refused:?}"
+        );
+        let beat = h.agent.heartbeat("x");
+        assert!(beat.engine_down, "reported to the schedulers");
+        assert_eq!(beat.memory_mb_reserved, 0, "the reservation is released");
+        // Known down: refused without trying to create anything.
+        let creates = h.engine.count("create");
+        assert!(matches!(
+            h.agent.run(&ticket(&echo), Bytes::from_static(b"{}")).await,
+            Err(RunError::EngineUnavailable(_))
+        ));
+        assert_eq!(h.engine.count("create"), creates);
+        // The engine is back: the next run finds out and runs.
+        h.engine.set_down(false);
+        let result = run(&h, &echo, "1").await;
+        assert_eq!(result.status, RunStatus::Succeeded);
+        assert!(!h.agent.heartbeat("x").engine_down);
+        // The heartbeat's probe also clears it.
+        h.engine.set_down(true);
+        h.agent.refresh_images().await;
+        assert!(h.agent.heartbeat("x").engine_down);
+        h.engine.set_down(false);
+        h.agent.refresh_images().await;
+        assert!(!h.agent.heartbeat("x").engine_down);
+    }
+
+    #[tokio::test]
+    async fn losing_the_engine_mid_run_is_a_platform_error_not_the_functions() {
+        let h = harness(1024);
+        let mut sleep = spec("sleep");
+        sleep.timeout_s = 5;
+        let ticket = ticket(&sleep);
+        let running = h.agent.run(&ticket, Bytes::from_static(b"{}"));
+        let stop_engine = async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            h.engine.set_down(true);
+        };
+        let (result, ()) = tokio::join!(running, stop_engine);
+        let result = result.expect("run accepted");
+        assert_eq!(result.status, RunStatus::Error, "{result:?}");
+        assert!(!result.retry_safe, "the function was running");
+        let error = result.error.expect("error");
+        assert_eq!(error.error_type, "Platform.EngineUnavailable", "{error:?}");
+        assert!(h.agent.heartbeat("x").engine_down);
+    }
+
+    #[tokio::test]
+    async fn a_warm_container_that_died_while_idle_is_replaced() {
+        let h = harness(1024);
+        let echo = spec("echo");
+        assert!(run(&h, &echo, "1").await.cold);
+        // Killed behind the agent's back while idle (SIGKILL: exit 137, like an engine stop).
+        h.engine.remove("c0").await.expect("remove");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let result = run(&h, &echo, "2").await;
+        assert_eq!(
+            (result.status, result.response.as_deref()),
+            (RunStatus::Succeeded, Some("2")),
+            "{result:?}"
+        );
+        assert!(result.cold, "a fresh container");
+        assert_eq!(h.engine.count("create"), 2);
+        assert_eq!(h.agent.heartbeat("x").memory_mb_reserved, 128);
     }
 
     #[tokio::test]

@@ -103,6 +103,11 @@ pub struct FunctionError {
     pub stack_trace: Vec<String>,
 }
 
+/// Header of an agent's 503 answer to a run request when its container engine is
+/// unavailable (value `unavailable`): none of the function ran, and the agent takes no work
+/// until its engine answers again (its heartbeats say `engine_down`).
+pub const ENGINE_HEADER: &str = "x-fresco-engine";
+
 /// What an agent answers to a run request.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunResult {

@@ -19,11 +19,12 @@
 //! it leads again (the writes stay conditional on the attempt), then drops them: the new
 //! leader requeues those executions once their deadline passes.
 //!
-//! Platform failures: an agent that answers 503 refused the attempt before any of the
-//! function ran (its engine is down, it is full or shutting down): the execution is queued
-//! again without counting the attempt, and the agent gets no placements until its next
-//! heartbeat. An agent's `error` result (the platform failed: container start, engine lost)
-//! is retried like a lost attempt; the last one keeps the agent's error.
+//! Platform failures: an agent whose container engine is unavailable answers 503 with
+//! `x-fresco-engine: unavailable` before any of the function ran: the execution is queued
+//! again without counting the attempt (at most `MAX_REFUNDS` times per execution and
+//! leader), and the agent gets no placements until a heartbeat says its engine answers. An
+//! agent's `error` result (the platform failed: container start, engine lost mid-run) is
+//! retried like a lost attempt; the last one keeps the agent's error.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,7 +32,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use fresco_common::ticket::TicketSigner;
-use fresco_common::wire::{FunctionSpec, RunRequest, RunResult, RunStatus};
+use fresco_common::wire::{FunctionSpec, RunRequest, RunResult, RunStatus, ENGINE_HEADER};
 use serde_json::value::RawValue;
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::AbortHandle;
@@ -47,6 +48,8 @@ const RECONCILE_INTERVAL: Duration = Duration::from_secs(2);
 const FINISH_BATCH: usize = 512;
 /// How long results that could not be written for want of the lease are kept (and retried).
 const FENCED_HOLD: Duration = Duration::from_secs(30);
+/// Attempts of one execution refused by agents whose engine is down that do not count.
+const MAX_REFUNDS: u32 = 20;
 
 /// Settings of the dispatcher.
 #[derive(Debug, Clone)]
@@ -92,6 +95,8 @@ struct Inner {
     http: reqwest::Client,
     wake: Arc<Notify>,
     in_flight: Mutex<HashMap<Uuid, Flight>>,
+    /// Refunded attempts per execution (see `MAX_REFUNDS`).
+    refunds: Mutex<HashMap<Uuid, u32>>,
     finished: mpsc::UnboundedSender<(Uuid, i32, Finish)>,
     started: Instant,
     stats: Stats,
@@ -120,7 +125,7 @@ enum Attempt {
     Lost(String),
     /// The agent refused the execution itself; another attempt would fare no better.
     Refused(String),
-    /// The agent could not take it now (503): none of the function ran.
+    /// The agent's engine is unavailable (503): none of the function ran.
     Bounced(String),
 }
 
@@ -169,6 +174,7 @@ impl Dispatcher {
                 http,
                 wake: Arc::new(Notify::new()),
                 in_flight: Mutex::new(HashMap::new()),
+                refunds: Mutex::new(HashMap::new()),
                 finished,
                 started: Instant::now(),
                 stats: Stats::default(),
@@ -465,6 +471,20 @@ impl Inner {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    fn refunds(&self) -> MutexGuard<'_, HashMap<Uuid, u32>> {
+        self.refunds
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether one more refused attempt of `id` may be refunded (and counts it).
+    fn refund(&self, id: Uuid) -> bool {
+        let mut refunds = self.refunds();
+        let count = refunds.entry(id).or_insert(0);
+        *count += 1;
+        *count <= MAX_REFUNDS
+    }
+
     fn finish(&self, id: Uuid, attempt: i32, finish: Finish) {
         let counter = match finish {
             Finish::Completed { .. } => &self.stats.completed,
@@ -533,9 +553,19 @@ impl Inner {
             Attempt::Bounced(reason) => {
                 log::warn!("execution {id} attempt {attempt} on {agent_id}: {reason}");
                 self.placer.pause(&agent_id);
-                (Finish::Requeue { refund: true }, false)
+                if self.refund(id) {
+                    (Finish::Requeue { refund: true }, false)
+                } else {
+                    (
+                        after_lost_attempt(attempt, self.config.max_attempts, &reason),
+                        false,
+                    )
+                }
             }
         };
+        if !matches!(finish, Finish::Requeue { refund: true }) {
+            self.refunds().remove(&id);
+        }
         self.placer.release(lease_id, warm);
         self.finish(id, attempt, finish);
         self.wake.notify_one();
@@ -581,6 +611,10 @@ impl Inner {
             }
         };
         let status = response.status();
+        let engine_down = response
+            .headers()
+            .get(ENGINE_HEADER)
+            .is_some_and(|v| v.as_bytes() == b"unavailable");
         if status.is_success() {
             return match response.json::<RunResult>().await {
                 Ok(result) if result.execution_id == p.id => Attempt::Done(result),
@@ -593,7 +627,7 @@ impl Inner {
         }
         let text = response.text().await.unwrap_or_default();
         let text: String = text.chars().take(300).collect();
-        if status == reqwest::StatusCode::SERVICE_UNAVAILABLE {
+        if status == reqwest::StatusCode::SERVICE_UNAVAILABLE && engine_down {
             Attempt::Bounced(format!("agent {agent} cannot run it now: {text}"))
         } else if status.is_client_error() {
             Attempt::Refused(format!(

@@ -411,3 +411,58 @@ fn idle_containers_are_evicted_only_when_nothing_else_fits() {
         ],
     );
 }
+
+#[test]
+fn paused_agents_and_agents_without_an_engine_get_no_work() {
+    let placer = Placer::new(PlacerConfig {
+        agent_down_after: Duration::from_secs(DOWN_AFTER),
+        persist_interval: Duration::from_secs(1),
+        lease_extra: Duration::from_secs(LEASE_EXTRA),
+    });
+    let now = Instant::now();
+    let demand = Demand {
+        project_id: "p",
+        function_id: function(1),
+        version: 0,
+        memory_mb: 128,
+        timeout_s: 1,
+        concurrent_limit: -1,
+        per_minute_limit: -1,
+    };
+    let place = || placer.place(&demand, now).map(|l| l.agent_id.to_string());
+    // "a" is fuller, so bin-packing prefers it.
+    placer.heartbeat(&heartbeat(&A("a", 1024, 512, &[])), now);
+    placer.heartbeat(&heartbeat(&A("b", 1024, 0, &[])), now);
+    assert_eq!(place().as_deref(), Ok("a"));
+
+    // A refusal pauses "a" until its next heartbeat: up (its work goes on), but no placements.
+    assert!(placer.pause("a"));
+    assert!(!placer.pause("a"), "already paused");
+    let view = placer.agent("a").expect("known");
+    assert!(view.up && view.paused, "{view:?}");
+    assert_eq!(place().as_deref(), Ok("b"));
+    placer.heartbeat(&heartbeat(&A("a", 1024, 512, &[])), now);
+    assert_eq!(place().as_deref(), Ok("a"));
+
+    // An agent whose engine is down says so in its heartbeats: nothing goes there until it
+    // reports its engine back.
+    let mut down = heartbeat(&A("a", 1024, 512, &[]));
+    down.engine_down = true;
+    placer.heartbeat(&down, now);
+    placer.heartbeat(&down, now);
+    assert_eq!(place().as_deref(), Ok("b"));
+    down.engine_down = false;
+    placer.heartbeat(&down, now);
+    assert_eq!(place().as_deref(), Ok("a"));
+
+    // With every engine down there is no capacity.
+    for id in ["a", "b"] {
+        let mut beat = heartbeat(&A(id, 1024, 0, &[]));
+        beat.engine_down = true;
+        placer.heartbeat(&beat, now);
+    }
+    assert!(matches!(
+        placer.place(&demand, now),
+        Err(PlaceError::NoCapacity { .. })
+    ));
+}
