@@ -165,8 +165,8 @@ mod tests {
         ]
     }
 
-    #[test]
-    fn an_unavailable_engine_is_a_503_that_says_so() {
+    #[actix_web::test]
+    async fn an_unavailable_engine_is_a_503_that_says_so() {
         let response = run_error(&RunError::EngineUnavailable("connection refused".into()));
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(response.headers()[ENGINE_HEADER], "unavailable");
