@@ -169,7 +169,10 @@ mod tests {
     async fn an_unavailable_engine_is_a_503_that_says_so() {
         let response = run_error(&RunError::EngineUnavailable("connection refused".into()));
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(response.headers()[ENGINE_HEADER], "unavailable");
+        assert_eq!(
+            response.headers().get(ENGINE_HEADER).map(|v| v.as_bytes()),
+            Some(&b"unavailable"[..])
+        );
         let full = run_error(&RunError::NoCapacity("full".into()));
         assert_eq!(full.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert!(!full.headers().contains_key(ENGINE_HEADER));
