@@ -577,12 +577,12 @@ impl<E: ContainerEngine> Agent<E> {
                     log::info!("container engine answers again");
                 }
             }
-            Err(e) => {
-                if e.is_unavailable() && !self.engine_down.swap(true, Ordering::SeqCst) {
-                    log::warn!("container engine unavailable: taking no work until it answers");
+            Err(e) if e.is_unavailable() => {
+                if !self.engine_down.swap(true, Ordering::SeqCst) {
+                    log::warn!("{e}: taking no work until it answers");
                 }
-                log::warn!("cannot list images: {e}");
             }
+            Err(e) => log::warn!("cannot list images: {e}"),
         }
     }
 

@@ -6,8 +6,9 @@
 //! one more at every change of leader) and when its lease ends (`expires_at`, in the
 //! database's clock). The leader renews it every `[scheduler] leader_check_interval_ms`; a
 //! standby takes it over, with the next epoch, once it has expired or once the holder's
-//! session is gone (a crashed leader's connection closes at once, so a standby need not wait
-//! for the expiry). A leader that stops answering without dying (`kill -STOP`, a hung host)
+//! session is gone and it missed two renewals (a crashed leader's connection closes at once,
+//! so a standby need not wait for the expiry; after a database restart every session is
+//! gone, and the leader, which retries its renewal at once, keeps the lease). A leader that stops answering without dying (`kill -STOP`, a hung host)
 //! keeps its session but not its lease: a standby leads within one lease time plus one check.
 //!
 //! # Fencing
@@ -135,6 +136,12 @@ impl LeaseConfig {
         i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX)
     }
 
+    /// Milliseconds without renewal after which a holder whose session is gone loses the
+    /// lease before it expires.
+    fn dead_holder_ms(&self) -> i64 {
+        i64::try_from(2 * self.interval.as_millis()).unwrap_or(i64::MAX)
+    }
+
     /// Until when a lease renewed (or taken) by a statement sent at `sent` is surely ours.
     pub fn valid_until(&self, sent: Instant) -> Instant {
         sent + self.lease.saturating_sub(LEASE_MARGIN)
@@ -221,9 +228,11 @@ impl LeaseConnection {
                  session_pid = EXCLUDED.session_pid, acquired_at = now(), renewed_at = now(), \
                  expires_at = EXCLUDED.expires_at \
              WHERE l.expires_at < now() \
-                OR NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = l.session_pid) \
+                OR (l.renewed_at < now() - $3::bigint * interval '1 millisecond' \
+                    AND NOT EXISTS \
+                        (SELECT 1 FROM pg_stat_activity a WHERE a.pid = l.session_pid)) \
              RETURNING epoch",
-            &[&holder, &config.lease_ms()],
+            &[&holder, &config.lease_ms(), &config.dead_holder_ms()],
         ))
         .await?;
         Ok(match row {

@@ -22,6 +22,8 @@ use crate::storage::{Limits, StorageError, Store};
 
 /// How often agents and leases are checked for expiry.
 const SWEEP_INTERVAL: Duration = Duration::from_millis(250);
+/// Pause before a leader retries a renewal that failed for want of the database.
+const RETRY_RENEWAL: Duration = Duration::from_millis(100);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -185,10 +187,10 @@ async fn lead(config: LeaseConfig, leadership: Arc<Leadership>, dispatcher: Disp
     let holder = leadership.holder().to_owned();
     let mut connection: Option<LeaseConnection> = None;
     let mut running: Option<(watch::Sender<bool>, tokio::task::JoinHandle<()>)> = None;
-    let mut ticker = tokio::time::interval(config.interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut pause = Duration::ZERO;
     loop {
-        ticker.tick().await;
+        tokio::time::sleep(pause).await;
+        pause = config.interval;
         if connection.as_ref().is_none_or(|c| !c.is_alive()) {
             connection = match LeaseConnection::open(&config).await {
                 Ok(c) => Some(c),
@@ -231,7 +233,12 @@ async fn lead(config: LeaseConfig, leadership: Arc<Leadership>, dispatcher: Disp
                 }
             },
         };
-        // Without an answer the term lasts as long as the local clock says it does.
+        // Without an answer the term lasts as long as the local clock says it does, and the
+        // leader tries again at once (e.g. the database restarted: it must renew before a
+        // standby sees its old session gone).
+        if leads.is_none() && running.is_some() {
+            pause = RETRY_RENEWAL;
+        }
         let leads = leads.unwrap_or_else(|| leadership.is_active()) && leadership.is_active();
         match (leads, running.is_some()) {
             (true, false) => {

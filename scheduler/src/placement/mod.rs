@@ -61,8 +61,17 @@ pub enum PlaceError {
     Concurrency { limit: i64, retry_after_s: u64 },
     #[error("project is over its limit of {limit} executions per minute")]
     Rate { limit: i64, retry_after_s: u64 },
-    #[error("no agent has room for {memory_mb} MB")]
-    NoCapacity { memory_mb: i32 },
+    #[error("no agent has room for {memory_mb} MB{}", paused_note(*paused))]
+    NoCapacity { memory_mb: i32, paused: usize },
+}
+
+fn paused_note(paused: usize) -> String {
+    match paused {
+        0 => String::new(),
+        n => format!(
+            " ({n} agent(s) take no work now: container engine unavailable or refusing work)"
+        ),
+    }
 }
 
 impl PlaceError {
@@ -291,9 +300,12 @@ impl Placer {
         let (chosen, warm) = match state.pick_warm(key) {
             Some(i) => (i, true),
             None => (
-                state.pick_cold(memory_mb).ok_or(PlaceError::NoCapacity {
-                    memory_mb: demand.memory_mb,
-                })?,
+                state
+                    .pick_cold(memory_mb)
+                    .ok_or_else(|| PlaceError::NoCapacity {
+                        memory_mb: demand.memory_mb,
+                        paused: state.agents.iter().filter(|a| a.up && a.paused).count(),
+                    })?,
                 false,
             ),
         };

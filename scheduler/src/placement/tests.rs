@@ -378,7 +378,10 @@ fn mark_down_is_immediate() {
     };
     assert_eq!(
         placer.place(&demand, now).map(|l| l.lease_id).err(),
-        Some(PlaceError::NoCapacity { memory_mb: 1 })
+        Some(PlaceError::NoCapacity {
+            memory_mb: 1,
+            paused: 0
+        })
     );
     let back = placer.heartbeat(&heartbeat(&A("a", 1024, 0, &[])), now);
     assert!(
@@ -461,8 +464,16 @@ fn paused_agents_and_agents_without_an_engine_get_no_work() {
         beat.engine_down = true;
         placer.heartbeat(&beat, now);
     }
-    assert!(matches!(
-        placer.place(&demand, now),
-        Err(PlaceError::NoCapacity { .. })
-    ));
+    let refused = placer.place(&demand, now).expect_err("no engine anywhere");
+    assert_eq!(
+        refused,
+        PlaceError::NoCapacity {
+            memory_mb: 128,
+            paused: 2
+        }
+    );
+    assert!(
+        refused.to_string().contains("container engine unavailable"),
+        "{refused}"
+    );
 }
