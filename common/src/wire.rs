@@ -103,10 +103,11 @@ pub struct FunctionError {
     pub stack_trace: Vec<String>,
 }
 
-/// Header of an agent's 503 answer to a run request when its container engine is
-/// unavailable (value `unavailable`): none of the function ran, and the agent takes no work
-/// until its engine answers again (its heartbeats say `engine_down`).
-pub const ENGINE_HEADER: &str = "x-fresco-engine";
+/// Header of an agent's 503 answer to a run request that it refused before any of the
+/// function ran: `engine-unavailable` (its container engine does not answer; its heartbeats
+/// say `engine_down` until it does), `no-capacity` (it has no room, whatever the scheduler
+/// thought), `shutting-down`. The caller may run the execution elsewhere.
+pub const NOT_RUN_HEADER: &str = "x-fresco-not-run";
 
 /// What an agent answers to a run request.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -19,12 +19,13 @@
 //! it leads again (the writes stay conditional on the attempt), then drops them: the new
 //! leader requeues those executions once their deadline passes.
 //!
-//! Platform failures: an agent whose container engine is unavailable answers 503 with
-//! `x-fresco-engine: unavailable` before any of the function ran: the execution is queued
-//! again without counting the attempt (at most `MAX_REFUNDS` times per execution and
-//! leader), and the agent gets no placements until a heartbeat says its engine answers. An
-//! agent's `error` result (the platform failed: container start, engine lost mid-run) is
-//! retried like a lost attempt; the last one keeps the agent's error.
+//! Platform failures: an agent that refuses an attempt before any of the function ran
+//! answers 503 with `x-fresco-not-run` (its container engine is unavailable, it has no room
+//! after all, it is stopping): the execution is queued again without counting the attempt
+//! (at most `MAX_REFUNDS` times per execution and leader), and the agent gets no placements
+//! until its next heartbeat (which says whether its engine answers). An agent's `error`
+//! result (the platform failed: container start, engine lost mid-run) is retried like a lost
+//! attempt; the last one keeps the agent's error.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,7 +33,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use fresco_common::ticket::TicketSigner;
-use fresco_common::wire::{FunctionSpec, RunRequest, RunResult, RunStatus, ENGINE_HEADER};
+use fresco_common::wire::{FunctionSpec, RunRequest, RunResult, RunStatus, NOT_RUN_HEADER};
 use serde_json::value::RawValue;
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::AbortHandle;
@@ -125,7 +126,7 @@ enum Attempt {
     Lost(String),
     /// The agent refused the execution itself; another attempt would fare no better.
     Refused(String),
-    /// The agent's engine is unavailable (503): none of the function ran.
+    /// The agent refused it before any of it ran (503 with `x-fresco-not-run`).
     Bounced(String),
 }
 
@@ -611,10 +612,7 @@ impl Inner {
             }
         };
         let status = response.status();
-        let engine_down = response
-            .headers()
-            .get(ENGINE_HEADER)
-            .is_some_and(|v| v.as_bytes() == b"unavailable");
+        let not_run = response.headers().contains_key(NOT_RUN_HEADER);
         if status.is_success() {
             return match response.json::<RunResult>().await {
                 Ok(result) if result.execution_id == p.id => Attempt::Done(result),
@@ -627,7 +625,7 @@ impl Inner {
         }
         let text = response.text().await.unwrap_or_default();
         let text: String = text.chars().take(300).collect();
-        if status == reqwest::StatusCode::SERVICE_UNAVAILABLE && engine_down {
+        if status == reqwest::StatusCode::SERVICE_UNAVAILABLE && not_run {
             Attempt::Bounced(format!("agent {agent} cannot run it now: {text}"))
         } else if status.is_client_error() {
             Attempt::Refused(format!(

@@ -78,6 +78,7 @@ fn pg_bin(tool: &str) -> String {
 /// The suite's own PostgreSQL cluster.
 pub struct Postgres {
     data: PathBuf,
+    log: PathBuf,
     pub url: String,
     running: bool,
 }
@@ -128,6 +129,7 @@ impl Postgres {
         ]));
         let postgres = Postgres {
             data,
+            log: root.join("postgres.log"),
             url: format!("postgresql://fresco:{password}@127.0.0.1:{port}/fresco"),
             running: true,
         };
@@ -164,7 +166,16 @@ impl Postgres {
 
     /// A crash and a restart: every session dies, nothing is flushed first.
     pub fn restart_immediate(&self) {
-        run(&mut self.pg_ctl(&["-m", "immediate", "-w", "-t", "60", "restart"]));
+        // `-l`: the new server must not inherit (and hold open) this command's output.
+        let log = self.log.display().to_string();
+        let status = self
+            .pg_ctl(&["-m", "immediate", "-w", "-t", "60", "-l", &log, "restart"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("run pg_ctl");
+        assert!(status.success(), "pg_ctl restart failed (see {log})");
     }
 
     pub fn stop(&mut self) {
@@ -583,6 +594,8 @@ pub struct Options {
     pub agent_down_time: u64,
     /// Start a Keystone of the suite's own (else use the shared one, which is never stopped).
     pub own_keystone: bool,
+    /// `[scheduler] async_max_in_flight`.
+    pub async_max_in_flight: usize,
 }
 
 impl Default for Options {
@@ -594,6 +607,7 @@ impl Default for Options {
             heartbeat_interval: 1,
             agent_down_time: 4,
             own_keystone: true,
+            async_max_in_flight: 64,
         }
     }
 }
@@ -669,7 +683,8 @@ impl Cluster {
              [oslo_policy]\npolicy_file = {dir}/policy.yaml\n\n\
              [internal_auth]\nticket_signing_key_file = {signing}\nticket_verify_key_file = {verify}\n\
              agent_secret = {secret}\nticket_ttl = 10\n\n\
-             [scheduler]\nurls = {scheduler_urls}\nagent_down_time = {down}\nlease_grace = 5\n",
+             [scheduler]\nurls = {scheduler_urls}\nagent_down_time = {down}\nlease_grace = 5\n\
+             async_max_in_flight = {in_flight}\n",
             dir = dir.display(),
             db = pg.url,
             keystone = keystone.url(),
@@ -679,6 +694,7 @@ impl Cluster {
             signing = signing.display(),
             verify = verify.display(),
             down = options.agent_down_time,
+            in_flight = options.async_max_in_flight,
         );
         let api_config = dir.join("api.conf");
         std::fs::write(

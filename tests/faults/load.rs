@@ -182,6 +182,8 @@ pub struct Row {
     pub attempts: i32,
     #[diesel(sql_type = Nullable<Text>)]
     pub error_type: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub error_message: Option<String>,
 }
 
 impl Row {
@@ -198,7 +200,8 @@ pub fn rows(database_url: &str, ids: &[String]) -> Vec<Row> {
             .map_err(|e| e.to_string())
             .and_then(|mut conn| {
                 diesel::sql_query(
-                    "SELECT id::text AS id, status, attempts, error->>'errorType' AS error_type \
+                    "SELECT id::text AS id, status, attempts, error->>'errorType' AS error_type, \
+                     error->>'errorMessage' AS error_message \
                      FROM executions WHERE id::text = ANY($1)",
                 )
                 .bind::<Array<Text>, _>(ids)
@@ -219,6 +222,26 @@ pub fn rows(database_url: &str, ids: &[String]) -> Vec<Row> {
 pub fn unfinished(database_url: &str, ids: &[String]) -> usize {
     let rows = rows(database_url, ids);
     ids.len() - rows.iter().filter(|r| r.is_terminal()).count()
+}
+
+/// A message without its ids and numbers, to group alike ones.
+pub fn shape(message: &str) -> String {
+    let mut out = String::new();
+    for word in message.split_whitespace() {
+        let word = if word.len() >= 32 && word.contains('-') {
+            "<id>"
+        } else if word.chars().any(|c| c.is_ascii_digit()) && !word.contains("Platform") {
+            "<n>"
+        } else {
+            word
+        };
+        out.push_str(word);
+        out.push(' ');
+        if out.len() > 110 {
+            break;
+        }
+    }
+    out.trim_end().to_owned()
 }
 
 /// Runs per execution id, from the agents' logs.
