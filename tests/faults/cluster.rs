@@ -682,8 +682,8 @@ impl Cluster {
              token_cache_time = 600\nhttp_request_timeout = 5\n\n\
              [oslo_policy]\npolicy_file = {dir}/policy.yaml\n\n\
              [internal_auth]\nticket_signing_key_file = {signing}\nticket_verify_key_file = {verify}\n\
-             agent_secret = {secret}\nticket_ttl = 10\n\n\
-             [scheduler]\nurls = {scheduler_urls}\nagent_down_time = {down}\nlease_grace = 5\n\
+             agent_secret = {secret}\nticket_ttl = 5\n\n\
+             [scheduler]\nurls = {scheduler_urls}\nagent_down_time = {down}\nlease_grace = 3\n\
              async_max_in_flight = {in_flight}\n",
             dir = dir.display(),
             db = pg.url,

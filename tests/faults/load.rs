@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use crate::cluster::Cluster;
 
-/// Longest a sync call may take: the function's timeout (5 s) plus the platform's margin. A
+/// Longest a sync call may take: the function's timeout (3 s) plus the platform's margin. A
 /// call still open after this is a hang.
 pub const SYNC_LIMIT: Duration = Duration::from_secs(20);
 
@@ -66,7 +66,7 @@ impl SyncStream {
                             ended,
                             answer,
                         });
-                        std::thread::sleep(Duration::from_millis(25));
+                        std::thread::sleep(Duration::from_millis(100));
                     }
                 })
             })

@@ -286,7 +286,7 @@ fn inject(cluster: &mut Cluster, fault: Fault) -> String {
 fn phase(cluster: &mut Cluster, fault: Fault) -> Report {
     say(&format!("fault suite: {} ...", fault.name()));
     let stream = SyncStream::start(&cluster.api.url(), &cluster.member, "hello", 2);
-    let ids = load::submit(cluster, "tick", ASYNC_PER_FAULT, &json!({"seconds": 0.2}));
+    let ids = load::submit(cluster, "tick", ASYNC_PER_FAULT, &json!({"seconds": 0.05}));
     std::thread::sleep(Duration::from_millis(500));
     let in_flight = load::unfinished(&cluster.pg.url, &ids);
     let injected = Instant::now();
@@ -442,12 +442,12 @@ fn every_fault_is_survived_and_measured() {
     cluster.create_function(
         "tick",
         "python-sleep",
-        json!({"memory_mb": 256, "timeout_s": 5}),
+        json!({"memory_mb": 256, "timeout_s": 3}),
     );
     cluster.create_function(
         "hello",
         "python-hello",
-        json!({"memory_mb": 128, "timeout_s": 5}),
+        json!({"memory_mb": 128, "timeout_s": 3}),
     );
     let client = reqwest::blocking::Client::new();
     let url = cluster.url("/v1/functions/hello/invoke");
@@ -466,9 +466,9 @@ fn every_fault_is_survived_and_measured() {
         reports.push(phase(&mut cluster, fault));
     }
     let text = format!(
-        "{ASYNC_PER_FAULT} async executions (python, 0.2 s each) submitted before each fault, \
-         2 threads of sync calls throughout; 2 agents (2048 MB, 256 MB per function), \
-         2 schedulers; suite ran {}.\n\n{}",
+        "{ASYNC_PER_FAULT} async executions (python, sleeps 0.05 s) submitted before each fault, \
+         at most 8 in flight; 2 threads of sync calls (python) throughout; 2 agents (3072 MB, \
+         256 MB per async function), 2 schedulers; suite ran {}.\n\n{}",
         secs(started.elapsed()),
         table(&reports)
     );
