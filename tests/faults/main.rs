@@ -229,10 +229,12 @@ fn inject(cluster: &mut Cluster, fault: Fault) -> String {
             format!("PostgreSQL back after {}", secs(started.elapsed()))
         }
         Fault::DockerdRestart => {
+            let started = Instant::now();
             cluster.docker.stop();
+            let stopped = started.elapsed();
             std::thread::sleep(Duration::from_secs(3));
             cluster.docker.start_again();
-            String::new()
+            format!("dockerd took {} to stop its containers", secs(stopped))
         }
         Fault::KeystoneRestart => {
             // A token the API has never seen (not in its cache) needs Keystone.
@@ -290,16 +292,22 @@ fn phase(cluster: &mut Cluster, fault: Fault) -> Report {
     std::thread::sleep(Duration::from_millis(500));
     let in_flight = load::unfinished(&cluster.pg.url, &ids);
     let injected = Instant::now();
+    // Every accepted execution ends, within the bound (watched while the fault goes on).
+    let watcher = {
+        let (url, ids) = (cluster.pg.url.clone(), ids.clone());
+        std::thread::spawn(move || {
+            while injected.elapsed() < DRAIN_LIMIT {
+                if load::unfinished(&url, &ids) == 0 {
+                    return injected.elapsed();
+                }
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            injected.elapsed()
+        })
+    };
     let note = inject(cluster, fault);
     let healed = Instant::now();
-
-    // Every accepted execution ends, within the bound.
-    let mut left = ids.len();
-    while left > 0 && injected.elapsed() < DRAIN_LIMIT {
-        std::thread::sleep(Duration::from_millis(500));
-        left = load::unfinished(&cluster.pg.url, &ids);
-    }
-    let drained = injected.elapsed();
+    let drained = watcher.join().unwrap();
     // The platform serves sync calls normally again (the stream sees five 200s in a row).
     wait_until(
         Duration::from_secs(60),
@@ -412,6 +420,35 @@ fn phase(cluster: &mut Cluster, fault: Fault) -> Report {
             row.attempts
         );
     }
+    // A sync call the platform failed names its execution, whose record says so.
+    let named: Vec<String> = calls
+        .iter()
+        .filter_map(|c| match &c.answer {
+            Answer::Unavailable(m) if m.contains("execution ") => Some(execution_id(m)),
+            _ => None,
+        })
+        .collect();
+    if !named.is_empty() {
+        let mut records = Vec::new();
+        wait_until(
+            Duration::from_secs(15),
+            "the failed sync calls' records",
+            || {
+                records = load::rows(&cluster.pg.url, &named);
+                records.len() == named.len()
+            },
+        );
+        for record in &records {
+            assert!(
+                record.status == "error"
+                    && record
+                        .error_type
+                        .as_deref()
+                        .is_some_and(|t| t.starts_with("Platform.")),
+                "{name}: a sync call answered 503 but recorded {record:?}"
+            );
+        }
+    }
     // And async work is served normally afterwards.
     let after = load::submit(cluster, "tick", 10, &json!({"seconds": 0.01}));
     wait_until(
@@ -512,15 +549,15 @@ fn heartbeat_age(database_url: &str, agent: &str) -> f64 {
 #[test]
 fn a_stopped_engine_is_a_platform_failure_never_the_functions() {
     let _serial = serial();
-    // Heartbeats every 20 s: the window between two of them (dockerd takes up to 10 s to
-    // stop its containers) is when the scheduler does not know yet, and the agent itself must
-    // answer for its engine.
+    // Heartbeats every 12 s: the window between two of them (dockerd takes a few seconds to
+    // stop) is when the scheduler does not know yet, and the agent itself must answer for its
+    // engine.
     let mut cluster = Cluster::start(Options {
         agents: 1,
         schedulers: 1,
         agent_memory_mb: 1024,
-        heartbeat_interval: 20,
-        agent_down_time: 60,
+        heartbeat_interval: 12,
+        agent_down_time: 40,
         own_keystone: false,
         ..Options::default()
     });
@@ -549,7 +586,7 @@ fn a_stopped_engine_is_a_platform_failure_never_the_functions() {
     assert_eq!(warm.headers()["x-execution-status"], "succeeded");
 
     // Right after a heartbeat, so that the scheduler does not hear of it before the call.
-    wait_until(Duration::from_secs(25), "a fresh heartbeat", || {
+    wait_until(Duration::from_secs(15), "a fresh heartbeat", || {
         heartbeat_age(&cluster.pg.url, "faults-0") < 1.0
     });
     cluster.docker.stop();
@@ -597,7 +634,7 @@ fn a_stopped_engine_is_a_platform_failure_never_the_functions() {
     // Once its heartbeat says so, the scheduler places nothing there, and says why.
     let mut last = String::new();
     wait_until(
-        Duration::from_secs(45),
+        Duration::from_secs(30),
         "placements to name the engine",
         || {
             let response = invoke("warm");
@@ -618,7 +655,7 @@ fn a_stopped_engine_is_a_platform_failure_never_the_functions() {
     // The engine comes back: everything runs again, with no restart of any Fresco service.
     cluster.docker.start_again();
     wait_until(
-        Duration::from_secs(45),
+        Duration::from_secs(30),
         "sync calls to succeed again",
         || {
             let response = invoke("warm");
