@@ -215,7 +215,7 @@ impl Dockerd {
         daemon.run_daemon();
         // The runtime images, from the shared engine (nothing can be pulled here).
         let started = Instant::now();
-        let save = Command::new(DOCKER)
+        let mut save = Command::new(DOCKER)
             .arg("save")
             .args(IMAGES)
             .stdout(Stdio::piped())
@@ -223,11 +223,15 @@ impl Dockerd {
             .expect("docker save");
         let status = Command::new(DOCKER)
             .args(["-H", &daemon.host, "load", "-q"])
-            .stdin(Stdio::from(save.stdout.expect("save output")))
+            .stdin(Stdio::from(save.stdout.take().expect("save output")))
             .stdout(Stdio::null())
             .status()
             .expect("docker load");
-        assert!(status.success(), "copying the runtime images failed");
+        let saved = save.wait().expect("docker save");
+        assert!(
+            status.success() && saved.success(),
+            "copying the runtime images failed"
+        );
         eprintln!(
             "fault suite: own dockerd at {} with the runtime images in {:?}",
             daemon.host,
@@ -885,12 +889,13 @@ impl Cluster {
                 let Some((id, tail)) = rest.split_once(": ") else {
                     continue;
                 };
-                if id.len() != 36 || !line.contains("fresco_agent::service") {
+                if id.len() != 36 || !line.contains("DEBUG fresco_agent::service]") {
                     continue;
                 }
-                let status = tail.split_whitespace().next().unwrap_or("").to_owned();
-                if tail.contains(" in ") {
-                    runs.push((id.to_owned(), status));
+                // "execution <id>: <status> in <ms> ms, ...", one per run that ended.
+                let mut words = tail.split_whitespace();
+                if let (Some(status), Some("in")) = (words.next(), words.next()) {
+                    runs.push((id.to_owned(), status.to_owned()));
                 }
             }
         }
