@@ -570,3 +570,29 @@ fn load_limits(
     }
     Ok(limits)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_get_tcp_timeouts_unless_they_set_their_own() {
+        let url = with_tcp_timeouts("postgresql://u:p@db:5432/fresco", Duration::from_secs(5));
+        assert_eq!(
+            url,
+            "postgresql://u:p@db:5432/fresco?keepalives=1&keepalives_idle=2&keepalives_interval=1\
+             &keepalives_count=3&tcp_user_timeout=5000"
+        );
+        let own = with_tcp_timeouts(
+            "postgres://db/fresco?sslmode=disable&tcp_user_timeout=900",
+            Duration::from_secs(5),
+        );
+        assert!(own.starts_with("postgres://db/fresco?sslmode=disable&tcp_user_timeout=900&"));
+        assert_eq!(own.matches("tcp_user_timeout").count(), 1, "{own}");
+        assert_eq!(
+            with_tcp_timeouts("host=/run/postgresql dbname=fresco", Duration::from_secs(5)),
+            "host=/run/postgresql dbname=fresco",
+            "key=value strings are left alone"
+        );
+    }
+}
