@@ -55,6 +55,8 @@ pub struct Settings {
     pub ticket_verify_key_file: String,
     pub agent_secret: String,
     pub scheduler_urls: Vec<String>,
+    /// Prefixes of the images this node runs as a function's own image.
+    pub allowed_image_prefixes: Vec<String>,
 }
 
 impl Settings {
@@ -121,6 +123,7 @@ impl Settings {
                 max_unpacked_bytes: agent.code_max_unpacked_bytes,
             },
             max_running: agent.max_running,
+            allowed_image_prefixes: agent.allowed_image_prefixes,
             state_path: PathBuf::from(default.state_path),
             ticket_verify_key_file: auth.ticket_verify_key_file,
             agent_secret: auth.agent_secret,

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use fresco_common::ticket::{TicketError, TicketVerifier};
-use fresco_common::wire::{FunctionError, FunctionSpec, Heartbeat, RunResult, RunStatus};
+use fresco_common::wire::{
+    FunctionError, FunctionSpec, Heartbeat, HeartbeatReply, RetiredKey, RunResult, RunStatus,
+};
 use uuid::Uuid;
 
 use crate::code::{CodeCache, CodeError};
@@ -17,6 +19,7 @@ use crate::config::Settings;
 use crate::container::{function_arn, Container, LABEL_AGENT};
 use crate::engine::{ContainerEngine, EngineError};
 use crate::pool::{Acquired, Pools};
+use crate::retire::Retired;
 use crate::runtime_api::{DispatchError, Invocation, Outcome};
 
 /// Why a run was refused before anything ran (the HTTP layer maps these to status codes).
@@ -62,11 +65,14 @@ pub struct Agent<E: ContainerEngine> {
     running: AtomicU32,
     images: Mutex<Vec<String>>,
     shutting_down: AtomicBool,
+    /// Function versions whose containers must not serve again.
+    retired: Mutex<Retired>,
     pub metrics: Metrics,
 }
 
-/// Pool key: the public warm key plus everything that must match for a container to be reused
-/// (version 0 is mutable, so code and settings are part of the key).
+/// Pool key: the public warm key, the revision (see `retire::pool_identity`) and everything
+/// that must match for a container to be reused (version 0 is mutable, so code and settings
+/// are part of the key).
 pub fn pool_key(spec: &FunctionSpec) -> String {
     let mut hasher = DefaultHasher::new();
     (
@@ -81,7 +87,12 @@ pub fn pool_key(spec: &FunctionSpec) -> String {
         &spec.function_name,
     )
         .hash(&mut hasher);
-    format!("{}#{:016x}", spec.warm_key(), hasher.finish())
+    format!(
+        "{}@{}#{:016x}",
+        spec.warm_key(),
+        spec.revision,
+        hasher.finish()
+    )
 }
 
 /// Checks what the engine and the file system will be given.
@@ -158,6 +169,7 @@ impl<E: ContainerEngine> Agent<E> {
             running: AtomicU32::new(0),
             images: Mutex::new(Vec::new()),
             shutting_down: AtomicBool::new(false),
+            retired: Mutex::new(Retired::default()),
             metrics: Metrics::default(),
         })
     }
@@ -210,6 +222,16 @@ impl<E: ContainerEngine> Agent<E> {
             .verify(ticket, Some(&self.settings.agent_id))?;
         let spec = claims.spec;
         validate_spec(&spec)?;
+        // Defence in depth: the control plane allows a function's own image only within its
+        // allowlist; this node runs one only within its own.
+        if spec.runtime_kind == "image"
+            && !fresco_common::images::allowed(&spec.image, &self.settings.allowed_image_prefixes)
+        {
+            return Err(RunError::Spec(format!(
+                "image {} is not allowed on this node",
+                spec.image
+            )));
+        }
         let memory_mb = u64::try_from(spec.memory_mb).unwrap_or(0);
         let running = self.running.fetch_add(1, Ordering::SeqCst);
         let _running = RunningGuard(&self.running);
@@ -433,10 +455,16 @@ impl<E: ContainerEngine> Agent<E> {
             "execution {execution_id}: {} in {duration_ms:.3} ms, output sync {sync_ms:.3} ms, cold {cold}",
             result.status.as_str()
         );
-        if reusable && container.channel.is_usable() && !self.shutting_down.load(Ordering::SeqCst) {
-            self.pools().release(key, container, Instant::now());
+        let unused = if reusable
+            && container.channel.is_usable()
+            && !self.shutting_down.load(Ordering::SeqCst)
+        {
+            self.release_unless_retired(spec, key, container)
         } else {
-            // Killed before answering: gone before the caller hears about it.
+            Some(container)
+        };
+        if let Some(container) = unused {
+            // Killed (or retired) before answering: gone before the caller hears about it.
             container.destroy(&self.engine).await;
             self.pools().retire(key);
         }
@@ -479,6 +507,66 @@ impl<E: ContainerEngine> Agent<E> {
         count
     }
 
+    fn retired(&self) -> std::sync::MutexGuard<'_, Retired> {
+        self.retired.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Puts a container back in its pool unless its function version was retired; returns it
+    /// when it must go. Checked under the pools lock (taken before the retirements lock, as
+    /// everywhere), so a retirement cannot slip between the check and the release.
+    fn release_unless_retired(
+        &self,
+        spec: &FunctionSpec,
+        key: &str,
+        container: Arc<Container>,
+    ) -> Option<Arc<Container>> {
+        let mut pools = self.pools();
+        if self.retired().covers(spec) {
+            return Some(container);
+        }
+        pools.release(key, container, Instant::now());
+        None
+    }
+
+    /// Retires function versions: their idle containers are destroyed now, busy ones when
+    /// their invocation ends, and none serves again. Returns how many idle containers went.
+    pub fn retire(&self, keys: &[RetiredKey]) -> usize {
+        if keys.is_empty() {
+            return 0;
+        }
+        let retired = {
+            let mut pools = self.pools();
+            let mut retired = self.retired();
+            retired.add(keys, Instant::now());
+            pools.take_idle_where(|pool| retired.covers_pool(pool))
+        };
+        let count = retired.len();
+        for container in retired {
+            self.destroy_later(container);
+        }
+        if count > 0 {
+            log::info!("retired {count} idle container(s)");
+        }
+        count
+    }
+
+    /// Applies a scheduler's heartbeat reply: a reset (retirements this agent missed were
+    /// purged) destroys every idle container; then the retirements; then the acknowledgement.
+    pub fn apply_retirements(&self, reply: &HeartbeatReply) {
+        if reply.reset {
+            let idle = self.pools().take_idle_where(|_| true);
+            log::warn!(
+                "retirements were missed: removing all {} idle container(s)",
+                idle.len()
+            );
+            for container in idle {
+                self.destroy_later(container);
+            }
+        }
+        self.retire(&reply.retire);
+        self.retired().acknowledge(reply.retired_seq);
+    }
+
     /// Refreshes the list of images present on the node.
     pub async fn refresh_images(&self) {
         match self.engine.images().await {
@@ -505,6 +593,7 @@ impl<E: ContainerEngine> Agent<E> {
                 .unwrap_or_else(|e| e.into_inner())
                 .clone(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
+            retired_seq: self.retired().acked(),
         }
     }
 
@@ -601,6 +690,7 @@ mod tests {
             environment: Default::default(),
             code_sha256: None,
             network: false,
+            revision: 0,
         }
     }
 

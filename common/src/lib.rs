@@ -4,6 +4,7 @@
 #[cfg(feature = "archive")]
 pub mod archive;
 pub mod conf;
+pub mod images;
 #[cfg(feature = "scheduler-client")]
 pub mod scheduler_client;
 pub mod ticket;

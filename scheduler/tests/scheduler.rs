@@ -393,6 +393,7 @@ async fn bad_tokens_are_refused() {
         warm: vec![],
         images: vec![],
         version: "t".into(),
+        retired_seq: None,
     };
     let beat = |token: Option<String>, id: &'static str| {
         let mut request = http

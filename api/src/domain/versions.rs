@@ -7,6 +7,7 @@ use super::runtimes::marker_error;
 use super::{db_error, validate, DomainError, DomainResult};
 use crate::db::functions::{self as function_store, CodeInfo};
 use crate::db::paging::{Page, PageRequest};
+use crate::db::retirements::{self, Revisions};
 use crate::db::versions::{self as store, Version};
 use crate::db::Scope;
 
@@ -104,6 +105,13 @@ pub fn delete(conn: &mut PgConnection, scope: &Scope, key: &str, number: i32) ->
         if let Some(sha) = version.code_sha256 {
             function_store::drop_code_if_unused(conn, &function.project_id, &sha)?;
         }
+        retirements::record(
+            conn,
+            &function.project_id,
+            function.id,
+            Some(number),
+            Revisions::All,
+        )?;
         Ok(())
     })
 }

@@ -64,6 +64,7 @@ fn heartbeat(a: &A) -> Heartbeat {
             .collect(),
         images: vec![],
         version: "test".into(),
+        retired_seq: None,
     }
 }
 
