@@ -658,7 +658,7 @@ mod tests {
             std::env::temp_dir().join(format!("fu-{}", &Uuid::new_v4().simple().to_string()[..10]));
         let raw = RawConfig::parse(
             &format!(
-                "[DEFAULT]\nstate_path = {}\n[agent]\nagent_id = unit\nmemory_mb = {memory_mb}\nidle_timeout = 0\nlog_sync_timeout_ms = 500\nmax_running = 4\n",
+                "[DEFAULT]\nstate_path = {}\n[agent]\nagent_id = unit\nmemory_mb = {memory_mb}\nidle_timeout = 0\nlog_sync_timeout_ms = 500\nmax_running = 4\nallowed_image_prefixes = fresco/, missing\n",
                 state.display()
             ),
             "test",
@@ -922,6 +922,106 @@ mod tests {
             "Platform.ContainerStartFailed"
         );
         assert_eq!(h.agent.heartbeat("x").memory_mb_reserved, 0);
+    }
+
+    #[tokio::test]
+    async fn own_images_outside_the_nodes_allowlist_are_refused() {
+        let h = harness(1024);
+        for image in ["operator/tools:1", "frescoevil/x:1", "docker.io/fresco/python3:dev"] {
+            let mut other = spec("echo");
+            other.image = image.into();
+            match h.agent.run(&ticket(&other), Bytes::from_static(b"{}")).await {
+                Err(RunError::Spec(message)) => {
+                    assert!(message.contains("is not allowed on this node"), "{message}")
+                }
+                other => panic!("{image}: {other:?}"),
+            }
+        }
+        assert_eq!(h.engine.count("create"), 0, "nothing ran");
+        assert!(run(&h, &spec("echo"), "{}").await.status == RunStatus::Succeeded);
+    }
+
+    fn retired(seq: i64, spec: &FunctionSpec, below: Option<i64>) -> RetiredKey {
+        RetiredKey {
+            seq,
+            function_id: spec.function_id,
+            version: Some(spec.version),
+            below_revision: below,
+        }
+    }
+
+    #[tokio::test]
+    async fn retired_versions_never_serve_again() {
+        let h = harness(1024);
+        let echo = spec("echo");
+        run(&h, &echo, "1").await;
+        assert_eq!(h.engine.live(), 1);
+        assert_eq!(h.agent.retire(&[retired(1, &echo, None)]), 1);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(h.engine.live(), 0, "the idle container is destroyed at once");
+        assert_eq!(h.agent.heartbeat("x").memory_mb_reserved, 0);
+        // A stale ticket for the retired version runs once, in a container that then goes.
+        let stale = run(&h, &echo, "2").await;
+        assert!(stale.cold && stale.status == RunStatus::Succeeded);
+        assert_eq!(h.engine.live(), 0);
+        assert!(h.agent.heartbeat("x").warm.is_empty());
+
+        // Version 0 changed: containers of older revisions go, the new revision stays warm.
+        let mut latest = spec("echo");
+        latest.version = 0;
+        latest.revision = 3;
+        run(&h, &latest, "3").await;
+        let mut newer = latest.clone();
+        newer.revision = 7;
+        assert_eq!(h.agent.retire(&[retired(7, &latest, Some(7))]), 1);
+        assert!(run(&h, &newer, "4").await.cold);
+        assert!(!run(&h, &newer, "5").await.cold, "the new revision is reused");
+        assert!(run(&h, &latest, "6").await.cold, "a stale revision is never reused");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(h.engine.live(), 1);
+    }
+
+    #[tokio::test]
+    async fn busy_containers_of_a_retired_version_go_when_their_invocation_ends() {
+        let h = Arc::new(harness(1024));
+        let slow = spec("slow");
+        let running = {
+            let h = Arc::clone(&h);
+            let slow = slow.clone();
+            tokio::spawn(async move { run(&h, &slow, "\"x\"").await })
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(h.agent.retire(&[retired(1, &slow, None)]), 0, "none idle");
+        let result = running.await.expect("run");
+        assert_eq!(result.response.as_deref(), Some("\"x\""));
+        assert_eq!(h.engine.live(), 0, "gone before the caller hears");
+        assert_eq!(h.agent.heartbeat("x").memory_mb_reserved, 0);
+    }
+
+    #[tokio::test]
+    async fn heartbeat_replies_are_applied_and_acknowledged() {
+        let h = harness(1024);
+        let (a, b) = (spec("echo"), spec("log"));
+        run(&h, &a, "1").await;
+        run(&h, &b, "2").await;
+        assert_eq!(h.agent.heartbeat("x").retired_seq, None);
+        h.agent.apply_retirements(&HeartbeatReply {
+            retired_seq: 12,
+            retire: vec![retired(12, &a, None)],
+            reset: false,
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(h.engine.live(), 1);
+        assert_eq!(h.agent.heartbeat("x").retired_seq, Some(12));
+        // Missed retirements: every idle container goes.
+        h.agent.apply_retirements(&HeartbeatReply {
+            retired_seq: 40,
+            retire: Vec::new(),
+            reset: true,
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(h.engine.live(), 0);
+        assert_eq!(h.agent.heartbeat("x").retired_seq, Some(40));
     }
 
     #[tokio::test]
