@@ -425,7 +425,8 @@ pub fn update(
     })
 }
 
-pub fn delete(conn: &mut PgConnection, scope: &Scope, key: &str) -> DomainResult<()> {
+/// Deletes a function with its versions and aliases; returns its id.
+pub fn delete(conn: &mut PgConnection, scope: &Scope, key: &str) -> DomainResult<Uuid> {
     let function = store::get_by_ref(conn, scope, key).map_err(db_error("function", key))?;
     super::transaction(conn, |conn| {
         let mut digests = store::version_digests(conn, function.id)?;
@@ -446,7 +447,7 @@ pub fn delete(conn: &mut PgConnection, scope: &Scope, key: &str) -> DomainResult
             None,
             Revisions::All,
         )?;
-        Ok(())
+        Ok(function.id)
     })
 }
 

@@ -96,7 +96,13 @@ pub fn list(
     })
 }
 
-pub fn delete(conn: &mut PgConnection, scope: &Scope, key: &str, number: i32) -> DomainResult<()> {
+/// Deletes a version; returns the function's id.
+pub fn delete(
+    conn: &mut PgConnection,
+    scope: &Scope,
+    key: &str,
+    number: i32,
+) -> DomainResult<uuid::Uuid> {
     let function =
         function_store::get_by_ref(conn, scope, key).map_err(db_error("function", key))?;
     super::transaction(conn, |conn| {
@@ -112,6 +118,6 @@ pub fn delete(conn: &mut PgConnection, scope: &Scope, key: &str, number: i32) ->
             Some(number),
             Revisions::All,
         )?;
-        Ok(())
+        Ok(function.id)
     })
 }

@@ -182,6 +182,7 @@ pub async fn update(
     let detail = app
         .db(move |conn| functions::update(conn, &quota, &scope, &key, update, package))
         .await?;
+    app.forget_targets(detail.function.id);
     Ok(HttpResponse::Ok().json(render(detail)))
 }
 
@@ -234,6 +235,7 @@ pub async fn upload(
             )
         })
         .await?;
+    app.forget_targets(detail.function.id);
     Ok(HttpResponse::Ok().json(render(detail)))
 }
 
@@ -267,8 +269,10 @@ pub async fn delete(
     caller.authorize(&data, "function:delete")?;
     let scope = caller.object_scope(&data)?;
     let key = path.into_inner();
-    state(&data)
+    let app = state(&data);
+    let function_id = app
         .db(move |conn| functions::delete(conn, &scope, &key))
         .await?;
+    app.forget_targets(function_id);
     Ok(HttpResponse::NoContent().finish())
 }
