@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod lifecycle;
+
 use std::time::{Duration, Instant};
 
 use fresco_e2e::{wait_until, Stack, StackOptions, ADMIN};
