@@ -123,7 +123,11 @@ mod tests {
         let mut retired = Retired::default();
         let now = Instant::now();
         retired.add(
-            &[key(5, 1, None, None), key(7, 2, Some(0), Some(7)), key(8, 3, Some(2), None)],
+            &[
+                key(5, 1, None, None),
+                key(7, 2, Some(0), Some(7)),
+                key(8, 3, Some(2), None),
+            ],
             now,
         );
         // (pool, retired?)
@@ -152,7 +156,10 @@ mod tests {
         let start = Instant::now();
         retired.add(&[key(1, 1, None, None)], start);
         retired.add(&[key(2, 2, None, None)], start + MEMORY);
-        assert!(!retired.covers_pool(&pool(1, 0, 0)), "forgotten after MEMORY");
+        assert!(
+            !retired.covers_pool(&pool(1, 0, 0)),
+            "forgotten after MEMORY"
+        );
         assert!(retired.covers_pool(&pool(2, 0, 0)));
         assert_eq!(retired.acked(), None);
         retired.acknowledge(9);

@@ -927,10 +927,18 @@ mod tests {
     #[tokio::test]
     async fn own_images_outside_the_nodes_allowlist_are_refused() {
         let h = harness(1024);
-        for image in ["operator/tools:1", "frescoevil/x:1", "docker.io/fresco/python3:dev"] {
+        for image in [
+            "operator/tools:1",
+            "frescoevil/x:1",
+            "docker.io/fresco/python3:dev",
+        ] {
             let mut other = spec("echo");
             other.image = image.into();
-            match h.agent.run(&ticket(&other), Bytes::from_static(b"{}")).await {
+            match h
+                .agent
+                .run(&ticket(&other), Bytes::from_static(b"{}"))
+                .await
+            {
                 Err(RunError::Spec(message)) => {
                     assert!(message.contains("is not allowed on this node"), "{message}")
                 }
@@ -958,7 +966,11 @@ mod tests {
         assert_eq!(h.engine.live(), 1);
         assert_eq!(h.agent.retire(&[retired(1, &echo, None)]), 1);
         tokio::time::sleep(Duration::from_millis(50)).await;
-        assert_eq!(h.engine.live(), 0, "the idle container is destroyed at once");
+        assert_eq!(
+            h.engine.live(),
+            0,
+            "the idle container is destroyed at once"
+        );
         assert_eq!(h.agent.heartbeat("x").memory_mb_reserved, 0);
         // A stale ticket for the retired version runs once, in a container that then goes.
         let stale = run(&h, &echo, "2").await;
@@ -975,8 +987,14 @@ mod tests {
         newer.revision = 7;
         assert_eq!(h.agent.retire(&[retired(7, &latest, Some(7))]), 1);
         assert!(run(&h, &newer, "4").await.cold);
-        assert!(!run(&h, &newer, "5").await.cold, "the new revision is reused");
-        assert!(run(&h, &latest, "6").await.cold, "a stale revision is never reused");
+        assert!(
+            !run(&h, &newer, "5").await.cold,
+            "the new revision is reused"
+        );
+        assert!(
+            run(&h, &latest, "6").await.cold,
+            "a stale revision is never reused"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(h.engine.live(), 1);
     }

@@ -30,7 +30,11 @@ mod tests {
     fn check(prefixes: &[&str], cases: &[(&str, bool)]) {
         let prefixes: Vec<String> = prefixes.iter().map(|p| (*p).to_owned()).collect();
         for (image, expected) in cases {
-            assert_eq!(allowed(image, &prefixes), *expected, "{image} with {prefixes:?}");
+            assert_eq!(
+                allowed(image, &prefixes),
+                *expected,
+                "{image} with {prefixes:?}"
+            );
         }
     }
 

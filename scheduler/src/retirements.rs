@@ -40,7 +40,9 @@ struct Loaded {
 
 impl Loaded {
     fn latest(&self) -> i64 {
-        self.entries.back().map_or(self.floor, |e| e.key.seq.max(self.floor))
+        self.entries
+            .back()
+            .map_or(self.floor, |e| e.key.seq.max(self.floor))
     }
 }
 
@@ -171,7 +173,10 @@ mod tests {
         log.load(vec![entry(4, 1), entry(6, 2)], 0);
         // A fresh agent gets everything, then nothing more.
         let fresh = log.reply(None).expect("loaded");
-        assert_eq!((seqs(&fresh), fresh.retired_seq, fresh.reset), (vec![4, 6], 6, false));
+        assert_eq!(
+            (seqs(&fresh), fresh.retired_seq, fresh.reset),
+            (vec![4, 6], 6, false)
+        );
         assert_eq!(seqs(&log.reply(Some(4)).expect("reply")), vec![6]);
         let done = log.reply(Some(6)).expect("reply");
         assert!(done.retire.is_empty());
@@ -192,8 +197,15 @@ mod tests {
     fn agents_behind_the_floor_are_reset() {
         let mut log = RetirementLog::new();
         log.load(vec![entry(4, 1), entry(6, 2), entry(9, 5)], 0);
-        assert_eq!(log.floor(), Some(3), "rows below the first may have been purged");
-        assert_eq!(log.prune(DateTime::from_timestamp(3 * 60, 0).expect("time")), 2);
+        assert_eq!(
+            log.floor(),
+            Some(3),
+            "rows below the first may have been purged"
+        );
+        assert_eq!(
+            log.prune(DateTime::from_timestamp(3 * 60, 0).expect("time")),
+            2
+        );
         let behind = log.reply(Some(5)).expect("reply");
         assert!(behind.reset);
         assert_eq!((seqs(&behind), behind.retired_seq), (vec![9], 9));
@@ -210,7 +222,9 @@ mod tests {
     fn replies_are_paged() {
         let mut log = RetirementLog::new();
         log.load(
-            (1..=(REPLY_PAGE as i64 + 10)).map(|s| entry(s, 1)).collect(),
+            (1..=(REPLY_PAGE as i64 + 10))
+                .map(|s| entry(s, 1))
+                .collect(),
             0,
         );
         let first = log.reply(Some(0)).expect("reply");

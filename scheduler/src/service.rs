@@ -264,7 +264,10 @@ async fn follow_retirements(
     active: Arc<AtomicBool>,
 ) {
     // The log is consistent between statements, so a panic elsewhere leaves it usable.
-    let locked = || log.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let locked = || {
+        log.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    };
     let retention =
         chrono::Duration::from_std(timings.retention).unwrap_or_else(|_| chrono::Duration::days(1));
     let mut ticker = tokio::time::interval(timings.poll);

@@ -424,10 +424,9 @@ impl Store {
                 .bind::<BigInt, _>(RETIREMENT_LOG_LOCK)
                 .execute(conn)?;
             let rows = retirement_rows(conn, 0, i64::MAX)?;
-            let sequence: Sequence = diesel::sql_query(
-                "SELECT last_value, is_called FROM function_retirements_seq_seq",
-            )
-            .get_result(conn)?;
+            let sequence: Sequence =
+                diesel::sql_query("SELECT last_value, is_called FROM function_retirements_seq_seq")
+                    .get_result(conn)?;
             let last = if sequence.is_called {
                 sequence.last_value
             } else {

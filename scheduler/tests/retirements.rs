@@ -117,7 +117,10 @@ async fn heartbeat_replies_deliver_the_retirement_log() {
             assert_eq!(reply.retired_seq, third);
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(5), "never delivered");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "never delivered"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     eprintln!("delivered {:?} after the commit", started.elapsed());

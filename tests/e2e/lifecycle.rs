@@ -85,7 +85,10 @@ fn create(stack: &Stack, name: &str, package: Vec<u8>) -> String {
                 .mime_str("application/json")
                 .unwrap(),
         )
-        .part("package", multipart::Part::bytes(package).file_name("code.zip"));
+        .part(
+            "package",
+            multipart::Part::bytes(package).file_name("code.zip"),
+        );
     let response = stack
         .request(reqwest::Method::POST, ALICE, "/v1/functions")
         .multipart(form)
@@ -197,7 +200,10 @@ fn deleting_or_changing_a_function_retires_its_warm_containers() {
         .send()
         .unwrap();
     assert_eq!(response.status().as_u16(), 204);
-    measured.push(("delete", wait_gone(&of_function(&gone), bound(), "deleted function")));
+    measured.push((
+        "delete",
+        wait_gone(&of_function(&gone), bound(), "deleted function"),
+    ));
 
     // New code: the old container goes; the next invocation runs the new code, cold.
     let code = create(&stack, "code", spinner("v1"));
@@ -213,10 +219,15 @@ fn deleting_or_changing_a_function_retires_its_warm_containers() {
     assert_eq!(response.status().as_u16(), 200);
     let changed = Instant::now();
     let (cold, second) = invoke(&stack, "code/invoke", &json!({}));
-    assert_eq!(second["mark"], "v2", "the next invocation runs the new code");
+    assert_eq!(
+        second["mark"], "v2",
+        "the next invocation runs the new code"
+    );
     assert!(cold, "in a new container");
     assert_ne!(second["host"], first["host"]);
-    wait_until(bound(), "the container of the old code to go", || !exists(&old));
+    wait_until(bound(), "the container of the old code to go", || {
+        !exists(&old)
+    });
     measured.push(("new code", changed.elapsed()));
     let new = container_of(&code, second["host"].as_str().unwrap());
 
@@ -252,7 +263,11 @@ fn deleting_or_changing_a_function_retires_its_warm_containers() {
     let latest = containers(&of_version(&code, 0));
     assert_eq!(latest.len(), 1, "{latest:?}");
     let response = stack
-        .request(reqwest::Method::DELETE, ALICE, "/v1/functions/code/versions/1")
+        .request(
+            reqwest::Method::DELETE,
+            ALICE,
+            "/v1/functions/code/versions/1",
+        )
         .send()
         .unwrap();
     assert_eq!(response.status().as_u16(), 204);
@@ -262,7 +277,11 @@ fn deleting_or_changing_a_function_retires_its_warm_containers() {
     ));
     assert!(!exists(&v1_container));
     std::thread::sleep(HEARTBEAT * 2);
-    assert_eq!(containers(&of_version(&code, 0)), latest, "version 0 untouched");
+    assert_eq!(
+        containers(&of_version(&code, 0)),
+        latest,
+        "version 0 untouched"
+    );
 
     // Busy during the delete: its invocation finishes, then the container goes.
     let busy = create(&stack, "busy", spinner("v1"));
@@ -287,9 +306,17 @@ fn deleting_or_changing_a_function_retires_its_warm_containers() {
         .send()
         .unwrap();
     assert_eq!(response.status().as_u16(), 204);
-    assert_eq!(running.join().unwrap(), 200, "the running invocation ends normally");
+    assert_eq!(
+        running.join().unwrap(),
+        200,
+        "the running invocation ends normally"
+    );
     let ended = Instant::now();
-    wait_gone(&of_function(&busy), bound(), "a retired container after its invocation");
+    wait_gone(
+        &of_function(&busy),
+        bound(),
+        "a retired container after its invocation",
+    );
     measured.push(("busy, after its invocation", ended.elapsed()));
 
     for (what, took) in &measured {
@@ -309,7 +336,11 @@ fn retirements_wait_out_a_scheduler_outage() {
         .request(reqwest::Method::DELETE, ALICE, "/v1/functions/outage")
         .send()
         .unwrap();
-    assert_eq!(response.status().as_u16(), 204, "no scheduler is needed to delete");
+    assert_eq!(
+        response.status().as_u16(),
+        204,
+        "no scheduler is needed to delete"
+    );
     std::thread::sleep(Duration::from_secs(2));
     assert!(exists(&container), "nobody told the agent yet");
     stack.schedulers[0].start();
@@ -336,7 +367,11 @@ fn agents_refuse_own_images_their_allowlist_does_not_name() {
         "/v1/functions",
         &json!({"name": "mine", "image": "fresco/provided:dev"}),
     );
-    assert_eq!(refused.status().as_u16(), 403, "members may not name images");
+    assert_eq!(
+        refused.status().as_u16(),
+        403,
+        "members may not name images"
+    );
     let created = stack.post(
         ADMIN,
         "/v1/functions",

@@ -15,7 +15,8 @@ use uuid::Uuid;
 
 use crate::common::*;
 
-const CUSTOM_IMAGE_RULE: &str = "policy does not allow function:create:custom_image to be performed";
+const CUSTOM_IMAGE_RULE: &str =
+    "policy does not allow function:create:custom_image to be performed";
 
 /// A ticket signing key, so that invocations are configured; the scheduler URL answers
 /// nothing, so an invocation that passes every check ends in 503 "scheduler unavailable".
@@ -64,9 +65,7 @@ async fn runtimes(api: &TestApi) {
         json!({"image": "fresco/secret-b:1", "is_public": false, "project_id": "proj-b"}),
     )
     .await;
-    let old = api
-        .runtime("old", json!({"image": "fresco/old:1"}))
-        .await;
+    let old = api.runtime("old", json!({"image": "fresco/old:1"})).await;
     api.send(
         patch(&format!("/v1/runtimes/{}", old["id"].as_str().expect("id")))
             .by(ADMIN)
@@ -323,9 +322,13 @@ async fn invocations_refuse_runtimes_disabled_or_made_private_since() {
     .await
     .ok(200);
     assert_all(&invocation_statuses(&api, "f").await[..3], 503, "");
-    api.send(patch(&shared_path).by(ADMIN).json(json!({"is_public": false})))
-        .await
-        .ok(200);
+    api.send(
+        patch(&shared_path)
+            .by(ADMIN)
+            .json(json!({"is_public": false})),
+    )
+    .await
+    .ok(200);
     assert_all(
         &invocation_statuses(&api, "f").await,
         409,
@@ -333,11 +336,8 @@ async fn invocations_refuse_runtimes_disabled_or_made_private_since() {
     );
 
     // A runtime private to the function's own project stays usable.
-    api.runtime(
-        "mine",
-        json!({"is_public": false, "project_id": "proj-a"}),
-    )
-    .await;
+    api.runtime("mine", json!({"is_public": false, "project_id": "proj-a"}))
+        .await;
     api.function(ALICE, "g", "mine", json!({})).await;
     api.send(post("/v1/functions/g/invoke").by(ALICE).json(json!({})))
         .await
@@ -417,7 +417,10 @@ async fn a_cached_target_outlives_a_runtime_change_by_at_most_the_ttl() {
         );
         actix_web::rt::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(cached, "the first call after the change came from the cache");
+    assert!(
+        cached,
+        "the first call after the change came from the cache"
+    );
     // A change through this replica is seen at once.
     let api = TestApi::start_with(invocable(3600)).await;
     let shared = api.runtime("shared", json!({})).await;
@@ -426,9 +429,12 @@ async fn a_cached_target_outlives_a_runtime_change_by_at_most_the_ttl() {
         .await
         .error(503, "scheduler unavailable");
     api.send(
-        patch(&format!("/v1/runtimes/{}", shared["id"].as_str().expect("id")))
-            .by(ADMIN)
-            .json(json!({"status": "disabled"})),
+        patch(&format!(
+            "/v1/runtimes/{}",
+            shared["id"].as_str().expect("id")
+        ))
+        .by(ADMIN)
+        .json(json!({"status": "disabled"})),
     )
     .await
     .ok(200);

@@ -64,9 +64,13 @@ async fn changes_that_alter_what_runs_are_recorded_with_a_new_revision() {
     .await
     .ok(200);
     // A refused change records nothing either.
-    api.send(patch("/v1/functions/f").by(ALICE).json(json!({"memory_mb": 1})))
-        .await
-        .error(400, "memory_mb");
+    api.send(
+        patch("/v1/functions/f")
+            .by(ALICE)
+            .json(json!({"memory_mb": 1})),
+    )
+    .await
+    .error(400, "memory_mb");
     assert!(log(&api).is_empty(), "{:?}", log(&api));
 
     // Settings, code, handler, environment: each retires the older revisions of version 0.
@@ -88,8 +92,7 @@ async fn changes_that_alter_what_runs_are_recorded_with_a_new_revision() {
         assert!(now > last_revision, "the revision moves forward");
         assert_eq!(
             now,
-            api.db
-                .scalar("SELECT max(seq) FROM function_retirements"),
+            api.db.scalar("SELECT max(seq) FROM function_retirements"),
             "the revision is its retirement's seq"
         );
         last_revision = now;
@@ -149,7 +152,10 @@ async fn concurrent_changes_each_get_their_own_retirement_and_revision() {
     for reply in replies {
         reply.ok(200);
     }
-    assert_eq!(api.db.scalar("SELECT count(*) FROM function_retirements"), 8);
+    assert_eq!(
+        api.db.scalar("SELECT count(*) FROM function_retirements"),
+        8
+    );
     for id in &ids {
         assert_eq!(
             revision(&api, id),

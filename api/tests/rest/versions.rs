@@ -153,8 +153,7 @@ async fn publishing_snapshots_the_function_with_increasing_numbers() {
 #[actix_web::test]
 async fn a_function_without_code_cannot_be_published() {
     let api =
-        TestApi::start_with(Options::default().set("api", "allowed_image_prefixes", "team/"))
-            .await;
+        TestApi::start_with(Options::default().set("api", "allowed_image_prefixes", "team/")).await;
     api.runtime("py", json!({})).await;
     api.send(
         post("/v1/functions")
