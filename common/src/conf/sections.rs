@@ -165,7 +165,7 @@ config_section! {
         workers: usize = "0",
         /// Milliseconds between reads of new warm-container retirements (deleted or changed functions) from the database.
         retirement_poll_interval_ms: u64 = "500",
-        /// Seconds a retirement is kept for agents that have not received it; an agent that misses more retires all its warm containers.
+        /// Seconds (at least 60) a retirement is kept for agents that have not received it; an agent that misses more retires all its idle warm containers.
         retirement_retention: u64 = "3600",
     }
 }
