@@ -13,6 +13,7 @@ mod executions;
 mod functions;
 mod images;
 mod isolation;
+mod openapi;
 mod outage;
 mod quotas;
 mod retirements;
