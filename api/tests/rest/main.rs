@@ -8,6 +8,7 @@ mod common;
 
 mod agents;
 mod aliases;
+mod archives;
 mod discovery;
 mod executions;
 mod functions;
