@@ -111,9 +111,10 @@ def expect(cond, message):
         raise StepFailed(message)
 
 
-def eventually(check, timeout=20.0, interval=0.5):
+def eventually(check, timeout=90.0, interval=0.5):
     """Retries `check` until it stops raising StepFailed (sync executions are recorded off the
-    invocation path, in batches, so they may show up a moment after the result)."""
+    invocation path, in batches, so they may show up a moment after the result). The deadline
+    is generous: on a loaded 2-core machine a moment can be long; success returns at once."""
     deadline = time.monotonic() + timeout
     while True:
         try:
