@@ -652,9 +652,10 @@ fi
 [[ -x "$FRESCO_CLIENT_VENV/bin/openstack" ]] || "$REPO/client/tools/venv.sh" >/dev/null || exit 1
 say "keystone on $KEYSTONE_SERVICE_URI (from $KEYSTONE_VENV)"
 if ! ensure_keystone_venv || ! start_keystone; then
-    echo "keystone did not start; see $H/keystone/*.log"
-    tail -n 20 "$H"/keystone/*.log "$H/keystone-venv.log" 2>/dev/null
+    # its logs are printed on the way out
+    echo "keystone did not start"
     FAILED=$((FAILED + 1))
+    FAILED_CHECKS+=("keystone did not start (logs: $H/keystone/)")
     exit 1
 fi
 echo "keystone uwsgi master pid $KEYSTONE_PID"

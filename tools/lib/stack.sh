@@ -134,14 +134,31 @@ stack_start() {
         stack_agent_config "$n"
         stack_run "fresco-agent-$n" "$(stack_bin fresco-agent)" --config-file "$FRESCO_ETC/agent-$n.conf"
     done
-    wait_for 30 "fresco-api" curl -fsS "http://127.0.0.1:$FRESCO_API_PORT/healthcheck"
-    wait_for 30 "fresco-scheduler" curl -fsS "http://127.0.0.1:$FRESCO_SCHEDULER_PORT/healthcheck"
+    stack_wait fresco-api curl -fsS --max-time 5 "http://127.0.0.1:$FRESCO_API_PORT/healthcheck"
+    # a standby scheduler answers 503: any answer means it is up
+    stack_wait fresco-scheduler curl -sS --max-time 5 "http://127.0.0.1:$FRESCO_SCHEDULER_PORT/healthcheck"
     for n in $(seq 1 "$agents"); do
-        wait_for 30 "fresco-agent-$n" curl -fsS "http://127.0.0.1:$((FRESCO_AGENT_PORT + n - 1))/healthcheck"
+        stack_wait "fresco-agent-$n" curl -fsS --max-time 5 "http://127.0.0.1:$((FRESCO_AGENT_PORT + n - 1))/healthcheck"
     done
     # A fresh scheduler starts as a standby until it holds the leader lock, and knows an agent
     # only after its first heartbeat: invocations before that would get 503.
-    wait_for 30 "an active scheduler with $agents agent(s)" stack_scheduler_ready "$agents"
+    stack_wait fresco-scheduler stack_scheduler_ready "$agents"
+}
+
+# stack_wait NAME COMMAND...: retries COMMAND until it succeeds. A generous deadline
+# (FRESCO_START_TIMEOUT, default 180 s: a loaded 2-core machine starts slowly), but a service
+# whose process has exited fails at once, with the end of its log.
+stack_wait() {
+    local name=$1 deadline=$((SECONDS + ${FRESCO_START_TIMEOUT:-180}))
+    shift
+    until "$@" >/dev/null 2>&1; do
+        if ! pid_alive "$FRESCO_STATE/run/$name.pid"; then
+            tail -n 20 "$FRESCO_STATE/logs/$name.log" >&2 2>/dev/null
+            die "$name exited (see $FRESCO_STATE/logs/$name.log)"
+        fi
+        [ $SECONDS -ge $deadline ] && die "timed out after ${FRESCO_START_TIMEOUT:-180}s waiting for $name: $*"
+        sleep 0.2
+    done
 }
 
 # stack_scheduler_ready N: the scheduler is active and sees at least N agents up.
