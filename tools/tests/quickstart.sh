@@ -147,18 +147,23 @@ setup_is_idempotent() {
     cli_setup && after=$(sha256sum "$T/home/.config/openstack/clouds.yaml") && [[ "$before" == "$after" ]]
 }
 
-# `function list` as printed: before anything exists, an empty table; then the function.
+# `function list` as printed, before anything exists: it succeeds (and cliff prints nothing
+# for an empty list).
 list_as_printed() {
     local out
     out=$(as_user "$(line 1)") || { echo "$out"; return 1; }
-    echo "$out"
-    [[ "$out" == *"| ID "*"| Name "* ]]
+    echo "output: [$out]"
+    [[ -z "$out" ]]
 }
 
+# Then, with a function created by the CLI, the same printed line shows it in a table.
 create_hello() {
+    local out
     as_user "openstack --os-cloud fresco-dev function create hello --runtime python3 \
         --handler main.handler --code-dir '$ROOT/tests/functions/python-hello' -f value -c name" | grep -qx hello &&
-        as_user "$(line 1) -f value -c Name" | grep -qx hello
+        out=$(as_user "$(line 1)") || return 1
+    echo "$out"
+    [[ "$out" == *"| ID "*"| Name "* && "$out" == *"| hello "* ]]
 }
 
 invoke_as_printed() {
@@ -186,8 +191,11 @@ executions_newest_first() {
     echo "listed:"; echo "$listed"; echo "expected first:"; echo "$expected"
     [[ "$(head -n 3 <<<"$listed")" == "$expected" ]] || return 1
     asc=$(as_user "openstack --os-cloud fresco-dev function execution list --sort-dir asc -f value -c ID") || return 1
+    echo "with --sort-dir asc:"; echo "$asc"
     [[ "$(tail -n 3 <<<"$asc")" == "$(printf '%s\n' "${ids[@]}")" ]] || return 1
-    [[ "$(as_user "$(line 3) -f value -c ID" | head -n 1)" == "${ids[2]}" ]]
+    listed=$(as_user "$(line 3) -f value -c ID") || return 1
+    echo "as printed ($(line 3)):"; echo "$listed"
+    [[ "$(head -n 1 <<<"$listed")" == "${ids[2]}" ]]
 }
 
 say "quick start test in $T (api :$FRESCO_API_PORT, scheduler :$FRESCO_SCHEDULER_PORT, agent :$FRESCO_AGENT_PORT)"
@@ -199,6 +207,6 @@ check "the first printed line is 'openstack --os-cloud fresco-dev function list'
 check "clouds.yaml: fresco-dev added (admin_token, endpoint, noauth token), the user's cloud kept" clouds_yaml_merged
 check "a second setup leaves clouds.yaml as it is" setup_is_idempotent
 check "the printed 'function list' works as printed, from another directory" list_as_printed
-check "openstack function create hello (code dir), then listed" create_hello
+check "openstack function create hello (code dir); the printed 'function list' shows it" create_hello
 check "the printed 'function invoke hello' works as printed" invoke_as_printed
 check "openstack function execution list: newest first; --sort-dir asc: oldest first" executions_newest_first
