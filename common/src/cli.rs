@@ -100,7 +100,9 @@ impl LoadedConfig {
         for (section, option) in self.raw.unknown_options() {
             log::warn!(
                 "unknown option [{section}] {option} in {}",
-                self.raw.origin(&section, &option).unwrap_or("the configuration")
+                self.raw
+                    .origin(&section, &option)
+                    .unwrap_or("the configuration")
             );
         }
     }
@@ -240,7 +242,10 @@ mod tests {
                 vec!["--config_file", "x"],
                 "unexpected argument '--config_file' found",
             ),
-            (vec!["--config-file"], "a value is required for '--config-file"),
+            (
+                vec!["--config-file"],
+                "a value is required for '--config-file",
+            ),
             (vec!["--config-file="], "the path is empty"),
             (vec!["stray"], "unexpected argument 'stray' found"),
         ] {

@@ -38,7 +38,10 @@ fn text(bytes: &[u8]) -> String {
 fn assert_one_line_error(name: &str, args: &[&str], status: i32, fragment: &str) -> String {
     let out = run(name, args);
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
-    let what = format!("{name} {args:?}: status {:?}, stderr {stderr:?}", out.status);
+    let what = format!(
+        "{name} {args:?}: status {:?}, stderr {stderr:?}",
+        out.status
+    );
     assert_eq!(out.status.code(), Some(status), "{what}");
     assert_eq!(stdout, "", "{what}");
     assert_eq!(stderr.lines().count(), 1, "{what}");
@@ -84,14 +87,24 @@ fn version_and_help_on_every_binary() {
                 "--version",
                 "--help",
             ] {
-                assert!(stdout.contains(option), "{name} {help}: no {option}: {stdout}");
+                assert!(
+                    stdout.contains(option),
+                    "{name} {help}: no {option}: {stdout}"
+                );
             }
             assert!(stdout.contains(&format!("Usage: {name}")), "{stdout}");
         }
     }
     let help = text(&run("fresco-api", &["--help"]).stdout);
-    for option in ["--db-sync", "--print-sample-config", "--print-default-policy"] {
-        assert!(help.contains(option), "fresco-api --help: no {option}: {help}");
+    for option in [
+        "--db-sync",
+        "--print-sample-config",
+        "--print-default-policy",
+    ] {
+        assert!(
+            help.contains(option),
+            "fresco-api --help: no {option}: {help}"
+        );
     }
 }
 
@@ -160,7 +173,8 @@ fn configuration_failures_are_one_line_with_status_1() {
 #[test]
 fn later_configuration_files_override_earlier_ones() {
     let dir = temp_dir();
-    let conf = |file: &str, word: &str| write(&dir.join(file), &format!("[DEFAULT]\ndebug = {word}\n"));
+    let conf =
+        |file: &str, word: &str| write(&dir.join(file), &format!("[DEFAULT]\ndebug = {word}\n"));
     let first = conf("first.conf", "first");
     let second = conf("second.conf", "second");
     std::fs::create_dir_all(dir.join("fresco.conf.d")).unwrap();
@@ -226,7 +240,13 @@ fn db_sync_reads_the_layered_configuration() {
     );
     let out = run(
         "fresco-api",
-        &["--config-file", &packaged, "--config-dir", &conf_dir, "--db-sync"],
+        &[
+            "--config-file",
+            &packaged,
+            "--config-dir",
+            &conf_dir,
+            "--db-sync",
+        ],
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(
@@ -244,7 +264,10 @@ fn db_sync_reads_the_layered_configuration() {
 /// The printing flags need no configuration at all.
 #[test]
 fn api_printing_flags_need_no_configuration() {
-    let sample = run("fresco-api", &["--print-sample-config", "--config-file=/nonexistent"]);
+    let sample = run(
+        "fresco-api",
+        &["--print-sample-config", "--config-file=/nonexistent"],
+    );
     assert_eq!(sample.status.code(), Some(0));
     assert!(text(&sample.stdout).starts_with("# Fresco configuration sample."));
     let policy = run("fresco-api", &["--print-default-policy"]);

@@ -195,7 +195,7 @@ async fn executions_are_newest_first_and_pages_stay_stable() {
         .collect();
     api.db.record(&rows);
     let mut newest_first = rows.clone();
-    newest_first.sort_by(|a, b| (b.created_at, b.id).cmp(&(a.created_at, a.id)));
+    newest_first.sort_by_key(|e| std::cmp::Reverse((e.created_at, e.id)));
     let tie: Vec<usize> = newest_first[3..6]
         .iter()
         .map(|e| rows.iter().position(|r| r.id == e.id).expect("row"))
@@ -238,7 +238,12 @@ async fn executions_are_newest_first_and_pages_stay_stable() {
     late.created_at = Utc::now();
     api.db.record(std::slice::from_ref(&late));
     let next = first["next"].as_str().expect("next");
-    let rest = follow(next.strip_prefix(PUBLIC_URL).expect("public url").to_owned()).await;
+    let rest = follow(
+        next.strip_prefix(PUBLIC_URL)
+            .expect("public url")
+            .to_owned(),
+    )
+    .await;
     assert_eq!(rest, whole[4..]);
     rows.push(late.clone());
     let now_whole = ids(&api.send(get("/v1/executions").by(ALICE)).await.ok(200));

@@ -342,7 +342,10 @@ mod tests {
         );
         let local = write("local.conf", "[api]\nbind_port = 2\n");
         write("fresco.conf.d/20-b.conf", "[api]\nbind_port = 4\n");
-        write("fresco.conf.d/10-a.conf", "[api]\nbind_port = 3\nworkers = 5\n");
+        write(
+            "fresco.conf.d/10-a.conf",
+            "[api]\nbind_port = 3\nworkers = 5\n",
+        );
         write("fresco.conf.d/30-c.conf.bak", "[api]\nbind_port = 99\n");
         write("fresco.conf.d/.40-hidden.conf", "[api]\nbind_port = 98\n");
 
@@ -375,7 +378,9 @@ mod tests {
 
         let missing = config_dir_files(&dir.join("nope")).expect_err("missing dir");
         assert!(
-            missing.to_string().starts_with("cannot read config directory "),
+            missing
+                .to_string()
+                .starts_with("cannot read config directory "),
             "{missing}"
         );
         std::fs::remove_dir_all(&dir).ok();
