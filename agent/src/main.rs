@@ -25,6 +25,9 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    // The agent's own unprivileged unpacking helper (an internal re-exec with arguments of its
+    // own): done and exited before the command line is parsed.
+    fresco_agent::code::run_unpack_helper_if_asked();
     cli::run(run)
 }
 

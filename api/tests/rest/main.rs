@@ -8,10 +8,12 @@ mod common;
 
 mod agents;
 mod aliases;
+mod archives;
 mod discovery;
 mod executions;
 mod functions;
 mod isolation;
+mod openapi;
 mod outage;
 mod quotas;
 mod runtimes;
