@@ -3,6 +3,8 @@
 
 #[cfg(feature = "archive")]
 pub mod archive;
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod conf;
 pub mod images;
 #[cfg(feature = "scheduler-client")]
