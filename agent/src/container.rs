@@ -346,6 +346,7 @@ mod tests {
             ]),
             code_sha256: Some("ab".repeat(32)),
             network: false,
+            revision: 0,
         }
     }
 

@@ -1,10 +1,12 @@
-//! Periodic reports to the schedulers (`POST {url}/v1/agents/heartbeat`, bearer agent token).
+//! Periodic reports to the schedulers (`POST {url}/v1/agents/heartbeat`, bearer agent token);
+//! their replies carry the warm containers to retire (`Agent::apply_retirements`).
 //! An unreachable scheduler is a warning and a growing pause before the next try, never a crash.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fresco_common::ticket::AgentTokens;
+use fresco_common::wire::HeartbeatReply;
 
 use crate::engine::ContainerEngine;
 use crate::service::Agent;
@@ -69,22 +71,28 @@ pub async fn run<E: ContainerEngine>(agent: Arc<Agent<E>>, advertise_url: String
             }
         };
         for target in targets.iter_mut().filter(|t| t.next_try <= Instant::now()) {
-            let sent = client
+            let sent = match client
                 .post(&target.url)
                 .bearer_auth(&token)
                 .json(&body)
                 .send()
                 .await
-                .map_err(|e| e.to_string())
-                .and_then(|r| {
-                    if r.status().is_success() {
-                        Ok(())
-                    } else {
-                        Err(format!("answered {}", r.status()))
-                    }
-                });
+            {
+                // The reply names the warm containers to retire (204: nothing to say yet).
+                Ok(r) if r.status() == reqwest::StatusCode::OK => r
+                    .json::<HeartbeatReply>()
+                    .await
+                    .map(Some)
+                    .map_err(|e| format!("invalid reply: {e}")),
+                Ok(r) if r.status().is_success() => Ok(None),
+                Ok(r) => Err(format!("answered {}", r.status())),
+                Err(e) => Err(e.to_string()),
+            };
             match sent {
-                Ok(()) => {
+                Ok(reply) => {
+                    if let Some(reply) = reply {
+                        agent.apply_retirements(&reply);
+                    }
                     if target.failures > 0 {
                         log::info!("scheduler {} reachable again", target.url);
                     }

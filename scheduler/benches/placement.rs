@@ -66,6 +66,7 @@ fn run(agents: usize, warm: bool) -> (f64, f64) {
                 warm: pools,
                 images: vec![],
                 version: "bench".into(),
+                retired_seq: None,
             },
             now,
         );

@@ -126,6 +126,7 @@ pub fn spec(project: &str, function_id: Uuid, memory_mb: i32) -> FunctionSpec {
         environment: Default::default(),
         code_sha256: None,
         network: false,
+        revision: 0,
     }
 }
 
@@ -452,6 +453,7 @@ impl TestAgent {
             warm: vec![],
             images: vec![],
             version: "test".into(),
+            retired_seq: None,
         };
         let heartbeats = tokio::spawn(async move {
             loop {
