@@ -344,6 +344,7 @@ mod tests {
             ]),
             code_sha256: Some("ab".repeat(32)),
             network: false,
+            revision: 0,
         }
     }
 

@@ -1,10 +1,12 @@
-//! Periodic reports to the schedulers (`POST {url}/v1/agents/heartbeat`, bearer agent token).
+//! Periodic reports to the schedulers (`POST {url}/v1/agents/heartbeat`, bearer agent token);
+//! their replies carry the warm containers to retire (`Agent::apply_retirements`).
 //! An unreachable scheduler is a warning and a growing pause before the next try, never a crash.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use fresco_common::ticket::AgentTokens;
+use fresco_common::wire::HeartbeatReply;
 
 use crate::engine::ContainerEngine;
 use crate::service::Agent;
@@ -89,22 +91,26 @@ pub async fn run<E: ContainerEngine>(agent: Arc<Agent<E>>, advertise_url: String
             };
             let request = client.post(&url).bearer_auth(&token).json(&body);
             let target = Arc::clone(target);
+            let agent = Arc::clone(&agent);
             tokio::spawn(async move {
-                let sent = request
-                    .send()
-                    .await
-                    .map_err(|e| e.to_string())
-                    .and_then(|r| {
-                        if r.status().is_success() {
-                            Ok(())
-                        } else {
-                            Err(format!("answered {}", r.status()))
-                        }
-                    });
+                let sent = match request.send().await {
+                    // The reply names the warm containers to retire (204: nothing to say yet).
+                    Ok(r) if r.status() == reqwest::StatusCode::OK => r
+                        .json::<HeartbeatReply>()
+                        .await
+                        .map(Some)
+                        .map_err(|e| format!("invalid reply: {e}")),
+                    Ok(r) if r.status().is_success() => Ok(None),
+                    Ok(r) => Err(format!("answered {}", r.status())),
+                    Err(e) => Err(e.to_string()),
+                };
+                if let Ok(Some(reply)) = &sent {
+                    agent.apply_retirements(reply);
+                }
                 let mut target = lock(&target);
                 target.busy = false;
                 match sent {
-                    Ok(()) => {
+                    Ok(_) => {
                         if target.failures > 0 {
                             log::info!("scheduler {} reachable again", target.url);
                         }

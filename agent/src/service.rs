@@ -9,7 +9,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use fresco_common::ticket::{TicketError, TicketVerifier};
-use fresco_common::wire::{FunctionError, FunctionSpec, Heartbeat, RunResult, RunStatus};
+use fresco_common::wire::{
+    FunctionError, FunctionSpec, Heartbeat, HeartbeatReply, RetiredKey, RunResult, RunStatus,
+};
 use uuid::Uuid;
 
 use crate::code::{CodeCache, CodeError, CodeOptions};
@@ -17,6 +19,7 @@ use crate::config::Settings;
 use crate::container::{function_arn, Container, ContainerError, LABEL_AGENT};
 use crate::engine::{ContainerEngine, EngineError};
 use crate::pool::{Acquired, Pools};
+use crate::retire::Retired;
 use crate::runtime_api::{DispatchError, Invocation, Outcome};
 
 /// Why a run was refused before anything ran (the HTTP layer maps these to status codes).
@@ -67,11 +70,14 @@ pub struct Agent<E: ContainerEngine> {
     shutting_down: AtomicBool,
     /// The engine failed to answer last time it was asked; cleared when it answers again.
     engine_down: AtomicBool,
+    /// Function versions whose containers must not serve again.
+    retired: Mutex<Retired>,
     pub metrics: Metrics,
 }
 
-/// Pool key: the public warm key plus everything that must match for a container to be reused
-/// (version 0 is mutable, so code and settings are part of the key).
+/// Pool key: the public warm key, the revision (see `retire::pool_identity`) and everything
+/// that must match for a container to be reused (version 0 is mutable, so code and settings
+/// are part of the key).
 pub fn pool_key(spec: &FunctionSpec) -> String {
     let mut hasher = DefaultHasher::new();
     (
@@ -86,7 +92,12 @@ pub fn pool_key(spec: &FunctionSpec) -> String {
         &spec.function_name,
     )
         .hash(&mut hasher);
-    format!("{}#{:016x}", spec.warm_key(), hasher.finish())
+    format!(
+        "{}@{}#{:016x}",
+        spec.warm_key(),
+        spec.revision,
+        hasher.finish()
+    )
 }
 
 /// Checks what the engine and the file system will be given.
@@ -168,6 +179,7 @@ impl<E: ContainerEngine> Agent<E> {
             images: Mutex::new(Vec::new()),
             shutting_down: AtomicBool::new(false),
             engine_down: AtomicBool::new(false),
+            retired: Mutex::new(Retired::default()),
             metrics: Metrics::default(),
         })
     }
@@ -220,6 +232,16 @@ impl<E: ContainerEngine> Agent<E> {
             .verify(ticket, Some(&self.settings.agent_id))?;
         let spec = claims.spec;
         validate_spec(&spec)?;
+        // Defence in depth: the control plane allows a function's own image only within its
+        // allowlist; this node runs one only within its own.
+        if spec.runtime_kind == "image"
+            && !fresco_common::images::allowed(&spec.image, &self.settings.allowed_image_prefixes)
+        {
+            return Err(RunError::Spec(format!(
+                "image {} is not allowed on this node",
+                spec.image
+            )));
+        }
         self.check_engine().await?;
         let memory_mb = u64::try_from(spec.memory_mb).unwrap_or(0);
         let running = self.running.fetch_add(1, Ordering::SeqCst);
@@ -516,10 +538,16 @@ impl<E: ContainerEngine> Agent<E> {
             "execution {execution_id}: {} in {duration_ms:.3} ms, output sync {sync_ms:.3} ms, cold {cold}",
             result.status.as_str()
         );
-        if reusable && container.channel.is_usable() && !self.shutting_down.load(Ordering::SeqCst) {
-            self.pools().release(key, container, Instant::now());
+        let unused = if reusable
+            && container.channel.is_usable()
+            && !self.shutting_down.load(Ordering::SeqCst)
+        {
+            self.release_unless_retired(spec, key, container)
         } else {
-            // Killed before answering: gone before the caller hears about it.
+            Some(container)
+        };
+        if let Some(container) = unused {
+            // Killed (or retired) before answering: gone before the caller hears about it.
             container.destroy(&self.engine).await;
             self.pools().retire(key);
         }
@@ -562,6 +590,66 @@ impl<E: ContainerEngine> Agent<E> {
         count
     }
 
+    fn retired(&self) -> std::sync::MutexGuard<'_, Retired> {
+        self.retired.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Puts a container back in its pool unless its function version was retired; returns it
+    /// when it must go. Checked under the pools lock (taken before the retirements lock, as
+    /// everywhere), so a retirement cannot slip between the check and the release.
+    fn release_unless_retired(
+        &self,
+        spec: &FunctionSpec,
+        key: &str,
+        container: Arc<Container>,
+    ) -> Option<Arc<Container>> {
+        let mut pools = self.pools();
+        if self.retired().covers(spec) {
+            return Some(container);
+        }
+        pools.release(key, container, Instant::now());
+        None
+    }
+
+    /// Retires function versions: their idle containers are destroyed now, busy ones when
+    /// their invocation ends, and none serves again. Returns how many idle containers went.
+    pub fn retire(&self, keys: &[RetiredKey]) -> usize {
+        if keys.is_empty() {
+            return 0;
+        }
+        let retired = {
+            let mut pools = self.pools();
+            let mut retired = self.retired();
+            retired.add(keys, Instant::now());
+            pools.take_idle_where(|pool| retired.covers_pool(pool))
+        };
+        let count = retired.len();
+        for container in retired {
+            self.destroy_later(container);
+        }
+        if count > 0 {
+            log::info!("retired {count} idle container(s)");
+        }
+        count
+    }
+
+    /// Applies a scheduler's heartbeat reply: a reset (retirements this agent missed were
+    /// purged) destroys every idle container; then the retirements; then the acknowledgement.
+    pub fn apply_retirements(&self, reply: &HeartbeatReply) {
+        if reply.reset {
+            let idle = self.pools().take_idle_where(|_| true);
+            log::warn!(
+                "retirements were missed: removing all {} idle container(s)",
+                idle.len()
+            );
+            for container in idle {
+                self.destroy_later(container);
+            }
+        }
+        self.retire(&reply.retire);
+        self.retired().acknowledge(reply.retired_seq);
+    }
+
     /// Refreshes the list of images present on the node; also tells whether the engine
     /// answers (reported in heartbeats).
     pub async fn refresh_images(&self) {
@@ -600,6 +688,7 @@ impl<E: ContainerEngine> Agent<E> {
                 .clone(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
             engine_down: self.engine_down(),
+            retired_seq: self.retired().acked(),
         }
     }
 
@@ -664,7 +753,7 @@ mod tests {
             std::env::temp_dir().join(format!("fu-{}", &Uuid::new_v4().simple().to_string()[..10]));
         let raw = RawConfig::parse(
             &format!(
-                "[DEFAULT]\nstate_path = {}\n[agent]\nagent_id = unit\nmemory_mb = {memory_mb}\nidle_timeout = 0\nlog_sync_timeout_ms = 500\nmax_running = 4\n",
+                "[DEFAULT]\nstate_path = {}\n[agent]\nagent_id = unit\nmemory_mb = {memory_mb}\nidle_timeout = 0\nlog_sync_timeout_ms = 500\nmax_running = 4\nallowed_image_prefixes = fresco/, missing\n",
                 state.display()
             ),
             "test",
@@ -696,6 +785,7 @@ mod tests {
             environment: Default::default(),
             code_sha256: None,
             network: false,
+            revision: 0,
         }
     }
 
@@ -1001,6 +1091,124 @@ mod tests {
         assert!(result.cold, "a fresh container");
         assert_eq!(h.engine.count("create"), 2);
         assert_eq!(h.agent.heartbeat("x").memory_mb_reserved, 128);
+    }
+
+    #[tokio::test]
+    async fn own_images_outside_the_nodes_allowlist_are_refused() {
+        let h = harness(1024);
+        for image in [
+            "operator/tools:1",
+            "frescoevil/x:1",
+            "docker.io/fresco/python3:dev",
+        ] {
+            let mut other = spec("echo");
+            other.image = image.into();
+            match h
+                .agent
+                .run(&ticket(&other), Bytes::from_static(b"{}"))
+                .await
+            {
+                Err(RunError::Spec(message)) => {
+                    assert!(message.contains("is not allowed on this node"), "{message}")
+                }
+                other => panic!("{image}: {other:?}"),
+            }
+        }
+        assert_eq!(h.engine.count("create"), 0, "nothing ran");
+        assert!(run(&h, &spec("echo"), "{}").await.status == RunStatus::Succeeded);
+    }
+
+    fn retired(seq: i64, spec: &FunctionSpec, below: Option<i64>) -> RetiredKey {
+        RetiredKey {
+            seq,
+            function_id: spec.function_id,
+            version: Some(spec.version),
+            below_revision: below,
+        }
+    }
+
+    #[tokio::test]
+    async fn retired_versions_never_serve_again() {
+        let h = harness(1024);
+        let echo = spec("echo");
+        run(&h, &echo, "1").await;
+        assert_eq!(h.engine.live(), 1);
+        assert_eq!(h.agent.retire(&[retired(1, &echo, None)]), 1);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(
+            h.engine.live(),
+            0,
+            "the idle container is destroyed at once"
+        );
+        assert_eq!(h.agent.heartbeat("x").memory_mb_reserved, 0);
+        // A stale ticket for the retired version runs once, in a container that then goes.
+        let stale = run(&h, &echo, "2").await;
+        assert!(stale.cold && stale.status == RunStatus::Succeeded);
+        assert_eq!(h.engine.live(), 0);
+        assert!(h.agent.heartbeat("x").warm.is_empty());
+
+        // Version 0 changed: containers of older revisions go, the new revision stays warm.
+        let mut latest = spec("echo");
+        latest.version = 0;
+        latest.revision = 3;
+        run(&h, &latest, "3").await;
+        let mut newer = latest.clone();
+        newer.revision = 7;
+        assert_eq!(h.agent.retire(&[retired(7, &latest, Some(7))]), 1);
+        assert!(run(&h, &newer, "4").await.cold);
+        assert!(
+            !run(&h, &newer, "5").await.cold,
+            "the new revision is reused"
+        );
+        assert!(
+            run(&h, &latest, "6").await.cold,
+            "a stale revision is never reused"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(h.engine.live(), 1);
+    }
+
+    #[tokio::test]
+    async fn busy_containers_of_a_retired_version_go_when_their_invocation_ends() {
+        let h = Arc::new(harness(1024));
+        let slow = spec("slow");
+        let running = {
+            let h = Arc::clone(&h);
+            let slow = slow.clone();
+            tokio::spawn(async move { run(&h, &slow, "\"x\"").await })
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(h.agent.retire(&[retired(1, &slow, None)]), 0, "none idle");
+        let result = running.await.expect("run");
+        assert_eq!(result.response.as_deref(), Some("\"x\""));
+        assert_eq!(h.engine.live(), 0, "gone before the caller hears");
+        assert_eq!(h.agent.heartbeat("x").memory_mb_reserved, 0);
+    }
+
+    #[tokio::test]
+    async fn heartbeat_replies_are_applied_and_acknowledged() {
+        let h = harness(1024);
+        let (a, b) = (spec("echo"), spec("log"));
+        run(&h, &a, "1").await;
+        run(&h, &b, "2").await;
+        assert_eq!(h.agent.heartbeat("x").retired_seq, None);
+        h.agent.apply_retirements(&HeartbeatReply {
+            retired_seq: 12,
+            retire: vec![retired(12, &a, None)],
+            reset: false,
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(h.engine.live(), 1);
+        assert_eq!(h.agent.heartbeat("x").retired_seq, Some(12));
+        // Missed retirements: every idle container goes.
+        h.agent.apply_retirements(&HeartbeatReply {
+            retired_seq: 40,
+            retire: Vec::new(),
+            reset: true,
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(h.engine.live(), 0);
+        assert_eq!(h.agent.heartbeat("x").retired_seq, Some(40));
     }
 
     #[tokio::test]

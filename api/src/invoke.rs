@@ -65,7 +65,9 @@ pub struct Outcome {
 pub type TargetKey = (Scope, String, Selector);
 
 /// Resolved targets kept for `[api] function_cache_ttl` seconds, so a hot function costs no
-/// database round trip per invocation. A changed function is seen after at most the TTL.
+/// database round trip per invocation. A change made through this replica drops the targets
+/// it affects at once; a change made through another replica (or straight in the database)
+/// is seen after at most the TTL.
 pub struct TargetCache {
     ttl: Duration,
     entries: Mutex<HashMap<TargetKey, (Instant, Arc<Target>)>>,
@@ -90,6 +92,20 @@ impl TargetCache {
             .get(key)
             .filter(|(at, _)| at.elapsed() < self.ttl)
             .map(|(_, target)| Arc::clone(target))
+    }
+
+    /// Drops every target of one function (it changed or went away).
+    pub fn forget_function(&self, function_id: Uuid) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.retain(|_, (_, target)| target.spec.function_id != function_id);
+        }
+    }
+
+    /// Drops every target (a runtime changed: any function may use it).
+    pub fn clear(&self) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.clear();
+        }
     }
 
     pub fn put(&self, key: TargetKey, target: Arc<Target>) {

@@ -275,7 +275,8 @@ impl SchedulerClient {
                 .body(body.clone());
             async move {
                 match request.send().await {
-                    Ok(r) if r.status() == StatusCode::NO_CONTENT => Ok(()),
+                    // 200 carries retirements for real agents; this client only reports.
+                    Ok(r) if r.status().is_success() => Ok(()),
                     Ok(r) => Err(error_from(r).await),
                     Err(e) => Err(SchedulerError::Unavailable(format!(
                         "{url}: {}",

@@ -67,6 +67,7 @@ fn run(agents: usize, warm: bool) -> (f64, f64) {
                 images: vec![],
                 version: "bench".into(),
                 engine_down: false,
+                retired_seq: None,
             },
             now,
         );

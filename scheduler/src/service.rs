@@ -17,6 +17,7 @@ use crate::dispatch::{DispatchConfig, Dispatcher};
 use crate::http::{self, AppState};
 use crate::leader::{Leadership, LeaseConfig, LeaseConnection};
 use crate::placement::{Placer, PlacerConfig};
+use crate::retirements::RetirementLog;
 use crate::settings::Settings;
 use crate::storage::{Limits, StorageError, Store};
 
@@ -24,6 +25,10 @@ use crate::storage::{Limits, StorageError, Store};
 const SWEEP_INTERVAL: Duration = Duration::from_millis(250);
 /// Pause before a leader retries a renewal that failed for want of the database.
 const RETRY_RENEWAL: Duration = Duration::from_millis(100);
+/// How often the active scheduler deletes retirements older than the retention.
+const RETIREMENT_PURGE_INTERVAL: Duration = Duration::from_secs(60);
+/// Most retirements read in one poll.
+const RETIREMENT_BATCH: i64 = 10_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -119,6 +124,7 @@ impl Scheduler {
             leadership.clone(),
         )?;
         let (persist, persist_rx) = mpsc::channel::<Heartbeat>(4096);
+        let retirements = Arc::new(Mutex::new(RetirementLog::new()));
 
         let state = web::Data::new(AppState {
             placer: placer.clone(),
@@ -130,6 +136,7 @@ impl Scheduler {
             dispatcher: dispatcher.clone(),
             store: store.clone(),
             verified: Mutex::new(HashMap::new()),
+            retirements: retirements.clone(),
         });
         let addr = format!("{}:{}", s.bind_host, s.bind_port);
         let mut server =
@@ -148,6 +155,16 @@ impl Scheduler {
         log::info!("fresco-scheduler listening on {addrs:?}, standing by");
 
         let tasks = vec![
+            tokio::spawn(follow_retirements(
+                store.clone(),
+                retirements,
+                placer.clone(),
+                RetirementTimings {
+                    poll: Duration::from_millis(s.retirement_poll_interval_ms.max(10)),
+                    retention: Duration::from_secs(s.retirement_retention.max(60)),
+                },
+                leadership.clone(),
+            )),
             tokio::spawn(persist_heartbeats(store.clone(), persist_rx)),
             tokio::spawn(sweep(placer, store, dispatcher.clone(), leadership.clone())),
             tokio::spawn(lead(lease.clone(), leadership.clone(), dispatcher)),
@@ -317,6 +334,87 @@ async fn sweep(
             tokio::task::spawn_blocking(move || store.mark_agents_down(&fence, &ids)).await;
         if let Ok(Err(e)) = written {
             log::warn!("cannot mark agents down: {e}");
+        }
+    }
+}
+
+/// How the retirement log is followed (`[scheduler] retirement_*`).
+#[derive(Debug, Clone, Copy)]
+struct RetirementTimings {
+    poll: Duration,
+    retention: Duration,
+}
+
+/// Follows the retirement log: loads it whole, then reads what follows every poll interval,
+/// tells placement at once (no warm affinity for retired versions), drops entries past the
+/// retention, and (while active) purges those rows from the table.
+async fn follow_retirements(
+    store: Store,
+    log: Arc<Mutex<RetirementLog>>,
+    placer: Arc<Placer>,
+    timings: RetirementTimings,
+    leadership: Arc<Leadership>,
+) {
+    // The log is consistent between statements, so a panic elsewhere leaves it usable.
+    let locked = || {
+        log.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    };
+    let retention =
+        chrono::Duration::from_std(timings.retention).unwrap_or_else(|_| chrono::Duration::days(1));
+    let mut ticker = tokio::time::interval(timings.poll);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_purge: Option<Instant> = None;
+    loop {
+        ticker.tick().await;
+        let latest = locked().latest();
+        let reader = store.clone();
+        let read = tokio::task::spawn_blocking(move || match latest {
+            None => reader
+                .load_retirements()
+                .map(|(rows, floor)| (rows, Some(floor))),
+            Some(seq) => reader
+                .retirements_after(seq, RETIREMENT_BATCH)
+                .map(|rows| (rows, None)),
+        })
+        .await;
+        match read {
+            Ok(Ok((rows, Some(floor)))) => {
+                let count = rows.len();
+                locked().load(rows, floor);
+                log::info!("retirement log loaded: {count} entries");
+            }
+            Ok(Ok((rows, None))) => {
+                let added = locked().append(rows);
+                if !added.is_empty() {
+                    let agents = placer.retire(&added);
+                    log::info!(
+                        "{} retirement(s) up to seq {}: warm pools dropped on {agents} agent(s)",
+                        added.len(),
+                        added.last().map_or(0, |k| k.seq)
+                    );
+                }
+            }
+            Ok(Err(e)) => log::warn!("cannot read the retirement log: {e}"),
+            Err(e) => log::warn!("retirement log task failed: {e}"),
+        }
+        locked().prune(chrono::Utc::now() - retention);
+        let fence = leadership.fence();
+        if let Some(fence) =
+            fence.filter(|_| last_purge.is_none_or(|at| at.elapsed() >= RETIREMENT_PURGE_INTERVAL))
+        {
+            last_purge = Some(Instant::now());
+            let purger = store.clone();
+            let purged = tokio::task::spawn_blocking(move || {
+                purger.purge_retirements(&fence, timings.retention)
+            })
+            .await;
+            match purged {
+                Ok(Ok(0)) => {}
+                Ok(Ok(n)) => log::info!("purged {n} retirement(s) past the retention"),
+                Ok(Err(e)) => log::warn!("cannot purge old retirements: {e}"),
+                Err(e) => log::warn!("retirement purge task failed: {e}"),
+            }
         }
     }
 }

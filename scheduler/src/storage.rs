@@ -10,8 +10,8 @@ use diesel::dsl::{now, sql};
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
-use diesel::sql_types::{Integer, Nullable, Timestamptz};
-use fresco_common::wire::Heartbeat;
+use diesel::sql_types::{BigInt, Bool, Integer, Nullable, Timestamptz};
+use fresco_common::wire::{Heartbeat, RetiredKey, RETIREMENT_LOG_LOCK};
 use uuid::Uuid;
 
 use crate::leader::Fence;
@@ -71,6 +71,16 @@ pub mod schema {
     }
 
     diesel::table! {
+        function_retirements (seq) {
+            seq -> Int8,
+            function_id -> Uuid,
+            version -> Nullable<Int4>,
+            below_revision -> Nullable<Int8>,
+            created_at -> Timestamptz,
+        }
+    }
+
+    diesel::table! {
         quotas (project_id, resource) {
             project_id -> Text,
             resource -> Text,
@@ -79,7 +89,7 @@ pub mod schema {
     }
 }
 
-use schema::{agents, executions, quotas, scheduler_leader};
+use schema::{agents, executions, function_retirements, quotas, scheduler_leader};
 
 /// Quota resource names the scheduler enforces.
 pub const CONCURRENT_RESOURCE: &str = "concurrent_executions";
@@ -527,6 +537,62 @@ impl Store {
             .load(&mut conn)?)
     }
 
+    /// The whole retirement log, in `seq` order, and the last `seq` ever given out (the
+    /// floor of an empty log). Taken under the log's lock (shared), so no writer is between
+    /// drawing a `seq` and committing it: every `seq` up to that last one is visible or gone.
+    pub fn load_retirements(&self) -> Result<(Vec<Entry>, i64), StorageError> {
+        #[derive(QueryableByName)]
+        struct Sequence {
+            #[diesel(sql_type = BigInt)]
+            last_value: i64,
+            #[diesel(sql_type = Bool)]
+            is_called: bool,
+        }
+        let mut conn = self.conn()?;
+        conn.transaction(|conn| {
+            diesel::sql_query("SELECT pg_advisory_xact_lock_shared($1)")
+                .bind::<BigInt, _>(RETIREMENT_LOG_LOCK)
+                .execute(conn)?;
+            let rows = retirement_rows(conn, 0, i64::MAX)?;
+            let sequence: Sequence =
+                diesel::sql_query("SELECT last_value, is_called FROM function_retirements_seq_seq")
+                    .get_result(conn)?;
+            let last = if sequence.is_called {
+                sequence.last_value
+            } else {
+                0
+            };
+            Ok((rows, last))
+        })
+    }
+
+    /// Retirements after `seq`, at most `limit`, in `seq` order.
+    pub fn retirements_after(&self, seq: i64, limit: i64) -> Result<Vec<Entry>, StorageError> {
+        let mut conn = self.conn()?;
+        Ok(retirement_rows(&mut conn, seq, limit)?)
+    }
+
+    /// Deletes the retirements created more than `retention` ago, as a prefix of the log
+    /// (every row up to the newest expired one), so a loaded log's floor stays exact. Leader
+    /// only (fenced).
+    pub fn purge_retirements(
+        &self,
+        fence: &Fence,
+        retention: Duration,
+    ) -> Result<usize, StorageError> {
+        let mut conn = self.conn()?;
+        let seconds = i64::try_from(retention.as_secs()).unwrap_or(i64::MAX / 1_000_000);
+        fenced(&mut conn, fence, |conn| {
+            Ok(diesel::sql_query(
+                "DELETE FROM function_retirements WHERE seq <= \
+                 (SELECT max(seq) FROM function_retirements \
+                  WHERE created_at < now() - make_interval(secs => $1::double precision))",
+            )
+            .bind::<BigInt, _>(seconds)
+            .execute(conn)?)
+        })
+    }
+
     /// Checks that the database answers.
     pub fn ping(&self) -> Result<(), StorageError> {
         let mut conn = self.conn()?;
@@ -546,6 +612,49 @@ pub struct Claim {
     pub rows_seen: usize,
     /// Some execution was left queued because no agent had room for it.
     pub out_of_capacity: bool,
+}
+
+/// One entry of the retirement log, as read.
+pub use crate::retirements::Entry;
+
+fn retirement_rows(
+    conn: &mut PgConnection,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<Entry>, diesel::result::Error> {
+    type Row = (
+        i64,
+        Uuid,
+        Option<i32>,
+        Option<i64>,
+        chrono::DateTime<chrono::Utc>,
+    );
+    let rows: Vec<Row> = function_retirements::table
+        .filter(function_retirements::seq.gt(after))
+        .order(function_retirements::seq.asc())
+        .limit(limit)
+        .select((
+            function_retirements::seq,
+            function_retirements::function_id,
+            function_retirements::version,
+            function_retirements::below_revision,
+            function_retirements::created_at,
+        ))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(seq, function_id, version, below_revision, created_at)| Entry {
+                key: RetiredKey {
+                    seq,
+                    function_id,
+                    version,
+                    below_revision,
+                },
+                created_at,
+            },
+        )
+        .collect())
 }
 
 fn load_limits(

@@ -136,6 +136,8 @@ pub struct StackOptions {
     pub schedulers: usize,
     /// Extra lines appended to the control plane's config.
     pub extra_config: String,
+    /// Extra lines appended to each agent's config.
+    pub agent_config: String,
 }
 
 impl Default for StackOptions {
@@ -144,6 +146,7 @@ impl Default for StackOptions {
             agents: 1,
             schedulers: 1,
             extra_config: String::new(),
+            agent_config: String::new(),
         }
     }
 }
@@ -256,11 +259,12 @@ impl Stack {
                     &format!(
                         "[DEFAULT]\nstate_path = {state}\n\n[internal_auth]\nticket_verify_key_file = {verify}\nagent_secret = {secret}\n\n\
                          [scheduler]\nurls = {urls}\n\n[agent]\nagent_id = e2e-{id}-{i}\nbind_port = {port}\napi_url = http://127.0.0.1:{api_port}\n\
-                         shim_path = {shim}\nheartbeat_interval = 1\nmemory_mb = 4096\nidle_timeout = 120\nlog_sync_timeout_ms = 1000\n",
+                         shim_path = {shim}\nheartbeat_interval = 1\nmemory_mb = 4096\nidle_timeout = 120\nlog_sync_timeout_ms = 1000\n{extra}\n",
                         state = state.display(),
                         verify = verify.display(),
                         urls = scheduler_urls.join(", "),
                         id = &database[11..19],
+                        extra = options.agent_config,
                     ),
                 );
                 Service::spawn(&format!("fresco-agent-{i}"), bin.join("fresco-agent"), config, dir.join(format!("agent-{i}.log")), port)

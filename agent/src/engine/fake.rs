@@ -2,7 +2,8 @@
 //! scripted Lambda runtime (chosen by the container's `_HANDLER`) against the real Runtime
 //! API socket, so the agent's logic above the engine is exercised end to end without Docker.
 //!
-//! Scripts: `echo` answers the event; `fail` reports an error; `sleep` never answers;
+//! Scripts: `echo` answers the event; `slow` answers it after 300 ms; `fail` reports an
+//! error; `sleep` never answers;
 //! `oom` / `crash` stop the container (OOM-killed / exit 1); `init_error` reports an init
 //! failure; `wrong_id` first answers with a wrong request id, then with the right one and the
 //! status it got; `log` prints a line before answering.
@@ -381,6 +382,10 @@ async fn fake_runtime(
                 let _ = respond(body.to_string().into_bytes()).await;
             }
             "sleep" => std::future::pending::<()>().await,
+            "slow" => {
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                let _ = respond(event).await;
+            }
             "oom" => {
                 stop(137, true);
                 return;

@@ -44,6 +44,8 @@ config_section! {
         max_page_limit: i64 = "1000",
         /// Seconds a looked-up function stays in the API's in-memory cache on the invocation path.
         function_cache_ttl: u64 = "2",
+        /// Image name prefixes a function's own image (a custom image, admin-only by policy) may start with, e.g. `registry.example/fresco-fn/`; empty means no custom images.
+        allowed_image_prefixes: Vec<String> = "",
     }
 }
 
@@ -163,6 +165,10 @@ config_section! {
         agent_persist_interval_ms: u64 = "1000",
         /// Worker threads serving HTTP; 0 means one per CPU core.
         workers: usize = "0",
+        /// Milliseconds between reads of new warm-container retirements (deleted or changed functions) from the database.
+        retirement_poll_interval_ms: u64 = "500",
+        /// Seconds (at least 60) a retirement is kept for agents that have not received it; an agent that misses more retires all its idle warm containers.
+        retirement_retention: u64 = "3600",
     }
 }
 
@@ -215,6 +221,8 @@ config_section! {
         start_timeout: u64 = "30",
         /// Most concurrent invocations this agent serves; further run requests get 503.
         max_running: u32 = "256",
+        /// Image name prefixes this node runs as a function's own image (runtime images come from the control plane); empty means none.
+        allowed_image_prefixes: Vec<String> = "",
     }
 }
 

@@ -25,7 +25,7 @@ use std::collections::{BinaryHeap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use fresco_common::wire::Heartbeat;
+use fresco_common::wire::{Heartbeat, RetiredKey};
 use uuid::Uuid;
 
 use rate::RateWindow;
@@ -146,6 +146,26 @@ impl WarmKey {
     }
 }
 
+/// Retired function versions, for matching warm keys.
+struct RetiredSet {
+    /// `(function, Some(version))`, or `(function, None)` for every version.
+    keys: std::collections::HashSet<(Uuid, Option<i32>)>,
+}
+
+impl RetiredSet {
+    fn new(keys: &[RetiredKey]) -> Self {
+        Self {
+            keys: keys.iter().map(|k| (k.function_id, k.version)).collect(),
+        }
+    }
+
+    fn covers(&self, key: WarmKey) -> bool {
+        !self.keys.is_empty()
+            && (self.keys.contains(&(key.function_id, None))
+                || self.keys.contains(&(key.function_id, Some(key.version))))
+    }
+}
+
 #[derive(Debug, Default)]
 struct State {
     agents: Vec<Agent>,
@@ -214,6 +234,8 @@ struct LeaseRecord {
     warm: bool,
     created: Instant,
     expires: Instant,
+    /// Its function version was retired meanwhile: its container is not warm again.
+    retired: bool,
 }
 
 #[derive(Debug, Default)]
@@ -339,6 +361,7 @@ impl Placer {
                 warm,
                 created: now,
                 expires,
+                retired: false,
             },
         );
         state.expiries.push(Reverse((expires, lease_id)));
@@ -355,6 +378,19 @@ impl Placer {
 
     /// Records a heartbeat; unknown agents are added.
     pub fn heartbeat(&self, heartbeat: &Heartbeat, now: Instant) -> HeartbeatOutcome {
+        self.heartbeat_retiring(heartbeat, now, &[])
+    }
+
+    /// Records a heartbeat from an agent that has yet to apply `retiring` (the retirements
+    /// after its acknowledgement, sent in this heartbeat's reply): the idle containers it
+    /// reports for those function versions are on their way out and attract no placement.
+    pub fn heartbeat_retiring(
+        &self,
+        heartbeat: &Heartbeat,
+        now: Instant,
+        retiring: &[RetiredKey],
+    ) -> HeartbeatOutcome {
+        let retiring = RetiredSet::new(retiring);
         let mut guard = self.lock();
         let state = &mut *guard;
         let index = match state.by_id.get(heartbeat.agent_id.as_str()) {
@@ -414,9 +450,12 @@ impl Placer {
             busy_mb += i64::from(reported.busy) * memory_mb;
             idle_mb += i64::from(reported.idle) * memory_mb;
             let pool = agent.pools.entry(key).or_default();
-            pool.idle = pool.idle.saturating_add(reported.idle);
             pool.busy = pool.busy.saturating_add(reported.busy);
             pool.memory_mb = memory_mb;
+            if retiring.covers(key) {
+                continue;
+            }
+            pool.idle = pool.idle.saturating_add(reported.idle);
             if reported.idle > 0 {
                 let agents = state.warm_index.entry(key).or_default();
                 if !agents.contains(&index) {
@@ -434,6 +473,50 @@ impl Placer {
             agent.last_persist = now;
         }
         HeartbeatOutcome { persist, came_up }
+    }
+
+    /// Stops warm affinity for retired function versions: their idle containers count as
+    /// gone (the agents destroy them when they hear of it) and leases in flight do not make
+    /// them warm again. Returns how many agents' pools changed. The next heartbeat of each
+    /// agent rebuilds its pools from what it still holds.
+    pub fn retire(&self, keys: &[RetiredKey]) -> usize {
+        if keys.is_empty() {
+            return 0;
+        }
+        let retired = RetiredSet::new(keys);
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        let mut changed = 0;
+        for (index, agent) in state.agents.iter_mut().enumerate() {
+            let matching: Vec<WarmKey> = agent
+                .pools
+                .iter()
+                .filter(|(key, pool)| pool.idle > 0 && retired.covers(**key))
+                .map(|(key, _)| *key)
+                .collect();
+            for key in &matching {
+                let Some(pool) = agent.pools.get(key).copied() else {
+                    continue;
+                };
+                let idle_mb = i64::from(pool.idle) * pool.memory_mb;
+                agent.adjust_pool(*key, pool.memory_mb, |p| p.idle = 0);
+                agent.idle_mb = (agent.idle_mb - idle_mb).max(0);
+                agent.base_mb = (agent.base_mb - idle_mb).max(0);
+                if let Entry::Occupied(mut agents) = state.warm_index.entry(*key) {
+                    agents.get_mut().retain(|&a| a != index);
+                    if agents.get().is_empty() {
+                        agents.remove();
+                    }
+                }
+            }
+            changed += usize::from(!matching.is_empty());
+        }
+        for record in state.leases.values_mut() {
+            if retired.covers(record.key) {
+                record.retired = true;
+            }
+        }
+        changed
     }
 
     /// Marks an agent down at once (its connection failed); it comes back with its next
@@ -608,6 +691,7 @@ impl State {
 
     /// Undoes a lease's accounting (the record is already removed from `leases`).
     fn end(&mut self, lease_id: Uuid, record: &LeaseRecord, warm_again: bool) -> Ended {
+        let warm_again = warm_again && !record.retired;
         let project = &mut self.projects[record.project];
         project.in_flight = project.in_flight.saturating_sub(1);
         let agent = &mut self.agents[record.agent];
@@ -632,10 +716,12 @@ impl State {
                 match (took_idle, warm_again) {
                     // The idle container it claimed is idle again: nothing else changes.
                     (true, true) => {}
-                    (true, false) => {
-                        pool.idle = pool.idle.saturating_sub(1);
+                    // (Unless retirement already counted the idle container gone.)
+                    (true, false) if pool.idle > 0 => {
+                        pool.idle -= 1;
                         base_delta = -pool.memory_mb;
                     }
+                    (true, false) => {}
                     (false, true) => {
                         pool.idle += 1;
                         base_delta = pool.memory_mb;

@@ -37,6 +37,19 @@ enum Step {
     Sweep(&'static [&'static str], usize),
     /// The agent's free memory.
     Free(&'static str, i64),
+    /// Function `f` is retired (every version), as the retirement log reports it.
+    Retire(u8),
+    /// A heartbeat from an agent that has yet to apply the retirement of function `f`.
+    BeatRetiring(A, u8),
+}
+
+fn retired(f: u8) -> fresco_common::wire::RetiredKey {
+    fresco_common::wire::RetiredKey {
+        seq: i64::from(f),
+        function_id: function(f),
+        version: None,
+        below_revision: None,
+    }
 }
 
 fn function(n: u8) -> Uuid {
@@ -65,6 +78,7 @@ fn heartbeat(a: &A) -> Heartbeat {
         images: vec![],
         version: "test".into(),
         engine_down: false,
+        retired_seq: None,
     }
 }
 
@@ -129,6 +143,12 @@ fn check(concurrent: i64, per_minute: i64, agents: &[A], steps: &[Step]) {
                 assert_eq!(went_down, *down, "step {i}");
                 assert_eq!(ended.len(), *expired, "step {i}");
             }
+            Step::Retire(f) => {
+                placer.retire(&[retired(*f)]);
+            }
+            Step::BeatRetiring(a, f) => {
+                placer.heartbeat_retiring(&heartbeat(a), now, &[retired(*f)]);
+            }
             Step::Free(agent, mb) => {
                 let view = placer.agent(agent).expect("known agent");
                 assert_eq!(view.free_mb, *mb, "step {i}: free memory of {agent}");
@@ -184,6 +204,34 @@ fn warm_containers_first_and_leased_ones_are_not_reused() {
             Free("b", 384),
             // Another function: cold.
             Place(2, 128, On("b", false)),
+        ],
+    );
+}
+
+#[test]
+fn retired_function_versions_lose_their_warm_affinity() {
+    check(
+        -1,
+        -1,
+        &[A("a", 1024, 0, &[]), A("b", 1024, 256, &[(1, 2, 0, 128)])],
+        &[
+            Place(1, 128, On("b", true)),
+            // The agent destroys its idle containers of f1 when it hears: no warm placement.
+            Retire(1),
+            Place(1, 128, On("b", false)),
+            // A lease in flight at the retirement does not make its container warm again.
+            Release(0, true),
+            Place(1, 128, On("b", false)),
+            // The agent reports the idle container before it applied the retirement.
+            BeatRetiring(A("b", 1024, 384, &[(1, 1, 1, 128)]), 1),
+            Place(1, 128, On("b", false)),
+            // Once applied, what it reports is of the current state again.
+            Beat(A("b", 1024, 384, &[(1, 1, 1, 128)])),
+            Place(1, 128, On("b", true)),
+            // Other functions keep theirs.
+            Beat(A("a", 1024, 128, &[(2, 1, 0, 128)])),
+            Retire(1),
+            Place(2, 128, On("a", true)),
         ],
     );
 }

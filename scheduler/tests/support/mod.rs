@@ -126,6 +126,7 @@ pub fn spec(project: &str, function_id: Uuid, memory_mb: i32) -> FunctionSpec {
         environment: Default::default(),
         code_sha256: None,
         network: false,
+        revision: 0,
     }
 }
 
@@ -453,6 +454,7 @@ impl TestAgent {
             images: vec![],
             version: "test".into(),
             engine_down: false,
+            retired_seq: None,
         };
         let heartbeats = tokio::spawn(async move {
             loop {

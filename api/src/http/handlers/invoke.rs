@@ -121,8 +121,9 @@ pub async fn invoke(
         Some(target) => target,
         None => {
             let defaults = app.quota.clone();
+            let images = app.api.allowed_image_prefixes.clone();
             let resolved = app
-                .db(move |conn| invoke::resolve(conn, &defaults, &scope, &key, &selector))
+                .db(move |conn| invoke::resolve(conn, &defaults, &images, &scope, &key, &selector))
                 .await?;
             let target = Arc::new(resolved);
             invoker.cache.put(cache_key, Arc::clone(&target));
