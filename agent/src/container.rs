@@ -400,7 +400,7 @@ impl Container {
     }
 
     async fn attach_and_start<E: ContainerEngine>(
-        &self,
+        self: &Arc<Self>,
         engine: &Arc<E>,
     ) -> Result<(), EngineError> {
         let mut output = engine.attach(&self.id).await?;
@@ -417,10 +417,11 @@ impl Container {
         });
         self.tasks().push(pump);
         engine.start(&self.id).await?;
-        let (watch_engine, id, channel) = (
+        let (watch_engine, id, channel, this) = (
             Arc::clone(engine),
             self.id.clone(),
             Arc::clone(&self.channel),
+            Arc::downgrade(self),
         );
         let watcher = tokio::spawn(async move {
             match watch_engine.wait(&id).await {
@@ -430,10 +431,11 @@ impl Container {
                     if !channel.is_closed() {
                         log::warn!("lost track of container {id}: {e}");
                     }
-                    channel.container_exited(crate::engine::ExitInfo {
-                        exit_code: -1,
-                        oom_killed: false,
-                    });
+                    // Not the function's doing: its engine failed (e.g. dockerd stopped).
+                    channel.engine_lost(e.to_string());
+                    if let Some(container) = this.upgrade() {
+                        container.thaw_for_engine();
+                    }
                 }
             }
         });
@@ -550,6 +552,24 @@ impl Container {
         self.cpu_base_ns.store(base, Ordering::SeqCst);
         self.frozen.store(false, Ordering::SeqCst);
         Ok(())
+    }
+
+    /// The engine was lost (it is stopping, or restarting, and stops its containers as it
+    /// goes): a frozen sandbox is thawed so its processes can act on the engine's SIGTERM and
+    /// SIGKILL (a cgroup v1 freezer holds back even SIGKILL), and it never serves again. Its
+    /// CPU time from here on is nobody's: it is not billed.
+    fn thaw_for_engine(&self) {
+        let mut life = self.lifecycle();
+        life.broken = true;
+        if self.destroyed.load(Ordering::SeqCst) || !self.frozen.load(Ordering::SeqCst) {
+            return;
+        }
+        if let Some(cgroups) = self.cgroups.get() {
+            match self.sandboxes.host.set_frozen(cgroups, false) {
+                Ok(()) => self.frozen.store(false, Ordering::SeqCst),
+                Err(e) => log::warn!("cannot thaw {} for its engine: {e}", self.name),
+            }
+        }
     }
 
     /// Kills and removes the container, its directory and its network, and frees its uid.
@@ -687,6 +707,7 @@ mod tests {
             ]),
             code_sha256: Some("ab".repeat(32)),
             network: false,
+            revision: 0,
         }
     }
 

@@ -8,7 +8,8 @@
 //! - `runtime_api` serves the AWS Lambda Runtime API to one container over its unix socket.
 //! - `pool` is the warm-pool and capacity bookkeeping (plain data, no I/O).
 //! - `code` fetches, verifies and unpacks code packages, once per node.
-//! - `heartbeat` reports capacity and warm pools to the schedulers.
+//! - `heartbeat` reports capacity and warm pools to the schedulers and applies the
+//!   retirements their replies carry (`retire`: which containers must never serve again).
 
 pub mod code;
 pub mod config;
@@ -18,5 +19,6 @@ pub mod heartbeat;
 pub mod http;
 pub mod logs;
 pub mod pool;
+pub mod retire;
 pub mod runtime_api;
 pub mod service;

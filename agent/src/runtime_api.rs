@@ -70,6 +70,8 @@ pub enum Outcome {
     Exited(ExitInfo),
     /// The container passed its output limit (it is being killed).
     OutputLimit(OutputLimit),
+    /// The agent lost track of the container: its engine stopped answering.
+    EngineLost(String),
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -191,6 +193,12 @@ impl RuntimeChannel {
     /// The sandbox is prepared: the shim may start the runtime.
     pub fn set_ready(&self) {
         self.ready.send_replace(true);
+    }
+
+    /// The engine stopped answering about the container: the pending invocation (if any) ends
+    /// with `EngineLost`, a platform failure.
+    pub fn engine_lost(&self, reason: String) {
+        self.terminate(Outcome::EngineLost(reason));
     }
 
     /// Marks the container unusable and ends the pending invocation with `outcome`.

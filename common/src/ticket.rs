@@ -243,6 +243,7 @@ mod tests {
             environment: Default::default(),
             code_sha256: None,
             network: false,
+            revision: 0,
         }
     }
 

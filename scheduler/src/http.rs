@@ -1,7 +1,8 @@
 //! The HTTP layer (actix-web), kept thin: authenticate, parse, call the domain, map its result
 //! to a status and a small OpenStack-style JSON error body in one place.
 //!
-//! - `POST /v1/agents/heartbeat` (agent token) → 204
+//! - `POST /v1/agents/heartbeat` (agent token) → 200 `HeartbeatReply` (the warm containers to
+//!   retire), or 204 while this scheduler has not read the retirement log yet
 //! - `POST /v1/placements` (control-plane token) → 200 `Placement` | 429 | 503
 //! - `POST /v1/placements/{lease_id}/release` (control-plane token) → 204
 //! - `POST /v1/agents/{agent_id}/unreachable` (control-plane token) → 204: the caller could
@@ -12,7 +13,7 @@
 //! releases so that clients fail over to the active scheduler.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,12 +21,14 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use fresco_common::ticket::{AgentTokens, TicketSigner, TicketVerifier};
-use fresco_common::wire::{Heartbeat, Placement, PlacementRequest, Release};
+use fresco_common::wire::{Heartbeat, HeartbeatReply, Placement, PlacementRequest, Release};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use crate::dispatch::Dispatcher;
+use crate::leader::Leadership;
 use crate::placement::{Demand, PlaceError, Placer};
+use crate::retirements::RetirementLog;
 use crate::storage::Store;
 
 /// Header naming the answering scheduler's role (`fresco_common::scheduler_client` reads it).
@@ -44,12 +47,15 @@ pub struct AppState {
     pub signer: Arc<TicketSigner>,
     pub verifier: Arc<TicketVerifier>,
     pub agent_tokens: Arc<AgentTokens>,
-    pub active: Arc<AtomicBool>,
+    /// Whether this scheduler leads (placements are refused otherwise).
+    pub leadership: Arc<Leadership>,
     /// Heartbeats to write to the `agents` table.
     pub persist: mpsc::Sender<Heartbeat>,
     pub dispatcher: Dispatcher,
     pub store: Store,
     pub verified: Mutex<HashMap<String, Instant>>,
+    /// Warm containers to retire, handed to agents in heartbeat replies.
+    pub retirements: Arc<Mutex<RetirementLog>>,
 }
 
 /// Registers the routes.
@@ -134,7 +140,7 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
 
 impl AppState {
     fn is_active(&self) -> bool {
-        self.active.load(Ordering::Relaxed)
+        self.leadership.is_active()
     }
 
     /// Checks a control-plane token, from the cache when it was verified moments ago.
@@ -178,6 +184,7 @@ async fn healthcheck(state: web::Data<AppState>) -> HttpResponse {
         .insert_header((ROLE_HEADER, role(active)))
         .json(serde_json::json!({
             "role": role(active),
+            "epoch": if active { state.leadership.epoch() } else { None },
             "agents_up": state.placer.up_agents().len(),
             "leases": state.placer.lease_count(),
             "async": {
@@ -186,6 +193,7 @@ async fn healthcheck(state: web::Data<AppState>) -> HttpResponse {
                 "completed": stats.completed.load(Ordering::Relaxed),
                 "requeued": stats.requeued.load(Ordering::Relaxed),
                 "failed": stats.failed.load(Ordering::Relaxed),
+                "fenced": stats.fenced.load(Ordering::Relaxed),
             },
         }))
 }
@@ -193,14 +201,21 @@ async fn healthcheck(state: web::Data<AppState>) -> HttpResponse {
 async fn heartbeat(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
     let active = state.is_active();
     match accept_heartbeat(&state, &req, &body) {
-        Ok(()) => HttpResponse::NoContent()
+        Ok(Some(reply)) => HttpResponse::Ok()
+            .insert_header((ROLE_HEADER, role(active)))
+            .json(reply),
+        Ok(None) => HttpResponse::NoContent()
             .insert_header((ROLE_HEADER, role(active)))
             .finish(),
         Err(e) => e.response(active),
     }
 }
 
-fn accept_heartbeat(state: &AppState, req: &HttpRequest, body: &[u8]) -> Result<(), ApiError> {
+fn accept_heartbeat(
+    state: &AppState,
+    req: &HttpRequest,
+    body: &[u8],
+) -> Result<Option<HeartbeatReply>, ApiError> {
     let token = bearer(req)?;
     let agent = state
         .agent_tokens
@@ -218,7 +233,15 @@ fn accept_heartbeat(state: &AppState, req: &HttpRequest, body: &[u8]) -> Result<
             "agent_id and url must not be empty".into(),
         ));
     }
-    let outcome = state.placer.heartbeat(&heartbeat, Instant::now());
+    let reply = state
+        .retirements
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .reply(heartbeat.retired_seq);
+    let retiring = reply.as_ref().map_or(&[][..], |r| &r.retire[..]);
+    let outcome = state
+        .placer
+        .heartbeat_retiring(&heartbeat, Instant::now(), retiring);
     if outcome.came_up {
         log::info!("agent {} is up at {}", heartbeat.agent_id, heartbeat.url);
     }
@@ -227,7 +250,7 @@ fn accept_heartbeat(state: &AppState, req: &HttpRequest, body: &[u8]) -> Result<
             log::warn!("heartbeat not persisted: {e}");
         }
     }
-    Ok(())
+    Ok(reply)
 }
 
 async fn place(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
@@ -324,13 +347,15 @@ async fn unreachable(
                     "agent {} reported unreachable: down until its next heartbeat",
                     path.as_str()
                 );
-                let store = state.store.clone();
-                let ids = vec![path.into_inner()];
-                tokio::task::spawn_blocking(move || {
-                    if let Err(e) = store.mark_agents_down(&ids) {
-                        log::warn!("cannot mark agent {} down: {e}", ids[0]);
-                    }
-                });
+                if let Some(fence) = state.leadership.fence() {
+                    let store = state.store.clone();
+                    let ids = vec![path.into_inner()];
+                    tokio::task::spawn_blocking(move || {
+                        if let Err(e) = store.mark_agents_down(&fence, &ids) {
+                            log::warn!("cannot mark agent {} down: {e}", ids[0]);
+                        }
+                    });
+                }
             }
             HttpResponse::NoContent()
                 .insert_header((ROLE_HEADER, role(active)))

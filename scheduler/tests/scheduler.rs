@@ -393,6 +393,8 @@ async fn bad_tokens_are_refused() {
         warm: vec![],
         images: vec![],
         version: "t".into(),
+        engine_down: false,
+        retired_seq: None,
     };
     let beat = |token: Option<String>, id: &'static str| {
         let mut request = http
@@ -408,13 +410,11 @@ async fn bad_tokens_are_refused() {
         .expect("tokens")
         .sign("agent-a", 60)
         .expect("token");
-    assert_eq!(
-        beat(Some(good.clone()), "agent-a")
-            .await
-            .expect("send")
-            .status(),
-        204
-    );
+    assert!(beat(Some(good.clone()), "agent-a")
+        .await
+        .expect("send")
+        .status()
+        .is_success());
     assert_eq!(
         beat(Some(forged), "agent-a").await.expect("send").status(),
         401

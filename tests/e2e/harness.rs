@@ -135,8 +135,8 @@ pub const AGENT_UIDS: u32 = 256;
 
 /// A sandbox uid range of its own for each agent this process starts: agents of concurrent
 /// stacks (and processes) on one machine must not share uids, or one sandbox's processes would
-/// count against another's RLIMIT_NPROC.
-fn agent_uid_base() -> u32 {
+/// count against another's RLIMIT_NPROC. Its range holds `AGENT_UIDS` uids.
+pub fn agent_uid_base() -> u32 {
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let seq = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst) % 16;
     1_000_000 + (std::process::id() % 50_000) * 16 * AGENT_UIDS + seq * AGENT_UIDS

@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod lifecycle;
+
 use std::time::{Duration, Instant};
 
 use fresco_e2e::{wait_until, Stack, StackOptions, ADMIN};
@@ -423,6 +425,7 @@ fn agents_refuse_forged_tickets() {
         environment: Default::default(),
         code_sha256: None,
         network: false,
+        revision: 0,
     };
     let agent_id = stack.get(ADMIN, "/v1/agents")["agents"][0]["id"]
         .as_str()

@@ -46,6 +46,7 @@ diesel::table! {
         latest_version -> Int4,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        revision -> Int8,
     }
 }
 
@@ -135,6 +136,17 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    function_retirements (seq) {
+        seq -> Int8,
+        project_id -> Text,
+        function_id -> Uuid,
+        version -> Nullable<Int4>,
+        below_revision -> Nullable<Int8>,
+        created_at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(functions -> runtimes (runtime_id));
 diesel::joinable!(function_versions -> functions (function_id));
 diesel::joinable!(function_aliases -> functions (function_id));
@@ -147,4 +159,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     executions,
     quotas,
     agents,
+    function_retirements,
 );

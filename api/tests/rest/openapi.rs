@@ -406,6 +406,7 @@ fn ticket_for(function: &Value, sha256: &str) -> String {
         environment: BTreeMap::new(),
         code_sha256: Some(sha256.to_owned()),
         network: false,
+        revision: 0,
     };
     signer
         .sign("agent-1", uuid::Uuid::new_v4(), uuid::Uuid::new_v4(), spec)

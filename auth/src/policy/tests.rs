@@ -15,6 +15,7 @@ const ACTIONS: &[&str] = &[
     "runtime:update",
     "runtime:delete",
     "function:create",
+    "function:create:custom_image",
     "function:list",
     "function:show",
     "function:update",
@@ -53,7 +54,7 @@ fn expected(rule: &str) -> [bool; 5] {
         r if r.starts_with("runtime:") => admin,
         "quota:show" | "usage:show" => read,
         r if r.starts_with("quota:") => admin,
-        "agent:list" | "all_projects" => admin,
+        "agent:list" | "all_projects" | "function:create:custom_image" => admin,
         r if r.ends_with(":list")
             || r.ends_with(":show")
             || r.ends_with(":log")

@@ -44,6 +44,8 @@ config_section! {
         max_page_limit: i64 = "1000",
         /// Seconds a looked-up function stays in the API's in-memory cache on the invocation path.
         function_cache_ttl: u64 = "2",
+        /// Image name prefixes a function's own image (a custom image, admin-only by policy) may start with, e.g. `registry.example/fresco-fn/`; empty means no custom images.
+        allowed_image_prefixes: Vec<String> = "",
     }
 }
 
@@ -155,12 +157,18 @@ config_section! {
         async_poll_interval_ms: u64 = "1000",
         /// Seconds a lease outlives its function's timeout plus the ticket lifetime before it expires on its own (also how long the dispatcher waits for an agent beyond the timeout).
         lease_grace: u64 = "30",
-        /// Milliseconds between checks of the active scheduler's advisory lock, and between a standby's attempts to take it.
+        /// Milliseconds between renewals of the active scheduler's leader lease, and between a standby's attempts to take it over.
         leader_check_interval_ms: u64 = "1000",
+        /// Seconds a leader lease lasts without renewal: a scheduler that stops answering (paused, hung host) is replaced after this; also how long its database session may sit idle in a transaction.
+        leader_lease_time: u64 = "5",
         /// Least milliseconds between two writes of one agent's heartbeat to the database; state changes are written at once.
         agent_persist_interval_ms: u64 = "1000",
         /// Worker threads serving HTTP; 0 means one per CPU core.
         workers: usize = "0",
+        /// Milliseconds between reads of new warm-container retirements (deleted or changed functions) from the database.
+        retirement_poll_interval_ms: u64 = "500",
+        /// Seconds (at least 60) a retirement is kept for agents that have not received it; an agent that misses more retires all its idle warm containers.
+        retirement_retention: u64 = "3600",
     }
 }
 
@@ -235,6 +243,8 @@ config_section! {
         sandbox_denied_networks: Vec<String> = "0.0.0.0/8, 10.0.0.0/8, 100.64.0.0/10, 127.0.0.0/8, 169.254.0.0/16, 172.16.0.0/12, 192.0.0.0/24, 192.168.0.0/16, 198.18.0.0/15, 224.0.0.0/3",
         /// Exceptions to sandbox_denied_networks that network-enabled sandboxes may reach (e.g. a resolver on a private network).
         sandbox_allowed_networks: Vec<String> = "",
+        /// Image name prefixes this node runs as a function's own image (runtime images come from the control plane); empty means none.
+        allowed_image_prefixes: Vec<String> = "",
     }
 }
 

@@ -126,6 +126,7 @@ pub fn spec(project: &str, function_id: Uuid, memory_mb: i32) -> FunctionSpec {
         environment: Default::default(),
         code_sha256: None,
         network: false,
+        revision: 0,
     }
 }
 
@@ -452,6 +453,8 @@ impl TestAgent {
             warm: vec![],
             images: vec![],
             version: "test".into(),
+            engine_down: false,
+            retired_seq: None,
         };
         let heartbeats = tokio::spawn(async move {
             loop {
@@ -544,6 +547,7 @@ async fn run(state: web::Data<AgentState>, req: HttpRequest, body: web::Bytes) -
         logs: format!("ran on {}", state.id),
         cpu_ms: Some(0.5),
         output_truncated: false,
+        retry_safe: false,
     })
 }
 

@@ -44,10 +44,15 @@ fn invoke_error(error: InvokeError) -> ApiError {
             log::warn!("scheduler unavailable: {m}");
             ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "scheduler unavailable")
         }
-        InvokeError::AgentFailed(m) => ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            format!("the compute agent failed: {m}"),
-        ),
+        // A platform failure, never the function's: a clear 503 the caller may retry.
+        InvokeError::AgentFailed(m) => {
+            let mut e = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("the platform could not run the function: {m}"),
+            );
+            e.retry_after = Some(1);
+            e
+        }
     }
 }
 
@@ -116,8 +121,9 @@ pub async fn invoke(
         Some(target) => target,
         None => {
             let defaults = app.quota.clone();
+            let images = app.api.allowed_image_prefixes.clone();
             let resolved = app
-                .db(move |conn| invoke::resolve(conn, &defaults, &scope, &key, &selector))
+                .db(move |conn| invoke::resolve(conn, &defaults, &images, &scope, &key, &selector))
                 .await?;
             let target = Arc::new(resolved);
             invoker.cache.put(cache_key, Arc::clone(&target));
