@@ -6,5 +6,6 @@ pub mod archive;
 pub mod conf;
 #[cfg(feature = "scheduler-client")]
 pub mod scheduler_client;
+pub mod storable;
 pub mod ticket;
 pub mod wire;

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix_web::{web, App, HttpServer};
-use fresco_common::conf::ConfigError;
+use fresco_common::conf::{ConfigError, RetentionSection};
 use fresco_common::ticket::{AgentTokens, TicketError, TicketSigner, TicketVerifier};
 use fresco_common::wire::Heartbeat;
 use tokio::sync::{mpsc, watch};
@@ -93,6 +93,7 @@ impl Scheduler {
                     concurrent: settings.quota.concurrent_executions,
                     per_minute: settings.quota.executions_per_minute,
                 },
+                finish_max_bytes: s.finish_max_bytes.max(1),
             },
             store.clone(),
             placer.clone(),
@@ -130,12 +131,13 @@ impl Scheduler {
 
         let tasks = vec![
             tokio::spawn(persist_heartbeats(store.clone(), persist_rx)),
-            tokio::spawn(sweep(placer, store, dispatcher.clone(), active.clone())),
+            tokio::spawn(sweep(placer, store.clone(), dispatcher.clone(), active.clone())),
             tokio::spawn(lead(
                 db.connection.clone(),
                 Duration::from_millis(s.leader_check_interval_ms.max(10)),
                 active,
                 dispatcher,
+                (store.clone(), settings.retention.clone()),
             )),
         ];
         Ok(Self {
@@ -165,14 +167,26 @@ impl Scheduler {
     }
 }
 
-/// Holds or waits for the leader lock; runs the dispatcher while holding it.
-async fn lead(url: String, interval: Duration, active: Arc<AtomicBool>, dispatcher: Dispatcher) {
+/// Holds or waits for the leader lock; runs the dispatcher and the retention purge while
+/// holding it.
+async fn lead(
+    url: String,
+    interval: Duration,
+    active: Arc<AtomicBool>,
+    dispatcher: Dispatcher,
+    (store, retention): (Store, RetentionSection),
+) {
     loop {
         match LeaderLock::try_acquire(&url).await {
             Ok(Some(lock)) => {
                 log::info!("took the leader lock: this scheduler is active");
                 active.store(true, Ordering::SeqCst);
                 let (stop, stopped) = watch::channel(false);
+                let purging = tokio::spawn(crate::retention::run(
+                    store.clone(),
+                    retention.clone(),
+                    stopped.clone(),
+                ));
                 let running = tokio::spawn({
                     let dispatcher = dispatcher.clone();
                     async move { dispatcher.run(stopped).await }
@@ -188,6 +202,9 @@ async fn lead(url: String, interval: Duration, active: Arc<AtomicBool>, dispatch
                 let _ = stop.send(true);
                 if let Err(e) = running.await {
                     log::error!("dispatcher task failed: {e}");
+                }
+                if let Err(e) = purging.await {
+                    log::error!("retention task failed: {e}");
                 }
                 drop(lock);
             }

@@ -15,6 +15,8 @@ use actix_web::dev::Service;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{web, HttpMessage};
 use diesel::PgConnection;
+use futures_util::future::Either;
+use futures_util::TryFutureExt;
 use fresco_auth::policy::Enforcer;
 use fresco_auth::Authenticator;
 use fresco_common::conf::{ApiSection, QuotaSection};
@@ -82,6 +84,16 @@ pub struct RequestId(pub String);
 
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-openstack-request-id");
 
+/// Whether the (still percent-encoded) path or query holds `%00`.
+fn has_encoded_nul(uri: &actix_web::http::Uri) -> bool {
+    uri.path_and_query().is_some_and(|pq| {
+        pq.as_str()
+            .as_bytes()
+            .windows(3)
+            .any(|w| w[0] == b'%' && w[1] == b'0' && w[2] == b'0')
+    })
+}
+
 /// Builds the application: routes, request ids, error rendering.
 pub fn app(
     state: web::Data<AppState>,
@@ -106,9 +118,18 @@ pub fn app(
             req.extensions_mut().insert(RequestId(id.clone()));
             let method = req.method().clone();
             let path = req.path().to_owned();
-            let response = srv.call(req);
+            // A NUL reaches PostgreSQL from no path segment or query value: no object's name
+            // or id can hold one, and text columns cannot store it.
+            let response = if has_encoded_nul(req.uri()) {
+                let fault = actix_web::ResponseError::error_response(&ApiError::bad_request(
+                    "the request path and query must not contain a NUL character (%00)",
+                ));
+                Either::Left(std::future::ready(Ok(req.into_response(fault))))
+            } else {
+                Either::Right(srv.call(req).map_ok(|r| r.map_into_boxed_body()))
+            };
             async move {
-                let mut response = response.await?.map_into_boxed_body();
+                let mut response = response.await?;
                 if response.status() == actix_web::http::StatusCode::METHOD_NOT_ALLOWED {
                     let allow = response
                         .headers()

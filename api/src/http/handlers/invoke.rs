@@ -16,7 +16,8 @@ use crate::http::body;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::paging::Query;
 use crate::http::views::ExecutionView;
-use crate::invoke::{queued_execution, InvokeError};
+use crate::domain::executions::{self, Enqueued};
+use crate::invoke::{queued_execution, InvokeError, TargetKey};
 
 /// Largest event accepted, as Lambda's synchronous limit.
 const MAX_PAYLOAD_BYTES: usize = 6 * 1024 * 1024;
@@ -111,7 +112,7 @@ pub async fn invoke(
 
     let scope = caller.object_scope(&data)?;
     let key = path.into_inner();
-    let cache_key = (scope.clone(), key.clone(), selector.clone());
+    let cache_key: TargetKey = (scope.clone(), key.clone(), selector.clone());
     let target: Arc<Target> = match invoker.cache.get(&cache_key) {
         Some(target) => target,
         None => {
@@ -120,19 +121,49 @@ pub async fn invoke(
                 .db(move |conn| invoke::resolve(conn, &defaults, &scope, &key, &selector))
                 .await?;
             let target = Arc::new(resolved);
-            invoker.cache.put(cache_key, Arc::clone(&target));
+            invoker.cache.put(cache_key.clone(), Arc::clone(&target));
             target
         }
     };
 
     if is_async {
-        let execution = queued_execution(&target, &event)?;
-        let queued = app
-            .db(move |conn| crate::db::executions::enqueue(conn, &execution).map_err(Into::into))
-            .await?;
-        return Ok(
-            HttpResponse::Accepted().json(json!({ "execution": ExecutionView::from(queued) }))
-        );
+        let mut target = target;
+        // A cached target may name code that an update has just released: then resolve again
+        // (once) rather than queue an execution that cannot run.
+        for fresh in [false, true] {
+            if fresh {
+                invoker.cache.remove(&cache_key);
+                let (defaults, scope, key, selector) = (
+                    app.quota.clone(),
+                    cache_key.0.clone(),
+                    cache_key.1.clone(),
+                    cache_key.2.clone(),
+                );
+                target = Arc::new(
+                    app.db(move |conn| invoke::resolve(conn, &defaults, &scope, &key, &selector))
+                        .await?,
+                );
+            }
+            let execution = queued_execution(&target, &event)?;
+            let limit = target.limits.queued_executions;
+            let enqueued = app
+                .db(move |conn| executions::enqueue(conn, &execution, limit))
+                .await?;
+            if let Enqueued::Accepted(queued) = enqueued {
+                return Ok(HttpResponse::Accepted()
+                    .json(json!({ "execution": ExecutionView::from(queued) })));
+            }
+        }
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "the function's code changed while the invocation was accepted: invoke again",
+        ));
+    }
+
+    if let Err(backlog) = invoker.recorder.admit() {
+        let mut e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, backlog.to_string());
+        e.retry_after = Some(1);
+        return Err(e);
     }
 
     let outcome = invoker

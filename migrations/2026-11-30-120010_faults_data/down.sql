@@ -1,0 +1,4 @@
+ALTER TABLE executions DROP CONSTRAINT executions_code_fkey;
+DROP INDEX executions_code;
+ALTER TABLE executions DROP COLUMN code_sha256;
+DROP INDEX executions_queue_project;
