@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod faults;
+
 use std::time::{Duration, Instant};
 
 use fresco_e2e::{wait_until, Stack, StackOptions, ADMIN};

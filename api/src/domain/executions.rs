@@ -8,7 +8,7 @@ use super::{db_error, DomainError, DomainResult};
 use crate::db::executions::{
     self as store, Execution, ExecutionFilter, ExecutionSummary, Usage,
 };
-use crate::db::DbError;
+use crate::db::{quotas as quota_store, DbError};
 use crate::db::paging::{Page, PageRequest};
 use crate::db::Scope;
 
@@ -65,13 +65,14 @@ pub enum Enqueued {
     StaleCode,
 }
 
-/// Commits an async execution within the project's `queued_executions` quota (`limit`, -1 =
-/// unlimited).
+/// Commits an async execution within the project's `queued_executions` quota (read at once,
+/// not from a cache; `default` applies without an override; -1 = unlimited).
 ///
 /// The count and the insert are not serialised per project: concurrent enqueues of one project
 /// may overshoot the quota by at most their number (bounded by the API's database pools), in
 /// exchange for enqueues that never wait for each other's commit.
-pub fn enqueue(conn: &mut PgConnection, row: &Execution, limit: i64) -> DomainResult<Enqueued> {
+pub fn enqueue(conn: &mut PgConnection, row: &Execution, default: i64) -> DomainResult<Enqueued> {
+    let limit = quota_store::get(conn, &row.project_id, "queued_executions")?.unwrap_or(default);
     if limit >= 0 {
         let queued = store::queued(conn, &row.project_id, Some(limit))?;
         if queued >= limit {

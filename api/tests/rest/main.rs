@@ -10,6 +10,7 @@ mod agents;
 mod aliases;
 mod discovery;
 mod executions;
+mod faults;
 mod functions;
 mod isolation;
 mod outage;

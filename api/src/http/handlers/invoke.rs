@@ -145,9 +145,9 @@ pub async fn invoke(
                 );
             }
             let execution = queued_execution(&target, &event)?;
-            let limit = target.limits.queued_executions;
+            let default = app.quota.queued_executions;
             let enqueued = app
-                .db(move |conn| executions::enqueue(conn, &execution, limit))
+                .db(move |conn| executions::enqueue(conn, &execution, default))
                 .await?;
             if let Enqueued::Accepted(queued) = enqueued {
                 return Ok(HttpResponse::Accepted()
