@@ -5,8 +5,8 @@
 //! the scheduler's dispatcher runs them.
 
 use std::collections::HashMap;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use crate::db::executions::{self, Execution};
 use crate::db::{DbError, PgPool, Scope};
+use crate::domain::executions::QueueGauge;
 use crate::domain::invoke::{Selector, Target};
 use crate::domain::DomainError;
 
@@ -393,6 +394,8 @@ pub struct Invoker {
     agents: reqwest::Client,
     pub recorder: Recorder,
     pub cache: TargetCache,
+    /// Recent counts of queued executions per project (the `queued_executions` quota).
+    pub queue_gauge: Arc<QueueGauge>,
 }
 
 impl Invoker {
@@ -412,6 +415,7 @@ impl Invoker {
             agents,
             recorder,
             cache: TargetCache::new(cache_ttl),
+            queue_gauge: Arc::new(QueueGauge::default()),
         })
     }
 

@@ -3,6 +3,9 @@
 -- A project's queued executions, oldest first: the dispatcher claims per project through it
 -- (fair dispatch) and the API counts a project's queue with it (queued_executions quota).
 CREATE INDEX executions_queue_project ON executions (project_id, created_at) WHERE status = 'queued';
+-- It replaces the queue's index by creation time alone: with both, the planner may read a
+-- project's queue through the time index, walking every other project's queued rows.
+DROP INDEX executions_queue;
 
 -- The code package an unfinished execution will run, derived from its spec. The foreign key
 -- keeps that package from being deleted while the execution is queued or running (a code

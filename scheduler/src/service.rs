@@ -131,13 +131,19 @@ impl Scheduler {
 
         let tasks = vec![
             tokio::spawn(persist_heartbeats(store.clone(), persist_rx)),
-            tokio::spawn(sweep(placer, store.clone(), dispatcher.clone(), active.clone())),
+            tokio::spawn(sweep(
+                placer,
+                store.clone(),
+                dispatcher.clone(),
+                active.clone(),
+            )),
             tokio::spawn(lead(
                 db.connection.clone(),
                 Duration::from_millis(s.leader_check_interval_ms.max(10)),
                 active,
                 dispatcher,
-                (store.clone(), settings.retention.clone()),
+                store.clone(),
+                settings.retention.clone(),
             )),
         ];
         Ok(Self {
@@ -174,7 +180,8 @@ async fn lead(
     interval: Duration,
     active: Arc<AtomicBool>,
     dispatcher: Dispatcher,
-    (store, retention): (Store, RetentionSection),
+    store: Store,
+    retention: RetentionSection,
 ) {
     loop {
         match LeaderLock::try_acquire(&url).await {

@@ -232,7 +232,9 @@ impl Finish {
     /// the function ended.
     pub fn rejected(&self, reason: &str) -> Finish {
         let ended = match self {
-            Finish::Completed { status, .. } => format!("; the function ended with status {status}"),
+            Finish::Completed { status, .. } => {
+                format!("; the function ended with status {status}")
+            }
             Finish::Requeue | Finish::Fail(_) => String::new(),
         };
         Finish::Fail(format!(
@@ -572,9 +574,10 @@ fn queued_projects(
         project_id: String,
     }
     let fetch = i64::try_from(wanted.saturating_add(skip.len())).unwrap_or(i64::MAX);
-    let scan = |conn: &mut PgConnection, after: &str| -> Result<Vec<String>, diesel::result::Error> {
-        let rows: Vec<Project> = diesel::sql_query(
-            "WITH RECURSIVE p(project_id) AS ( \
+    let scan =
+        |conn: &mut PgConnection, after: &str| -> Result<Vec<String>, diesel::result::Error> {
+            let rows: Vec<Project> = diesel::sql_query(
+                "WITH RECURSIVE p(project_id) AS ( \
                SELECT (SELECT project_id FROM executions \
                        WHERE status = 'queued' AND project_id > $1 \
                        ORDER BY project_id LIMIT 1) \
@@ -584,12 +587,12 @@ fn queued_projects(
                        ORDER BY project_id LIMIT 1) \
                FROM p WHERE p.project_id IS NOT NULL) \
              SELECT project_id FROM p WHERE project_id IS NOT NULL LIMIT $2",
-        )
-        .bind::<Text, _>(after)
-        .bind::<BigInt, _>(fetch)
-        .load(conn)?;
-        Ok(rows.into_iter().map(|p| p.project_id).collect())
-    };
+            )
+            .bind::<Text, _>(after)
+            .bind::<BigInt, _>(fetch)
+            .load(conn)?;
+            Ok(rows.into_iter().map(|p| p.project_id).collect())
+        };
     let mut projects: Vec<String> = scan(conn, cursor)?
         .into_iter()
         .filter(|p| !skip.contains(p))
@@ -618,7 +621,10 @@ fn round_robin(
 ) -> Vec<Queued> {
     let mut by_project: HashMap<String, Vec<Offered>> = HashMap::new();
     for row in offered {
-        by_project.entry(row.project_id.clone()).or_default().push(row);
+        by_project
+            .entry(row.project_id.clone())
+            .or_default()
+            .push(row);
     }
     let mut queues: Vec<std::vec::IntoIter<Offered>> = projects
         .iter()

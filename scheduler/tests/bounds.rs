@@ -343,17 +343,16 @@ async fn unused_code_is_collected_and_needed_code_kept() {
     .await;
     // Several purges later the needed ones are all still there.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(
-        packages(&mut conn),
-        ["a-function", "b-version", "c-queued"]
-    );
+    assert_eq!(packages(&mut conn), ["a-function", "b-version", "c-queued"]);
 
     // Once the execution has finished, its package goes too; so does the version's once the
     // version is deleted.
-    diesel::sql_query("UPDATE executions SET status = 'succeeded', finished_at = now() WHERE id = $1")
-        .bind::<SqlUuid, _>(queued[0])
-        .execute(&mut conn)
-        .expect("finish");
+    diesel::sql_query(
+        "UPDATE executions SET status = 'succeeded', finished_at = now() WHERE id = $1",
+    )
+    .bind::<SqlUuid, _>(queued[0])
+    .execute(&mut conn)
+    .expect("finish");
     diesel::sql_query("DELETE FROM function_versions")
         .execute(&mut conn)
         .expect("delete version");

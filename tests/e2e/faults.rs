@@ -52,8 +52,20 @@ fn log_of(stack: &Stack, token: &str, id: &str) -> String {
 fn a_nul_in_a_function_output_stops_no_records() {
     let stack = Stack::start(StackOptions::default());
     stack.register_runtimes();
-    stack.create_function(ALICE, "nul", "python-nul", "python3", json!({"timeout_s": 30}));
-    stack.create_function(BOB, "hello", "python-hello", "python3", json!({"timeout_s": 30}));
+    stack.create_function(
+        ALICE,
+        "nul",
+        "python-nul",
+        "python3",
+        json!({"timeout_s": 30}),
+    );
+    stack.create_function(
+        BOB,
+        "hello",
+        "python-hello",
+        "python3",
+        json!({"timeout_s": 30}),
+    );
 
     let ok = stack.invoke(ALICE, "nul", &json!({}));
     assert_eq!(ok.status().as_u16(), 200);
@@ -77,7 +89,12 @@ fn a_nul_in_a_function_output_stops_no_records() {
         assert_eq!(response.status().as_u16(), 200);
         bobs.push(execution_id(&response));
     }
-    bobs.push(invoke_async(&stack, BOB, "hello", &json!({"name": "async"})));
+    bobs.push(invoke_async(
+        &stack,
+        BOB,
+        "hello",
+        &json!({"name": "async"}),
+    ));
     for id in &bobs {
         let execution = stack.wait_execution(BOB, id, Duration::from_secs(30));
         assert_eq!(execution["status"], "succeeded", "{execution}");
@@ -112,12 +129,10 @@ fn packages(stack: &Stack) -> i64 {
         n: i64,
     }
     let mut conn = PgConnection::establish(&stack.database_url).unwrap();
-    diesel::sql_query(
-        "SELECT count(*) AS n FROM code_packages WHERE project_id = 'e2e-project-a'",
-    )
-    .get_result::<Count>(&mut conn)
-    .unwrap()
-    .n
+    diesel::sql_query("SELECT count(*) AS n FROM code_packages WHERE project_id = 'e2e-project-a'")
+        .get_result::<Count>(&mut conn)
+        .unwrap()
+        .n
 }
 
 /// An async execution accepted before a code update runs the code it was accepted with, even
@@ -130,7 +145,13 @@ fn a_code_update_keeps_the_code_of_queued_executions() {
         ..Default::default()
     });
     stack.register_runtimes();
-    stack.create_function(ALICE, "hello", "python-hello", "python3", json!({"timeout_s": 30}));
+    stack.create_function(
+        ALICE,
+        "hello",
+        "python-hello",
+        "python3",
+        json!({"timeout_s": 30}),
+    );
     // Hold the project's queue: nothing of it may run for now.
     let held = stack
         .request(reqwest::Method::PUT, ADMIN, "/v1/quotas/e2e-project-a")

@@ -13,16 +13,6 @@ pub fn overrides(conn: &mut PgConnection, project_id: &str) -> DbResult<Vec<(Str
         .load(conn)?)
 }
 
-/// The project's override of one resource, if it has one.
-pub fn get(conn: &mut PgConnection, project_id: &str, resource: &str) -> DbResult<Option<i64>> {
-    Ok(quotas::table
-        .filter(quotas::project_id.eq(project_id))
-        .filter(quotas::resource.eq(resource))
-        .select(quotas::hard_limit)
-        .first(conn)
-        .optional()?)
-}
-
 pub fn set(conn: &mut PgConnection, project_id: &str, resource: &str, limit: i64) -> DbResult<()> {
     diesel::insert_into(quotas::table)
         .values((

@@ -79,7 +79,8 @@ pub(crate) fn db_error(
     }
 }
 
-const UNSTORABLE_TEXT: &str = "the request contains a NUL character (U+0000), which cannot be stored";
+const UNSTORABLE_TEXT: &str =
+    "the request contains a NUL character (U+0000), which cannot be stored";
 
 /// Maps a storage error where no object is named (lists, counts).
 impl From<DbError> for DomainError {

@@ -169,7 +169,10 @@ mod tests {
     fn free_text_refuses_nul() {
         assert!(description("a description, ünïcode").is_ok());
         let message = description("bad\0text").expect_err("nul").to_string();
-        assert_eq!(message, "description must not contain a NUL character (U+0000)");
+        assert_eq!(
+            message,
+            "description must not contain a NUL character (U+0000)"
+        );
         assert!(no_nul("project_id", "p\0").is_err());
     }
 

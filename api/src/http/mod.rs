@@ -15,12 +15,12 @@ use actix_web::dev::Service;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{web, HttpMessage};
 use diesel::PgConnection;
-use futures_util::future::Either;
-use futures_util::TryFutureExt;
 use fresco_auth::policy::Enforcer;
 use fresco_auth::Authenticator;
 use fresco_common::conf::{ApiSection, QuotaSection};
 use fresco_common::ticket::TicketVerifier;
+use futures_util::future::Either;
+use futures_util::TryFutureExt;
 
 use crate::db::PgPool;
 use crate::domain::functions::PackageLimits;

@@ -18,14 +18,15 @@ const TICKET_PRIVATE: &str = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEI
 
 /// An API that accepts invocations.
 async fn invoking_api() -> TestApi {
+    invoking_api_with(Options::default()).await
+}
+
+async fn invoking_api_with(options: Options) -> TestApi {
     let key = std::env::temp_dir().join(format!("fresco-api-test-{}.pem", Uuid::new_v4()));
     std::fs::write(&key, TICKET_PRIVATE).expect("write the test key");
-    let api = TestApi::start_with(Options::default().set(
-        "internal_auth",
-        "ticket_signing_key_file",
-        key.display(),
-    ))
-    .await;
+    let api =
+        TestApi::start_with(options.set("internal_auth", "ticket_signing_key_file", key.display()))
+            .await;
     std::fs::remove_file(&key).ok();
     api.runtime("py", json!({})).await;
     api
@@ -89,9 +90,9 @@ async fn nul_characters_are_refused_at_validation() {
             "description must not contain a NUL character",
         ),
         (
-            post("/v1/runtimes")
-                .by(ADMIN)
-                .json(json!({"name": "r", "image": "i", "kind": "python", "description": "x\u{0}"})),
+            post("/v1/runtimes").by(ADMIN).json(
+                json!({"name": "r", "image": "i", "kind": "python", "description": "x\u{0}"}),
+            ),
             400,
             "description must not contain a NUL character",
         ),
@@ -135,7 +136,8 @@ async fn nul_characters_are_refused_at_validation() {
 
 #[actix_web::test]
 async fn queued_executions_are_bounded_by_a_quota() {
-    let api = invoking_api().await;
+    // Invocations see quota changes once their cached target expires: no cache here.
+    let api = invoking_api_with(Options::default().set("api", "function_cache_ttl", 0)).await;
     api.function(ALICE, "f", "py", json!({})).await;
     assert_eq!(
         api.quota("proj-a").await["queued_executions"],
@@ -226,7 +228,11 @@ async fn code_stays_while_a_queued_execution_needs_it() {
     )
     .await
     .ok(200);
-    assert_eq!(package_count(&api), 2, "the queued execution's code is kept");
+    assert_eq!(
+        package_count(&api),
+        2,
+        "the queued execution's code is kept"
+    );
     assert_eq!(
         api.db.scalar(&format!(
             "SELECT count(*) FROM code_packages WHERE sha256 = '{first_sha}'"
@@ -356,7 +362,8 @@ fn the_recorder_writes_a_refused_record_alone() {
     nul.result = Some("\"a\u{0}b\"".into());
     nul.logs = "before\u{0}after".into();
     nul.status = "failed".into();
-    nul.error = Some(json!({"errorType": "E\u{0}", "errorMessage": "m\u{0}", "stackTrace": ["\u{0}"]}));
+    nul.error =
+        Some(json!({"errorType": "E\u{0}", "errorMessage": "m\u{0}", "stackTrace": ["\u{0}"]}));
     let mut refused = execution("proj-b", &function);
     refused.status = "bogus".into();
     let last = execution("proj-b", &function);
@@ -386,7 +393,10 @@ fn the_recorder_writes_a_refused_record_alone() {
         json!({"errorType": "E\u{FFFD}", "errorMessage": "m\u{FFFD}", "stackTrace": ["\u{FFFD}"]})
     );
     let s = stored(&db, refused.id);
-    assert_eq!((s.status.as_str(), s.result, s.logs.as_str()), ("error", None, ""));
+    assert_eq!(
+        (s.status.as_str(), s.result, s.logs.as_str()),
+        ("error", None, "")
+    );
     let error: Value = serde_json::from_str(s.error.as_deref().expect("error")).expect("json");
     assert_eq!(error["errorType"], "Platform.RecordRejected");
     let message = error["errorMessage"].as_str().expect("message");
@@ -428,7 +438,8 @@ fn the_recorder_is_bounded_in_bytes() {
             let behind = recorder.admit().expect_err("over the bound");
             let message = behind.to_string();
             assert!(
-                message.starts_with("execution records are not being written fast enough (3 records"),
+                message
+                    .starts_with("execution records are not being written fast enough (3 records"),
                 "{message}"
             );
             let mut huge = execution("proj-a", &function);
@@ -443,7 +454,8 @@ fn the_recorder_is_bounded_in_bytes() {
             assert_eq!(s.status, "succeeded");
             assert_eq!(s.result, None);
             assert!(
-                s.logs.starts_with("[fresco: this execution's output was not kept"),
+                s.logs
+                    .starts_with("[fresco: this execution's output was not kept"),
                 "{}",
                 s.logs
             );

@@ -56,11 +56,10 @@ impl Store {
         from: DateTime<Utc>,
     ) -> Result<(usize, DateTime<Utc>), StorageError> {
         let mut conn = self.conn()?;
-        let cutoff: Stamp = diesel::sql_query(
-            "SELECT now() - make_interval(days => $1) AS created_at",
-        )
-        .bind::<Integer, _>(days(days_kept))
-        .get_result(&mut conn)?;
+        let cutoff: Stamp =
+            diesel::sql_query("SELECT now() - make_interval(days => $1) AS created_at")
+                .bind::<Integer, _>(days(days_kept))
+                .get_result(&mut conn)?;
         let emptied: Vec<Stamp> = diesel::sql_query(format!(
             "UPDATE executions SET result = NULL, logs = '', input = NULL, spec = NULL \
              WHERE id IN ( \
@@ -77,11 +76,7 @@ impl Store {
         let reached = if emptied.len() < batch as usize {
             cutoff.created_at
         } else {
-            emptied
-                .iter()
-                .map(|s| s.created_at)
-                .max()
-                .unwrap_or(from)
+            emptied.iter().map(|s| s.created_at).max().unwrap_or(from)
         };
         Ok((emptied.len(), reached))
     }

@@ -10,13 +10,13 @@ use serde_json::json;
 use serde_json::value::RawValue;
 
 use super::{state, State};
+use crate::domain::executions::{self, Enqueued};
 use crate::domain::invoke::{self, Selector, Target};
 use crate::http::auth::Caller;
 use crate::http::body;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::paging::Query;
 use crate::http::views::ExecutionView;
-use crate::domain::executions::{self, Enqueued};
 use crate::invoke::{queued_execution, InvokeError, TargetKey};
 
 /// Largest event accepted, as Lambda's synchronous limit.
@@ -145,9 +145,10 @@ pub async fn invoke(
                 );
             }
             let execution = queued_execution(&target, &event)?;
-            let default = app.quota.queued_executions;
+            let limit = target.limits.queued_executions;
+            let gauge = Arc::clone(&invoker.queue_gauge);
             let enqueued = app
-                .db(move |conn| executions::enqueue(conn, &execution, default))
+                .db(move |conn| executions::enqueue(conn, &execution, limit, &gauge))
                 .await?;
             if let Enqueued::Accepted(queued) = enqueued {
                 return Ok(HttpResponse::Accepted()
