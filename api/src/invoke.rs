@@ -322,8 +322,8 @@ fn write_batch(pool: &PgPool, batch: Vec<(Execution, usize)>, backlog: &Backlog)
     let mut pending = batch.into_iter();
     while let Some((row, size)) = pending.next() {
         match write_one(&mut conn, row) {
-            Ok(()) => backlog.forget(size),
-            Err(row) => {
+            None => backlog.forget(size),
+            Some(row) => {
                 let mut rest = vec![(row, size)];
                 rest.extend(pending);
                 return Written::Retry(rest);
@@ -336,10 +336,10 @@ fn write_batch(pool: &PgPool, batch: Vec<(Execution, usize)>, backlog: &Backlog)
 /// Writes one record; a record PostgreSQL refuses becomes a platform error, and one refused
 /// even then is dropped with a log line. Gives the row back only when the database is
 /// unavailable (worth another try).
-fn write_one(conn: &mut PgConnection, row: Execution) -> Result<(), Execution> {
+fn write_one(conn: &mut PgConnection, row: Execution) -> Option<Execution> {
     let reason = match executions::insert_many(conn, std::slice::from_ref(&row)) {
-        Ok(()) => return Ok(()),
-        Err(DbError::Unavailable(_)) => return Err(row),
+        Ok(()) => return None,
+        Err(DbError::Unavailable(_)) => return Some(row),
         Err(e) => e.to_string(),
     };
     log::warn!(
@@ -348,14 +348,14 @@ fn write_one(conn: &mut PgConnection, row: Execution) -> Result<(), Execution> {
     );
     let substitute = rejected_record(&row, &reason);
     match executions::insert_many(conn, std::slice::from_ref(&substitute)) {
-        Ok(()) => Ok(()),
-        Err(DbError::Unavailable(_)) => Err(substitute),
+        Ok(()) => None,
+        Err(DbError::Unavailable(_)) => Some(substitute),
         Err(e) => {
             log::error!(
                 "the database refused even the platform-error record of execution {} ({e}): not recorded",
                 row.id
             );
-            Ok(())
+            None
         }
     }
 }

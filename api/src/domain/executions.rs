@@ -61,7 +61,7 @@ pub fn usage(conn: &mut PgConnection, project_id: &str) -> DomainResult<Usage> {
 #[derive(Debug)]
 pub enum Enqueued {
     /// Committed: the execution will run.
-    Accepted(ExecutionSummary),
+    Accepted(Box<ExecutionSummary>),
     /// The code package the execution names is gone (the function's code changed after the
     /// target was resolved): resolve the target again.
     StaleCode,
@@ -139,7 +139,7 @@ pub fn enqueue(
     match store::enqueue(conn, row) {
         Ok(summary) => {
             gauge.accepted(project);
-            Ok(Enqueued::Accepted(summary))
+            Ok(Enqueued::Accepted(Box::new(summary)))
         }
         Err(DbError::Conflict(constraint)) if constraint == store::CODE_FOREIGN_KEY => {
             Ok(Enqueued::StaleCode)

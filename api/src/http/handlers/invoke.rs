@@ -152,7 +152,7 @@ pub async fn invoke(
                 .await?;
             if let Enqueued::Accepted(queued) = enqueued {
                 return Ok(HttpResponse::Accepted()
-                    .json(json!({ "execution": ExecutionView::from(queued) })));
+                    .json(json!({ "execution": ExecutionView::from(*queued) })));
             }
         }
         return Err(ApiError::new(
