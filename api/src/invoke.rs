@@ -40,6 +40,9 @@ pub enum InvokeError {
     SchedulerUnavailable(String),
     #[error("the compute agent failed: {0}")]
     AgentFailed(String),
+    /// Execution records wait to be written beyond the recorder's bound: nothing ran.
+    #[error(transparent)]
+    RecordsBehind(#[from] RecorderBehind),
 }
 
 impl From<SchedulerError> for InvokeError {

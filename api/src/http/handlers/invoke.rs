@@ -49,6 +49,11 @@ fn invoke_error(error: InvokeError) -> ApiError {
             StatusCode::BAD_GATEWAY,
             format!("the compute agent failed: {m}"),
         ),
+        InvokeError::RecordsBehind(behind) => {
+            let mut e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, behind.to_string());
+            e.retry_after = Some(1);
+            e
+        }
     }
 }
 
@@ -161,11 +166,10 @@ pub async fn invoke(
         ));
     }
 
-    if let Err(backlog) = invoker.recorder.admit() {
-        let mut e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, backlog.to_string());
-        e.retry_after = Some(1);
-        return Err(e);
-    }
+    invoker
+        .recorder
+        .admit()
+        .map_err(|behind| invoke_error(behind.into()))?;
 
     let outcome = invoker
         .invoke_sync(&target, event)
