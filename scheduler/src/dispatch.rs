@@ -686,9 +686,9 @@ async fn write_finishes(
 /// Writes a batch of attempt ends; returns those to try again (the database is unavailable).
 /// What is written or given up on stops counting in `unwritten`.
 fn write_batch(store: &Store, batch: Vec<Ended>, unwritten: &AtomicUsize) -> Vec<Ended> {
-    let ends: Vec<(Uuid, i32, Finish)> = batch
+    let ends: Vec<(Uuid, i32, &Finish)> = batch
         .iter()
-        .map(|(id, attempt, finish, _)| (*id, *attempt, finish.clone()))
+        .map(|(id, attempt, finish, _)| (*id, *attempt, finish))
         .collect();
     match store.finish(&ends) {
         Ok(_) => {
@@ -707,7 +707,7 @@ fn write_batch(store: &Store, batch: Vec<Ended>, unwritten: &AtomicUsize) -> Vec
     }
     let mut pending = batch.into_iter();
     while let Some((id, attempt, finish, size)) = pending.next() {
-        let reason = match store.finish(&[(id, attempt, finish.clone())]) {
+        let reason = match store.finish(&[(id, attempt, &finish)]) {
             Ok(_) => {
                 unwritten.fetch_sub(size, Ordering::Relaxed);
                 continue;
@@ -723,7 +723,7 @@ fn write_batch(store: &Store, batch: Vec<Ended>, unwritten: &AtomicUsize) -> Vec
             "the database refused the result of execution {id} ({reason}): recording it as a platform error"
         );
         let substitute = finish.rejected(&reason);
-        match store.finish(&[(id, attempt, substitute.clone())]) {
+        match store.finish(&[(id, attempt, &substitute)]) {
             Ok(_) => {
                 unwritten.fetch_sub(size, Ordering::Relaxed);
             }

@@ -438,7 +438,7 @@ impl Store {
     /// Writes how attempts ended. Each write applies only while the execution is still
     /// `running` in that attempt, so a late or duplicate answer cannot overwrite a newer
     /// state. Returns how many executions changed.
-    pub fn finish(&self, items: &[(Uuid, i32, Finish)]) -> Result<usize, StorageError> {
+    pub fn finish(&self, items: &[(Uuid, i32, &Finish)]) -> Result<usize, StorageError> {
         if items.is_empty() {
             return Ok(0);
         }
