@@ -12,7 +12,7 @@ use fresco_common::ticket::{TicketError, TicketVerifier};
 use fresco_common::wire::{FunctionError, FunctionSpec, Heartbeat, RunResult, RunStatus};
 use uuid::Uuid;
 
-use crate::code::{CodeCache, CodeError};
+use crate::code::{CodeCache, CodeError, CodeOptions};
 use crate::config::Settings;
 use crate::container::{function_arn, Container, LABEL_AGENT};
 use crate::engine::{ContainerEngine, EngineError};
@@ -143,12 +143,7 @@ impl<E: ContainerEngine> Agent<E> {
         engine: Arc<E>,
         verifier: TicketVerifier,
     ) -> Result<Self, StartupError> {
-        let code = CodeCache::new(
-            settings.code_dir(),
-            &settings.api_url,
-            settings.code_max_bytes,
-            settings.code_limits,
-        )?;
+        let code = CodeCache::new(CodeOptions::from_settings(&settings))?;
         Ok(Self {
             pools: Mutex::new(Pools::new(settings.memory_mb)),
             settings,
@@ -190,7 +185,7 @@ impl<E: ContainerEngine> Agent<E> {
             path: dir.display().to_string(),
             source,
         })?;
-        self.code.remove_partial_downloads();
+        self.code.reconcile()?;
         if !leftovers.is_empty() {
             log::info!(
                 "removed {} container(s) left from a previous run",
@@ -266,7 +261,7 @@ impl<E: ContainerEngine> Agent<E> {
         spec: &FunctionSpec,
         ticket: &str,
     ) -> Result<Arc<Container>, FunctionError> {
-        let code_dir = match &spec.code_sha256 {
+        let code = match &spec.code_sha256 {
             Some(sha) => Some(
                 self.code
                     .get(&spec.project_id, sha, ticket)
@@ -275,7 +270,7 @@ impl<E: ContainerEngine> Agent<E> {
             ),
             None => None,
         };
-        Container::start(&self.engine, &self.settings, spec, code_dir.as_deref())
+        Container::start(&self.engine, &self.settings, spec, code)
             .await
             .map_err(|e| platform_error("ContainerStartFailed", e.to_string()))
     }

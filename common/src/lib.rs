@@ -3,6 +3,8 @@
 
 #[cfg(feature = "archive")]
 pub mod archive;
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod conf;
 #[cfg(feature = "scheduler-client")]
 pub mod scheduler_client;

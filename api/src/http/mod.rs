@@ -9,6 +9,10 @@ mod handlers;
 pub mod paging;
 pub mod views;
 
+/// Every route the app serves (path pattern, methods), from the same table `app` is built from;
+/// `docs/openapi.yaml` must document exactly these (api/tests/rest/openapi.rs checks it).
+pub use handlers::{Route, ROUTES};
+
 use std::sync::Arc;
 
 use actix_web::dev::Service;
@@ -19,8 +23,7 @@ use fresco_auth::policy::Enforcer;
 use fresco_auth::Authenticator;
 use fresco_common::conf::{ApiSection, QuotaSection};
 use fresco_common::ticket::TicketVerifier;
-use futures_util::future::Either;
-use futures_util::TryFutureExt;
+use futures_util::future::LocalBoxFuture;
 
 use crate::db::PgPool;
 use crate::domain::functions::PackageLimits;
@@ -84,16 +87,6 @@ pub struct RequestId(pub String);
 
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-openstack-request-id");
 
-/// Whether the (still percent-encoded) path or query holds `%00`.
-fn has_encoded_nul(uri: &actix_web::http::Uri) -> bool {
-    uri.path_and_query().is_some_and(|pq| {
-        pq.as_str()
-            .as_bytes()
-            .windows(3)
-            .any(|w| w[0] == b'%' && w[1] == b'0' && w[2] == b'0')
-    })
-}
-
 /// Builds the application: routes, request ids, error rendering.
 pub fn app(
     state: web::Data<AppState>,
@@ -118,15 +111,16 @@ pub fn app(
             req.extensions_mut().insert(RequestId(id.clone()));
             let method = req.method().clone();
             let path = req.path().to_owned();
-            // A NUL reaches PostgreSQL from no path segment or query value: no object's name
-            // or id can hold one, and text columns cannot store it.
-            let response = if has_encoded_nul(req.uri()) {
-                let fault = actix_web::ResponseError::error_response(&ApiError::bad_request(
-                    "the request path and query must not contain a NUL character (%00)",
+            // A path holding U+0000 names nothing that can exist (PostgreSQL text cannot
+            // store it): not found, before any handler reads it.
+            let response: LocalBoxFuture<'static, _> = if path.contains("%00") {
+                let fault = actix_web::ResponseError::error_response(&ApiError::not_found(
+                    "no such resource: the path contains a NUL character",
                 ));
-                Either::Left(std::future::ready(Ok(req.into_response(fault))))
+                Box::pin(futures_util::future::ready(Ok(req.into_response(fault))))
             } else {
-                Either::Right(srv.call(req).map_ok(|r| r.map_into_boxed_body()))
+                let called = srv.call(req);
+                Box::pin(async move { called.await.map(|r| r.map_into_boxed_body()) })
             };
             async move {
                 let mut response = response.await?;

@@ -29,6 +29,13 @@ impl Query {
             .map_err(|e| ApiError::bad_request(format!("invalid query string: {e}")))?;
         let mut params = BTreeMap::new();
         for (key, value) in pairs {
+            // PostgreSQL text cannot hold U+0000: refused here rather than failing as a 500.
+            if key.contains('\0') || value.contains('\0') {
+                return Err(ApiError::bad_request(format!(
+                    "query parameter {} must not contain a NUL character",
+                    key.replace('\0', "\\0")
+                )));
+            }
             if !PAGING.contains(&key.as_str()) && !filters.contains(&key.as_str()) {
                 return Err(ApiError::bad_request(format!(
                     "unknown query parameter {key}"
@@ -71,10 +78,23 @@ impl Query {
         }
     }
 
-    /// The page request, with `sort_keys` the keys this list may sort by (the first is the default).
+    /// The page request, with `sort_keys` the keys this list may sort by (the first is the
+    /// default), ascending unless `sort_dir` says otherwise.
     pub fn page<M: FromStr>(
         &self,
         sort_keys: &[&'static str],
+        default_limit: i64,
+        max_limit: i64,
+    ) -> ApiResult<PageRequest<M>> {
+        self.page_sorted(sort_keys, SortDir::Asc, default_limit, max_limit)
+    }
+
+    /// [`Query::page`] for a list whose default direction is `default_dir` (executions:
+    /// newest first).
+    pub fn page_sorted<M: FromStr>(
+        &self,
+        sort_keys: &[&'static str],
+        default_dir: SortDir,
         default_limit: i64,
         max_limit: i64,
     ) -> ApiResult<PageRequest<M>> {
@@ -98,7 +118,8 @@ impl Query {
                 })?,
         };
         let dir = match self.get("sort_dir") {
-            None | Some("asc") => SortDir::Asc,
+            None => default_dir,
+            Some("asc") => SortDir::Asc,
             Some("desc") => SortDir::Desc,
             Some(_) => return Err(ApiError::bad_request("sort_dir must be asc or desc")),
         };

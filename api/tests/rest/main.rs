@@ -8,11 +8,13 @@ mod common;
 
 mod agents;
 mod aliases;
+mod archives;
 mod discovery;
 mod executions;
 mod faults;
 mod functions;
 mod isolation;
+mod openapi;
 mod outage;
 mod quotas;
 mod runtimes;
