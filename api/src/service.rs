@@ -98,7 +98,7 @@ pub fn build_state(raw: &RawConfig) -> Result<AppState, StartupError> {
                 Arc::new(signer),
                 "fresco-api",
             )?;
-            let recorder = Recorder::start(pool.clone());
+            let recorder = Recorder::start(pool.clone(), config.api.recorder_max_bytes);
             Some(
                 Invoker::new(
                     scheduler,

@@ -9,5 +9,6 @@ pub mod conf;
 pub mod images;
 #[cfg(feature = "scheduler-client")]
 pub mod scheduler_client;
+pub mod storable;
 pub mod ticket;
 pub mod wire;

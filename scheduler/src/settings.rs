@@ -2,7 +2,7 @@
 
 use fresco_common::conf::{
     ConfigError, DatabaseSection, DefaultSection, InternalAuthSection, QuotaSection, RawConfig,
-    SchedulerSection,
+    RetentionSection, SchedulerSection,
 };
 
 /// Every option the scheduler uses.
@@ -13,6 +13,7 @@ pub struct Settings {
     pub internal_auth: InternalAuthSection,
     pub database: DatabaseSection,
     pub quota: QuotaSection,
+    pub retention: RetentionSection,
 }
 
 impl Settings {
@@ -23,6 +24,7 @@ impl Settings {
             internal_auth: raw.section()?,
             database: raw.section()?,
             quota: raw.section()?,
+            retention: raw.section()?,
         })
     }
 }
