@@ -74,6 +74,32 @@ fn cgroup(controller: &str, id: &str, file: &str) -> PathBuf {
     PathBuf::from(format!("/sys/fs/cgroup/{controller}/docker/{id}/{file}"))
 }
 
+/// Each task of the container: pid, uid, state and what it waits in (for failure messages).
+fn task_states(id: &str) -> String {
+    let tasks = std::fs::read_to_string(cgroup("pids", id, "tasks")).unwrap_or_default();
+    tasks
+        .split_whitespace()
+        .map(|pid| {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+            let field = |name: &str| {
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .map(|v| v.split_whitespace().next().unwrap_or("").to_owned())
+                    .unwrap_or_default()
+            };
+            let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
+            format!(
+                "{pid} {} uid {} {} {wchan}",
+                field("Name:"),
+                field("Uid:"),
+                field("State:")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn read_cgroup(controller: &str, id: &str, file: &str) -> String {
     let path = cgroup(controller, id, file);
     std::fs::read_to_string(&path)
@@ -262,27 +288,45 @@ fn hostile_functions_are_contained_and_the_node_keeps_working() {
     let shell_bomb_id = shell_bomb["id"].as_str().unwrap().to_owned();
     let watcher = std::thread::spawn(move || {
         // Find the container once, then sample its task count until it is gone.
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let start = Instant::now();
+        let deadline = start + Duration::from_secs(30);
         let mut id = None;
         let mut most = 0u64;
+        // (ms since the watcher started, tasks) at each change, for the failure message.
+        let mut changes: Vec<(u128, u64)> = Vec::new();
+        // What its tasks do 2 s in (for the failure message).
+        let mut snapshot = String::new();
         while Instant::now() < deadline {
             match &id {
                 None => id = containers_of(&shell_bomb_id).into_iter().next(),
                 Some(id) => match std::fs::read_to_string(cgroup("pids", id, "pids.current")) {
-                    Ok(text) => most = most.max(text.trim().parse().unwrap_or(0)),
+                    Ok(text) => {
+                        let tasks = text.trim().parse().unwrap_or(0);
+                        if changes.last().is_none_or(|(_, last)| *last != tasks) {
+                            changes.push((start.elapsed().as_millis(), tasks));
+                        }
+                        most = most.max(tasks);
+                        if snapshot.is_empty() && start.elapsed() > Duration::from_secs(2) {
+                            snapshot = task_states(id);
+                        }
+                    }
                     Err(_) => break,
                 },
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        most
+        (most, changes, snapshot)
     });
     let started = Instant::now();
-    let (status, _, body) = invoke(&stack, ALICE, "shellbomb", &json!({}));
+    let (status, bomb_execution, body) = invoke(&stack, ALICE, "shellbomb", &json!({}));
     assert_eq!(status, "timeout", "{body}");
     assert!(started.elapsed() < Duration::from_secs(30));
-    let most = watcher.join().unwrap();
-    assert!(most > 10 && most <= 64, "{most} tasks at most");
+    let (most, changes, snapshot) = watcher.join().unwrap();
+    assert!(
+        most > 10 && most <= 64,
+        "{most} tasks at most; (ms, tasks): {changes:?}; tasks 2 s in: {snapshot}; log: {}",
+        log_of(&stack, ALICE, &bomb_execution)
+    );
     normal_invocation_works(&stack);
 
     // Memory past the limit is recorded as oom.
