@@ -7,11 +7,19 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use fresco_common::archive::{self, ArchiveError, ArchiveFormat, Limits};
+use fresco_common::ticket::AgentSigner;
+use fresco_common::tls::InternalTls;
+use uuid::Uuid;
 use sha2::{Digest, Sha256};
 
 /// Header naming the package format on the API's code endpoint.
 pub const FORMAT_HEADER: &str = "x-fresco-code-format";
 const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(60);
+/// Header carrying the execution ticket that names the package (the agent's own code-download
+/// token goes in `Authorization`).
+pub const TICKET_HEADER: &str = "x-fresco-ticket";
+/// Seconds a code-download token lives.
+const DOWNLOAD_TOKEN_TTL_S: i64 = 60;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CodeError {
@@ -35,6 +43,8 @@ pub struct CodeCache {
     root: PathBuf,
     api_url: String,
     client: reqwest::Client,
+    /// Signs code-download tokens; without it downloads are refused here.
+    signer: Option<Arc<AgentSigner>>,
     max_bytes: usize,
     limits: Limits,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -63,8 +73,11 @@ impl CodeCache {
         api_url: &str,
         max_bytes: usize,
         limits: Limits,
+        signer: Option<Arc<AgentSigner>>,
+        tls: &InternalTls,
     ) -> Result<Self, CodeError> {
-        let client = reqwest::Client::builder()
+        let client = tls
+            .client_builder()
             .timeout(DOWNLOAD_TIMEOUT)
             .build()
             .map_err(|e| CodeError::Download(e.to_string()))?;
@@ -72,18 +85,22 @@ impl CodeCache {
             root,
             api_url: api_url.trim_end_matches('/').to_owned(),
             client,
+            signer,
             max_bytes,
             limits,
             locks: Mutex::new(HashMap::new()),
         })
     }
 
-    /// The directory of `sha256` unpacked, downloading it with `ticket` if this node lacks it.
+    /// The directory of `sha256` unpacked, downloading it if this node lacks it: with the
+    /// execution ticket that names it (`ticket`, whose id is `ticket_id`) and a code-download
+    /// token this agent signs for that package and ticket.
     pub async fn get(
         &self,
         project: &str,
         sha256: &str,
         ticket: &str,
+        ticket_id: Uuid,
     ) -> Result<PathBuf, CodeError> {
         check_reference(project, sha256)?;
         let dir = self.root.join(project).join(sha256);
@@ -100,7 +117,7 @@ impl CodeCache {
             if dir.is_dir() {
                 Ok(dir.clone())
             } else {
-                self.fetch(project, sha256, ticket, &dir)
+                self.fetch(project, sha256, ticket, ticket_id, &dir)
                     .await
                     .map(|()| dir.clone())
             }
@@ -134,14 +151,22 @@ impl CodeCache {
         project: &str,
         sha256: &str,
         ticket: &str,
+        ticket_id: Uuid,
         dir: &Path,
     ) -> Result<(), CodeError> {
         let url = format!("{}/internal/v1/code/{sha256}", self.api_url);
+        let signer = self.signer.as_ref().ok_or_else(|| {
+            CodeError::Download("no agent key ([internal_auth] agent_key_file)".into())
+        })?;
+        let token = signer
+            .code_download_token(sha256, ticket_id, DOWNLOAD_TOKEN_TTL_S)
+            .map_err(|e| CodeError::Download(format!("cannot sign the download: {e}")))?;
         let started = std::time::Instant::now();
         let mut response = self
             .client
             .get(&url)
-            .bearer_auth(ticket)
+            .bearer_auth(token)
+            .header(TICKET_HEADER, ticket)
             .send()
             .await
             .map_err(|e| CodeError::Download(e.to_string()))?;
@@ -280,7 +305,20 @@ mod tests {
             max_entries: 10,
             max_unpacked_bytes: 1 << 20,
         };
-        CodeCache::new(root.to_path_buf(), url, 1 << 20, limits).expect("cache")
+        let signer = AgentSigner::from_pem(
+            fresco_common::ticket::test_keys::AGENT_PRIVATE.as_bytes(),
+            "agent-1",
+        )
+        .expect("signer");
+        CodeCache::new(
+            root.to_path_buf(),
+            url,
+            1 << 20,
+            limits,
+            Some(Arc::new(signer)),
+            &InternalTls::disabled(),
+        )
+        .expect("cache")
     }
 
     #[tokio::test]
@@ -291,9 +329,9 @@ mod tests {
         let (url, count) = serve(package).await;
         let code = cache(&root, &url);
         let (a, b, c) = tokio::join!(
-            code.get("p1", &sha, "t"),
-            code.get("p1", &sha, "t"),
-            code.get("p1", &sha, "t")
+            code.get("p1", &sha, "t", Uuid::nil()),
+            code.get("p1", &sha, "t", Uuid::nil()),
+            code.get("p1", &sha, "t", Uuid::nil())
         );
         let dir = a.expect("a");
         assert_eq!(b.expect("b"), dir);
@@ -308,7 +346,7 @@ mod tests {
         assert!(dir.is_dir(), "complete packages stay");
 
         let wrong = "0".repeat(64);
-        let err = code.get("p1", &wrong, "t").await.expect_err("mismatch");
+        let err = code.get("p1", &wrong, "t", Uuid::nil()).await.expect_err("mismatch");
         assert!(matches!(err, CodeError::Checksum { .. }), "{err}");
         assert!(!root.join("p1").join(&wrong).exists(), "nothing cached");
         let _ = std::fs::remove_dir_all(&root);

@@ -1,10 +1,10 @@
-//! Periodic reports to the schedulers (`POST {url}/v1/agents/heartbeat`, bearer agent token).
+//! Periodic reports to the schedulers (`POST {url}/v1/agents/heartbeat`), each signed with the
+//! agent's own key for its exact body (a heartbeat token).
 //! An unreachable scheduler is a warning and a growing pause before the next try, never a crash.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fresco_common::ticket::AgentTokens;
 
 use crate::engine::ContainerEngine;
 use crate::service::Agent;
@@ -29,14 +29,13 @@ impl Target {
 /// Sends heartbeats until the task is dropped; also refreshes the image list each round.
 pub async fn run<E: ContainerEngine>(agent: Arc<Agent<E>>, advertise_url: String) {
     let settings = agent.settings().clone();
-    let tokens = match AgentTokens::new(&settings.agent_secret) {
-        Ok(tokens) => tokens,
-        Err(e) => {
-            log::warn!("heartbeats disabled: {e}");
-            return;
-        }
+    let Some(signer) = agent.signer().cloned() else {
+        log::warn!("heartbeats disabled: no agent key ([internal_auth] agent_key_file)");
+        return;
     };
-    let client = match reqwest::Client::builder()
+    let client = match agent
+        .tls()
+        .client_builder()
         .timeout(Duration::from_secs(5))
         .build()
     {
@@ -60,8 +59,14 @@ pub async fn run<E: ContainerEngine>(agent: Arc<Agent<E>>, advertise_url: String
     loop {
         ticker.tick().await;
         agent.refresh_images().await;
-        let body = agent.heartbeat(&advertise_url);
-        let token = match tokens.sign(&settings.agent_id, TOKEN_TTL_S) {
+        let body = match serde_json::to_vec(&agent.heartbeat(&advertise_url)) {
+            Ok(body) => body,
+            Err(e) => {
+                log::warn!("cannot encode heartbeat: {e}");
+                continue;
+            }
+        };
+        let token = match signer.heartbeat_token(&body, TOKEN_TTL_S) {
             Ok(token) => token,
             Err(e) => {
                 log::warn!("cannot sign heartbeat: {e}");
@@ -72,7 +77,8 @@ pub async fn run<E: ContainerEngine>(agent: Arc<Agent<E>>, advertise_url: String
             let sent = client
                 .post(&target.url)
                 .bearer_auth(&token)
-                .json(&body)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.clone())
                 .send()
                 .await
                 .map_err(|e| e.to_string())

@@ -8,7 +8,8 @@
 //! - `runtime_api` serves the AWS Lambda Runtime API to one container over its unix socket.
 //! - `pool` is the warm-pool and capacity bookkeeping (plain data, no I/O).
 //! - `code` fetches, verifies and unpacks code packages, once per node.
-//! - `heartbeat` reports capacity and warm pools to the schedulers.
+//! - `heartbeat` reports capacity and warm pools to the schedulers, signed with the agent's key.
+//! - `tickets` admits execution tickets: for this agent, for their payload, once.
 
 pub mod code;
 pub mod config;
@@ -20,3 +21,4 @@ pub mod logs;
 pub mod pool;
 pub mod runtime_api;
 pub mod service;
+pub mod tickets;

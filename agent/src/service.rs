@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use fresco_common::ticket::{TicketError, TicketVerifier};
+use fresco_common::ticket::{AgentSigner, TicketError, TicketVerifier};
+use fresco_common::tls::{InternalTls, TlsError};
 use fresco_common::wire::{FunctionError, FunctionSpec, Heartbeat, RunResult, RunStatus};
 use uuid::Uuid;
 
@@ -18,6 +19,7 @@ use crate::container::{function_arn, Container, LABEL_AGENT};
 use crate::engine::{ContainerEngine, EngineError};
 use crate::pool::{Acquired, Pools};
 use crate::runtime_api::{DispatchError, Invocation, Outcome};
+use crate::tickets::{AdmitError, TicketGate};
 
 /// Why a run was refused before anything ran (the HTTP layer maps these to status codes).
 #[derive(Debug, thiserror::Error)]
@@ -32,12 +34,23 @@ pub enum RunError {
     ShuttingDown,
 }
 
+impl From<AdmitError> for RunError {
+    fn from(error: AdmitError) -> Self {
+        match error {
+            AdmitError::Ticket(e) => RunError::Ticket(e),
+            full @ AdmitError::Full(_) => RunError::NoCapacity(full.to_string()),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
     #[error(transparent)]
     Engine(#[from] EngineError),
     #[error(transparent)]
     Code(#[from] CodeError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     #[error("cannot prepare {path}: {source}")]
     Directory {
         path: String,
@@ -56,7 +69,11 @@ pub struct Metrics {
 pub struct Agent<E: ContainerEngine> {
     settings: Settings,
     engine: Arc<E>,
-    verifier: TicketVerifier,
+    /// Admits execution tickets: for this agent, for their payload, once.
+    gate: TicketGate,
+    /// This agent's own key (heartbeats, code downloads); `None` when the key file is missing.
+    signer: Option<Arc<AgentSigner>>,
+    tls: InternalTls,
     code: CodeCache,
     pools: Mutex<Pools<Arc<Container>>>,
     running: AtomicU32,
@@ -143,17 +160,38 @@ impl<E: ContainerEngine> Agent<E> {
         engine: Arc<E>,
         verifier: TicketVerifier,
     ) -> Result<Self, StartupError> {
+        let signer = match AgentSigner::from_file(&settings.agent_key_file, &settings.agent_id) {
+            Ok(signer) => Some(Arc::new(signer)),
+            Err(e) => {
+                log::warn!(
+                    "heartbeats and code downloads are disabled until [internal_auth] \
+                     agent_key_file is fixed: {e}"
+                );
+                None
+            }
+        };
+        let tls = InternalTls::from_section(&settings.tls)?;
         let code = CodeCache::new(
             settings.code_dir(),
             &settings.api_url,
             settings.code_max_bytes,
             settings.code_limits,
+            signer.clone(),
+            &tls,
         )?;
+        let gate = TicketGate::new(
+            verifier,
+            &settings.agent_id,
+            settings.ticket_ttl,
+            settings.replay_cache_entries,
+        );
         Ok(Self {
             pools: Mutex::new(Pools::new(settings.memory_mb)),
             settings,
             engine,
-            verifier,
+            gate,
+            signer,
+            tls,
             code,
             running: AtomicU32::new(0),
             images: Mutex::new(Vec::new()),
@@ -164,6 +202,16 @@ impl<E: ContainerEngine> Agent<E> {
 
     pub fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    /// This agent's own key, when configured.
+    pub fn signer(&self) -> Option<&Arc<AgentSigner>> {
+        self.signer.as_ref()
+    }
+
+    /// `[internal_tls]`, loaded.
+    pub fn tls(&self) -> &InternalTls {
+        &self.tls
     }
 
     fn pools(&self) -> std::sync::MutexGuard<'_, Pools<Arc<Container>>> {
@@ -205,9 +253,8 @@ impl<E: ContainerEngine> Agent<E> {
         if self.shutting_down.load(Ordering::SeqCst) {
             return Err(RunError::ShuttingDown);
         }
-        let claims = self
-            .verifier
-            .verify(ticket, Some(&self.settings.agent_id))?;
+        let claims = self.gate.admit(ticket, &payload)?;
+        let ticket_id = claims.jti;
         let spec = claims.spec;
         validate_spec(&spec)?;
         let memory_mb = u64::try_from(spec.memory_mb).unwrap_or(0);
@@ -233,7 +280,7 @@ impl<E: ContainerEngine> Agent<E> {
                 for old in evicted {
                     self.destroy_later(old);
                 }
-                match self.start_container(&spec, ticket).await {
+                match self.start_container(&spec, ticket, ticket_id).await {
                     Ok(container) => {
                         self.metrics.cold_starts.fetch_add(1, Ordering::Relaxed);
                         (container, Some(ms(started.elapsed())))
@@ -265,11 +312,12 @@ impl<E: ContainerEngine> Agent<E> {
         &self,
         spec: &FunctionSpec,
         ticket: &str,
+        ticket_id: Uuid,
     ) -> Result<Arc<Container>, FunctionError> {
         let code_dir = match &spec.code_sha256 {
             Some(sha) => Some(
                 self.code
-                    .get(&spec.project_id, sha, ticket)
+                    .get(&spec.project_id, sha, ticket, ticket_id)
                     .await
                     .map_err(|e| platform_error("CodeUnavailable", e.to_string()))?,
             ),
@@ -604,16 +652,31 @@ mod tests {
         }
     }
 
+    /// A ticket for running `spec` with an empty payload.
     fn ticket(spec: &FunctionSpec) -> String {
+        ticket_with(spec, b"")
+    }
+
+    /// A ticket for running `spec` with `payload`.
+    fn ticket_with(spec: &FunctionSpec, payload: &[u8]) -> String {
         TicketSigner::from_pem(PRIVATE.as_bytes(), 60)
             .expect("signer")
-            .sign("unit", Uuid::new_v4(), Uuid::new_v4(), spec.clone())
+            .sign(
+                "unit",
+                Uuid::new_v4(),
+                Uuid::new_v4(),
+                &fresco_common::ticket::sha256_hex(payload),
+                spec.clone(),
+            )
             .expect("sign")
     }
 
     async fn run(h: &Harness, spec: &FunctionSpec, payload: &str) -> RunResult {
         h.agent
-            .run(&ticket(spec), Bytes::from(payload.to_owned()))
+            .run(
+                &ticket_with(spec, payload.as_bytes()),
+                Bytes::from(payload.to_owned()),
+            )
             .await
             .expect("run accepted")
     }
@@ -756,7 +819,9 @@ mod tests {
         let mut big = spec("echo");
         big.memory_mb = 512;
         assert!(matches!(
-            h.agent.run(&ticket(&big), Bytes::from_static(b"1")).await,
+            h.agent
+                .run(&ticket_with(&big, b"1"), Bytes::from_static(b"1"))
+                .await,
             Err(RunError::NoCapacity(_))
         ));
         let a = spec("echo");
@@ -775,7 +840,7 @@ mod tests {
         let h = harness(4096);
         let mut sleep = spec("sleep");
         sleep.timeout_s = 1;
-        let tickets: Vec<String> = (0..5).map(|_| ticket(&sleep)).collect();
+        let tickets: Vec<String> = (0..5).map(|_| ticket_with(&sleep, b"{}")).collect();
         let runs = tickets
             .iter()
             .map(|t| h.agent.run(t, Bytes::from_static(b"{}")));
@@ -791,15 +856,18 @@ mod tests {
     async fn bad_tickets_and_specs_are_refused() {
         let h = harness(1024);
         let echo = spec("echo");
+        let empty = fresco_common::ticket::sha256_hex(b"");
         let forged = TicketSigner::from_pem(OTHER_PRIVATE.as_bytes(), 60)
             .expect("signer")
-            .sign("unit", Uuid::new_v4(), Uuid::new_v4(), echo.clone())
+            .sign("unit", Uuid::new_v4(), Uuid::new_v4(), &empty, echo.clone())
             .expect("sign");
         let other_agent = TicketSigner::from_pem(PRIVATE.as_bytes(), 60)
             .expect("signer")
-            .sign("other", Uuid::new_v4(), Uuid::new_v4(), echo.clone())
+            .sign("other", Uuid::new_v4(), Uuid::new_v4(), &empty, echo.clone())
             .expect("sign");
-        for token in [forged, other_agent, "garbage".to_owned()] {
+        // A valid ticket for this agent, but for another payload; then the same ticket twice.
+        let other_payload = ticket_with(&echo, b"{\"n\":1}");
+        for token in [forged, other_agent, other_payload, "garbage".to_owned()] {
             assert!(matches!(
                 h.agent.run(&token, Bytes::new()).await,
                 Err(RunError::Ticket(_))

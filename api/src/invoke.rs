@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use fresco_common::scheduler_client::{SchedulerClient, SchedulerError};
+use fresco_common::ticket::sha256_hex;
+use fresco_common::tls::InternalTls;
 use fresco_common::wire::{PlacementRequest, Release, RunRequest, RunResult, RunStatus};
 use serde_json::value::RawValue;
 use uuid::Uuid;
@@ -187,8 +189,10 @@ impl Invoker {
         scheduler: SchedulerClient,
         recorder: Recorder,
         cache_ttl: Duration,
+        tls: &InternalTls,
     ) -> Result<Self, String> {
-        let agents = reqwest::Client::builder()
+        let agents = tls
+            .client_builder()
             .connect_timeout(Duration::from_secs(2))
             .pool_max_idle_per_host(512)
             .tcp_nodelay(true)
@@ -215,6 +219,7 @@ impl Invoker {
         let input_size = i32::try_from(payload.get().len()).unwrap_or(i32::MAX);
         let request = PlacementRequest {
             execution_id,
+            payload_sha256: sha256_hex(payload.get().as_bytes()),
             spec: target.spec.clone(),
             concurrent_limit: target.limits.concurrent_executions,
             per_minute_limit: target.limits.executions_per_minute,

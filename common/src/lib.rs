@@ -4,7 +4,10 @@
 #[cfg(feature = "archive")]
 pub mod archive;
 pub mod conf;
+pub mod enrolment;
 #[cfg(feature = "scheduler-client")]
 pub mod scheduler_client;
 pub mod ticket;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod wire;

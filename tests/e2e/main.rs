@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod trust;
+
 use std::time::{Duration, Instant};
 
 use fresco_e2e::{wait_until, Stack, StackOptions, ADMIN};
@@ -429,7 +431,13 @@ fn agents_refuse_forged_tickets() {
         .unwrap()
         .to_owned();
     let ticket = signer
-        .sign(&agent_id, uuid::Uuid::new_v4(), uuid::Uuid::new_v4(), spec)
+        .sign(
+            &agent_id,
+            uuid::Uuid::new_v4(),
+            uuid::Uuid::new_v4(),
+            &fresco_common::ticket::sha256_hex(b"{}"),
+            spec,
+        )
         .unwrap();
     let wrong_key = client
         .post(format!("{agent}/v1/run"))

@@ -121,6 +121,19 @@ impl Caller {
             .map_err(policy_error)
     }
 
+    /// Whether the caller may see the platform's side of executions (which agent ran them, the
+    /// platform's own error text): the `execution:show_platform_details` rule.
+    pub fn sees_platform_details(&self, state: &AppState) -> bool {
+        state
+            .policy
+            .check(
+                "execution:show_platform_details",
+                &self.context,
+                &Target::own(&self.context),
+            )
+            .unwrap_or(false)
+    }
+
     /// Whether the caller may reach other projects' objects (the `all_projects` rule).
     pub fn cross_project(&self, state: &AppState) -> bool {
         state

@@ -317,7 +317,7 @@ async fn usage_counts_by_status_and_gb_seconds() {
     let empty = api.send(get("/v1/usage").by(ADMIN)).await.ok(200)["usage"].clone();
     assert_eq!(
         empty,
-        json!({"project_id": "adminproj", "executions": 0, "gb_seconds": 0.0, "by_status": {}})
+        json!({"project_id": "admin", "executions": 0, "gb_seconds": 0.0, "by_status": {}})
     );
     api.send(get("/v1/usage?project_id=proj-b").by(ALICE))
         .await

@@ -15,13 +15,14 @@ use crate::http::auth::Caller;
 use crate::http::body;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::paging::Query;
-use crate::http::views::ExecutionView;
+use crate::http::views::{self, ExecutionView};
 use crate::invoke::{queued_execution, InvokeError};
 
 /// Largest event accepted, as Lambda's synchronous limit.
 const MAX_PAYLOAD_BYTES: usize = 6 * 1024 * 1024;
 
-fn invoke_error(error: InvokeError) -> ApiError {
+/// The HTTP error of a failed invocation; `details`: the caller may see the platform's side.
+fn invoke_error(error: InvokeError, details: bool) -> ApiError {
     match error {
         InvokeError::Domain(e) => e.into(),
         InvokeError::RateLimited {
@@ -44,10 +45,14 @@ fn invoke_error(error: InvokeError) -> ApiError {
             log::warn!("scheduler unavailable: {m}");
             ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "scheduler unavailable")
         }
-        InvokeError::AgentFailed(m) => ApiError::new(
+        InvokeError::AgentFailed(m) if details => ApiError::new(
             StatusCode::BAD_GATEWAY,
             format!("the compute agent failed: {m}"),
         ),
+        InvokeError::AgentFailed(m) => {
+            log::warn!("the compute agent failed: {m}");
+            ApiError::new(StatusCode::BAD_GATEWAY, views::PLATFORM_ERROR_MESSAGE)
+        }
     }
 }
 
@@ -130,15 +135,15 @@ pub async fn invoke(
         let queued = app
             .db(move |conn| crate::db::executions::enqueue(conn, &execution).map_err(Into::into))
             .await?;
-        return Ok(
-            HttpResponse::Accepted().json(json!({ "execution": ExecutionView::from(queued) }))
-        );
+        let view = ExecutionView::from(queued).shown(caller.sees_platform_details(&data));
+        return Ok(HttpResponse::Accepted().json(json!({ "execution": view })));
     }
 
+    let details = caller.sees_platform_details(&data);
     let outcome = invoker
         .invoke_sync(&target, event)
         .await
-        .map_err(invoke_error)?;
+        .map_err(|e| invoke_error(e, details))?;
     let result = outcome.result;
     let mut response = HttpResponse::Ok();
     response
@@ -156,9 +161,12 @@ pub async fn invoke(
     Ok(match result.status {
         RunStatus::Succeeded => response.body(result.response.unwrap_or_else(|| "null".to_owned())),
         _ => {
-            let error = result.error.map(|e| serde_json::to_value(e).unwrap_or_default()).unwrap_or_else(|| {
+            let mut error = result.error.map(|e| serde_json::to_value(e).unwrap_or_default()).unwrap_or_else(|| {
                 json!({"errorType": format!("Runtime.{}", result.status.as_str()), "errorMessage": format!("execution ended with status {}", result.status.as_str())})
             });
+            if !details {
+                views::redact_platform_error(&mut error);
+            }
             response.json(error)
         }
     })
