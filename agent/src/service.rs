@@ -659,7 +659,7 @@ mod tests {
 
     /// A ticket for running `spec` with `payload`.
     fn ticket_with(spec: &FunctionSpec, payload: &[u8]) -> String {
-        TicketSigner::from_pem(PRIVATE.as_bytes(), 60)
+        TicketSigner::from_pem(PRIVATE.as_bytes(), 30)
             .expect("signer")
             .sign(
                 "unit",
@@ -861,7 +861,7 @@ mod tests {
             .expect("signer")
             .sign("unit", Uuid::new_v4(), Uuid::new_v4(), &empty, echo.clone())
             .expect("sign");
-        let other_agent = TicketSigner::from_pem(PRIVATE.as_bytes(), 60)
+        let other_agent = TicketSigner::from_pem(PRIVATE.as_bytes(), 30)
             .expect("signer")
             .sign("other", Uuid::new_v4(), Uuid::new_v4(), &empty, echo.clone())
             .expect("sign");

@@ -208,7 +208,8 @@ mod tests {
             (format!("colour = blue\n{AGENT_PUBLIC}"), "unexpected line"),
             ("url = http://a\n".to_owned(), "no -----BEGIN PUBLIC KEY"),
             (
-                format!("url = http://a\n{}", AGENT_PRIVATE.replace("PRIVATE", "PUBLIC")),
+                "url = http://a\n-----BEGIN PUBLIC KEY-----\nnot base64!\n-----END PUBLIC KEY-----\n"
+                    .to_owned(),
                 "not an Ed25519 public key",
             ),
         ] {

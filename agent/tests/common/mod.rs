@@ -564,7 +564,7 @@ pub fn ticket_with_payload(
     payload: &serde_json::Value,
 ) -> String {
     let text = serde_json::to_string(payload).expect("payload");
-    let signer = TicketSigner::from_pem(TEST_PRIVATE.as_bytes(), 60).expect("signer");
+    let signer = TicketSigner::from_pem(TEST_PRIVATE.as_bytes(), 30).expect("signer");
     signer
         .sign(
             agent_id,

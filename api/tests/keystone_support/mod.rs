@@ -744,6 +744,11 @@ impl Api {
         }
     }
 
+    /// The URL of this application's own database.
+    pub fn database_url(&self) -> &str {
+        &self._db.url
+    }
+
     pub async fn send(&self, req: Req) -> Reply {
         let mut reply = (self.send)(req.request).await;
         reply.label = req.label;
