@@ -319,7 +319,7 @@ impl Stack {
         let common = format!(
             "[DEFAULT]\nauth_strategy = noauth\nstate_path = {state}\n\n[database]\nconnection = {database_url}\nmax_pool_size = 16\n\n\
              [oslo_policy]\npolicy_file = {dir}/policy.yaml\n\n\
-             [internal_auth]\nticket_verify_key_file = {verify}\nagent_keys_dir = {agents}\n{tls_section}",
+             [internal_auth]\nticket_verify_key_file = {verify}\nagent_keys_dir = {agents}\n",
             state = dir.display(),
             dir = dir.display(),
             verify = verify.display(),
@@ -330,7 +330,7 @@ impl Stack {
         write(
             &api_config,
             &format!(
-                "{common}\ncontrol_plane_key_file = {}\n\n[api]\nbind_port = {api_port}\n\n[scheduler]\nurls = {}\n{}\n",
+                "{common}control_plane_key_file = {}\n{tls_section}\n[api]\nbind_port = {api_port}\n\n[scheduler]\nurls = {}\n{}\n",
                 control_plane.display(),
                 scheduler_urls.join(", "),
                 options.extra_config
@@ -357,7 +357,7 @@ impl Stack {
                 write(
                     &config,
                     &format!(
-                        "{common}\nticket_signing_key_file = {}\ncontrol_plane_verify_key_file = {}\n\n\
+                        "{common}ticket_signing_key_file = {}\ncontrol_plane_verify_key_file = {}\n{tls_section}\n\
                          [scheduler]\nbind_port = {port}\nurls = {}\nagent_down_time = 4\n{}\n",
                         signing.display(),
                         control_plane_verify.display(),

@@ -11,6 +11,7 @@ mod aliases;
 mod discovery;
 mod executions;
 mod functions;
+mod internals;
 mod isolation;
 mod outage;
 mod quotas;
