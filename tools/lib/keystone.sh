@@ -56,6 +56,31 @@ keystone_admin_project_conf() {
     return 0
 }
 
+# keystone_admin_project_active: a token of the bootstrap admin on the admin project carries
+# is_admin_project = true (the running Keystone reads the admin project from its config).
+keystone_admin_project_active() {
+    local body
+    body="{\"auth\": {\"identity\": {\"methods\": [\"password\"], \"password\": {\"user\": {\"name\": \"admin\", \"domain\": {\"id\": \"default\"}, \"password\": \"$(keystone_password admin)\"}}}, \"scope\": {\"project\": {\"name\": \"admin\", \"domain\": {\"id\": \"default\"}}}}}"
+    curl -fsS --max-time 10 -H 'Content-Type: application/json' -d "$body" \
+        "$KEYSTONE_URL/auth/tokens?nocatalog" | tr -d ' ' | grep -q '"is_admin_project":true'
+}
+
+# keystone_reload: makes the Keystone this script runs read its config again: uwsgi's graceful
+# reload (SIGHUP to the master named in our pid file: the socket stays open, requests wait for
+# the new workers), or a restart when that does not take.
+keystone_reload() {
+    local pidfile
+    pidfile=$(keystone_pidfile)
+    if pid_alive "$pidfile" && kill -HUP "$(cat "$pidfile")" 2>/dev/null; then
+        for _ in $(seq 1 300); do
+            keystone_admin_project_active 2>/dev/null && return 0
+            sleep 0.2
+        done
+    fi
+    keystone_stop
+    keystone_start
+}
+
 keystone_venv() {
     if [ -x "$KEYSTONE_VENV/bin/uwsgi" ] && [ -x "$KEYSTONE_VENV/bin/keystone-manage" ] \
         && "$KEYSTONE_VENV/bin/python" -c 'import keystone.wsgi.api' >/dev/null 2>&1; then
@@ -228,9 +253,8 @@ keystone_seed() {
     keystone_start
     if keystone_admin_project_conf; then
         # An older state dir: the running Keystone must read the admin project once.
-        say "keystone.conf now names the cloud admin project: restarting Keystone on $KEYSTONE_URL"
-        keystone_stop
-        keystone_start
+        say "keystone.conf now names the cloud admin project: reloading Keystone on $KEYSTONE_URL"
+        keystone_reload
     fi
     local stamp="$KEYSTONE_DIR/seeded-$KEYSTONE_PORT"
     if [ -f "$stamp" ] && [ -f "$KEYSTONE_ENV_FILE" ] \
