@@ -9,8 +9,8 @@ use std::time::Duration;
 use fresco_common::archive::{self, ArchiveError, ArchiveFormat, Limits};
 use fresco_common::ticket::AgentSigner;
 use fresco_common::tls::InternalTls;
-use uuid::Uuid;
 use sha2::{Digest, Sha256};
+use uuid::Uuid;
 
 /// Header naming the package format on the API's code endpoint.
 pub const FORMAT_HEADER: &str = "x-fresco-code-format";
@@ -346,7 +346,10 @@ mod tests {
         assert!(dir.is_dir(), "complete packages stay");
 
         let wrong = "0".repeat(64);
-        let err = code.get("p1", &wrong, "t", Uuid::nil()).await.expect_err("mismatch");
+        let err = code
+            .get("p1", &wrong, "t", Uuid::nil())
+            .await
+            .expect_err("mismatch");
         assert!(matches!(err, CodeError::Checksum { .. }), "{err}");
         assert!(!root.join("p1").join(&wrong).exists(), "nothing cached");
         let _ = std::fs::remove_dir_all(&root);

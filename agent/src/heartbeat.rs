@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-
 use crate::engine::ContainerEngine;
 use crate::service::Agent;
 

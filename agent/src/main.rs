@@ -96,7 +96,10 @@ fn main() -> anyhow::Result<()> {
     log::info!("agent {agent_id} offers {memory_mb} MB, listening on {scheme}://{addr}");
     // Test harnesses and scripts read this line to learn the (possibly ephemeral) port.
     let mut stdout = std::io::stdout();
-    writeln!(stdout, "fresco-agent {agent_id} listening on {scheme}://{addr}")?;
+    writeln!(
+        stdout,
+        "fresco-agent {agent_id} listening on {scheme}://{addr}"
+    )?;
     stdout.flush()?;
 
     let state = web::Data::new(AppState {

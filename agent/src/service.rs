@@ -863,7 +863,13 @@ mod tests {
             .expect("sign");
         let other_agent = TicketSigner::from_pem(PRIVATE.as_bytes(), 30)
             .expect("signer")
-            .sign("other", Uuid::new_v4(), Uuid::new_v4(), &empty, echo.clone())
+            .sign(
+                "other",
+                Uuid::new_v4(),
+                Uuid::new_v4(),
+                &empty,
+                echo.clone(),
+            )
             .expect("sign");
         // A valid ticket for this agent, but for another payload; then the same ticket twice.
         let other_payload = ticket_with(&echo, b"{\"n\":1}");

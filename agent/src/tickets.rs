@@ -202,9 +202,7 @@ mod tests {
             gate.admit(&t, b"{\"a\":1}"),
             Err(AdmitError::Ticket(TicketError::Replayed))
         ));
-        assert!(gate
-            .admit(&ticket("agent-2", b"{}"), b"{}")
-            .is_err());
+        assert!(gate.admit(&ticket("agent-2", b"{}"), b"{}").is_err());
         assert_eq!(gate.remembered(), 1);
     }
 

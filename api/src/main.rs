@@ -94,8 +94,7 @@ fn serve(raw: &RawConfig, config: &ApiConfig) -> anyhow::Result<()> {
             address.1,
             tls.scheme()
         );
-        let server =
-            HttpServer::new(move || fresco_api::http::app(state.clone())).workers(workers);
+        let server = HttpServer::new(move || fresco_api::http::app(state.clone())).workers(workers);
         match tls.server_config() {
             Some(config) => server.bind_rustls_0_23(address, config)?,
             None => server.bind(address)?,

@@ -948,7 +948,9 @@ async fn platform_internals_are_for_cloud_readers_only() {
         "UPDATE executions SET status = 'error', agent_id = 'node-7', error = $1, \
          started_at = now(), finished_at = now() WHERE id = $2",
     )
-    .bind::<diesel::sql_types::Jsonb, _>(json!({"errorType": "PlatformError", "errorMessage": detail}))
+    .bind::<diesel::sql_types::Jsonb, _>(
+        json!({"errorType": "PlatformError", "errorMessage": detail}),
+    )
     .bind::<diesel::sql_types::Uuid, _>(Uuid::parse_str(&fx.exec_a).expect("uuid"))
     .execute(&mut conn)
     .expect("update");
@@ -957,7 +959,10 @@ async fn platform_internals_are_for_cloud_readers_only() {
     for who in [ReaderA, MemberA, AdminA] {
         let shown = api.call(who, Req::get(&one)).await.ok(200)["execution"].clone();
         assert!(shown.get("agent_id").is_none(), "{who:?}: {shown}");
-        assert_eq!(shown["error"]["errorType"], "PlatformError", "{who:?}: {shown}");
+        assert_eq!(
+            shown["error"]["errorType"], "PlatformError",
+            "{who:?}: {shown}"
+        );
         assert_eq!(shown["error"]["errorMessage"], GENERIC, "{who:?}: {shown}");
         let listed = api.call(who, Req::get("/v1/executions")).await.ok(200);
         let text = listed.to_string();
@@ -977,11 +982,17 @@ async fn platform_internals_are_for_cloud_readers_only() {
     }
     // A queued execution shows no agent to the admins either, as null.
     let queued = api
-        .call(SystemReader, Req::get(&format!("/v1/executions/{}", fx.exec_b)))
+        .call(
+            SystemReader,
+            Req::get(&format!("/v1/executions/{}", fx.exec_b)),
+        )
         .await
         .ok(200);
     assert_eq!(queued["execution"]["agent_id"], Value::Null, "{queued}");
-    assert!(queued["execution"].as_object().expect("object").contains_key("agent_id"));
+    assert!(queued["execution"]
+        .as_object()
+        .expect("object")
+        .contains_key("agent_id"));
 }
 
 // --- 3. Tokens ----------------------------------------------------------------------------------
@@ -1175,7 +1186,9 @@ async fn a_policy_file_makes_function_list_admin_only() {
             .await
             .error(403, "policy does not allow function:list to be performed");
     }
-    api.call(CloudAdmin, Req::get("/v1/functions")).await.ok(200);
+    api.call(CloudAdmin, Req::get("/v1/functions"))
+        .await
+        .ok(200);
     // The other rules keep their defaults.
     api.call(MemberA, Req::get("/v1/runtimes")).await.ok(200);
     api.call(MemberA, Req::get("/v1/executions")).await.ok(200);

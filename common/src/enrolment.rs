@@ -76,7 +76,7 @@ pub fn parse(agent_id: &str, text: &str, origin: &str) -> Result<Enrolment, Enro
     let url = url
         .filter(|u| u.starts_with("http://") || u.starts_with("https://"))
         .ok_or_else(|| invalid("needs a line url = http(s)://host:port".into()))?;
-    let key = AgentVerifier::from_pem(text[begin..].as_bytes())
+    let key = AgentVerifier::from_pem(&text.as_bytes()[begin..])
         .map_err(|e| invalid(format!("not an Ed25519 public key: {e}")))?;
     Ok(Enrolment {
         agent_id: agent_id.to_owned(),

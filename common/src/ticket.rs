@@ -58,10 +58,7 @@ pub enum TicketError {
     #[error("invalid token: {0}")]
     Invalid(#[source] jsonwebtoken::errors::Error),
     #[error("a {got} token is not a {expected} token")]
-    WrongType {
-        expected: TokenType,
-        got: TokenType,
-    },
+    WrongType { expected: TokenType, got: TokenType },
     #[error("the token {0}")]
     Mismatch(String),
     #[error("{0:?} is reserved for a fresco service and cannot name an agent")]
@@ -486,7 +483,13 @@ impl AgentVerifier {
         })
     }
 
-    fn check_agent(agent_id: &str, iss: &str, sub: &str, iat: i64, exp: i64) -> Result<(), TicketError> {
+    fn check_agent(
+        agent_id: &str,
+        iss: &str,
+        sub: &str,
+        iat: i64,
+        exp: i64,
+    ) -> Result<(), TicketError> {
         if sub != agent_id || iss != agent_id {
             return Err(TicketError::Mismatch(format!(
                 "was signed for agent {sub:?}, not {agent_id:?}"

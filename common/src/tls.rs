@@ -82,11 +82,12 @@ impl InternalTls {
             Vec::new()
         } else {
             let pem = read("ca_file", &section.ca_file)?;
-            let roots = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| TlsError::File {
-                option: "ca_file",
-                path: section.ca_file.clone(),
-                message: e.to_string(),
-            })?;
+            let roots =
+                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| TlsError::File {
+                    option: "ca_file",
+                    path: section.ca_file.clone(),
+                    message: e.to_string(),
+                })?;
             if roots.is_empty() {
                 return Err(TlsError::File {
                     option: "ca_file",
@@ -185,7 +186,10 @@ mod tests {
         ));
         let err = InternalTls::from_section(&section("", "", "/nonexistent/ca.pem"))
             .expect_err("missing ca");
-        assert!(err.to_string().contains("ca_file /nonexistent/ca.pem"), "{err}");
+        assert!(
+            err.to_string().contains("ca_file /nonexistent/ca.pem"),
+            "{err}"
+        );
         let dir = std::env::temp_dir().join(format!("fresco-tls-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).expect("dir");
         let empty = dir.join("empty.pem");

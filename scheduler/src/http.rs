@@ -272,7 +272,10 @@ fn grant(
     state.check_control_plane(req)?;
     let request: PlacementRequest = parse(body)?;
     if request.payload_sha256.len() != 64
-        || !request.payload_sha256.bytes().all(|b| b.is_ascii_hexdigit())
+        || !request
+            .payload_sha256
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit())
     {
         return Err(ApiError::BadRequest(
             "payload_sha256 must be 64 hex digits".into(),

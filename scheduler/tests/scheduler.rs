@@ -214,9 +214,7 @@ async fn the_standby_takes_over_when_the_active_dies() {
     // The standby refuses placements with 503; the client fails over to the active one.
     let response = reqwest::Client::new()
         .post(format!("{}/v1/placements", second.url))
-        .bearer_auth(
-            control_plane().token(60).expect("token"),
-        )
+        .bearer_auth(control_plane().token(60).expect("token"))
         .json(&placement("p1", -1, -1))
         .send()
         .await
@@ -293,9 +291,7 @@ async fn quotas_give_429_with_retry_after() {
     // The raw answer: 429, Retry-After, an OpenStack error body.
     let response = reqwest::Client::new()
         .post(format!("{}/v1/placements", scheduler.url))
-        .bearer_auth(
-            control_plane().token(60).expect("token"),
-        )
+        .bearer_auth(control_plane().token(60).expect("token"))
         .json(&placement("p1", 2, -1))
         .send()
         .await
@@ -435,18 +431,44 @@ async fn bad_tokens_are_refused() {
     let http = reqwest::Client::new();
     let agent_a = agent_signer("agent-a");
     let (body, good) = signed_beat(&agent_a, &beat_of("agent-a", "http://127.0.0.1:1"));
-    assert_eq!(post_beat(&scheduler.url, body.clone(), Some(&good)).await.status(), 204);
+    assert_eq!(
+        post_beat(&scheduler.url, body.clone(), Some(&good))
+            .await
+            .status(),
+        204
+    );
     // Signed with a key that is not agent-a's enrolled one.
     let stranger = AgentSigner::from_pem(OTHER_AGENT_PRIVATE.as_bytes(), "agent-a").expect("key");
     let (_, forged) = signed_beat(&stranger, &beat_of("agent-a", "http://127.0.0.1:1"));
-    assert_eq!(post_beat(&scheduler.url, body.clone(), Some(&forged)).await.status(), 401);
-    assert_eq!(post_beat(&scheduler.url, body.clone(), None).await.status(), 401);
+    assert_eq!(
+        post_beat(&scheduler.url, body.clone(), Some(&forged))
+            .await
+            .status(),
+        401
+    );
+    assert_eq!(
+        post_beat(&scheduler.url, body.clone(), None).await.status(),
+        401
+    );
     // The token is for exactly the body it was signed with.
     let (other_body, _) = signed_beat(&agent_a, &beat_of("agent-a", "http://127.0.0.1:1/"));
-    assert_eq!(post_beat(&scheduler.url, other_body, Some(&good)).await.status(), 401);
+    assert_eq!(
+        post_beat(&scheduler.url, other_body, Some(&good))
+            .await
+            .status(),
+        401
+    );
     // An agent that is not enrolled is nobody.
-    let (body_c, token_c) = signed_beat(&agent_signer("agent-c"), &beat_of("agent-c", "http://127.0.0.1:1"));
-    assert_eq!(post_beat(&scheduler.url, body_c, Some(&token_c)).await.status(), 401);
+    let (body_c, token_c) = signed_beat(
+        &agent_signer("agent-c"),
+        &beat_of("agent-c", "http://127.0.0.1:1"),
+    );
+    assert_eq!(
+        post_beat(&scheduler.url, body_c, Some(&token_c))
+            .await
+            .status(),
+        401
+    );
 
     let place = |token: String| {
         http.post(format!("{}/v1/placements", scheduler.url))
@@ -456,8 +478,11 @@ async fn bad_tokens_are_refused() {
     };
     // An agent's own token cannot ask for placements, nor can a token signed with another key.
     assert_eq!(place(good).await.expect("send").status(), 401);
-    let other_key = ControlPlaneSigner::from_pem(OTHER_PRIVATE.as_bytes(), "fresco-api").expect("key");
-    let response = place(other_key.token(60).expect("token")).await.expect("send");
+    let other_key =
+        ControlPlaneSigner::from_pem(OTHER_PRIVATE.as_bytes(), "fresco-api").expect("key");
+    let response = place(other_key.token(60).expect("token"))
+        .await
+        .expect("send");
     assert_eq!(response.status(), 401);
     let body: serde_json::Value = response.json().await.expect("json");
     assert!(body["error"]["message"]
@@ -554,7 +579,13 @@ async fn a_ticket_is_never_a_control_plane_token() {
     assert_eq!(place(typed).await.expect("send").status(), 401);
     // And the scheduler will not sign a ticket for an agent carrying a service's name.
     assert!(signer()
-        .sign("fresco-scheduler", Uuid::new_v4(), Uuid::new_v4(), "", spec("p1", Uuid::new_v4(), 1))
+        .sign(
+            "fresco-scheduler",
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+            "",
+            spec("p1", Uuid::new_v4(), 1)
+        )
         .is_err());
     client
         .release(granted.lease_id, &Release { warm: false })
@@ -575,7 +606,12 @@ async fn an_agent_cannot_heartbeat_as_another_or_move_without_re_enrolment() {
     // Agent 2 is real: its work goes to its URL. Agent 1 is the attacker, with its own key.
     let victim = TestAgent::start("agent-2", 4096, Behavior::Echo, &urls).await;
     let attacker = AgentSigner::from_pem(OTHER_AGENT_PRIVATE.as_bytes(), "agent-1").expect("key");
-    enrol(&dir.agents(), "agent-1", "http://127.0.0.1:2", OTHER_AGENT_PUBLIC);
+    enrol(
+        &dir.agents(),
+        "agent-1",
+        "http://127.0.0.1:2",
+        OTHER_AGENT_PUBLIC,
+    );
     let mut conn = db.conn();
     wait_until(SETTLE, "agent-2 to be stored", || {
         stored_url(&mut conn, "agent-2").is_some()
@@ -592,33 +628,57 @@ async fn an_agent_cannot_heartbeat_as_another_or_move_without_re_enrolment() {
     // Agent 1 with agent 2's name in its own token is no better.
     let impostor = AgentSigner::from_pem(OTHER_AGENT_PRIVATE.as_bytes(), "agent-2").expect("key");
     let (body, token) = signed_beat(&impostor, &claim);
-    assert_eq!(post_beat(&scheduler.url, body, Some(&token)).await.status(), 401);
+    assert_eq!(
+        post_beat(&scheduler.url, body, Some(&token)).await.status(),
+        401
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(stored_url(&mut conn, "agent-2").as_deref(), Some(victim.url.as_str()));
+    assert_eq!(
+        stored_url(&mut conn, "agent-2").as_deref(),
+        Some(victim.url.as_str())
+    );
     let client = control_client(&urls);
     for _ in 0..20 {
-        let p = client.place(&placement("p1", -1, -1)).await.expect("placement");
+        let p = client
+            .place(&placement("p1", -1, -1))
+            .await
+            .expect("placement");
         assert_eq!(p.agent_id, "agent-2");
         assert_eq!(p.agent_url, victim.url, "work drawn to the attacker's URL");
-        client.release(p.lease_id, &Release { warm: true }).await.expect("release");
+        client
+            .release(p.lease_id, &Release { warm: true })
+            .await
+            .expect("release");
     }
 
     // Agent 1, signing for itself, may not move to another URL without re-enrolment...
     let (body, token) = signed_beat(&attacker, &beat_of("agent-1", "http://127.0.0.1:2"));
-    assert_eq!(post_beat(&scheduler.url, body, Some(&token)).await.status(), 204);
+    assert_eq!(
+        post_beat(&scheduler.url, body, Some(&token)).await.status(),
+        204
+    );
     let (body, token) = signed_beat(&attacker, &beat_of("agent-1", trap));
     let moved = post_beat(&scheduler.url, body.clone(), Some(&token)).await;
     assert_eq!(moved.status(), 403);
     let message: serde_json::Value = moved.json().await.expect("json");
-    assert!(message["error"]["message"]
-        .as_str()
-        .is_some_and(|m| m.contains("re-enrol")), "{message}");
+    assert!(
+        message["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("re-enrol")),
+        "{message}"
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(stored_url(&mut conn, "agent-1").as_deref(), Some("http://127.0.0.1:2"));
+    assert_eq!(
+        stored_url(&mut conn, "agent-1").as_deref(),
+        Some("http://127.0.0.1:2")
+    );
     // ...and once the operator re-enrols it there, it may.
     enrol(&dir.agents(), "agent-1", trap, OTHER_AGENT_PUBLIC);
     let (body, token) = signed_beat(&attacker, &beat_of("agent-1", trap));
-    assert_eq!(post_beat(&scheduler.url, body, Some(&token)).await.status(), 204);
+    assert_eq!(
+        post_beat(&scheduler.url, body, Some(&token)).await.status(),
+        204
+    );
     wait_until(SETTLE, "the new URL to be stored", || {
         stored_url(&mut conn, "agent-1").as_deref() == Some(trap)
     })
@@ -626,7 +686,10 @@ async fn an_agent_cannot_heartbeat_as_another_or_move_without_re_enrolment() {
     // Removing the enrolment de-enrols it.
     std::fs::remove_file(dir.agents().join("agent-1.pem")).expect("remove");
     let (body, token) = signed_beat(&attacker, &beat_of("agent-1", trap));
-    assert_eq!(post_beat(&scheduler.url, body, Some(&token)).await.status(), 401);
+    assert_eq!(
+        post_beat(&scheduler.url, body, Some(&token)).await.status(),
+        401
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -101,7 +101,10 @@ impl Service {
                     panic!("{name} exited with {status}: {}", tail.join("\n"));
                 }
                 self.client
-                    .get(format!("{}://127.0.0.1:{}/healthcheck", self.scheme, self.port))
+                    .get(format!(
+                        "{}://127.0.0.1:{}/healthcheck",
+                        self.scheme, self.port
+                    ))
                     .send()
                     .map(|r| r.status().is_success() || r.status().as_u16() == 503)
                     .unwrap_or(false)
@@ -184,7 +187,14 @@ impl Tls {
         };
         let ca_key = dir.join("ca.key");
         run(Command::new("openssl")
-            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"])
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+            ])
             .args(["-nodes", "-days", "2", "-subj", "/CN=fresco e2e CA"])
             .args(["-addext", "basicConstraints=critical,CA:TRUE"])
             .args(["-addext", "keyUsage=critical,keyCertSign,cRLSign"])
@@ -194,7 +204,14 @@ impl Tls {
             .arg(&tls.ca));
         let csr = dir.join("cert.csr");
         run(Command::new("openssl")
-            .args(["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"])
+            .args([
+                "req",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+            ])
             .args(["-subj", "/CN=127.0.0.1"])
             .arg("-keyout")
             .arg(&tls.key)

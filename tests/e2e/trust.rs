@@ -61,7 +61,11 @@ fn the_stack_runs_with_tls_on_every_internal_hop() {
         // And a client that does not trust the stack's CA refuses the certificate.
         let https = format!("https://127.0.0.1:{}/healthcheck", service.port);
         let refused = plain.get(&https).send();
-        assert!(refused.is_err(), "{} passed an untrusted certificate", service.name);
+        assert!(
+            refused.is_err(),
+            "{} passed an untrusted certificate",
+            service.name
+        );
         // The stack's own client (the CA, nothing else) gets through.
         assert!(
             stack.client().get(&https).send().unwrap().status().as_u16() < 500
@@ -97,10 +101,7 @@ fn members_see_no_agent_ids_nor_platform_error_text() {
     assert!(!mine.to_string().contains(&agent_id), "{mine}");
     let listed = stack.get(ALICE, "/v1/executions");
     assert!(!listed.to_string().contains(&agent_id), "{listed}");
-    let admin = stack.get(
-        ADMIN,
-        &format!("/v1/executions/{id}?all_projects=true"),
-    );
+    let admin = stack.get(ADMIN, &format!("/v1/executions/{id}?all_projects=true"));
     assert_eq!(admin["execution"]["agent_id"], agent_id.as_str(), "{admin}");
 
     // A platform failure: the runtime's image is missing on the node, so the agent cannot
@@ -131,10 +132,16 @@ fn members_see_no_agent_ids_nor_platform_error_text() {
         ADMIN,
         &format!("/v1/executions/{failed_id}?all_projects=true"),
     );
-    let message = detail["execution"]["error"]["errorMessage"].as_str().unwrap();
+    let message = detail["execution"]["error"]["errorMessage"]
+        .as_str()
+        .unwrap();
     assert_ne!(message, GENERIC, "{detail}");
     assert!(message.contains("no-such-image"), "{detail}");
-    assert_eq!(detail["execution"]["agent_id"], agent_id.as_str(), "{detail}");
+    assert_eq!(
+        detail["execution"]["agent_id"],
+        agent_id.as_str(),
+        "{detail}"
+    );
 }
 
 const GENERIC: &str = "the platform could not run the execution; an administrator can see why";

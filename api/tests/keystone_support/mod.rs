@@ -158,14 +158,6 @@ impl Persona {
         }
     }
 
-    /// The test project of a project persona.
-    pub fn project(self) -> Project {
-        match self.scope() {
-            Scoped::Project(project) => project,
-            other => panic!("{self:?} is scoped to {other:?}, not a test project"),
-        }
-    }
-
     /// `a-reader`, `b-admin`, ...: for names of objects a persona creates.
     pub fn slug(self) -> &'static str {
         match self {

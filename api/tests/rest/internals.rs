@@ -32,7 +32,8 @@ async fn members_see_no_agent_nor_platform_error_text() {
     by_scheduler.status = "error".into();
     by_scheduler.result = None;
     by_scheduler.agent_id = Some("node-7".into());
-    by_scheduler.error = Some(json!({"errorType": "PlatformError", "errorMessage": scheduler_detail}));
+    by_scheduler.error =
+        Some(json!({"errorType": "PlatformError", "errorMessage": scheduler_detail}));
     let mut by_api = execution("proj-a", &f);
     by_api.status = "error".into();
     by_api.result = None;
@@ -49,7 +50,9 @@ async fn members_see_no_agent_nor_platform_error_text() {
     let mut own = execution("proj-a", &f);
     own.status = "failed".into();
     own.result = None;
-    own.error = Some(json!({"errorType": "ValueError", "errorMessage": "bad input", "stackTrace": ["main.py:2"]}));
+    own.error = Some(
+        json!({"errorType": "ValueError", "errorMessage": "bad input", "stackTrace": ["main.py:2"]}),
+    );
     let rows = [by_scheduler, by_api, by_agent, own];
     api.db.record(&rows);
 
@@ -71,7 +74,14 @@ async fn members_see_no_agent_nor_platform_error_text() {
         }
         let listed = api.send(get("/v1/executions").by(who)).await.ok(200);
         let text = listed.to_string();
-        for secret in ["node-7", "node-8", "agent-1", "10.0.0.7", "docker.sock", "api.internal"] {
+        for secret in [
+            "node-7",
+            "node-8",
+            "agent-1",
+            "10.0.0.7",
+            "docker.sock",
+            "api.internal",
+        ] {
             assert!(!text.contains(secret), "{who} sees {secret}: {text}");
         }
         let own = api
@@ -83,11 +93,13 @@ async fn members_see_no_agent_nor_platform_error_text() {
     }
 
     // The cloud admin sees it all.
-    for (i, expected_agent) in [(0, json!("node-7")), (1, json!("node-8")), (2, json!("agent-1"))] {
+    for (i, expected_agent) in [
+        (0, json!("node-7")),
+        (1, json!("node-8")),
+        (2, json!("agent-1")),
+    ] {
         let body = api
-            .send(
-                get(&format!("/v1/executions/{}?all_projects=true", rows[i].id)).by(ADMIN),
-            )
+            .send(get(&format!("/v1/executions/{}?all_projects=true", rows[i].id)).by(ADMIN))
             .await
             .ok(200);
         assert_eq!(shown(&body)["agent_id"], expected_agent);

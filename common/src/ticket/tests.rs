@@ -35,7 +35,13 @@ fn control_plane() -> (ControlPlaneSigner, ControlPlaneVerifier) {
 
 fn ticket(agent: &str) -> String {
     signer()
-        .sign(agent, Uuid::new_v4(), Uuid::new_v4(), &sha256_hex(b"{}"), spec())
+        .sign(
+            agent,
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+            &sha256_hex(b"{}"),
+            spec(),
+        )
         .expect("sign")
 }
 
@@ -159,7 +165,10 @@ fn service_names_are_reserved() {
         );
         assert!(AgentSigner::from_pem(AGENT_PRIVATE.as_bytes(), name).is_err());
     }
-    assert!(check_agent_id("FRESCO-SCHEDULER").is_err(), "case-insensitive");
+    assert!(
+        check_agent_id("FRESCO-SCHEDULER").is_err(),
+        "case-insensitive"
+    );
     for bad in ["", ".hidden", "..", "a/b", "a b", &"x".repeat(129)] {
         assert!(
             matches!(check_agent_id(bad), Err(TicketError::InvalidAgentId(_))),
