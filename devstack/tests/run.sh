@@ -365,9 +365,11 @@ check_ticket_keys() {
 # controller, under its agent id.
 check_agent_enrolment() {
     local k="$FRESCO_CONF_DIR/agent-key.pem" e="$FRESCO_CONF_DIR/agents/$FRESCO_HOST.pem"
+    local url="http://127.0.0.1:$FRESCO_AGENT_PORT"
     openssl pkey -in "$k" -noout -text | grep -q ED25519 &&
         [[ "$(stat -c %a "$k")" == 600 ]] &&
-        grep -qx "url = $FRESCO_AGENT_ADVERTISE_URL" "$e" &&
+        [[ "$(conf_get "$FRESCO_CONF_DIR/fresco.conf" agent advertise_url)" == "$url" ]] &&
+        grep -qx "url = $url" "$e" &&
         cmp -s <(openssl pkey -in "$k" -pubout) <(sed -n '/-----BEGIN/,$p' "$e")
 }
 

@@ -126,7 +126,7 @@ config_section! {
         ticket_signing_key_file: String = "/etc/fresco/ticket-signing.pem",
         /// Ed25519 public key (PEM) of the ticket key: agents verify tickets with it, the API code downloads.
         ticket_verify_key_file: String = "/etc/fresco/ticket-verify.pem",
-        /// Seconds an execution ticket stays valid.
+        /// Seconds an execution ticket stays valid; agents refuse tickets living longer, so set the same value everywhere.
         ticket_ttl: u64 = "30",
         /// Ed25519 private key (PEM) fresco-api signs its calls to the scheduler with; only the API reads it.
         control_plane_key_file: String = "/etc/fresco/control-plane.pem",
