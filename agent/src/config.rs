@@ -20,6 +20,12 @@ pub enum SettingsError {
     Memory(String),
     #[error("[agent] agent_id: {0}")]
     AgentId(#[source] fresco_common::ticket::TicketError),
+    #[error("[agent] unpack_uid and unpack_gid must not be 0 (root), 4294967295, nor the container user's uid {container_uid}, got {uid}:{gid}")]
+    UnpackUser {
+        uid: u32,
+        gid: u32,
+        container_uid: u32,
+    },
     #[error("runtime socket paths would be {0} bytes long, the limit is 107: shorten [DEFAULT] state_path or [agent] agent_id")]
     SocketPath(usize),
 }
@@ -52,6 +58,9 @@ pub struct Settings {
     pub log_sync_timeout: Duration,
     pub code_max_bytes: usize,
     pub code_limits: Limits,
+    pub code_cache_max_bytes: u64,
+    pub unpack_uid: u32,
+    pub unpack_gid: u32,
     pub max_running: u32,
     pub state_path: PathBuf,
     pub ticket_verify_key_file: String,
@@ -88,6 +97,17 @@ impl Settings {
             return Err(SettingsError::SocketPath(socket_len));
         }
         let (container_uid, container_gid) = parse_user(&agent.container_user)?;
+        let unusable = |id: u32| id == 0 || id == u32::MAX;
+        if unusable(agent.unpack_uid)
+            || unusable(agent.unpack_gid)
+            || agent.unpack_uid == container_uid
+        {
+            return Err(SettingsError::UnpackUser {
+                uid: agent.unpack_uid,
+                gid: agent.unpack_gid,
+                container_uid,
+            });
+        }
         let memory_mb = if agent.memory_mb == 0 {
             machine_memory_mb()? * 8 / 10
         } else {
@@ -121,6 +141,9 @@ impl Settings {
                 max_entries: agent.code_max_entries,
                 max_unpacked_bytes: agent.code_max_unpacked_bytes,
             },
+            code_cache_max_bytes: agent.code_cache_max_bytes,
+            unpack_uid: agent.unpack_uid,
+            unpack_gid: agent.unpack_gid,
             max_running: agent.max_running,
             state_path: PathBuf::from(default.state_path),
             ticket_verify_key_file: auth.ticket_verify_key_file,
@@ -212,6 +235,21 @@ mod tests {
                 RawConfig::parse(&format!("[agent]\nagent_id = {bad}\n"), "test").expect("parse");
             assert!(
                 matches!(Settings::from_raw(&raw), Err(SettingsError::AgentId(_))),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            (settings.unpack_uid, settings.unpack_gid),
+            (199_999, 199_999)
+        );
+        for bad in ["unpack_uid = 0", "unpack_gid = 0", "unpack_uid = 1000"] {
+            let raw = RawConfig::parse(&format!("[agent]\nagent_id = a\n{bad}\n"), "test")
+                .expect("parse");
+            assert!(
+                matches!(
+                    Settings::from_raw(&raw),
+                    Err(SettingsError::UnpackUser { .. })
+                ),
                 "{bad}"
             );
         }

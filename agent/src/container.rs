@@ -12,6 +12,7 @@ use futures_util::StreamExt;
 use tokio::net::UnixListener;
 use tokio::task::JoinHandle;
 
+use crate::code::CodePin;
 use crate::config::Settings;
 use crate::engine::{BindMount, ContainerEngine, ContainerSpec, EngineError};
 use crate::logs::LogBuffer;
@@ -174,6 +175,8 @@ pub struct Container {
     pub channel: Arc<RuntimeChannel>,
     pub logs: Arc<LogBuffer>,
     dir: PathBuf,
+    /// Keeps the code package in the node's cache for the container's whole life.
+    _code: Option<CodePin>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Whether it has run an invocation yet (the first one is the cold one).
     pub used: AtomicBool,
@@ -186,7 +189,7 @@ impl Container {
         engine: &Arc<E>,
         settings: &Settings,
         spec: &FunctionSpec,
-        code_dir: Option<&Path>,
+        code: Option<CodePin>,
     ) -> Result<Arc<Container>, ContainerError> {
         let name = format!("fresco-{}", uuid::Uuid::new_v4().simple());
         let dir = settings
@@ -195,6 +198,7 @@ impl Container {
         let listener = prepare_socket_dir(&dir, settings.container_uid, settings.container_gid)?;
         let channel = Arc::new(RuntimeChannel::new());
         let server = channel.serve(listener);
+        let code_dir = code.as_ref().map(CodePin::path);
         let container_spec = container_spec(settings, spec, &name, code_dir, &dir);
         let id = match engine.create(&container_spec).await {
             Ok(id) => id,
@@ -211,6 +215,7 @@ impl Container {
             channel,
             logs: Arc::new(LogBuffer::new(settings.log_max_bytes)),
             dir,
+            _code: code,
             tasks: Mutex::new(vec![server]),
             used: AtomicBool::new(false),
         });

@@ -35,6 +35,7 @@ fn parse_args() -> anyhow::Result<PathBuf> {
 }
 
 fn main() -> anyhow::Result<()> {
+    fresco_agent::code::run_unpack_helper_if_asked();
     let config_file = parse_args()?;
     let raw = RawConfig::load(&config_file)?;
     let debug = raw.section::<DefaultSection>()?.debug;

@@ -13,7 +13,7 @@ use fresco_common::tls::{InternalTls, TlsError};
 use fresco_common::wire::{FunctionError, FunctionSpec, Heartbeat, RunResult, RunStatus};
 use uuid::Uuid;
 
-use crate::code::{CodeCache, CodeError};
+use crate::code::{CodeCache, CodeError, CodeOptions};
 use crate::config::Settings;
 use crate::container::{function_arn, Container, LABEL_AGENT};
 use crate::engine::{ContainerEngine, EngineError};
@@ -171,14 +171,7 @@ impl<E: ContainerEngine> Agent<E> {
             }
         };
         let tls = InternalTls::from_section(&settings.tls)?;
-        let code = CodeCache::new(
-            settings.code_dir(),
-            &settings.api_url,
-            settings.code_max_bytes,
-            settings.code_limits,
-            signer.clone(),
-            &tls,
-        )?;
+        let code = CodeCache::new(CodeOptions::from_settings(&settings), signer.clone(), &tls)?;
         let gate = TicketGate::new(
             verifier,
             &settings.agent_id,
@@ -238,7 +231,7 @@ impl<E: ContainerEngine> Agent<E> {
             path: dir.display().to_string(),
             source,
         })?;
-        self.code.remove_partial_downloads();
+        self.code.reconcile()?;
         if !leftovers.is_empty() {
             log::info!(
                 "removed {} container(s) left from a previous run",
@@ -314,7 +307,7 @@ impl<E: ContainerEngine> Agent<E> {
         ticket: &str,
         ticket_id: Uuid,
     ) -> Result<Arc<Container>, FunctionError> {
-        let code_dir = match &spec.code_sha256 {
+        let code = match &spec.code_sha256 {
             Some(sha) => Some(
                 self.code
                     .get(&spec.project_id, sha, ticket, ticket_id)
@@ -323,7 +316,7 @@ impl<E: ContainerEngine> Agent<E> {
             ),
             None => None,
         };
-        Container::start(&self.engine, &self.settings, spec, code_dir.as_deref())
+        Container::start(&self.engine, &self.settings, spec, code)
             .await
             .map_err(|e| platform_error("ContainerStartFailed", e.to_string()))
     }

@@ -406,37 +406,17 @@ async fn every_route_answers_each_persona_as_its_policy_rule_says() {
     );
 }
 
-/// `(METHOD, path template)` of every route in the route table's source.
+/// `(METHOD, path template)` of every route the app serves: `http::ROUTES`, the table the
+/// app is built from.
 fn routes_in_source() -> Vec<(String, String)> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/src/http/handlers/mod.rs");
-    let source = std::fs::read_to_string(path).expect("route table source");
-    // Without whitespace, however rustfmt wraps the builder calls.
-    let source: String = source.chars().filter(|c| !c.is_whitespace()).collect();
-    let source = &source[source.find("pubfnroutes").expect("fn routes")..];
-    let quoted = |at: &str| at.split('"').nth(1).expect("a quoted path").to_owned();
-    let mut routes = Vec::new();
-    let mut resource = None;
-    for (i, _) in source.char_indices() {
-        let rest = &source[i..];
-        if rest.starts_with("web::resource(\"") {
-            resource = Some(quoted(rest));
-        } else if rest.starts_with(".route(\"") {
-            let method = rest
-                .split("web::")
-                .nth(1)
-                .and_then(|m| m.split('(').next())
-                .expect("web::METHOD() in .route");
-            routes.push((method.to_ascii_uppercase(), quoted(rest)));
-        } else {
-            for method in ["get", "post", "put", "patch", "delete"] {
-                if rest.starts_with(&format!(".{method}(")) {
-                    let path = resource.clone().expect("a method outside a resource");
-                    routes.push((method.to_ascii_uppercase(), path));
-                }
-            }
-        }
-    }
-    routes
+    fresco_api::http::ROUTES
+        .iter()
+        .flat_map(|r| {
+            r.methods
+                .iter()
+                .map(|m| ((*m).to_owned(), r.path.to_owned()))
+        })
+        .collect()
 }
 
 /// Whether a path (placeholders allowed) fits a route template; queries are ignored.

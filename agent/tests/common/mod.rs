@@ -263,6 +263,18 @@ impl FakeApi {
         }
     }
 
+    /// Publishes a package as it is (served as-is, as a malicious or buggy API would); returns
+    /// its sha256.
+    pub fn add_bytes(&self, bytes: Vec<u8>) -> String {
+        use sha2::Digest;
+        let sha = hex::encode(sha2::Sha256::digest(&bytes));
+        self.packages
+            .lock()
+            .expect("lock")
+            .insert(sha.clone(), bytes);
+        sha
+    }
+
     /// Publishes tests/functions/<name>; returns its sha256.
     pub fn add(&self, name: &str) -> String {
         let (sha, bytes) = package(name);

@@ -9,6 +9,10 @@ mod handlers;
 pub mod paging;
 pub mod views;
 
+/// Every route the app serves (path pattern, methods), from the same table `app` is built from;
+/// `docs/openapi.yaml` must document exactly these (api/tests/rest/openapi.rs checks it).
+pub use handlers::{Route, ROUTES};
+
 use std::sync::Arc;
 
 use actix_web::dev::Service;
@@ -20,6 +24,7 @@ use fresco_auth::Authenticator;
 use fresco_common::conf::{ApiSection, QuotaSection};
 use fresco_common::enrolment::AgentRegistry;
 use fresco_common::ticket::TicketVerifier;
+use futures_util::future::LocalBoxFuture;
 
 use crate::db::PgPool;
 use crate::domain::functions::PackageLimits;
@@ -109,9 +114,19 @@ pub fn app(
             req.extensions_mut().insert(RequestId(id.clone()));
             let method = req.method().clone();
             let path = req.path().to_owned();
-            let response = srv.call(req);
+            // A path holding U+0000 names nothing that can exist (PostgreSQL text cannot
+            // store it): not found, before any handler reads it.
+            let response: LocalBoxFuture<'static, _> = if path.contains("%00") {
+                let fault = actix_web::ResponseError::error_response(&ApiError::not_found(
+                    "no such resource: the path contains a NUL character",
+                ));
+                Box::pin(futures_util::future::ready(Ok(req.into_response(fault))))
+            } else {
+                let called = srv.call(req);
+                Box::pin(async move { called.await.map(|r| r.map_into_boxed_body()) })
+            };
             async move {
-                let mut response = response.await?.map_into_boxed_body();
+                let mut response = response.await?;
                 if response.status() == actix_web::http::StatusCode::METHOD_NOT_ALLOWED {
                     let allow = response
                         .headers()

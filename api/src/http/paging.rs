@@ -29,6 +29,13 @@ impl Query {
             .map_err(|e| ApiError::bad_request(format!("invalid query string: {e}")))?;
         let mut params = BTreeMap::new();
         for (key, value) in pairs {
+            // PostgreSQL text cannot hold U+0000: refused here rather than failing as a 500.
+            if key.contains('\0') || value.contains('\0') {
+                return Err(ApiError::bad_request(format!(
+                    "query parameter {} must not contain a NUL character",
+                    key.replace('\0', "\\0")
+                )));
+            }
             if !PAGING.contains(&key.as_str()) && !filters.contains(&key.as_str()) {
                 return Err(ApiError::bad_request(format!(
                     "unknown query parameter {key}"

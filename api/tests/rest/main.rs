@@ -8,11 +8,13 @@ mod common;
 
 mod agents;
 mod aliases;
+mod archives;
 mod discovery;
 mod executions;
 mod functions;
 mod internals;
 mod isolation;
+mod openapi;
 mod outage;
 mod quotas;
 mod runtimes;

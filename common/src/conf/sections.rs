@@ -220,6 +220,12 @@ config_section! {
         code_max_unpacked_bytes: u64 = "262144000",
         /// Largest number of entries in a code package on the node.
         code_max_entries: usize = "10000",
+        /// Most bytes of disk the unpacked code packages of this node may take; the least recently used packages that no running or warm container holds are removed first.
+        code_cache_max_bytes: u64 = "10737418240",
+        /// User id code packages are unpacked as (in a child process that drops root first); never 0, never the functions' user: the files stay readable, not writable, by function containers.
+        unpack_uid: u32 = "199999",
+        /// Group id code packages are unpacked as; never 0.
+        unpack_gid: u32 = "199999",
         /// Seconds a new container may take to start before the run fails.
         start_timeout: u64 = "30",
         /// Most concurrent invocations this agent serves; further run requests get 503.

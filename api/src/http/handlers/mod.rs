@@ -1,4 +1,5 @@
-//! Route table and handlers, one module per resource.
+//! Route table and handlers, one module per resource. The table (`route_table!` below) is the
+//! one list of served routes: the app is built from it and the OpenAPI drift test reads it.
 
 mod agents;
 mod aliases;
@@ -23,74 +24,85 @@ fn state(data: &State) -> Arc<AppState> {
     data.clone().into_inner()
 }
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/").get(discovery::versions))
-        .service(web::resource("/v1").get(discovery::v1))
-        .service(web::resource("/v1/").get(discovery::v1))
-        .service(web::resource("/healthcheck").get(discovery::healthcheck))
-        .service(
-            web::resource("/v1/runtimes")
-                .get(runtimes::list)
-                .post(runtimes::create),
-        )
-        .service(
-            web::resource("/v1/runtimes/{id}")
-                .get(runtimes::show)
-                .patch(runtimes::update)
-                .delete(runtimes::delete),
-        )
-        .service(
-            web::resource("/v1/functions")
-                .get(functions::list)
-                .post(functions::create),
-        )
-        .service(
-            web::resource("/v1/functions/{function}")
-                .get(functions::show)
-                .patch(functions::update)
-                .delete(functions::delete),
-        )
-        .service(
-            web::resource("/v1/functions/{function}/code")
-                .get(functions::download)
-                .put(functions::upload),
-        )
-        .service(web::resource("/v1/functions/{function}/invoke").post(invoke::invoke))
-        .service(
-            web::resource("/v1/functions/{function}/versions")
-                .get(versions::list)
-                .post(versions::publish),
-        )
-        .service(
-            web::resource("/v1/functions/{function}/versions/{version}")
-                .get(versions::show)
-                .delete(versions::delete),
-        )
-        .service(
-            web::resource("/v1/functions/{function}/aliases")
-                .get(aliases::list)
-                .post(aliases::create),
-        )
-        .service(
-            web::resource("/v1/functions/{function}/aliases/{alias}")
-                .get(aliases::show)
-                .patch(aliases::update)
-                .delete(aliases::delete),
-        )
-        .service(web::resource("/v1/executions").get(executions::list))
-        .service(
-            web::resource("/v1/executions/{id}")
-                .get(executions::show)
-                .delete(executions::delete),
-        )
-        .service(web::resource("/v1/executions/{id}/log").get(executions::log))
-        .service(web::resource("/v1/usage").get(executions::usage))
-        .service(
-            web::resource("/v1/quotas/{project_id}")
-                .get(quotas::show)
-                .put(quotas::update)
-                .delete(quotas::reset),
-        )
-        .service(web::resource("/v1/agents").get(agents::list))
-        .service(web::resource("/internal/v1/code/{sha256}").get(internal::code));
+/// Declares the route table once: `ROUTES` (what the app serves, for the OpenAPI drift test)
+/// and `routes` (the actix configuration built from the very same entries).
+macro_rules! route_table {
+    ($($path:literal => { $($method:ident: $handler:path),+ $(,)? }),+ $(,)?) => {
+        /// Every route the application serves: a path pattern and its methods (upper case).
+        pub const ROUTES: &[Route] = &[
+            $(Route { path: $path, methods: &[$(method_name!($method)),+] }),+
+        ];
+
+        pub fn routes(cfg: &mut web::ServiceConfig) {
+            $(cfg.service(web::resource($path)$(.$method($handler))+);)+
+        }
+    };
+}
+
+macro_rules! method_name {
+    (get) => {
+        "GET"
+    };
+    (post) => {
+        "POST"
+    };
+    (put) => {
+        "PUT"
+    };
+    (patch) => {
+        "PATCH"
+    };
+    (delete) => {
+        "DELETE"
+    };
+}
+
+/// One served path pattern (actix syntax, `{name}` segments) and the methods it answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    pub path: &'static str,
+    pub methods: &'static [&'static str],
+}
+
+route_table! {
+    "/" => { get: discovery::versions },
+    "/v1" => { get: discovery::v1 },
+    "/v1/" => { get: discovery::v1 },
+    "/healthcheck" => { get: discovery::healthcheck },
+    "/v1/runtimes" => { get: runtimes::list, post: runtimes::create },
+    "/v1/runtimes/{id}" => {
+        get: runtimes::show,
+        patch: runtimes::update,
+        delete: runtimes::delete,
+    },
+    "/v1/functions" => { get: functions::list, post: functions::create },
+    "/v1/functions/{function}" => {
+        get: functions::show,
+        patch: functions::update,
+        delete: functions::delete,
+    },
+    "/v1/functions/{function}/code" => { get: functions::download, put: functions::upload },
+    "/v1/functions/{function}/invoke" => { post: invoke::invoke },
+    "/v1/functions/{function}/versions" => { get: versions::list, post: versions::publish },
+    "/v1/functions/{function}/versions/{version}" => {
+        get: versions::show,
+        delete: versions::delete,
+    },
+    "/v1/functions/{function}/aliases" => { get: aliases::list, post: aliases::create },
+    "/v1/functions/{function}/aliases/{alias}" => {
+        get: aliases::show,
+        patch: aliases::update,
+        delete: aliases::delete,
+    },
+    "/v1/executions" => { get: executions::list },
+    "/v1/executions/{id}" => { get: executions::show, delete: executions::delete },
+    "/v1/executions/{id}/log" => { get: executions::log },
+    "/v1/usage" => { get: executions::usage },
+    "/v1/quotas/{project_id}" => {
+        get: quotas::show,
+        put: quotas::update,
+        delete: quotas::reset,
+    },
+    "/v1/agents" => { get: agents::list },
+    "/internal/v1/code/{sha256}" => { get: internal::code },
 }
