@@ -35,6 +35,7 @@ fn spec() -> FunctionSpec {
             .collect(),
         code_sha256: Some("ab".repeat(32)),
         network: false,
+        revision: 0,
     }
 }
 

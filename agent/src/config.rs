@@ -70,6 +70,8 @@ pub struct Settings {
     pub replay_cache_entries: usize,
     pub tls: InternalTlsSection,
     pub scheduler_urls: Vec<String>,
+    /// Prefixes of the images this node runs as a function's own image.
+    pub allowed_image_prefixes: Vec<String>,
 }
 
 impl Settings {
@@ -145,6 +147,7 @@ impl Settings {
             unpack_uid: agent.unpack_uid,
             unpack_gid: agent.unpack_gid,
             max_running: agent.max_running,
+            allowed_image_prefixes: agent.allowed_image_prefixes,
             state_path: PathBuf::from(default.state_path),
             ticket_verify_key_file: auth.ticket_verify_key_file,
             ticket_ttl: auth.ticket_ttl,

@@ -262,10 +262,8 @@ impl Container {
                     if !channel.is_closed() {
                         log::warn!("lost track of container {id}: {e}");
                     }
-                    channel.container_exited(crate::engine::ExitInfo {
-                        exit_code: -1,
-                        oom_killed: false,
-                    });
+                    // Not the function's doing: its engine failed (e.g. dockerd stopped).
+                    channel.engine_lost(e.to_string());
                 }
             }
         });
@@ -346,6 +344,7 @@ mod tests {
             ]),
             code_sha256: Some("ab".repeat(32)),
             network: false,
+            revision: 0,
         }
     }
 

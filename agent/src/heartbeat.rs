@@ -1,14 +1,19 @@
 //! Periodic reports to the schedulers (`POST {url}/v1/agents/heartbeat`), each signed with the
-//! agent's own key for its exact body (a heartbeat token).
+//! agent's own key for its exact body (a heartbeat token); their replies carry the warm
+//! containers to retire (`Agent::apply_retirements`).
 //! An unreachable scheduler is a warning and a growing pause before the next try, never a crash.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use fresco_common::wire::HeartbeatReply;
 
 use crate::engine::ContainerEngine;
 use crate::service::Agent;
 
-const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// Longest pause before trying a failed scheduler again: a restarted scheduler must hear
+/// from the agents soon, as it may have to take over.
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
 const TOKEN_TTL_S: i64 = 60;
 
 /// One scheduler and how often it failed in a row.
@@ -16,6 +21,8 @@ struct Target {
     url: String,
     failures: u32,
     next_try: Instant,
+    /// A heartbeat to it is under way.
+    busy: bool,
 }
 
 impl Target {
@@ -44,16 +51,20 @@ pub async fn run<E: ContainerEngine>(agent: Arc<Agent<E>>, advertise_url: String
             return;
         }
     };
-    let mut targets: Vec<Target> = settings
+    let targets: Vec<Arc<Mutex<Target>>> = settings
         .scheduler_urls
         .iter()
-        .map(|url| Target {
-            url: format!("{}/v1/agents/heartbeat", url.trim_end_matches('/')),
-            failures: 0,
-            next_try: Instant::now(),
+        .map(|url| {
+            Arc::new(Mutex::new(Target {
+                url: format!("{}/v1/agents/heartbeat", url.trim_end_matches('/')),
+                failures: 0,
+                next_try: Instant::now(),
+                busy: false,
+            }))
         })
         .collect();
-    let mut ticker = tokio::time::interval(settings.heartbeat_interval);
+    let interval = settings.heartbeat_interval;
+    let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
@@ -72,42 +83,67 @@ pub async fn run<E: ContainerEngine>(agent: Arc<Agent<E>>, advertise_url: String
                 continue;
             }
         };
-        for target in targets.iter_mut().filter(|t| t.next_try <= Instant::now()) {
-            let sent = client
-                .post(&target.url)
+        // One send per scheduler, each on its own: a scheduler that accepts the connection
+        // and never answers (paused, hung host) must not delay the heartbeats of the others.
+        for target in &targets {
+            let url = {
+                let mut t = lock(target);
+                if t.busy || t.next_try > Instant::now() {
+                    continue;
+                }
+                t.busy = true;
+                t.url.clone()
+            };
+            // The token signs these exact bytes: they go out as they are, never re-encoded.
+            let request = client
+                .post(&url)
                 .bearer_auth(&token)
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(body.clone())
-                .send()
-                .await
-                .map_err(|e| e.to_string())
-                .and_then(|r| {
-                    if r.status().is_success() {
-                        Ok(())
-                    } else {
-                        Err(format!("answered {}", r.status()))
-                    }
-                });
-            match sent {
-                Ok(()) => {
-                    if target.failures > 0 {
-                        log::info!("scheduler {} reachable again", target.url);
-                    }
-                    target.failures = 0;
+                .body(body.clone());
+            let target = Arc::clone(target);
+            let agent = Arc::clone(&agent);
+            tokio::spawn(async move {
+                let sent = match request.send().await {
+                    // The reply names the warm containers to retire (204: nothing to say yet).
+                    Ok(r) if r.status() == reqwest::StatusCode::OK => r
+                        .json::<HeartbeatReply>()
+                        .await
+                        .map(Some)
+                        .map_err(|e| format!("invalid reply: {e}")),
+                    Ok(r) if r.status().is_success() => Ok(None),
+                    Ok(r) => Err(format!("answered {}", r.status())),
+                    Err(e) => Err(e.to_string()),
+                };
+                if let Ok(Some(reply)) = &sent {
+                    agent.apply_retirements(reply);
                 }
-                Err(e) => {
-                    let pause = target.backoff(settings.heartbeat_interval);
-                    log::warn!(
-                        "heartbeat to {} failed: {e} (next try in {} s)",
-                        target.url,
-                        pause.as_secs()
-                    );
-                    target.failures = target.failures.saturating_add(1);
-                    target.next_try = Instant::now() + pause;
+                let mut target = lock(&target);
+                target.busy = false;
+                match sent {
+                    Ok(_) => {
+                        if target.failures > 0 {
+                            log::info!("scheduler {} reachable again", target.url);
+                        }
+                        target.failures = 0;
+                    }
+                    Err(e) => {
+                        let pause = target.backoff(interval);
+                        log::warn!(
+                            "heartbeat to {} failed: {e} (next try in {} s)",
+                            target.url,
+                            pause.as_secs()
+                        );
+                        target.failures = target.failures.saturating_add(1);
+                        target.next_try = Instant::now() + pause;
+                    }
                 }
-            }
+            });
         }
     }
+}
+
+fn lock(target: &Mutex<Target>) -> std::sync::MutexGuard<'_, Target> {
+    target.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Removes idle containers past `[agent] idle_timeout`, checking every second.
@@ -132,6 +168,7 @@ mod tests {
             url: String::new(),
             failures: 0,
             next_try: Instant::now(),
+            busy: false,
         };
         let interval = Duration::from_secs(2);
         assert_eq!(target.backoff(interval), Duration::from_secs(2));

@@ -12,7 +12,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
 use fresco_common::ticket::TicketError;
-use fresco_common::wire::RunRequest;
+use fresco_common::wire::{RunRequest, NOT_RUN_HEADER};
 
 use crate::engine::ContainerEngine;
 use crate::runtime_api::MAX_RESPONSE_BYTES;
@@ -91,9 +91,24 @@ pub fn run_error(error: &RunError) -> HttpResponse {
         RunError::Ticket(TicketError::Replayed) => StatusCode::CONFLICT,
         RunError::Ticket(_) => StatusCode::UNAUTHORIZED,
         RunError::Spec(_) => StatusCode::BAD_REQUEST,
-        RunError::NoCapacity(_) | RunError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+        RunError::NoCapacity(_) | RunError::ShuttingDown | RunError::EngineUnavailable(_) => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
     };
-    error_response(status, &error.to_string())
+    let mut response = error_response(status, &error.to_string());
+    let not_run = match error {
+        RunError::EngineUnavailable(_) => Some("engine-unavailable"),
+        RunError::NoCapacity(_) => Some("no-capacity"),
+        RunError::ShuttingDown => Some("shutting-down"),
+        RunError::Ticket(_) | RunError::Spec(_) => None,
+    };
+    if let Some(reason) = not_run {
+        response.headers_mut().insert(
+            actix_web::http::header::HeaderName::from_static(NOT_RUN_HEADER),
+            actix_web::http::header::HeaderValue::from_static(reason),
+        );
+    }
+    response
 }
 
 async fn healthcheck() -> HttpResponse {
@@ -158,6 +173,28 @@ mod tests {
                 "invalid ticket",
             ),
         ]
+    }
+
+    #[actix_web::test]
+    async fn refusals_before_anything_ran_say_so() {
+        for (error, reason) in [
+            (
+                RunError::EngineUnavailable("connection refused".into()),
+                "engine-unavailable",
+            ),
+            (RunError::NoCapacity("full".into()), "no-capacity"),
+            (RunError::ShuttingDown, "shutting-down"),
+        ] {
+            let response = run_error(&error);
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(
+                response.headers().get(NOT_RUN_HEADER).map(|v| v.as_bytes()),
+                Some(reason.as_bytes())
+            );
+        }
+        let refused = run_error(&RunError::Spec("bad".into()));
+        assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+        assert!(!refused.headers().contains_key(NOT_RUN_HEADER));
     }
 
     #[actix_web::test]

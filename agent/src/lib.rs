@@ -8,7 +8,9 @@
 //! - `runtime_api` serves the AWS Lambda Runtime API to one container over its unix socket.
 //! - `pool` is the warm-pool and capacity bookkeeping (plain data, no I/O).
 //! - `code` fetches, verifies and unpacks code packages, once per node.
-//! - `heartbeat` reports capacity and warm pools to the schedulers, signed with the agent's key.
+//! - `heartbeat` reports capacity and warm pools to the schedulers, signed with the agent's key,
+//!   and applies the retirements their replies carry (`retire`: which containers must never
+//!   serve again).
 //! - `tickets` admits execution tickets: for this agent, for their payload, once.
 
 pub mod code;
@@ -19,6 +21,7 @@ pub mod heartbeat;
 pub mod http;
 pub mod logs;
 pub mod pool;
+pub mod retire;
 pub mod runtime_api;
 pub mod service;
 pub mod tickets;

@@ -1,59 +1,42 @@
-//! fresco-agent: `fresco-agent [--config-file PATH]` (default /etc/fresco/fresco.conf).
+//! fresco-agent: runs functions in hardened Docker containers on one compute node.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 
 use actix_web::{web, App, HttpServer};
 use anyhow::{bail, Context};
+use clap::Parser;
 use fresco_agent::config::Settings;
 use fresco_agent::engine::DockerEngine;
 use fresco_agent::http::AppState;
 use fresco_agent::service::Agent;
 use fresco_agent::{heartbeat, http};
-use fresco_common::conf::{DefaultSection, RawConfig, DEFAULT_CONFIG_FILE};
+use fresco_common::cli::{self, ConfigArgs};
+use fresco_common::conf::DefaultSection;
 use fresco_common::ticket::{AgentSigner, TicketVerifier};
 use fresco_common::tls::InternalTls;
 
-fn parse_args() -> anyhow::Result<PathBuf> {
-    let mut config = PathBuf::from(DEFAULT_CONFIG_FILE);
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--config-file" => config = args.next().context("--config-file needs a path")?.into(),
-            "-h" | "--help" => {
-                println!("usage: fresco-agent [--config-file PATH]");
-                std::process::exit(0);
-            }
-            other => match other.strip_prefix("--config-file=") {
-                Some(path) => config = path.into(),
-                None => bail!("unknown argument {other:?}"),
-            },
-        }
-    }
-    Ok(config)
+/// Fresco's compute agent: runs functions in hardened Docker containers on this node.
+#[derive(Parser)]
+#[command(name = "fresco-agent", version)]
+struct Cli {
+    #[command(flatten)]
+    config: ConfigArgs,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
+    // The agent's own unprivileged unpacking helper (an internal re-exec with arguments of its
+    // own): done and exited before the command line is parsed.
     fresco_agent::code::run_unpack_helper_if_asked();
-    let config_file = parse_args()?;
-    let raw = RawConfig::load(&config_file)?;
-    let debug = raw.section::<DefaultSection>()?.debug;
-    env_logger::Builder::new()
-        .filter_level(if debug {
-            log::LevelFilter::Debug
-        } else {
-            log::LevelFilter::Info
-        })
-        .parse_default_env()
-        .init();
-    for (section, option) in raw.unknown_options() {
-        log::warn!(
-            "unknown option [{section}] {option} in {}",
-            config_file.display()
-        );
-    }
-    let mut settings = Settings::from_raw(&raw)?;
+    cli::run(run)
+}
+
+fn run(args: Cli) -> anyhow::Result<()> {
+    let loaded = args.config.load()?;
+    let raw = &loaded.raw;
+    loaded.init_logging(raw.section::<DefaultSection>()?.debug);
+    let mut settings = Settings::from_raw(raw)?;
     let verifier = TicketVerifier::from_file(&settings.ticket_verify_key_file)?;
     // The agent's own credential: without it no scheduler accepts a heartbeat.
     AgentSigner::from_file(&settings.agent_key_file, &settings.agent_id)

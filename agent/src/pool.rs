@@ -166,6 +166,30 @@ impl<T> Pools<T> {
         expired
     }
 
+    /// Removes the idle containers of the pools whose key `retired` says; the caller destroys
+    /// them. (Busy ones are the caller's to check when they come back.)
+    pub fn take_idle_where(&mut self, retired: impl Fn(&str) -> bool) -> Vec<T> {
+        let keys: Vec<String> = self
+            .pools
+            .iter()
+            .filter(|(key, pool)| !pool.idle.is_empty() && retired(key))
+            .map(|(key, _)| key.clone())
+            .collect();
+        let mut taken = Vec::new();
+        for key in keys {
+            let Some(pool) = self.pools.get_mut(&key) else {
+                continue;
+            };
+            let idle = std::mem::take(&mut pool.idle);
+            self.reserved_mb = self
+                .reserved_mb
+                .saturating_sub(pool.memory_mb * idle.len() as u64);
+            taken.extend(idle.into_iter().map(|i| i.item));
+            self.forget_if_empty(&key);
+        }
+        taken
+    }
+
     /// Every idle container (at shutdown).
     pub fn drain_idle(&mut self) -> Vec<T> {
         self.expire(Instant::now() + Duration::from_secs(1), Duration::ZERO)
@@ -262,6 +286,26 @@ mod tests {
             ],
         );
         assert_eq!(pools.reserved_mb(), 128);
+    }
+
+    #[test]
+    fn retired_pools_give_up_their_idle_containers_only() {
+        let mut pools = check(
+            1024,
+            &[
+                ("acquire", "a", 100, Acquired::Cold { evicted: vec![] }),
+                ("acquire", "a", 100, Acquired::Cold { evicted: vec![] }),
+                ("acquire", "b", 100, Acquired::Cold { evicted: vec![] }),
+                ("release", "a", 1, Acquired::Full { free_mb: 0 }),
+                ("release", "b", 2, Acquired::Full { free_mb: 0 }),
+            ],
+        );
+        assert_eq!(pools.take_idle_where(|key| key == "a"), vec![1]);
+        assert_eq!(pools.reserved_mb(), 200, "a's busy one and b's idle one");
+        assert_eq!(pools.running(), 1);
+        assert!(pools.take_idle_where(|key| key == "a").is_empty());
+        assert_eq!(pools.take_idle_where(|_| true), vec![2]);
+        assert_eq!(pools.reserved_mb(), 100);
     }
 
     #[test]

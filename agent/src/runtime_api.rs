@@ -63,6 +63,8 @@ pub enum Outcome {
     ResponseTooLarge,
     /// The container stopped.
     Exited(ExitInfo),
+    /// The agent lost track of the container: its engine stopped answering.
+    EngineLost(String),
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -157,6 +159,12 @@ impl RuntimeChannel {
     /// The container stopped: the pending invocation (if any) ends with `Exited`.
     pub fn container_exited(&self, exit: ExitInfo) {
         self.terminate(Outcome::Exited(exit));
+    }
+
+    /// The engine stopped answering about the container: the pending invocation (if any) ends
+    /// with `EngineLost`, a platform failure.
+    pub fn engine_lost(&self, reason: String) {
+        self.terminate(Outcome::EngineLost(reason));
     }
 
     /// Marks the container unusable and ends the pending invocation with `outcome`.

@@ -10,14 +10,17 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use fresco_common::ticket::{AgentSigner, TicketError, TicketVerifier};
 use fresco_common::tls::{InternalTls, TlsError};
-use fresco_common::wire::{FunctionError, FunctionSpec, Heartbeat, RunResult, RunStatus};
+use fresco_common::wire::{
+    FunctionError, FunctionSpec, Heartbeat, HeartbeatReply, RetiredKey, RunResult, RunStatus,
+};
 use uuid::Uuid;
 
 use crate::code::{CodeCache, CodeError, CodeOptions};
 use crate::config::Settings;
-use crate::container::{function_arn, Container, LABEL_AGENT};
+use crate::container::{function_arn, Container, ContainerError, LABEL_AGENT};
 use crate::engine::{ContainerEngine, EngineError};
 use crate::pool::{Acquired, Pools};
+use crate::retire::Retired;
 use crate::runtime_api::{DispatchError, Invocation, Outcome};
 use crate::tickets::{AdmitError, TicketGate};
 
@@ -32,6 +35,9 @@ pub enum RunError {
     NoCapacity(String),
     #[error("agent is shutting down")]
     ShuttingDown,
+    /// The container engine cannot be reached; nothing ran.
+    #[error("{0}")]
+    EngineUnavailable(String),
 }
 
 impl From<AdmitError> for RunError {
@@ -79,11 +85,16 @@ pub struct Agent<E: ContainerEngine> {
     running: AtomicU32,
     images: Mutex<Vec<String>>,
     shutting_down: AtomicBool,
+    /// The engine failed to answer last time it was asked; cleared when it answers again.
+    engine_down: AtomicBool,
+    /// Function versions whose containers must not serve again.
+    retired: Mutex<Retired>,
     pub metrics: Metrics,
 }
 
-/// Pool key: the public warm key plus everything that must match for a container to be reused
-/// (version 0 is mutable, so code and settings are part of the key).
+/// Pool key: the public warm key, the revision (see `retire::pool_identity`) and everything
+/// that must match for a container to be reused (version 0 is mutable, so code and settings
+/// are part of the key).
 pub fn pool_key(spec: &FunctionSpec) -> String {
     let mut hasher = DefaultHasher::new();
     (
@@ -98,7 +109,12 @@ pub fn pool_key(spec: &FunctionSpec) -> String {
         &spec.function_name,
     )
         .hash(&mut hasher);
-    format!("{}#{:016x}", spec.warm_key(), hasher.finish())
+    format!(
+        "{}@{}#{:016x}",
+        spec.warm_key(),
+        spec.revision,
+        hasher.finish()
+    )
 }
 
 /// Checks what the engine and the file system will be given.
@@ -152,6 +168,15 @@ enum Ending {
     Outcome(Outcome),
     Timeout,
     Lost,
+    /// The container could not take the invocation: none of it ran.
+    NotRun(&'static str),
+}
+
+/// Why a container could not be started for an execution (none of the function ran).
+enum StartFailure {
+    /// The engine cannot be reached: the agent refuses work until it can.
+    EngineDown(String),
+    Failed(FunctionError),
 }
 
 impl<E: ContainerEngine> Agent<E> {
@@ -189,6 +214,8 @@ impl<E: ContainerEngine> Agent<E> {
             running: AtomicU32::new(0),
             images: Mutex::new(Vec::new()),
             shutting_down: AtomicBool::new(false),
+            engine_down: AtomicBool::new(false),
+            retired: Mutex::new(Retired::default()),
             metrics: Metrics::default(),
         })
     }
@@ -250,6 +277,17 @@ impl<E: ContainerEngine> Agent<E> {
         let ticket_id = claims.jti;
         let spec = claims.spec;
         validate_spec(&spec)?;
+        // Defence in depth: the control plane allows a function's own image only within its
+        // allowlist; this node runs one only within its own.
+        if spec.runtime_kind == "image"
+            && !fresco_common::images::allowed(&spec.image, &self.settings.allowed_image_prefixes)
+        {
+            return Err(RunError::Spec(format!(
+                "image {} is not allowed on this node",
+                spec.image
+            )));
+        }
+        self.check_engine().await?;
         let memory_mb = u64::try_from(spec.memory_mb).unwrap_or(0);
         let running = self.running.fetch_add(1, Ordering::SeqCst);
         let _running = RunningGuard(&self.running);
@@ -260,7 +298,19 @@ impl<E: ContainerEngine> Agent<E> {
         }
         self.metrics.runs.fetch_add(1, Ordering::Relaxed);
         let key = pool_key(&spec);
-        let acquired = self.pools().acquire(&key, &spec.warm_key(), memory_mb);
+        let acquired = loop {
+            let acquired = self.pools().acquire(&key, &spec.warm_key(), memory_mb);
+            match acquired {
+                Acquired::Warm(container) if !container.channel.is_usable() => {
+                    // It stopped while idle (its engine restarted, or a process the function
+                    // left behind killed it): none of this execution ran there, so it gets a
+                    // fresh container rather than the dead one's exit status.
+                    self.pools().retire(&key);
+                    self.destroy_later(container);
+                }
+                other => break other,
+            }
+        };
         let started = Instant::now();
         let (container, init_ms) = match acquired {
             Acquired::Warm(container) => (container, None),
@@ -278,7 +328,15 @@ impl<E: ContainerEngine> Agent<E> {
                         self.metrics.cold_starts.fetch_add(1, Ordering::Relaxed);
                         (container, Some(ms(started.elapsed())))
                     }
-                    Err(error) => {
+                    Err(StartFailure::EngineDown(reason)) => {
+                        self.pools().retire(&key);
+                        self.engine_down.store(true, Ordering::SeqCst);
+                        log::warn!("container engine unavailable: {reason}");
+                        return Err(RunError::EngineUnavailable(format!(
+                            "container engine unavailable: {reason}"
+                        )));
+                    }
+                    Err(StartFailure::Failed(error)) => {
                         self.pools().retire(&key);
                         return Ok(RunResult {
                             execution_id: claims.sub,
@@ -290,6 +348,7 @@ impl<E: ContainerEngine> Agent<E> {
                             max_memory_mb: None,
                             cold: true,
                             logs: String::new(),
+                            retry_safe: true,
                         });
                     }
                 }
@@ -301,24 +360,53 @@ impl<E: ContainerEngine> Agent<E> {
             .await)
     }
 
+    /// Refuses work while the engine is known to be down, unless it answers again.
+    async fn check_engine(&self) -> Result<(), RunError> {
+        if !self.engine_down.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        match self.engine.ping().await {
+            Ok(()) => {
+                log::info!("container engine answers again");
+                self.engine_down.store(false, Ordering::SeqCst);
+                Ok(())
+            }
+            Err(e) => Err(RunError::EngineUnavailable(e.to_string())),
+        }
+    }
+
+    /// Whether the engine is known to be unreachable (reported in heartbeats).
+    pub fn engine_down(&self) -> bool {
+        self.engine_down.load(Ordering::SeqCst)
+    }
+
     async fn start_container(
         &self,
         spec: &FunctionSpec,
         ticket: &str,
         ticket_id: Uuid,
-    ) -> Result<Arc<Container>, FunctionError> {
+    ) -> Result<Arc<Container>, StartFailure> {
         let code = match &spec.code_sha256 {
             Some(sha) => Some(
                 self.code
                     .get(&spec.project_id, sha, ticket, ticket_id)
                     .await
-                    .map_err(|e| platform_error("CodeUnavailable", e.to_string()))?,
+                    .map_err(|e| {
+                        StartFailure::Failed(platform_error("CodeUnavailable", e.to_string()))
+                    })?,
             ),
             None => None,
         };
         Container::start(&self.engine, &self.settings, spec, code)
             .await
-            .map_err(|e| platform_error("ContainerStartFailed", e.to_string()))
+            .map_err(|e| match e {
+                ContainerError::Engine(EngineError::Unavailable(reason)) => {
+                    StartFailure::EngineDown(reason)
+                }
+                other => {
+                    StartFailure::Failed(platform_error("ContainerStartFailed", other.to_string()))
+                }
+            })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -379,8 +467,20 @@ impl<E: ContainerEngine> Agent<E> {
                     },
                 }
             }
-            Err(DispatchError::Dead(outcome)) => Ending::Outcome(outcome),
-            Err(DispatchError::Busy) => Ending::Lost,
+            Err(DispatchError::Dead(_)) => Ending::NotRun("the container had stopped"),
+            Err(DispatchError::Busy) => Ending::NotRun("the container was busy"),
+        };
+        // A container that stopped while its engine is unreachable was most likely stopped by
+        // the engine (dockerd shutting down kills its containers): a platform failure.
+        let ending = match ending {
+            Ending::Outcome(Outcome::Exited(exit)) => match self.engine.ping().await {
+                Ok(()) => Ending::Outcome(Outcome::Exited(exit)),
+                Err(e) => Ending::Outcome(Outcome::EngineLost(format!(
+                    "the container stopped (status {}) and its engine does not answer: {e}",
+                    exit.exit_code
+                ))),
+            },
+            other => other,
         };
         let duration_ms = ms(started.elapsed());
         let sync_started = Instant::now();
@@ -400,6 +500,7 @@ impl<E: ContainerEngine> Agent<E> {
             max_memory_mb,
             cold,
             logs: String::new(),
+            retry_safe: false,
         };
         let reusable = match ending {
             Ending::Outcome(Outcome::Response(body)) => {
@@ -468,16 +569,35 @@ impl<E: ContainerEngine> Agent<E> {
                 ));
                 false
             }
+            Ending::Outcome(Outcome::EngineLost(reason)) => {
+                self.engine_down.store(true, Ordering::SeqCst);
+                log::warn!("execution {execution_id}: container engine lost: {reason}");
+                result.status = RunStatus::Error;
+                result.error = Some(platform_error("EngineUnavailable", reason));
+                false
+            }
+            Ending::NotRun(reason) => {
+                result.status = RunStatus::Error;
+                result.error = Some(platform_error("ContainerLost", reason.to_owned()));
+                result.retry_safe = true;
+                false
+            }
         };
         result.logs = container.logs.take();
         log::debug!(
             "execution {execution_id}: {} in {duration_ms:.3} ms, output sync {sync_ms:.3} ms, cold {cold}",
             result.status.as_str()
         );
-        if reusable && container.channel.is_usable() && !self.shutting_down.load(Ordering::SeqCst) {
-            self.pools().release(key, container, Instant::now());
+        let unused = if reusable
+            && container.channel.is_usable()
+            && !self.shutting_down.load(Ordering::SeqCst)
+        {
+            self.release_unless_retired(spec, key, container)
         } else {
-            // Killed before answering: gone before the caller hears about it.
+            Some(container)
+        };
+        if let Some(container) = unused {
+            // Killed (or retired) before answering: gone before the caller hears about it.
             container.destroy(&self.engine).await;
             self.pools().retire(key);
         }
@@ -520,10 +640,81 @@ impl<E: ContainerEngine> Agent<E> {
         count
     }
 
-    /// Refreshes the list of images present on the node.
+    fn retired(&self) -> std::sync::MutexGuard<'_, Retired> {
+        self.retired.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Puts a container back in its pool unless its function version was retired; returns it
+    /// when it must go. Checked under the pools lock (taken before the retirements lock, as
+    /// everywhere), so a retirement cannot slip between the check and the release.
+    fn release_unless_retired(
+        &self,
+        spec: &FunctionSpec,
+        key: &str,
+        container: Arc<Container>,
+    ) -> Option<Arc<Container>> {
+        let mut pools = self.pools();
+        if self.retired().covers(spec) {
+            return Some(container);
+        }
+        pools.release(key, container, Instant::now());
+        None
+    }
+
+    /// Retires function versions: their idle containers are destroyed now, busy ones when
+    /// their invocation ends, and none serves again. Returns how many idle containers went.
+    pub fn retire(&self, keys: &[RetiredKey]) -> usize {
+        if keys.is_empty() {
+            return 0;
+        }
+        let retired = {
+            let mut pools = self.pools();
+            let mut retired = self.retired();
+            retired.add(keys, Instant::now());
+            pools.take_idle_where(|pool| retired.covers_pool(pool))
+        };
+        let count = retired.len();
+        for container in retired {
+            self.destroy_later(container);
+        }
+        if count > 0 {
+            log::info!("retired {count} idle container(s)");
+        }
+        count
+    }
+
+    /// Applies a scheduler's heartbeat reply: a reset (retirements this agent missed were
+    /// purged) destroys every idle container; then the retirements; then the acknowledgement.
+    pub fn apply_retirements(&self, reply: &HeartbeatReply) {
+        if reply.reset {
+            let idle = self.pools().take_idle_where(|_| true);
+            log::warn!(
+                "retirements were missed: removing all {} idle container(s)",
+                idle.len()
+            );
+            for container in idle {
+                self.destroy_later(container);
+            }
+        }
+        self.retire(&reply.retire);
+        self.retired().acknowledge(reply.retired_seq);
+    }
+
+    /// Refreshes the list of images present on the node; also tells whether the engine
+    /// answers (reported in heartbeats).
     pub async fn refresh_images(&self) {
         match self.engine.images().await {
-            Ok(images) => *self.images.lock().unwrap_or_else(|e| e.into_inner()) = images,
+            Ok(images) => {
+                *self.images.lock().unwrap_or_else(|e| e.into_inner()) = images;
+                if self.engine_down.swap(false, Ordering::SeqCst) {
+                    log::info!("container engine answers again");
+                }
+            }
+            Err(e) if e.is_unavailable() => {
+                if !self.engine_down.swap(true, Ordering::SeqCst) {
+                    log::warn!("{e}: taking no work until it answers");
+                }
+            }
             Err(e) => log::warn!("cannot list images: {e}"),
         }
     }
@@ -546,6 +737,8 @@ impl<E: ContainerEngine> Agent<E> {
                 .unwrap_or_else(|e| e.into_inner())
                 .clone(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
+            engine_down: self.engine_down(),
+            retired_seq: self.retired().acked(),
         }
     }
 
@@ -610,7 +803,7 @@ mod tests {
             std::env::temp_dir().join(format!("fu-{}", &Uuid::new_v4().simple().to_string()[..10]));
         let raw = RawConfig::parse(
             &format!(
-                "[DEFAULT]\nstate_path = {}\n[agent]\nagent_id = unit\nmemory_mb = {memory_mb}\nidle_timeout = 0\nlog_sync_timeout_ms = 500\nmax_running = 4\n",
+                "[DEFAULT]\nstate_path = {}\n[agent]\nagent_id = unit\nmemory_mb = {memory_mb}\nidle_timeout = 0\nlog_sync_timeout_ms = 500\nmax_running = 4\nallowed_image_prefixes = fresco/, missing\n",
                 state.display()
             ),
             "test",
@@ -642,6 +835,7 @@ mod tests {
             environment: Default::default(),
             code_sha256: None,
             network: false,
+            revision: 0,
         }
     }
 
@@ -894,11 +1088,203 @@ mod tests {
         missing.image = "missing".into();
         let result = run(&h, &missing, "{}").await;
         assert_eq!(result.status, RunStatus::Error);
+        assert!(result.retry_safe, "nothing ran: another agent may run it");
         assert_eq!(
             result.error.expect("error").error_type,
             "Platform.ContainerStartFailed"
         );
         assert_eq!(h.agent.heartbeat("x").memory_mb_reserved, 0);
+    }
+
+    #[tokio::test]
+    async fn an_engine_that_is_down_refuses_work_until_it_answers() {
+        let h = harness(1024);
+        h.engine.set_down(true);
+        let echo = spec("echo");
+        let refused = h.agent.run(&ticket(&echo), Bytes::from_static(b"{}")).await;
+        assert!(
+            matches!(&refused, Err(RunError::EngineUnavailable(m)) if m.contains("unavailable")),
+            "{refused:?}"
+        );
+        let beat = h.agent.heartbeat("x");
+        assert!(beat.engine_down, "reported to the schedulers");
+        assert_eq!(beat.memory_mb_reserved, 0, "the reservation is released");
+        // Known down: refused without trying to create anything.
+        let creates = h.engine.count("create");
+        assert!(matches!(
+            h.agent.run(&ticket(&echo), Bytes::from_static(b"{}")).await,
+            Err(RunError::EngineUnavailable(_))
+        ));
+        assert_eq!(h.engine.count("create"), creates);
+        // The engine is back: the next run finds out and runs.
+        h.engine.set_down(false);
+        let result = run(&h, &echo, "1").await;
+        assert_eq!(result.status, RunStatus::Succeeded);
+        assert!(!h.agent.heartbeat("x").engine_down);
+        // The heartbeat's probe also clears it.
+        h.engine.set_down(true);
+        h.agent.refresh_images().await;
+        assert!(h.agent.heartbeat("x").engine_down);
+        h.engine.set_down(false);
+        h.agent.refresh_images().await;
+        assert!(!h.agent.heartbeat("x").engine_down);
+    }
+
+    #[tokio::test]
+    async fn losing_the_engine_mid_run_is_a_platform_error_not_the_functions() {
+        let h = harness(1024);
+        let mut sleep = spec("sleep");
+        sleep.timeout_s = 5;
+        let ticket = ticket(&sleep);
+        let running = h.agent.run(&ticket, Bytes::from_static(b"{}"));
+        let stop_engine = async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            h.engine.set_down(true);
+        };
+        let (result, ()) = tokio::join!(running, stop_engine);
+        let result = result.expect("run accepted");
+        assert_eq!(result.status, RunStatus::Error, "{result:?}");
+        assert!(!result.retry_safe, "the function was running");
+        let error = result.error.expect("error");
+        assert_eq!(error.error_type, "Platform.EngineUnavailable", "{error:?}");
+        assert!(h.agent.heartbeat("x").engine_down);
+    }
+
+    #[tokio::test]
+    async fn a_warm_container_that_died_while_idle_is_replaced() {
+        let h = harness(1024);
+        let echo = spec("echo");
+        assert!(run(&h, &echo, "1").await.cold);
+        // Killed behind the agent's back while idle (SIGKILL: exit 137, like an engine stop).
+        h.engine.remove("c0").await.expect("remove");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let result = run(&h, &echo, "2").await;
+        assert_eq!(
+            (result.status, result.response.as_deref()),
+            (RunStatus::Succeeded, Some("2")),
+            "{result:?}"
+        );
+        assert!(result.cold, "a fresh container");
+        assert_eq!(h.engine.count("create"), 2);
+        assert_eq!(h.agent.heartbeat("x").memory_mb_reserved, 128);
+    }
+
+    #[tokio::test]
+    async fn own_images_outside_the_nodes_allowlist_are_refused() {
+        let h = harness(1024);
+        for image in [
+            "operator/tools:1",
+            "frescoevil/x:1",
+            "docker.io/fresco/python3:dev",
+        ] {
+            let mut other = spec("echo");
+            other.image = image.into();
+            match h
+                .agent
+                .run(&ticket(&other), Bytes::from_static(b"{}"))
+                .await
+            {
+                Err(RunError::Spec(message)) => {
+                    assert!(message.contains("is not allowed on this node"), "{message}")
+                }
+                other => panic!("{image}: {other:?}"),
+            }
+        }
+        assert_eq!(h.engine.count("create"), 0, "nothing ran");
+        assert!(run(&h, &spec("echo"), "{}").await.status == RunStatus::Succeeded);
+    }
+
+    fn retired(seq: i64, spec: &FunctionSpec, below: Option<i64>) -> RetiredKey {
+        RetiredKey {
+            seq,
+            function_id: spec.function_id,
+            version: Some(spec.version),
+            below_revision: below,
+        }
+    }
+
+    #[tokio::test]
+    async fn retired_versions_never_serve_again() {
+        let h = harness(1024);
+        let echo = spec("echo");
+        run(&h, &echo, "1").await;
+        assert_eq!(h.engine.live(), 1);
+        assert_eq!(h.agent.retire(&[retired(1, &echo, None)]), 1);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(
+            h.engine.live(),
+            0,
+            "the idle container is destroyed at once"
+        );
+        assert_eq!(h.agent.heartbeat("x").memory_mb_reserved, 0);
+        // A stale ticket for the retired version runs once, in a container that then goes.
+        let stale = run(&h, &echo, "2").await;
+        assert!(stale.cold && stale.status == RunStatus::Succeeded);
+        assert_eq!(h.engine.live(), 0);
+        assert!(h.agent.heartbeat("x").warm.is_empty());
+
+        // Version 0 changed: containers of older revisions go, the new revision stays warm.
+        let mut latest = spec("echo");
+        latest.version = 0;
+        latest.revision = 3;
+        run(&h, &latest, "3").await;
+        let mut newer = latest.clone();
+        newer.revision = 7;
+        assert_eq!(h.agent.retire(&[retired(7, &latest, Some(7))]), 1);
+        assert!(run(&h, &newer, "4").await.cold);
+        assert!(
+            !run(&h, &newer, "5").await.cold,
+            "the new revision is reused"
+        );
+        assert!(
+            run(&h, &latest, "6").await.cold,
+            "a stale revision is never reused"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(h.engine.live(), 1);
+    }
+
+    #[tokio::test]
+    async fn busy_containers_of_a_retired_version_go_when_their_invocation_ends() {
+        let h = Arc::new(harness(1024));
+        let slow = spec("slow");
+        let running = {
+            let h = Arc::clone(&h);
+            let slow = slow.clone();
+            tokio::spawn(async move { run(&h, &slow, "\"x\"").await })
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(h.agent.retire(&[retired(1, &slow, None)]), 0, "none idle");
+        let result = running.await.expect("run");
+        assert_eq!(result.response.as_deref(), Some("\"x\""));
+        assert_eq!(h.engine.live(), 0, "gone before the caller hears");
+        assert_eq!(h.agent.heartbeat("x").memory_mb_reserved, 0);
+    }
+
+    #[tokio::test]
+    async fn heartbeat_replies_are_applied_and_acknowledged() {
+        let h = harness(1024);
+        let (a, b) = (spec("echo"), spec("log"));
+        run(&h, &a, "1").await;
+        run(&h, &b, "2").await;
+        assert_eq!(h.agent.heartbeat("x").retired_seq, None);
+        h.agent.apply_retirements(&HeartbeatReply {
+            retired_seq: 12,
+            retire: vec![retired(12, &a, None)],
+            reset: false,
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(h.engine.live(), 1);
+        assert_eq!(h.agent.heartbeat("x").retired_seq, Some(12));
+        // Missed retirements: every idle container goes.
+        h.agent.apply_retirements(&HeartbeatReply {
+            retired_seq: 40,
+            retire: Vec::new(),
+            reset: true,
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(h.engine.live(), 0);
+        assert_eq!(h.agent.heartbeat("x").retired_seq, Some(40));
     }
 
     #[tokio::test]

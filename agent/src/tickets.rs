@@ -161,6 +161,7 @@ mod tests {
             environment: Default::default(),
             code_sha256: None,
             network: false,
+            revision: 0,
         }
     }
 

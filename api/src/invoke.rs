@@ -36,8 +36,10 @@ pub enum InvokeError {
     NoCapacity(String),
     #[error("scheduler unavailable: {0}")]
     SchedulerUnavailable(String),
-    #[error("the compute agent failed: {0}")]
-    AgentFailed(String),
+    /// The platform failed to run the function (recorded as status `error`, `Platform.*`);
+    /// `message` is the platform's own text (agents, URLs, the engine's words).
+    #[error("the platform could not run the function: execution {execution_id}: {message}")]
+    AgentFailed { execution_id: Uuid, message: String },
 }
 
 impl From<SchedulerError> for InvokeError {
@@ -66,7 +68,9 @@ pub struct Outcome {
 pub type TargetKey = (Scope, String, Selector);
 
 /// Resolved targets kept for `[api] function_cache_ttl` seconds, so a hot function costs no
-/// database round trip per invocation. A changed function is seen after at most the TTL.
+/// database round trip per invocation. A change made through this replica drops the targets
+/// it affects at once; a change made through another replica (or straight in the database)
+/// is seen after at most the TTL.
 pub struct TargetCache {
     ttl: Duration,
     entries: Mutex<HashMap<TargetKey, (Instant, Arc<Target>)>>,
@@ -91,6 +95,20 @@ impl TargetCache {
             .get(key)
             .filter(|(at, _)| at.elapsed() < self.ttl)
             .map(|(_, target)| Arc::clone(target))
+    }
+
+    /// Drops every target of one function (it changed or went away).
+    pub fn forget_function(&self, function_id: Uuid) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.retain(|_, (_, target)| target.spec.function_id != function_id);
+        }
+    }
+
+    /// Drops every target (a runtime changed: any function may use it).
+    pub fn clear(&self) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.clear();
+        }
     }
 
     pub fn put(&self, key: TargetKey, target: Arc<Target>) {
@@ -206,9 +224,13 @@ impl Invoker {
         })
     }
 
-    /// Runs the target synchronously: one placement, one agent call (retried once on another
-    /// agent if the first cannot be reached), then the lease is released and the execution
-    /// recorded in the background.
+    /// Runs the target synchronously: one placement, one agent call, then the lease is
+    /// released and the execution recorded in the background. When the platform fails
+    /// before any of the function ran (the agent cannot be reached, answers 503, or reports
+    /// a retry-safe platform error such as a container that could not be created), it is
+    /// placed once more, on another agent where possible. A platform failure is never the
+    /// function's result: it is recorded as status `error` with a `Platform.*` error type and
+    /// answered as `InvokeError::AgentFailed` (503).
     pub async fn invoke_sync(
         &self,
         target: &Target,
@@ -226,10 +248,31 @@ impl Invoker {
         };
         let body = serde_json::to_vec(&RunRequest { payload })
             .map_err(|e| InvokeError::Domain(DomainError::Internal(e.to_string())))?;
+        let failure = |attempts: i32, agent_id: Option<&str>, error: PlatformFailure| {
+            self.fail(
+                target,
+                execution_id,
+                created_at,
+                input_size,
+                attempts,
+                agent_id,
+                error,
+            )
+        };
         let mut attempts = 0;
+        let mut earlier: Option<(String, PlatformFailure)> = None;
         let (placement, result) = loop {
             attempts += 1;
-            let placement = self.scheduler.place(&request).await?;
+            let last = attempts >= SYNC_ATTEMPTS;
+            let placement = match self.scheduler.place(&request).await {
+                Ok(placement) => placement,
+                // A retry that cannot be placed ends with the first attempt's failure.
+                Err(e) => match earlier.take() {
+                    Some((agent, error)) => return Err(failure(attempts - 1, Some(&agent), error)),
+                    None => return Err(e.into()),
+                },
+            };
+            let agent = placement.agent_id.as_str();
             let timeout =
                 Duration::from_secs(u64::try_from(target.spec.timeout_s).unwrap_or(900) + 30);
             let sent = self
@@ -241,70 +284,81 @@ impl Invoker {
                 .timeout(timeout)
                 .send()
                 .await;
-            match sent {
+            let release = |warm| {
+                self.scheduler
+                    .release_in_background(placement.lease_id, Release { warm })
+            };
+            let error = match sent {
                 Ok(response) if response.status().is_success() => {
                     match response.json::<RunResult>().await {
-                        Ok(result) => break (placement, result),
-                        Err(e) => {
-                            self.scheduler
-                                .release_in_background(placement.lease_id, Release { warm: false });
-                            return Err(self.fail(
-                                target,
-                                execution_id,
-                                created_at,
-                                input_size,
-                                attempts,
-                                Some(&placement.agent_id),
-                                format!("invalid answer from agent {}: {e}", placement.agent_id),
-                            ));
+                        Ok(result) if result.status != RunStatus::Error => {
+                            break (placement, result)
                         }
+                        Ok(result) => {
+                            release(false);
+                            let retry = result.retry_safe && !last;
+                            let error = PlatformFailure::from_result(result);
+                            if retry {
+                                log::warn!(
+                                    "execution {execution_id}: agent {agent} failed before the function ran ({}), placing again",
+                                    error.message
+                                );
+                                earlier = Some((agent.to_owned(), error));
+                                continue;
+                            }
+                            return Err(failure(attempts, Some(agent), error));
+                        }
+                        Err(e) => PlatformFailure::new(
+                            "AgentError",
+                            format!("invalid answer from agent {agent}: {e}"),
+                        ),
                     }
+                }
+                // 503: the agent took none of it (its engine is down, it is full or stopping).
+                Ok(response) if response.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE => {
+                    let text = response.text().await.unwrap_or_default();
+                    release(false);
+                    let error = PlatformFailure::new(
+                        "AgentUnavailable",
+                        format!("agent {agent} cannot run it now: {}", agent_message(&text)),
+                    );
+                    self.report_unreachable(agent).await;
+                    if !last {
+                        log::warn!("execution {execution_id}: {}, placing again", error.message);
+                        earlier = Some((agent.to_owned(), error));
+                        continue;
+                    }
+                    return Err(failure(attempts, Some(agent), error));
                 }
                 Ok(response) => {
                     let status = response.status();
                     let text = response.text().await.unwrap_or_default();
-                    self.scheduler
-                        .release_in_background(placement.lease_id, Release { warm: false });
-                    return Err(self.fail(
-                        target,
-                        execution_id,
-                        created_at,
-                        input_size,
-                        attempts,
-                        Some(&placement.agent_id),
-                        format!("agent {} answered {status}: {text}", placement.agent_id),
-                    ));
+                    PlatformFailure::new(
+                        "AgentError",
+                        format!("agent {agent} answered {status}: {}", agent_message(&text)),
+                    )
                 }
                 // The agent could not be reached: nothing ran, so another agent may try.
-                Err(e) if e.is_connect() && attempts < 2 => {
-                    log::warn!(
-                        "agent {} unreachable, placing again: {e}",
-                        placement.agent_id
-                    );
+                Err(e) if e.is_connect() => {
+                    release(false);
                     // Tell the scheduler first, or bin-packing picks the same dead agent again.
-                    if let Err(e) = self.scheduler.report_unreachable(&placement.agent_id).await {
-                        log::warn!(
-                            "cannot report agent {} unreachable: {e}",
-                            placement.agent_id
-                        );
+                    self.report_unreachable(agent).await;
+                    let error = PlatformFailure::new(
+                        "AgentUnavailable",
+                        format!("agent {agent} cannot be reached: {e}"),
+                    );
+                    if !last {
+                        log::warn!("execution {execution_id}: {}, placing again", error.message);
+                        earlier = Some((agent.to_owned(), error));
+                        continue;
                     }
-                    self.scheduler
-                        .release_in_background(placement.lease_id, Release { warm: false });
+                    return Err(failure(attempts, Some(agent), error));
                 }
-                Err(e) => {
-                    self.scheduler
-                        .release_in_background(placement.lease_id, Release { warm: false });
-                    return Err(self.fail(
-                        target,
-                        execution_id,
-                        created_at,
-                        input_size,
-                        attempts,
-                        Some(&placement.agent_id),
-                        format!("agent {} failed: {e}", placement.agent_id),
-                    ));
-                }
-            }
+                // Timed out, or the connection broke during the run: the function may have run.
+                Err(e) => PlatformFailure::new("AgentLost", format!("agent {agent} failed: {e}")),
+            };
+            release(false);
+            return Err(failure(attempts, Some(agent), error));
         };
         let warm = result.status == RunStatus::Succeeded || result.status == RunStatus::Failed;
         self.scheduler
@@ -343,7 +397,13 @@ impl Invoker {
         })
     }
 
-    /// Records a platform failure and returns the error to answer with.
+    async fn report_unreachable(&self, agent_id: &str) {
+        if let Err(e) = self.scheduler.report_unreachable(agent_id).await {
+            log::warn!("cannot report agent {agent_id} unreachable: {e}");
+        }
+    }
+
+    /// Records a platform failure (status `error`) and returns the error to answer with.
     #[allow(clippy::too_many_arguments)]
     fn fail(
         &self,
@@ -353,8 +413,9 @@ impl Invoker {
         input_size: i32,
         attempts: i32,
         agent_id: Option<&str>,
-        reason: String,
+        failure: PlatformFailure,
     ) -> InvokeError {
+        let message = failure.message.clone();
         self.recorder.record(Execution {
             id: execution_id,
             project_id: target.spec.project_id.clone(),
@@ -367,22 +428,81 @@ impl Invoker {
             input_size,
             spec: None,
             result: None,
-            error: Some(
-                serde_json::json!({"errorType": "Platform.AgentError", "errorMessage": reason}),
-            ),
-            duration_ms: None,
+            error: Some(serde_json::json!({
+                "errorType": failure.error_type,
+                "errorMessage": failure.message,
+            })),
+            duration_ms: failure.duration_ms,
             max_memory_mb: None,
             memory_mb: target.spec.memory_mb,
-            cold: None,
+            cold: failure.cold,
             agent_id: agent_id.map(str::to_owned),
             attempts,
-            logs: String::new(),
+            logs: failure.logs,
             created_at,
             started_at: Some(created_at),
             finished_at: Some(Utc::now()),
         });
-        InvokeError::AgentFailed(reason)
+        InvokeError::AgentFailed {
+            execution_id,
+            message,
+        }
     }
+}
+
+/// Placements a sync invocation gets when the platform fails before the function runs.
+const SYNC_ATTEMPTS: i32 = 2;
+
+/// A failure of the platform on the sync path, as it is recorded.
+struct PlatformFailure {
+    /// `Platform.*`.
+    error_type: String,
+    message: String,
+    duration_ms: Option<f64>,
+    cold: Option<bool>,
+    logs: String,
+}
+
+impl PlatformFailure {
+    fn new(kind: &str, message: String) -> Self {
+        Self {
+            error_type: format!("Platform.{kind}"),
+            message,
+            duration_ms: None,
+            cold: None,
+            logs: String::new(),
+        }
+    }
+
+    /// An agent's `error` result (its error type is already `Platform.*`).
+    fn from_result(result: RunResult) -> Self {
+        let (error_type, message) = match result.error {
+            Some(e) if e.error_type.starts_with("Platform.") => (e.error_type, e.error_message),
+            Some(e) => (
+                "Platform.Error".to_owned(),
+                format!("{}: {}", e.error_type, e.error_message),
+            ),
+            None => (
+                "Platform.Error".to_owned(),
+                "the agent reported a platform error".to_owned(),
+            ),
+        };
+        Self {
+            error_type,
+            message,
+            duration_ms: Some(result.duration_ms),
+            cold: Some(result.cold),
+            logs: result.logs,
+        }
+    }
+}
+
+/// The message of an agent's JSON error body, else the start of its text.
+fn agent_message(text: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(text)
+        .ok()
+        .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| text.chars().take(300).collect())
 }
 
 /// The queued execution an async invocation commits.

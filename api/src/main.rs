@@ -1,69 +1,52 @@
 //! fresco-api: serves Fresco's REST API.
 
-use std::path::PathBuf;
+use std::process::ExitCode;
 
 use actix_web::{web, HttpServer};
-use anyhow::{bail, Context};
+use anyhow::Context;
+use clap::Parser;
 use diesel::Connection;
 use fresco_api::service::{build_state, ApiConfig};
+use fresco_common::cli::{self, ConfigArgs};
 use fresco_common::conf::{self, RawConfig};
 use fresco_common::tls::InternalTls;
 
-const USAGE: &str = "usage: fresco-api [--config-file PATH] [--db-sync | --print-sample-config | --print-default-policy]
-
-  --config-file PATH      configuration file (default /etc/fresco/fresco.conf)
-  --db-sync               apply pending database migrations and exit
-  --print-sample-config   print the sample configuration generated from the code and exit
-  --print-default-policy  print the default policy rules and exit";
-
-enum Action {
-    Serve,
-    DbSync,
+/// Fresco's REST API: functions, versions, aliases, runtimes, quotas and executions.
+#[derive(Parser)]
+#[command(name = "fresco-api", version)]
+struct Cli {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Apply pending database migrations and exit
+    #[arg(long, group = "action")]
+    db_sync: bool,
+    /// Print the sample configuration generated from the code and exit
+    #[arg(long, group = "action")]
+    print_sample_config: bool,
+    /// Print the default policy rules and exit
+    #[arg(long, group = "action")]
+    print_default_policy: bool,
 }
 
-fn main() -> anyhow::Result<()> {
-    let mut config_file = PathBuf::from(conf::DEFAULT_CONFIG_FILE);
-    let mut action = Action::Serve;
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--config-file" => {
-                config_file = args.next().context("--config-file needs a path")?.into()
-            }
-            "--db-sync" => action = Action::DbSync,
-            "--print-sample-config" => {
-                print!("{}", conf::sample_config());
-                return Ok(());
-            }
-            "--print-default-policy" => {
-                print!("{}", fresco_auth::policy::default_policy_yaml());
-                return Ok(());
-            }
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                return Ok(());
-            }
-            other => bail!("unknown argument {other}\n{USAGE}"),
+fn main() -> ExitCode {
+    cli::run(|args: Cli| -> anyhow::Result<()> {
+        if args.print_sample_config {
+            print!("{}", conf::sample_config());
+            return Ok(());
         }
-    }
-    let raw = RawConfig::load(&config_file)?;
-    let config = ApiConfig::from_raw(&raw)?;
-    let level = if config.default.debug {
-        "debug"
-    } else {
-        "info"
-    };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).init();
-    for (section, option) in raw.unknown_options() {
-        log::warn!(
-            "unknown option [{section}] {option} in {}",
-            config_file.display()
-        );
-    }
-    match action {
-        Action::DbSync => db_sync(&config),
-        Action::Serve => serve(&raw, &config),
-    }
+        if args.print_default_policy {
+            print!("{}", fresco_auth::policy::default_policy_yaml());
+            return Ok(());
+        }
+        let loaded = args.config.load()?;
+        let config = ApiConfig::from_raw(&loaded.raw)?;
+        loaded.init_logging(config.default.debug);
+        if args.db_sync {
+            db_sync(&config)
+        } else {
+            serve(&loaded.raw, &config)
+        }
+    })
 }
 
 fn db_sync(config: &ApiConfig) -> anyhow::Result<()> {

@@ -206,10 +206,12 @@ fn ids(list: &Value, plural: &str) -> Vec<String> {
 enum Expect {
     /// 403, the message naming the row's rule.
     Deny,
+    /// 403 by a rule checked before the row's (the message names it).
+    DenyBy(&'static str),
     /// Policy passed; the call then answers exactly this.
     Is(u16),
 }
-use Expect::{Deny, Is};
+use Expect::{Deny, DenyBy, Is};
 
 #[derive(Clone, Copy)]
 enum Body {
@@ -295,6 +297,10 @@ const ROWS: &[Row] = &[
     // A system-scoped token has no project to create a function in.
     row("POST", "/v1/functions", Body::Json(r#"{"name": "fn-{persona}", "runtime": "{rt_public}"}"#),
         "function:create", [Deny, Is(201), Is(201), Is(201), Is(201), Is(403), Deny]),
+    // A function's own image: cloud admins only, within [api] allowed_image_prefixes (a
+    // project's own admin is not one; a system-scoped admin has no project to create it in).
+    row("POST", "/v1/functions", Body::Json(r#"{"name": "img-{persona}", "image": "registry.example/fn/tool:1"}"#),
+        "function:create:custom_image", [DenyBy("function:create"), Deny, Deny, Deny, Is(201), Is(403), DenyBy("function:create")]),
     row("GET", "/v1/functions/{fn}", Body::Empty, "function:show", [Is(200), Is(200), Is(200), Is(404), Is(404), Is(200), Is(200)]),
     row("PATCH", "/v1/functions/{fn}", Body::Json(r#"{"description": "patched by {persona}"}"#),
         "function:update", [Deny, Is(200), Is(200), Is(404), Is(404), Is(200), Deny]),
@@ -360,14 +366,18 @@ async fn check(
     let got = reply.status.as_u16();
     let what = format!("{} {} as {}", row.method, row.path, persona.slug());
     match expected {
-        Deny if got != 403 => Some(format!(
+        Deny | DenyBy(_) if got != 403 => Some(format!(
             "{what}: expected 403 ({}), got {got}: {}",
             row.rule,
             reply.text()
         )),
-        Deny => {
+        Deny | DenyBy(_) => {
+            let rule = match expected {
+                DenyBy(first) => first,
+                _ => row.rule,
+            };
             let message = reply.error_message();
-            let named = format!("policy does not allow {} to be performed", row.rule);
+            let named = format!("policy does not allow {rule} to be performed");
             (message != named).then(|| format!("{what}: 403 says {message:?}, not {named:?}"))
         }
         Is(status) if got != status => Some(format!(
@@ -458,7 +468,7 @@ fn the_policy_table_covers_every_route_and_every_rule() {
         );
         if r.rule == NO_RULE {
             assert!(
-                r.expect.iter().all(|e| *e != Deny),
+                r.expect.iter().all(|e| matches!(e, Is(_))),
                 "{} has no rule to deny",
                 r.path
             );

@@ -3,8 +3,11 @@
 
 #[cfg(feature = "archive")]
 pub mod archive;
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod conf;
 pub mod enrolment;
+pub mod images;
 #[cfg(feature = "scheduler-client")]
 pub mod scheduler_client;
 pub mod ticket;

@@ -11,8 +11,11 @@
 //! Several schedulers may be configured (`[scheduler] urls`): one is active, the others answer
 //! 503 with the header `x-fresco-scheduler-role: standby`. The client remembers which one
 //! answered last and fails over to the next one when the remembered one is unreachable or
-//! standing by. Connections are pooled and kept alive, and control-plane tokens are cached,
-//! so a placement costs one loopback round trip.
+//! standing by. A scheduler that did not answer (refused the connection, or accepted it and
+//! said nothing within the request timeout: a paused process, a hung host) is tried last for
+//! `SUSPECT_FOR`, so that calls reach the new active scheduler first once a standby took over
+//! instead of waiting out a timeout each. Connections are pooled and kept alive, and
+//! control-plane tokens are cached, so a placement costs one loopback round trip.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -33,6 +36,8 @@ pub const ROLE_HEADER: &str = "x-fresco-scheduler-role";
 const TOKEN_TTL_S: i64 = 300;
 /// Age after which a cached token is replaced.
 const TOKEN_REFRESH: Duration = Duration::from_secs(240);
+/// How long a scheduler that did not answer is tried after the others.
+const SUSPECT_FOR: Duration = Duration::from_secs(10);
 
 /// Why a call to the schedulers failed.
 #[derive(Debug, thiserror::Error)]
@@ -85,9 +90,11 @@ pub struct ClientOptions {
 
 impl Default for ClientOptions {
     fn default() -> Self {
+        // A placement takes about a millisecond: a scheduler silent for seconds is not
+        // going to answer (paused or hung), and the caller is waiting.
         Self {
             connect_timeout: Duration::from_millis(500),
-            request_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(2),
             tls: InternalTls::disabled(),
         }
     }
@@ -105,6 +112,8 @@ struct Inner {
     urls: Vec<String>,
     /// Index into `urls` of the scheduler that answered last.
     active: AtomicUsize,
+    /// Per URL: until when it is tried last (it did not answer).
+    suspect: Mutex<Vec<Option<Instant>>>,
     credentials: Credentials,
     token: Mutex<Option<(HeaderValue, Instant)>>,
 }
@@ -152,6 +161,7 @@ impl SchedulerClient {
         Ok(Self {
             inner: Arc::new(Inner {
                 http,
+                suspect: Mutex::new(vec![None; urls.len()]),
                 urls,
                 active: AtomicUsize::new(0),
                 credentials,
@@ -280,7 +290,8 @@ impl SchedulerClient {
                 .body(body.clone());
             async move {
                 match request.send().await {
-                    Ok(r) if r.status() == StatusCode::NO_CONTENT => Ok(()),
+                    // 200 carries retirements for real agents; this client only reports.
+                    Ok(r) if r.status().is_success() => Ok(()),
                     Ok(r) => Err(error_from(r).await),
                     Err(e) => Err(SchedulerError::Unavailable(format!(
                         "{url}: {}",
@@ -316,11 +327,9 @@ impl SchedulerClient {
     ) -> Result<reqwest::Response, SchedulerError> {
         let auth = self.authorization()?;
         let body = bytes::Bytes::from(body);
-        let n = self.inner.urls.len();
         let start = self.inner.active.load(Ordering::Relaxed);
         let mut reasons = Vec::new();
-        for step in 0..n {
-            let index = (start + step) % n;
+        for (step, index) in self.order(start).into_iter().enumerate() {
             let url = &self.inner.urls[index];
             let sent = self
                 .inner
@@ -332,12 +341,17 @@ impl SchedulerClient {
                 .send()
                 .await;
             match sent {
-                Err(e) => reasons.push(format!("{url}: {}", describe(e))),
+                Err(e) => {
+                    self.set_suspect(index, true);
+                    reasons.push(format!("{url}: {}", describe(e)));
+                }
                 Ok(response) if is_standby(&response) => {
+                    self.set_suspect(index, false);
                     reasons.push(format!("{url}: standby"));
                 }
                 Ok(response) => {
-                    if step != 0 {
+                    self.set_suspect(index, false);
+                    if step != 0 || index != start {
                         self.inner.active.store(index, Ordering::Relaxed);
                     }
                     return Ok(response);
@@ -345,6 +359,33 @@ impl SchedulerClient {
             }
         }
         Err(SchedulerError::Unavailable(reasons.join("; ")))
+    }
+
+    /// Every URL once, from `start` on, those that did not answer lately last.
+    fn order(&self, start: usize) -> Vec<usize> {
+        let n = self.inner.urls.len();
+        let now = Instant::now();
+        let suspect = self
+            .inner
+            .suspect
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let is_suspect = |i: usize| suspect.get(i).copied().flatten().is_some_and(|t| t > now);
+        let ring = (0..n).map(|step| (start + step) % n);
+        let (mut order, later): (Vec<usize>, Vec<usize>) = ring.partition(|&i| !is_suspect(i));
+        order.extend(later);
+        order
+    }
+
+    fn set_suspect(&self, index: usize, suspect: bool) {
+        let mut all = self
+            .inner
+            .suspect
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(slot) = all.get_mut(index) {
+            *slot = suspect.then(|| Instant::now() + SUSPECT_FOR);
+        }
     }
 
     /// The `Authorization` header, from the cache while the token is fresh.
@@ -524,6 +565,60 @@ mod tests {
         let key = AgentVerifier::from_pem(AGENT_PUBLIC.as_bytes()).expect("key");
         let token = agent().heartbeat_token(b"{}", 60).expect("sign");
         assert!(key.verify_heartbeat("agent-7", &token, b"{}").is_ok());
+    }
+
+    #[tokio::test]
+    async fn schedulers_that_did_not_answer_are_tried_last() {
+        let client = SchedulerClient::for_agent(
+            &[
+                "http://127.0.0.1:8901".into(),
+                "http://127.0.0.1:8911".into(),
+                "http://127.0.0.1:8921".into(),
+            ],
+            agent(),
+            InternalTls::disabled(),
+        )
+        .expect("client");
+        assert_eq!(client.order(0), [0, 1, 2]);
+        assert_eq!(client.order(1), [1, 2, 0]);
+        client.set_suspect(1, true);
+        assert_eq!(client.order(0), [0, 2, 1]);
+        assert_eq!(client.order(1), [2, 0, 1], "the remembered one too");
+        client.set_suspect(1, false);
+        assert_eq!(client.order(1), [1, 2, 0]);
+    }
+
+    #[tokio::test]
+    async fn a_silent_scheduler_is_left_for_the_next_within_the_timeout() {
+        // Accepts connections and never answers, like a scheduler under kill -STOP.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let silent_url = format!("http://{}", silent.local_addr().expect("addr"));
+        let client = SchedulerClient::new(
+            &[silent_url.clone(), "http://127.0.0.1:9".into()],
+            Credentials::ControlPlane {
+                signer: control_plane(),
+            },
+            ClientOptions {
+                connect_timeout: Duration::from_millis(200),
+                request_timeout: Duration::from_millis(300),
+                tls: InternalTls::disabled(),
+            },
+        )
+        .expect("client");
+        let started = Instant::now();
+        let err = client
+            .release(Uuid::new_v4(), &Release { warm: true })
+            .await
+            .expect_err("nobody answers");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(matches!(err, SchedulerError::Unavailable(_)), "{err}");
+        // Both are suspect now; the remembered one keeps its place among them.
+        assert_eq!(client.order(0), [0, 1]);
+        drop(silent);
     }
 
     #[tokio::test]

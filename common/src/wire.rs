@@ -28,6 +28,12 @@ pub struct FunctionSpec {
     pub code_sha256: Option<String>,
     /// Whether the runtime's operator allowed network access.
     pub network: bool,
+    /// Revision of the function's settings and code this spec was resolved from (version 0
+    /// only; published versions are immutable and carry 0). A `RetiredKey` with
+    /// `below_revision` retires the containers of older revisions. Absent in specs written
+    /// before revisions existed, which count as the oldest.
+    #[serde(default)]
+    pub revision: i64,
 }
 
 impl FunctionSpec {
@@ -106,6 +112,12 @@ pub struct FunctionError {
     pub stack_trace: Vec<String>,
 }
 
+/// Header of an agent's 503 answer to a run request that it refused before any of the
+/// function ran: `engine-unavailable` (its container engine does not answer; its heartbeats
+/// say `engine_down` until it does), `no-capacity` (it has no room, whatever the scheduler
+/// thought), `shutting-down`. The caller may run the execution elsewhere.
+pub const NOT_RUN_HEADER: &str = "x-fresco-not-run";
+
 /// What an agent answers to a run request.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunResult {
@@ -123,6 +135,10 @@ pub struct RunResult {
     pub cold: bool,
     /// The function's stdout/stderr, capped at the agent's `log_max_bytes`.
     pub logs: String,
+    /// With status `error`: the platform failed before any of the function ran for this
+    /// execution (e.g. its container could not be created), so another agent may run it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub retry_safe: bool,
 }
 
 /// Warm containers an agent holds for one function version.
@@ -150,6 +166,59 @@ pub struct Heartbeat {
     /// Runtime images present on the node.
     pub images: Vec<String>,
     pub version: String,
+    /// The agent cannot reach its container engine: it takes no work until it can.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub engine_down: bool,
+    /// The highest `RetiredKey::seq` the agent has applied; `None` for an agent that has not
+    /// heard from a scheduler since it started (and so holds no container from before).
+    #[serde(default)]
+    pub retired_seq: Option<i64>,
+}
+
+/// The PostgreSQL advisory lock (transaction-scoped) that orders the retirement log: the API
+/// takes it before it inserts a retirement, so rows become visible in `seq` order.
+pub const RETIREMENT_LOG_LOCK: i64 = 0x6672_6573_636f_7274; // "frescort"
+
+/// Warm containers that must not serve again: a function deleted, a version deleted, or the
+/// function's code or settings changed. Recorded by the API in the same transaction as the
+/// change (`function_retirements`), delivered to agents in heartbeat replies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetiredKey {
+    /// Position in the retirement log; agents acknowledge the highest they applied.
+    pub seq: i64,
+    pub function_id: Uuid,
+    /// The version retired; `None` means every version (the function was deleted).
+    pub version: Option<i32>,
+    /// Only specs with `revision` below this are retired (an update of version 0); `None`
+    /// means every revision.
+    pub below_revision: Option<i64>,
+}
+
+impl RetiredKey {
+    /// Whether a container running `spec` is retired by this key.
+    pub fn covers(&self, spec: &FunctionSpec) -> bool {
+        self.covers_revision(spec.function_id, spec.version, spec.revision)
+    }
+
+    /// Whether a container of this function version and revision is retired by this key.
+    pub fn covers_revision(&self, function_id: Uuid, version: i32, revision: i64) -> bool {
+        self.function_id == function_id
+            && self.version.is_none_or(|v| v == version)
+            && self.below_revision.is_none_or(|r| revision < r)
+    }
+}
+
+/// The scheduler's answer to a heartbeat (200; an older scheduler answers 204 without it).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeartbeatReply {
+    /// The agent has applied everything up to here once it applied `retire` (and `reset`).
+    pub retired_seq: i64,
+    /// Retirements after the agent's `retired_seq`, oldest first (at most a page of them).
+    #[serde(default)]
+    pub retire: Vec<RetiredKey>,
+    /// Retirements the agent never received were purged: it must retire every warm container.
+    #[serde(default)]
+    pub reset: bool,
 }
 
 /// The scheduler tells the API an execution's lease is over (POST /v1/placements/{lease}/release).

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Test harness for the Fresco DevStack plugin, outside a DevStack tree.
 #
-#   devstack/tests/run.sh [keystone|full]          (default: keystone)
+#   devstack/tests/run.sh [keystone|full|selftest]          (default: keystone)
 #
 # keystone  Starts a real Keystone (from $KEYSTONE_VENV, sqlite, fernet, uwsgi on 127.0.0.1),
 #           then runs the plugin's Keystone-only work - configure_fresco and
@@ -19,12 +19,27 @@
 #           one, or one started by the plugin with run_process), checks the running services,
 #           /healthcheck and an invocation through the endpoint registered in the catalog,
 #           then unstack and clean. Needs the whole stack built; takes minutes.
+# selftest  The harness's own failure reporting, in seconds and without Keystone: a service
+#           started with run_process, a passing check and a check failed on purpose
+#           (FRESCO_HARNESS_FAIL_CHECK); devstack/tests/selftest.sh runs it and checks that the
+#           directory is kept and the logs are printed.
+#
+# When a check fails, its log's last lines are printed at once; at the end the harness prints
+# the failed checks and the last lines of every service's log (fresco-*, keystone, postgres)
+# and keeps its directory. Waits are on readiness (an answer, a pid still alive) with generous
+# wall-clock deadlines (HARNESS_START_TIMEOUT, default 300 s: CI's two cores are often loaded
+# 10 and more), and a service that dies fails its wait at once.
 #
 # The DevStack helper functions come from fake-devstack-functions.sh (minimal, real-acting
 # re-implementations, marked as such). Everything lands under one prefix directory instead of
 # /etc, /usr/local and /opt/stack. Parameters (environment):
 #   FRESCO_HARNESS_DIR     prefix directory (default: a new temp dir, removed at the end)
-#   FRESCO_HARNESS_KEEP=1  keep the prefix directory (logs, config) after the run
+#   FRESCO_HARNESS_KEEP=1  keep the prefix directory (logs, config) after the run (it is
+#                          always kept when a check failed)
+#   FRESCO_HARNESS_FAIL_CHECK=TEXT  fail every check whose description contains TEXT after
+#                          running it (to see the failure reporting work)
+#   HARNESS_START_TIMEOUT  seconds a service may take to become ready (default 300)
+#   HARNESS_LOG_LINES      lines of each log printed on failure (default 25)
 #   KEYSTONE_VENV          venv with keystone, uwsgi, python-openstackclient
 #                          (default /opt/fresco-dev/keystone-venv)
 #   FRESCO_CLIENT_VENV     venv with the openstack CLI and this repo's client plugin
@@ -41,7 +56,7 @@
 set -uo pipefail
 
 MODE=${1:-keystone}
-case "$MODE" in keystone|full) ;; *) echo "usage: $0 [keystone|full]" >&2; exit 2 ;; esac
+case "$MODE" in keystone|full|selftest) ;; *) echo "usage: $0 [keystone|full|selftest]" >&2; exit 2 ;; esac
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
@@ -50,6 +65,8 @@ FRESCO_CLIENT_VENV=${FRESCO_CLIENT_VENV:-/opt/fresco-dev/client-venv}
 HARNESS_KEYSTONE_PORT=${HARNESS_KEYSTONE_PORT:-5599}
 HARNESS_PG_PORT=${HARNESS_PG_PORT:-15432}
 HARNESS_CARGO_TARGET_DIR=${HARNESS_CARGO_TARGET_DIR:-/opt/fresco-dev/devstack-target}
+HARNESS_START_TIMEOUT=${HARNESS_START_TIMEOUT:-300}
+HARNESS_LOG_LINES=${HARNESS_LOG_LINES:-25}
 
 if [[ -n "${FRESCO_HARNESS_DIR:-}" ]]; then
     H=$FRESCO_HARNESS_DIR
@@ -62,38 +79,113 @@ chmod 0755 "$H"
 
 PASSED=0
 FAILED=0
+CHECKS=0
+CHECK_LOG=""
+FAILED_CHECKS=()
 KEYSTONE_PID=""
 PG_STARTED=""
 
 say() { printf '\n### %s\n' "$*"; }
 
-# check DESCRIPTION COMMAND...: run the command, count and print the outcome.
+# indent: the lines of stdin, set off as quoted output.
+indent() { sed 's/^/    | /'; }
+
+# check_log DESCRIPTION: CHECK_LOG names a new log file for the next check (its content is
+# also appended to checks.log once the check is done).
+check_log() {
+    CHECKS=$((CHECKS + 1))
+    mkdir -p "$H/checks"
+    CHECK_LOG=$(printf '%s/checks/%02d.log' "$H" "$CHECKS")
+    printf '### check %d: %s\n' "$CHECKS" "$1" >"$CHECK_LOG"
+}
+
+# passed / failed DESCRIPTION LOG [REASON]: count and print the outcome; a failure prints the
+# last lines of the check's log right away.
+passed() {
+    PASSED=$((PASSED + 1))
+    printf 'PASS  %s\n' "$1"
+    cat "$2" >>"$H/checks.log"
+}
+failed() {
+    FAILED=$((FAILED + 1))
+    FAILED_CHECKS+=("$1 (log: $2)")
+    printf 'FAIL  %s%s   (log: %s)\n' "$1" "${3:+   ($3)}" "$2"
+    tail -n "$HARNESS_LOG_LINES" "$2" | indent
+    cat "$2" >>"$H/checks.log"
+}
+
+# injected DESCRIPTION LOG: true when FRESCO_HARNESS_FAIL_CHECK asks this check to fail.
+injected() {
+    [[ -n "${FRESCO_HARNESS_FAIL_CHECK:-}" && "$1" == *"$FRESCO_HARNESS_FAIL_CHECK"* ]] || return 1
+    echo "failed on purpose: FRESCO_HARNESS_FAIL_CHECK=$FRESCO_HARNESS_FAIL_CHECK" >>"$2"
+}
+
+# check DESCRIPTION COMMAND...: run the command (output to the check's own log), count and
+# print the outcome. It runs in this shell, so what it sets stays set.
 check() {
-    local desc=$1
+    local desc=$1 log
     shift
-    if "$@" >>"$H/checks.log" 2>&1; then
-        PASSED=$((PASSED + 1))
-        printf 'PASS  %s\n' "$desc"
+    check_log "$desc"
+    log=$CHECK_LOG
+    if "$@" >>"$log" 2>&1 && ! injected "$desc" "$log"; then
+        passed "$desc" "$log"
     else
-        FAILED=$((FAILED + 1))
-        printf 'FAIL  %s   (see %s/checks.log)\n' "$desc" "$H"
+        failed "$desc" "$log"
     fi
 }
 
 # check_fails DESCRIPTION PATTERN COMMAND...: the command must fail and print PATTERN.
 check_fails() {
-    local desc=$1 pattern=$2 out
+    local desc=$1 pattern=$2 log rc=0
     shift 2
-    if out=$("$@" 2>&1); then
-        FAILED=$((FAILED + 1))
-        printf 'FAIL  %s   (it succeeded)\n' "$desc"
-    elif [[ "$out" == *"$pattern"* ]]; then
-        PASSED=$((PASSED + 1))
-        printf 'PASS  %s\n' "$desc"
+    check_log "$desc"
+    log=$CHECK_LOG
+    "$@" >>"$log" 2>&1 || rc=$?
+    if [[ $rc -eq 0 ]]; then
+        failed "$desc" "$log" "it succeeded"
+    elif ! grep -qF -- "$pattern" "$log"; then
+        failed "$desc" "$log" "no '$pattern' in its output"
+    elif injected "$desc" "$log"; then
+        failed "$desc" "$log"
     else
-        FAILED=$((FAILED + 1))
-        printf 'FAIL  %s   (output: %s)\n' "$desc" "$(tail -n 3 <<<"$out" | tr '\n' ' ')"
+        passed "$desc" "$log"
     fi
+}
+
+# wait_ready WHAT SECONDS PID COMMAND...: retry COMMAND until it succeeds; fail at once when
+# process PID is gone, and after SECONDS of wall-clock time.
+wait_ready() {
+    local what=$1 limit=$2 pid=$3 started=$SECONDS
+    shift 3
+    until "$@" >/dev/null 2>&1; do
+        if [[ -n "$pid" ]] && ! kill -0 "$pid" 2>/dev/null; then
+            echo "$what: its process ($pid) exited before it was ready"
+            return 1
+        fi
+        if ((SECONDS - started >= limit)); then
+            echo "$what: not ready after ${limit}s"
+            return 1
+        fi
+        sleep 0.5
+    done
+    echo "$what ready after $((SECONDS - started))s"
+}
+
+# show_failure_logs: what to read when something failed: the failed checks, and the last lines
+# of every service's log.
+show_failure_logs() {
+    local f
+    say "failed checks"
+    for f in "${FAILED_CHECKS[@]}"; do
+        echo "  $f"
+    done
+    say "the services' logs (last $HARNESS_LOG_LINES lines each)"
+    for f in "$H"/logs/*.log "$H"/keystone/uwsgi.log "$H"/keystone/manage.log \
+        "$H"/keystone-venv.log "$H"/pg/postgres.log; do
+        [[ -s "$f" ]] || continue
+        echo "--- $f"
+        tail -n "$HARNESS_LOG_LINES" "$f" | indent
+    done
 }
 
 finish() {
@@ -120,7 +212,10 @@ finish() {
             echo "postgresql (pid $pgpid) stopped"
         fi
     fi
-    if [[ -z "${FRESCO_HARNESS_KEEP:-}" && -z "${FRESCO_HARNESS_DIR:-}" ]]; then
+    if [[ $FAILED -ne 0 || $rc -ne 0 ]]; then
+        show_failure_logs
+    fi
+    if [[ $FAILED -eq 0 && $rc -eq 0 && -z "${FRESCO_HARNESS_KEEP:-}" && -z "${FRESCO_HARNESS_DIR:-}" ]]; then
         rm -rf "$H"
     else
         echo "harness files kept in $H"
@@ -182,13 +277,8 @@ EOF
         --master --processes 2 --die-on-term --need-app \
         --add-header "Connection: close" >>"$k/uwsgi.log" 2>&1 </dev/null &
     KEYSTONE_PID=$!
-    local i
-    for ((i = 0; i < 60; i++)); do
-        curl -fsS --max-time 2 -o /dev/null "$KEYSTONE_SERVICE_URI/v3" 2>/dev/null && return 0
-        kill -0 "$KEYSTONE_PID" 2>/dev/null || return 1
-        sleep 0.5
-    done
-    return 1
+    wait_ready keystone "$HARNESS_START_TIMEOUT" "$KEYSTONE_PID" \
+        curl -fsS --max-time 5 -o /dev/null "$KEYSTONE_SERVICE_URI/v3"
 }
 
 # The clouds DevStack writes to /etc/openstack/clouds.yaml, for the harness's Keystone.
@@ -235,7 +325,7 @@ devstack_env() {
     export LOGDIR="$H/logs" SERVICE_DIR="$H/run"
     export SERVICE_HOST=127.0.0.1 HOST_IP=127.0.0.1 SERVICE_PROTOCOL=http SERVICE_LISTEN_ADDRESS=127.0.0.1
     export SERVICE_PROJECT_NAME=service SERVICE_DOMAIN_NAME=Default REGION_NAME=RegionOne
-    export SERVICE_TIMEOUT=60 ENABLE_DEBUG_LOG_LEVEL=True
+    export SERVICE_TIMEOUT=$HARNESS_START_TIMEOUT ENABLE_DEBUG_LOG_LEVEL=True
     export DATABASE_TYPE=postgresql DATABASE_HOST=127.0.0.1 DATABASE_USER=fresco_harness
     export DATABASE_PASSWORD=harness-db-secret
     export ENABLED_SERVICES=key
@@ -506,11 +596,8 @@ start_postgres() {
     runuser -u postgres -- "$pgbin/postgres" -D "$H/pg/data" -k "$H/pg/sock" -p "$HARNESS_PG_PORT" \
         -c listen_addresses=127.0.0.1 >>"$H/pg/postgres.log" 2>&1 </dev/null &
     PG_STARTED=1
-    local i
-    for ((i = 0; i < 60; i++)); do
-        psql -h 127.0.0.1 -p "$HARNESS_PG_PORT" -U postgres -c 'select 1' >/dev/null 2>&1 && break
-        sleep 0.5
-    done
+    wait_ready postgresql "$HARNESS_START_TIMEOUT" $! \
+        psql -h 127.0.0.1 -p "$HARNESS_PG_PORT" -U postgres -c 'select 1' || return 1
     # What DevStack's postgresql setup does: a superuser role for DATABASE_USER.
     psql -h 127.0.0.1 -p "$HARNESS_PG_PORT" -U postgres -c \
         "CREATE ROLE $DATABASE_USER WITH SUPERUSER LOGIN PASSWORD '$DATABASE_PASSWORD'" >/dev/null
@@ -519,8 +606,9 @@ start_postgres() {
 check_services_running() {
     local svc pid
     for svc in fresco-api fresco-scheduler fresco-agent; do
-        pid=$(cat "$SERVICE_DIR/$svc.pid" 2>/dev/null) || return 1
+        pid=$(cat "$SERVICE_DIR/$svc.pid" 2>/dev/null) || { echo "$svc: no pidfile"; return 1; }
         kill -0 "$pid" || { echo "$svc (pid $pid) is not running"; return 1; }
+        echo "$svc runs (pid $pid)"
     done
 }
 
@@ -548,9 +636,14 @@ run_client_e2e() {
 check_services_stopped() {
     local f
     for f in "$SERVICE_DIR"/fresco-*.pid; do
-        [[ -e "$f" ]] && { echo "pidfile left: $f"; return 1; }
+        [[ -e "$f" ]] && { echo "pidfile left: $f ($(cat "$f"))"; return 1; }
     done
-    ! curl -fsS --max-time 2 "http://127.0.0.1:$FRESCO_API_PORT/healthcheck"
+    # nothing listens on the API's port any more (a refused connection, not a slow answer)
+    if curl -sS --max-time 30 -o /dev/null -w 'HTTP %{http_code}\n' "http://127.0.0.1:$FRESCO_API_PORT/healthcheck"; then
+        echo "something still answers on 127.0.0.1:$FRESCO_API_PORT:"
+        ss -ltnp "sport = :$FRESCO_API_PORT" 2>/dev/null || true
+        return 1
+    fi
 }
 
 run_full() {
@@ -591,14 +684,37 @@ run_full() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# selftest: the reporting itself. A service started the way the plugin starts one (its log has
+# run_process's "starting harness-selftest: ..." line), a passing check, and a check whose
+# command passes and prints a marker, failed by FRESCO_HARNESS_FAIL_CHECK when that names it.
+selftest_service_runs() {
+    local pid
+    pid=$(cat "$SERVICE_DIR/harness-selftest.pid") && kill -0 "$pid" && echo "harness-selftest pid $pid"
+}
+
+run_selftest() {
+    say "selftest: the harness's failure reporting"
+    check "selftest: a service started with run_process" in_devstack \
+        "ENABLED_SERVICES=harness-selftest; run_process harness-selftest 'sleep 600'"
+    check "selftest: the service runs" selftest_service_runs
+    check "selftest: a check that may be failed on purpose" \
+        bash -c 'echo "selftest-check-output: what the check printed"'
+}
+
 devstack_env
 mkdir -p "$H/run"
+echo "harness directory: $H"
+if [[ "$MODE" == selftest ]]; then
+    run_selftest
+    exit 0
+fi
 [[ -x "$FRESCO_CLIENT_VENV/bin/openstack" ]] || "$REPO/client/tools/venv.sh" >/dev/null || exit 1
 say "keystone on $KEYSTONE_SERVICE_URI (from $KEYSTONE_VENV)"
 if ! ensure_keystone_venv || ! start_keystone; then
-    echo "keystone did not start; see $H/keystone/*.log"
-    tail -n 20 "$H"/keystone/*.log "$H/keystone-venv.log" 2>/dev/null
+    # its logs are printed on the way out
+    echo "keystone did not start"
     FAILED=$((FAILED + 1))
+    FAILED_CHECKS+=("keystone did not start (logs: $H/keystone/)")
     exit 1
 fi
 echo "keystone uwsgi master pid $KEYSTONE_PID"

@@ -66,6 +66,8 @@ fn run(agents: usize, warm: bool) -> (f64, f64) {
                 warm: pools,
                 images: vec![],
                 version: "bench".into(),
+                engine_down: false,
+                retired_seq: None,
             },
             now,
         );

@@ -12,6 +12,20 @@
 //! in the same attempt, so no attempt is recorded twice and no late answer overwrites a newer
 //! state. Exactly one of the attempt's task and the agent-down handler writes its end: the
 //! one that removes it from the in-flight table.
+//!
+//! Every write is fenced (see `leader`): it happens only while this scheduler holds the
+//! leader lease, checked in the writing transaction. A scheduler that lost the lease (it was
+//! paused, or its database session died) keeps its pending results for `FENCED_HOLD` in case
+//! it leads again (the writes stay conditional on the attempt), then drops them: the new
+//! leader requeues those executions once their deadline passes.
+//!
+//! Platform failures: an agent that refuses an attempt before any of the function ran
+//! answers 503 with `x-fresco-not-run` (its container engine is unavailable, it has no room
+//! after all, it is stopping): the execution is queued again without counting the attempt
+//! (at most `MAX_REFUNDS` times per execution and leader), and the agent gets no placements
+//! until its next heartbeat (which says whether its engine answers). An agent's `error`
+//! result (the platform failed: container start, engine lost mid-run) is retried like a lost
+//! attempt; the last one keeps the agent's error.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,20 +34,24 @@ use std::time::{Duration, Instant};
 
 use fresco_common::ticket::{sha256_hex, TicketSigner};
 use fresco_common::tls::InternalTls;
-use fresco_common::wire::{FunctionSpec, RunRequest, RunResult, RunStatus};
+use fresco_common::wire::{FunctionSpec, RunRequest, RunResult, RunStatus, NOT_RUN_HEADER};
 use serde_json::value::RawValue;
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::AbortHandle;
 use uuid::Uuid;
 
-use crate::leader::Listener;
+use crate::leader::{Leadership, Listener};
 use crate::placement::{Demand, Lease, PlaceError, Placer};
-use crate::storage::{Finish, Limits, Queued, Store, Verdict};
+use crate::storage::{Finish, Limits, Queued, StorageError, Store, Verdict};
 
 /// How often running executions are checked against agent state and deadlines.
 const RECONCILE_INTERVAL: Duration = Duration::from_secs(2);
 /// Most attempt ends written in one transaction.
 const FINISH_BATCH: usize = 512;
+/// How long results that could not be written for want of the lease are kept (and retried).
+const FENCED_HOLD: Duration = Duration::from_secs(30);
+/// Attempts of one execution refused by agents whose engine is down that do not count.
+const MAX_REFUNDS: u32 = 20;
 
 /// Settings of the dispatcher.
 #[derive(Debug, Clone)]
@@ -60,6 +78,8 @@ pub struct Stats {
     pub completed: AtomicU64,
     pub requeued: AtomicU64,
     pub failed: AtomicU64,
+    /// Writes refused because this scheduler no longer held the lease.
+    pub fenced: AtomicU64,
 }
 
 /// The dispatcher; cheap to clone.
@@ -73,9 +93,12 @@ struct Inner {
     store: Store,
     placer: Arc<Placer>,
     signer: Arc<TicketSigner>,
+    leadership: Arc<Leadership>,
     http: reqwest::Client,
     wake: Arc<Notify>,
     in_flight: Mutex<HashMap<Uuid, Flight>>,
+    /// Refunded attempts per execution (see `MAX_REFUNDS`).
+    refunds: Mutex<HashMap<Uuid, u32>>,
     finished: mpsc::UnboundedSender<(Uuid, i32, Finish)>,
     started: Instant,
     stats: Stats,
@@ -104,12 +127,14 @@ enum Attempt {
     Lost(String),
     /// The agent refused the execution itself; another attempt would fare no better.
     Refused(String),
+    /// The agent refused it before any of it ran (503 with `x-fresco-not-run`).
+    Bounced(String),
 }
 
 /// What becomes of an execution whose attempt number `attempt` was lost.
 pub fn after_lost_attempt(attempt: i32, max_attempts: i32, reason: &str) -> Finish {
     if attempt < max_attempts {
-        Finish::Requeue
+        Finish::Requeue { refund: false }
     } else {
         Finish::Fail(format!("{reason} (gave up after {attempt} attempts)"))
     }
@@ -133,6 +158,7 @@ impl Dispatcher {
         store: Store,
         placer: Arc<Placer>,
         signer: Arc<TicketSigner>,
+        leadership: Arc<Leadership>,
         tls: &InternalTls,
     ) -> Result<Self, reqwest::Error> {
         let http = tls
@@ -148,15 +174,17 @@ impl Dispatcher {
                 store: store.clone(),
                 placer,
                 signer,
+                leadership: leadership.clone(),
                 http,
                 wake: Arc::new(Notify::new()),
                 in_flight: Mutex::new(HashMap::new()),
+                refunds: Mutex::new(HashMap::new()),
                 finished,
                 started: Instant::now(),
                 stats: Stats::default(),
             }),
         };
-        tokio::spawn(write_finishes(store, receiver));
+        tokio::spawn(write_finishes(store, leadership, receiver));
         Ok(dispatcher)
     }
 
@@ -212,6 +240,9 @@ impl Dispatcher {
                 return;
             }
             let limit = free.min(batch);
+            let Some(fence) = inner.leadership.fence() else {
+                return;
+            };
             let skipped_before = skip.len();
             let store = inner.store.clone();
             let placer = inner.placer.clone();
@@ -219,9 +250,10 @@ impl Dispatcher {
             let defaults = inner.config.defaults;
             let claimed = tokio::task::spawn_blocking(move || {
                 let mut prepared = Vec::new();
-                let claim = store.claim(limit as i64, &mut skip, defaults, |row, limits| {
-                    decide(&placer, row, limits, max_attempts, &mut prepared)
-                });
+                let claim =
+                    store.claim(&fence, limit as i64, &mut skip, defaults, |row, limits| {
+                        decide(&placer, row, limits, max_attempts, &mut prepared)
+                    });
                 (claim, prepared, skip)
             })
             .await;
@@ -236,7 +268,12 @@ impl Dispatcher {
             let claim = match claim {
                 Ok(claim) => claim,
                 Err(e) => {
-                    log::warn!("cannot claim queued executions: {e}");
+                    if e.is_fenced() {
+                        inner.stats.fenced.fetch_add(1, Ordering::Relaxed);
+                        log::warn!("claim refused, the leader lease is lost: {e}");
+                    } else {
+                        log::warn!("cannot claim queued executions: {e}");
+                    }
                     for p in prepared {
                         inner.placer.release(p.lease.lease_id, false);
                     }
@@ -331,13 +368,18 @@ impl Dispatcher {
                 return;
             }
         };
+        let Some(fence) = inner.leadership.fence() else {
+            return;
+        };
         let known_long_enough = inner.started.elapsed() >= inner.config.agent_down_time;
         if known_long_enough {
             // Agents no scheduler has heard from (e.g. they died while none was active).
             let store = inner.store.clone();
             let down_time = inner.config.agent_down_time;
-            match tokio::task::spawn_blocking(move || store.mark_silent_agents_down(down_time))
-                .await
+            match tokio::task::spawn_blocking(move || {
+                store.mark_silent_agents_down(&fence, down_time)
+            })
+            .await
             {
                 Ok(Ok(ids)) if !ids.is_empty() => log::warn!("agents marked down: {ids:?}"),
                 Ok(Err(e)) => log::warn!("cannot mark silent agents down: {e}"),
@@ -433,10 +475,24 @@ impl Inner {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    fn refunds(&self) -> MutexGuard<'_, HashMap<Uuid, u32>> {
+        self.refunds
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether one more refused attempt of `id` may be refunded (and counts it).
+    fn refund(&self, id: Uuid) -> bool {
+        let mut refunds = self.refunds();
+        let count = refunds.entry(id).or_insert(0);
+        *count += 1;
+        *count <= MAX_REFUNDS
+    }
+
     fn finish(&self, id: Uuid, attempt: i32, finish: Finish) {
         let counter = match finish {
             Finish::Completed { .. } => &self.stats.completed,
-            Finish::Requeue => &self.stats.requeued,
+            Finish::Requeue { .. } => &self.stats.requeued,
             Finish::Fail(_) => &self.stats.failed,
         };
         counter.fetch_add(1, Ordering::Relaxed);
@@ -456,6 +512,18 @@ impl Inner {
             return;
         }
         let (finish, warm) = match outcome {
+            Attempt::Done(result)
+                if result.status == RunStatus::Error && attempt < self.config.max_attempts =>
+            {
+                // The platform failed (the container did not start, the engine went away):
+                // not the function's doing, so it gets another attempt, elsewhere if possible.
+                let reason = result
+                    .error
+                    .as_ref()
+                    .map_or("platform error", |e| e.error_type.as_str());
+                log::warn!("execution {id} attempt {attempt} on {agent_id}: {reason}");
+                (Finish::Requeue { refund: false }, false)
+            }
             Attempt::Done(result) => {
                 let warm = matches!(result.status, RunStatus::Succeeded | RunStatus::Failed);
                 let error = result
@@ -486,7 +554,22 @@ impl Inner {
                 log::warn!("execution {id} attempt {attempt} on {agent_id}: {reason}");
                 (Finish::Fail(reason), false)
             }
+            Attempt::Bounced(reason) => {
+                log::warn!("execution {id} attempt {attempt} on {agent_id}: {reason}");
+                self.placer.pause(&agent_id);
+                if self.refund(id) {
+                    (Finish::Requeue { refund: true }, false)
+                } else {
+                    (
+                        after_lost_attempt(attempt, self.config.max_attempts, &reason),
+                        false,
+                    )
+                }
+            }
         };
+        if !matches!(finish, Finish::Requeue { refund: true }) {
+            self.refunds().remove(&id);
+        }
         self.placer.release(lease_id, warm);
         self.finish(id, attempt, finish);
         self.wake.notify_one();
@@ -536,6 +619,7 @@ impl Inner {
             }
         };
         let status = response.status();
+        let not_run = response.headers().contains_key(NOT_RUN_HEADER);
         if status.is_success() {
             return match response.json::<RunResult>().await {
                 Ok(result) if result.execution_id == p.id => Attempt::Done(result),
@@ -548,7 +632,9 @@ impl Inner {
         }
         let text = response.text().await.unwrap_or_default();
         let text: String = text.chars().take(300).collect();
-        if status.is_client_error() {
+        if status == reqwest::StatusCode::SERVICE_UNAVAILABLE && not_run {
+            Attempt::Bounced(format!("agent {agent} cannot run it now: {text}"))
+        } else if status.is_client_error() {
             Attempt::Refused(format!(
                 "agent {agent} refused the execution ({status}): {text}"
             ))
@@ -558,10 +644,13 @@ impl Inner {
     }
 
     fn persist_down(&self, agent: &str) {
+        let Some(fence) = self.leadership.fence() else {
+            return;
+        };
         let store = self.store.clone();
         let ids = vec![agent.to_owned()];
         tokio::task::spawn_blocking(move || {
-            if let Err(e) = store.mark_agents_down(&ids) {
+            if let Err(e) = store.mark_agents_down(&fence, &ids) {
                 log::warn!("cannot mark agent {} down: {e}", ids[0]);
             }
         });
@@ -579,8 +668,14 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-/// Writes attempt ends in batches, retrying while the database is unavailable.
-async fn write_finishes(store: Store, mut receiver: mpsc::UnboundedReceiver<(Uuid, i32, Finish)>) {
+/// Writes attempt ends in batches, retrying while the database is unavailable. Without the
+/// lease a batch is kept for `FENCED_HOLD` (written if this scheduler leads again), then
+/// dropped for the new leader to reconcile.
+async fn write_finishes(
+    store: Store,
+    leadership: Arc<Leadership>,
+    mut receiver: mpsc::UnboundedReceiver<(Uuid, i32, Finish)>,
+) {
     while let Some(first) = receiver.recv().await {
         let mut batch = vec![first];
         while batch.len() < FINISH_BATCH {
@@ -589,21 +684,40 @@ async fn write_finishes(store: Store, mut receiver: mpsc::UnboundedReceiver<(Uui
                 Err(_) => break,
             }
         }
+        let mut fenced_since: Option<Instant> = None;
         loop {
+            let Some(fence) = leadership.fence() else {
+                let since = *fenced_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= FENCED_HOLD {
+                    log::warn!(
+                        "not the leader: {} execution results dropped, the leader reconciles them",
+                        batch.len()
+                    );
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            };
             let store = store.clone();
             let written = tokio::task::spawn_blocking(move || {
-                let result = store.finish(&batch);
+                let result = store.finish(&fence, &batch);
                 (result, batch)
             })
             .await;
             match written {
                 Ok((Ok(_), _)) => break,
                 Ok((Err(e), returned)) => {
+                    batch = returned;
+                    if let StorageError::Fenced { .. } = e {
+                        fenced_since.get_or_insert_with(Instant::now);
+                        log::warn!("{} execution results not written: {e}", batch.len());
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        continue;
+                    }
                     log::warn!(
                         "cannot record {} execution results, retrying: {e}",
-                        returned.len()
+                        batch.len()
                     );
-                    batch = returned;
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
                 Err(e) => {
@@ -630,7 +744,10 @@ mod tests {
         ];
         for (attempt, max, requeued) in cases {
             match after_lost_attempt(attempt, max, "agent a went down") {
-                Finish::Requeue => assert!(requeued, "attempt {attempt} of {max}"),
+                Finish::Requeue { refund } => {
+                    assert!(requeued, "attempt {attempt} of {max}");
+                    assert!(!refund, "a lost attempt counts");
+                }
                 Finish::Fail(reason) => {
                     assert!(!requeued, "attempt {attempt} of {max}");
                     assert!(reason.starts_with("agent a went down"), "{reason}");

@@ -2,7 +2,9 @@
 //! to a status and a small OpenStack-style JSON error body in one place.
 //!
 //! - `POST /v1/agents/heartbeat` (heartbeat token signed with the enrolled key of the agent the
-//!   body names, for that body; the body's URL must be the enrolled one) → 204
+//!   body names, for that body; the body's URL must be the enrolled one) → 200 `HeartbeatReply`
+//!   (the warm containers to retire), or 204 while this scheduler has not read the retirement
+//!   log yet
 //! - `POST /v1/placements` (control-plane token) → 200 `Placement` | 429 | 503
 //! - `POST /v1/placements/{lease_id}/release` (control-plane token) → 204
 //! - `POST /v1/agents/{agent_id}/unreachable` (control-plane token) → 204: the caller could
@@ -13,7 +15,7 @@
 //! releases so that clients fail over to the active scheduler.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -22,12 +24,14 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use fresco_common::enrolment::{normalize_url, AgentRegistry};
 use fresco_common::ticket::{ControlPlaneVerifier, TicketSigner};
-use fresco_common::wire::{Heartbeat, Placement, PlacementRequest, Release};
+use fresco_common::wire::{Heartbeat, HeartbeatReply, Placement, PlacementRequest, Release};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use crate::dispatch::Dispatcher;
+use crate::leader::Leadership;
 use crate::placement::{Demand, PlaceError, Placer};
+use crate::retirements::RetirementLog;
 use crate::storage::Store;
 
 /// Header naming the answering scheduler's role (`fresco_common::scheduler_client` reads it).
@@ -48,12 +52,15 @@ pub struct AppState {
     pub control_plane: Arc<ControlPlaneVerifier>,
     /// The enrolled agents: their public keys and URLs.
     pub agents: Arc<AgentRegistry>,
-    pub active: Arc<AtomicBool>,
+    /// Whether this scheduler leads (placements are refused otherwise).
+    pub leadership: Arc<Leadership>,
     /// Heartbeats to write to the `agents` table.
     pub persist: mpsc::Sender<Heartbeat>,
     pub dispatcher: Dispatcher,
     pub store: Store,
     pub verified: Mutex<HashMap<String, Instant>>,
+    /// Warm containers to retire, handed to agents in heartbeat replies.
+    pub retirements: Arc<Mutex<RetirementLog>>,
 }
 
 /// Registers the routes.
@@ -138,7 +145,7 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
 
 impl AppState {
     fn is_active(&self) -> bool {
-        self.active.load(Ordering::Relaxed)
+        self.leadership.is_active()
     }
 
     /// Checks a control-plane token, from the cache when it was verified moments ago.
@@ -182,6 +189,7 @@ async fn healthcheck(state: web::Data<AppState>) -> HttpResponse {
         .insert_header((ROLE_HEADER, role(active)))
         .json(serde_json::json!({
             "role": role(active),
+            "epoch": if active { state.leadership.epoch() } else { None },
             "agents_up": state.placer.up_agents().len(),
             "leases": state.placer.lease_count(),
             "async": {
@@ -190,6 +198,7 @@ async fn healthcheck(state: web::Data<AppState>) -> HttpResponse {
                 "completed": stats.completed.load(Ordering::Relaxed),
                 "requeued": stats.requeued.load(Ordering::Relaxed),
                 "failed": stats.failed.load(Ordering::Relaxed),
+                "fenced": stats.fenced.load(Ordering::Relaxed),
             },
         }))
 }
@@ -197,7 +206,10 @@ async fn healthcheck(state: web::Data<AppState>) -> HttpResponse {
 async fn heartbeat(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
     let active = state.is_active();
     match accept_heartbeat(&state, &req, &body) {
-        Ok(()) => HttpResponse::NoContent()
+        Ok(Some(reply)) => HttpResponse::Ok()
+            .insert_header((ROLE_HEADER, role(active)))
+            .json(reply),
+        Ok(None) => HttpResponse::NoContent()
             .insert_header((ROLE_HEADER, role(active)))
             .finish(),
         Err(e) => e.response(active),
@@ -206,8 +218,13 @@ async fn heartbeat(state: web::Data<AppState>, req: HttpRequest, body: web::Byte
 
 /// Accepts a heartbeat only from the agent it names: signed with that agent's enrolled key for
 /// these very bytes, and reporting the URL the agent was enrolled at (a new URL needs a new
-/// enrolment, or a stolen key could draw the agent's work elsewhere).
-fn accept_heartbeat(state: &AppState, req: &HttpRequest, body: &[u8]) -> Result<(), ApiError> {
+/// enrolment, or a stolen key could draw the agent's work elsewhere). The reply names the warm
+/// containers the agent must retire.
+fn accept_heartbeat(
+    state: &AppState,
+    req: &HttpRequest,
+    body: &[u8],
+) -> Result<Option<HeartbeatReply>, ApiError> {
     let token = bearer(req)?;
     let heartbeat: Heartbeat = parse(body)?;
     if heartbeat.agent_id.is_empty() || heartbeat.url.is_empty() {
@@ -238,7 +255,15 @@ fn accept_heartbeat(state: &AppState, req: &HttpRequest, body: &[u8]) -> Result<
             heartbeat.agent_id, enrolment.url, heartbeat.url
         )));
     }
-    let outcome = state.placer.heartbeat(&heartbeat, Instant::now());
+    let reply = state
+        .retirements
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .reply(heartbeat.retired_seq);
+    let retiring = reply.as_ref().map_or(&[][..], |r| &r.retire[..]);
+    let outcome = state
+        .placer
+        .heartbeat_retiring(&heartbeat, Instant::now(), retiring);
     if outcome.came_up {
         log::info!("agent {} is up at {}", heartbeat.agent_id, heartbeat.url);
     }
@@ -247,7 +272,7 @@ fn accept_heartbeat(state: &AppState, req: &HttpRequest, body: &[u8]) -> Result<
             log::warn!("heartbeat not persisted: {e}");
         }
     }
-    Ok(())
+    Ok(reply)
 }
 
 async fn place(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
@@ -360,13 +385,15 @@ async fn unreachable(
                     "agent {} reported unreachable: down until its next heartbeat",
                     path.as_str()
                 );
-                let store = state.store.clone();
-                let ids = vec![path.into_inner()];
-                tokio::task::spawn_blocking(move || {
-                    if let Err(e) = store.mark_agents_down(&ids) {
-                        log::warn!("cannot mark agent {} down: {e}", ids[0]);
-                    }
-                });
+                if let Some(fence) = state.leadership.fence() {
+                    let store = state.store.clone();
+                    let ids = vec![path.into_inner()];
+                    tokio::task::spawn_blocking(move || {
+                        if let Err(e) = store.mark_agents_down(&fence, &ids) {
+                            log::warn!("cannot mark agent {} down: {e}", ids[0]);
+                        }
+                    });
+                }
             }
             HttpResponse::NoContent()
                 .insert_header((ROLE_HEADER, role(active)))

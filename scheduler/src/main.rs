@@ -1,46 +1,29 @@
-//! fresco-scheduler: `fresco-scheduler [--config-file PATH]`.
+//! fresco-scheduler: placement, per-project concurrency and the async queue.
 
-use std::path::PathBuf;
+use std::process::ExitCode;
 
-use anyhow::{bail, Context};
-use fresco_common::conf::{RawConfig, DEFAULT_CONFIG_FILE};
+use anyhow::Context;
+use clap::Parser;
+use fresco_common::cli::{self, ConfigArgs};
 use fresco_scheduler::service::Scheduler;
 use fresco_scheduler::settings::Settings;
 
-const USAGE: &str = "usage: fresco-scheduler [--config-file PATH]";
+/// Fresco's scheduler: agent registry, placement, per-project concurrency and the async queue.
+#[derive(Parser)]
+#[command(name = "fresco-scheduler", version)]
+struct Cli {
+    #[command(flatten)]
+    config: ConfigArgs,
+}
 
-fn main() -> anyhow::Result<()> {
-    let mut config_file = PathBuf::from(DEFAULT_CONFIG_FILE);
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--config-file" => {
-                config_file = args.next().context("--config-file needs a path")?.into();
-            }
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                return Ok(());
-            }
-            other => match other.strip_prefix("--config-file=") {
-                Some(path) => config_file = path.into(),
-                None => bail!("unknown argument {other:?}\n{USAGE}"),
-            },
-        }
-    }
-    let raw = RawConfig::load(&config_file)?;
-    let settings = Settings::from_config(&raw)?;
-    let level = if settings.default.debug {
-        "debug"
-    } else {
-        "info"
-    };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).init();
-    for (section, option) in raw.unknown_options() {
-        log::warn!(
-            "unknown option [{section}] {option} in {}",
-            config_file.display()
-        );
-    }
+fn main() -> ExitCode {
+    cli::run(run)
+}
+
+fn run(args: Cli) -> anyhow::Result<()> {
+    let loaded = args.config.load()?;
+    let settings = Settings::from_config(&loaded.raw)?;
+    loaded.init_logging(settings.default.debug);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -1,10 +1,9 @@
 //! Wires the scheduler together: keys, database, placement, the HTTP server, the heartbeat
 //! writer, the sweeper, and the leadership loop that runs the dispatcher while this scheduler
-//! holds the advisory lock.
+//! holds the leader lease (see `leader`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,13 +17,20 @@ use tokio::sync::{mpsc, watch};
 
 use crate::dispatch::{DispatchConfig, Dispatcher};
 use crate::http::{self, AppState};
-use crate::leader::LeaderLock;
+use crate::leader::{Leadership, LeaseConfig, LeaseConnection};
 use crate::placement::{Placer, PlacerConfig};
+use crate::retirements::RetirementLog;
 use crate::settings::Settings;
 use crate::storage::{Limits, StorageError, Store};
 
 /// How often agents and leases are checked for expiry.
 const SWEEP_INTERVAL: Duration = Duration::from_millis(250);
+/// Pause before a leader retries a renewal that failed for want of the database.
+const RETRY_RENEWAL: Duration = Duration::from_millis(100);
+/// How often the active scheduler deletes retirements older than the retention.
+const RETIREMENT_PURGE_INTERVAL: Duration = Duration::from_secs(60);
+/// Most retirements read in one poll.
+const RETIREMENT_BATCH: i64 = 10_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -52,6 +58,8 @@ pub struct Scheduler {
     addrs: Vec<SocketAddr>,
     server: actix_web::dev::Server,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    leadership: Arc<Leadership>,
+    lease: LeaseConfig,
 }
 
 impl Scheduler {
@@ -75,10 +83,16 @@ impl Scheduler {
         }
         let tls = InternalTls::from_section(&settings.internal_tls)?;
         let db = &settings.database;
+        let lease = LeaseConfig {
+            database_url: db.connection.clone(),
+            lease: Duration::from_secs(s.leader_lease_time.max(1)),
+            interval: Duration::from_millis(s.leader_check_interval_ms.max(10)),
+        };
         let store = Store::connect(
             &db.connection,
             db.max_pool_size,
             Duration::from_secs(db.connection_timeout),
+            lease.lease,
         )?;
         {
             let store = store.clone();
@@ -92,6 +106,16 @@ impl Scheduler {
             persist_interval: Duration::from_millis(s.agent_persist_interval_ms),
             lease_extra: Duration::from_secs(auth.ticket_ttl + s.lease_grace),
         }));
+        let leadership = Arc::new(Leadership::new(&format!(
+            "{}:{}/{}",
+            if settings.default.host.is_empty() {
+                s.bind_host.as_str()
+            } else {
+                settings.default.host.as_str()
+            },
+            s.bind_port,
+            uuid::Uuid::new_v4().simple()
+        )));
         let dispatcher = Dispatcher::new(
             DispatchConfig {
                 database_url: db.connection.clone(),
@@ -110,21 +134,23 @@ impl Scheduler {
             store.clone(),
             placer.clone(),
             signer.clone(),
+            leadership.clone(),
             &tls,
         )?;
-        let active = Arc::new(AtomicBool::new(false));
         let (persist, persist_rx) = mpsc::channel::<Heartbeat>(4096);
+        let retirements = Arc::new(Mutex::new(RetirementLog::new()));
 
         let state = web::Data::new(AppState {
             placer: placer.clone(),
             signer,
             control_plane,
             agents,
-            active: active.clone(),
+            leadership: leadership.clone(),
             persist,
             dispatcher: dispatcher.clone(),
             store: store.clone(),
             verified: Mutex::new(HashMap::new()),
+            retirements: retirements.clone(),
         });
         let addr = format!("{}:{}", s.bind_host, s.bind_port);
         let mut server =
@@ -150,19 +176,26 @@ impl Scheduler {
         );
 
         let tasks = vec![
-            tokio::spawn(persist_heartbeats(store.clone(), persist_rx)),
-            tokio::spawn(sweep(placer, store, dispatcher.clone(), active.clone())),
-            tokio::spawn(lead(
-                db.connection.clone(),
-                Duration::from_millis(s.leader_check_interval_ms.max(10)),
-                active,
-                dispatcher,
+            tokio::spawn(follow_retirements(
+                store.clone(),
+                retirements,
+                placer.clone(),
+                RetirementTimings {
+                    poll: Duration::from_millis(s.retirement_poll_interval_ms.max(10)),
+                    retention: Duration::from_secs(s.retirement_retention.max(60)),
+                },
+                leadership.clone(),
             )),
+            tokio::spawn(persist_heartbeats(store.clone(), persist_rx)),
+            tokio::spawn(sweep(placer, store, dispatcher.clone(), leadership.clone())),
+            tokio::spawn(lead(lease.clone(), leadership.clone(), dispatcher)),
         ];
         Ok(Self {
             addrs,
             server,
             tasks,
+            leadership,
+            lease,
         })
     }
 
@@ -177,6 +210,7 @@ impl Scheduler {
         for task in &self.tasks {
             task.abort();
         }
+        resign(&self.lease, &self.leadership).await;
         result
     }
 
@@ -186,42 +220,113 @@ impl Scheduler {
     }
 }
 
-/// Holds or waits for the leader lock; runs the dispatcher while holding it.
-async fn lead(url: String, interval: Duration, active: Arc<AtomicBool>, dispatcher: Dispatcher) {
+/// Takes, renews or waits for the leader lease; runs the dispatcher while this scheduler leads.
+async fn lead(config: LeaseConfig, leadership: Arc<Leadership>, dispatcher: Dispatcher) {
+    let holder = leadership.holder().to_owned();
+    let mut connection: Option<LeaseConnection> = None;
+    let mut running: Option<(watch::Sender<bool>, tokio::task::JoinHandle<()>)> = None;
+    let mut pause = Duration::ZERO;
     loop {
-        match LeaderLock::try_acquire(&url).await {
-            Ok(Some(lock)) => {
-                log::info!("took the leader lock: this scheduler is active");
-                active.store(true, Ordering::SeqCst);
+        tokio::time::sleep(pause).await;
+        pause = config.interval;
+        if connection.as_ref().is_none_or(|c| !c.is_alive()) {
+            connection = match LeaseConnection::open(&config).await {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    log::warn!("cannot open the leader lease connection: {e}");
+                    None
+                }
+            };
+        }
+        let sent = Instant::now();
+        // `Some(true)`: leads; `Some(false)`: does not; `None`: cannot tell (database trouble).
+        let leads = match (&connection, leadership.epoch(), running.is_some()) {
+            (None, _, _) => None,
+            (Some(c), Some(epoch), true) => match c.renew(&holder, epoch, &config).await {
+                Ok(renewed) => {
+                    if renewed {
+                        leadership.lead(epoch, config.valid_until(sent));
+                    } else {
+                        log::warn!("leader lease of epoch {epoch} was taken over or expired");
+                    }
+                    Some(renewed)
+                }
+                Err(e) => {
+                    log::warn!("cannot renew the leader lease: {e}");
+                    connection = None;
+                    None
+                }
+            },
+            (Some(c), _, _) => match c.try_acquire(&holder, &config).await {
+                Ok(Some(epoch)) => {
+                    leadership.lead(epoch, config.valid_until(sent));
+                    log::info!("took the leader lease (epoch {epoch}): this scheduler is active");
+                    Some(true)
+                }
+                Ok(None) => Some(false),
+                Err(e) => {
+                    log::warn!("cannot take the leader lease: {e}");
+                    connection = None;
+                    None
+                }
+            },
+        };
+        // Without an answer the term lasts as long as the local clock says it does, and the
+        // leader tries again at once (e.g. the database restarted: it must renew before a
+        // standby sees its old session gone).
+        if leads.is_none() && running.is_some() {
+            pause = RETRY_RENEWAL;
+        }
+        let leads = leads.unwrap_or_else(|| leadership.is_active()) && leadership.is_active();
+        match (leads, running.is_some()) {
+            (true, false) => {
                 let (stop, stopped) = watch::channel(false);
-                let running = tokio::spawn({
+                let task = tokio::spawn({
                     let dispatcher = dispatcher.clone();
                     async move { dispatcher.run(stopped).await }
                 });
-                loop {
-                    tokio::time::sleep(interval).await;
-                    if !lock.still_held().await {
-                        break;
+                running = Some((stop, task));
+            }
+            (false, true) => {
+                log::warn!("lost the leader lease: standing by");
+                leadership.stand_by();
+                if let Some((stop, task)) = running.take() {
+                    let _ = stop.send(true);
+                    if let Err(e) = task.await {
+                        log::error!("dispatcher task failed: {e}");
                     }
                 }
-                log::warn!("lost the leader lock: standing by");
-                active.store(false, Ordering::SeqCst);
-                let _ = stop.send(true);
-                if let Err(e) = running.await {
-                    log::error!("dispatcher task failed: {e}");
-                }
-                drop(lock);
             }
-            Ok(None) => log::debug!("another scheduler is active"),
-            Err(e) => log::warn!("cannot take the leader lock: {e}"),
+            (false, false) => leadership.stand_by(),
+            (true, true) => {}
         }
-        tokio::time::sleep(interval).await;
+    }
+}
+
+/// Gives the lease up at shutdown so that a standby takes over at once.
+async fn resign(config: &LeaseConfig, leadership: &Leadership) {
+    let Some(fence) = leadership.fence() else {
+        return;
+    };
+    leadership.stand_by();
+    match LeaseConnection::open(config).await {
+        Ok(c) => match c.resign(&fence.holder, fence.epoch).await {
+            Ok(true) => log::info!("gave up the leader lease (epoch {})", fence.epoch),
+            Ok(false) => {}
+            Err(e) => log::warn!("cannot give up the leader lease: {e}"),
+        },
+        Err(e) => log::warn!("cannot give up the leader lease: {e}"),
     }
 }
 
 /// Marks silent agents down (in memory, in the table, and for the dispatcher) and ends
 /// expired leases.
-async fn sweep(placer: Arc<Placer>, store: Store, dispatcher: Dispatcher, active: Arc<AtomicBool>) {
+async fn sweep(
+    placer: Arc<Placer>,
+    store: Store,
+    dispatcher: Dispatcher,
+    leadership: Arc<Leadership>,
+) {
     let mut ticker = tokio::time::interval(SWEEP_INTERVAL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -238,14 +343,99 @@ async fn sweep(placer: Arc<Placer>, store: Store, dispatcher: Dispatcher, active
             continue;
         }
         log::warn!("agents stopped reporting: {down:?}");
-        if active.load(Ordering::SeqCst) {
-            dispatcher.agents_down(&down);
-        }
+        // Only the leader acts on it: a standby (or a leader just woken from a pause) has
+        // not heard heartbeats that the leader did.
+        let Some(fence) = leadership.fence() else {
+            continue;
+        };
+        dispatcher.agents_down(&down);
         let ids: Vec<String> = down.iter().map(|a| a.to_string()).collect();
         let store = store.clone();
-        let written = tokio::task::spawn_blocking(move || store.mark_agents_down(&ids)).await;
+        let written =
+            tokio::task::spawn_blocking(move || store.mark_agents_down(&fence, &ids)).await;
         if let Ok(Err(e)) = written {
             log::warn!("cannot mark agents down: {e}");
+        }
+    }
+}
+
+/// How the retirement log is followed (`[scheduler] retirement_*`).
+#[derive(Debug, Clone, Copy)]
+struct RetirementTimings {
+    poll: Duration,
+    retention: Duration,
+}
+
+/// Follows the retirement log: loads it whole, then reads what follows every poll interval,
+/// tells placement at once (no warm affinity for retired versions), drops entries past the
+/// retention, and (while active) purges those rows from the table.
+async fn follow_retirements(
+    store: Store,
+    log: Arc<Mutex<RetirementLog>>,
+    placer: Arc<Placer>,
+    timings: RetirementTimings,
+    leadership: Arc<Leadership>,
+) {
+    // The log is consistent between statements, so a panic elsewhere leaves it usable.
+    let locked = || {
+        log.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    };
+    let retention =
+        chrono::Duration::from_std(timings.retention).unwrap_or_else(|_| chrono::Duration::days(1));
+    let mut ticker = tokio::time::interval(timings.poll);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_purge: Option<Instant> = None;
+    loop {
+        ticker.tick().await;
+        let latest = locked().latest();
+        let reader = store.clone();
+        let read = tokio::task::spawn_blocking(move || match latest {
+            None => reader
+                .load_retirements()
+                .map(|(rows, floor)| (rows, Some(floor))),
+            Some(seq) => reader
+                .retirements_after(seq, RETIREMENT_BATCH)
+                .map(|rows| (rows, None)),
+        })
+        .await;
+        match read {
+            Ok(Ok((rows, Some(floor)))) => {
+                let count = rows.len();
+                locked().load(rows, floor);
+                log::info!("retirement log loaded: {count} entries");
+            }
+            Ok(Ok((rows, None))) => {
+                let added = locked().append(rows);
+                if !added.is_empty() {
+                    let agents = placer.retire(&added);
+                    log::info!(
+                        "{} retirement(s) up to seq {}: warm pools dropped on {agents} agent(s)",
+                        added.len(),
+                        added.last().map_or(0, |k| k.seq)
+                    );
+                }
+            }
+            Ok(Err(e)) => log::warn!("cannot read the retirement log: {e}"),
+            Err(e) => log::warn!("retirement log task failed: {e}"),
+        }
+        locked().prune(chrono::Utc::now() - retention);
+        let fence = leadership.fence();
+        if let Some(fence) =
+            fence.filter(|_| last_purge.is_none_or(|at| at.elapsed() >= RETIREMENT_PURGE_INTERVAL))
+        {
+            last_purge = Some(Instant::now());
+            let purger = store.clone();
+            let purged = tokio::task::spawn_blocking(move || {
+                purger.purge_retirements(&fence, timings.retention)
+            })
+            .await;
+            match purged {
+                Ok(Ok(0)) => {}
+                Ok(Ok(n)) => log::info!("purged {n} retirement(s) past the retention"),
+                Ok(Err(e)) => log::warn!("cannot purge old retirements: {e}"),
+                Err(e) => log::warn!("retirement purge task failed: {e}"),
+            }
         }
     }
 }

@@ -9,10 +9,12 @@ use std::time::Duration;
 use diesel::dsl::{now, sql};
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
-use diesel::r2d2::{ConnectionManager, Pool, PooledConnection};
-use diesel::sql_types::{Integer, Nullable, Timestamptz};
-use fresco_common::wire::Heartbeat;
+use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
+use diesel::sql_types::{BigInt, Bool, Integer, Nullable, Timestamptz};
+use fresco_common::wire::{Heartbeat, RetiredKey, RETIREMENT_LOG_LOCK};
 use uuid::Uuid;
+
+use crate::leader::Fence;
 
 /// The NOTIFY channel the API signals new async executions on.
 pub const QUEUE_CHANNEL: &str = "fresco_executions";
@@ -35,6 +37,7 @@ pub mod schema {
             agent_id -> Nullable<Text>,
             attempts -> Int4,
             logs -> Text,
+            leader_epoch -> Nullable<Int8>,
             created_at -> Timestamptz,
             started_at -> Nullable<Timestamptz>,
             finished_at -> Nullable<Timestamptz>,
@@ -59,6 +62,25 @@ pub mod schema {
     }
 
     diesel::table! {
+        scheduler_leader (id) {
+            id -> Int2,
+            holder -> Text,
+            epoch -> Int8,
+            expires_at -> Timestamptz,
+        }
+    }
+
+    diesel::table! {
+        function_retirements (seq) {
+            seq -> Int8,
+            function_id -> Uuid,
+            version -> Nullable<Int4>,
+            below_revision -> Nullable<Int8>,
+            created_at -> Timestamptz,
+        }
+    }
+
+    diesel::table! {
         quotas (project_id, resource) {
             project_id -> Text,
             resource -> Text,
@@ -67,7 +89,7 @@ pub mod schema {
     }
 }
 
-use schema::{agents, executions, quotas};
+use schema::{agents, executions, function_retirements, quotas, scheduler_leader};
 
 /// Quota resource names the scheduler enforces.
 pub const CONCURRENT_RESOURCE: &str = "concurrent_executions";
@@ -79,6 +101,91 @@ pub enum StorageError {
     Pool(#[from] r2d2::Error),
     #[error("database error: {0}")]
     Query(#[from] diesel::result::Error),
+    /// The write needs the leader's lease, and this scheduler no longer holds it.
+    #[error("not the leader (epoch {epoch} is over)")]
+    Fenced { epoch: i64 },
+}
+
+impl StorageError {
+    /// A fenced write: retrying it can never succeed.
+    pub fn is_fenced(&self) -> bool {
+        matches!(self, StorageError::Fenced { .. })
+    }
+}
+
+/// Inside a transaction: locks the lease row (`FOR SHARE`: a takeover waits for this
+/// transaction) and fails unless `fence` names the current, unexpired term.
+fn check_fence(conn: &mut PgConnection, fence: &Fence) -> Result<(), StorageError> {
+    let current: Option<(String, i64, bool)> = scheduler_leader::table
+        .filter(scheduler_leader::id.eq(1))
+        .select((
+            scheduler_leader::holder,
+            scheduler_leader::epoch,
+            scheduler_leader::expires_at.gt(now),
+        ))
+        .for_share()
+        .first(conn)
+        .optional()?;
+    match current {
+        Some((holder, epoch, true)) if epoch == fence.epoch && *holder == *fence.holder => Ok(()),
+        _ => Err(StorageError::Fenced { epoch: fence.epoch }),
+    }
+}
+
+/// A fenced transaction: `f` runs only while `fence` is the current term.
+fn fenced<T>(
+    conn: &mut PgConnection,
+    fence: &Fence,
+    f: impl FnOnce(&mut PgConnection) -> Result<T, StorageError>,
+) -> Result<T, StorageError> {
+    conn.transaction(|conn| {
+        check_fence(conn, fence)?;
+        f(conn)
+    })
+}
+
+/// Session settings of every pooled connection: a transaction left idle (its client frozen or
+/// its host hung) ends after `idle_in_transaction`, so it cannot hold row locks for longer.
+#[derive(Debug, Clone, Copy)]
+struct SessionSettings {
+    idle_in_transaction: Duration,
+}
+
+impl CustomizeConnection<PgConnection, diesel::r2d2::Error> for SessionSettings {
+    fn on_acquire(&self, conn: &mut PgConnection) -> Result<(), diesel::r2d2::Error> {
+        let ms = self.idle_in_transaction.as_millis().max(1);
+        diesel::sql_query(format!("SET idle_in_transaction_session_timeout = {ms}"))
+            .execute(conn)
+            .map(|_| ())
+            .map_err(diesel::r2d2::Error::QueryError)
+    }
+}
+
+/// `url` with TCP keepalives and a user timeout (libpq parameters), unless it sets them: a
+/// hung database host fails the scheduler's queries within about `timeout` instead of never.
+pub fn with_tcp_timeouts(url: &str, timeout: Duration) -> String {
+    if !(url.starts_with("postgresql://") || url.starts_with("postgres://")) {
+        return url.to_owned();
+    }
+    let mut out = url.to_owned();
+    let ms = timeout.as_millis().max(1).to_string();
+    for (key, value) in [
+        ("keepalives", "1"),
+        ("keepalives_idle", "2"),
+        ("keepalives_interval", "1"),
+        ("keepalives_count", "3"),
+        ("tcp_user_timeout", ms.as_str()),
+    ] {
+        let query = out.split_once('?').map_or("", |(_, q)| q);
+        if query.split('&').any(|p| p.split('=').next() == Some(key)) {
+            continue;
+        }
+        out.push(if out.contains('?') { '&' } else { '?' });
+        out.push_str(key);
+        out.push('=');
+        out.push_str(value);
+    }
+    out
 }
 
 /// A queued async execution, as claimed.
@@ -135,8 +242,9 @@ pub enum Finish {
         cold: bool,
         logs: String,
     },
-    /// The attempt was lost: queue it again.
-    Requeue,
+    /// The attempt was lost: queue it again. With `refund`, the attempt does not count
+    /// (the agent refused it before any of the function ran, e.g. its engine is down).
+    Requeue { refund: bool },
     /// The execution failed for good: `error` with this reason.
     Fail(String),
 }
@@ -151,16 +259,28 @@ type Conn = PooledConnection<ConnectionManager<PgConnection>>;
 
 /// The `error` column of an execution the platform gave up on (Lambda's error shape).
 pub fn platform_error(reason: &str) -> serde_json::Value {
-    serde_json::json!({"errorType": "PlatformError", "errorMessage": reason})
+    serde_json::json!({"errorType": "Platform.Error", "errorMessage": reason})
 }
 
 impl Store {
-    /// Opens a pool; fails when the database cannot be reached.
-    pub fn connect(url: &str, max_size: u32, timeout: Duration) -> Result<Self, StorageError> {
+    /// Opens a pool; fails when the database cannot be reached. A session idle in a
+    /// transaction for `idle_in_transaction` is ended by the server (see `SessionSettings`).
+    pub fn connect(
+        url: &str,
+        max_size: u32,
+        timeout: Duration,
+        idle_in_transaction: Duration,
+    ) -> Result<Self, StorageError> {
         let pool = Pool::builder()
             .max_size(max_size.max(2))
             .connection_timeout(timeout)
-            .build(ConnectionManager::<PgConnection>::new(url))?;
+            .connection_customizer(Box::new(SessionSettings {
+                idle_in_transaction,
+            }))
+            .build(ConnectionManager::<PgConnection>::new(with_tcp_timeouts(
+                url,
+                idle_in_transaction.max(Duration::from_secs(1)),
+            )))?;
         Ok(Self { pool })
     }
 
@@ -197,55 +317,62 @@ impl Store {
         Ok(())
     }
 
-    /// Marks agents down.
-    pub fn mark_agents_down(&self, ids: &[String]) -> Result<(), StorageError> {
+    /// Marks agents down (leader only).
+    pub fn mark_agents_down(&self, fence: &Fence, ids: &[String]) -> Result<(), StorageError> {
         if ids.is_empty() {
             return Ok(());
         }
         let mut conn = self.conn()?;
-        diesel::update(agents::table.filter(agents::id.eq_any(ids)))
-            .set(agents::state.eq("down"))
-            .execute(&mut conn)?;
-        Ok(())
+        fenced(&mut conn, fence, |conn| {
+            diesel::update(agents::table.filter(agents::id.eq_any(ids)))
+                .set(agents::state.eq("down"))
+                .execute(conn)?;
+            Ok(())
+        })
     }
 
     /// Marks down the agents still `up` in the table whose last heartbeat is older than
-    /// `down_time`; returns their ids.
+    /// `down_time` (leader only); returns their ids.
     pub fn mark_silent_agents_down(
         &self,
+        fence: &Fence,
         down_time: Duration,
     ) -> Result<Vec<String>, StorageError> {
         use diesel::dsl::IntervalDsl;
         let mut conn = self.conn()?;
         let seconds = i64::try_from(down_time.as_secs()).unwrap_or(i64::MAX / 1_000_000);
-        Ok(diesel::update(
-            agents::table
-                .filter(agents::state.eq("up"))
-                .filter(agents::last_heartbeat.lt(sql::<Timestamptz>("now()") - seconds.seconds())),
-        )
-        .set(agents::state.eq("down"))
-        .returning(agents::id)
-        .get_results(&mut conn)?)
+        fenced(&mut conn, fence, |conn| {
+            Ok(
+                diesel::update(agents::table.filter(agents::state.eq("up")).filter(
+                    agents::last_heartbeat.lt(sql::<Timestamptz>("now()") - seconds.seconds()),
+                ))
+                .set(agents::state.eq("down"))
+                .returning(agents::id)
+                .get_results(conn)?,
+            )
+        })
     }
 
     /// Claims up to `limit` queued async executions, oldest first, skipping rows other
     /// transactions hold and projects in `skip`. `decide` is asked about each row, in order,
     /// with the project's limits (from `quotas`, else `defaults`); the rows it runs become
     /// `running` in the same transaction. Projects it leaves are added to `skip`. Returns the
-    /// rows to run with their agent, and whether some were left for lack of capacity.
+    /// rows to run with their agent, and whether some were left for lack of capacity. Fenced:
+    /// nothing is claimed unless `fence` is the current term.
     pub fn claim(
         &self,
+        fence: &Fence,
         limit: i64,
         skip: &mut HashSet<String>,
         defaults: Limits,
         mut decide: impl FnMut(&Queued, Limits) -> Verdict,
     ) -> Result<Claim, StorageError> {
         let mut conn = self.conn()?;
-        conn.transaction(|conn| {
-            // The claim's commit is on the enqueue-to-start path: do not wait for its WAL
-            // flush (about 4 ms on a plain disk). Only a PostgreSQL crash within moments of
-            // the claim can lose it, and the next synchronous commit (any result) flushes it.
-            diesel::sql_query("SET LOCAL synchronous_commit = off").execute(conn)?;
+        fenced(&mut conn, fence, |conn| {
+            // The claim commits synchronously (its WAL flushed) although it is on the
+            // enqueue-to-start path: a claim lost in a PostgreSQL crash would let the attempt
+            // run uncounted, and the row be claimed again under the same attempt number
+            // (seen in the fault suite's `pg_ctl restart -m immediate`).
             let skipped: Vec<&String> = skip.iter().collect();
             let rows: Vec<Queued> = executions::table
                 .filter(executions::status.eq("queued"))
@@ -296,6 +423,7 @@ impl Store {
                         executions::status.eq("running"),
                         executions::agent_id.eq(&**agent),
                         executions::attempts.eq(executions::attempts + 1),
+                        executions::leader_epoch.eq(fence.epoch),
                         executions::started_at.eq(now),
                         executions::memory_mb.eq(sql::<Integer>(
                             "COALESCE((spec->>'memory_mb')::int, memory_mb)",
@@ -308,6 +436,7 @@ impl Store {
                     .set((
                         executions::status.eq("error"),
                         executions::error.eq(Some(platform_error(reason))),
+                        executions::leader_epoch.eq(fence.epoch),
                         executions::finished_at.eq(now),
                     ))
                     .execute(conn)?;
@@ -319,13 +448,18 @@ impl Store {
 
     /// Writes how attempts ended. Each write applies only while the execution is still
     /// `running` in that attempt, so a late or duplicate answer cannot overwrite a newer
-    /// state. Returns how many executions changed.
-    pub fn finish(&self, items: &[(Uuid, i32, Finish)]) -> Result<usize, StorageError> {
+    /// state. Fenced: nothing is written unless `fence` is the current term. Returns how many
+    /// executions changed.
+    pub fn finish(
+        &self,
+        fence: &Fence,
+        items: &[(Uuid, i32, Finish)],
+    ) -> Result<usize, StorageError> {
         if items.is_empty() {
             return Ok(0);
         }
         let mut conn = self.conn()?;
-        conn.transaction(|conn| {
+        fenced(&mut conn, fence, |conn| {
             let mut changed = 0;
             let mut requeued = false;
             for (id, attempt, finish) in items {
@@ -351,13 +485,18 @@ impl Store {
                             executions::max_memory_mb.eq(max_memory_mb),
                             executions::cold.eq(Some(cold)),
                             executions::logs.eq(logs),
+                            executions::leader_epoch.eq(fence.epoch),
                             executions::finished_at.eq(now),
                         ))
                         .execute(conn)?,
-                    Finish::Requeue => {
+                    Finish::Requeue { refund } => {
+                        let attempts =
+                            sql::<Integer>(if *refund { "attempts - 1" } else { "attempts" });
                         let n = diesel::update(target)
                             .set((
                                 executions::status.eq("queued"),
+                                executions::attempts.eq(attempts),
+                                executions::leader_epoch.eq(fence.epoch),
                                 executions::agent_id.eq(None::<String>),
                                 executions::started_at.eq(None::<chrono::DateTime<chrono::Utc>>),
                             ))
@@ -369,6 +508,7 @@ impl Store {
                         .set((
                             executions::status.eq("error"),
                             executions::error.eq(Some(platform_error(reason))),
+                            executions::leader_epoch.eq(fence.epoch),
                             executions::finished_at.eq(now),
                         ))
                         .execute(conn)?,
@@ -397,6 +537,62 @@ impl Store {
             .load(&mut conn)?)
     }
 
+    /// The whole retirement log, in `seq` order, and the last `seq` ever given out (the
+    /// floor of an empty log). Taken under the log's lock (shared), so no writer is between
+    /// drawing a `seq` and committing it: every `seq` up to that last one is visible or gone.
+    pub fn load_retirements(&self) -> Result<(Vec<Entry>, i64), StorageError> {
+        #[derive(QueryableByName)]
+        struct Sequence {
+            #[diesel(sql_type = BigInt)]
+            last_value: i64,
+            #[diesel(sql_type = Bool)]
+            is_called: bool,
+        }
+        let mut conn = self.conn()?;
+        conn.transaction(|conn| {
+            diesel::sql_query("SELECT pg_advisory_xact_lock_shared($1)")
+                .bind::<BigInt, _>(RETIREMENT_LOG_LOCK)
+                .execute(conn)?;
+            let rows = retirement_rows(conn, 0, i64::MAX)?;
+            let sequence: Sequence =
+                diesel::sql_query("SELECT last_value, is_called FROM function_retirements_seq_seq")
+                    .get_result(conn)?;
+            let last = if sequence.is_called {
+                sequence.last_value
+            } else {
+                0
+            };
+            Ok((rows, last))
+        })
+    }
+
+    /// Retirements after `seq`, at most `limit`, in `seq` order.
+    pub fn retirements_after(&self, seq: i64, limit: i64) -> Result<Vec<Entry>, StorageError> {
+        let mut conn = self.conn()?;
+        Ok(retirement_rows(&mut conn, seq, limit)?)
+    }
+
+    /// Deletes the retirements created more than `retention` ago, as a prefix of the log
+    /// (every row up to the newest expired one), so a loaded log's floor stays exact. Leader
+    /// only (fenced).
+    pub fn purge_retirements(
+        &self,
+        fence: &Fence,
+        retention: Duration,
+    ) -> Result<usize, StorageError> {
+        let mut conn = self.conn()?;
+        let seconds = i64::try_from(retention.as_secs()).unwrap_or(i64::MAX / 1_000_000);
+        fenced(&mut conn, fence, |conn| {
+            Ok(diesel::sql_query(
+                "DELETE FROM function_retirements WHERE seq <= \
+                 (SELECT max(seq) FROM function_retirements \
+                  WHERE created_at < now() - make_interval(secs => $1::double precision))",
+            )
+            .bind::<BigInt, _>(seconds)
+            .execute(conn)?)
+        })
+    }
+
     /// Checks that the database answers.
     pub fn ping(&self) -> Result<(), StorageError> {
         let mut conn = self.conn()?;
@@ -416,6 +612,49 @@ pub struct Claim {
     pub rows_seen: usize,
     /// Some execution was left queued because no agent had room for it.
     pub out_of_capacity: bool,
+}
+
+/// One entry of the retirement log, as read.
+pub use crate::retirements::Entry;
+
+fn retirement_rows(
+    conn: &mut PgConnection,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<Entry>, diesel::result::Error> {
+    type Row = (
+        i64,
+        Uuid,
+        Option<i32>,
+        Option<i64>,
+        chrono::DateTime<chrono::Utc>,
+    );
+    let rows: Vec<Row> = function_retirements::table
+        .filter(function_retirements::seq.gt(after))
+        .order(function_retirements::seq.asc())
+        .limit(limit)
+        .select((
+            function_retirements::seq,
+            function_retirements::function_id,
+            function_retirements::version,
+            function_retirements::below_revision,
+            function_retirements::created_at,
+        ))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(seq, function_id, version, below_revision, created_at)| Entry {
+                key: RetiredKey {
+                    seq,
+                    function_id,
+                    version,
+                    below_revision,
+                },
+                created_at,
+            },
+        )
+        .collect())
 }
 
 fn load_limits(
@@ -439,4 +678,30 @@ fn load_limits(
         }
     }
     Ok(limits)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_get_tcp_timeouts_unless_they_set_their_own() {
+        let url = with_tcp_timeouts("postgresql://u:p@db:5432/fresco", Duration::from_secs(5));
+        assert_eq!(
+            url,
+            "postgresql://u:p@db:5432/fresco?keepalives=1&keepalives_idle=2&keepalives_interval=1\
+             &keepalives_count=3&tcp_user_timeout=5000"
+        );
+        let own = with_tcp_timeouts(
+            "postgres://db/fresco?sslmode=disable&tcp_user_timeout=900",
+            Duration::from_secs(5),
+        );
+        assert!(own.starts_with("postgres://db/fresco?sslmode=disable&tcp_user_timeout=900&"));
+        assert_eq!(own.matches("tcp_user_timeout").count(), 1, "{own}");
+        assert_eq!(
+            with_tcp_timeouts("host=/run/postgresql dbname=fresco", Duration::from_secs(5)),
+            "host=/run/postgresql dbname=fresco",
+            "key=value strings are left alone"
+        );
+    }
 }

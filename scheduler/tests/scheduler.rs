@@ -392,6 +392,8 @@ fn beat_of(id: &str, url: &str) -> Heartbeat {
         warm: vec![],
         images: vec![],
         version: "t".into(),
+        engine_down: false,
+        retired_seq: None,
     }
 }
 
@@ -431,12 +433,11 @@ async fn bad_tokens_are_refused() {
     let http = reqwest::Client::new();
     let agent_a = agent_signer("agent-a");
     let (body, good) = signed_beat(&agent_a, &beat_of("agent-a", "http://127.0.0.1:1"));
-    assert_eq!(
-        post_beat(&scheduler.url, body.clone(), Some(&good))
-            .await
-            .status(),
-        204
-    );
+    // 204, or 200 with the retirements once this scheduler has read their log.
+    assert!(post_beat(&scheduler.url, body.clone(), Some(&good))
+        .await
+        .status()
+        .is_success());
     // Signed with a key that is not agent-a's enrolled one.
     let stranger = AgentSigner::from_pem(OTHER_AGENT_PRIVATE.as_bytes(), "agent-a").expect("key");
     let (_, forged) = signed_beat(&stranger, &beat_of("agent-a", "http://127.0.0.1:1"));
@@ -653,10 +654,10 @@ async fn an_agent_cannot_heartbeat_as_another_or_move_without_re_enrolment() {
 
     // Agent 1, signing for itself, may not move to another URL without re-enrolment...
     let (body, token) = signed_beat(&attacker, &beat_of("agent-1", "http://127.0.0.1:2"));
-    assert_eq!(
-        post_beat(&scheduler.url, body, Some(&token)).await.status(),
-        204
-    );
+    assert!(post_beat(&scheduler.url, body, Some(&token))
+        .await
+        .status()
+        .is_success());
     let (body, token) = signed_beat(&attacker, &beat_of("agent-1", trap));
     let moved = post_beat(&scheduler.url, body.clone(), Some(&token)).await;
     assert_eq!(moved.status(), 403);
@@ -675,10 +676,10 @@ async fn an_agent_cannot_heartbeat_as_another_or_move_without_re_enrolment() {
     // ...and once the operator re-enrols it there, it may.
     enrol(&dir.agents(), "agent-1", trap, OTHER_AGENT_PUBLIC);
     let (body, token) = signed_beat(&attacker, &beat_of("agent-1", trap));
-    assert_eq!(
-        post_beat(&scheduler.url, body, Some(&token)).await.status(),
-        204
-    );
+    assert!(post_beat(&scheduler.url, body, Some(&token))
+        .await
+        .status()
+        .is_success());
     wait_until(SETTLE, "the new URL to be stored", || {
         stored_url(&mut conn, "agent-1").as_deref() == Some(trap)
     })

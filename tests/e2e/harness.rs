@@ -156,6 +156,8 @@ pub struct StackOptions {
     /// TLS on every internal hop ([internal_tls]): the API, the schedulers and the agents serve
     /// HTTPS with a certificate of a CA made for this stack, and every caller trusts only it.
     pub tls: bool,
+    /// Extra lines appended to each agent's config.
+    pub agent_config: String,
 }
 
 impl Default for StackOptions {
@@ -165,6 +167,7 @@ impl Default for StackOptions {
             schedulers: 1,
             extra_config: String::new(),
             tls: false,
+            agent_config: String::new(),
         }
     }
 }
@@ -263,7 +266,7 @@ pub fn client(tls: &Option<Tls>, timeout: Duration) -> Client {
 }
 
 /// An Ed25519 key pair made with openssl: (private, public) paths.
-fn key_pair(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+pub fn key_pair(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
     let private = dir.join(format!("{name}.pem"));
     let public = dir.join(format!("{name}.pub.pem"));
     run(Command::new("openssl")
@@ -410,11 +413,12 @@ impl Stack {
                     &format!(
                         "[DEFAULT]\nstate_path = {state}\n\n[internal_auth]\nticket_verify_key_file = {verify}\nagent_key_file = {key}\n{tls_section}\n\
                          [scheduler]\nurls = {urls}\n\n[agent]\nagent_id = {id}\nbind_port = {port}\napi_url = {scheme}://127.0.0.1:{api_port}\n\
-                         shim_path = {shim}\nheartbeat_interval = 1\nmemory_mb = 4096\nidle_timeout = 120\nlog_sync_timeout_ms = 1000\n",
+                         shim_path = {shim}\nheartbeat_interval = 1\nmemory_mb = 4096\nidle_timeout = 120\nlog_sync_timeout_ms = 1000\n{extra}\n",
                         state = state.display(),
                         verify = verify.display(),
                         key = key.display(),
                         urls = scheduler_urls.join(", "),
+                        extra = options.agent_config,
                     ),
                 );
                 Service::spawn(&format!("fresco-agent-{i}"), bin.join("fresco-agent"), config, dir.join(format!("agent-{i}.log")), port, &tls)

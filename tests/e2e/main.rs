@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod lifecycle;
 mod trust;
 
 use std::time::{Duration, Instant};
@@ -425,6 +426,7 @@ fn agents_refuse_forged_tickets() {
         environment: Default::default(),
         code_sha256: None,
         network: false,
+        revision: 0,
     };
     let agent_id = stack.get(ADMIN, "/v1/agents")["agents"][0]["id"]
         .as_str()

@@ -114,18 +114,23 @@ fn members_see_no_agent_ids_nor_platform_error_text() {
     );
     assert_eq!(runtime.status().as_u16(), 201);
     stack.create_function(ALICE, "doomed", "python-hello", "broken", json!({}));
+    // A platform failure is a 503 naming the execution, never the function's result.
     let failed = stack.invoke(ALICE, "doomed", &json!({}));
-    assert_eq!(failed.status().as_u16(), 200);
-    assert_eq!(failed.headers()["x-execution-status"], "error");
-    let failed_id = failed.headers()["x-execution-id"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    assert_eq!(failed.status().as_u16(), 503);
     let body: Value = failed.json().unwrap();
-    assert_eq!(body["errorType"], "Platform.ContainerStartFailed", "{body}");
-    assert_eq!(body["errorMessage"], GENERIC, "{body}");
+    let said = body["error"]["message"].as_str().unwrap();
+    let failed_id = said
+        .strip_prefix("execution ")
+        .and_then(|rest| rest.get(..36))
+        .unwrap_or_else(|| panic!("no execution id in {body}"))
+        .to_owned();
+    assert_eq!(said, format!("execution {failed_id}: {GENERIC}"), "{body}");
     let record = stack.wait_execution(ALICE, &failed_id, Duration::from_secs(30));
     assert_eq!(record["status"], "error", "{record}");
+    assert_eq!(
+        record["error"]["errorType"], "Platform.ContainerStartFailed",
+        "{record}"
+    );
     assert_eq!(record["error"]["errorMessage"], GENERIC, "{record}");
     assert!(record.get("agent_id").is_none(), "{record}");
     let detail = stack.get(

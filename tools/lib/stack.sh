@@ -9,6 +9,10 @@ FRESCO_AGENT_PORT="${FRESCO_AGENT_PORT:-8902}"
 FRESCO_ETC="$FRESCO_STATE/etc"
 FRESCO_TARGET="${CARGO_TARGET_DIR:-$FRESCO_ROOT/target}"
 FRESCO_SHIM="$FRESCO_TARGET/shim/x86_64-unknown-linux-gnu/release/fresco-shim"
+# The openstack CLI with this repository's plugin, installed as the README says, and where a
+# link to it goes so that `openstack` is on PATH.
+FRESCO_CLI_VENV="${FRESCO_CLI_VENV:-/opt/fresco-dev/cli-venv}"
+FRESCO_CLI_LINK_DIR="${FRESCO_CLI_LINK_DIR:-/usr/local/bin}"
 export FRESCO_PROFILE FRESCO_API_PORT FRESCO_SCHEDULER_PORT FRESCO_AGENT_PORT FRESCO_ETC
 
 # ensure_toolchain: the system packages a build needs; cargo itself comes with the machine.
@@ -155,14 +159,31 @@ stack_start() {
         stack_agent_config "$n"
         stack_run "fresco-agent-$n" "$(stack_bin fresco-agent)" --config-file "$FRESCO_ETC/agent-$n.conf"
     done
-    wait_for 30 "fresco-api" curl -fsS "http://127.0.0.1:$FRESCO_API_PORT/healthcheck"
-    wait_for 30 "fresco-scheduler" curl -fsS "http://127.0.0.1:$FRESCO_SCHEDULER_PORT/healthcheck"
+    stack_wait fresco-api curl -fsS --max-time 5 "http://127.0.0.1:$FRESCO_API_PORT/healthcheck"
+    # a standby scheduler answers 503: any answer means it is up
+    stack_wait fresco-scheduler curl -sS --max-time 5 "http://127.0.0.1:$FRESCO_SCHEDULER_PORT/healthcheck"
     for n in $(seq 1 "$agents"); do
-        wait_for 30 "fresco-agent-$n" curl -fsS "http://127.0.0.1:$((FRESCO_AGENT_PORT + n - 1))/healthcheck"
+        stack_wait "fresco-agent-$n" curl -fsS --max-time 5 "http://127.0.0.1:$((FRESCO_AGENT_PORT + n - 1))/healthcheck"
     done
     # A fresh scheduler starts as a standby until it holds the leader lock, and knows an agent
     # only after its first heartbeat: invocations before that would get 503.
-    wait_for 30 "an active scheduler with $agents agent(s)" stack_scheduler_ready "$agents"
+    stack_wait fresco-scheduler stack_scheduler_ready "$agents"
+}
+
+# stack_wait NAME COMMAND...: retries COMMAND until it succeeds. A generous deadline
+# (FRESCO_START_TIMEOUT, default 180 s: a loaded 2-core machine starts slowly), but a service
+# whose process has exited fails at once, with the end of its log.
+stack_wait() {
+    local name=$1 deadline=$((SECONDS + ${FRESCO_START_TIMEOUT:-180}))
+    shift
+    until "$@" >/dev/null 2>&1; do
+        if ! pid_alive "$FRESCO_STATE/run/$name.pid"; then
+            tail -n 20 "$FRESCO_STATE/logs/$name.log" >&2 2>/dev/null
+            die "$name exited (see $FRESCO_STATE/logs/$name.log)"
+        fi
+        [ $SECONDS -ge $deadline ] && die "timed out after ${FRESCO_START_TIMEOUT:-180}s waiting for $name: $*"
+        sleep 0.2
+    done
 }
 
 # stack_scheduler_ready N: the scheduler is active and sees at least N agents up.
@@ -180,4 +201,88 @@ stack_stop() {
         [ -e "$pidfile" ] || continue
         stop_pidfile "$pidfile" "$(basename "$pidfile" .pid)"
     done
+}
+
+# stack_register_runtimes: the default runtimes python3 and provided (an existing name answers
+# 409 and is left as it is). Needs a noauth API.
+stack_register_runtimes() {
+    local api="http://127.0.0.1:$FRESCO_API_PORT" spec name image kind
+    for spec in "python3 fresco/python3:dev python" "provided fresco/provided:dev provided"; do
+        read -r name image kind <<<"$spec"
+        curl -fsS -o /dev/null -H "X-Auth-Token: admin:admin:admin" -H 'Content-Type: application/json' \
+            -d "{\"name\": \"$name\", \"image\": \"$image\", \"kind\": \"$kind\"}" "$api/v1/runtimes" 2>/dev/null || true
+    done
+}
+
+# stack_cli_venv: a virtualenv with the openstack CLI and the fresco plugin, made exactly as
+# the README says (`python3 -m venv V`, `V/bin/pip install ./client`), fresh whenever client/
+# changes and reused as it is otherwise.
+stack_cli_venv() {
+    ensure_packages python3-venv
+    local key stamp="$FRESCO_CLI_VENV/.fresco-client-stamp"
+    key=$(cd "$FRESCO_ROOT" && find client -type f ! -path '*/__pycache__/*' ! -path 'client/build/*' \
+        ! -path 'client/dist/*' ! -path '*.egg-info/*' -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)
+    if [ -x "$FRESCO_CLI_VENV/bin/openstack" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$key" ]; then
+        return 0
+    fi
+    say "installing the openstack CLI in $FRESCO_CLI_VENV: python3 -m venv, pip install ./client"
+    rm -rf "$FRESCO_CLI_VENV"
+    mkdir -p "$(dirname "$FRESCO_CLI_VENV")"
+    python3 -m venv "$FRESCO_CLI_VENV" || die "python3 -m venv $FRESCO_CLI_VENV failed"
+    (cd "$FRESCO_ROOT" && "$FRESCO_CLI_VENV/bin/pip" install --quiet --disable-pip-version-check ./client) \
+        >>"$FRESCO_STATE/logs/cli-venv.log" 2>&1 || die "pip install ./client failed (see $FRESCO_STATE/logs/cli-venv.log)"
+    [ -x "$FRESCO_CLI_VENV/bin/openstack" ] || die "pip install ./client brought no openstack command"
+    echo "$key" >"$stamp"
+}
+
+# stack_cli_link: puts `openstack` on PATH (a link in FRESCO_CLI_LINK_DIR to the venv's) when
+# no other openstack command is there; another one is left alone.
+stack_cli_link() {
+    local link="$FRESCO_CLI_LINK_DIR/openstack" ours="$FRESCO_CLI_VENV/bin/openstack"
+    if [ -L "$link" ] && [ "$(readlink "$link")" = "$ours" ]; then
+        return 0
+    fi
+    if [ -e "$link" ] || [ -L "$link" ] || command -v openstack >/dev/null; then
+        return 0
+    fi
+    mkdir -p "$FRESCO_CLI_LINK_DIR"
+    ln -s "$ours" "$link"
+}
+
+# stack_cli_command: how to call the venv's openstack from here: `openstack` when that is the
+# one on PATH, else its full path.
+stack_cli_command() {
+    local found
+    found=$(command -v openstack 2>/dev/null || true)
+    if [ -n "$found" ] && [ "$(readlink -f "$found")" = "$(readlink -f "$FRESCO_CLI_VENV/bin/openstack")" ]; then
+        echo openstack
+    else
+        echo "$FRESCO_CLI_VENV/bin/openstack"
+    fi
+}
+
+# stack_clouds_yaml CLOUD TOKEN: the clouds.yaml entry CLOUD for this noauth stack, merged into
+# the file openstack reads (see tools/lib/clouds_yaml.py); prints that file's path.
+stack_clouds_yaml() {
+    (cd / && "$FRESCO_CLI_VENV/bin/python" "$FRESCO_ROOT/tools/lib/clouds_yaml.py" "$1" \
+        "http://127.0.0.1:$FRESCO_API_PORT" "$2")
+}
+
+# stack_cli_setup: the openstack CLI for this noauth stack: the venv, the link on PATH and the
+# clouds.yaml cloud fresco-dev (project demo, as a member). Prints the command lines that use
+# it, one per line, exactly as they work from any directory (tools/up shows them; the quick
+# start test runs them).
+stack_cli_setup() {
+    local clouds_file os
+    stack_cli_venv
+    stack_cli_link
+    clouds_file=$(stack_clouds_yaml fresco-dev demo:demo:member) || die "cannot write the cloud fresco-dev"
+    say "cloud fresco-dev (the openstack CLI against this stack) is in $clouds_file"
+    if [ -e "$PWD/clouds.yaml" ] && [ "$(readlink -f "$PWD/clouds.yaml")" != "$(readlink -f "$clouds_file")" ]; then
+        warn "$PWD/clouds.yaml exists: openstack reads it instead of $clouds_file when run in $PWD"
+    fi
+    os=$(stack_cli_command)
+    echo "$os --os-cloud fresco-dev function list"
+    echo "$os --os-cloud fresco-dev function invoke hello --data '{\"name\": \"you\"}'"
+    echo "$os --os-cloud fresco-dev function execution list --limit 5"
 }

@@ -15,6 +15,8 @@ use super::{ContainerEngine, ContainerSpec, EngineError, ExitInfo, LogStream};
 
 /// Seconds bollard waits for an answer to one engine request.
 const REQUEST_TIMEOUT_S: u64 = 120;
+/// Seconds the engine gives a container between SIGTERM and SIGKILL when it stops it.
+const STOP_TIMEOUT_S: i64 = 1;
 /// The engine keeps at most this much of a container's output on disk (json-file driver).
 const LOG_FILE_MAX: &str = "1m";
 
@@ -85,6 +87,9 @@ pub fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
         network_disabled: Some(!spec.network),
         attach_stdout: Some(true),
         attach_stderr: Some(true),
+        // Nothing in a function container needs a graceful stop: an engine that shuts down
+        // (or restarts) kills it after this, not after Docker's default 10 s.
+        stop_timeout: Some(STOP_TIMEOUT_S),
         host_config: Some(HostConfig {
             network_mode: Some(if spec.network { "default" } else { "none" }.to_owned()),
             readonly_rootfs: Some(true),
@@ -114,6 +119,20 @@ fn map_error(error: BollardError, what: &str) -> EngineError {
         BollardError::DockerResponseServerError {
             status_code: 404, ..
         } => EngineError::NoSuchContainer(what.to_owned()),
+        other => engine_error(other),
+    }
+}
+
+/// Transport failures (the daemon is not there, or does not answer) are `Unavailable`: the
+/// platform failed, not the operation.
+fn engine_error(error: BollardError) -> EngineError {
+    match error {
+        BollardError::IOError { .. }
+        | BollardError::HyperResponseError { .. }
+        | BollardError::HyperLegacyError { .. }
+        | BollardError::HttpClientError { .. }
+        | BollardError::RequestTimeoutError
+        | BollardError::SocketNotFoundError(_) => EngineError::Unavailable(error.to_string()),
         other => EngineError::Docker(other.to_string()),
     }
 }
@@ -132,7 +151,7 @@ impl ContainerEngine for DockerEngine {
             Err(BollardError::DockerResponseServerError {
                 status_code: 404, ..
             }) => Err(EngineError::NoSuchImage(spec.image.clone())),
-            Err(e) => Err(EngineError::Docker(e.to_string())),
+            Err(e) => Err(engine_error(e)),
         }
     }
 
@@ -215,7 +234,7 @@ impl ContainerEngine for DockerEngine {
             .docker
             .list_containers(Some(options))
             .await
-            .map_err(|e| EngineError::Docker(e.to_string()))?;
+            .map_err(engine_error)?;
         Ok(containers.into_iter().filter_map(|c| c.id).collect())
     }
 
@@ -224,7 +243,7 @@ impl ContainerEngine for DockerEngine {
             .docker
             .list_images(Some(ListImagesOptionsBuilder::new().build()))
             .await
-            .map_err(|e| EngineError::Docker(e.to_string()))?;
+            .map_err(engine_error)?;
         let mut tags: Vec<String> = images
             .into_iter()
             .flat_map(|i| i.repo_tags)
@@ -233,6 +252,10 @@ impl ContainerEngine for DockerEngine {
         tags.sort();
         tags.dedup();
         Ok(tags)
+    }
+
+    async fn ping(&self) -> Result<(), EngineError> {
+        self.docker.ping().await.map(|_| ()).map_err(engine_error)
     }
 
     fn take_peak_memory(&self, id: &str) -> Option<u64> {
@@ -249,5 +272,31 @@ impl ContainerEngine for DockerEngine {
         // cgroup v2 (systemd driver): the container's lifetime peak.
         let v2 = format!("/sys/fs/cgroup/system.slice/docker-{id}.scope/memory.peak");
         std::fs::read_to_string(v2).ok()?.trim().parse().ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn containers_are_killed_soon_when_the_engine_stops_them() {
+        let spec = ContainerSpec {
+            name: "fresco-x".into(),
+            image: "fresco/python3:dev".into(),
+            entrypoint: vec!["/opt/fresco/shim".into()],
+            env: vec![],
+            user: "1000:1000".into(),
+            labels: Default::default(),
+            network: false,
+            memory_bytes: 128 << 20,
+            cpu_shares: 74,
+            pids_limit: 64,
+            tmpfs_mb: 16,
+            mounts: vec![],
+        };
+        // A dockerd restart must not wait Docker's default 10 s per function container.
+        assert_eq!(create_body(&spec).stop_timeout, Some(STOP_TIMEOUT_S));
+        const { assert!(STOP_TIMEOUT_S <= 2) };
     }
 }

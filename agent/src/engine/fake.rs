@@ -2,14 +2,15 @@
 //! scripted Lambda runtime (chosen by the container's `_HANDLER`) against the real Runtime
 //! API socket, so the agent's logic above the engine is exercised end to end without Docker.
 //!
-//! Scripts: `echo` answers the event; `fail` reports an error; `sleep` never answers;
+//! Scripts: `echo` answers the event; `slow` answers it after 300 ms; `fail` reports an
+//! error; `sleep` never answers;
 //! `oom` / `crash` stop the container (OOM-killed / exit 1); `init_error` reports an init
 //! failure; `wrong_id` first answers with a wrong request id, then with the right one and the
 //! status it got; `log` prints a line before answering.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use bytes::Bytes;
@@ -34,6 +35,9 @@ pub struct FakeEngine {
     /// Containers "left from a previous run": id → labels.
     pub leftovers: Mutex<HashMap<String, BTreeMap<String, String>>>,
     next_id: AtomicU64,
+    /// The "daemon" is down: every call fails with `Unavailable`, waits end in errors.
+    down: AtomicBool,
+    down_tx: Mutex<Option<watch::Sender<bool>>>,
 }
 
 impl FakeEngine {
@@ -69,6 +73,31 @@ impl FakeEngine {
             .len()
     }
 
+    /// Stops or restarts the "daemon". Stopping it ends every `wait` with an error, as a
+    /// dropped connection to dockerd does; containers are not touched.
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+        self.down_watch().send_replace(down);
+    }
+
+    fn down_watch(&self) -> watch::Sender<bool> {
+        self.down_tx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert_with(|| watch::channel(false).0)
+            .clone()
+    }
+
+    fn check_up(&self) -> Result<(), EngineError> {
+        if self.down.load(Ordering::SeqCst) {
+            Err(EngineError::Unavailable(
+                "connection refused (fake engine is down)".to_owned(),
+            ))
+        } else {
+            Ok(())
+        }
+    }
+
     fn record(&self, call: String) {
         self.calls
             .lock()
@@ -80,6 +109,7 @@ impl FakeEngine {
 impl ContainerEngine for FakeEngine {
     async fn create(&self, spec: &ContainerSpec) -> Result<String, EngineError> {
         self.record(format!("create {}", spec.name));
+        self.check_up()?;
         if spec.image == "missing" {
             return Err(EngineError::NoSuchImage(spec.image.clone()));
         }
@@ -103,6 +133,7 @@ impl ContainerEngine for FakeEngine {
 
     async fn attach(&self, id: &str) -> Result<LogStream, EngineError> {
         self.record(format!("attach {id}"));
+        self.check_up()?;
         let mut containers = self.containers.lock().unwrap_or_else(|e| e.into_inner());
         let container = containers
             .get_mut(id)
@@ -118,6 +149,7 @@ impl ContainerEngine for FakeEngine {
 
     async fn start(&self, id: &str) -> Result<(), EngineError> {
         self.record(format!("start {id}"));
+        self.check_up()?;
         let mut containers = self.containers.lock().unwrap_or_else(|e| e.into_inner());
         let container = containers
             .get_mut(id)
@@ -158,6 +190,8 @@ impl ContainerEngine for FakeEngine {
     }
 
     async fn wait(&self, id: &str) -> Result<ExitInfo, EngineError> {
+        self.check_up()?;
+        let mut down = self.down_watch().subscribe();
         let mut rx = {
             let containers = self.containers.lock().unwrap_or_else(|e| e.into_inner());
             containers
@@ -166,15 +200,20 @@ impl ContainerEngine for FakeEngine {
                 .exit
                 .subscribe()
         };
-        let exit = rx
-            .wait_for(Option::is_some)
-            .await
-            .map_err(|_| EngineError::NoSuchContainer(id.to_owned()))?;
-        (*exit).ok_or_else(|| EngineError::NoSuchContainer(id.to_owned()))
+        tokio::select! {
+            exit = rx.wait_for(Option::is_some) => {
+                let exit = exit.map_err(|_| EngineError::NoSuchContainer(id.to_owned()))?;
+                (*exit).ok_or_else(|| EngineError::NoSuchContainer(id.to_owned()))
+            }
+            _ = down.wait_for(|d| *d) => {
+                Err(EngineError::Unavailable("connection reset (fake engine stopped)".to_owned()))
+            }
+        }
     }
 
     async fn remove(&self, id: &str) -> Result<(), EngineError> {
         self.record(format!("remove {id}"));
+        self.check_up()?;
         if let Some(container) = self
             .containers
             .lock()
@@ -224,7 +263,12 @@ impl ContainerEngine for FakeEngine {
     }
 
     async fn images(&self) -> Result<Vec<String>, EngineError> {
+        self.check_up()?;
         Ok(vec!["fresco/python3:dev".to_owned()])
+    }
+
+    async fn ping(&self) -> Result<(), EngineError> {
+        self.check_up()
     }
 
     fn take_peak_memory(&self, _id: &str) -> Option<u64> {
@@ -338,6 +382,10 @@ async fn fake_runtime(
                 let _ = respond(body.to_string().into_bytes()).await;
             }
             "sleep" => std::future::pending::<()>().await,
+            "slow" => {
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                let _ = respond(event).await;
+            }
             "oom" => {
                 stop(137, true);
                 return;

@@ -21,8 +21,18 @@ pub enum EngineError {
     NoSuchImage(String),
     #[error("no such container {0}")]
     NoSuchContainer(String),
+    /// The engine cannot be reached (not running, its socket gone, no answer in time).
+    #[error("container engine unavailable: {0}")]
+    Unavailable(String),
     #[error("docker: {0}")]
     Docker(String),
+}
+
+impl EngineError {
+    /// Whether the engine itself failed, rather than the operation.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, EngineError::Unavailable(_))
+    }
 }
 
 /// A host directory or file made visible inside the container.
@@ -85,6 +95,8 @@ pub trait ContainerEngine: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<String>, EngineError>> + Send;
     /// `repository:tag` of the images on the node.
     fn images(&self) -> impl Future<Output = Result<Vec<String>, EngineError>> + Send;
+    /// Checks that the engine answers.
+    fn ping(&self) -> impl Future<Output = Result<(), EngineError>> + Send;
     /// Peak memory use of a running container in bytes since the last reset, where the
     /// engine can tell; resets the peak for the next invocation.
     fn take_peak_memory(&self, id: &str) -> Option<u64>;

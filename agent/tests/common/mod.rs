@@ -561,6 +561,7 @@ pub fn spec(name: &str, runtime: &str, handler: &str, sha: Option<String>) -> Fu
         environment: BTreeMap::new(),
         code_sha256: sha,
         network: false,
+        revision: 0,
     }
 }
 

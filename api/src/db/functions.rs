@@ -25,6 +25,8 @@ pub struct Function {
     pub latest_version: i32,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Revision of the current settings and code (see `db::retirements`).
+    pub revision: i64,
 }
 
 /// A code package's metadata (its bytes are only read for downloads).
@@ -164,6 +166,7 @@ pub fn save(conn: &mut PgConnection, function: &Function) -> DbResult<()> {
         functions::code_sha256.eq(&function.code_sha256),
         functions::latest_version.eq(function.latest_version),
         functions::updated_at.eq(function.updated_at),
+        functions::revision.eq(function.revision),
     ))
     .execute(conn)?;
     Ok(())

@@ -9,6 +9,7 @@ pub mod executions;
 pub mod functions;
 pub mod paging;
 pub mod quotas;
+pub mod retirements;
 pub mod runtimes;
 pub mod schema;
 pub mod versions;

@@ -46,6 +46,7 @@ diesel::table! {
         latest_version -> Int4,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        revision -> Int8,
     }
 }
 
@@ -134,6 +135,17 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    function_retirements (seq) {
+        seq -> Int8,
+        project_id -> Text,
+        function_id -> Uuid,
+        version -> Nullable<Int4>,
+        below_revision -> Nullable<Int8>,
+        created_at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(functions -> runtimes (runtime_id));
 diesel::joinable!(function_versions -> functions (function_id));
 diesel::joinable!(function_aliases -> functions (function_id));
@@ -146,4 +158,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     executions,
     quotas,
     agents,
+    function_retirements,
 );

@@ -14,6 +14,7 @@ use super::runtimes::marker_error;
 use super::{db_error, validate, DomainError, DomainResult};
 use crate::db::functions::{self as store, CodeInfo, Function, FunctionFilter, NewCode};
 use crate::db::paging::{Page, PageRequest};
+use crate::db::retirements::{self, Revisions};
 use crate::db::runtimes::Runtime;
 use crate::db::{quotas as quota_store, Scope};
 
@@ -94,6 +95,35 @@ pub struct FunctionUpdate {
     pub timeout_s: Option<i32>,
     pub environment: Option<BTreeMap<String, String>>,
     pub description: Option<String>,
+}
+
+/// Checks a function's own image (a custom image) against the operator's allowlist
+/// (`[api] allowed_image_prefixes`).
+pub fn check_custom_image(image: &str, allowed_prefixes: &[String]) -> DomainResult<()> {
+    if fresco_common::images::allowed(image, allowed_prefixes) {
+        return Ok(());
+    }
+    Err(DomainError::invalid(if allowed_prefixes.is_empty() {
+        format!("image {image} is not allowed: this cloud runs no custom images")
+    } else {
+        format!(
+            "image {image} is not allowed: custom images must start with one of {}",
+            allowed_prefixes.join(", ")
+        )
+    }))
+}
+
+/// Whether the function would run differently: its warm containers must then be retired.
+/// (Its description, for one, changes nothing that runs.)
+fn runs_differently(before: &Function, after: &Function) -> bool {
+    before.name != after.name
+        || before.runtime_id != after.runtime_id
+        || before.image != after.image
+        || before.handler != after.handler
+        || before.memory_mb != after.memory_mb
+        || before.timeout_s != after.timeout_s
+        || before.environment != after.environment
+        || before.code_sha256 != after.code_sha256
 }
 
 /// Checks memory and timeout against the runtime's range and the project's quota.
@@ -183,9 +213,13 @@ fn detail(conn: &mut PgConnection, function: Function) -> DomainResult<FunctionD
     Ok(FunctionDetail { function, code })
 }
 
+/// Creates a function. A function with its own image needs the caller to have passed the
+/// `function:create:custom_image` policy (the HTTP layer checks it) and an image within
+/// `allowed_image_prefixes`.
 pub fn create(
     conn: &mut PgConnection,
     quota_defaults: &QuotaSection,
+    allowed_image_prefixes: &[String],
     project_id: &str,
     new: NewFunction,
     package: Option<Package>,
@@ -205,6 +239,7 @@ pub fn create(
         }
         (None, Some(image)) => {
             validate::image("image", image)?;
+            check_custom_image(image, allowed_image_prefixes)?;
             if package.is_some() {
                 return Err(DomainError::invalid(
                     "a function with its own image takes no code package",
@@ -230,6 +265,7 @@ pub fn create(
         latest_version: 0,
         created_at: now,
         updated_at: now,
+        revision: 0,
     };
     super::transaction(conn, |conn| {
         quota_store::lock_project(conn, project_id)?;
@@ -323,6 +359,7 @@ pub fn update(
         quota_store::lock_project(conn, &project_id)?;
         let mut function =
             store::lock(conn, &project_id, found.id).map_err(db_error("function", key))?;
+        let before = function.clone();
         let limits = quotas::limits(conn, quota_defaults, &project_id)?;
         if let Some(name) = update.name {
             function.name = name;
@@ -370,6 +407,16 @@ pub fn update(
             function.code_sha256 = Some(package.sha256.clone());
         }
         function.updated_at = Utc::now();
+        if runs_differently(&before, &function) {
+            // Containers of the old state stop serving; the new state gets a new revision.
+            function.revision = retirements::record(
+                conn,
+                &project_id,
+                function.id,
+                Some(0),
+                Revisions::OlderThanThis,
+            )?;
+        }
         store::save(conn, &function).map_err(db_error("function", &function.name))?;
         if let Some(old) = old_code.filter(|old| Some(old) != function.code_sha256.as_ref()) {
             store::drop_code_if_unused(conn, &project_id, &old)?;
@@ -378,7 +425,8 @@ pub fn update(
     })
 }
 
-pub fn delete(conn: &mut PgConnection, scope: &Scope, key: &str) -> DomainResult<()> {
+/// Deletes a function with its versions and aliases; returns its id.
+pub fn delete(conn: &mut PgConnection, scope: &Scope, key: &str) -> DomainResult<Uuid> {
     let function = store::get_by_ref(conn, scope, key).map_err(db_error("function", key))?;
     super::transaction(conn, |conn| {
         let mut digests = store::version_digests(conn, function.id)?;
@@ -392,7 +440,14 @@ pub fn delete(conn: &mut PgConnection, scope: &Scope, key: &str) -> DomainResult
         for sha in digests {
             store::drop_code_if_unused(conn, &function.project_id, &sha)?;
         }
-        Ok(())
+        retirements::record(
+            conn,
+            &function.project_id,
+            function.id,
+            None,
+            Revisions::All,
+        )?;
+        Ok(function.id)
     })
 }
 

@@ -32,9 +32,15 @@ pub struct Target {
     pub limits: Limits,
 }
 
+/// Resolves what an invocation runs, and refuses (`Conflict`) a function that may no longer
+/// run: its runtime disabled or no longer visible to its project (made private to another),
+/// or its own image no longer within `allowed_image_prefixes`. These rules are checked on
+/// every resolution, so with the API's target cache they hold within
+/// `[api] function_cache_ttl` of the change.
 pub fn resolve(
     conn: &mut PgConnection,
     quota_defaults: &QuotaSection,
+    allowed_image_prefixes: &[String],
     scope: &Scope,
     key: &str,
     selector: &Selector,
@@ -53,7 +59,8 @@ pub fn resolve(
         }
     };
     // The settings that run: the function's current ones, or a published snapshot.
-    let (runtime_id, image, handler, memory_mb, timeout_s, environment, code_sha256) =
+    // A published version is immutable: revision 0; the latest state carries its revision.
+    let (runtime_id, image, handler, memory_mb, timeout_s, environment, code_sha256, revision) =
         if number == 0 {
             (
                 function.runtime_id,
@@ -63,6 +70,7 @@ pub fn resolve(
                 function.timeout_s,
                 function.environment.clone(),
                 function.code_sha256.clone(),
+                function.revision,
             )
         } else {
             let v = versions::get(conn, &function.project_id, function.id, number)
@@ -75,15 +83,22 @@ pub fn resolve(
                 v.timeout_s,
                 v.environment,
                 v.code_sha256,
+                0,
             )
         };
     let (image, runtime_kind, network) = match (runtime_id, image) {
         (Some(id), _) => {
-            let runtime = runtimes::get(conn, &Scope::All { project_id: None }, id)
-                .map_err(db_error("runtime", id))?;
+            // Only a runtime the function's project may still use: public, or its own.
+            let runtime = runtimes::get(conn, &Scope::Project(function.project_id.clone()), id)
+                .map_err(|e| match e {
+                    crate::db::DbError::NotFound => DomainError::Conflict(format!(
+                        "function {key} cannot run: its runtime {id} is no longer available to its project"
+                    )),
+                    other => db_error("runtime", id)(other),
+                })?;
             if runtime.status != "available" {
                 return Err(DomainError::Conflict(format!(
-                    "runtime {} is {}",
+                    "function {key} cannot run: runtime {} is {}",
                     runtime.name, runtime.status
                 )));
             }
@@ -92,7 +107,14 @@ pub fn resolve(
             }
             (runtime.image, runtime.kind, runtime.network)
         }
-        (None, Some(image)) => (image, "image".to_owned(), false),
+        (None, Some(image)) => {
+            if !fresco_common::images::allowed(&image, allowed_image_prefixes) {
+                return Err(DomainError::Conflict(format!(
+                    "function {key} cannot run: its image {image} is not among the images this cloud allows"
+                )));
+            }
+            (image, "image".to_owned(), false)
+        }
         (None, None) => {
             return Err(DomainError::Internal(format!(
                 "function {key} has neither runtime nor image"
@@ -118,6 +140,7 @@ pub fn resolve(
             environment,
             code_sha256,
             network,
+            revision,
         },
         alias,
         limits,

@@ -7,6 +7,7 @@ use super::runtimes::marker_error;
 use super::{db_error, validate, DomainError, DomainResult};
 use crate::db::functions::{self as function_store, CodeInfo};
 use crate::db::paging::{Page, PageRequest};
+use crate::db::retirements::{self, Revisions};
 use crate::db::versions::{self as store, Version};
 use crate::db::Scope;
 
@@ -95,7 +96,13 @@ pub fn list(
     })
 }
 
-pub fn delete(conn: &mut PgConnection, scope: &Scope, key: &str, number: i32) -> DomainResult<()> {
+/// Deletes a version; returns the function's id.
+pub fn delete(
+    conn: &mut PgConnection,
+    scope: &Scope,
+    key: &str,
+    number: i32,
+) -> DomainResult<uuid::Uuid> {
     let function =
         function_store::get_by_ref(conn, scope, key).map_err(db_error("function", key))?;
     super::transaction(conn, |conn| {
@@ -104,6 +111,13 @@ pub fn delete(conn: &mut PgConnection, scope: &Scope, key: &str, number: i32) ->
         if let Some(sha) = version.code_sha256 {
             function_store::drop_code_if_unused(conn, &function.project_id, &sha)?;
         }
-        Ok(())
+        retirements::record(
+            conn,
+            &function.project_id,
+            function.id,
+            Some(number),
+            Revisions::All,
+        )?;
+        Ok(function.id)
     })
 }

@@ -51,6 +51,20 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// Forgets this replica's cached invocation targets of a function that changed.
+    pub fn forget_targets(&self, function_id: uuid::Uuid) {
+        if let Some(invoker) = &self.invoker {
+            invoker.cache.forget_function(function_id);
+        }
+    }
+
+    /// Forgets every cached invocation target of this replica (a runtime changed).
+    pub fn forget_all_targets(&self) {
+        if let Some(invoker) = &self.invoker {
+            invoker.cache.clear();
+        }
+    }
+
     /// Runs a domain operation with a pooled connection on the blocking thread pool.
     pub async fn db<T, F>(self: &Arc<Self>, op: F) -> ApiResult<T>
     where

@@ -78,10 +78,23 @@ impl Query {
         }
     }
 
-    /// The page request, with `sort_keys` the keys this list may sort by (the first is the default).
+    /// The page request, with `sort_keys` the keys this list may sort by (the first is the
+    /// default), ascending unless `sort_dir` says otherwise.
     pub fn page<M: FromStr>(
         &self,
         sort_keys: &[&'static str],
+        default_limit: i64,
+        max_limit: i64,
+    ) -> ApiResult<PageRequest<M>> {
+        self.page_sorted(sort_keys, SortDir::Asc, default_limit, max_limit)
+    }
+
+    /// [`Query::page`] for a list whose default direction is `default_dir` (executions:
+    /// newest first).
+    pub fn page_sorted<M: FromStr>(
+        &self,
+        sort_keys: &[&'static str],
+        default_dir: SortDir,
         default_limit: i64,
         max_limit: i64,
     ) -> ApiResult<PageRequest<M>> {
@@ -105,7 +118,8 @@ impl Query {
                 })?,
         };
         let dir = match self.get("sort_dir") {
-            None | Some("asc") => SortDir::Asc,
+            None => default_dir,
+            Some("asc") => SortDir::Asc,
             Some("desc") => SortDir::Desc,
             Some(_) => return Err(ApiError::bad_request("sort_dir must be asc or desc")),
         };

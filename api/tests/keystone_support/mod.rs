@@ -658,6 +658,7 @@ pub fn config(database_url: &str, options: &Options) -> RawConfig {
          auth_strategy = keystone\n\
          [api]\n\
          public_url = http://fresco.test:8900\n\
+         allowed_image_prefixes = registry.example/fn/\n\
          [database]\n\
          max_pool_size = 8\n\
          connection_timeout = 10\n\

@@ -108,14 +108,15 @@ async fn executions_are_listed_filtered_and_paged() {
         f2,
         bobs,
     } = setup().await;
+    // Newest first by default.
     let all = api.send(get("/v1/executions").by(RITA)).await.ok(200);
-    assert_eq!(ids(&all), ids_of(&rows));
+    assert_eq!(ids(&all), ids_of(rows.iter().rev()));
     assert!(all.get("next").is_none());
 
-    let by_status = |status: &str| ids_of(rows.iter().filter(|e| e.status == status));
+    let by_status = |status: &str| ids_of(rows.iter().rev().filter(|e| e.status == status));
     for (query, expected) in [
-        (format!("function_id={f1}"), ids_of(&rows[..5])),
-        (format!("function_id={f2}"), ids_of(&rows[5..])),
+        (format!("function_id={f1}"), ids_of(rows[..5].iter().rev())),
+        (format!("function_id={f2}"), ids_of(rows[5..].iter().rev())),
         ("status=succeeded".to_owned(), by_status("succeeded")),
         ("status=queued".to_owned(), by_status("queued")),
         ("status=oom".to_owned(), vec![]),
@@ -125,6 +126,7 @@ async fn executions_are_listed_filtered_and_paged() {
         ),
         (format!("function_id={f2}&status=failed"), vec![]),
         ("sort_dir=desc".to_owned(), ids_of(rows.iter().rev())),
+        ("sort_dir=asc".to_owned(), ids_of(&rows)),
         (format!("function_id={}", bobs.function_id), vec![]),
     ] {
         let list = api
@@ -146,15 +148,15 @@ async fn executions_are_listed_filtered_and_paged() {
             .as_str()
             .map(|n| n.strip_prefix(PUBLIC_URL).expect("public url").to_owned());
     }
-    assert_eq!((pages, seen), (3, ids_of(&rows[..5])));
+    assert_eq!((pages, seen), (3, ids_of(rows[..5].iter().rev())));
 
     // Admins see every project with all_projects, and one with project_id.
     let everything = api
         .send(get("/v1/executions?all_projects=true").by(ADMIN))
         .await
         .ok(200);
-    let mut expected = ids_of(&rows);
-    expected.push(bobs.id.to_string());
+    let mut expected = vec![bobs.id.to_string()];
+    expected.extend(ids_of(rows.iter().rev()));
     assert_eq!(ids(&everything), expected);
     let only_b = api
         .send(get("/v1/executions?all_projects=true&project_id=proj-b").by(ADMIN))
@@ -165,6 +167,103 @@ async fn executions_are_listed_filtered_and_paged() {
         ids(&api.send(get("/v1/executions").by(BOB)).await.ok(200)),
         [bobs.id.to_string()]
     );
+}
+
+#[actix_web::test]
+async fn executions_are_newest_first_and_pages_stay_stable() {
+    let api = TestApi::start().await;
+    api.runtime("py", json!({})).await;
+    let f = api.function(ALICE, "f", "py", json!({})).await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    // Nine records, three of them sharing one created_at: the id breaks the tie (their ids
+    // are chosen so that neither insertion order nor its reverse is the id order).
+    let base = Utc::now() - Duration::seconds(600);
+    let mut rows: Vec<Execution> = (0..9)
+        .map(|i| {
+            let mut e = execution("proj-a", &f);
+            e.created_at = base + Duration::seconds(if (3..6).contains(&i) { 3 } else { i });
+            match i {
+                3 => e.id = uuid::Uuid::from_u128(0xb0),
+                4 => e.id = uuid::Uuid::from_u128(0xa0),
+                5 => e.id = uuid::Uuid::from_u128(0xc0),
+                _ => {}
+            }
+            e
+        })
+        .collect();
+    api.db.record(&rows);
+    let mut newest_first = rows.clone();
+    newest_first.sort_by_key(|e| std::cmp::Reverse((e.created_at, e.id)));
+    let tie: Vec<usize> = newest_first[3..6]
+        .iter()
+        .map(|e| rows.iter().position(|r| r.id == e.id).expect("row"))
+        .collect();
+    assert_eq!(tie, [5, 3, 4]);
+
+    let follow = |first: String| {
+        let api = &api;
+        async move {
+            let mut seen = Vec::new();
+            let mut path = Some(first);
+            while let Some(p) = path {
+                let page = api.send(get(&p).by(ALICE)).await.ok(200);
+                seen.extend(ids(&page));
+                path = page["next"]
+                    .as_str()
+                    .map(|n| n.strip_prefix(PUBLIC_URL).expect("public url").to_owned());
+            }
+            seen
+        }
+    };
+    let whole = ids(&api.send(get("/v1/executions").by(ALICE)).await.ok(200));
+    assert_eq!(whole, ids_of(&newest_first));
+    assert_eq!(follow("/v1/executions?limit=2".into()).await, whole);
+    let mut oldest_first = whole.clone();
+    oldest_first.reverse();
+    assert_eq!(
+        follow("/v1/executions?limit=2&sort_dir=asc".into()).await,
+        oldest_first
+    );
+
+    // Executions recorded while a user pages do not shift the pages still to come: they
+    // are newer than the marker, so they sort before it.
+    let first = api
+        .send(get("/v1/executions?limit=4").by(ALICE))
+        .await
+        .ok(200);
+    assert_eq!(ids(&first), whole[..4]);
+    let mut late = execution("proj-a", &f);
+    late.created_at = Utc::now();
+    api.db.record(std::slice::from_ref(&late));
+    let next = first["next"].as_str().expect("next");
+    let rest = follow(
+        next.strip_prefix(PUBLIC_URL)
+            .expect("public url")
+            .to_owned(),
+    )
+    .await;
+    assert_eq!(rest, whole[4..]);
+    rows.push(late.clone());
+    let now_whole = ids(&api.send(get("/v1/executions").by(ALICE)).await.ok(200));
+    assert_eq!(now_whole[0], late.id.to_string());
+    assert_eq!(now_whole[1..], whole[..]);
+    assert_eq!(rows.len(), 10);
+
+    // A marker is an execution id in the caller's scope; one of another project names
+    // nothing in this list (400, as a missing one).
+    let bf = api.function(BOB, "bf", "py", json!({})).await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let bobs = execution("proj-b", &bf);
+    api.db.record(std::slice::from_ref(&bobs));
+    for marker in [bobs.id, uuid::Uuid::new_v4()] {
+        api.send(get(&format!("/v1/executions?marker={marker}")).by(ALICE))
+            .await
+            .error(400, "marker does not name an item of this list");
+    }
 }
 
 #[actix_web::test]

@@ -133,12 +133,18 @@ async fn functions_are_created_from_zip_and_tar_gz_uploads() {
 
 #[actix_web::test]
 async fn image_functions_are_created_from_json_alone() {
-    let api = TestApi::start().await;
+    // Custom images: admin-only, within the operator's prefixes (tests/rest/images.rs).
+    let api = TestApi::start_with(Options::default().set(
+        "api",
+        "allowed_image_prefixes",
+        "registry.example/team/, a",
+    ))
+    .await;
     api.runtime("python3", json!({})).await;
     let created = api
         .send(
             post("/v1/functions")
-                .by(ALICE)
+                .by(ADA)
                 .json(json!({"name": "img", "image": "registry.example/team/fn:1.0"})),
         )
         .await
@@ -174,7 +180,7 @@ async fn image_functions_are_created_from_json_alone() {
     api.expect_errors(vec![
         (
             post("/v1/functions")
-                .by(ALICE)
+                .by(ADA)
                 .json(json!({"name": "both", "image": "a:1", "runtime": "python3"})),
             400,
             "exactly one of runtime and image is required",
@@ -188,7 +194,7 @@ async fn image_functions_are_created_from_json_alone() {
         ),
         (
             post("/v1/functions")
-                .by(ALICE)
+                .by(ADA)
                 .upload(&json!({"name": "imgzip", "image": "a:1"}), Some(&zip)),
             400,
             "a function with its own image takes no code package",
@@ -209,7 +215,7 @@ async fn image_functions_are_created_from_json_alone() {
         ),
         (
             post("/v1/functions")
-                .by(ALICE)
+                .by(ADA)
                 .json(json!({"name": "x", "image": "bad image"})),
             400,
             "image is not a valid image reference",

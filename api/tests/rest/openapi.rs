@@ -418,6 +418,7 @@ fn ticket_for(function: &Value, sha256: &str) -> (String, String) {
         environment: BTreeMap::new(),
         code_sha256: Some(sha256.to_owned()),
         network: false,
+        revision: 0,
     };
     let ticket = signer
         .sign(

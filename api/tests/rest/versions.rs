@@ -152,7 +152,8 @@ async fn publishing_snapshots_the_function_with_increasing_numbers() {
 
 #[actix_web::test]
 async fn a_function_without_code_cannot_be_published() {
-    let api = TestApi::start().await;
+    let api =
+        TestApi::start_with(Options::default().set("api", "allowed_image_prefixes", "team/")).await;
     api.runtime("py", json!({})).await;
     api.send(
         post("/v1/functions")
@@ -186,7 +187,7 @@ async fn a_function_without_code_cannot_be_published() {
     );
     api.send(
         post("/v1/functions")
-            .by(ALICE)
+            .by(ADA)
             .json(json!({"name": "img", "image": "team/fn:1"})),
     )
     .await

@@ -142,6 +142,12 @@ pub const DEFAULT_RULES: &[RuleDefault] = &[
     ),
     // Functions.
     action("function:create", MEMBER, "Create a function", &[op("POST", "/v1/functions")]),
+    action(
+        "function:create:custom_image",
+        ADMIN,
+        "Create a function that runs its own image (the body names \"image\", not a runtime); the image must also start with one of [api] allowed_image_prefixes",
+        &[op("POST", "/v1/functions")],
+    ),
     action("function:list", READER, "List functions", &[op("GET", "/v1/functions")]),
     action("function:show", READER, "Show a function", &[op("GET", FUNCTION)]),
     action(

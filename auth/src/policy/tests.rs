@@ -15,6 +15,7 @@ const ACTIONS: &[&str] = &[
     "runtime:update",
     "runtime:delete",
     "function:create",
+    "function:create:custom_image",
     "function:list",
     "function:show",
     "function:update",
@@ -68,6 +69,7 @@ fn expected(rule: &str) -> [bool; 9] {
         "quota:show" | "usage:show" => read,
         r if r.starts_with("quota:") => admin,
         "agent:list" | "all_projects" | "execution:show_platform_details" => cloud_read,
+        "function:create:custom_image" => admin,
         r if r.ends_with(":list")
             || r.ends_with(":show")
             || r.ends_with(":log")

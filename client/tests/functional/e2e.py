@@ -34,6 +34,7 @@ Prints PASS/FAIL per step and "N passed, N failed" last; exits 1 when a step fai
 environment is incomplete (nothing is run then).
 """
 
+import datetime
 import json
 import os
 import secrets
@@ -100,14 +101,20 @@ class OpenStack:
         return proc.stderr
 
 
+def _when(timestamp):
+    """An RFC 3339 timestamp as a datetime (the API writes UTC with a Z)."""
+    return datetime.datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+
+
 def expect(cond, message):
     if not cond:
         raise StepFailed(message)
 
 
-def eventually(check, timeout=20.0, interval=0.5):
+def eventually(check, timeout=90.0, interval=0.5):
     """Retries `check` until it stops raising StepFailed (sync executions are recorded off the
-    invocation path, in batches, so they may show up a moment after the result)."""
+    invocation path, in batches, so they may show up a moment after the result). The deadline
+    is generous: on a loaded 2-core machine a moment can be long; success returns at once."""
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -258,9 +265,17 @@ class Scenario:
             return rows
         rows = eventually(both_listed)
         expect(all(r["Function ID"] == self.s["fn"]["id"] for r in rows), "foreign executions listed")
+        # Newest first by default; --sort-dir asc for oldest first.
+        created = [_when(r["Created At"]) for r in rows]
+        expect(created == sorted(created, reverse=True), "not newest first: %r" % created)
         limited = a.json("function", "execution", "list", "--function", self.fn, "--limit", "1")
         expect(len(limited) == 1, "--limit 1 listed %d" % len(limited))
-        return "%d executions" % len(rows)
+        expect(limited[0]["ID"] == rows[0]["ID"], "--limit 1 is not the newest: %r" % limited)
+        oldest_first = a.json("function", "execution", "list", "--function", self.fn, "--sort-dir", "asc")
+        listed = {r["ID"] for r in rows}  # a record still being written may show up only now
+        expect([r["ID"] for r in oldest_first if r["ID"] in listed] == [r["ID"] for r in reversed(rows)],
+               "--sort-dir asc is not the reverse order")
+        return "%d executions, newest first" % len(rows)
 
     def versions_and_aliases(self):
         a = self.s["a"]["os"]

@@ -11,7 +11,7 @@ mod sections;
 mod value;
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub use sections::*;
 pub use value::OptionValue;
@@ -24,6 +24,11 @@ pub const DEFAULT_CONFIG_FILE: &str = "/etc/fresco/fresco.conf";
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
     Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot read config directory {path}: {source}")]
+    ReadDir {
         path: String,
         source: std::io::Error,
     },
@@ -63,18 +68,27 @@ pub trait Section: Sized {
     fn from_raw(raw: &BTreeMap<String, String>) -> Result<Self, ConfigError>;
 }
 
-/// Raw key/value pairs per section, as read from the file.
+/// Raw key/value pairs per section, as read from the file(s).
 #[derive(Debug, Default, Clone)]
 pub struct RawConfig {
     sections: BTreeMap<String, BTreeMap<String, String>>,
+    /// Where each `(section, option)` was last set (for messages about it).
+    origins: BTreeMap<(String, String), String>,
 }
 
 impl RawConfig {
     /// Parses INI text; `origin` names the source in error messages.
     pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
-        Ok(Self {
-            sections: ini::parse(text, origin)?,
-        })
+        let sections = ini::parse(text, origin)?;
+        let origins = sections
+            .iter()
+            .flat_map(|(section, values)| {
+                values
+                    .keys()
+                    .map(move |option| ((section.clone(), option.clone()), origin.to_owned()))
+            })
+            .collect();
+        Ok(Self { sections, origins })
     }
 
     /// Reads and parses a file.
@@ -84,6 +98,31 @@ impl RawConfig {
             source,
         })?;
         Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Reads the files in order into one configuration, as oslo.config layers its
+    /// `--config-file`s: a value in a later file overrides the same option in an earlier one.
+    pub fn load_files(paths: &[PathBuf]) -> Result<Self, ConfigError> {
+        let mut merged = Self::default();
+        for path in paths {
+            merged.merge(Self::load(path)?);
+        }
+        Ok(merged)
+    }
+
+    /// Lays `other` over this configuration: its options win.
+    pub fn merge(&mut self, other: RawConfig) {
+        for (section, values) in other.sections {
+            self.sections.entry(section).or_default().extend(values);
+        }
+        self.origins.extend(other.origins);
+    }
+
+    /// The file (or other source) that set `[section] option`, when it was set.
+    pub fn origin(&self, section: &str, option: &str) -> Option<&str> {
+        self.origins
+            .get(&(section.to_owned(), option.to_owned()))
+            .map(String::as_str)
     }
 
     /// Sets one value, as a command-line override would.
@@ -115,6 +154,25 @@ impl RawConfig {
         }
         unknown
     }
+}
+
+/// The files of a config directory that oslo.config's `--config-dir` reads: every `*.conf`
+/// (not hidden) directly in it, sorted by name.
+pub fn config_dir_files(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
+    let read_dir = |source| ConfigError::ReadDir {
+        path: dir.display().to_string(),
+        source,
+    };
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(read_dir)? {
+        let path = entry.map_err(read_dir)?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.ends_with(".conf") && !name.starts_with('.') && path.is_file() {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
 }
 
 /// The documentation of one section, for the sample generator.
@@ -267,6 +325,65 @@ mod tests {
         assert!(unknown.contains(&("api".into(), "bind_prot".into())));
         assert!(unknown.contains(&("nope".into(), "x".into())));
         assert_eq!(unknown.len(), 2);
+    }
+
+    #[test]
+    fn later_files_override_earlier_ones_and_remember_where_values_came_from() {
+        let dir = std::env::temp_dir().join(format!("fresco-conf-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(dir.join("fresco.conf.d")).expect("mkdir");
+        let write = |name: &str, text: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, text).expect("write");
+            path
+        };
+        let base = write(
+            "base.conf",
+            "[api]\nbind_port = 1\nworkers = 3\n[DEFAULT]\ndebug = true\n",
+        );
+        let local = write("local.conf", "[api]\nbind_port = 2\n");
+        write("fresco.conf.d/20-b.conf", "[api]\nbind_port = 4\n");
+        write(
+            "fresco.conf.d/10-a.conf",
+            "[api]\nbind_port = 3\nworkers = 5\n",
+        );
+        write("fresco.conf.d/30-c.conf.bak", "[api]\nbind_port = 99\n");
+        write("fresco.conf.d/.40-hidden.conf", "[api]\nbind_port = 98\n");
+
+        let raw = RawConfig::load_files(&[base.clone(), local.clone()]).expect("load");
+        let api = raw.section::<ApiSection>().expect("api");
+        assert_eq!((api.bind_port, api.workers), (2, 3));
+        assert!(raw.section::<DefaultSection>().expect("DEFAULT").debug);
+        assert_eq!(
+            raw.origin("api", "bind_port"),
+            Some(local.display().to_string().as_str())
+        );
+        assert_eq!(
+            raw.origin("api", "workers"),
+            Some(base.display().to_string().as_str())
+        );
+
+        let in_dir = config_dir_files(&dir.join("fresco.conf.d")).expect("dir");
+        let names: Vec<_> = in_dir
+            .iter()
+            .map(|p| p.file_name().expect("name").to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["10-a.conf", "20-b.conf"]);
+        let mut files = vec![base, local];
+        files.extend(in_dir);
+        let api = RawConfig::load_files(&files)
+            .expect("load")
+            .section::<ApiSection>()
+            .expect("api");
+        assert_eq!((api.bind_port, api.workers), (4, 5));
+
+        let missing = config_dir_files(&dir.join("nope")).expect_err("missing dir");
+        assert!(
+            missing
+                .to_string()
+                .starts_with("cannot read config directory "),
+            "{missing}"
+        );
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]

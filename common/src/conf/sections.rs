@@ -44,6 +44,8 @@ config_section! {
         max_page_limit: i64 = "1000",
         /// Seconds a looked-up function stays in the API's in-memory cache on the invocation path.
         function_cache_ttl: u64 = "2",
+        /// Image name prefixes a function's own image (a custom image, admin-only by policy) may start with, e.g. `registry.example/fresco-fn/`; empty means no custom images.
+        allowed_image_prefixes: Vec<String> = "",
     }
 }
 
@@ -172,12 +174,18 @@ config_section! {
         async_poll_interval_ms: u64 = "1000",
         /// Seconds a lease outlives its function's timeout plus the ticket lifetime before it expires on its own (also how long the dispatcher waits for an agent beyond the timeout).
         lease_grace: u64 = "30",
-        /// Milliseconds between checks of the active scheduler's advisory lock, and between a standby's attempts to take it.
+        /// Milliseconds between renewals of the active scheduler's leader lease, and between a standby's attempts to take it over.
         leader_check_interval_ms: u64 = "1000",
+        /// Seconds a leader lease lasts without renewal: a scheduler that stops answering (paused, hung host) is replaced after this; also how long its database session may sit idle in a transaction.
+        leader_lease_time: u64 = "5",
         /// Least milliseconds between two writes of one agent's heartbeat to the database; state changes are written at once.
         agent_persist_interval_ms: u64 = "1000",
         /// Worker threads serving HTTP; 0 means one per CPU core.
         workers: usize = "0",
+        /// Milliseconds between reads of new warm-container retirements (deleted or changed functions) from the database.
+        retirement_poll_interval_ms: u64 = "500",
+        /// Seconds (at least 60) a retirement is kept for agents that have not received it; an agent that misses more retires all its idle warm containers.
+        retirement_retention: u64 = "3600",
     }
 }
 
@@ -232,6 +240,8 @@ config_section! {
         max_running: u32 = "256",
         /// Most execution tickets remembered until they expire, so that none is used twice; when full, new runs get 503.
         replay_cache_entries: usize = "1000000",
+        /// Image name prefixes this node runs as a function's own image (runtime images come from the control plane); empty means none.
+        allowed_image_prefixes: Vec<String> = "",
     }
 }
 

@@ -15,6 +15,7 @@ fn spec() -> FunctionSpec {
         environment: Default::default(),
         code_sha256: Some("ab".repeat(32)),
         network: false,
+        revision: 0,
     }
 }
 

@@ -25,7 +25,7 @@ use std::collections::{BinaryHeap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use fresco_common::wire::Heartbeat;
+use fresco_common::wire::{Heartbeat, RetiredKey};
 use uuid::Uuid;
 
 use rate::RateWindow;
@@ -61,8 +61,17 @@ pub enum PlaceError {
     Concurrency { limit: i64, retry_after_s: u64 },
     #[error("project is over its limit of {limit} executions per minute")]
     Rate { limit: i64, retry_after_s: u64 },
-    #[error("no agent has room for {memory_mb} MB")]
-    NoCapacity { memory_mb: i32 },
+    #[error("no agent has room for {memory_mb} MB{}", paused_note(*paused))]
+    NoCapacity { memory_mb: i32, paused: usize },
+}
+
+fn paused_note(paused: usize) -> String {
+    match paused {
+        0 => String::new(),
+        n => format!(
+            " ({n} agent(s) take no work now: container engine unavailable or refusing work)"
+        ),
+    }
 }
 
 impl PlaceError {
@@ -107,6 +116,8 @@ pub struct Ended {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentView {
     pub up: bool,
+    /// Up but taking no placements (see `Placer::pause`).
+    pub paused: bool,
     pub url: Arc<str>,
     pub free_mb: i64,
     pub leases: u32,
@@ -135,6 +146,26 @@ impl WarmKey {
     }
 }
 
+/// Retired function versions, for matching warm keys.
+struct RetiredSet {
+    /// `(function, Some(version))`, or `(function, None)` for every version.
+    keys: std::collections::HashSet<(Uuid, Option<i32>)>,
+}
+
+impl RetiredSet {
+    fn new(keys: &[RetiredKey]) -> Self {
+        Self {
+            keys: keys.iter().map(|k| (k.function_id, k.version)).collect(),
+        }
+    }
+
+    fn covers(&self, key: WarmKey) -> bool {
+        !self.keys.is_empty()
+            && (self.keys.contains(&(key.function_id, None))
+                || self.keys.contains(&(key.function_id, Some(key.version))))
+    }
+}
+
 #[derive(Debug, Default)]
 struct State {
     agents: Vec<Agent>,
@@ -154,6 +185,9 @@ struct Agent {
     id: Arc<str>,
     url: Arc<str>,
     up: bool,
+    /// Up, but takes no placements until a heartbeat says otherwise: its engine is down, or
+    /// it refused work it had been given room for.
+    paused: bool,
     last_heartbeat: Instant,
     last_persist: Instant,
     total_mb: i64,
@@ -200,6 +234,8 @@ struct LeaseRecord {
     warm: bool,
     created: Instant,
     expires: Instant,
+    /// Its function version was retired meanwhile: its container is not warm again.
+    retired: bool,
 }
 
 #[derive(Debug, Default)]
@@ -209,6 +245,10 @@ struct Project {
 }
 
 impl Agent {
+    /// Whether new work may go there.
+    fn placeable(&self) -> bool {
+        self.up && !self.paused
+    }
     fn used_mb(&self) -> i64 {
         (self.base_mb + self.leased_mb - self.claimed_mb).max(self.reported_mb)
     }
@@ -282,9 +322,12 @@ impl Placer {
         let (chosen, warm) = match state.pick_warm(key) {
             Some(i) => (i, true),
             None => (
-                state.pick_cold(memory_mb).ok_or(PlaceError::NoCapacity {
-                    memory_mb: demand.memory_mb,
-                })?,
+                state
+                    .pick_cold(memory_mb)
+                    .ok_or_else(|| PlaceError::NoCapacity {
+                        memory_mb: demand.memory_mb,
+                        paused: state.agents.iter().filter(|a| a.up && a.paused).count(),
+                    })?,
                 false,
             ),
         };
@@ -318,6 +361,7 @@ impl Placer {
                 warm,
                 created: now,
                 expires,
+                retired: false,
             },
         );
         state.expiries.push(Reverse((expires, lease_id)));
@@ -334,6 +378,19 @@ impl Placer {
 
     /// Records a heartbeat; unknown agents are added.
     pub fn heartbeat(&self, heartbeat: &Heartbeat, now: Instant) -> HeartbeatOutcome {
+        self.heartbeat_retiring(heartbeat, now, &[])
+    }
+
+    /// Records a heartbeat from an agent that has yet to apply `retiring` (the retirements
+    /// after its acknowledgement, sent in this heartbeat's reply): the idle containers it
+    /// reports for those function versions are on their way out and attract no placement.
+    pub fn heartbeat_retiring(
+        &self,
+        heartbeat: &Heartbeat,
+        now: Instant,
+        retiring: &[RetiredKey],
+    ) -> HeartbeatOutcome {
+        let retiring = RetiredSet::new(retiring);
         let mut guard = self.lock();
         let state = &mut *guard;
         let index = match state.by_id.get(heartbeat.agent_id.as_str()) {
@@ -344,6 +401,7 @@ impl Placer {
                     id: id.clone(),
                     url: Arc::from(heartbeat.url.as_str()),
                     up: false,
+                    paused: false,
                     last_heartbeat: now,
                     last_persist: now,
                     total_mb: 0,
@@ -363,6 +421,7 @@ impl Placer {
         let agent = &mut state.agents[index];
         let came_up = !agent.up;
         agent.up = true;
+        agent.paused = heartbeat.engine_down;
         agent.last_heartbeat = now;
         if *agent.url != *heartbeat.url {
             agent.url = Arc::from(heartbeat.url.as_str());
@@ -391,9 +450,12 @@ impl Placer {
             busy_mb += i64::from(reported.busy) * memory_mb;
             idle_mb += i64::from(reported.idle) * memory_mb;
             let pool = agent.pools.entry(key).or_default();
-            pool.idle = pool.idle.saturating_add(reported.idle);
             pool.busy = pool.busy.saturating_add(reported.busy);
             pool.memory_mb = memory_mb;
+            if retiring.covers(key) {
+                continue;
+            }
+            pool.idle = pool.idle.saturating_add(reported.idle);
             if reported.idle > 0 {
                 let agents = state.warm_index.entry(key).or_default();
                 if !agents.contains(&index) {
@@ -413,12 +475,72 @@ impl Placer {
         HeartbeatOutcome { persist, came_up }
     }
 
+    /// Stops warm affinity for retired function versions: their idle containers count as
+    /// gone (the agents destroy them when they hear of it) and leases in flight do not make
+    /// them warm again. Returns how many agents' pools changed. The next heartbeat of each
+    /// agent rebuilds its pools from what it still holds.
+    pub fn retire(&self, keys: &[RetiredKey]) -> usize {
+        if keys.is_empty() {
+            return 0;
+        }
+        let retired = RetiredSet::new(keys);
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        let mut changed = 0;
+        for (index, agent) in state.agents.iter_mut().enumerate() {
+            let matching: Vec<WarmKey> = agent
+                .pools
+                .iter()
+                .filter(|(key, pool)| pool.idle > 0 && retired.covers(**key))
+                .map(|(key, _)| *key)
+                .collect();
+            for key in &matching {
+                let Some(pool) = agent.pools.get(key).copied() else {
+                    continue;
+                };
+                let idle_mb = i64::from(pool.idle) * pool.memory_mb;
+                agent.adjust_pool(*key, pool.memory_mb, |p| p.idle = 0);
+                agent.idle_mb = (agent.idle_mb - idle_mb).max(0);
+                agent.base_mb = (agent.base_mb - idle_mb).max(0);
+                if let Entry::Occupied(mut agents) = state.warm_index.entry(*key) {
+                    agents.get_mut().retain(|&a| a != index);
+                    if agents.get().is_empty() {
+                        agents.remove();
+                    }
+                }
+            }
+            changed += usize::from(!matching.is_empty());
+        }
+        for record in state.leases.values_mut() {
+            if retired.covers(record.key) {
+                record.retired = true;
+            }
+        }
+        changed
+    }
+
     /// Marks an agent down at once (its connection failed); it comes back with its next
     /// heartbeat. Returns whether it was up.
     pub fn mark_down(&self, agent_id: &str) -> bool {
         let mut state = self.lock();
         match state.by_id.get(agent_id).copied() {
             Some(i) => std::mem::replace(&mut state.agents[i].up, false),
+            None => false,
+        }
+    }
+
+    /// Takes an agent out of placement until its next heartbeat (it refused work: full, or its
+    /// engine failed), without taking it down: its running work goes on. Returns whether it
+    /// was placeable.
+    pub fn pause(&self, agent_id: &str) -> bool {
+        let mut state = self.lock();
+        match state.by_id.get(agent_id).copied() {
+            Some(i) => {
+                let agent = &mut state.agents[i];
+                let was = agent.placeable();
+                agent.paused = true;
+                was
+            }
             None => false,
         }
     }
@@ -487,6 +609,7 @@ impl Placer {
         let agent = &state.agents[*state.by_id.get(agent_id)?];
         Some(AgentView {
             up: agent.up,
+            paused: agent.paused,
             url: agent.url.clone(),
             free_mb: agent.free_mb(),
             leases: agent.leases,
@@ -525,7 +648,7 @@ impl State {
         let mut best: Option<(usize, (u32, u64))> = None;
         for &i in candidates {
             let agent = &self.agents[i];
-            if !agent.up || agent.pools.get(&key).is_none_or(|p| p.available() == 0) {
+            if !agent.placeable() || agent.pools.get(&key).is_none_or(|p| p.available() == 0) {
                 continue;
             }
             let rank = (agent.leases, agent.last_chosen);
@@ -541,7 +664,7 @@ impl State {
     fn pick_cold(&self, memory_mb: i64) -> Option<usize> {
         let mut best: Option<(usize, (bool, i64, u32, u64))> = None;
         for (i, agent) in self.agents.iter().enumerate() {
-            if !agent.up {
+            if !agent.placeable() {
                 continue;
             }
             let free = agent.free_mb();
@@ -568,6 +691,7 @@ impl State {
 
     /// Undoes a lease's accounting (the record is already removed from `leases`).
     fn end(&mut self, lease_id: Uuid, record: &LeaseRecord, warm_again: bool) -> Ended {
+        let warm_again = warm_again && !record.retired;
         let project = &mut self.projects[record.project];
         project.in_flight = project.in_flight.saturating_sub(1);
         let agent = &mut self.agents[record.agent];
@@ -592,10 +716,12 @@ impl State {
                 match (took_idle, warm_again) {
                     // The idle container it claimed is idle again: nothing else changes.
                     (true, true) => {}
-                    (true, false) => {
-                        pool.idle = pool.idle.saturating_sub(1);
+                    // (Unless retirement already counted the idle container gone.)
+                    (true, false) if pool.idle > 0 => {
+                        pool.idle -= 1;
                         base_delta = -pool.memory_mb;
                     }
+                    (true, false) => {}
                     (false, true) => {
                         pool.idle += 1;
                         base_delta = pool.memory_mb;

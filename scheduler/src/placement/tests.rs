@@ -37,6 +37,19 @@ enum Step {
     Sweep(&'static [&'static str], usize),
     /// The agent's free memory.
     Free(&'static str, i64),
+    /// Function `f` is retired (every version), as the retirement log reports it.
+    Retire(u8),
+    /// A heartbeat from an agent that has yet to apply the retirement of function `f`.
+    BeatRetiring(A, u8),
+}
+
+fn retired(f: u8) -> fresco_common::wire::RetiredKey {
+    fresco_common::wire::RetiredKey {
+        seq: i64::from(f),
+        function_id: function(f),
+        version: None,
+        below_revision: None,
+    }
 }
 
 fn function(n: u8) -> Uuid {
@@ -64,6 +77,8 @@ fn heartbeat(a: &A) -> Heartbeat {
             .collect(),
         images: vec![],
         version: "test".into(),
+        engine_down: false,
+        retired_seq: None,
     }
 }
 
@@ -128,6 +143,12 @@ fn check(concurrent: i64, per_minute: i64, agents: &[A], steps: &[Step]) {
                 assert_eq!(went_down, *down, "step {i}");
                 assert_eq!(ended.len(), *expired, "step {i}");
             }
+            Step::Retire(f) => {
+                placer.retire(&[retired(*f)]);
+            }
+            Step::BeatRetiring(a, f) => {
+                placer.heartbeat_retiring(&heartbeat(a), now, &[retired(*f)]);
+            }
             Step::Free(agent, mb) => {
                 let view = placer.agent(agent).expect("known agent");
                 assert_eq!(view.free_mb, *mb, "step {i}: free memory of {agent}");
@@ -183,6 +204,34 @@ fn warm_containers_first_and_leased_ones_are_not_reused() {
             Free("b", 384),
             // Another function: cold.
             Place(2, 128, On("b", false)),
+        ],
+    );
+}
+
+#[test]
+fn retired_function_versions_lose_their_warm_affinity() {
+    check(
+        -1,
+        -1,
+        &[A("a", 1024, 0, &[]), A("b", 1024, 256, &[(1, 2, 0, 128)])],
+        &[
+            Place(1, 128, On("b", true)),
+            // The agent destroys its idle containers of f1 when it hears: no warm placement.
+            Retire(1),
+            Place(1, 128, On("b", false)),
+            // A lease in flight at the retirement does not make its container warm again.
+            Release(0, true),
+            Place(1, 128, On("b", false)),
+            // The agent reports the idle container before it applied the retirement.
+            BeatRetiring(A("b", 1024, 384, &[(1, 1, 1, 128)]), 1),
+            Place(1, 128, On("b", false)),
+            // Once applied, what it reports is of the current state again.
+            Beat(A("b", 1024, 384, &[(1, 1, 1, 128)])),
+            Place(1, 128, On("b", true)),
+            // Other functions keep theirs.
+            Beat(A("a", 1024, 128, &[(2, 1, 0, 128)])),
+            Retire(1),
+            Place(2, 128, On("a", true)),
         ],
     );
 }
@@ -377,7 +426,10 @@ fn mark_down_is_immediate() {
     };
     assert_eq!(
         placer.place(&demand, now).map(|l| l.lease_id).err(),
-        Some(PlaceError::NoCapacity { memory_mb: 1 })
+        Some(PlaceError::NoCapacity {
+            memory_mb: 1,
+            paused: 0
+        })
     );
     let back = placer.heartbeat(&heartbeat(&A("a", 1024, 0, &[])), now);
     assert!(
@@ -408,5 +460,68 @@ fn idle_containers_are_evicted_only_when_nothing_else_fits() {
             Place(3, 640, On("a", false)),
             Place(3, 1, Full),
         ],
+    );
+}
+
+#[test]
+fn paused_agents_and_agents_without_an_engine_get_no_work() {
+    let placer = Placer::new(PlacerConfig {
+        agent_down_after: Duration::from_secs(DOWN_AFTER),
+        persist_interval: Duration::from_secs(1),
+        lease_extra: Duration::from_secs(LEASE_EXTRA),
+    });
+    let now = Instant::now();
+    let demand = Demand {
+        project_id: "p",
+        function_id: function(1),
+        version: 0,
+        memory_mb: 128,
+        timeout_s: 1,
+        concurrent_limit: -1,
+        per_minute_limit: -1,
+    };
+    let place = || placer.place(&demand, now).map(|l| l.agent_id.to_string());
+    // "a" is fuller, so bin-packing prefers it.
+    placer.heartbeat(&heartbeat(&A("a", 1024, 512, &[])), now);
+    placer.heartbeat(&heartbeat(&A("b", 1024, 0, &[])), now);
+    assert_eq!(place().as_deref(), Ok("a"));
+
+    // A refusal pauses "a" until its next heartbeat: up (its work goes on), but no placements.
+    assert!(placer.pause("a"));
+    assert!(!placer.pause("a"), "already paused");
+    let view = placer.agent("a").expect("known");
+    assert!(view.up && view.paused, "{view:?}");
+    assert_eq!(place().as_deref(), Ok("b"));
+    placer.heartbeat(&heartbeat(&A("a", 1024, 512, &[])), now);
+    assert_eq!(place().as_deref(), Ok("a"));
+
+    // An agent whose engine is down says so in its heartbeats: nothing goes there until it
+    // reports its engine back.
+    let mut down = heartbeat(&A("a", 1024, 512, &[]));
+    down.engine_down = true;
+    placer.heartbeat(&down, now);
+    placer.heartbeat(&down, now);
+    assert_eq!(place().as_deref(), Ok("b"));
+    down.engine_down = false;
+    placer.heartbeat(&down, now);
+    assert_eq!(place().as_deref(), Ok("a"));
+
+    // With every engine down there is no capacity.
+    for id in ["a", "b"] {
+        let mut beat = heartbeat(&A(id, 1024, 0, &[]));
+        beat.engine_down = true;
+        placer.heartbeat(&beat, now);
+    }
+    let refused = placer.place(&demand, now).expect_err("no engine anywhere");
+    assert_eq!(
+        refused,
+        PlaceError::NoCapacity {
+            memory_mb: 128,
+            paused: 2
+        }
+    );
+    assert!(
+        refused.to_string().contains("container engine unavailable"),
+        "{refused}"
     );
 }

@@ -156,6 +156,7 @@ pub fn spec(project: &str, function_id: Uuid, memory_mb: i32) -> FunctionSpec {
         environment: Default::default(),
         code_sha256: None,
         network: false,
+        revision: 0,
     }
 }
 
@@ -507,6 +508,8 @@ impl TestAgent {
             warm: vec![],
             images: vec![],
             version: "test".into(),
+            engine_down: false,
+            retired_seq: None,
         };
         let heartbeats = tokio::spawn(async move {
             loop {
@@ -602,6 +605,7 @@ async fn run(state: web::Data<AgentState>, req: HttpRequest, body: web::Bytes) -
         max_memory_mb: Some(10.0),
         cold: false,
         logs: format!("ran on {}", state.id),
+        retry_safe: false,
     })
 }
 

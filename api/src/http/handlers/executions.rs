@@ -6,6 +6,7 @@ use uuid::Uuid;
 
 use super::{state, State};
 use crate::db::executions::ExecutionFilter;
+use crate::db::paging::SortDir;
 use crate::domain::executions;
 use crate::http::auth::Caller;
 use crate::http::error::{ApiError, ApiResult};
@@ -22,8 +23,10 @@ pub async fn list(data: State, caller: Caller, req: HttpRequest) -> ApiResult<Ht
     caller.authorize(&data, "execution:list")?;
     let query = Query::parse(&req, &["function_id", "status"])?;
     let scope = caller.list_scope(&data, &query)?;
-    let page = query.page::<Uuid>(
+    // Newest first unless asked otherwise: a user's latest invocation is on the first page.
+    let page = query.page_sorted::<Uuid>(
         &["created_at"],
+        SortDir::Desc,
         data.api.default_page_limit,
         data.api.max_page_limit,
     )?;

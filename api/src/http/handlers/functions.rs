@@ -95,6 +95,10 @@ pub async fn create(
     let project = caller.project()?.to_owned();
     let (metadata, package) = metadata_and_package::<CreateBody>(&data, &req, payload).await?;
     let b = metadata.ok_or_else(|| ApiError::bad_request("the metadata part is required"))?;
+    if b.image.is_some() {
+        // Naming an image of one's own is a capability beyond creating functions.
+        caller.authorize(&data, "function:create:custom_image")?;
+    }
     let new = NewFunction {
         name: b.name,
         runtime: b.runtime,
@@ -107,8 +111,9 @@ pub async fn create(
     };
     let app = state(&data);
     let quota = app.quota.clone();
+    let allowed_images = app.api.allowed_image_prefixes.clone();
     let detail = app
-        .db(move |conn| functions::create(conn, &quota, &project, new, package))
+        .db(move |conn| functions::create(conn, &quota, &allowed_images, &project, new, package))
         .await?;
     Ok(HttpResponse::Created().json(render(detail)))
 }
@@ -177,6 +182,7 @@ pub async fn update(
     let detail = app
         .db(move |conn| functions::update(conn, &quota, &scope, &key, update, package))
         .await?;
+    app.forget_targets(detail.function.id);
     Ok(HttpResponse::Ok().json(render(detail)))
 }
 
@@ -229,6 +235,7 @@ pub async fn upload(
             )
         })
         .await?;
+    app.forget_targets(detail.function.id);
     Ok(HttpResponse::Ok().json(render(detail)))
 }
 
@@ -262,8 +269,10 @@ pub async fn delete(
     caller.authorize(&data, "function:delete")?;
     let scope = caller.object_scope(&data)?;
     let key = path.into_inner();
-    state(&data)
+    let app = state(&data);
+    let function_id = app
         .db(move |conn| functions::delete(conn, &scope, &key))
         .await?;
+    app.forget_targets(function_id);
     Ok(HttpResponse::NoContent().finish())
 }

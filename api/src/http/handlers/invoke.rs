@@ -45,13 +45,29 @@ fn invoke_error(error: InvokeError, details: bool) -> ApiError {
             log::warn!("scheduler unavailable: {m}");
             ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "scheduler unavailable")
         }
-        InvokeError::AgentFailed(m) if details => ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            format!("the compute agent failed: {m}"),
-        ),
-        InvokeError::AgentFailed(m) => {
-            log::warn!("the compute agent failed: {m}");
-            ApiError::new(StatusCode::BAD_GATEWAY, views::PLATFORM_ERROR_MESSAGE)
+        // A platform failure, never the function's: a clear 503 the caller may retry, naming
+        // the execution; the platform's own text (agents, their URLs, the engine's words) only
+        // for who may see platform details.
+        InvokeError::AgentFailed {
+            execution_id,
+            message,
+        } => {
+            let text = if details {
+                format!(
+                    "the platform could not run the function: execution {execution_id}: {message}"
+                )
+            } else {
+                log::warn!(
+                    "execution {execution_id}: the platform could not run the function: {message}"
+                );
+                format!(
+                    "execution {execution_id}: {}",
+                    views::PLATFORM_ERROR_MESSAGE
+                )
+            };
+            let mut e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, text);
+            e.retry_after = Some(1);
+            e
         }
     }
 }
@@ -121,8 +137,9 @@ pub async fn invoke(
         Some(target) => target,
         None => {
             let defaults = app.quota.clone();
+            let images = app.api.allowed_image_prefixes.clone();
             let resolved = app
-                .db(move |conn| invoke::resolve(conn, &defaults, &scope, &key, &selector))
+                .db(move |conn| invoke::resolve(conn, &defaults, &images, &scope, &key, &selector))
                 .await?;
             let target = Arc::new(resolved);
             invoker.cache.put(cache_key, Arc::clone(&target));

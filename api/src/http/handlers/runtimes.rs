@@ -148,9 +148,11 @@ pub async fn update(
         memory_max_mb: b.memory_max_mb,
         timeout_max_s: b.timeout_max_s,
     };
-    let runtime = state(&data)
+    let app = state(&data);
+    let runtime = app
         .db(move |conn| runtimes::update(conn, &key, update))
         .await?;
+    app.forget_all_targets();
     Ok(HttpResponse::Ok().json(json!({ "runtime": RuntimeView::from(runtime) })))
 }
 

@@ -102,8 +102,10 @@ pub async fn delete(
     let scope = caller.object_scope(&data)?;
     let (key, version) = path.into_inner();
     let n = number(&version)?;
-    state(&data)
+    let app = state(&data);
+    let function_id = app
         .db(move |conn| versions::delete(conn, &scope, &key, n))
         .await?;
+    app.forget_targets(function_id);
     Ok(HttpResponse::NoContent().finish())
 }

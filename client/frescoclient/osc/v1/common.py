@@ -59,7 +59,7 @@ def table(items, columns, headers=None, formatters=None):
     return tuple(headers or columns), rows
 
 
-def add_paging_options(parser, sort_keys=None):
+def add_paging_options(parser, sort_keys=None, default_dir="asc"):
     parser.add_argument("--limit", metavar="<n>", type=_positive_int,
                         help="Return at most <n> items (pages are followed until then)")
     parser.add_argument("--marker", metavar="<id>",
@@ -68,7 +68,7 @@ def add_paging_options(parser, sort_keys=None):
         parser.add_argument("--sort-key", metavar="<key>", choices=sort_keys,
                             help="Sort by one of: %s" % ", ".join(sort_keys))
         parser.add_argument("--sort-dir", metavar="<dir>", choices=("asc", "desc"),
-                            help="Sort direction: asc or desc")
+                            help="Sort direction: asc or desc (default: %s)" % default_dir)
 
 
 def add_project_options(parser):

@@ -18,7 +18,7 @@ def _show(e):
 
 
 class ListExecution(command.Lister):
-    _description = "List executions"
+    _description = "List executions, newest first"
 
     def get_parser(self, prog_name):
         parser = super().get_parser(prog_name)
@@ -27,7 +27,8 @@ class ListExecution(command.Lister):
         parser.add_argument("--status", metavar="<status>", choices=STATUSES,
                             help="Only executions in this status: %s" % ", ".join(STATUSES))
         parser.add_argument("--long", action="store_true", default=False, help="List more fields")
-        common.add_paging_options(parser, sort_keys=("created_at",))
+        # The API lists executions newest first unless told otherwise.
+        common.add_paging_options(parser, sort_keys=("created_at",), default_dir="desc")
         common.add_project_options(parser)
         return parser
 

@@ -1,0 +1,2 @@
+ALTER TABLE functions DROP COLUMN revision;
+DROP TABLE function_retirements;
