@@ -1101,7 +1101,10 @@ mod tests {
         let h = harness(1024);
         h.engine.set_down(true);
         let echo = spec("echo");
-        let refused = h.agent.run(&ticket(&echo), Bytes::from_static(b"{}")).await;
+        let refused = h
+            .agent
+            .run(&ticket_with(&echo, b"{}"), Bytes::from_static(b"{}"))
+            .await;
         assert!(
             matches!(&refused, Err(RunError::EngineUnavailable(m)) if m.contains("unavailable")),
             "{refused:?}"
@@ -1112,7 +1115,9 @@ mod tests {
         // Known down: refused without trying to create anything.
         let creates = h.engine.count("create");
         assert!(matches!(
-            h.agent.run(&ticket(&echo), Bytes::from_static(b"{}")).await,
+            h.agent
+                .run(&ticket_with(&echo, b"{}"), Bytes::from_static(b"{}"))
+                .await,
             Err(RunError::EngineUnavailable(_))
         ));
         assert_eq!(h.engine.count("create"), creates);
@@ -1135,7 +1140,7 @@ mod tests {
         let h = harness(1024);
         let mut sleep = spec("sleep");
         sleep.timeout_s = 5;
-        let ticket = ticket(&sleep);
+        let ticket = ticket_with(&sleep, b"{}");
         let running = h.agent.run(&ticket, Bytes::from_static(b"{}"));
         let stop_engine = async {
             tokio::time::sleep(Duration::from_millis(300)).await;
@@ -1181,7 +1186,7 @@ mod tests {
             other.image = image.into();
             match h
                 .agent
-                .run(&ticket(&other), Bytes::from_static(b"{}"))
+                .run(&ticket_with(&other, b"{}"), Bytes::from_static(b"{}"))
                 .await
             {
                 Err(RunError::Spec(message)) => {
