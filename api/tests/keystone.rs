@@ -297,10 +297,10 @@ const ROWS: &[Row] = &[
     // A system-scoped token has no project to create a function in.
     row("POST", "/v1/functions", Body::Json(r#"{"name": "fn-{persona}", "runtime": "{rt_public}"}"#),
         "function:create", [Deny, Is(201), Is(201), Is(201), Is(201), Is(403), Deny]),
-    // A function's own image: cloud admins only, within [api] allowed_image_prefixes (a
-    // project's own admin is not one; a system-scoped admin has no project to create it in).
+    // A function's own image, within [api] allowed_image_prefixes: the admin of the project it
+    // is created in, or a cloud admin (a system-scoped admin has no project to create it in).
     row("POST", "/v1/functions", Body::Json(r#"{"name": "img-{persona}", "image": "registry.example/fn/tool:1"}"#),
-        "function:create:custom_image", [DenyBy("function:create"), Deny, Deny, Deny, Is(201), Is(403), DenyBy("function:create")]),
+        "function:create:custom_image", [DenyBy("function:create"), Deny, Is(201), Deny, Is(201), Is(403), DenyBy("function:create")]),
     row("GET", "/v1/functions/{fn}", Body::Empty, "function:show", [Is(200), Is(200), Is(200), Is(404), Is(404), Is(200), Is(200)]),
     row("PATCH", "/v1/functions/{fn}", Body::Json(r#"{"description": "patched by {persona}"}"#),
         "function:update", [Deny, Is(200), Is(200), Is(404), Is(404), Is(200), Deny]),

@@ -30,7 +30,7 @@ pub const ADMIN: &str = "admin:admin:admin";
 pub const ALICE: &str = "alice:proj-a:member";
 pub const RITA: &str = "rita:proj-a:reader";
 pub const BOB: &str = "bob:proj-b:member";
-/// An administrator of proj-a (custom images are admin-only by default).
+/// An administrator of proj-a (its own, not the cloud's; custom images need one by default).
 pub const ADA: &str = "ada:proj-a:admin";
 
 /// `[api] public_url` of the test configuration: every link starts with it.

@@ -95,6 +95,11 @@ pub const DEFAULT_RULES: &[RuleDefault] = &[
         "Base rule: the caller is a member of the target's project",
     ),
     base(
+        "project_admin",
+        "role:admin and project_id:%(project_id)s",
+        "Base rule: the caller is an admin of the target's project (its own, not the cloud's)",
+    ),
+    base(
         "project_reader_or_admin",
         "rule:project_reader or rule:cloud_reader",
         "Base rule: a reader of the target's project, or a cloud-wide reader or administrator",
@@ -144,7 +149,7 @@ pub const DEFAULT_RULES: &[RuleDefault] = &[
     action("function:create", MEMBER, "Create a function", &[op("POST", "/v1/functions")]),
     action(
         "function:create:custom_image",
-        ADMIN,
+        "rule:project_admin or rule:admin_required",
         "Create a function that runs its own image (the body names \"image\", not a runtime); the image must also start with one of [api] allowed_image_prefixes",
         &[op("POST", "/v1/functions")],
     ),

@@ -63,13 +63,14 @@ fn expected(rule: &str) -> [bool; 9] {
     let write = [false, true, false, false, false, true, true, true, false];
     let admin = [false, false, false, false, false, false, true, true, false];
     let cloud_read = [false, false, false, false, false, false, true, true, true];
+    let project_admin = [false, false, false, false, false, true, true, true, false];
     match rule {
         "runtime:list" | "runtime:show" => read,
         r if r.starts_with("runtime:") => admin,
         "quota:show" | "usage:show" => read,
         r if r.starts_with("quota:") => admin,
         "agent:list" | "all_projects" | "execution:show_platform_details" => cloud_read,
-        "function:create:custom_image" => admin,
+        "function:create:custom_image" => project_admin,
         r if r.ends_with(":list")
             || r.ends_with(":show")
             || r.ends_with(":log")
