@@ -5,12 +5,15 @@
 //! the scheduler's dispatcher runs them.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use diesel::PgConnection;
 use fresco_common::scheduler_client::{SchedulerClient, SchedulerError};
+use fresco_common::storable;
 use fresco_common::ticket::sha256_hex;
 use fresco_common::tls::InternalTls;
 use fresco_common::wire::{PlacementRequest, Release, RunRequest, RunResult, RunStatus};
@@ -18,7 +21,8 @@ use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use crate::db::executions::{self, Execution};
-use crate::db::{PgPool, Scope};
+use crate::db::{DbError, PgPool, Scope};
+use crate::domain::executions::QueueGauge;
 use crate::domain::invoke::{Selector, Target};
 use crate::domain::DomainError;
 
@@ -40,6 +44,9 @@ pub enum InvokeError {
     /// `message` is the platform's own text (agents, URLs, the engine's words).
     #[error("the platform could not run the function: execution {execution_id}: {message}")]
     AgentFailed { execution_id: Uuid, message: String },
+    /// Execution records wait to be written beyond the recorder's bound: nothing ran.
+    #[error(transparent)]
+    RecordsBehind(#[from] RecorderBehind),
 }
 
 impl From<SchedulerError> for InvokeError {
@@ -111,6 +118,13 @@ impl TargetCache {
         }
     }
 
+    /// Forgets a target (it named code that is gone).
+    pub fn remove(&self, key: &TargetKey) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.remove(key);
+        }
+    }
+
     pub fn put(&self, key: TargetKey, target: Arc<Target>) {
         if self.ttl.is_zero() {
             return;
@@ -129,42 +143,248 @@ impl TargetCache {
 }
 
 /// Writes finished sync executions in batches from its own thread.
+///
+/// Bounded in bytes and in records: past `max_bytes` of records waiting (the database is slow
+/// or down), [`Recorder::admit`] refuses new invocations (503) until they are written; a
+/// record that still arrives past twice that keeps its accounting (status, duration, memory)
+/// but not its output. Every record is made storable first (no NUL), and a batch PostgreSQL
+/// refuses is written again row by row, so one bad record fails alone: it is stored as a
+/// platform error, or dropped with a log line if even that is refused, never retried forever.
 #[derive(Clone)]
 pub struct Recorder {
-    sender: SyncSender<Execution>,
+    sender: SyncSender<(Execution, usize)>,
+    backlog: Arc<Backlog>,
+}
+
+/// What the recorder holds and has not written yet.
+#[derive(Debug, Default)]
+struct Backlog {
+    bytes: AtomicUsize,
+    records: AtomicUsize,
+    max_bytes: usize,
+}
+
+/// The recorder is too far behind to accept more work.
+#[derive(Debug, thiserror::Error)]
+#[error("execution records are not being written fast enough ({records} records, {bytes} bytes waiting): retry shortly")]
+pub struct RecorderBehind {
+    pub records: usize,
+    pub bytes: usize,
 }
 
 const RECORDER_QUEUE: usize = 100_000;
 const RECORDER_BATCH: usize = 500;
 const RECORDER_LINGER: Duration = Duration::from_millis(20);
+/// Bytes a record costs beyond its bodies (ids, timestamps, numbers, allocation overhead).
+const RECORD_OVERHEAD: usize = 512;
+/// What a record kept without its output says in place of its logs.
+const OUTPUT_DROPPED: &str =
+    "[fresco: this execution's output was not kept: the api's execution recorder was over its memory bound]\n";
 
 impl Recorder {
-    pub fn start(pool: PgPool) -> Self {
+    /// Starts the writer thread; `max_bytes` bounds what waits to be written.
+    pub fn start(pool: PgPool, max_bytes: usize) -> Self {
         let (sender, receiver) = mpsc::sync_channel(RECORDER_QUEUE);
-        std::thread::Builder::new()
-            .name("execution-recorder".into())
-            .spawn(move || record_loop(&pool, &receiver))
-            .map_err(|e| log::error!("cannot start the execution recorder: {e}"))
-            .ok();
-        Recorder { sender }
+        let backlog = Arc::new(Backlog {
+            max_bytes: max_bytes.max(1),
+            ..Backlog::default()
+        });
+        {
+            let backlog = Arc::clone(&backlog);
+            std::thread::Builder::new()
+                .name("execution-recorder".into())
+                .spawn(move || record_loop(&pool, &receiver, &backlog))
+                .map_err(|e| log::error!("cannot start the execution recorder: {e}"))
+                .ok();
+        }
+        Recorder { sender, backlog }
     }
 
-    pub fn record(&self, execution: Execution) {
-        match self.sender.try_send(execution) {
+    /// Whether a new invocation may start: refused while more than `max_bytes` (or nine
+    /// tenths of the record bound) wait to be written.
+    pub fn admit(&self) -> Result<(), RecorderBehind> {
+        let bytes = self.backlog.bytes.load(Ordering::Relaxed);
+        let records = self.backlog.records.load(Ordering::Relaxed);
+        if bytes > self.backlog.max_bytes || records > RECORDER_QUEUE / 10 * 9 {
+            return Err(RecorderBehind { records, bytes });
+        }
+        Ok(())
+    }
+
+    pub fn record(&self, mut execution: Execution) {
+        make_storable(&mut execution);
+        let mut size = record_size(&execution);
+        let held = self.backlog.bytes.load(Ordering::Relaxed);
+        if held.saturating_add(size) > self.backlog.max_bytes.saturating_mul(2) {
+            log::warn!(
+                "execution recorder holds {held} bytes: execution {} recorded without its output",
+                execution.id
+            );
+            execution.result = None;
+            execution.logs = OUTPUT_DROPPED.to_owned();
+            execution.error = execution.error.map(|_| {
+                serde_json::json!({"errorType": "Platform.OutputDropped", "errorMessage": "the error was not kept: the api's execution recorder was over its memory bound"})
+            });
+            size = record_size(&execution);
+        }
+        self.backlog.bytes.fetch_add(size, Ordering::Relaxed);
+        self.backlog.records.fetch_add(1, Ordering::Relaxed);
+        match self.sender.try_send((execution, size)) {
             Ok(()) => {}
-            Err(TrySendError::Full(e)) => {
+            Err(TrySendError::Full((e, size))) => {
+                self.backlog.forget(size);
                 log::error!("execution recorder is {RECORDER_QUEUE} records behind: execution {} not recorded", e.id)
             }
-            Err(TrySendError::Disconnected(e)) => log::error!(
-                "execution recorder stopped: execution {} not recorded",
-                e.id
-            ),
+            Err(TrySendError::Disconnected((e, size))) => {
+                self.backlog.forget(size);
+                log::error!(
+                    "execution recorder stopped: execution {} not recorded",
+                    e.id
+                )
+            }
         }
     }
 }
 
-fn record_loop(pool: &PgPool, receiver: &Receiver<Execution>) {
-    let mut batch: Vec<Execution> = Vec::with_capacity(RECORDER_BATCH);
+impl Backlog {
+    fn forget(&self, size: usize) {
+        self.bytes.fetch_sub(size, Ordering::Relaxed);
+        self.records.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Replaces every NUL of what the function produced (see `fresco_common::storable`).
+fn make_storable(execution: &mut Execution) {
+    if let Some(result) = &mut execution.result {
+        storable::fix_text(result);
+    }
+    if let Some(error) = &mut execution.error {
+        storable::fix_json(error);
+    }
+    storable::fix_text(&mut execution.logs);
+}
+
+/// Roughly what a record holds in memory.
+fn record_size(e: &Execution) -> usize {
+    RECORD_OVERHEAD
+        + e.result.as_ref().map_or(0, String::len)
+        + e.error.as_ref().map_or(0, json_size)
+        + e.input.as_ref().map_or(0, Vec::len)
+        + e.spec.as_ref().map_or(0, json_size)
+        + e.logs.len()
+}
+
+fn json_size(value: &serde_json::Value) -> usize {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => s.len() + 8,
+        Value::Array(items) => 8 + items.iter().map(json_size).sum::<usize>(),
+        Value::Object(map) => {
+            8 + map
+                .iter()
+                .map(|(k, v)| k.len() + json_size(v))
+                .sum::<usize>()
+        }
+        Value::Null | Value::Bool(_) | Value::Number(_) => 8,
+    }
+}
+
+/// The record of an execution whose own record PostgreSQL refused: a platform error that keeps
+/// the accounting (duration, memory, agent) and says how the function ended.
+pub fn rejected_record(row: &Execution, reason: &str) -> Execution {
+    Execution {
+        status: "error".into(),
+        input: None,
+        spec: None,
+        result: None,
+        error: Some(serde_json::json!({
+            "errorType": "Platform.RecordRejected",
+            "errorMessage": format!(
+                "the database refused this execution's record ({}); the function ended with status {}",
+                storable::text(reason),
+                storable::text(&row.status)
+            ),
+        })),
+        logs: String::new(),
+        ..row.clone()
+    }
+}
+
+/// How writing a batch ended.
+enum Written {
+    /// Every row is written or given up on.
+    Done,
+    /// The database is unavailable: these rows are still to write.
+    Retry(Vec<(Execution, usize)>),
+}
+
+/// Writes a batch in one statement; when PostgreSQL refuses it for its content, row by row.
+fn write_batch(pool: &PgPool, batch: Vec<(Execution, usize)>, backlog: &Backlog) -> Written {
+    let mut conn = match pool.get() {
+        Ok(conn) => conn,
+        Err(e) => {
+            log::warn!("cannot record {} executions yet: {e}", batch.len());
+            return Written::Retry(batch);
+        }
+    };
+    let rows: Vec<Execution> = batch.iter().map(|(row, _)| row.clone()).collect();
+    match executions::insert_many(&mut conn, &rows) {
+        Ok(()) => {
+            batch.iter().for_each(|(_, size)| backlog.forget(*size));
+            return Written::Done;
+        }
+        Err(DbError::Unavailable(e)) => {
+            log::warn!("cannot record {} executions yet: {e}", batch.len());
+            return Written::Retry(batch);
+        }
+        Err(e) => log::warn!(
+            "the database refused a batch of {} execution records ({e}): writing them one by one",
+            batch.len()
+        ),
+    }
+    let mut pending = batch.into_iter();
+    while let Some((row, size)) = pending.next() {
+        match write_one(&mut conn, row) {
+            None => backlog.forget(size),
+            Some(row) => {
+                let mut rest = vec![(row, size)];
+                rest.extend(pending);
+                return Written::Retry(rest);
+            }
+        }
+    }
+    Written::Done
+}
+
+/// Writes one record; a record PostgreSQL refuses becomes a platform error, and one refused
+/// even then is dropped with a log line. Gives the row back only when the database is
+/// unavailable (worth another try).
+fn write_one(conn: &mut PgConnection, row: Execution) -> Option<Execution> {
+    let reason = match executions::insert_many(conn, std::slice::from_ref(&row)) {
+        Ok(()) => return None,
+        Err(DbError::Unavailable(_)) => return Some(row),
+        Err(e) => e.to_string(),
+    };
+    log::warn!(
+        "the database refused the record of execution {} ({reason}): recording it as a platform error",
+        row.id
+    );
+    let substitute = rejected_record(&row, &reason);
+    match executions::insert_many(conn, std::slice::from_ref(&substitute)) {
+        Ok(()) => None,
+        Err(DbError::Unavailable(_)) => Some(substitute),
+        Err(e) => {
+            log::error!(
+                "the database refused even the platform-error record of execution {} ({e}): not recorded",
+                row.id
+            );
+            None
+        }
+    }
+}
+
+fn record_loop(pool: &PgPool, receiver: &Receiver<(Execution, usize)>, backlog: &Backlog) {
+    let mut batch: Vec<(Execution, usize)> = Vec::with_capacity(RECORDER_BATCH);
     loop {
         if batch.is_empty() {
             match receiver.recv() {
@@ -180,14 +400,11 @@ fn record_loop(pool: &PgPool, receiver: &Receiver<Execution>) {
                 Err(RecvTimeoutError::Disconnected) => break,
             }
         }
-        let written = pool.get().map_err(|e| e.to_string()).and_then(|mut conn| {
-            executions::insert_many(&mut conn, &batch).map_err(|e| e.to_string())
-        });
-        match written {
-            Ok(()) => batch.clear(),
-            Err(e) => {
-                // Keep the batch and retry: the database may be restarting.
-                log::warn!("cannot record {} executions yet: {e}", batch.len());
+        match write_batch(pool, std::mem::take(&mut batch), backlog) {
+            Written::Done => {}
+            Written::Retry(rest) => {
+                // Keep the rows and retry: the database may be restarting.
+                batch = rest;
                 std::thread::sleep(Duration::from_secs(1));
             }
         }
@@ -200,6 +417,8 @@ pub struct Invoker {
     agents: reqwest::Client,
     pub recorder: Recorder,
     pub cache: TargetCache,
+    /// Recent counts of queued executions per project (the `queued_executions` quota).
+    pub queue_gauge: Arc<QueueGauge>,
 }
 
 impl Invoker {
@@ -221,6 +440,7 @@ impl Invoker {
             agents,
             recorder,
             cache: TargetCache::new(cache_ttl),
+            queue_gauge: Arc::new(QueueGauge::default()),
         })
     }
 

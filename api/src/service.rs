@@ -110,7 +110,7 @@ pub fn build_state(raw: &RawConfig) -> Result<AppState, StartupError> {
                 Arc::new(signer),
                 tls.clone(),
             )?;
-            let recorder = Recorder::start(pool.clone());
+            let recorder = Recorder::start(pool.clone(), config.api.recorder_max_bytes);
             Some(
                 Invoker::new(
                     scheduler,

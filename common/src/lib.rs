@@ -10,6 +10,7 @@ pub mod enrolment;
 pub mod images;
 #[cfg(feature = "scheduler-client")]
 pub mod scheduler_client;
+pub mod storable;
 pub mod ticket;
 #[cfg(feature = "tls")]
 pub mod tls;

@@ -28,7 +28,7 @@
 //! attempt; the last one keeps the agent's error.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -40,7 +40,7 @@ use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::AbortHandle;
 use uuid::Uuid;
 
-use crate::leader::{Leadership, Listener};
+use crate::leader::{Fence, Leadership, Listener};
 use crate::placement::{Demand, Lease, PlaceError, Placer};
 use crate::storage::{Finish, Limits, Queued, StorageError, Store, Verdict};
 
@@ -52,6 +52,12 @@ const FINISH_BATCH: usize = 512;
 const FENCED_HOLD: Duration = Duration::from_secs(30);
 /// Attempts of one execution refused by agents whose engine is down that do not count.
 const MAX_REFUNDS: u32 = 20;
+/// How long a project whose queued rows were all refused (quota or capacity) is left out of
+/// claims, unless one of this dispatcher's executions ends first (which frees room).
+const REFUSED_BACKOFF: Duration = Duration::from_millis(500);
+
+/// An attempt's end on its way to the database, with its size in bytes.
+type Ended = (Uuid, i32, Finish, usize);
 
 /// Settings of the dispatcher.
 #[derive(Debug, Clone)]
@@ -69,6 +75,8 @@ pub struct DispatchConfig {
     pub agent_down_time: Duration,
     /// Limits of projects without their own quota rows.
     pub defaults: Limits,
+    /// Bytes of attempt ends waiting to be written beyond which nothing more is claimed.
+    pub finish_max_bytes: usize,
 }
 
 /// Counters of the dispatcher's work since start.
@@ -99,7 +107,16 @@ struct Inner {
     in_flight: Mutex<HashMap<Uuid, Flight>>,
     /// Refunded attempts per execution (see `MAX_REFUNDS`).
     refunds: Mutex<HashMap<Uuid, u32>>,
-    finished: mpsc::UnboundedSender<(Uuid, i32, Finish)>,
+    /// Attempt ends to write. Unbounded as a channel, bounded in content: every entry is the
+    /// end of an attempt this dispatcher started (at most `max_in_flight` at once), and no
+    /// attempt starts while `unwritten` exceeds `finish_max_bytes`.
+    finished: mpsc::UnboundedSender<Ended>,
+    /// Bytes of attempt ends handed to the writer and not yet written.
+    unwritten: Arc<AtomicUsize>,
+    /// Where the next claim starts in the list of projects with queued work (fair turns).
+    cursor: Mutex<String>,
+    /// Projects left out of claims until the instant, after all their rows were refused.
+    backoff: Mutex<HashMap<String, Instant>>,
     started: Instant,
     stats: Stats,
 }
@@ -168,6 +185,7 @@ impl Dispatcher {
             .tcp_nodelay(true)
             .build()?;
         let (finished, receiver) = mpsc::unbounded_channel();
+        let unwritten = Arc::new(AtomicUsize::new(0));
         let dispatcher = Self {
             inner: Arc::new(Inner {
                 config,
@@ -180,11 +198,14 @@ impl Dispatcher {
                 in_flight: Mutex::new(HashMap::new()),
                 refunds: Mutex::new(HashMap::new()),
                 finished,
+                unwritten: unwritten.clone(),
+                cursor: Mutex::new(String::new()),
+                backoff: Mutex::new(HashMap::new()),
                 started: Instant::now(),
                 stats: Stats::default(),
             }),
         };
-        tokio::spawn(write_finishes(store, leadership, receiver));
+        tokio::spawn(write_finishes(store, leadership, receiver, unwritten));
         Ok(dispatcher)
     }
 
@@ -228,7 +249,16 @@ impl Dispatcher {
     /// Claims and sends as much queued work as the in-flight bound and capacity allow.
     async fn fill(&self) {
         let inner = &self.inner;
-        let mut skip: HashSet<String> = HashSet::new();
+        let unwritten = inner.unwritten.load(Ordering::Relaxed);
+        if unwritten > inner.config.finish_max_bytes {
+            // Back-pressure: results are not being written (the database is slow or down);
+            // claiming more would only pile up more of them in memory.
+            log::warn!(
+                "{unwritten} bytes of results wait to be written: claiming nothing until they are"
+            );
+            return;
+        }
+        let mut skip: HashSet<String> = inner.backed_off();
         let batch = inner.config.batch_size.max(1);
         // Near saturation, wait until a quarter batch of slots is free: fewer, larger claims.
         // An idle dispatcher (nothing in flight) claims at once, so latency is unaffected.
@@ -248,16 +278,21 @@ impl Dispatcher {
             let placer = inner.placer.clone();
             let max_attempts = inner.config.max_attempts;
             let defaults = inner.config.defaults;
+            let mut cursor = inner.cursor().clone();
             let claimed = tokio::task::spawn_blocking(move || {
                 let mut prepared = Vec::new();
-                let claim =
-                    store.claim(&fence, limit as i64, &mut skip, defaults, |row, limits| {
-                        decide(&placer, row, limits, max_attempts, &mut prepared)
-                    });
-                (claim, prepared, skip)
+                let claim = store.claim(
+                    &fence,
+                    limit as i64,
+                    &mut skip,
+                    &mut cursor,
+                    defaults,
+                    |row, limits| decide(&placer, row, limits, max_attempts, &mut prepared),
+                );
+                (claim, prepared, skip, cursor)
             })
             .await;
-            let (claim, prepared, returned_skip) = match claimed {
+            let (claim, prepared, returned_skip, cursor) = match claimed {
                 Ok(parts) => parts,
                 Err(e) => {
                     log::error!("claim task failed: {e}");
@@ -265,6 +300,7 @@ impl Dispatcher {
                 }
             };
             skip = returned_skip;
+            *inner.cursor() = cursor;
             let claim = match claim {
                 Ok(claim) => claim,
                 Err(e) => {
@@ -288,8 +324,16 @@ impl Dispatcher {
             for p in prepared {
                 self.launch(p);
             }
+            if !claim.refused.is_empty() {
+                let until = Instant::now() + REFUSED_BACKOFF.min(inner.config.poll_interval);
+                let mut backoff = inner.backoff();
+                for project in &claim.refused {
+                    backoff.insert(project.clone(), until);
+                    skip.insert(project.clone());
+                }
+            }
             let progress = ran > 0 || claim.failed > 0 || skip.len() > skipped_before;
-            if claim.rows_seen < limit || !progress {
+            if !claim.more || !progress {
                 return;
             }
         }
@@ -481,12 +525,32 @@ impl Inner {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    fn cursor(&self) -> MutexGuard<'_, String> {
+        self.cursor
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Whether one more refused attempt of `id` may be refunded (and counts it).
     fn refund(&self, id: Uuid) -> bool {
         let mut refunds = self.refunds();
         let count = refunds.entry(id).or_insert(0);
         *count += 1;
         *count <= MAX_REFUNDS
+    }
+
+    fn backoff(&self) -> MutexGuard<'_, HashMap<String, Instant>> {
+        self.backoff
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Projects still left out of claims after their rows were refused.
+    fn backed_off(&self) -> HashSet<String> {
+        let now = Instant::now();
+        let mut backoff = self.backoff();
+        backoff.retain(|_, until| *until > now);
+        backoff.keys().cloned().collect()
     }
 
     fn finish(&self, id: Uuid, attempt: i32, finish: Finish) {
@@ -496,7 +560,13 @@ impl Inner {
             Finish::Fail(_) => &self.stats.failed,
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        if self.finished.send((id, attempt, finish)).is_err() {
+        // Room was freed (a slot, memory on an agent, a project's concurrency): projects that
+        // were refused may fit now.
+        self.backoff().clear();
+        let size = finish.size();
+        self.unwritten.fetch_add(size, Ordering::Relaxed);
+        if self.finished.send((id, attempt, finish, size)).is_err() {
+            self.unwritten.fetch_sub(size, Ordering::Relaxed);
             log::error!("execution {id}: the result writer is gone");
         }
     }
@@ -531,15 +601,15 @@ impl Inner {
                     .as_ref()
                     .and_then(|e| serde_json::to_value(e).ok());
                 (
-                    Finish::Completed {
-                        status: result.status.as_str(),
-                        result: result.response,
+                    Finish::completed(
+                        result.status.as_str(),
+                        result.response,
                         error,
-                        duration_ms: result.duration_ms,
-                        max_memory_mb: result.max_memory_mb,
-                        cold: result.cold,
-                        logs: result.logs,
-                    },
+                        result.duration_ms,
+                        result.max_memory_mb,
+                        result.cold,
+                        result.logs,
+                    ),
                     warm,
                 )
             }
@@ -668,13 +738,17 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-/// Writes attempt ends in batches, retrying while the database is unavailable. Without the
+/// Writes attempt ends in batches, retrying while the database is unavailable. A batch the
+/// database refuses for its content is written again end by end, so one bad end fails alone:
+/// it is written as a platform error instead, or dropped with a log line if even that is
+/// refused (reconciliation then finds the execution), never retried forever. Without the
 /// lease a batch is kept for `FENCED_HOLD` (written if this scheduler leads again), then
 /// dropped for the new leader to reconcile.
 async fn write_finishes(
     store: Store,
     leadership: Arc<Leadership>,
-    mut receiver: mpsc::UnboundedReceiver<(Uuid, i32, Finish)>,
+    mut receiver: mpsc::UnboundedReceiver<Ended>,
+    unwritten: Arc<AtomicUsize>,
 ) {
     while let Some(first) = receiver.recv().await {
         let mut batch = vec![first];
@@ -693,31 +767,37 @@ async fn write_finishes(
                         "not the leader: {} execution results dropped, the leader reconciles them",
                         batch.len()
                     );
+                    let bytes: usize = batch.iter().map(|(_, _, _, size)| size).sum();
+                    unwritten.fetch_sub(bytes, Ordering::Relaxed);
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 continue;
             };
             let store = store.clone();
+            let unwritten_bytes = unwritten.clone();
             let written = tokio::task::spawn_blocking(move || {
-                let result = store.finish(&fence, &batch);
-                (result, batch)
+                write_batch(&store, &fence, batch, &unwritten_bytes)
             })
             .await;
             match written {
-                Ok((Ok(_), _)) => break,
-                Ok((Err(e), returned)) => {
-                    batch = returned;
-                    if let StorageError::Fenced { .. } = e {
-                        fenced_since.get_or_insert_with(Instant::now);
-                        log::warn!("{} execution results not written: {e}", batch.len());
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                        continue;
-                    }
+                Ok(Unwritten::None) => break,
+                Ok(Unwritten::Fenced(rest)) => {
+                    fenced_since.get_or_insert_with(Instant::now);
                     log::warn!(
-                        "cannot record {} execution results, retrying: {e}",
-                        batch.len()
+                        "{} execution results not written: the leader lease is lost",
+                        rest.len()
                     );
+                    batch = rest;
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+                Ok(Unwritten::Unavailable(rest)) => {
+                    log::warn!(
+                        "cannot record {} execution results yet, retrying",
+                        rest.len()
+                    );
+                    batch = rest;
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
                 Err(e) => {
@@ -727,6 +807,97 @@ async fn write_finishes(
             }
         }
     }
+}
+
+/// What a batch write left to try again, and why.
+enum Unwritten {
+    None,
+    /// The database is unavailable.
+    Unavailable(Vec<Ended>),
+    /// This scheduler no longer holds the leader lease.
+    Fenced(Vec<Ended>),
+}
+
+impl Unwritten {
+    /// `rest` to retry after `e`, or `Err(e)` when retrying the same write cannot help.
+    fn after(e: StorageError, rest: Vec<Ended>) -> Result<Self, (StorageError, Vec<Ended>)> {
+        if e.is_fenced() {
+            Ok(Unwritten::Fenced(rest))
+        } else if e.is_unavailable() {
+            Ok(Unwritten::Unavailable(rest))
+        } else {
+            Err((e, rest))
+        }
+    }
+}
+
+/// Writes a batch of attempt ends; returns those to try again (the database is unavailable or
+/// the lease is lost). What is written or given up on stops counting in `unwritten`.
+fn write_batch(
+    store: &Store,
+    fence: &Fence,
+    batch: Vec<Ended>,
+    unwritten: &AtomicUsize,
+) -> Unwritten {
+    let ends: Vec<(Uuid, i32, &Finish)> = batch
+        .iter()
+        .map(|(id, attempt, finish, _)| (*id, *attempt, finish))
+        .collect();
+    let refused = store.finish(fence, &ends);
+    drop(ends);
+    let batch = match refused {
+        Ok(_) => {
+            let bytes: usize = batch.iter().map(|(_, _, _, size)| size).sum();
+            unwritten.fetch_sub(bytes, Ordering::Relaxed);
+            return Unwritten::None;
+        }
+        Err(e) => match Unwritten::after(e, batch) {
+            Ok(retry) => return retry,
+            Err((e, batch)) => {
+                log::warn!(
+                    "the database refused a batch of {} execution results ({e}): writing them one by one",
+                    batch.len()
+                );
+                batch
+            }
+        },
+    };
+    let mut pending = batch.into_iter();
+    while let Some((id, attempt, finish, size)) = pending.next() {
+        let reason = match store.finish(fence, &[(id, attempt, &finish)]) {
+            Ok(_) => {
+                unwritten.fetch_sub(size, Ordering::Relaxed);
+                continue;
+            }
+            Err(e) if e.is_fenced() || e.is_unavailable() => {
+                let mut rest = vec![(id, attempt, finish, size)];
+                rest.extend(pending);
+                return Unwritten::after(e, rest).unwrap_or(Unwritten::None);
+            }
+            Err(e) => e.to_string(),
+        };
+        log::warn!(
+            "the database refused the result of execution {id} ({reason}): recording it as a platform error"
+        );
+        let substitute = finish.rejected(&reason);
+        match store.finish(fence, &[(id, attempt, &substitute)]) {
+            Ok(_) => {
+                unwritten.fetch_sub(size, Ordering::Relaxed);
+            }
+            Err(e) if e.is_fenced() || e.is_unavailable() => {
+                let mut rest = vec![(id, attempt, substitute, size)];
+                rest.extend(pending);
+                return Unwritten::after(e, rest).unwrap_or(Unwritten::None);
+            }
+            Err(e) => {
+                log::error!(
+                    "the database refused even the platform error of execution {id} ({e}): not recorded"
+                );
+                unwritten.fetch_sub(size, Ordering::Relaxed);
+            }
+        }
+    }
+    Unwritten::None
 }
 
 #[cfg(test)]

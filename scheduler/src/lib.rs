@@ -3,14 +3,16 @@
 //!
 //! Modules by layer: `placement` is the domain (no HTTP, no database); `storage` is the only
 //! module that knows diesel; `http` is the only one that knows actix-web; `dispatch` drives
-//! the async queue and `leader` holds the two non-diesel connections (advisory lock, LISTEN);
+//! the async queue and `leader` holds the two non-diesel connections (leader lease, LISTEN);
 //! `retirements` is the domain of the warm-container retirement log handed to agents;
-//! `service` wires them together.
+//! `retention` runs the periodic purge (records, bodies, unused code) while active; `service`
+//! wires them together.
 
 pub mod dispatch;
 pub mod http;
 pub mod leader;
 pub mod placement;
+pub mod retention;
 pub mod retirements;
 pub mod service;
 pub mod settings;

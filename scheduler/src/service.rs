@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix_web::{web, App, HttpServer};
-use fresco_common::conf::ConfigError;
+use fresco_common::conf::{ConfigError, RetentionSection};
 use fresco_common::enrolment::AgentRegistry;
 use fresco_common::ticket::{ControlPlaneVerifier, TicketError, TicketSigner};
 use fresco_common::tls::{InternalTls, TlsError};
@@ -130,6 +130,7 @@ impl Scheduler {
                     concurrent: settings.quota.concurrent_executions,
                     per_minute: settings.quota.executions_per_minute,
                 },
+                finish_max_bytes: s.finish_max_bytes.max(1),
             },
             store.clone(),
             placer.clone(),
@@ -187,8 +188,19 @@ impl Scheduler {
                 leadership.clone(),
             )),
             tokio::spawn(persist_heartbeats(store.clone(), persist_rx)),
-            tokio::spawn(sweep(placer, store, dispatcher.clone(), leadership.clone())),
-            tokio::spawn(lead(lease.clone(), leadership.clone(), dispatcher)),
+            tokio::spawn(sweep(
+                placer,
+                store.clone(),
+                dispatcher.clone(),
+                leadership.clone(),
+            )),
+            tokio::spawn(lead(
+                lease.clone(),
+                leadership.clone(),
+                dispatcher,
+                store,
+                settings.retention.clone(),
+            )),
         ];
         Ok(Self {
             addrs,
@@ -220,11 +232,18 @@ impl Scheduler {
     }
 }
 
-/// Takes, renews or waits for the leader lease; runs the dispatcher while this scheduler leads.
-async fn lead(config: LeaseConfig, leadership: Arc<Leadership>, dispatcher: Dispatcher) {
+/// Takes, renews or waits for the leader lease; runs the dispatcher and the retention purge
+/// while this scheduler leads.
+async fn lead(
+    config: LeaseConfig,
+    leadership: Arc<Leadership>,
+    dispatcher: Dispatcher,
+    store: Store,
+    retention: RetentionSection,
+) {
     let holder = leadership.holder().to_owned();
     let mut connection: Option<LeaseConnection> = None;
-    let mut running: Option<(watch::Sender<bool>, tokio::task::JoinHandle<()>)> = None;
+    let mut running: Option<(watch::Sender<bool>, [tokio::task::JoinHandle<()>; 2])> = None;
     let mut pause = Duration::ZERO;
     loop {
         tokio::time::sleep(pause).await;
@@ -281,19 +300,27 @@ async fn lead(config: LeaseConfig, leadership: Arc<Leadership>, dispatcher: Disp
         match (leads, running.is_some()) {
             (true, false) => {
                 let (stop, stopped) = watch::channel(false);
-                let task = tokio::spawn({
+                let purging = tokio::spawn(crate::retention::run(
+                    store.clone(),
+                    retention.clone(),
+                    leadership.clone(),
+                    stopped.clone(),
+                ));
+                let dispatching = tokio::spawn({
                     let dispatcher = dispatcher.clone();
                     async move { dispatcher.run(stopped).await }
                 });
-                running = Some((stop, task));
+                running = Some((stop, [dispatching, purging]));
             }
             (false, true) => {
                 log::warn!("lost the leader lease: standing by");
                 leadership.stand_by();
-                if let Some((stop, task)) = running.take() {
+                if let Some((stop, tasks)) = running.take() {
                     let _ = stop.send(true);
-                    if let Err(e) = task.await {
-                        log::error!("dispatcher task failed: {e}");
+                    for task in tasks {
+                        if let Err(e) = task.await {
+                            log::error!("leader task failed: {e}");
+                        }
                     }
                 }
             }

@@ -2,7 +2,7 @@
 
 use fresco_common::conf::{
     ConfigError, DatabaseSection, DefaultSection, InternalAuthSection, InternalTlsSection,
-    QuotaSection, RawConfig, SchedulerSection,
+    QuotaSection, RawConfig, RetentionSection, SchedulerSection,
 };
 
 /// Every option the scheduler uses.
@@ -14,6 +14,7 @@ pub struct Settings {
     pub internal_tls: InternalTlsSection,
     pub database: DatabaseSection,
     pub quota: QuotaSection,
+    pub retention: RetentionSection,
 }
 
 impl Settings {
@@ -25,6 +26,7 @@ impl Settings {
             internal_tls: raw.section()?,
             database: raw.section()?,
             quota: raw.section()?,
+            retention: raw.section()?,
         })
     }
 }

@@ -10,11 +10,14 @@ use diesel::dsl::{now, sql};
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
-use diesel::sql_types::{BigInt, Bool, Integer, Nullable, Timestamptz};
+use diesel::sql_types::{Array, BigInt, Bool, Integer, Nullable, Text, Timestamptz};
+use fresco_common::storable;
 use fresco_common::wire::{Heartbeat, RetiredKey, RETIREMENT_LOG_LOCK};
 use uuid::Uuid;
 
 use crate::leader::Fence;
+
+mod retention;
 
 /// The NOTIFY channel the API signals new async executions on.
 pub const QUEUE_CHANNEL: &str = "fresco_executions";
@@ -104,12 +107,42 @@ pub enum StorageError {
     /// The write needs the leader's lease, and this scheduler no longer holds it.
     #[error("not the leader (epoch {epoch} is over)")]
     Fenced { epoch: i64 },
+    #[error("database task failed: {0}")]
+    Task(String),
 }
 
 impl StorageError {
     /// A fenced write: retrying it can never succeed.
     pub fn is_fenced(&self) -> bool {
         matches!(self, StorageError::Fenced { .. })
+    }
+
+    /// Whether the database could not be reached (worth retrying the same write later), as
+    /// opposed to a refusal of what was written (retrying it would fail forever).
+    pub fn is_unavailable(&self) -> bool {
+        use diesel::result::{DatabaseErrorKind, Error};
+        match self {
+            StorageError::Pool(_) => true,
+            StorageError::Query(Error::DatabaseError(
+                DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+                _,
+            )) => true,
+            StorageError::Query(Error::DatabaseError(_, info)) => {
+                let message = info.message().to_ascii_lowercase();
+                [
+                    "server closed the connection",
+                    "connection refused",
+                    "terminating connection",
+                    "no connection to the server",
+                    "could not connect",
+                    "the database system is",
+                ]
+                .iter()
+                .any(|needle| message.contains(needle))
+            }
+            StorageError::Query(Error::BrokenTransactionManager) => true,
+            StorageError::Query(_) | StorageError::Task(_) | StorageError::Fenced { .. } => false,
+        }
     }
 }
 
@@ -229,7 +262,8 @@ pub struct Running {
     pub timeout_s: Option<i32>,
 }
 
-/// How one attempt ended, to be written.
+/// How one attempt ended, to be written. A `Completed` carries what the function produced:
+/// build it with [`Finish::completed`], which makes that text storable.
 #[derive(Debug, Clone)]
 pub enum Finish {
     /// The agent answered: the execution's final state.
@@ -249,6 +283,72 @@ pub enum Finish {
     Fail(String),
 }
 
+impl Finish {
+    /// The end of an attempt the agent answered, with every NUL of the function's output
+    /// replaced (`fresco_common::storable`): PostgreSQL cannot store them.
+    #[allow(clippy::too_many_arguments)]
+    pub fn completed(
+        status: &'static str,
+        mut result: Option<String>,
+        mut error: Option<serde_json::Value>,
+        duration_ms: f64,
+        max_memory_mb: Option<f64>,
+        cold: bool,
+        mut logs: String,
+    ) -> Self {
+        if let Some(result) = &mut result {
+            storable::fix_text(result);
+        }
+        if let Some(error) = &mut error {
+            storable::fix_json(error);
+        }
+        storable::fix_text(&mut logs);
+        Finish::Completed {
+            status,
+            result,
+            error,
+            duration_ms,
+            max_memory_mb,
+            cold,
+            logs,
+        }
+    }
+
+    /// Roughly the memory it holds (for the dispatcher's byte bound).
+    pub fn size(&self) -> usize {
+        const OVERHEAD: usize = 256;
+        match self {
+            Finish::Completed {
+                result,
+                error,
+                logs,
+                ..
+            } => {
+                OVERHEAD
+                    + result.as_ref().map_or(0, String::len)
+                    + error.as_ref().map_or(0, |e| e.to_string().len())
+                    + logs.len()
+            }
+            Finish::Requeue { .. } => OVERHEAD,
+            Finish::Fail(reason) => OVERHEAD + reason.len(),
+        }
+    }
+
+    /// What to write instead when PostgreSQL refused this end: a platform error that says how
+    /// the function ended.
+    pub fn rejected(&self, reason: &str) -> Finish {
+        let ended = match self {
+            Finish::Completed { status, .. } => {
+                format!("; the function ended with status {status}")
+            }
+            Finish::Requeue { .. } | Finish::Fail(_) => String::new(),
+        };
+        Finish::Fail(format!(
+            "the database refused this execution's result ({reason}){ended}"
+        ))
+    }
+}
+
 /// The scheduler's database.
 #[derive(Clone)]
 pub struct Store {
@@ -259,7 +359,7 @@ type Conn = PooledConnection<ConnectionManager<PgConnection>>;
 
 /// The `error` column of an execution the platform gave up on (Lambda's error shape).
 pub fn platform_error(reason: &str) -> serde_json::Value {
-    serde_json::json!({"errorType": "Platform.Error", "errorMessage": reason})
+    serde_json::json!({"errorType": "Platform.Error", "errorMessage": storable::text(reason)})
 }
 
 impl Store {
@@ -353,17 +453,21 @@ impl Store {
         })
     }
 
-    /// Claims up to `limit` queued async executions, oldest first, skipping rows other
-    /// transactions hold and projects in `skip`. `decide` is asked about each row, in order,
-    /// with the project's limits (from `quotas`, else `defaults`); the rows it runs become
-    /// `running` in the same transaction. Projects it leaves are added to `skip`. Returns the
-    /// rows to run with their agent, and whether some were left for lack of capacity. Fenced:
-    /// nothing is claimed unless `fence` is the current term.
+    /// Claims up to `limit` queued async executions, fairly across projects: the projects with
+    /// queued work (beyond those in `skip`) are taken in turn from `cursor` on, each offers its
+    /// oldest rows (at most `limit / projects`, at least one), and the rows are decided round
+    /// by round (every project's oldest first, then every project's second, ...). So one
+    /// project's backlog, placeable or not, costs the others at most its share of a claim.
+    /// Rows other transactions hold are skipped. `decide` is asked about each row with the
+    /// project's limits (from `quotas`, else `defaults`); the rows it runs become `running` in
+    /// the same transaction. Projects it leaves are added to `skip`; `cursor` moves past the
+    /// projects served. Fenced: nothing is claimed unless `fence` is the current term.
     pub fn claim(
         &self,
         fence: &Fence,
         limit: i64,
         skip: &mut HashSet<String>,
+        cursor: &mut String,
         defaults: Limits,
         mut decide: impl FnMut(&Queued, Limits) -> Verdict,
     ) -> Result<Claim, StorageError> {
@@ -373,33 +477,38 @@ impl Store {
             // enqueue-to-start path: a claim lost in a PostgreSQL crash would let the attempt
             // run uncounted, and the row be claimed again under the same attempt number
             // (seen in the fault suite's `pg_ctl restart -m immediate`).
-            let skipped: Vec<&String> = skip.iter().collect();
-            let rows: Vec<Queued> = executions::table
-                .filter(executions::status.eq("queued"))
-                .filter(executions::is_async.eq(true))
-                .filter(executions::project_id.ne_all(skipped))
-                .order(executions::created_at.asc())
-                .limit(limit)
-                .select((
-                    executions::id,
-                    executions::project_id,
-                    executions::spec,
-                    executions::input,
-                    executions::attempts,
-                ))
-                .for_update()
-                .skip_locked()
-                .load(conn)?;
-            let mut claim = Claim {
-                rows_seen: rows.len(),
-                ..Claim::default()
-            };
-            if rows.is_empty() {
+            let limit = limit.max(1);
+            let wanted = usize::try_from(limit).unwrap_or(usize::MAX);
+            let projects = queued_projects(conn, cursor, skip, wanted)?;
+            let mut claim = Claim::default();
+            if projects.is_empty() {
                 return Ok(claim);
             }
+            claim.more = projects.len() == wanted;
+            if let Some(last) = projects.last() {
+                cursor.clone_from(last);
+            }
+            let per_project = (limit + projects.len() as i64 - 1) / projects.len() as i64;
+            let offered: Vec<Offered> = diesel::sql_query(
+                "SELECT e.id, e.project_id, e.spec, e.input, e.attempts, e.created_at \
+                 FROM unnest($1::text[]) AS p(project_id) \
+                 CROSS JOIN LATERAL ( \
+                   SELECT x.id, x.project_id, x.spec, x.input, x.attempts, x.created_at \
+                   FROM executions x \
+                   WHERE x.project_id = p.project_id AND x.status = 'queued' AND x.is_async \
+                   ORDER BY x.created_at LIMIT $2 \
+                   FOR UPDATE OF x SKIP LOCKED) e",
+            )
+            .bind::<Array<Text>, _>(&projects)
+            .bind::<BigInt, _>(per_project)
+            .load(conn)?;
+            claim.rows_seen = offered.len();
+            let rows = round_robin(&projects, offered, per_project, &mut claim.more, wanted);
             let limits = load_limits(conn, &rows, defaults)?;
             let mut by_agent: HashMap<Arc<str>, Vec<Uuid>> = HashMap::new();
             let mut failed = Vec::new();
+            let mut ran: HashSet<String> = HashSet::new();
+            let mut left: HashSet<String> = HashSet::new();
             for row in rows {
                 if skip.contains(&row.project_id) {
                     continue;
@@ -407,16 +516,22 @@ impl Store {
                 let project_limits = limits.get(&row.project_id).copied().unwrap_or(defaults);
                 match decide(&row, project_limits) {
                     Verdict::Run { agent_id } => {
+                        ran.insert(row.project_id.clone());
                         by_agent.entry(agent_id.clone()).or_default().push(row.id);
                         claim.run.push((row, agent_id));
                     }
                     Verdict::LeaveProject => {
+                        left.insert(row.project_id.clone());
                         skip.insert(row.project_id.clone());
                     }
-                    Verdict::Leave => claim.out_of_capacity = true,
+                    Verdict::Leave => {
+                        claim.out_of_capacity = true;
+                        left.insert(row.project_id.clone());
+                    }
                     Verdict::Fail(reason) => failed.push((row.id, reason)),
                 }
             }
+            claim.refused = left.difference(&ran).cloned().collect();
             for (agent, ids) in &by_agent {
                 diesel::update(executions::table.filter(executions::id.eq_any(ids)))
                     .set((
@@ -453,7 +568,7 @@ impl Store {
     pub fn finish(
         &self,
         fence: &Fence,
-        items: &[(Uuid, i32, Finish)],
+        items: &[(Uuid, i32, &Finish)],
     ) -> Result<usize, StorageError> {
         if items.is_empty() {
             return Ok(0);
@@ -612,6 +727,132 @@ pub struct Claim {
     pub rows_seen: usize,
     /// Some execution was left queued because no agent had room for it.
     pub out_of_capacity: bool,
+    /// More queued rows may wait than this claim looked at (a project offered its whole share,
+    /// or more projects have work than the claim took).
+    pub more: bool,
+    /// Projects whose every row in this claim was left queued (quota or capacity): worth
+    /// leaving alone for a moment.
+    pub refused: Vec<String>,
+}
+
+/// A queued row as the fair claim reads it.
+#[derive(QueryableByName)]
+struct Offered {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    id: Uuid,
+    #[diesel(sql_type = Text)]
+    project_id: String,
+    #[diesel(sql_type = Nullable<diesel::sql_types::Jsonb>)]
+    spec: Option<serde_json::Value>,
+    #[diesel(sql_type = Nullable<diesel::sql_types::Bytea>)]
+    input: Option<Vec<u8>>,
+    #[diesel(sql_type = Integer)]
+    attempts: i32,
+    #[diesel(sql_type = Timestamptz)]
+    created_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Up to `wanted` projects with queued executions, not in `skip`, in project order from just
+/// after `cursor`, wrapping around. A skip scan of `executions_queue_project`: one index probe
+/// per project, however long each project's queue.
+fn queued_projects(
+    conn: &mut PgConnection,
+    cursor: &str,
+    skip: &HashSet<String>,
+    wanted: usize,
+) -> Result<Vec<String>, diesel::result::Error> {
+    #[derive(QueryableByName)]
+    struct Project {
+        #[diesel(sql_type = Text)]
+        project_id: String,
+    }
+    let fetch = i64::try_from(wanted.saturating_add(skip.len())).unwrap_or(i64::MAX);
+    let scan =
+        |conn: &mut PgConnection, after: &str| -> Result<Vec<String>, diesel::result::Error> {
+            let rows: Vec<Project> = diesel::sql_query(
+                "WITH RECURSIVE p(project_id) AS ( \
+               SELECT (SELECT project_id FROM executions \
+                       WHERE status = 'queued' AND project_id > $1 \
+                       ORDER BY project_id LIMIT 1) \
+               UNION ALL \
+               SELECT (SELECT project_id FROM executions \
+                       WHERE status = 'queued' AND project_id > p.project_id \
+                       ORDER BY project_id LIMIT 1) \
+               FROM p WHERE p.project_id IS NOT NULL) \
+             SELECT project_id FROM p WHERE project_id IS NOT NULL LIMIT $2",
+            )
+            .bind::<Text, _>(after)
+            .bind::<BigInt, _>(fetch)
+            .load(conn)?;
+            Ok(rows.into_iter().map(|p| p.project_id).collect())
+        };
+    let mut projects: Vec<String> = scan(conn, cursor)?
+        .into_iter()
+        .filter(|p| !skip.contains(p))
+        .take(wanted)
+        .collect();
+    if projects.len() < wanted && !cursor.is_empty() {
+        let wrapped: Vec<String> = scan(conn, "")?
+            .into_iter()
+            .filter(|p| p.as_str() <= cursor && !skip.contains(p))
+            .take(wanted - projects.len())
+            .collect();
+        projects.extend(wrapped);
+    }
+    Ok(projects)
+}
+
+/// Orders offered rows round by round: every project's oldest, then every project's second,
+/// and so on, in the order of `projects`; keeps at most `wanted`. Sets `more` when a project
+/// offered its whole share (it may hold more) or rows were left out.
+fn round_robin(
+    projects: &[String],
+    offered: Vec<Offered>,
+    per_project: i64,
+    more: &mut bool,
+    wanted: usize,
+) -> Vec<Queued> {
+    let mut by_project: HashMap<String, Vec<Offered>> = HashMap::new();
+    for row in offered {
+        by_project
+            .entry(row.project_id.clone())
+            .or_default()
+            .push(row);
+    }
+    let mut queues: Vec<std::vec::IntoIter<Offered>> = projects
+        .iter()
+        .filter_map(|p| by_project.remove(p))
+        .map(|mut rows| {
+            if rows.len() as i64 >= per_project {
+                *more = true;
+            }
+            rows.sort_by_key(|r| r.created_at);
+            rows.into_iter()
+        })
+        .collect();
+    let mut ordered = Vec::new();
+    loop {
+        let mut any = false;
+        for queue in &mut queues {
+            if let Some(row) = queue.next() {
+                any = true;
+                if ordered.len() == wanted {
+                    *more = true;
+                    return ordered;
+                }
+                ordered.push(Queued {
+                    id: row.id,
+                    project_id: row.project_id,
+                    spec: row.spec,
+                    input: row.input,
+                    attempts: row.attempts,
+                });
+            }
+        }
+        if !any {
+            return ordered;
+        }
+    }
 }
 
 /// One entry of the retirement log, as read.

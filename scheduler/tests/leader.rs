@@ -129,11 +129,16 @@ async fn a_former_leader_can_write_nothing() {
     let claim = {
         let (store, fence) = (store.clone(), fence_a.clone());
         blocking(move || {
-            store.claim(&fence, 1, &mut HashSet::new(), no_limits, |_, _| {
-                Verdict::Run {
+            store.claim(
+                &fence,
+                1,
+                &mut HashSet::new(),
+                &mut String::new(),
+                no_limits,
+                |_, _| Verdict::Run {
                     agent_id: "agent-a".into(),
-                }
-            })
+                },
+            )
         })
         .await
         .expect("the leader claims")
@@ -161,11 +166,16 @@ async fn a_former_leader_can_write_nothing() {
     let (store2, fence) = (store.clone(), fence_a.clone());
     let refused = blocking(move || {
         let claim = store2
-            .claim(&fence, 10, &mut HashSet::new(), no_limits, |_, _| {
-                Verdict::Run {
+            .claim(
+                &fence,
+                10,
+                &mut HashSet::new(),
+                &mut String::new(),
+                no_limits,
+                |_, _| Verdict::Run {
                     agent_id: "agent-a".into(),
-                }
-            })
+                },
+            )
             .map(|_| ());
         let finish = store2
             .finish(
@@ -173,7 +183,7 @@ async fn a_former_leader_can_write_nothing() {
                 &[(
                     claimed,
                     1,
-                    Finish::Completed {
+                    &Finish::Completed {
                         status: "succeeded",
                         result: Some("late".into()),
                         error: None,
@@ -186,7 +196,7 @@ async fn a_former_leader_can_write_nothing() {
             )
             .map(|_| ());
         let requeue = store2
-            .finish(&fence, &[(claimed, 1, Finish::Requeue { refund: false })])
+            .finish(&fence, &[(claimed, 1, &Finish::Requeue { refund: false })])
             .map(|_| ());
         let down = store2.mark_agents_down(&fence, &["agent-a".to_owned()]);
         let silent = store2
@@ -221,9 +231,14 @@ async fn a_former_leader_can_write_nothing() {
     };
     let changed = {
         let store = store.clone();
-        blocking(move || store.finish(&fence_b, &[(claimed, 1, Finish::Requeue { refund: false })]))
-            .await
-            .expect("the leader writes")
+        blocking(move || {
+            store.finish(
+                &fence_b,
+                &[(claimed, 1, &Finish::Requeue { refund: false })],
+            )
+        })
+        .await
+        .expect("the leader writes")
     };
     assert_eq!(changed, 1);
     let written = written_since(&mut conn, "-infinity");

@@ -80,6 +80,10 @@ fn in_scope(scope: &Scope) -> Boxed<'static> {
     )
 }
 
+/// The foreign key that keeps the code package of a queued or running execution (see the
+/// `faults_data` migration).
+pub const CODE_FOREIGN_KEY: &str = "executions_code_fkey";
+
 /// Records finished sync executions in one statement.
 pub fn insert_many(conn: &mut PgConnection, rows: &[Execution]) -> DbResult<()> {
     diesel::insert_into(executions::table)
@@ -193,6 +197,25 @@ pub fn usage(conn: &mut PgConnection, project_id: &str) -> DbResult<Usage> {
         by_status,
         gb_seconds,
     })
+}
+
+/// Async executions of the project waiting in the queue, counting at most `cap` of them (the
+/// quota check needs no more, and a long queue then costs no more than `cap` index entries).
+pub fn queued(conn: &mut PgConnection, project_id: &str, cap: Option<i64>) -> DbResult<i64> {
+    use diesel::sql_types::{BigInt, Text};
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let counted: Count = diesel::sql_query(
+        "SELECT count(*) AS n FROM (SELECT 1 FROM executions \
+         WHERE project_id = $1 AND status = 'queued' LIMIT $2) AS q",
+    )
+    .bind::<Text, _>(project_id)
+    .bind::<diesel::sql_types::Nullable<BigInt>, _>(cap)
+    .get_result(conn)?;
+    Ok(counted.n)
 }
 
 /// Executions of the project that are queued or running.

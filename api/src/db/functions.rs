@@ -5,7 +5,7 @@ use diesel::prelude::*;
 use uuid::Uuid;
 
 use super::paging::{after, order, Page, PageRequest, SortValue};
-use super::schema::{code_packages, function_versions, functions};
+use super::schema::{code_packages, executions, function_versions, functions};
 use super::{scoped, DbError, DbResult, Scope};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -201,6 +201,19 @@ pub fn store_code(conn: &mut PgConnection, code: &NewCode) -> DbResult<()> {
     Ok(())
 }
 
+/// Whether the project holds the package, locking it against deletion (`FOR KEY SHARE`) until
+/// the transaction ends, so a package reused by a new function cannot be collected meanwhile.
+pub fn hold_code(conn: &mut PgConnection, project_id: &str, sha256: &str) -> DbResult<bool> {
+    Ok(code_packages::table
+        .filter(code_packages::project_id.eq(project_id))
+        .filter(code_packages::sha256.eq(sha256))
+        .select(code_packages::sha256)
+        .for_key_share()
+        .first::<String>(conn)
+        .optional()?
+        .is_some())
+}
+
 pub fn code_info(conn: &mut PgConnection, project_id: &str, sha256: &str) -> DbResult<CodeInfo> {
     Ok(code_packages::table
         .filter(code_packages::project_id.eq(project_id))
@@ -254,7 +267,9 @@ pub fn code_bytes(conn: &mut PgConnection, project_id: &str) -> DbResult<i64> {
         .first(conn)?)
 }
 
-/// Deletes a package no function or version refers to any more.
+/// Deletes a package no function, version, queued or running execution refers to any more.
+/// A package an execution still needs stays, and the scheduler's periodic collection deletes it
+/// once that execution has finished.
 pub fn drop_code_if_unused(
     conn: &mut PgConnection,
     project_id: &str,
@@ -266,15 +281,29 @@ pub fn drop_code_if_unused(
     let used_by_version = function_versions::table
         .filter(function_versions::project_id.eq(project_id))
         .filter(function_versions::code_sha256.eq(sha256));
-    diesel::delete(
-        code_packages::table
-            .filter(code_packages::project_id.eq(project_id))
-            .filter(code_packages::sha256.eq(sha256))
-            .filter(diesel::dsl::not(diesel::dsl::exists(used_by_function)))
-            .filter(diesel::dsl::not(diesel::dsl::exists(used_by_version))),
-    )
-    .execute(conn)?;
-    Ok(())
+    let used_by_execution = executions::table
+        .filter(executions::project_id.eq(project_id))
+        .filter(executions::code_sha256.eq(sha256));
+    // In a savepoint: an execution queued concurrently (after this statement's snapshot) makes
+    // the foreign key refuse the delete, which only means the package is still needed.
+    let deleted = conn.transaction(|conn| {
+        diesel::delete(
+            code_packages::table
+                .filter(code_packages::project_id.eq(project_id))
+                .filter(code_packages::sha256.eq(sha256))
+                .filter(diesel::dsl::not(diesel::dsl::exists(used_by_function)))
+                .filter(diesel::dsl::not(diesel::dsl::exists(used_by_version)))
+                .filter(diesel::dsl::not(diesel::dsl::exists(used_by_execution))),
+        )
+        .execute(conn)
+    });
+    match deleted.map_err(DbError::from) {
+        Ok(_) => Ok(()),
+        Err(DbError::Conflict(constraint)) if constraint == super::executions::CODE_FOREIGN_KEY => {
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Code digests referenced by a function's versions (to clean up after deleting it).

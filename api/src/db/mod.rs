@@ -42,6 +42,10 @@ pub enum DbError {
     /// No connection could be had, or the connection broke: the database is down or overloaded.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// PostgreSQL refused a value's text (a NUL character, which `text` and `jsonb` cannot
+    /// hold). Validation refuses such input first; this is the safety net.
+    #[error("text not storable: {0}")]
+    InvalidText(String),
     #[error("database error: {0}")]
     Other(String),
 }
@@ -66,6 +70,9 @@ impl From<DieselError> for DbError {
             {
                 DbError::Unavailable(info.message().to_owned())
             }
+            DieselError::DatabaseError(_, info) if is_unstorable_text(info.message()) => {
+                DbError::InvalidText(info.message().to_owned())
+            }
             other => DbError::Other(other.to_string()),
         }
     }
@@ -88,6 +95,13 @@ fn is_connection_failure(message: &str) -> bool {
     ]
     .iter()
     .any(|needle| message.contains(needle))
+}
+
+/// PostgreSQL's refusals of a NUL: `invalid byte sequence for encoding "UTF8": 0x00` in text,
+/// `unsupported Unicode escape sequence` (`\u0000`) in jsonb.
+fn is_unstorable_text(message: &str) -> bool {
+    message.contains("invalid byte sequence for encoding")
+        || message.contains("unsupported Unicode escape sequence")
 }
 
 pub type DbResult<T> = Result<T, DbError>;

@@ -105,6 +105,8 @@ diesel::table! {
         created_at -> Timestamptz,
         started_at -> Nullable<Timestamptz>,
         finished_at -> Nullable<Timestamptz>,
+        /// Generated from `spec` while queued or running (read-only).
+        code_sha256 -> Nullable<Text>,
     }
 }
 

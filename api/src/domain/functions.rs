@@ -180,8 +180,7 @@ fn store_package(
     limits: &Limits,
     package: &Package,
 ) -> DomainResult<()> {
-    let exists = store::code_info(conn, project_id, &package.sha256).is_ok();
-    if exists {
+    if store::hold_code(conn, project_id, &package.sha256)? {
         return Ok(());
     }
     let size = i64::try_from(package.bytes.len()).unwrap_or(i64::MAX);

@@ -27,6 +27,9 @@ pub enum DomainError {
     /// A count or size quota would be exceeded.
     #[error("{0}")]
     QuotaExceeded(String),
+    /// A quota on work waiting to run (queued executions): try again later.
+    #[error("{0}")]
+    Throttled(String),
     /// The code-bytes quota, or a package over the size limit.
     #[error("{0}")]
     TooLarge(String),
@@ -71,9 +74,13 @@ pub(crate) fn db_error(
         DbError::Unavailable(why) => {
             DomainError::Unavailable(format!("database unavailable: {why}"))
         }
+        DbError::InvalidText(_) => DomainError::Invalid(UNSTORABLE_TEXT.into()),
         DbError::Other(why) => DomainError::Internal(why),
     }
 }
+
+const UNSTORABLE_TEXT: &str =
+    "the request contains a NUL character (U+0000), which cannot be stored";
 
 /// Maps a storage error where no object is named (lists, counts).
 impl From<DbError> for DomainError {
@@ -88,6 +95,7 @@ impl From<DbError> for DomainError {
             DbError::Unavailable(why) => {
                 DomainError::Unavailable(format!("database unavailable: {why}"))
             }
+            DbError::InvalidText(_) => DomainError::Invalid(UNSTORABLE_TEXT.into()),
             DbError::Other(why) => DomainError::Internal(why),
         }
     }

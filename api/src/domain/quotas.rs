@@ -14,6 +14,7 @@ pub const RESOURCES: &[&str] = &[
     "timeout_s_max",
     "concurrent_executions",
     "executions_per_minute",
+    "queued_executions",
 ];
 
 /// A project's effective limits; -1 means unlimited.
@@ -25,6 +26,7 @@ pub struct Limits {
     pub timeout_s_max: i64,
     pub concurrent_executions: i64,
     pub executions_per_minute: i64,
+    pub queued_executions: i64,
 }
 
 impl Limits {
@@ -36,6 +38,7 @@ impl Limits {
             timeout_s_max: config.timeout_s_max,
             concurrent_executions: config.concurrent_executions,
             executions_per_minute: config.executions_per_minute,
+            queued_executions: config.queued_executions,
         }
     }
 
@@ -47,6 +50,7 @@ impl Limits {
             "timeout_s_max" => self.timeout_s_max,
             "concurrent_executions" => self.concurrent_executions,
             "executions_per_minute" => self.executions_per_minute,
+            "queued_executions" => self.queued_executions,
             _ => return None,
         })
     }
@@ -59,6 +63,7 @@ impl Limits {
             "timeout_s_max" => self.timeout_s_max = limit,
             "concurrent_executions" => self.concurrent_executions = limit,
             "executions_per_minute" => self.executions_per_minute = limit,
+            "queued_executions" => self.queued_executions = limit,
             _ => {}
         }
     }
@@ -90,6 +95,8 @@ pub struct QuotaReport {
     pub functions_in_use: i64,
     pub code_bytes_in_use: i64,
     pub executions_in_flight: i64,
+    /// Async executions waiting in the queue.
+    pub executions_queued: i64,
 }
 
 pub fn report(
@@ -103,6 +110,7 @@ pub fn report(
         functions_in_use: functions::count(conn, project_id)?,
         code_bytes_in_use: functions::code_bytes(conn, project_id)?,
         executions_in_flight: executions::in_flight(conn, project_id)?,
+        executions_queued: executions::queued(conn, project_id, None)?,
     })
 }
 

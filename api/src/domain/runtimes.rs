@@ -37,6 +37,7 @@ pub fn create(conn: &mut PgConnection, new: NewRuntime) -> DomainResult<Runtime>
     validate::name("name", &new.name)?;
     validate::image("image", &new.image)?;
     validate::description(&new.description)?;
+    validate::no_nul("project_id", &new.project_id)?;
     if !KINDS.contains(&new.kind.as_str()) {
         return Err(DomainError::invalid(format!(
             "kind must be one of {}, got {:?}",

@@ -61,6 +61,16 @@ pub fn description(value: &str) -> DomainResult<()> {
             "description must be at most 1024 characters",
         ));
     }
+    no_nul("description", value)
+}
+
+/// Free text that PostgreSQL must store: no NUL character (U+0000), which `text` cannot hold.
+pub fn no_nul(field: &str, value: &str) -> DomainResult<()> {
+    if !fresco_common::storable::is_storable(value) {
+        return Err(DomainError::invalid(format!(
+            "{field} must not contain a NUL character (U+0000)"
+        )));
+    }
     Ok(())
 }
 
@@ -151,6 +161,19 @@ mod tests {
             assert!(environment(&env(bad, "v")).is_err(), "{bad}");
         }
         assert!(environment(&env("BIG", &"v".repeat(5000))).is_err());
+        assert!(environment(&env("NUL", "a\0b")).is_err());
+        assert!(environment(&env("N\0UL", "v")).is_err());
+    }
+
+    #[test]
+    fn free_text_refuses_nul() {
+        assert!(description("a description, ünïcode").is_ok());
+        let message = description("bad\0text").expect_err("nul").to_string();
+        assert_eq!(
+            message,
+            "description must not contain a NUL character (U+0000)"
+        );
+        assert!(no_nul("project_id", "p\0").is_err());
     }
 
     #[test]

@@ -90,6 +90,10 @@ impl ResponseError for ApiError {
     }
 }
 
+/// `Retry-After` of a refusal by a quota on waiting work: the queue drains at the platform's
+/// pace, so ask for a short wait rather than promise a time.
+const THROTTLED_RETRY_AFTER_S: u64 = 1;
+
 impl From<DomainError> for ApiError {
     fn from(error: DomainError) -> Self {
         let status = match &error {
@@ -97,6 +101,7 @@ impl From<DomainError> for ApiError {
             DomainError::NotFound { .. } => StatusCode::NOT_FOUND,
             DomainError::Conflict(_) => StatusCode::CONFLICT,
             DomainError::QuotaExceeded(_) => StatusCode::FORBIDDEN,
+            DomainError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
             DomainError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             DomainError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             DomainError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -113,7 +118,11 @@ impl From<DomainError> for ApiError {
             }
             other => other.to_string(),
         };
-        ApiError::new(status, message)
+        let mut error = ApiError::new(status, message);
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            error.retry_after = Some(THROTTLED_RETRY_AFTER_S);
+        }
+        error
     }
 }
 

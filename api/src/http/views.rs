@@ -288,6 +288,7 @@ pub fn quota(report: &QuotaReport) -> Value {
             "functions" => Some(report.functions_in_use),
             "code_bytes" => Some(report.code_bytes_in_use),
             "concurrent_executions" => Some(report.executions_in_flight),
+            "queued_executions" => Some(report.executions_queued),
             _ => None,
         };
         if let Some(in_use) = in_use {

@@ -11,6 +11,7 @@ mod aliases;
 mod archives;
 mod discovery;
 mod executions;
+mod faults;
 mod functions;
 mod images;
 mod internals;

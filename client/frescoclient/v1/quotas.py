@@ -5,7 +5,7 @@ from frescoclient.v1.base import Manager, drop_none
 from frescoclient.v1.http import quote
 
 QUOTAS = ("functions", "code_bytes", "memory_mb_max", "timeout_s_max",
-          "concurrent_executions", "executions_per_minute")
+          "concurrent_executions", "executions_per_minute", "queued_executions")
 
 
 class QuotaManager(Manager):

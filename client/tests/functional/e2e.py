@@ -326,6 +326,12 @@ class Scenario:
                 os.path.join(self.tmp, "code"), expect=["HTTP 403", "functions"])
         names = {r["Name"] for r in a.json("function", "list")}
         expect(names == {self.fn}, "functions after the refused create: %r" % names)
+        # A project may hold no more queued async executions than its quota: 0 stops them.
+        q = self.admin.json("function", "quota", "set", pid, "--queued-executions", "0")
+        expect(q["queued_executions"] == 0 and "queued_executions_in_use" in q,
+               "quota set --queued-executions returned %r" % q)
+        a.fails("function", "invoke", self.fn, "--async", "--data", "{}",
+                expect=["HTTP 429", "queued_executions"])
 
         def usage_counted():
             usage = a.json("function", "usage", "show")

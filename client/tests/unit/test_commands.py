@@ -303,7 +303,8 @@ def test_runtimes(requests_mock, run):
 QUOTA = {"project_id": PROJECT, "functions": {"limit": 1, "in_use": 1},
          "code_bytes": {"limit": -1, "in_use": 0}, "memory_mb_max": {"limit": 2048},
          "timeout_s_max": {"limit": 900}, "concurrent_executions": {"limit": 10, "in_use": 0},
-         "executions_per_minute": {"limit": 60000}}
+         "executions_per_minute": {"limit": 60000},
+         "queued_executions": {"limit": 50, "in_use": 7}}
 
 
 def test_quota_show_defaults_to_current_project(requests_mock, run, fresco, monkeypatch):
@@ -313,6 +314,7 @@ def test_quota_show_defaults_to_current_project(requests_mock, run, fresco, monk
     assert out["functions"] == 1 and out["functions_in_use"] == 1
     assert out["code_bytes"] == -1 and out["memory_mb_max"] == 2048
     assert "memory_mb_max_in_use" not in out
+    assert out["queued_executions"] == 50 and out["queued_executions_in_use"] == 7
 
 
 def test_quota_show_without_project_fails_clearly(run, fresco, monkeypatch):
@@ -324,9 +326,10 @@ def test_quota_show_without_project_fails_clearly(run, fresco, monkeypatch):
 def test_quota_set_and_delete(requests_mock, run):
     requests_mock.put(API + "/quotas/" + PROJECT, json={"quota": QUOTA})
     out = run(quotas.SetQuota, [PROJECT, "--functions", "1", "--concurrent-executions", "10",
-                                "--code-bytes", "-1", "-f", "json"])
+                                "--code-bytes", "-1", "--queued-executions", "50", "-f", "json"])
     assert requests_mock.last_request.json() == {"functions": 1, "code_bytes": -1,
-                                                 "concurrent_executions": 10}
+                                                 "concurrent_executions": 10,
+                                                 "queued_executions": 50}
     assert out["concurrent_executions"] == 10
     with pytest.raises(osc_exc.CommandError, match="nothing to change"):
         run(quotas.SetQuota, [PROJECT])

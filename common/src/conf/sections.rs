@@ -46,6 +46,8 @@ config_section! {
         function_cache_ttl: u64 = "2",
         /// Image name prefixes a function's own image (a custom image, admin-only by policy) may start with, e.g. `registry.example/fresco-fn/`; empty means no custom images.
         allowed_image_prefixes: Vec<String> = "",
+        /// Bytes of finished sync executions the API may hold while it writes them to the database; beyond it sync invocations get 503 with Retry-After until the records are written.
+        recorder_max_bytes: usize = "268435456",
     }
 }
 
@@ -118,6 +120,8 @@ config_section! {
         concurrent_executions: i64 = "100",
         /// Executions started per minute per project.
         executions_per_minute: i64 = "60000",
+        /// Async executions waiting in the queue per project; beyond it async invocations get 429.
+        queued_executions: i64 = "10000",
     }
 }
 
@@ -186,6 +190,22 @@ config_section! {
         retirement_poll_interval_ms: u64 = "500",
         /// Seconds (at least 60) a retirement is kept for agents that have not received it; an agent that misses more retires all its idle warm containers.
         retirement_retention: u64 = "3600",
+        /// Bytes of async results the dispatcher may hold before they are written; beyond it no more queued work is claimed until they are.
+        finish_max_bytes: usize = "268435456",
+    }
+}
+
+config_section! {
+    /// How long execution records are kept; purged by the active scheduler, which also deletes code packages nothing needs any more.
+    pub struct RetentionSection("retention") {
+        /// Days a finished execution's record is kept; 0 keeps records forever.
+        execution_days: u64 = "30",
+        /// Days a finished execution's result, logs and input are kept (the record itself stays until execution_days); 0 keeps them with the record.
+        body_days: u64 = "7",
+        /// Seconds between two purges of old records and unused code packages.
+        purge_interval: u64 = "300",
+        /// Most rows one purge statement deletes or changes, so that no purge holds locks for long.
+        purge_batch: u32 = "1000",
     }
 }
 
@@ -256,6 +276,7 @@ pub const ALL_SECTIONS: &[SectionDoc] = &[
     doc::<InternalAuthSection>(),
     doc::<InternalTlsSection>(),
     doc::<SchedulerSection>(),
+    doc::<RetentionSection>(),
     doc::<AgentSection>(),
 ];
 

@@ -405,7 +405,8 @@ impl Drop for SchedulerProc {
 /// How a test agent answers runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Behavior {
-    /// Echo the payload at once.
+    /// Echo the payload at once. Two payloads are special: `{"sleep_ms": N}` answers after N
+    /// ms, and `"emit-nul"` answers as a function whose output holds NUL characters would.
     Echo,
     /// Echo after a delay.
     Delay(Duration),
@@ -579,8 +580,16 @@ async fn run(state: web::Data<AgentState>, req: HttpRequest, body: web::Bytes) -
         .push((claims.sub, Instant::now()));
     let running = state.seen.running.fetch_add(1, Ordering::SeqCst) + 1;
     state.seen.max_running.fetch_max(running, Ordering::SeqCst);
+    let sleep_ms = serde_json::from_str::<serde_json::Value>(request.payload.get())
+        .ok()
+        .and_then(|v| v.get("sleep_ms").and_then(serde_json::Value::as_u64));
     let answer = match state.behavior {
-        Behavior::Echo => None,
+        Behavior::Echo => {
+            if let Some(ms) = sleep_ms {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+            }
+            None
+        }
         Behavior::Delay(d) => {
             tokio::time::sleep(d).await;
             None
@@ -594,6 +603,24 @@ async fn run(state: web::Data<AgentState>, req: HttpRequest, body: web::Bytes) -
     state.seen.running.fetch_sub(1, Ordering::SeqCst);
     if let Some(answer) = answer {
         return answer;
+    }
+    if request.payload.get() == "\"emit-nul\"" {
+        return HttpResponse::Ok().json(RunResult {
+            execution_id: claims.sub,
+            status: RunStatus::Failed,
+            response: Some("raw\0result".into()),
+            error: Some(fresco_common::wire::FunctionError {
+                error_type: "Nul\0Error".into(),
+                error_message: "bad\0message".into(),
+                stack_trace: vec!["frame\0one".into()],
+            }),
+            duration_ms: 1.0,
+            init_ms: None,
+            max_memory_mb: Some(10.0),
+            cold: false,
+            logs: "before\0after".into(),
+            retry_safe: false,
+        });
     }
     HttpResponse::Ok().json(RunResult {
         execution_id: claims.sub,

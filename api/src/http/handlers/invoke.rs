@@ -10,13 +10,15 @@ use serde_json::json;
 use serde_json::value::RawValue;
 
 use super::{state, State};
+use crate::domain::executions::{self, Enqueued};
 use crate::domain::invoke::{self, Selector, Target};
 use crate::http::auth::Caller;
 use crate::http::body;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::paging::Query;
 use crate::http::views::{self, ExecutionView};
-use crate::invoke::{queued_execution, InvokeError};
+use crate::http::AppState;
+use crate::invoke::{queued_execution, InvokeError, TargetKey};
 
 /// Largest event accepted, as Lambda's synchronous limit.
 const MAX_PAYLOAD_BYTES: usize = 6 * 1024 * 1024;
@@ -69,7 +71,21 @@ fn invoke_error(error: InvokeError, details: bool) -> ApiError {
             e.retry_after = Some(1);
             e
         }
+        InvokeError::RecordsBehind(behind) => {
+            let mut e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, behind.to_string());
+            e.retry_after = Some(1);
+            e
+        }
     }
+}
+
+/// Resolves what an invocation runs, from the database (not the cache).
+async fn resolve(app: &Arc<AppState>, (scope, key, selector): &TargetKey) -> ApiResult<Target> {
+    let defaults = app.quota.clone();
+    let images = app.api.allowed_image_prefixes.clone();
+    let (scope, key, selector) = (scope.clone(), key.clone(), selector.clone());
+    app.db(move |conn| invoke::resolve(conn, &defaults, &images, &scope, &key, &selector))
+        .await
 }
 
 fn header(name: &'static str, value: &str) -> (HeaderName, HeaderValue) {
@@ -132,31 +148,48 @@ pub async fn invoke(
 
     let scope = caller.object_scope(&data)?;
     let key = path.into_inner();
-    let cache_key = (scope.clone(), key.clone(), selector.clone());
+    let cache_key: TargetKey = (scope.clone(), key.clone(), selector.clone());
     let target: Arc<Target> = match invoker.cache.get(&cache_key) {
         Some(target) => target,
         None => {
-            let defaults = app.quota.clone();
-            let images = app.api.allowed_image_prefixes.clone();
-            let resolved = app
-                .db(move |conn| invoke::resolve(conn, &defaults, &images, &scope, &key, &selector))
-                .await?;
-            let target = Arc::new(resolved);
-            invoker.cache.put(cache_key, Arc::clone(&target));
+            let target = Arc::new(resolve(&app, &cache_key).await?);
+            invoker.cache.put(cache_key.clone(), Arc::clone(&target));
             target
         }
     };
 
     if is_async {
-        let execution = queued_execution(&target, &event)?;
-        let queued = app
-            .db(move |conn| crate::db::executions::enqueue(conn, &execution).map_err(Into::into))
-            .await?;
-        let view = ExecutionView::from(queued).shown(caller.sees_platform_details(&data));
-        return Ok(HttpResponse::Accepted().json(json!({ "execution": view })));
+        let mut target = target;
+        // A cached target may name code that an update has just released: then resolve again
+        // (once) rather than queue an execution that cannot run.
+        for fresh in [false, true] {
+            if fresh {
+                invoker.cache.remove(&cache_key);
+                target = Arc::new(resolve(&app, &cache_key).await?);
+            }
+            let execution = queued_execution(&target, &event)?;
+            let limit = target.limits.queued_executions;
+            let gauge = Arc::clone(&invoker.queue_gauge);
+            let enqueued = app
+                .db(move |conn| executions::enqueue(conn, &execution, limit, &gauge))
+                .await?;
+            if let Enqueued::Accepted(queued) = enqueued {
+                let view = ExecutionView::from(*queued).shown(caller.sees_platform_details(&data));
+                return Ok(HttpResponse::Accepted().json(json!({ "execution": view })));
+            }
+        }
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "the function's code changed while the invocation was accepted: invoke again",
+        ));
     }
 
     let details = caller.sees_platform_details(&data);
+    invoker
+        .recorder
+        .admit()
+        .map_err(|behind| invoke_error(behind.into(), details))?;
+
     let outcome = invoker
         .invoke_sync(&target, event)
         .await
