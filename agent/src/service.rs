@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use fresco_common::ticket::{TicketError, TicketVerifier};
+use fresco_common::ticket::{AgentSigner, TicketError, TicketVerifier};
+use fresco_common::tls::{InternalTls, TlsError};
 use fresco_common::wire::{
     FunctionError, FunctionSpec, Heartbeat, HeartbeatReply, RetiredKey, RunResult, RunStatus,
 };
@@ -24,6 +25,7 @@ use crate::logs::OutputLimit;
 use crate::pool::{Acquired, Pools};
 use crate::retire::Retired;
 use crate::runtime_api::{DispatchError, Invocation, Outcome};
+use crate::tickets::{AdmitError, TicketGate};
 
 /// Why a run was refused before anything ran (the HTTP layer maps these to status codes).
 #[derive(Debug, thiserror::Error)]
@@ -41,12 +43,23 @@ pub enum RunError {
     EngineUnavailable(String),
 }
 
+impl From<AdmitError> for RunError {
+    fn from(error: AdmitError) -> Self {
+        match error {
+            AdmitError::Ticket(e) => RunError::Ticket(e),
+            full @ AdmitError::Full(_) => RunError::NoCapacity(full.to_string()),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
     #[error(transparent)]
     Engine(#[from] EngineError),
     #[error(transparent)]
     Code(#[from] CodeError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     #[error("cannot prepare {path}: {source}")]
     Directory {
         path: String,
@@ -70,7 +83,11 @@ pub struct Agent<E: ContainerEngine> {
     settings: Settings,
     engine: Arc<E>,
     sandboxes: Arc<Sandboxes>,
-    verifier: TicketVerifier,
+    /// Admits execution tickets: for this agent, for their payload, once.
+    gate: TicketGate,
+    /// This agent's own key (heartbeats, code downloads); `None` when the key file is missing.
+    signer: Option<Arc<AgentSigner>>,
+    tls: InternalTls,
     code: CodeCache,
     pools: Mutex<Pools<Arc<Container>>>,
     running: AtomicU32,
@@ -179,8 +196,25 @@ impl<E: ContainerEngine> Agent<E> {
         engine: Arc<E>,
         verifier: TicketVerifier,
     ) -> Result<Self, StartupError> {
-        let code = CodeCache::new(CodeOptions::from_settings(&settings))?;
         let host = LinuxHost::new(&agent_tag(&settings.agent_id), settings.network.clone());
+        let signer = match AgentSigner::from_file(&settings.agent_key_file, &settings.agent_id) {
+            Ok(signer) => Some(Arc::new(signer)),
+            Err(e) => {
+                log::warn!(
+                    "heartbeats and code downloads are disabled until [internal_auth] \
+                     agent_key_file is fixed: {e}"
+                );
+                None
+            }
+        };
+        let tls = InternalTls::from_section(&settings.tls)?;
+        let code = CodeCache::new(CodeOptions::from_settings(&settings), signer.clone(), &tls)?;
+        let gate = TicketGate::new(
+            verifier,
+            &settings.agent_id,
+            settings.ticket_ttl,
+            settings.replay_cache_entries,
+        );
         Ok(Self {
             pools: Mutex::new(Pools::new(settings.memory_mb)),
             sandboxes: Arc::new(Sandboxes::new(
@@ -190,7 +224,9 @@ impl<E: ContainerEngine> Agent<E> {
             )),
             settings,
             engine,
-            verifier,
+            gate,
+            signer,
+            tls,
             code,
             running: AtomicU32::new(0),
             images: Mutex::new(Vec::new()),
@@ -219,6 +255,16 @@ impl<E: ContainerEngine> Agent<E> {
     /// Uids held by live containers.
     pub fn uids_in_use(&self) -> usize {
         self.sandboxes.uids_in_use()
+    }
+
+    /// This agent's own key, when configured.
+    pub fn signer(&self) -> Option<&Arc<AgentSigner>> {
+        self.signer.as_ref()
+    }
+
+    /// `[internal_tls]`, loaded.
+    pub fn tls(&self) -> &InternalTls {
+        &self.tls
     }
 
     fn pools(&self) -> std::sync::MutexGuard<'_, Pools<Arc<Container>>> {
@@ -270,9 +316,8 @@ impl<E: ContainerEngine> Agent<E> {
         if self.shutting_down.load(Ordering::SeqCst) {
             return Err(RunError::ShuttingDown);
         }
-        let claims = self
-            .verifier
-            .verify(ticket, Some(&self.settings.agent_id))?;
+        let claims = self.gate.admit(ticket, &payload)?;
+        let ticket_id = claims.jti;
         let spec = claims.spec;
         validate_spec(&spec)?;
         // Defence in depth: the control plane allows a function's own image only within its
@@ -334,7 +379,7 @@ impl<E: ContainerEngine> Agent<E> {
                 for old in evicted {
                     self.destroy_later(old);
                 }
-                match self.start_container(&spec, ticket).await {
+                match self.start_container(&spec, ticket, ticket_id).await {
                     Ok(container) => {
                         self.metrics.cold_starts.fetch_add(1, Ordering::Relaxed);
                         (container, Some(ms(started.elapsed())))
@@ -397,14 +442,19 @@ impl<E: ContainerEngine> Agent<E> {
         &self,
         spec: &FunctionSpec,
         ticket: &str,
+        ticket_id: Uuid,
     ) -> Result<Arc<Container>, StartFailure> {
-        let code =
-            match &spec.code_sha256 {
-                Some(sha) => Some(self.code.get(&spec.project_id, sha, ticket).await.map_err(
-                    |e| StartFailure::Failed(platform_error("CodeUnavailable", e.to_string())),
-                )?),
-                None => None,
-            };
+        let code = match &spec.code_sha256 {
+            Some(sha) => Some(
+                self.code
+                    .get(&spec.project_id, sha, ticket, ticket_id)
+                    .await
+                    .map_err(|e| {
+                        StartFailure::Failed(platform_error("CodeUnavailable", e.to_string()))
+                    })?,
+            ),
+            None => None,
+        };
         Container::start(&self.engine, &self.sandboxes, &self.settings, spec, code)
             .await
             .map_err(|e| match e {
@@ -930,16 +980,31 @@ mod tests {
         }
     }
 
+    /// A ticket for running `spec` with an empty payload.
     fn ticket(spec: &FunctionSpec) -> String {
-        TicketSigner::from_pem(PRIVATE.as_bytes(), 60)
+        ticket_with(spec, b"")
+    }
+
+    /// A ticket for running `spec` with `payload`.
+    fn ticket_with(spec: &FunctionSpec, payload: &[u8]) -> String {
+        TicketSigner::from_pem(PRIVATE.as_bytes(), 30)
             .expect("signer")
-            .sign("unit", Uuid::new_v4(), Uuid::new_v4(), spec.clone())
+            .sign(
+                "unit",
+                Uuid::new_v4(),
+                Uuid::new_v4(),
+                &fresco_common::ticket::sha256_hex(payload),
+                spec.clone(),
+            )
             .expect("sign")
     }
 
     async fn run(h: &Harness, spec: &FunctionSpec, payload: &str) -> RunResult {
         h.agent
-            .run(&ticket(spec), Bytes::from(payload.to_owned()))
+            .run(
+                &ticket_with(spec, payload.as_bytes()),
+                Bytes::from(payload.to_owned()),
+            )
             .await
             .expect("run accepted")
     }
@@ -1082,7 +1147,9 @@ mod tests {
         let mut big = spec("echo");
         big.memory_mb = 512;
         assert!(matches!(
-            h.agent.run(&ticket(&big), Bytes::from_static(b"1")).await,
+            h.agent
+                .run(&ticket_with(&big, b"1"), Bytes::from_static(b"1"))
+                .await,
             Err(RunError::NoCapacity(_))
         ));
         let a = spec("echo");
@@ -1101,7 +1168,7 @@ mod tests {
         let h = harness(4096);
         let mut sleep = spec("sleep");
         sleep.timeout_s = 1;
-        let tickets: Vec<String> = (0..5).map(|_| ticket(&sleep)).collect();
+        let tickets: Vec<String> = (0..5).map(|_| ticket_with(&sleep, b"{}")).collect();
         let runs = tickets
             .iter()
             .map(|t| h.agent.run(t, Bytes::from_static(b"{}")));
@@ -1117,15 +1184,24 @@ mod tests {
     async fn bad_tickets_and_specs_are_refused() {
         let h = harness(1024);
         let echo = spec("echo");
+        let empty = fresco_common::ticket::sha256_hex(b"");
         let forged = TicketSigner::from_pem(OTHER_PRIVATE.as_bytes(), 60)
             .expect("signer")
-            .sign("unit", Uuid::new_v4(), Uuid::new_v4(), echo.clone())
+            .sign("unit", Uuid::new_v4(), Uuid::new_v4(), &empty, echo.clone())
             .expect("sign");
-        let other_agent = TicketSigner::from_pem(PRIVATE.as_bytes(), 60)
+        let other_agent = TicketSigner::from_pem(PRIVATE.as_bytes(), 30)
             .expect("signer")
-            .sign("other", Uuid::new_v4(), Uuid::new_v4(), echo.clone())
+            .sign(
+                "other",
+                Uuid::new_v4(),
+                Uuid::new_v4(),
+                &empty,
+                echo.clone(),
+            )
             .expect("sign");
-        for token in [forged, other_agent, "garbage".to_owned()] {
+        // A valid ticket for this agent, but for another payload; then the same ticket twice.
+        let other_payload = ticket_with(&echo, b"{\"n\":1}");
+        for token in [forged, other_agent, other_payload, "garbage".to_owned()] {
             assert!(matches!(
                 h.agent.run(&token, Bytes::new()).await,
                 Err(RunError::Ticket(_))
@@ -1166,7 +1242,10 @@ mod tests {
         let h = harness(1024);
         h.engine.set_down(true);
         let echo = spec("echo");
-        let refused = h.agent.run(&ticket(&echo), Bytes::from_static(b"{}")).await;
+        let refused = h
+            .agent
+            .run(&ticket_with(&echo, b"{}"), Bytes::from_static(b"{}"))
+            .await;
         assert!(
             matches!(&refused, Err(RunError::EngineUnavailable(m)) if m.contains("unavailable")),
             "{refused:?}"
@@ -1177,7 +1256,9 @@ mod tests {
         // Known down: refused without trying to create anything.
         let creates = h.engine.count("create");
         assert!(matches!(
-            h.agent.run(&ticket(&echo), Bytes::from_static(b"{}")).await,
+            h.agent
+                .run(&ticket_with(&echo, b"{}"), Bytes::from_static(b"{}"))
+                .await,
             Err(RunError::EngineUnavailable(_))
         ));
         assert_eq!(h.engine.count("create"), creates);
@@ -1200,7 +1281,7 @@ mod tests {
         let h = harness(1024);
         let mut sleep = spec("sleep");
         sleep.timeout_s = 5;
-        let ticket = ticket(&sleep);
+        let ticket = ticket_with(&sleep, b"{}");
         let running = h.agent.run(&ticket, Bytes::from_static(b"{}"));
         let stop_engine = async {
             tokio::time::sleep(Duration::from_millis(300)).await;
@@ -1246,7 +1327,7 @@ mod tests {
             other.image = image.into();
             match h
                 .agent
-                .run(&ticket(&other), Bytes::from_static(b"{}"))
+                .run(&ticket_with(&other, b"{}"), Bytes::from_static(b"{}"))
                 .await
             {
                 Err(RunError::Spec(message)) => {
