@@ -1471,7 +1471,9 @@ mod tests {
         assert_eq!(h.host.state(1000), Some(FreezerState::Thawed));
         // Nothing ran: a refusal the caller may take elsewhere, not the function's failure.
         assert!(matches!(
-            h.agent.run(&ticket(&echo), Bytes::from_static(b"2")).await,
+            h.agent
+                .run(&ticket_with(&echo, b"2"), Bytes::from_static(b"2"))
+                .await,
             Err(RunError::EngineUnavailable(_))
         ));
         h.engine.set_down(false);
@@ -1642,7 +1644,7 @@ mod tests {
         let h = harness(4096);
         let mut sleepy = spec("sleep");
         sleepy.timeout_s = 1;
-        let tickets: Vec<String> = (0..3).map(|_| ticket(&sleepy)).collect();
+        let tickets: Vec<String> = (0..3).map(|_| ticket_with(&sleepy, b"{}")).collect();
         let runs = tickets
             .iter()
             .map(|t| h.agent.run(t, Bytes::from_static(b"{}")));
