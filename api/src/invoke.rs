@@ -12,11 +12,11 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use diesel::PgConnection;
+use fresco_common::agent_client::{AgentCallError, AgentClient};
 use fresco_common::scheduler_client::{SchedulerClient, SchedulerError};
 use fresco_common::storable;
 use fresco_common::ticket::sha256_hex;
-use fresco_common::tls::InternalTls;
-use fresco_common::wire::{PlacementRequest, Release, RunRequest, RunResult, RunStatus};
+use fresco_common::wire::{PlacementRequest, Release, RunResult, RunStatus};
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
@@ -414,7 +414,7 @@ fn record_loop(pool: &PgPool, receiver: &Receiver<(Execution, usize)>, backlog: 
 /// Runs invocations.
 pub struct Invoker {
     pub scheduler: SchedulerClient,
-    agents: reqwest::Client,
+    agents: AgentClient,
     pub recorder: Recorder,
     pub cache: TargetCache,
     /// Recent counts of queued executions per project (the `queued_executions` quota).
@@ -426,22 +426,15 @@ impl Invoker {
         scheduler: SchedulerClient,
         recorder: Recorder,
         cache_ttl: Duration,
-        tls: &InternalTls,
-    ) -> Result<Self, String> {
-        let agents = tls
-            .client_builder()
-            .connect_timeout(Duration::from_secs(2))
-            .pool_max_idle_per_host(512)
-            .tcp_nodelay(true)
-            .build()
-            .map_err(|e| format!("cannot build the agent client: {e}"))?;
-        Ok(Invoker {
+        agents: AgentClient,
+    ) -> Self {
+        Invoker {
             scheduler,
             agents,
             recorder,
             cache: TargetCache::new(cache_ttl),
             queue_gauge: Arc::new(QueueGauge::default()),
-        })
+        }
     }
 
     /// Runs the target synchronously: one placement, one agent call, then the lease is
@@ -466,8 +459,6 @@ impl Invoker {
             concurrent_limit: target.limits.concurrent_executions,
             per_minute_limit: target.limits.executions_per_minute,
         };
-        let body = serde_json::to_vec(&RunRequest { payload })
-            .map_err(|e| InvokeError::Domain(DomainError::Internal(e.to_string())))?;
         let failure = |attempts: i32, agent_id: Option<&str>, error: PlatformFailure| {
             self.fail(
                 target,
@@ -493,80 +484,43 @@ impl Invoker {
                 },
             };
             let agent = placement.agent_id.as_str();
-            let timeout =
-                Duration::from_secs(u64::try_from(target.spec.timeout_s).unwrap_or(900) + 30);
             let sent = self
                 .agents
-                .post(format!("{}/v1/run", placement.agent_url))
-                .bearer_auth(&placement.ticket)
-                .header("content-type", "application/json")
-                .body(body.clone())
-                .timeout(timeout)
-                .send()
+                .run_ticket(
+                    agent,
+                    &placement.agent_url,
+                    &placement.ticket,
+                    &payload,
+                    target.spec.timeout_s,
+                )
                 .await;
             let release = |warm| {
                 self.scheduler
                     .release_in_background(placement.lease_id, Release { warm })
             };
             let error = match sent {
-                Ok(response) if response.status().is_success() => {
-                    match response.json::<RunResult>().await {
-                        Ok(result) if result.status != RunStatus::Error => {
-                            break (placement, result)
-                        }
-                        Ok(result) => {
-                            release(false);
-                            let retry = result.retry_safe && !last;
-                            let error = PlatformFailure::from_result(result);
-                            if retry {
-                                log::warn!(
-                                    "execution {execution_id}: agent {agent} failed before the function ran ({}), placing again",
-                                    error.message
-                                );
-                                earlier = Some((agent.to_owned(), error));
-                                continue;
-                            }
-                            return Err(failure(attempts, Some(agent), error));
-                        }
-                        Err(e) => PlatformFailure::new(
-                            "AgentError",
-                            format!("invalid answer from agent {agent}: {e}"),
-                        ),
-                    }
-                }
-                // 503: the agent took none of it (its engine is down, it is full or stopping).
-                Ok(response) if response.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE => {
-                    let text = response.text().await.unwrap_or_default();
+                Ok(result) if result.status != RunStatus::Error => break (placement, result),
+                Ok(result) => {
                     release(false);
-                    let error = PlatformFailure::new(
-                        "AgentUnavailable",
-                        format!("agent {agent} cannot run it now: {}", agent_message(&text)),
-                    );
-                    self.report_unreachable(agent).await;
-                    if !last {
-                        log::warn!("execution {execution_id}: {}, placing again", error.message);
+                    let retry = result.retry_safe && !last;
+                    let error = PlatformFailure::from_result(result);
+                    if retry {
+                        log::warn!(
+                            "execution {execution_id}: agent {agent} failed before the function ran ({}), placing again",
+                            error.message
+                        );
                         earlier = Some((agent.to_owned(), error));
                         continue;
                     }
                     return Err(failure(attempts, Some(agent), error));
                 }
-                Ok(response) => {
-                    let status = response.status();
-                    let text = response.text().await.unwrap_or_default();
-                    PlatformFailure::new(
-                        "AgentError",
-                        format!("agent {agent} answered {status}: {}", agent_message(&text)),
-                    )
-                }
-                // The agent could not be reached: nothing ran, so another agent may try.
-                Err(e) if e.is_connect() => {
+                // Nothing ran (the agent cannot be reached, or refused it before running:
+                // engine down, full, stopping): another agent may try.
+                Err(e) if e.nothing_ran() => {
                     release(false);
-                    // Tell the scheduler first, or bin-packing picks the same dead agent again.
+                    // Tell the scheduler first, or bin-packing picks the same agent again.
                     self.report_unreachable(agent).await;
-                    let error = PlatformFailure::new(
-                        "AgentUnavailable",
-                        format!("agent {agent} cannot be reached: {e}"),
-                    );
+                    let error = PlatformFailure::new("AgentUnavailable", e.to_string());
                     if !last {
                         log::warn!("execution {execution_id}: {}, placing again", error.message);
                         earlier = Some((agent.to_owned(), error));
@@ -575,7 +529,10 @@ impl Invoker {
                     return Err(failure(attempts, Some(agent), error));
                 }
                 // Timed out, or the connection broke during the run: the function may have run.
-                Err(e) => PlatformFailure::new("AgentLost", format!("agent {agent} failed: {e}")),
+                Err(e @ (AgentCallError::TimedOut { .. } | AgentCallError::Lost { .. })) => {
+                    PlatformFailure::new("AgentLost", e.to_string())
+                }
+                Err(e) => PlatformFailure::new("AgentError", e.to_string()),
             };
             release(false);
             return Err(failure(attempts, Some(agent), error));
@@ -717,14 +674,6 @@ impl PlatformFailure {
             logs: result.logs,
         }
     }
-}
-
-/// The message of an agent's JSON error body, else the start of its text.
-fn agent_message(text: &str) -> String {
-    serde_json::from_str::<serde_json::Value>(text)
-        .ok()
-        .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
-        .unwrap_or_else(|| text.chars().take(300).collect())
 }
 
 /// The queued execution an async invocation commits.

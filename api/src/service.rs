@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use fresco_auth::policy::Enforcer;
 use fresco_auth::Authenticator;
+use fresco_common::agent_client::AgentClient;
 use fresco_common::conf::{
     ApiSection, ConfigError, DatabaseSection, DefaultSection, InternalAuthSection,
     InternalTlsSection, QuotaSection, RawConfig, SchedulerSection,
@@ -111,15 +112,15 @@ pub fn build_state(raw: &RawConfig) -> Result<AppState, StartupError> {
                 tls.clone(),
             )?;
             let recorder = Recorder::start(pool.clone(), config.api.recorder_max_bytes);
-            Some(
-                Invoker::new(
-                    scheduler,
-                    recorder,
-                    Duration::from_secs(config.api.function_cache_ttl),
-                    &tls,
-                )
-                .map_err(StartupError::Invoker)?,
-            )
+            // An agent's answer is awaited as long as the dispatcher awaits it.
+            let agents = AgentClient::new(&tls, Duration::from_secs(config.scheduler.lease_grace))
+                .map_err(|e| StartupError::Invoker(e.to_string()))?;
+            Some(Invoker::new(
+                scheduler,
+                recorder,
+                Duration::from_secs(config.api.function_cache_ttl),
+                agents,
+            ))
         }
         Err(error) => {
             log::warn!("invocations are disabled until this is fixed: {error}");

@@ -49,8 +49,8 @@ pub enum ServiceError {
     },
     #[error("http server failed: {0}")]
     Server(std::io::Error),
-    #[error("cannot build the agent http client: {0}")]
-    Client(#[from] reqwest::Error),
+    #[error("{0}")]
+    Client(#[from] fresco_common::agent_client::AgentClientError),
 }
 
 /// A started scheduler.
