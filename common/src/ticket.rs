@@ -328,7 +328,17 @@ impl TicketVerifier {
     /// Checks a grant's signature, expiry, type, issuer and that it is for `agent_id`.
     /// Slots and single use of execution ids are the agent's checks.
     pub fn verify_grant(&self, token: &str, agent_id: &str) -> Result<GrantClaims, TicketError> {
-        let claims: GrantClaims = decode(token, &self.key, Some(agent_id), TokenType::Grant)?;
+        self.verify_grant_for(token, Some(agent_id))
+    }
+
+    /// Checks a grant as [`TicketVerifier::verify_grant`] does, for any agent (the API checks
+    /// code downloads this way, then holds the agent to the grant's `aud`).
+    pub fn verify_grant_for(
+        &self,
+        token: &str,
+        agent_id: Option<&str>,
+    ) -> Result<GrantClaims, TicketError> {
+        let claims: GrantClaims = decode(token, &self.key, agent_id, TokenType::Grant)?;
         if claims.iss != ISSUER {
             return Err(TicketError::Mismatch(format!(
                 "was issued by {:?}",
@@ -338,6 +348,7 @@ impl TicketVerifier {
         if claims.slots == 0 {
             return Err(TicketError::Mismatch("grants no slot".into()));
         }
+        check_agent_id(&claims.aud)?;
         Ok(claims)
     }
 }
