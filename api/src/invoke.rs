@@ -1,4 +1,4 @@
-//! The invocation path: place with the scheduler, run on the agent, release, record.
+//! The invocation path: a slot of a grant (see `grants`), run on the agent, record.
 //!
 //! Sync invocations are recorded off the hot path by the `Recorder` (batched inserts from a
 //! dedicated thread); async ones are committed to PostgreSQL before the caller hears 202, and
@@ -15,8 +15,7 @@ use diesel::PgConnection;
 use fresco_common::agent_client::{AgentCallError, AgentClient};
 use fresco_common::scheduler_client::{SchedulerClient, SchedulerError};
 use fresco_common::storable;
-use fresco_common::ticket::sha256_hex;
-use fresco_common::wire::{PlacementRequest, Release, RunResult, RunStatus};
+use fresco_common::wire::{GrantRequest, RunResult, RunStatus};
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
@@ -25,6 +24,7 @@ use crate::db::{DbError, PgPool, Scope};
 use crate::domain::executions::QueueGauge;
 use crate::domain::invoke::{Selector, Target};
 use crate::domain::DomainError;
+use crate::grants::{GrantPool, GrantSlot, PoolKey};
 
 /// Why an invocation did not produce a result from the function.
 #[derive(Debug, thiserror::Error)]
@@ -415,6 +415,10 @@ fn record_loop(pool: &PgPool, receiver: &Receiver<(Execution, usize)>, backlog: 
 pub struct Invoker {
     pub scheduler: SchedulerClient,
     agents: AgentClient,
+    /// Grants held for warm invocations.
+    pub grants: Arc<GrantPool>,
+    grant_idle: Duration,
+    returning: std::sync::atomic::AtomicBool,
     pub recorder: Recorder,
     pub cache: TargetCache,
     /// Recent counts of queued executions per project (the `queued_executions` quota).
@@ -427,8 +431,13 @@ impl Invoker {
         recorder: Recorder,
         cache_ttl: Duration,
         agents: AgentClient,
+        grants: GrantPool,
+        grant_idle: Duration,
     ) -> Self {
         Invoker {
+            grants: Arc::new(grants),
+            grant_idle,
+            returning: std::sync::atomic::AtomicBool::new(false),
             scheduler,
             agents,
             recorder,
@@ -437,13 +446,14 @@ impl Invoker {
         }
     }
 
-    /// Runs the target synchronously: one placement, one agent call, then the lease is
-    /// released and the execution recorded in the background. When the platform fails
-    /// before any of the function ran (the agent cannot be reached, answers 503, or reports
-    /// a retry-safe platform error such as a container that could not be created), it is
-    /// placed once more, on another agent where possible. A platform failure is never the
-    /// function's result: it is recorded as status `error` with a `Platform.*` error type and
-    /// answered as `InvokeError::AgentFailed` (503).
+    /// Runs the target synchronously: a slot of a grant this replica holds for the target
+    /// (asked of the scheduler only when none has room), one agent call, then the execution
+    /// is recorded in the background. When the platform fails before any of the function ran
+    /// (the agent cannot be reached, refuses it before running, or reports a retry-safe
+    /// platform error such as a container that could not be created), the grant is retired
+    /// and the invocation tried once more, on another grant (another agent where possible). A
+    /// platform failure is never the function's result: it is recorded as status `error` with
+    /// a `Platform.*` error type and answered as `InvokeError::AgentFailed` (503).
     pub async fn invoke_sync(
         &self,
         target: &Target,
@@ -452,13 +462,6 @@ impl Invoker {
         let execution_id = Uuid::new_v4();
         let created_at = Utc::now();
         let input_size = i32::try_from(payload.get().len()).unwrap_or(i32::MAX);
-        let request = PlacementRequest {
-            execution_id,
-            payload_sha256: sha256_hex(payload.get().as_bytes()),
-            spec: target.spec.clone(),
-            concurrent_limit: target.limits.concurrent_executions,
-            per_minute_limit: target.limits.executions_per_minute,
-        };
         let failure = |attempts: i32, agent_id: Option<&str>, error: PlatformFailure| {
             self.fail(
                 target,
@@ -470,43 +473,45 @@ impl Invoker {
                 error,
             )
         };
+        self.start_returning_grants();
+        let key = PoolKey::of(&target.spec);
         let mut attempts = 0;
         let mut earlier: Option<(String, PlatformFailure)> = None;
-        let (placement, result) = loop {
+        let (agent_id, result) = loop {
             attempts += 1;
             let last = attempts >= SYNC_ATTEMPTS;
-            let placement = match self.scheduler.place(&request).await {
-                Ok(placement) => placement,
-                // A retry that cannot be placed ends with the first attempt's failure.
+            let slot = match self.slot(target, key).await {
+                Ok(slot) => slot,
+                // A retry that cannot get a grant ends with the first attempt's failure.
                 Err(e) => match earlier.take() {
                     Some((agent, error)) => return Err(failure(attempts - 1, Some(&agent), error)),
-                    None => return Err(e.into()),
+                    None => return Err(e),
                 },
             };
-            let agent = placement.agent_id.as_str();
+            let grant = slot.grant();
+            let agent = grant.agent_id.as_str();
             let sent = self
                 .agents
-                .run_ticket(
+                .run_grant(
                     agent,
-                    &placement.agent_url,
-                    &placement.ticket,
+                    &grant.agent_url,
+                    &grant.token,
+                    execution_id,
                     &payload,
                     target.spec.timeout_s,
                 )
                 .await;
-            let release = |warm| {
-                self.scheduler
-                    .release_in_background(placement.lease_id, Release { warm })
-            };
             let error = match sent {
-                Ok(result) if result.status != RunStatus::Error => break (placement, result),
+                Ok(result) if result.status != RunStatus::Error => {
+                    break (agent.to_owned(), result)
+                }
                 Ok(result) => {
-                    release(false);
+                    slot.retire();
                     let retry = result.retry_safe && !last;
                     let error = PlatformFailure::from_result(result);
                     if retry {
                         log::warn!(
-                            "execution {execution_id}: agent {agent} failed before the function ran ({}), placing again",
+                            "execution {execution_id}: agent {agent} failed before the function ran ({}), trying again",
                             error.message
                         );
                         earlier = Some((agent.to_owned(), error));
@@ -517,12 +522,12 @@ impl Invoker {
                 // Nothing ran (the agent cannot be reached, or refused it before running:
                 // engine down, full, stopping): another agent may try.
                 Err(e) if e.nothing_ran() => {
-                    release(false);
-                    // Tell the scheduler first, or bin-packing picks the same agent again.
+                    slot.retire();
+                    // Tell the scheduler first, or it grants the same agent again.
                     self.report_unreachable(agent).await;
                     let error = PlatformFailure::new("AgentUnavailable", e.to_string());
                     if !last {
-                        log::warn!("execution {execution_id}: {}, placing again", error.message);
+                        log::warn!("execution {execution_id}: {}, trying again", error.message);
                         earlier = Some((agent.to_owned(), error));
                         continue;
                     }
@@ -530,16 +535,16 @@ impl Invoker {
                 }
                 // Timed out, or the connection broke during the run: the function may have run.
                 Err(e @ (AgentCallError::TimedOut { .. } | AgentCallError::Lost { .. })) => {
+                    slot.retire();
                     PlatformFailure::new("AgentLost", e.to_string())
                 }
-                Err(e) => PlatformFailure::new("AgentError", e.to_string()),
+                Err(e) => {
+                    slot.retire();
+                    PlatformFailure::new("AgentError", e.to_string())
+                }
             };
-            release(false);
             return Err(failure(attempts, Some(agent), error));
         };
-        let warm = result.status == RunStatus::Succeeded || result.status == RunStatus::Failed;
-        self.scheduler
-            .release_in_background(placement.lease_id, Release { warm });
         let finished_at = Utc::now();
         self.recorder.record(Execution {
             id: execution_id,
@@ -561,7 +566,7 @@ impl Invoker {
             max_memory_mb: result.max_memory_mb,
             memory_mb: target.spec.memory_mb,
             cold: Some(result.cold),
-            agent_id: Some(placement.agent_id.clone()),
+            agent_id: Some(agent_id),
             attempts,
             logs: result.logs.clone(),
             created_at,
@@ -573,6 +578,48 @@ impl Invoker {
             execution_id,
             result,
         })
+    }
+
+    /// A slot of a held grant of the target, else of a new one from the scheduler.
+    async fn slot(&self, target: &Target, key: PoolKey) -> Result<GrantSlot, InvokeError> {
+        if let Some(slot) = self.grants.take(&key, Instant::now()) {
+            return Ok(slot);
+        }
+        let (slots, invocations) = self.grants.wanted(&key);
+        let answer = self
+            .scheduler
+            .grant(&GrantRequest {
+                spec: target.spec.clone(),
+                concurrent_limit: target.limits.concurrent_executions,
+                per_minute_limit: target.limits.executions_per_minute,
+                slots,
+                invocations,
+            })
+            .await?;
+        let grant_id = answer.grant_id;
+        self.grants.add(key, answer, Instant::now()).ok_or_else(|| {
+            InvokeError::SchedulerUnavailable(format!("grant {grant_id} came without a slot"))
+        })
+    }
+
+    /// Starts the task returning idle grants, once (it needs the runtime, so the first
+    /// invocation starts it).
+    fn start_returning_grants(&self) {
+        if self.returning.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let grants = Arc::clone(&self.grants);
+        let scheduler = self.scheduler.clone();
+        let every = (self.grant_idle / 2).max(Duration::from_millis(50));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                for (grant_id, returned) in grants.due(Instant::now()) {
+                    scheduler.return_grant_in_background(grant_id, returned);
+                }
+            }
+        });
     }
 
     async fn report_unreachable(&self, agent_id: &str) {

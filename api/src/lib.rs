@@ -6,6 +6,7 @@
 
 pub mod db;
 pub mod domain;
+pub mod grants;
 pub mod http;
 pub mod invoke;
 pub mod service;

@@ -16,6 +16,7 @@ use fresco_common::ticket::{ControlPlaneSigner, TicketVerifier};
 use fresco_common::tls::InternalTls;
 
 use crate::db;
+use crate::grants::GrantPool;
 use crate::http::AppState;
 use crate::invoke::{Invoker, Recorder};
 
@@ -120,6 +121,11 @@ pub fn build_state(raw: &RawConfig) -> Result<AppState, StartupError> {
                 recorder,
                 Duration::from_secs(config.api.function_cache_ttl),
                 agents,
+                GrantPool::new(
+                    Duration::from_millis(config.api.grant_idle_ms),
+                    config.scheduler.grant_max_slots,
+                ),
+                Duration::from_millis(config.api.grant_idle_ms),
             ))
         }
         Err(error) => {

@@ -14,7 +14,9 @@ use reqwest::StatusCode;
 use serde_json::value::RawValue;
 
 use crate::tls::InternalTls;
-use crate::wire::{RunResult, NOT_RUN_HEADER};
+use uuid::Uuid;
+
+use crate::wire::{RunResult, EXECUTION_ID_HEADER, NOT_RUN_HEADER};
 
 /// How long a connection to an agent may take to set up: agents are on the control plane's
 /// network, so anything slower is an agent that is gone.
@@ -131,6 +133,29 @@ impl AgentClient {
             .header(AUTHORIZATION, format!("Bearer {ticket}"))
             .header(CONTENT_TYPE, "application/json")
             .body(body);
+        self.send(agent, request, self.answer_timeout(timeout_s))
+            .await
+    }
+
+    /// Runs execution `execution_id` under a grant: the event is the body as it is (no
+    /// envelope, no second encoding), the execution id a header.
+    pub async fn run_grant(
+        &self,
+        agent: &str,
+        agent_url: &str,
+        grant: &str,
+        execution_id: Uuid,
+        payload: &RawValue,
+        timeout_s: i32,
+    ) -> Result<RunResult, AgentCallError> {
+        let url = format!("{}/v1/run", agent_url.trim_end_matches('/'));
+        let request = self
+            .http
+            .post(url)
+            .header(AUTHORIZATION, format!("Grant {grant}"))
+            .header(EXECUTION_ID_HEADER, execution_id.to_string())
+            .header(CONTENT_TYPE, "application/json")
+            .body(payload.get().as_bytes().to_vec());
         self.send(agent, request, self.answer_timeout(timeout_s))
             .await
     }
