@@ -34,6 +34,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 DURATION="${BENCH_DURATION:-10}"
 CONNS="${BENCH_CONNECTIONS:-25}"
 SEQ_N="${BENCH_SEQ_N:-2000}"
+SIEGE_TRIES=3
 PY="$(command -v /usr/bin/python3 || command -v python3)"
 PROJECT="bench-warm"
 TOKEN="bench:$PROJECT:member"
@@ -84,7 +85,7 @@ create() {
 # siege_median LABEL URL [BODY]: BENCH_REPEAT siege runs with `connection = close` (a new TCP
 # connection per transaction), each printed, then the median transaction rate.
 siege_median() {
-    local label=$1 url=$2 body=${3:-} i rate fails ok rates="" target
+    local label=$1 url=$2 body=${3:-} i rate fails ok hung rates="" target
     cat >"$WORK/siegerc" <<RC
 connection = close
 protocol = HTTP/1.1
@@ -98,13 +99,22 @@ RC
     [ -n "$body" ] && { args+=(--content-type application/json); target="$url POST $body"; }
     out "command: siege -R <rc: connection = close, parser = false, json_output = true> -c $CONNS -t ${DURATION}S -b -H 'X-Auth-Token: $TOKEN'${body:+ --content-type application/json} '$target'"
     for i in $(seq 1 "$BENCH_REPEAT"); do
-        siege "${args[@]}" "$target" >"$WORK/siege.out" 2>&1 || true
-        rate=$(grep -o '"transaction_rate":[^,]*' "$WORK/siege.out" | tr -dc '0-9.')
+        # siege 4.0 sometimes never returns from a timed run (JoeDog/siege#66): such a run is
+        # stopped and done again, at most SIEGE_TRIES times in all, and the stopped ones counted.
+        hung=0
+        while :; do
+            timeout -k 5 "$((DURATION + 20))" siege "${args[@]}" "$target" >"$WORK/siege.out" 2>&1 || true
+            rate=$(grep -o '"transaction_rate":[^,]*' "$WORK/siege.out" | tr -dc '0-9.')
+            [ -n "$rate" ] && break
+            hung=$((hung + 1))
+            [ "$hung" -lt "$SIEGE_TRIES" ] || die "siege printed no transaction rate $hung times: $(tail -n 5 "$WORK/siege.out")"
+            warn "siege gave no report (hung or failed); running it again"
+            sleep 2
+        done
         ok=$(grep -o '"successful_transactions":[^,]*' "$WORK/siege.out" | tr -dc '0-9')
         fails=$(grep -o '"failed_transactions":[^,]*' "$WORK/siege.out" | tr -dc '0-9')
-        [ -n "$rate" ] || die "siege printed no transaction rate: $(tail -n 5 "$WORK/siege.out")"
         note_load
-        out "  $label#$i rps=$rate ok=$ok failed=$fails $(machine)"
+        out "  $label#$i rps=$rate ok=$ok failed=$fails stopped_hung_runs=$hung $(machine)"
         rates+="$rate"$'\n'
     done
     out "$label median: rps=$(printf '%s' "$rates" | median) $(machine)"
@@ -161,11 +171,14 @@ path_processes() {
         [ -r "/sys/fs/cgroup/pids$cg/cgroup.procs" ] || continue
         while read -r pid; do
             comm=$(cat "/proc/$pid/comm" 2>/dev/null) || continue
-            case "$comm" in
-                fresco-shim) role=shim ;;
-                bootstrap) role=function ;;
-                *) role=container-other ;;
-            esac
+            # the container's PID 1 is the shim (/opt/fresco/shim); the function is its child
+            if [ "$pid" = "$init" ]; then
+                role=shim
+            elif [ "$comm" = bootstrap ]; then
+                role=function
+            else
+                role=container-other
+            fi
             printf '%s %s\n' "$role" "$pid"
         done <"/sys/fs/cgroup/pids$cg/cgroup.procs"
     done
@@ -214,7 +227,7 @@ role_sum() {
 
 # per_invocation TICKS N: µs of CPU per invocation.
 per_invocation() {
-    awk -v t="$1" -v n="$2" -v hz="$CLK_TCK" 'BEGIN { printf "%.1f", n > 0 ? t * 1e6 / hz / n : 0 }'
+    awk -v t="$1" -v n="$2" -v hz="$CLK_TCK" 'BEGIN { printf "%.1f", (n > 0 ? t * 1e6 / hz / n : 0) }'
 }
 
 # cpu_table RUN...: per role, µs of CPU per invocation in each run (RUN.roles, with the run's
