@@ -104,8 +104,7 @@ CONF
     stack_run fresco-api "$(stack_bin fresco-api)" --config-file "$FRESCO_ETC/fresco.conf"
     stack_run fresco-scheduler "$(stack_bin fresco-scheduler)" --config-file "$FRESCO_ETC/fresco.conf"
     for n in $(seq 1 "$agents"); do
-        stack_agent_config "$n"
-        sed -i "s/^agent_id = .*\$/agent_id = $BENCH_AGENT_PREFIX-$n/" "$FRESCO_ETC/agent-$n.conf"
+        stack_agent_config "$n" "$BENCH_AGENT_PREFIX-$n"
         # Extra [agent] options for experiments, e.g. BENCH_AGENT_CONF='log_sync_timeout_ms = 0'.
         [ -n "${BENCH_AGENT_CONF:-}" ] && printf '%s\n' "$BENCH_AGENT_CONF" >>"$FRESCO_ETC/agent-$n.conf"
         grep -q "^agent_id = $BENCH_AGENT_PREFIX-$n\$" "$FRESCO_ETC/agent-$n.conf" || die "cannot set the bench agent id"

@@ -112,8 +112,11 @@ fn main() {
             let mut inside = Vec::with_capacity(calls);
             let started = Instant::now();
             for i in 0..calls {
+                // A ticket is used once and names its event: one per call (signed off the clock).
+                let event = json!({"i": i});
+                let ticket = ticket_with_payload(&agent.agent_id, &s, &event);
                 let t = Instant::now();
-                let (status, result) = agent.run_raw(&ticket, json!({"i": i})).await;
+                let (status, result) = agent.run_raw(&ticket, event).await;
                 wall.push(t.elapsed().as_secs_f64() * 1000.0);
                 assert_eq!(status, 200);
                 assert_eq!(result["cold"], false, "{result}");

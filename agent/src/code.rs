@@ -23,7 +23,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use fresco_common::archive::{self, ArchiveError, ArchiveFormat, Limits, Manifest};
+use fresco_common::ticket::AgentSigner;
+use fresco_common::tls::InternalTls;
 use sha2::{Digest, Sha256};
+use uuid::Uuid;
 
 use crate::config::Settings;
 
@@ -32,6 +35,11 @@ pub const FORMAT_HEADER: &str = "x-fresco-code-format";
 /// First argument that makes the agent binary run as the unpacking helper.
 pub const UNPACK_HELPER_ARG: &str = "--unpack-code-package";
 const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(60);
+/// Header carrying the execution ticket that names the package (the agent's own code-download
+/// token goes in `Authorization`).
+pub const TICKET_HEADER: &str = "x-fresco-ticket";
+/// Seconds a code-download token lives.
+const DOWNLOAD_TOKEN_TTL_S: i64 = 60;
 /// Longest an unpacking helper may run (it is killed after).
 const UNPACK_TIMEOUT: Duration = Duration::from_secs(120);
 /// CPU seconds an unpacking helper may use.
@@ -219,6 +227,8 @@ pub struct CodeCache {
     options: CodeOptions,
     api_url: String,
     client: reqwest::Client,
+    /// Signs code-download tokens; without it downloads are refused here.
+    signer: Option<Arc<AgentSigner>>,
     downloads: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     index: Arc<Mutex<Index>>,
 }
@@ -259,8 +269,15 @@ pub fn disk_usage(dir: &Path) -> io::Result<u64> {
 }
 
 impl CodeCache {
-    pub fn new(options: CodeOptions) -> Result<Self, CodeError> {
-        let client = reqwest::Client::builder()
+    /// `signer` is the agent's own key (downloads are signed with it); `tls` says which CA the
+    /// API is verified with.
+    pub fn new(
+        options: CodeOptions,
+        signer: Option<Arc<AgentSigner>>,
+        tls: &InternalTls,
+    ) -> Result<Self, CodeError> {
+        let client = tls
+            .client_builder()
             .timeout(DOWNLOAD_TIMEOUT)
             .build()
             .map_err(|e| CodeError::Download(e.to_string()))?;
@@ -268,6 +285,7 @@ impl CodeCache {
             api_url: options.api_url.trim_end_matches('/').to_owned(),
             options,
             client,
+            signer,
             downloads: Mutex::new(HashMap::new()),
             index: Arc::new(Mutex::new(Index::default())),
         })
@@ -286,12 +304,15 @@ impl CodeCache {
         }
     }
 
-    /// Pins `sha256` unpacked, downloading it with `ticket` if this node lacks it.
+    /// Pins `sha256` unpacked, downloading it if this node lacks it: with the execution ticket
+    /// that names it (`ticket`, whose id is `ticket_id`) and a code-download token this agent
+    /// signs for that package and ticket.
     pub async fn get(
         &self,
         project: &str,
         sha256: &str,
         ticket: &str,
+        ticket_id: Uuid,
     ) -> Result<CodePin, CodeError> {
         check_reference(project, sha256)?;
         let key = format!("{project}/{sha256}");
@@ -306,7 +327,7 @@ impl CodeCache {
             let _guard = lock.lock().await;
             match self.pin_cached(&key) {
                 Some(pin) => Ok(pin),
-                None => self.fetch(project, sha256, ticket, &key).await,
+                None => self.fetch(project, sha256, ticket, ticket_id, &key).await,
             }
         };
         let mut downloads = self.downloads.lock().unwrap_or_else(|e| e.into_inner());
@@ -394,10 +415,11 @@ impl CodeCache {
         project: &str,
         sha256: &str,
         ticket: &str,
+        ticket_id: Uuid,
         key: &str,
     ) -> Result<CodePin, CodeError> {
         let started = std::time::Instant::now();
-        let bytes = self.download(sha256, ticket).await?;
+        let bytes = self.download(sha256, ticket, ticket_id).await?;
         let project_dir = self.options.root.join(project);
         std::fs::create_dir_all(&project_dir)?;
         let staging = project_dir.join(format!(".tmp-{sha256}-{}", uuid::Uuid::new_v4().simple()));
@@ -430,13 +452,25 @@ impl CodeCache {
         Ok(pin)
     }
 
-    async fn download(&self, sha256: &str, ticket: &str) -> Result<Vec<u8>, CodeError> {
+    async fn download(
+        &self,
+        sha256: &str,
+        ticket: &str,
+        ticket_id: Uuid,
+    ) -> Result<Vec<u8>, CodeError> {
         let max = self.options.max_download_bytes;
         let url = format!("{}/internal/v1/code/{sha256}", self.api_url);
+        let signer = self.signer.as_ref().ok_or_else(|| {
+            CodeError::Download("no agent key ([internal_auth] agent_key_file)".into())
+        })?;
+        let token = signer
+            .code_download_token(sha256, ticket_id, DOWNLOAD_TOKEN_TTL_S)
+            .map_err(|e| CodeError::Download(format!("cannot sign the download: {e}")))?;
         let mut response = self
             .client
             .get(&url)
-            .bearer_auth(ticket)
+            .bearer_auth(token)
+            .header(TICKET_HEADER, ticket)
             .send()
             .await
             .map_err(|e| CodeError::Download(e.to_string()))?;
@@ -827,17 +861,27 @@ mod tests {
     }
 
     fn cache(root: &Path, url: &str, cache_max_bytes: u64) -> CodeCache {
-        CodeCache::new(CodeOptions {
-            root: root.to_path_buf(),
-            api_url: url.to_owned(),
-            max_download_bytes: 1 << 20,
-            limits: Limits {
-                max_entries: 10,
-                max_unpacked_bytes: 1 << 20,
+        CodeCache::new(
+            CodeOptions {
+                root: root.to_path_buf(),
+                api_url: url.to_owned(),
+                max_download_bytes: 1 << 20,
+                limits: Limits {
+                    max_entries: 10,
+                    max_unpacked_bytes: 1 << 20,
+                },
+                cache_max_bytes,
+                unpacker: Unpacker::InProcess,
             },
-            cache_max_bytes,
-            unpacker: Unpacker::InProcess,
-        })
+            Some(Arc::new(
+                AgentSigner::from_pem(
+                    fresco_common::ticket::test_keys::AGENT_PRIVATE.as_bytes(),
+                    "agent-1",
+                )
+                .expect("signer"),
+            )),
+            &InternalTls::disabled(),
+        )
         .expect("cache")
     }
 
@@ -863,9 +907,9 @@ mod tests {
         let (url, count) = serve(vec![package]).await;
         let code = cache(&root.0, &url, 1 << 30);
         let (a, b, c) = tokio::join!(
-            code.get("p1", &sha, "t"),
-            code.get("p1", &sha, "t"),
-            code.get("p1", &sha, "t")
+            code.get("p1", &sha, "t", Uuid::nil()),
+            code.get("p1", &sha, "t", Uuid::nil()),
+            code.get("p1", &sha, "t", Uuid::nil())
         );
         let dir = a.expect("a").path().to_path_buf();
         assert_eq!(b.expect("b").path(), dir);
@@ -882,7 +926,10 @@ mod tests {
         assert_eq!(usage.pinned_bytes, 0, "the pins above are gone");
 
         let wrong = "0".repeat(64);
-        let err = code.get("p1", &wrong, "t").await.expect_err("mismatch");
+        let err = code
+            .get("p1", &wrong, "t", Uuid::nil())
+            .await
+            .expect_err("mismatch");
         assert!(matches!(err, CodeError::Checksum { .. }), "{err}");
         assert!(!root.0.join("p1").join(&wrong).exists(), "nothing cached");
     }
@@ -900,9 +947,12 @@ mod tests {
         let (url, _) = serve(packages).await;
         // Room for about three packages (each takes 24 KiB or so of disk).
         let code = cache(&root.0, &url, 80 * 1024);
-        let held = code.get("p1", &shas[0], "t").await.expect("held");
+        let held = code
+            .get("p1", &shas[0], "t", Uuid::nil())
+            .await
+            .expect("held");
         for sha in &shas[1..] {
-            drop(code.get("p1", sha, "t").await.expect("get"));
+            drop(code.get("p1", sha, "t", Uuid::nil()).await.expect("get"));
             let usage = code.usage();
             assert!(usage.bytes <= 80 * 1024, "{usage:?}");
             assert_eq!(
@@ -917,8 +967,14 @@ mod tests {
         // Nothing but the pinned package is left when it alone fills the cache.
         let tiny = cache(&root.0, &url, 30 * 1024);
         tiny.reconcile().expect("reconcile");
-        let pinned = tiny.get("p1", &shas[5], "t").await.expect("kept");
-        let err = tiny.get("p1", &shas[1], "t").await.expect_err("full");
+        let pinned = tiny
+            .get("p1", &shas[5], "t", Uuid::nil())
+            .await
+            .expect("kept");
+        let err = tiny
+            .get("p1", &shas[1], "t", Uuid::nil())
+            .await
+            .expect_err("full");
         assert!(matches!(err, CodeError::CacheFull { .. }), "{err}");
         assert!(pinned.path().is_dir());
         assert!(

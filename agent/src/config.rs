@@ -5,8 +5,10 @@ use std::time::Duration;
 
 use fresco_common::archive::Limits;
 use fresco_common::conf::{
-    AgentSection, ConfigError, DefaultSection, InternalAuthSection, RawConfig, SchedulerSection,
+    AgentSection, ConfigError, DefaultSection, InternalAuthSection, InternalTlsSection, RawConfig,
+    SchedulerSection,
 };
+use fresco_common::ticket::check_agent_id;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
@@ -16,8 +18,8 @@ pub enum SettingsError {
     ContainerUser(String),
     #[error("cannot determine the machine's memory: {0}")]
     Memory(String),
-    #[error("[agent] agent_id {0:?} may only hold letters, digits, '.', '_' and '-'")]
-    AgentId(String),
+    #[error("[agent] agent_id: {0}")]
+    AgentId(#[source] fresco_common::ticket::TicketError),
     #[error("[agent] unpack_uid and unpack_gid must not be 0 (root), 4294967295, nor the container user's uid {container_uid}, got {uid}:{gid}")]
     UnpackUser {
         uid: u32,
@@ -62,7 +64,11 @@ pub struct Settings {
     pub max_running: u32,
     pub state_path: PathBuf,
     pub ticket_verify_key_file: String,
-    pub agent_secret: String,
+    /// Seconds a ticket lives (`[internal_auth] ticket_ttl`): longer-lived tickets are refused.
+    pub ticket_ttl: u64,
+    pub agent_key_file: String,
+    pub replay_cache_entries: usize,
+    pub tls: InternalTlsSection,
     pub scheduler_urls: Vec<String>,
     /// Prefixes of the images this node runs as a function's own image.
     pub allowed_image_prefixes: Vec<String>,
@@ -74,6 +80,7 @@ impl Settings {
         let agent: AgentSection = raw.section()?;
         let auth: InternalAuthSection = raw.section()?;
         let scheduler: SchedulerSection = raw.section()?;
+        let tls: InternalTlsSection = raw.section()?;
         let host = if default.host.is_empty() {
             hostname()
         } else {
@@ -84,13 +91,7 @@ impl Settings {
         } else {
             agent.agent_id.clone()
         };
-        if agent_id.is_empty()
-            || !agent_id
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-        {
-            return Err(SettingsError::AgentId(agent_id));
-        }
+        check_agent_id(&agent_id).map_err(SettingsError::AgentId)?;
         // <state>/sockets/<agent id>/<16 hex>/runtime.sock must fit in sockaddr_un.
         let socket_len =
             default.state_path.len() + agent_id.len() + "/sockets///runtime.sock".len() + 16;
@@ -149,7 +150,10 @@ impl Settings {
             allowed_image_prefixes: agent.allowed_image_prefixes,
             state_path: PathBuf::from(default.state_path),
             ticket_verify_key_file: auth.ticket_verify_key_file,
-            agent_secret: auth.agent_secret,
+            ticket_ttl: auth.ticket_ttl,
+            agent_key_file: auth.agent_key_file,
+            replay_cache_entries: agent.replay_cache_entries,
+            tls,
             scheduler_urls: scheduler.urls,
         })
     }
@@ -229,11 +233,14 @@ mod tests {
         let machine = machine_memory_mb().expect("meminfo");
         assert_eq!(settings.memory_mb, machine * 8 / 10);
         assert_eq!(settings.agent_id, "node-1");
-        let raw = RawConfig::parse("[agent]\nagent_id = ../etc\n", "test").expect("parse");
-        assert!(matches!(
-            Settings::from_raw(&raw),
-            Err(SettingsError::AgentId(_))
-        ));
+        for bad in ["../etc", "fresco-scheduler", "fresco-api", ".hidden"] {
+            let raw =
+                RawConfig::parse(&format!("[agent]\nagent_id = {bad}\n"), "test").expect("parse");
+            assert!(
+                matches!(Settings::from_raw(&raw), Err(SettingsError::AgentId(_))),
+                "{bad}"
+            );
+        }
         assert_eq!(
             (settings.unpack_uid, settings.unpack_gid),
             (199_999, 199_999)

@@ -1,11 +1,11 @@
-//! Periodic reports to the schedulers (`POST {url}/v1/agents/heartbeat`, bearer agent token);
-//! their replies carry the warm containers to retire (`Agent::apply_retirements`).
+//! Periodic reports to the schedulers (`POST {url}/v1/agents/heartbeat`), each signed with the
+//! agent's own key for its exact body (a heartbeat token); their replies carry the warm
+//! containers to retire (`Agent::apply_retirements`).
 //! An unreachable scheduler is a warning and a growing pause before the next try, never a crash.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use fresco_common::ticket::AgentTokens;
 use fresco_common::wire::HeartbeatReply;
 
 use crate::engine::ContainerEngine;
@@ -35,14 +35,13 @@ impl Target {
 /// Sends heartbeats until the task is dropped; also refreshes the image list each round.
 pub async fn run<E: ContainerEngine>(agent: Arc<Agent<E>>, advertise_url: String) {
     let settings = agent.settings().clone();
-    let tokens = match AgentTokens::new(&settings.agent_secret) {
-        Ok(tokens) => tokens,
-        Err(e) => {
-            log::warn!("heartbeats disabled: {e}");
-            return;
-        }
+    let Some(signer) = agent.signer().cloned() else {
+        log::warn!("heartbeats disabled: no agent key ([internal_auth] agent_key_file)");
+        return;
     };
-    let client = match reqwest::Client::builder()
+    let client = match agent
+        .tls()
+        .client_builder()
         .timeout(Duration::from_secs(5))
         .build()
     {
@@ -70,8 +69,14 @@ pub async fn run<E: ContainerEngine>(agent: Arc<Agent<E>>, advertise_url: String
     loop {
         ticker.tick().await;
         agent.refresh_images().await;
-        let body = agent.heartbeat(&advertise_url);
-        let token = match tokens.sign(&settings.agent_id, TOKEN_TTL_S) {
+        let body = match serde_json::to_vec(&agent.heartbeat(&advertise_url)) {
+            Ok(body) => body,
+            Err(e) => {
+                log::warn!("cannot encode heartbeat: {e}");
+                continue;
+            }
+        };
+        let token = match signer.heartbeat_token(&body, TOKEN_TTL_S) {
             Ok(token) => token,
             Err(e) => {
                 log::warn!("cannot sign heartbeat: {e}");
@@ -89,7 +94,12 @@ pub async fn run<E: ContainerEngine>(agent: Arc<Agent<E>>, advertise_url: String
                 t.busy = true;
                 t.url.clone()
             };
-            let request = client.post(&url).bearer_auth(&token).json(&body);
+            // The token signs these exact bytes: they go out as they are, never re-encoded.
+            let request = client
+                .post(&url)
+                .bearer_auth(&token)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.clone());
             let target = Arc::clone(target);
             let agent = Arc::clone(&agent);
             tokio::spawn(async move {

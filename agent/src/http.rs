@@ -1,5 +1,7 @@
 //! The agent's HTTP interface (actix-web), a thin adapter over `service::Agent`:
-//! `POST /v1/run` (bearer ticket, body `wire::RunRequest`) → `wire::RunResult`, and
+//! `POST /v1/run` (bearer ticket, body `wire::RunRequest`) → `wire::RunResult` (401 for a
+//! ticket that is invalid, for another agent or for another payload, 409 for one already
+//! used), and
 //! `GET /healthcheck`. The run itself executes on the agent's core runtime, so a caller that
 //! goes away does not leave a container half-used.
 
@@ -9,6 +11,7 @@ use actix_web::http::header::AUTHORIZATION;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
+use fresco_common::ticket::TicketError;
 use fresco_common::wire::{RunRequest, NOT_RUN_HEADER};
 
 use crate::engine::ContainerEngine;
@@ -85,6 +88,7 @@ async fn run<E: ContainerEngine>(
 /// The status code of each refusal.
 pub fn run_error(error: &RunError) -> HttpResponse {
     let status = match error {
+        RunError::Ticket(TicketError::Replayed) => StatusCode::CONFLICT,
         RunError::Ticket(_) => StatusCode::UNAUTHORIZED,
         RunError::Spec(_) => StatusCode::BAD_REQUEST,
         RunError::NoCapacity(_) | RunError::ShuttingDown | RunError::EngineUnavailable(_) => {

@@ -8,8 +8,10 @@
 //! - `runtime_api` serves the AWS Lambda Runtime API to one container over its unix socket.
 //! - `pool` is the warm-pool and capacity bookkeeping (plain data, no I/O).
 //! - `code` fetches, verifies and unpacks code packages, once per node.
-//! - `heartbeat` reports capacity and warm pools to the schedulers and applies the
-//!   retirements their replies carry (`retire`: which containers must never serve again).
+//! - `heartbeat` reports capacity and warm pools to the schedulers, signed with the agent's key,
+//!   and applies the retirements their replies carry (`retire`: which containers must never
+//!   serve again).
+//! - `tickets` admits execution tickets: for this agent, for their payload, once.
 
 pub mod code;
 pub mod config;
@@ -22,3 +24,4 @@ pub mod pool;
 pub mod retire;
 pub mod runtime_api;
 pub mod service;
+pub mod tickets;

@@ -14,7 +14,8 @@ use fresco_agent::service::Agent;
 use fresco_agent::{heartbeat, http};
 use fresco_common::cli::{self, ConfigArgs};
 use fresco_common::conf::DefaultSection;
-use fresco_common::ticket::TicketVerifier;
+use fresco_common::ticket::{AgentSigner, TicketVerifier};
+use fresco_common::tls::InternalTls;
 
 /// Fresco's compute agent: runs functions in hardened Docker containers on this node.
 #[derive(Parser)]
@@ -37,6 +38,10 @@ fn run(args: Cli) -> anyhow::Result<()> {
     loaded.init_logging(raw.section::<DefaultSection>()?.debug);
     let mut settings = Settings::from_raw(raw)?;
     let verifier = TicketVerifier::from_file(&settings.ticket_verify_key_file)?;
+    // The agent's own credential: without it no scheduler accepts a heartbeat.
+    AgentSigner::from_file(&settings.agent_key_file, &settings.agent_id)
+        .context("[internal_auth] agent_key_file")?;
+    let tls = InternalTls::from_section(&settings.tls)?;
     let core = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(settings.cpus.clamp(2, 8) as usize)
         .thread_name("fresco-core")
@@ -60,7 +65,7 @@ fn run(args: Cli) -> anyhow::Result<()> {
     })?;
     let addr = listener.local_addr()?;
     if settings.advertise_url.is_empty() {
-        settings.advertise_url = format!("http://{addr}");
+        settings.advertise_url = format!("{}://{addr}", tls.scheme());
     }
     let advertise_url = settings.advertise_url.clone();
     let agent_id = settings.agent_id.clone();
@@ -71,25 +76,33 @@ fn run(args: Cli) -> anyhow::Result<()> {
     let heartbeats = core.spawn(heartbeat::run(Arc::clone(&agent), advertise_url));
     let reaper = core.spawn(heartbeat::reap_idle(Arc::clone(&agent)));
 
-    log::info!("agent {agent_id} offers {memory_mb} MB, listening on http://{addr}");
+    let scheme = tls.scheme();
+    log::info!("agent {agent_id} offers {memory_mb} MB, listening on {scheme}://{addr}");
     // Test harnesses and scripts read this line to learn the (possibly ephemeral) port.
     let mut stdout = std::io::stdout();
-    writeln!(stdout, "fresco-agent {agent_id} listening on http://{addr}")?;
+    writeln!(
+        stdout,
+        "fresco-agent {agent_id} listening on {scheme}://{addr}"
+    )?;
     stdout.flush()?;
 
     let state = web::Data::new(AppState {
         agent: Arc::clone(&agent),
         core: core.handle().clone(),
     });
+    let server_tls = tls.server_config();
     actix_web::rt::System::new().block_on(async move {
-        HttpServer::new(move || {
+        let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
                 .configure(http::configure::<DockerEngine>)
         })
         .workers(2)
-        .shutdown_timeout(5)
-        .listen(listener)?
+        .shutdown_timeout(5);
+        match server_tls {
+            Some(config) => server.listen_rustls_0_23(listener, config)?,
+            None => server.listen(listener)?,
+        }
         .run()
         .await
     })?;

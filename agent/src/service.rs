@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use fresco_common::ticket::{TicketError, TicketVerifier};
+use fresco_common::ticket::{AgentSigner, TicketError, TicketVerifier};
+use fresco_common::tls::{InternalTls, TlsError};
 use fresco_common::wire::{
     FunctionError, FunctionSpec, Heartbeat, HeartbeatReply, RetiredKey, RunResult, RunStatus,
 };
@@ -21,6 +22,7 @@ use crate::engine::{ContainerEngine, EngineError};
 use crate::pool::{Acquired, Pools};
 use crate::retire::Retired;
 use crate::runtime_api::{DispatchError, Invocation, Outcome};
+use crate::tickets::{AdmitError, TicketGate};
 
 /// Why a run was refused before anything ran (the HTTP layer maps these to status codes).
 #[derive(Debug, thiserror::Error)]
@@ -38,12 +40,23 @@ pub enum RunError {
     EngineUnavailable(String),
 }
 
+impl From<AdmitError> for RunError {
+    fn from(error: AdmitError) -> Self {
+        match error {
+            AdmitError::Ticket(e) => RunError::Ticket(e),
+            full @ AdmitError::Full(_) => RunError::NoCapacity(full.to_string()),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
     #[error(transparent)]
     Engine(#[from] EngineError),
     #[error(transparent)]
     Code(#[from] CodeError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     #[error("cannot prepare {path}: {source}")]
     Directory {
         path: String,
@@ -62,7 +75,11 @@ pub struct Metrics {
 pub struct Agent<E: ContainerEngine> {
     settings: Settings,
     engine: Arc<E>,
-    verifier: TicketVerifier,
+    /// Admits execution tickets: for this agent, for their payload, once.
+    gate: TicketGate,
+    /// This agent's own key (heartbeats, code downloads); `None` when the key file is missing.
+    signer: Option<Arc<AgentSigner>>,
+    tls: InternalTls,
     code: CodeCache,
     pools: Mutex<Pools<Arc<Container>>>,
     running: AtomicU32,
@@ -168,12 +185,31 @@ impl<E: ContainerEngine> Agent<E> {
         engine: Arc<E>,
         verifier: TicketVerifier,
     ) -> Result<Self, StartupError> {
-        let code = CodeCache::new(CodeOptions::from_settings(&settings))?;
+        let signer = match AgentSigner::from_file(&settings.agent_key_file, &settings.agent_id) {
+            Ok(signer) => Some(Arc::new(signer)),
+            Err(e) => {
+                log::warn!(
+                    "heartbeats and code downloads are disabled until [internal_auth] \
+                     agent_key_file is fixed: {e}"
+                );
+                None
+            }
+        };
+        let tls = InternalTls::from_section(&settings.tls)?;
+        let code = CodeCache::new(CodeOptions::from_settings(&settings), signer.clone(), &tls)?;
+        let gate = TicketGate::new(
+            verifier,
+            &settings.agent_id,
+            settings.ticket_ttl,
+            settings.replay_cache_entries,
+        );
         Ok(Self {
             pools: Mutex::new(Pools::new(settings.memory_mb)),
             settings,
             engine,
-            verifier,
+            gate,
+            signer,
+            tls,
             code,
             running: AtomicU32::new(0),
             images: Mutex::new(Vec::new()),
@@ -186,6 +222,16 @@ impl<E: ContainerEngine> Agent<E> {
 
     pub fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    /// This agent's own key, when configured.
+    pub fn signer(&self) -> Option<&Arc<AgentSigner>> {
+        self.signer.as_ref()
+    }
+
+    /// `[internal_tls]`, loaded.
+    pub fn tls(&self) -> &InternalTls {
+        &self.tls
     }
 
     fn pools(&self) -> std::sync::MutexGuard<'_, Pools<Arc<Container>>> {
@@ -227,9 +273,8 @@ impl<E: ContainerEngine> Agent<E> {
         if self.shutting_down.load(Ordering::SeqCst) {
             return Err(RunError::ShuttingDown);
         }
-        let claims = self
-            .verifier
-            .verify(ticket, Some(&self.settings.agent_id))?;
+        let claims = self.gate.admit(ticket, &payload)?;
+        let ticket_id = claims.jti;
         let spec = claims.spec;
         validate_spec(&spec)?;
         // Defence in depth: the control plane allows a function's own image only within its
@@ -278,7 +323,7 @@ impl<E: ContainerEngine> Agent<E> {
                 for old in evicted {
                     self.destroy_later(old);
                 }
-                match self.start_container(&spec, ticket).await {
+                match self.start_container(&spec, ticket, ticket_id).await {
                     Ok(container) => {
                         self.metrics.cold_starts.fetch_add(1, Ordering::Relaxed);
                         (container, Some(ms(started.elapsed())))
@@ -339,14 +384,19 @@ impl<E: ContainerEngine> Agent<E> {
         &self,
         spec: &FunctionSpec,
         ticket: &str,
+        ticket_id: Uuid,
     ) -> Result<Arc<Container>, StartFailure> {
-        let code =
-            match &spec.code_sha256 {
-                Some(sha) => Some(self.code.get(&spec.project_id, sha, ticket).await.map_err(
-                    |e| StartFailure::Failed(platform_error("CodeUnavailable", e.to_string())),
-                )?),
-                None => None,
-            };
+        let code = match &spec.code_sha256 {
+            Some(sha) => Some(
+                self.code
+                    .get(&spec.project_id, sha, ticket, ticket_id)
+                    .await
+                    .map_err(|e| {
+                        StartFailure::Failed(platform_error("CodeUnavailable", e.to_string()))
+                    })?,
+            ),
+            None => None,
+        };
         Container::start(&self.engine, &self.settings, spec, code)
             .await
             .map_err(|e| match e {
@@ -789,16 +839,31 @@ mod tests {
         }
     }
 
+    /// A ticket for running `spec` with an empty payload.
     fn ticket(spec: &FunctionSpec) -> String {
-        TicketSigner::from_pem(PRIVATE.as_bytes(), 60)
+        ticket_with(spec, b"")
+    }
+
+    /// A ticket for running `spec` with `payload`.
+    fn ticket_with(spec: &FunctionSpec, payload: &[u8]) -> String {
+        TicketSigner::from_pem(PRIVATE.as_bytes(), 30)
             .expect("signer")
-            .sign("unit", Uuid::new_v4(), Uuid::new_v4(), spec.clone())
+            .sign(
+                "unit",
+                Uuid::new_v4(),
+                Uuid::new_v4(),
+                &fresco_common::ticket::sha256_hex(payload),
+                spec.clone(),
+            )
             .expect("sign")
     }
 
     async fn run(h: &Harness, spec: &FunctionSpec, payload: &str) -> RunResult {
         h.agent
-            .run(&ticket(spec), Bytes::from(payload.to_owned()))
+            .run(
+                &ticket_with(spec, payload.as_bytes()),
+                Bytes::from(payload.to_owned()),
+            )
             .await
             .expect("run accepted")
     }
@@ -941,7 +1006,9 @@ mod tests {
         let mut big = spec("echo");
         big.memory_mb = 512;
         assert!(matches!(
-            h.agent.run(&ticket(&big), Bytes::from_static(b"1")).await,
+            h.agent
+                .run(&ticket_with(&big, b"1"), Bytes::from_static(b"1"))
+                .await,
             Err(RunError::NoCapacity(_))
         ));
         let a = spec("echo");
@@ -960,7 +1027,7 @@ mod tests {
         let h = harness(4096);
         let mut sleep = spec("sleep");
         sleep.timeout_s = 1;
-        let tickets: Vec<String> = (0..5).map(|_| ticket(&sleep)).collect();
+        let tickets: Vec<String> = (0..5).map(|_| ticket_with(&sleep, b"{}")).collect();
         let runs = tickets
             .iter()
             .map(|t| h.agent.run(t, Bytes::from_static(b"{}")));
@@ -976,15 +1043,24 @@ mod tests {
     async fn bad_tickets_and_specs_are_refused() {
         let h = harness(1024);
         let echo = spec("echo");
+        let empty = fresco_common::ticket::sha256_hex(b"");
         let forged = TicketSigner::from_pem(OTHER_PRIVATE.as_bytes(), 60)
             .expect("signer")
-            .sign("unit", Uuid::new_v4(), Uuid::new_v4(), echo.clone())
+            .sign("unit", Uuid::new_v4(), Uuid::new_v4(), &empty, echo.clone())
             .expect("sign");
-        let other_agent = TicketSigner::from_pem(PRIVATE.as_bytes(), 60)
+        let other_agent = TicketSigner::from_pem(PRIVATE.as_bytes(), 30)
             .expect("signer")
-            .sign("other", Uuid::new_v4(), Uuid::new_v4(), echo.clone())
+            .sign(
+                "other",
+                Uuid::new_v4(),
+                Uuid::new_v4(),
+                &empty,
+                echo.clone(),
+            )
             .expect("sign");
-        for token in [forged, other_agent, "garbage".to_owned()] {
+        // A valid ticket for this agent, but for another payload; then the same ticket twice.
+        let other_payload = ticket_with(&echo, b"{\"n\":1}");
+        for token in [forged, other_agent, other_payload, "garbage".to_owned()] {
             assert!(matches!(
                 h.agent.run(&token, Bytes::new()).await,
                 Err(RunError::Ticket(_))
@@ -1025,7 +1101,10 @@ mod tests {
         let h = harness(1024);
         h.engine.set_down(true);
         let echo = spec("echo");
-        let refused = h.agent.run(&ticket(&echo), Bytes::from_static(b"{}")).await;
+        let refused = h
+            .agent
+            .run(&ticket_with(&echo, b"{}"), Bytes::from_static(b"{}"))
+            .await;
         assert!(
             matches!(&refused, Err(RunError::EngineUnavailable(m)) if m.contains("unavailable")),
             "{refused:?}"
@@ -1036,7 +1115,9 @@ mod tests {
         // Known down: refused without trying to create anything.
         let creates = h.engine.count("create");
         assert!(matches!(
-            h.agent.run(&ticket(&echo), Bytes::from_static(b"{}")).await,
+            h.agent
+                .run(&ticket_with(&echo, b"{}"), Bytes::from_static(b"{}"))
+                .await,
             Err(RunError::EngineUnavailable(_))
         ));
         assert_eq!(h.engine.count("create"), creates);
@@ -1059,7 +1140,7 @@ mod tests {
         let h = harness(1024);
         let mut sleep = spec("sleep");
         sleep.timeout_s = 5;
-        let ticket = ticket(&sleep);
+        let ticket = ticket_with(&sleep, b"{}");
         let running = h.agent.run(&ticket, Bytes::from_static(b"{}"));
         let stop_engine = async {
             tokio::time::sleep(Duration::from_millis(300)).await;
@@ -1105,7 +1186,7 @@ mod tests {
             other.image = image.into();
             match h
                 .agent
-                .run(&ticket(&other), Bytes::from_static(b"{}"))
+                .run(&ticket_with(&other, b"{}"), Bytes::from_static(b"{}"))
                 .await
             {
                 Err(RunError::Spec(message)) => {

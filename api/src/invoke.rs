@@ -14,6 +14,8 @@ use chrono::Utc;
 use diesel::PgConnection;
 use fresco_common::scheduler_client::{SchedulerClient, SchedulerError};
 use fresco_common::storable;
+use fresco_common::ticket::sha256_hex;
+use fresco_common::tls::InternalTls;
 use fresco_common::wire::{PlacementRequest, Release, RunRequest, RunResult, RunStatus};
 use serde_json::value::RawValue;
 use uuid::Uuid;
@@ -38,9 +40,10 @@ pub enum InvokeError {
     NoCapacity(String),
     #[error("scheduler unavailable: {0}")]
     SchedulerUnavailable(String),
-    /// The platform failed to run the function (recorded as status `error`, `Platform.*`).
-    #[error("the platform could not run the function: {0}")]
-    AgentFailed(String),
+    /// The platform failed to run the function (recorded as status `error`, `Platform.*`);
+    /// `message` is the platform's own text (agents, URLs, the engine's words).
+    #[error("the platform could not run the function: execution {execution_id}: {message}")]
+    AgentFailed { execution_id: Uuid, message: String },
     /// Execution records wait to be written beyond the recorder's bound: nothing ran.
     #[error(transparent)]
     RecordsBehind(#[from] RecorderBehind),
@@ -423,8 +426,10 @@ impl Invoker {
         scheduler: SchedulerClient,
         recorder: Recorder,
         cache_ttl: Duration,
+        tls: &InternalTls,
     ) -> Result<Self, String> {
-        let agents = reqwest::Client::builder()
+        let agents = tls
+            .client_builder()
             .connect_timeout(Duration::from_secs(2))
             .pool_max_idle_per_host(512)
             .tcp_nodelay(true)
@@ -456,6 +461,7 @@ impl Invoker {
         let input_size = i32::try_from(payload.get().len()).unwrap_or(i32::MAX);
         let request = PlacementRequest {
             execution_id,
+            payload_sha256: sha256_hex(payload.get().as_bytes()),
             spec: target.spec.clone(),
             concurrent_limit: target.limits.concurrent_executions,
             per_minute_limit: target.limits.executions_per_minute,
@@ -629,7 +635,7 @@ impl Invoker {
         agent_id: Option<&str>,
         failure: PlatformFailure,
     ) -> InvokeError {
-        let message = format!("execution {execution_id}: {}", failure.message);
+        let message = failure.message.clone();
         self.recorder.record(Execution {
             id: execution_id,
             project_id: target.spec.project_id.clone(),
@@ -657,7 +663,10 @@ impl Invoker {
             started_at: Some(created_at),
             finished_at: Some(Utc::now()),
         });
-        InvokeError::AgentFailed(message)
+        InvokeError::AgentFailed {
+            execution_id,
+            message,
+        }
     }
 }
 

@@ -9,6 +9,7 @@ use diesel::Connection;
 use fresco_api::service::{build_state, ApiConfig};
 use fresco_common::cli::{self, ConfigArgs};
 use fresco_common::conf::{self, RawConfig};
+use fresco_common::tls::InternalTls;
 
 /// Fresco's REST API: functions, versions, aliases, runtimes, quotas and executions.
 #[derive(Parser)]
@@ -67,18 +68,22 @@ fn serve(raw: &RawConfig, config: &ApiConfig) -> anyhow::Result<()> {
         n => n,
     };
     let address = (config.api.bind_host.clone(), config.api.bind_port);
+    let tls = InternalTls::from_section(&config.internal_tls)?;
     actix_web::rt::System::new().block_on(async move {
         let state = web::Data::new(build_state(raw)?);
         log::info!(
-            "fresco-api listening on {}:{} with {workers} workers",
+            "fresco-api listening on {}:{} ({}) with {workers} workers",
             address.0,
-            address.1
+            address.1,
+            tls.scheme()
         );
-        HttpServer::new(move || fresco_api::http::app(state.clone()))
-            .workers(workers)
-            .bind(address)?
-            .run()
-            .await?;
+        let server = HttpServer::new(move || fresco_api::http::app(state.clone())).workers(workers);
+        match tls.server_config() {
+            Some(config) => server.bind_rustls_0_23(address, config)?,
+            None => server.bind(address)?,
+        }
+        .run()
+        .await?;
         Ok(())
     })
 }

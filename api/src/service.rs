@@ -6,11 +6,13 @@ use std::time::Duration;
 use fresco_auth::policy::Enforcer;
 use fresco_auth::Authenticator;
 use fresco_common::conf::{
-    ApiSection, ConfigError, DatabaseSection, DefaultSection, InternalAuthSection, QuotaSection,
-    RawConfig, SchedulerSection,
+    ApiSection, ConfigError, DatabaseSection, DefaultSection, InternalAuthSection,
+    InternalTlsSection, QuotaSection, RawConfig, SchedulerSection,
 };
+use fresco_common::enrolment::AgentRegistry;
 use fresco_common::scheduler_client::SchedulerClient;
-use fresco_common::ticket::{TicketSigner, TicketVerifier};
+use fresco_common::ticket::{ControlPlaneSigner, TicketVerifier};
+use fresco_common::tls::InternalTls;
 
 use crate::db;
 use crate::http::AppState;
@@ -30,6 +32,8 @@ pub enum StartupError {
     Scheduler(#[from] fresco_common::scheduler_client::SchedulerError),
     #[error("{0}")]
     Invoker(String),
+    #[error("{0}")]
+    Tls(#[from] fresco_common::tls::TlsError),
 }
 
 /// The typed sections fresco-api reads.
@@ -39,6 +43,7 @@ pub struct ApiConfig {
     pub database: DatabaseSection,
     pub quota: QuotaSection,
     pub internal_auth: InternalAuthSection,
+    pub internal_tls: InternalTlsSection,
     pub scheduler: SchedulerSection,
 }
 
@@ -50,6 +55,7 @@ impl ApiConfig {
             database: raw.section()?,
             quota: raw.section()?,
             internal_auth: raw.section()?,
+            internal_tls: raw.section()?,
             scheduler: raw.section()?,
         })
     }
@@ -57,7 +63,12 @@ impl ApiConfig {
     /// The URL clients reach this API at.
     pub fn base_url(&self) -> String {
         if self.api.public_url.is_empty() {
-            format!("http://{}:{}", self.api.bind_host, self.api.bind_port)
+            let scheme = if self.internal_tls.cert_file.is_empty() {
+                "http"
+            } else {
+                "https"
+            };
+            format!("{scheme}://{}:{}", self.api.bind_host, self.api.bind_port)
         } else {
             self.api.public_url.trim_end_matches('/').to_owned()
         }
@@ -88,15 +99,16 @@ pub fn build_state(raw: &RawConfig) -> Result<AppState, StartupError> {
         config.database.max_pool_size,
         Duration::from_secs(config.database.connection_timeout),
     );
-    let invoker = match TicketSigner::from_file(
-        &config.internal_auth.ticket_signing_key_file,
-        config.internal_auth.ticket_ttl,
+    let tls = InternalTls::from_section(&config.internal_tls)?;
+    let invoker = match ControlPlaneSigner::from_file(
+        &config.internal_auth.control_plane_key_file,
+        "fresco-api",
     ) {
         Ok(signer) => {
             let scheduler = SchedulerClient::for_control_plane(
                 &config.scheduler.urls,
                 Arc::new(signer),
-                "fresco-api",
+                tls.clone(),
             )?;
             let recorder = Recorder::start(pool.clone(), config.api.recorder_max_bytes);
             Some(
@@ -104,6 +116,7 @@ pub fn build_state(raw: &RawConfig) -> Result<AppState, StartupError> {
                     scheduler,
                     recorder,
                     Duration::from_secs(config.api.function_cache_ttl),
+                    &tls,
                 )
                 .map_err(StartupError::Invoker)?,
             )
@@ -125,5 +138,6 @@ pub fn build_state(raw: &RawConfig) -> Result<AppState, StartupError> {
         auth,
         policy,
         tickets,
+        agents: AgentRegistry::new(&config.internal_auth.agent_keys_dir),
     })
 }

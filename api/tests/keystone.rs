@@ -23,7 +23,9 @@ use keystone_support::{
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use Persona::{AdminA, AdminB, MemberA, MemberB, ReaderA, ReaderB};
+use Persona::{
+    AdminA, AdminB, CloudAdmin, MemberA, MemberB, ReaderA, ReaderB, SystemAdmin, SystemReader,
+};
 
 // --- Fixture ------------------------------------------------------------------------------------
 
@@ -62,7 +64,7 @@ impl Fixture {
         let b = env().project_id(Project::B).to_owned();
         let runtime = |body: Value| async move {
             id_of(
-                &api.call(AdminA, Req::post("/v1/runtimes").json(&body))
+                &api.call(CloudAdmin, Req::post("/v1/runtimes").json(&body))
                     .await
                     .ok(201),
                 "runtime",
@@ -228,17 +230,28 @@ struct Row {
     body: Body,
     rule: &'static str,
     /// For `PERSONAS`, in order.
-    expect: [Expect; 4],
+    expect: [Expect; 7],
 }
 
-const PERSONAS: [Persona; 4] = [ReaderA, MemberA, AdminA, MemberB];
+/// Reader, member and admin of project A (A's own administrator, not the cloud's), member of
+/// project B, the cloud admin (admin role on the cloud admin project), and the system-scoped
+/// admin and reader.
+const PERSONAS: [Persona; 7] = [
+    ReaderA,
+    MemberA,
+    AdminA,
+    MemberB,
+    CloudAdmin,
+    SystemAdmin,
+    SystemReader,
+];
 
 const fn row(
     method: &'static str,
     path: &'static str,
     body: Body,
     rule: &'static str,
-    expect: [Expect; 4],
+    expect: [Expect; 7],
 ) -> Row {
     Row {
         method,
@@ -249,75 +262,88 @@ const fn row(
     }
 }
 
-/// Every route of `api/src/http/handlers/mod.rs` for reader, member and admin of project A
-/// and member of project B. Rows run in order (a later row sees the earlier rows' changes);
-/// `{fn}`, `{exec}`, `{rt_private}` belong to project A, so B's member gets 404 there.
+/// Every route of `api/src/http/handlers/mod.rs` for every persona of `PERSONAS`. Rows run in
+/// order (a later row sees the earlier rows' changes); `{fn}`, `{exec}`, `{rt_private}` belong
+/// to project A, so B's member — and the cloud admin, scoped to its own project without
+/// `all_projects=true` — get 404 there; the system-scoped personas have no project of their
+/// own and reach every project's objects their rules allow.
+///
+/// Secure RBAC (issue 9): A's admin administers A only — 403 on every cloud-wide route
+/// (runtime management, `all_projects`, other projects' quotas and usage, quota changes,
+/// agents) and 200 in its own project; on main it was a cloud admin.
 #[rustfmt::skip]
 const ROWS: &[Row] = &[
     // Discovery, no token needed (sent with one anyway).
-    row("GET", "/", Body::Empty, NO_RULE, [Is(200), Is(200), Is(200), Is(200)]),
-    row("GET", "/v1", Body::Empty, NO_RULE, [Is(200), Is(200), Is(200), Is(200)]),
-    row("GET", "/v1/", Body::Empty, NO_RULE, [Is(200), Is(200), Is(200), Is(200)]),
-    row("GET", "/healthcheck", Body::Empty, NO_RULE, [Is(200), Is(200), Is(200), Is(200)]),
-    // Agents' code downloads need an execution ticket: a Keystone token opens nothing.
-    row("GET", "/internal/v1/code/{sha}", Body::Empty, NO_RULE, [Is(401), Is(401), Is(401), Is(401)]),
+    row("GET", "/", Body::Empty, NO_RULE, [Is(200), Is(200), Is(200), Is(200), Is(200), Is(200), Is(200)]),
+    row("GET", "/v1", Body::Empty, NO_RULE, [Is(200), Is(200), Is(200), Is(200), Is(200), Is(200), Is(200)]),
+    row("GET", "/v1/", Body::Empty, NO_RULE, [Is(200), Is(200), Is(200), Is(200), Is(200), Is(200), Is(200)]),
+    row("GET", "/healthcheck", Body::Empty, NO_RULE, [Is(200), Is(200), Is(200), Is(200), Is(200), Is(200), Is(200)]),
+    // Agents' code downloads need an execution ticket and the agent's own token: a Keystone
+    // token opens nothing.
+    row("GET", "/internal/v1/code/{sha}", Body::Empty, NO_RULE, [Is(401), Is(401), Is(401), Is(401), Is(401), Is(401), Is(401)]),
     // Runtimes.
-    row("GET", "/v1/runtimes", Body::Empty, "runtime:list", [Is(200), Is(200), Is(200), Is(200)]),
-    row("GET", "/v1/runtimes?all_projects=true", Body::Empty, "all_projects", [Deny, Deny, Is(200), Deny]),
+    row("GET", "/v1/runtimes", Body::Empty, "runtime:list", [Is(200), Is(200), Is(200), Is(200), Is(200), Is(200), Is(200)]),
+    row("GET", "/v1/runtimes?all_projects=true", Body::Empty, "all_projects", [Deny, Deny, Deny, Deny, Is(200), Is(200), Is(200)]),
     row("POST", "/v1/runtimes", Body::Json(r#"{"name": "rt-{persona}", "image": "fresco/python3:test", "kind": "python"}"#),
-        "runtime:create", [Deny, Deny, Is(201), Deny]),
-    row("GET", "/v1/runtimes/{rt_public}", Body::Empty, "runtime:show", [Is(200), Is(200), Is(200), Is(200)]),
-    row("GET", "/v1/runtimes/{rt_private}", Body::Empty, "runtime:show", [Is(200), Is(200), Is(200), Is(404)]),
+        "runtime:create", [Deny, Deny, Deny, Deny, Is(201), Is(201), Deny]),
+    row("GET", "/v1/runtimes/{rt_public}", Body::Empty, "runtime:show", [Is(200), Is(200), Is(200), Is(200), Is(200), Is(200), Is(200)]),
+    row("GET", "/v1/runtimes/{rt_private}", Body::Empty, "runtime:show", [Is(200), Is(200), Is(200), Is(404), Is(404), Is(200), Is(200)]),
     row("PATCH", "/v1/runtimes/{rt_public}", Body::Json(r#"{"description": "patched by {persona}"}"#),
-        "runtime:update", [Deny, Deny, Is(200), Deny]),
-    row("DELETE", "/v1/runtimes/{rt_spare}", Body::Empty, "runtime:delete", [Deny, Deny, Is(204), Deny]),
+        "runtime:update", [Deny, Deny, Deny, Deny, Is(200), Is(200), Deny]),
+    row("DELETE", "/v1/runtimes/{rt_spare}", Body::Empty, "runtime:delete", [Deny, Deny, Deny, Deny, Is(204), Is(404), Deny]),
     // Functions.
-    row("GET", "/v1/functions", Body::Empty, "function:list", [Is(200), Is(200), Is(200), Is(200)]),
-    row("GET", "/v1/functions?all_projects=true", Body::Empty, "all_projects", [Deny, Deny, Is(200), Deny]),
+    row("GET", "/v1/functions", Body::Empty, "function:list", [Is(200), Is(200), Is(200), Is(200), Is(200), Is(200), Is(200)]),
+    row("GET", "/v1/functions?all_projects=true", Body::Empty, "all_projects", [Deny, Deny, Deny, Deny, Is(200), Is(200), Is(200)]),
+    // A system-scoped token has no project to create a function in.
     row("POST", "/v1/functions", Body::Json(r#"{"name": "fn-{persona}", "runtime": "{rt_public}"}"#),
-        "function:create", [Deny, Is(201), Is(201), Is(201)]),
-    // A function's own image: admin-only, within [api] allowed_image_prefixes.
+        "function:create", [Deny, Is(201), Is(201), Is(201), Is(201), Is(403), Deny]),
+    // A function's own image, within [api] allowed_image_prefixes: the admin of the project it
+    // is created in, or a cloud admin (a system-scoped admin has no project to create it in).
     row("POST", "/v1/functions", Body::Json(r#"{"name": "img-{persona}", "image": "registry.example/fn/tool:1"}"#),
-        "function:create:custom_image", [DenyBy("function:create"), Deny, Is(201), Deny]),
-    row("GET", "/v1/functions/{fn}", Body::Empty, "function:show", [Is(200), Is(200), Is(200), Is(404)]),
+        "function:create:custom_image", [DenyBy("function:create"), Deny, Is(201), Deny, Is(201), Is(403), DenyBy("function:create")]),
+    row("GET", "/v1/functions/{fn}", Body::Empty, "function:show", [Is(200), Is(200), Is(200), Is(404), Is(404), Is(200), Is(200)]),
     row("PATCH", "/v1/functions/{fn}", Body::Json(r#"{"description": "patched by {persona}"}"#),
-        "function:update", [Deny, Is(200), Is(200), Is(404)]),
-    row("PUT", "/v1/functions/{fn}/code", Body::Zip, "function:update", [Deny, Is(200), Is(200), Is(404)]),
-    row("GET", "/v1/functions/{fn}/code", Body::Empty, "function:download", [Is(200), Is(200), Is(200), Is(404)]),
+        "function:update", [Deny, Is(200), Is(200), Is(404), Is(404), Is(200), Deny]),
+    row("PUT", "/v1/functions/{fn}/code", Body::Zip, "function:update", [Deny, Is(200), Is(200), Is(404), Is(404), Is(200), Deny]),
+    row("GET", "/v1/functions/{fn}/code", Body::Empty, "function:download", [Is(200), Is(200), Is(200), Is(404), Is(404), Is(200), Is(200)]),
     // No scheduler runs: 503 once authorized and resolved.
-    row("POST", "/v1/functions/{fn}/invoke", Body::Json(r#"{"n": 1}"#), "function:invoke", [Deny, Is(503), Is(503), Is(404)]),
+    row("POST", "/v1/functions/{fn}/invoke", Body::Json(r#"{"n": 1}"#), "function:invoke",
+        [Deny, Is(503), Is(503), Is(404), Is(404), Is(503), Deny]),
     row("POST", "/v1/functions/{fn}/invoke?async=true", Body::Json(r#"{"n": 2}"#), "function:invoke",
-        [Deny, Is(202), Is(202), Is(404)]),
-    row("DELETE", "/v1/functions/{fn_spare}", Body::Empty, "function:delete", [Deny, Is(204), Is(404), Is(404)]),
-    // Versions (the fixture published version 1; members publish 2 and 3 here).
-    row("GET", "/v1/functions/{fn}/versions", Body::Empty, "function_version:list", [Is(200), Is(200), Is(200), Is(404)]),
-    row("POST", "/v1/functions/{fn}/versions", Body::Empty, "function_version:create", [Deny, Is(201), Is(201), Is(404)]),
-    row("GET", "/v1/functions/{fn}/versions/1", Body::Empty, "function_version:show", [Is(200), Is(200), Is(200), Is(404)]),
-    row("DELETE", "/v1/functions/{fn}/versions/2", Body::Empty, "function_version:delete", [Deny, Is(204), Is(404), Is(404)]),
+        [Deny, Is(202), Is(202), Is(404), Is(404), Is(202), Deny]),
+    row("DELETE", "/v1/functions/{fn_spare}", Body::Empty, "function:delete", [Deny, Is(204), Is(404), Is(404), Is(404), Is(404), Deny]),
+    // Versions (the fixture published version 1; MemberA, AdminA and SystemAdmin publish 2, 3, 4).
+    row("GET", "/v1/functions/{fn}/versions", Body::Empty, "function_version:list", [Is(200), Is(200), Is(200), Is(404), Is(404), Is(200), Is(200)]),
+    row("POST", "/v1/functions/{fn}/versions", Body::Empty, "function_version:create", [Deny, Is(201), Is(201), Is(404), Is(404), Is(201), Deny]),
+    row("GET", "/v1/functions/{fn}/versions/1", Body::Empty, "function_version:show", [Is(200), Is(200), Is(200), Is(404), Is(404), Is(200), Is(200)]),
+    row("DELETE", "/v1/functions/{fn}/versions/2", Body::Empty, "function_version:delete", [Deny, Is(204), Is(404), Is(404), Is(404), Is(404), Deny]),
     // Aliases (the fixture made `live`).
-    row("GET", "/v1/functions/{fn}/aliases", Body::Empty, "function_alias:list", [Is(200), Is(200), Is(200), Is(404)]),
+    row("GET", "/v1/functions/{fn}/aliases", Body::Empty, "function_alias:list", [Is(200), Is(200), Is(200), Is(404), Is(404), Is(200), Is(200)]),
     row("POST", "/v1/functions/{fn}/aliases", Body::Json(r#"{"name": "al-{persona}", "version": 1}"#),
-        "function_alias:create", [Deny, Is(201), Is(201), Is(404)]),
-    row("GET", "/v1/functions/{fn}/aliases/live", Body::Empty, "function_alias:show", [Is(200), Is(200), Is(200), Is(404)]),
+        "function_alias:create", [Deny, Is(201), Is(201), Is(404), Is(404), Is(201), Deny]),
+    row("GET", "/v1/functions/{fn}/aliases/live", Body::Empty, "function_alias:show", [Is(200), Is(200), Is(200), Is(404), Is(404), Is(200), Is(200)]),
     row("PATCH", "/v1/functions/{fn}/aliases/live", Body::Json(r#"{"description": "patched by {persona}"}"#),
-        "function_alias:update", [Deny, Is(200), Is(200), Is(404)]),
+        "function_alias:update", [Deny, Is(200), Is(200), Is(404), Is(404), Is(200), Deny]),
     row("DELETE", "/v1/functions/{fn}/aliases/al-{persona}", Body::Empty, "function_alias:delete",
-        [Deny, Is(204), Is(204), Is(404)]),
+        [Deny, Is(204), Is(204), Is(404), Is(404), Is(204), Deny]),
     // Executions (the fixture's is queued: deleting it is a conflict).
-    row("GET", "/v1/executions", Body::Empty, "execution:list", [Is(200), Is(200), Is(200), Is(200)]),
-    row("GET", "/v1/executions?all_projects=true", Body::Empty, "all_projects", [Deny, Deny, Is(200), Deny]),
-    row("GET", "/v1/executions/{exec}", Body::Empty, "execution:show", [Is(200), Is(200), Is(200), Is(404)]),
-    row("GET", "/v1/executions/{exec}/log", Body::Empty, "execution:log", [Is(200), Is(200), Is(200), Is(404)]),
-    row("DELETE", "/v1/executions/{exec}", Body::Empty, "execution:delete", [Deny, Is(409), Is(409), Is(404)]),
-    // Usage and quotas.
-    row("GET", "/v1/usage", Body::Empty, "usage:show", [Is(200), Is(200), Is(200), Is(200)]),
-    row("GET", "/v1/usage?project_id={B}", Body::Empty, "usage:show", [Deny, Deny, Is(200), Is(200)]),
-    row("GET", "/v1/quotas/{A}", Body::Empty, "quota:show", [Is(200), Is(200), Is(200), Deny]),
-    row("GET", "/v1/quotas/{B}", Body::Empty, "quota:show", [Deny, Deny, Is(200), Is(200)]),
-    row("PUT", "/v1/quotas/{A}", Body::Json(r#"{"functions": 50}"#), "quota:update", [Deny, Deny, Is(200), Deny]),
-    row("DELETE", "/v1/quotas/{A}", Body::Empty, "quota:delete", [Deny, Deny, Is(204), Deny]),
+    row("GET", "/v1/executions", Body::Empty, "execution:list", [Is(200), Is(200), Is(200), Is(200), Is(200), Is(200), Is(200)]),
+    row("GET", "/v1/executions?all_projects=true", Body::Empty, "all_projects", [Deny, Deny, Deny, Deny, Is(200), Is(200), Is(200)]),
+    row("GET", "/v1/executions/{exec}", Body::Empty, "execution:show", [Is(200), Is(200), Is(200), Is(404), Is(404), Is(200), Is(200)]),
+    // Which fields the answer holds is `platform_internals_are_for_cloud_readers_only`'s part.
+    row("GET", "/v1/executions/{exec}", Body::Empty, "execution:show_platform_details", [Is(200), Is(200), Is(200), Is(404), Is(404), Is(200), Is(200)]),
+    row("GET", "/v1/executions/{exec}/log", Body::Empty, "execution:log", [Is(200), Is(200), Is(200), Is(404), Is(404), Is(200), Is(200)]),
+    row("DELETE", "/v1/executions/{exec}", Body::Empty, "execution:delete", [Deny, Is(409), Is(409), Is(404), Is(404), Is(409), Deny]),
+    // Usage and quotas. A system-scoped token has no usage of its own: it names a project.
+    row("GET", "/v1/usage", Body::Empty, "usage:show", [Is(200), Is(200), Is(200), Is(200), Is(200), Is(403), Is(403)]),
+    row("GET", "/v1/usage?project_id={B}", Body::Empty, "usage:show", [Deny, Deny, Deny, Is(200), Is(200), Is(200), Is(200)]),
+    row("GET", "/v1/quotas/{A}", Body::Empty, "quota:show", [Is(200), Is(200), Is(200), Deny, Is(200), Is(200), Is(200)]),
+    row("GET", "/v1/quotas/{B}", Body::Empty, "quota:show", [Deny, Deny, Deny, Is(200), Is(200), Is(200), Is(200)]),
+    // A project's admin may not raise its own project's quotas.
+    row("PUT", "/v1/quotas/{A}", Body::Json(r#"{"functions": 50}"#), "quota:update", [Deny, Deny, Deny, Deny, Is(200), Is(200), Deny]),
+    row("DELETE", "/v1/quotas/{A}", Body::Empty, "quota:delete", [Deny, Deny, Deny, Deny, Is(204), Is(204), Deny]),
     // Agents.
-    row("GET", "/v1/agents", Body::Empty, "agent:list", [Deny, Deny, Is(200), Deny]),
+    row("GET", "/v1/agents", Body::Empty, "agent:list", [Deny, Deny, Deny, Deny, Is(200), Is(200), Is(200)]),
 ];
 
 /// Sends one row's request as `persona`; `None` when the answer is what `expected` says,
@@ -808,7 +834,13 @@ async fn project_b_admin_without_all_projects_cannot_reach_project_a_objects() {
 async fn admins_with_all_projects_see_both_projects() {
     let api = Api::start().await;
     let fx = Fixture::create(&api).await;
-    for admin in [AdminA, AdminB] {
+    // A project's admin is not a cloud admin: all_projects is not for it.
+    for project_admin in [AdminA, AdminB] {
+        api.call(project_admin, Req::get("/v1/functions?all_projects=true"))
+            .await
+            .error(403, "policy does not allow all_projects to be performed");
+    }
+    for admin in [CloudAdmin, SystemAdmin] {
         let functions = ids(
             &api.call(admin, Req::get("/v1/functions?all_projects=true"))
                 .await
@@ -871,14 +903,86 @@ async fn admins_with_all_projects_see_both_projects() {
             .await
             .ok(200);
         assert_eq!(shown["function"]["project_id"], fx.b.as_str());
-        // project_id without all_projects is refused rather than ignored.
-        api.call(
-            admin,
-            Req::get(&format!("/v1/functions?project_id={}", fx.a)),
+        let narrowed = api
+            .call(
+                admin,
+                Req::get(&format!("/v1/functions?project_id={}", fx.a)),
+            )
+            .await;
+        if admin == SystemAdmin {
+            // A system-scoped token has no project: its lists are cloud-wide already.
+            let only_a = ids(&narrowed.ok(200), "functions");
+            assert!(only_a.contains(&fx.fn_a) && !only_a.contains(&fx.fn_b));
+        } else {
+            // project_id without all_projects is refused rather than ignored.
+            narrowed.error(400, "project_id needs all_projects=true");
+        }
+    }
+}
+
+/// Hole 4 of issue 9: execution views showed members which agent ran their execution and the
+/// platform's own error text, which names agents and their URLs. Now only callers the
+/// `execution:show_platform_details` rule admits (cloud admins, system readers) see them;
+/// everyone else gets no agent id and a generic message for platform errors.
+#[actix_web::test]
+async fn platform_internals_are_for_cloud_readers_only() {
+    use diesel::{Connection, RunQueryDsl};
+    const GENERIC: &str = "the platform could not run the execution; an administrator can see why";
+    let api = Api::start().await;
+    let fx = Fixture::create(&api).await;
+    // What the scheduler records when it gives up on an execution (storage::platform_error).
+    let detail =
+        "agent node-7 failed: error sending request for url (http://10.0.0.7:8902/v1/run) (gave up after 3 attempts)";
+    let mut conn = diesel::PgConnection::establish(api.database_url()).expect("database");
+    let updated = diesel::sql_query(
+        "UPDATE executions SET status = 'error', agent_id = 'node-7', error = $1, \
+         started_at = now(), finished_at = now() WHERE id = $2",
+    )
+    .bind::<diesel::sql_types::Jsonb, _>(
+        json!({"errorType": "PlatformError", "errorMessage": detail}),
+    )
+    .bind::<diesel::sql_types::Uuid, _>(Uuid::parse_str(&fx.exec_a).expect("uuid"))
+    .execute(&mut conn)
+    .expect("update");
+    assert_eq!(updated, 1);
+    let one = format!("/v1/executions/{}", fx.exec_a);
+    for who in [ReaderA, MemberA, AdminA] {
+        let shown = api.call(who, Req::get(&one)).await.ok(200)["execution"].clone();
+        assert!(shown.get("agent_id").is_none(), "{who:?}: {shown}");
+        assert_eq!(
+            shown["error"]["errorType"], "PlatformError",
+            "{who:?}: {shown}"
+        );
+        assert_eq!(shown["error"]["errorMessage"], GENERIC, "{who:?}: {shown}");
+        let listed = api.call(who, Req::get("/v1/executions")).await.ok(200);
+        let text = listed.to_string();
+        assert!(
+            !text.contains("node-7") && !text.contains("10.0.0.7"),
+            "{who:?}: {text}"
+        );
+    }
+    for (who, path) in [
+        (SystemAdmin, one.clone()),
+        (SystemReader, one.clone()),
+        (CloudAdmin, format!("{one}?all_projects=true")),
+    ] {
+        let shown = api.call(who, Req::get(&path)).await.ok(200)["execution"].clone();
+        assert_eq!(shown["agent_id"], "node-7", "{who:?}: {shown}");
+        assert_eq!(shown["error"]["errorMessage"], detail, "{who:?}: {shown}");
+    }
+    // A queued execution shows no agent to the admins either, as null.
+    let queued = api
+        .call(
+            SystemReader,
+            Req::get(&format!("/v1/executions/{}", fx.exec_b)),
         )
         .await
-        .error(400, "project_id needs all_projects=true");
-    }
+        .ok(200);
+    assert_eq!(queued["execution"]["agent_id"], Value::Null, "{queued}");
+    assert!(queued["execution"]
+        .as_object()
+        .expect("object")
+        .contains_key("agent_id"));
 }
 
 // --- 3. Tokens ----------------------------------------------------------------------------------
@@ -1066,12 +1170,15 @@ async fn a_policy_file_makes_function_list_admin_only() {
 
     let api =
         Api::start_with(Options::default().set("oslo_policy", "policy_file", file.display())).await;
-    for persona in [ReaderA, MemberA, MemberB] {
+    // A project's own admin is no administrator of the cloud.
+    for persona in [ReaderA, MemberA, MemberB, AdminA] {
         api.call(persona, Req::get("/v1/functions"))
             .await
             .error(403, "policy does not allow function:list to be performed");
     }
-    api.call(AdminA, Req::get("/v1/functions")).await.ok(200);
+    api.call(CloudAdmin, Req::get("/v1/functions"))
+        .await
+        .ok(200);
     // The other rules keep their defaults.
     api.call(MemberA, Req::get("/v1/runtimes")).await.ok(200);
     api.call(MemberA, Req::get("/v1/executions")).await.ok(200);
@@ -1119,7 +1226,7 @@ async fn quotas_are_read_per_project_and_updates_take_effect_at_once() {
         env().project_id(Project::B).to_owned(),
     );
     api.call(
-        AdminA,
+        CloudAdmin,
         Req::post("/v1/runtimes").json(
             &json!({"name": "python-quota", "image": "fresco/python3:test", "kind": "python"}),
         ),
@@ -1140,12 +1247,19 @@ async fn quotas_are_read_per_project_and_updates_take_effect_at_once() {
     )
     .await
     .error(403, "policy does not allow quota:update to be performed");
+    // Nor may A's own admin raise A's quota: quotas are the cloud's to set.
+    api.call(
+        AdminA,
+        Req::put(&format!("/v1/quotas/{a}")).json(&json!({"functions": 1000})),
+    )
+    .await
+    .error(403, "policy does not allow quota:update to be performed");
 
     // current + 2: two more fit, the third is refused naming the quota.
-    let (_, in_use) = functions_quota(&api, AdminA, &a).await;
+    let (_, in_use) = functions_quota(&api, CloudAdmin, &a).await;
     let set = api
         .call(
-            AdminA,
+            CloudAdmin,
             Req::put(&format!("/v1/quotas/{a}")).json(&json!({"functions": in_use + 2})),
         )
         .await
@@ -1160,10 +1274,10 @@ async fn quotas_are_read_per_project_and_updates_take_effect_at_once() {
     create_function(&api, MemberB, "fourth").await.ok(201);
 
     // 20 concurrent creates against 5 remaining: exactly 5 created.
-    let (_, in_use) = functions_quota(&api, AdminA, &a).await;
+    let (_, in_use) = functions_quota(&api, CloudAdmin, &a).await;
     assert_eq!(in_use, 3);
     api.call(
-        AdminA,
+        CloudAdmin,
         Req::put(&format!("/v1/quotas/{a}")).json(&json!({"functions": in_use + 5})),
     )
     .await
@@ -1199,7 +1313,7 @@ async fn quotas_are_read_per_project_and_updates_take_effect_at_once() {
     api.call(MemberA, Req::new("DELETE", &format!("/v1/quotas/{a}")))
         .await
         .error(403, "policy does not allow quota:delete to be performed");
-    api.call(AdminA, Req::new("DELETE", &format!("/v1/quotas/{a}")))
+    api.call(CloudAdmin, Req::new("DELETE", &format!("/v1/quotas/{a}")))
         .await
         .ok(204);
     assert_eq!(functions_quota(&api, MemberA, &a).await, (100, 8));

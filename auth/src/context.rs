@@ -22,6 +22,11 @@ pub struct Context {
     pub roles: Vec<String>,
     /// The system scope (`"all"`) of a system-scoped token.
     pub system_scope: Option<String>,
+    /// The token is scoped to the cloud's admin project (Keystone's `is_admin_project`, set
+    /// when Keystone's `[resource] admin_project_name` and `admin_project_domain_name` are
+    /// configured; absent means false). The admin role counts cloud-wide only here or with a
+    /// system scope.
+    pub is_admin_project: bool,
     /// When the token stops being valid.
     pub expires_at: DateTime<Utc>,
     /// The token carries one of `[keystone_authtoken] service_token_roles`.
@@ -34,9 +39,15 @@ impl Context {
         self.roles.iter().any(|r| r.eq_ignore_ascii_case(role))
     }
 
-    /// Whether the token carries the admin role.
+    /// Whether the token carries the admin role (in its scope: see [`Context::is_cloud_admin`]).
     pub fn is_admin(&self) -> bool {
         self.has_role("admin")
+    }
+
+    /// Whether the caller administers the whole cloud: the admin role with a system scope or
+    /// on the cloud admin project. A project's own admin is not one.
+    pub fn is_cloud_admin(&self) -> bool {
+        self.is_admin() && (self.system_scope.as_deref() == Some("all") || self.is_admin_project)
     }
 
     /// The project id of a project-scoped token.
@@ -101,6 +112,7 @@ mod tests {
             project_domain_id: Some("default".into()),
             roles: normalize_roles(["Member"]),
             system_scope: None,
+            is_admin_project: false,
             expires_at: Utc::now(),
             is_service: false,
         };

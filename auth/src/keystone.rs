@@ -400,6 +400,8 @@ struct TokenBody {
     #[serde(default)]
     roles: Vec<Role>,
     system: Option<HashMap<String, serde_json::Value>>,
+    /// Set by Keystone when its admin project is configured.
+    is_admin_project: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -441,6 +443,7 @@ pub(crate) fn parse_token(body: &[u8], service_roles: &[String]) -> Result<Conte
     }
     let roles = normalize_roles(token.roles.iter().map(|r| r.name.as_str()));
     let is_service = roles.iter().any(|r| service_roles.contains(r));
+    let is_admin_project = token.project.is_some() && token.is_admin_project == Some(true);
     let (project_id, project_name, project_domain_id) = match token.project {
         Some(p) => (Some(p.id), Some(p.name), p.domain.map(|d| d.id)),
         None => (None, None, None),
@@ -454,6 +457,7 @@ pub(crate) fn parse_token(body: &[u8], service_roles: &[String]) -> Result<Conte
         project_domain_id,
         roles,
         system_scope,
+        is_admin_project,
         expires_at,
         is_service,
     })

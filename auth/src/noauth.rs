@@ -8,12 +8,17 @@ use crate::{AuthError, Context, TokenValidator};
 /// Roles a `noauth` token gets when it names none.
 const DEFAULT_ROLES: [&str; 2] = ["member", "reader"];
 
+/// The project a `noauth` token names to act as the cloud admin project.
+pub const ADMIN_PROJECT: &str = "admin";
+
 /// Longest `noauth` token accepted; anything longer is a mistake, not a name.
 const MAX_TOKEN_LEN: usize = 1024;
 
 /// Trusts tokens of the form `user:project[:role,role,...]` — for development and tests only
 /// (`[DEFAULT] auth_strategy = noauth`). Roles default to `member,reader`; implied roles are
-/// expanded as Keystone does (`admin` gives `member` and `reader` too).
+/// expanded as Keystone does (`admin` gives `member` and `reader` too). The project named
+/// [`ADMIN_PROJECT`] is the cloud admin project (`is_admin_project`), as DevStack configures
+/// Keystone: `admin:admin:admin` is a cloud admin, `alice:p1:admin` administers p1 only.
 #[derive(Debug, Clone)]
 pub struct NoAuth {
     service_roles: Vec<String>,
@@ -62,6 +67,7 @@ impl NoAuth {
             project_domain_id: Some("default".to_owned()),
             roles,
             system_scope: None,
+            is_admin_project: project == ADMIN_PROJECT,
             expires_at: Utc::now() + Duration::hours(1),
             is_service,
         })

@@ -220,6 +220,9 @@ async fn project_tokens_give_the_caller_with_implied_roles() {
         assert_eq!(ctx.user_domain_id, "default");
         assert_eq!(ctx.user_id.len(), 32, "a keystone user id");
         assert_eq!(ctx.system_scope, None);
+        // A test project's admin administers that project, not the cloud.
+        assert!(!ctx.is_admin_project, "{project} {role}");
+        assert!(!ctx.is_cloud_admin(), "{project} {role}");
         assert!(!ctx.is_service);
         assert!(ctx.expires_at > chrono::Utc::now() + chrono::Duration::minutes(30));
         for r in &expected {
@@ -302,6 +305,30 @@ async fn unscoped_tokens_are_refused_and_system_scope_is_read() {
     assert_eq!(ctx.system_scope.as_deref(), Some("all"));
     assert_eq!(ctx.project_id, None);
     assert!(ctx.is_admin() && ctx.has_role("reader"));
+    assert!(ctx.is_cloud_admin() && !ctx.is_admin_project);
+}
+
+/// Keystone marks tokens scoped to its admin project (`[resource] admin_project_name`, set by
+/// `tools/lib/keystone.sh`) with `is_admin_project`; the admin role there is the cloud's admin.
+#[tokio::test]
+async fn the_cloud_admin_project_is_read_from_keystone() {
+    let env = Env::load().await;
+    let v = env.validator();
+    let ctx = v
+        .validate(&env.admin_token().await)
+        .await
+        .expect("admin token");
+    assert!(
+        ctx.is_admin_project,
+        "no is_admin_project: is [resource] admin_project_name set in keystone.conf? \
+         (`bash tools/lib/keystone.sh seed` sets it)"
+    );
+    assert!(ctx.is_cloud_admin());
+    let member = v
+        .validate(&env.project_token("A", "ADMIN").await)
+        .await
+        .expect("project admin token");
+    assert!(!member.is_admin_project && !member.is_cloud_admin());
 }
 
 #[tokio::test]

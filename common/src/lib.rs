@@ -6,9 +6,12 @@ pub mod archive;
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod conf;
+pub mod enrolment;
 pub mod images;
 #[cfg(feature = "scheduler-client")]
 pub mod scheduler_client;
 pub mod storable;
 pub mod ticket;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod wire;

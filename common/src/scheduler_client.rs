@@ -3,9 +3,10 @@
 //!
 //! - The API asks for placements ([`SchedulerClient::place`]) and ends leases
 //!   ([`SchedulerClient::release`], [`SchedulerClient::release_in_background`]) with a
-//!   control-plane token signed by the ticket key.
-//! - Agents report with [`SchedulerClient::heartbeat`], signed with the shared agent secret;
-//!   heartbeats go to every configured scheduler so that standbys stay warm.
+//!   control-plane token signed by its control-plane key.
+//! - An agent may report with [`SchedulerClient::heartbeat`], each heartbeat signed with the
+//!   agent's own key for its exact body; heartbeats go to every configured scheduler so that
+//!   standbys stay warm.
 //!
 //! Several schedulers may be configured (`[scheduler] urls`): one is active, the others answer
 //! 503 with the header `x-fresco-scheduler-role: standby`. The client remembers which one
@@ -24,7 +25,8 @@ use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::StatusCode;
 use uuid::Uuid;
 
-use crate::ticket::{AgentTokens, TicketError, TicketSigner};
+use crate::ticket::{AgentSigner, ControlPlaneSigner, TicketError};
+use crate::tls::InternalTls;
 use crate::wire::{Heartbeat, Placement, PlacementRequest, Release};
 
 /// Header a scheduler sets on every answer: `active` or `standby`.
@@ -70,24 +72,20 @@ pub enum SchedulerError {
 #[derive(Clone)]
 pub enum Credentials {
     /// A control-plane service (e.g. `fresco-api`), which may ask for placements.
-    ControlPlane {
-        signer: Arc<TicketSigner>,
-        service: String,
-    },
+    ControlPlane { signer: Arc<ControlPlaneSigner> },
     /// An agent, which may only send heartbeats.
-    Agent {
-        tokens: Arc<AgentTokens>,
-        agent_id: String,
-    },
+    Agent { signer: Arc<AgentSigner> },
 }
 
-/// Timeouts of the client.
-#[derive(Debug, Clone, Copy)]
+/// Timeouts and TLS of the client.
+#[derive(Debug, Clone)]
 pub struct ClientOptions {
     /// Time to establish a connection to one scheduler before trying the next.
     pub connect_timeout: Duration,
     /// Time for one whole request to one scheduler.
     pub request_timeout: Duration,
+    /// `[internal_tls]`: the CA schedulers are verified with.
+    pub tls: InternalTls,
 }
 
 impl Default for ClientOptions {
@@ -97,6 +95,7 @@ impl Default for ClientOptions {
         Self {
             connect_timeout: Duration::from_millis(500),
             request_timeout: Duration::from_secs(2),
+            tls: InternalTls::disabled(),
         }
     }
 }
@@ -142,7 +141,16 @@ impl SchedulerClient {
                 "scheduler url {bad:?} is not http(s)"
             )));
         }
-        let http = reqwest::Client::builder()
+        if options.tls.requires_tls() {
+            if let Some(bad) = urls.iter().find(|u| !u.starts_with("https://")) {
+                return Err(SchedulerError::Config(format!(
+                    "scheduler url {bad:?} is not https, but [internal_tls] ca_file is set"
+                )));
+            }
+        }
+        let http = options
+            .tls
+            .client_builder()
             .connect_timeout(options.connect_timeout)
             .timeout(options.request_timeout)
             .pool_idle_timeout(Duration::from_secs(90))
@@ -162,35 +170,35 @@ impl SchedulerClient {
         })
     }
 
-    /// A client for a control-plane service (`service` names it, e.g. `fresco-api`).
+    /// A client for a control-plane service (the signer names it, e.g. `fresco-api`).
     pub fn for_control_plane(
         urls: &[String],
-        signer: Arc<TicketSigner>,
-        service: &str,
+        signer: Arc<ControlPlaneSigner>,
+        tls: InternalTls,
     ) -> Result<Self, SchedulerError> {
         Self::new(
             urls,
-            Credentials::ControlPlane {
-                signer,
-                service: service.to_owned(),
+            Credentials::ControlPlane { signer },
+            ClientOptions {
+                tls,
+                ..ClientOptions::default()
             },
-            ClientOptions::default(),
         )
     }
 
     /// A client for an agent's heartbeats.
     pub fn for_agent(
         urls: &[String],
-        tokens: Arc<AgentTokens>,
-        agent_id: &str,
+        signer: Arc<AgentSigner>,
+        tls: InternalTls,
     ) -> Result<Self, SchedulerError> {
         Self::new(
             urls,
-            Credentials::Agent {
-                tokens,
-                agent_id: agent_id.to_owned(),
+            Credentials::Agent { signer },
+            ClientOptions {
+                tls,
+                ..ClientOptions::default()
             },
-            ClientOptions::default(),
         )
     }
 
@@ -264,7 +272,14 @@ impl SchedulerClient {
     /// take over. Succeeds when at least one scheduler accepted it.
     pub async fn heartbeat(&self, heartbeat: &Heartbeat) -> Result<(), SchedulerError> {
         let body = bytes_of(heartbeat)?;
-        let auth = self.authorization()?;
+        let auth = match &self.inner.credentials {
+            Credentials::Agent { signer } => bearer(&signer.heartbeat_token(&body, TOKEN_TTL_S)?)?,
+            Credentials::ControlPlane { .. } => {
+                return Err(SchedulerError::Config(
+                    "only an agent sends heartbeats".into(),
+                ))
+            }
+        };
         let sends = self.inner.urls.iter().map(|url| {
             let request = self
                 .inner
@@ -386,16 +401,22 @@ impl SchedulerClient {
             }
         }
         let token = match &self.inner.credentials {
-            Credentials::ControlPlane { signer, service } => {
-                signer.control_plane_token(service, TOKEN_TTL_S)?
+            Credentials::ControlPlane { signer } => signer.token(TOKEN_TTL_S)?,
+            Credentials::Agent { .. } => {
+                return Err(SchedulerError::Config(
+                    "an agent may only send heartbeats".into(),
+                ))
             }
-            Credentials::Agent { tokens, agent_id } => tokens.sign(agent_id, TOKEN_TTL_S)?,
         };
-        let value = HeaderValue::from_str(&format!("Bearer {token}"))
-            .map_err(|e| SchedulerError::Config(format!("token is not a header value: {e}")))?;
+        let value = bearer(&token)?;
         *cached = Some((value.clone(), Instant::now()));
         Ok(value)
     }
+}
+
+fn bearer(token: &str) -> Result<HeaderValue, SchedulerError> {
+    HeaderValue::from_str(&format!("Bearer {token}"))
+        .map_err(|e| SchedulerError::Config(format!("token is not a header value: {e}")))
 }
 
 /// Percent-encodes one URL path segment.
@@ -474,19 +495,29 @@ async fn error_from(response: reqwest::Response) -> SchedulerError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ticket::test_keys::*;
+    use crate::ticket::{AgentVerifier, ControlPlaneVerifier};
 
-    fn tokens() -> Arc<AgentTokens> {
-        Arc::new(AgentTokens::new("s3cret").expect("tokens"))
+    fn agent() -> Arc<AgentSigner> {
+        Arc::new(AgentSigner::from_pem(AGENT_PRIVATE.as_bytes(), "agent-7").expect("signer"))
+    }
+
+    fn control_plane() -> Arc<ControlPlaneSigner> {
+        Arc::new(
+            ControlPlaneSigner::from_pem(CONTROL_PLANE_PRIVATE.as_bytes(), "fresco-api")
+                .expect("signer"),
+        )
     }
 
     #[test]
     fn urls_are_validated_and_normalised() {
+        let plain = InternalTls::disabled;
         assert!(matches!(
-            SchedulerClient::for_agent(&[], tokens(), "a"),
+            SchedulerClient::for_agent(&[], agent(), plain()),
             Err(SchedulerError::Config(_))
         ));
         assert!(matches!(
-            SchedulerClient::for_agent(&["127.0.0.1:8901".into()], tokens(), "a"),
+            SchedulerClient::for_agent(&["127.0.0.1:8901".into()], agent(), plain()),
             Err(SchedulerError::Config(_))
         ));
         let client = SchedulerClient::for_agent(
@@ -494,8 +525,8 @@ mod tests {
                 " http://127.0.0.1:8901/ ".into(),
                 "http://127.0.0.1:8911".into(),
             ],
-            tokens(),
-            "a",
+            agent(),
+            plain(),
         )
         .expect("client");
         assert_eq!(client.active_url(), "http://127.0.0.1:8901");
@@ -508,12 +539,11 @@ mod tests {
     }
 
     #[test]
-    fn agent_tokens_are_cached_and_name_the_agent() {
-        let tokens = tokens();
-        let client = SchedulerClient::for_agent(
+    fn control_plane_tokens_are_cached_and_agents_get_none() {
+        let client = SchedulerClient::for_control_plane(
             &["http://127.0.0.1:8901".into()],
-            tokens.clone(),
-            "agent-7",
+            control_plane(),
+            InternalTls::disabled(),
         )
         .expect("client");
         let first = client.authorization().expect("token");
@@ -521,7 +551,20 @@ mod tests {
         assert_eq!(first, second, "the token is cached");
         let text = first.to_str().expect("ascii");
         let token = text.strip_prefix("Bearer ").expect("bearer");
-        assert_eq!(tokens.verify(token).expect("valid"), "agent-7");
+        let verifier =
+            ControlPlaneVerifier::from_pem(CONTROL_PLANE_PUBLIC.as_bytes()).expect("verifier");
+        assert_eq!(verifier.verify(token).expect("valid"), "fresco-api");
+        // An agent's client signs heartbeats only, never a reusable bearer token.
+        let agent_client = SchedulerClient::for_agent(
+            &["http://127.0.0.1:8901".into()],
+            agent(),
+            InternalTls::disabled(),
+        )
+        .expect("client");
+        assert!(agent_client.authorization().is_err());
+        let key = AgentVerifier::from_pem(AGENT_PUBLIC.as_bytes()).expect("key");
+        let token = agent().heartbeat_token(b"{}", 60).expect("sign");
+        assert!(key.verify_heartbeat("agent-7", &token, b"{}").is_ok());
     }
 
     #[tokio::test]
@@ -532,8 +575,8 @@ mod tests {
                 "http://127.0.0.1:8911".into(),
                 "http://127.0.0.1:8921".into(),
             ],
-            tokens(),
-            "a",
+            agent(),
+            InternalTls::disabled(),
         )
         .expect("client");
         assert_eq!(client.order(0), [0, 1, 2]);
@@ -552,13 +595,13 @@ mod tests {
         let silent_url = format!("http://{}", silent.local_addr().expect("addr"));
         let client = SchedulerClient::new(
             &[silent_url.clone(), "http://127.0.0.1:9".into()],
-            Credentials::Agent {
-                tokens: tokens(),
-                agent_id: "a".into(),
+            Credentials::ControlPlane {
+                signer: control_plane(),
             },
             ClientOptions {
                 connect_timeout: Duration::from_millis(200),
                 request_timeout: Duration::from_millis(300),
+                tls: InternalTls::disabled(),
             },
         )
         .expect("client");
@@ -583,13 +626,13 @@ mod tests {
         // Port 9 (discard) on loopback: nothing listens there in the test environment.
         let client = SchedulerClient::new(
             &["http://127.0.0.1:9".into(), "http://127.0.0.1:9/".into()],
-            Credentials::Agent {
-                tokens: tokens(),
-                agent_id: "a".into(),
+            Credentials::ControlPlane {
+                signer: control_plane(),
             },
             ClientOptions {
                 connect_timeout: Duration::from_millis(200),
                 request_timeout: Duration::from_millis(500),
+                tls: InternalTls::disabled(),
             },
         )
         .expect("client");

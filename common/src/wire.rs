@@ -47,6 +47,9 @@ impl FunctionSpec {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PlacementRequest {
     pub execution_id: Uuid,
+    /// sha256 (hex) of the event the execution runs with (`ticket::sha256_hex` of the
+    /// `RunRequest` payload's text): the ticket is bound to it.
+    pub payload_sha256: String,
     pub spec: FunctionSpec,
     /// Per-project limits the scheduler enforces (from the project's quotas).
     pub concurrent_limit: i64,
@@ -148,7 +151,8 @@ pub struct WarmPool {
     pub memory_mb: i32,
 }
 
-/// An agent's periodic report (POST /v1/agents/heartbeat on the scheduler, bearer agent token).
+/// An agent's periodic report (POST /v1/agents/heartbeat on the scheduler, bearer heartbeat
+/// token signed with the agent's own key for these exact bytes).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Heartbeat {
     pub agent_id: String,

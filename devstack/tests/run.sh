@@ -7,9 +7,11 @@
 #           then runs the plugin's Keystone-only work - configure_fresco and
 #           create_fresco_accounts, the Keystone half of `stack post-config` - and checks the
 #           catalog entry, the service user and its role (and that it can log in), the config
-#           file (every option it writes exists in common/src/conf/sections.rs), the ticket
-#           keys, idempotency, a compute-only node's config, the refusals (mysql, a compute
-#           node without the controller's secrets) and `clean` with FRESCO_CLEAN_KEYSTONE.
+#           file (every option it writes exists in common/src/conf/sections.rs), the ticket and
+#           control-plane keys, the agent's own key and enrolment, idempotency, a compute-only
+#           node's config (its own key only), internal TLS certificates, the refusals (mysql,
+#           a compute node without the controller's verify key) and `clean` with
+#           FRESCO_CLEAN_KEYSTONE.
 # full      All of the above, then the real phases through plugin.sh - stack pre-install,
 #           install (cargo build --release), post-config (PostgreSQL database + --db-sync),
 #           extra (runtime images, run_process, runtime registration), test-config (smoke
@@ -256,6 +258,10 @@ key_repository = $k/fernet-keys
 key_repository = $k/fernet-keys
 [credential]
 key_repository = $k/credential-keys
+[resource]
+# As DevStack's lib/keystone: the cloud admin project, so tokens carry is_admin_project.
+admin_project_name = admin
+admin_project_domain_name = Default
 EOF
     local km=("$KEYSTONE_VENV/bin/keystone-manage" --config-file "$k/keystone.conf")
     "${km[@]}" db_sync >>"$k/manage.log" 2>&1 || return 1
@@ -398,7 +404,10 @@ check_conf_values() {
         [[ "$(conf_get "$c" scheduler urls)" == "http://127.0.0.1:$FRESCO_SCHEDULER_PORT" ]] &&
         [[ "$(conf_get "$c" agent api_url)" == "http://127.0.0.1:$FRESCO_API_PORT" ]] &&
         [[ "$(conf_get "$c" agent shim_path)" == "$FRESCO_LIBEXEC_DIR/fresco-shim" ]] &&
-        [[ "$(conf_get "$c" internal_auth agent_secret)" =~ ^[0-9a-f]{64}$ ]]
+        [[ "$(conf_get "$c" internal_auth agent_key_file)" == "$FRESCO_CONF_DIR/agent-key.pem" ]] &&
+        [[ "$(conf_get "$c" internal_auth agent_keys_dir)" == "$FRESCO_CONF_DIR/agents" ]] &&
+        [[ "$(conf_get "$c" internal_auth control_plane_key_file)" == "$FRESCO_CONF_DIR/control-plane.pem" ]] &&
+        [[ -z "$(conf_get "$c" internal_auth agent_secret)" ]]
 }
 
 # Every [section] option the plugin wrote is declared in common/src/conf/sections.rs.
@@ -429,21 +438,39 @@ PY
 
 check_ticket_keys() {
     local s="$FRESCO_CONF_DIR/ticket-signing.pem" v="$FRESCO_CONF_DIR/ticket-verify.pem"
+    local cp="$FRESCO_CONF_DIR/control-plane.pem" cpv="$FRESCO_CONF_DIR/control-plane-verify.pem"
     openssl pkey -in "$s" -noout -text | grep -q ED25519 &&
         [[ "$(stat -c %a "$s")" == 600 ]] &&
         cmp -s <(openssl pkey -in "$s" -pubout) "$v" &&
+        openssl pkey -in "$cp" -noout -text | grep -q ED25519 &&
+        [[ "$(stat -c %a "$cp")" == 600 ]] &&
+        cmp -s <(openssl pkey -in "$cp" -pubout) "$cpv" &&
+        ! cmp -s "$s" "$cp" &&
         [[ "$(conf_get "$FRESCO_CONF_DIR/fresco.conf" internal_auth ticket_signing_key_file)" == "$s" ]] &&
-        [[ "$(conf_get "$FRESCO_CONF_DIR/fresco.conf" internal_auth ticket_verify_key_file)" == "$v" ]]
+        [[ "$(conf_get "$FRESCO_CONF_DIR/fresco.conf" internal_auth ticket_verify_key_file)" == "$v" ]] &&
+        [[ "$(conf_get "$FRESCO_CONF_DIR/fresco.conf" internal_auth control_plane_verify_key_file)" == "$cpv" ]]
 }
 
-# A compute-only node: just the agent, pointed at the controller, with its secrets.
+# This node's agent: its own key (0600) and its enrolment (URL and public half) on the
+# controller, under its agent id.
+check_agent_enrolment() {
+    local k="$FRESCO_CONF_DIR/agent-key.pem" e="$FRESCO_CONF_DIR/agents/$FRESCO_HOST.pem"
+    local url="http://127.0.0.1:$FRESCO_AGENT_PORT"
+    openssl pkey -in "$k" -noout -text | grep -q ED25519 &&
+        [[ "$(stat -c %a "$k")" == 600 ]] &&
+        [[ "$(conf_get "$FRESCO_CONF_DIR/fresco.conf" agent advertise_url)" == "$url" ]] &&
+        grep -qx "url = $url" "$e" &&
+        cmp -s <(openssl pkey -in "$k" -pubout) <(sed -n '/-----BEGIN/,$p' "$e")
+}
+
+# A compute-only node: just the agent, pointed at the controller, with the controller's public
+# ticket key and a key of its own (no secret of the controller's, nobody else's key).
 check_compute_node_config() {
-    local d="$H/compute/etc/fresco" secret verify
-    secret=$(conf_get "$FRESCO_CONF_DIR/fresco.conf" internal_auth agent_secret)
+    local d="$H/compute/etc/fresco" verify
     verify=$(cat "$FRESCO_CONF_DIR/ticket-verify.pem")
     (
         export ENABLED_SERVICES=n-cpu FRESCO_CONF_DIR=$d FRESCO_CONF_FILE=$d/fresco.conf
-        export FRESCO_AGENT_SECRET=$secret FRESCO_TICKET_VERIFY_KEY=$verify
+        export FRESCO_TICKET_VERIFY_KEY=$verify FRESCO_HOST=compute-node-1
         export FRESCO_STATE_DIR="$H/compute/state" SERVICE_HOST=127.0.0.9 HOST_IP=127.0.0.10
         # shellcheck source=fake-devstack-functions.sh
         source "$HERE/fake-devstack-functions.sh"
@@ -461,13 +488,42 @@ check_compute_node_config() {
     [[ "$(conf_get "$c" agent api_url)" == "http://127.0.0.9:$FRESCO_API_PORT" ]] &&
         [[ "$(conf_get "$c" scheduler urls)" == "http://127.0.0.9:$FRESCO_SCHEDULER_PORT" ]] &&
         [[ "$(conf_get "$c" agent advertise_url)" == "http://127.0.0.10:$FRESCO_AGENT_PORT" ]] &&
-        [[ "$(conf_get "$c" internal_auth agent_secret)" == "$secret" ]] &&
+        [[ "$(conf_get "$c" internal_auth agent_key_file)" == "$d/agent-key.pem" ]] &&
+        [[ "$(stat -c %a "$d/agent-key.pem")" == 600 ]] &&
+        ! cmp -s "$d/agent-key.pem" "$FRESCO_CONF_DIR/agent-key.pem" &&
+        grep -qx "url = http://127.0.0.10:$FRESCO_AGENT_PORT" "$d/agent-enrolment.pem" &&
+        cmp -s <(openssl pkey -in "$d/agent-key.pem" -pubout) <(sed -n '/-----BEGIN/,$p' "$d/agent-enrolment.pem") &&
         cmp -s "$d/ticket-verify.pem" "$FRESCO_CONF_DIR/ticket-verify.pem" &&
-        [[ ! -e "$d/ticket-signing.pem" ]] &&
+        [[ ! -e "$d/ticket-signing.pem" && ! -e "$d/control-plane.pem" && ! -e "$d/agents" ]] &&
+        [[ -z "$(conf_get "$c" internal_auth ticket_signing_key_file)" ]] &&
+        [[ -z "$(conf_get "$c" internal_auth control_plane_key_file)" ]] &&
         ! grep -q '^\[database\]' "$c" && ! grep -q '^\[keystone_authtoken\]' "$c"
 }
 
-compute_node_without_secret() {
+# FRESCO_INTERNAL_TLS=True on a controller: a CA, a certificate for this node signed by it (for
+# the names the node is reached at), [internal_tls] set, and https URLs everywhere.
+check_internal_tls_config() {
+    local d="$H/tls/etc/fresco"
+    (
+        export FRESCO_CONF_DIR=$d FRESCO_CONF_FILE=$d/fresco.conf FRESCO_INTERNAL_TLS=True
+        export FRESCO_STATE_DIR="$H/tls/state" HOST_IP=127.0.0.1
+        unset FRESCO_API_URL FRESCO_SCHEDULER_URL FRESCO_SCHEDULER_URLS FRESCO_AGENT_ADVERTISE_URL
+        source_devstack && fresco_check_prerequisites && configure_fresco
+    ) || return 1
+    local c="$d/fresco.conf"
+    [[ "$(conf_get "$c" internal_tls ca_file)" == "$d/tls/ca.pem" ]] &&
+        [[ "$(conf_get "$c" internal_tls cert_file)" == "$d/tls/cert.pem" ]] &&
+        [[ "$(conf_get "$c" internal_tls key_file)" == "$d/tls/cert.key" ]] &&
+        [[ "$(stat -c %a "$d/tls/cert.key")" == 600 && "$(stat -c %a "$d/tls/ca.key")" == 600 ]] &&
+        openssl verify -CAfile "$d/tls/ca.pem" "$d/tls/cert.pem" &&
+        openssl x509 -in "$d/tls/cert.pem" -noout -ext subjectAltName | grep -q 'IP Address:127.0.0.1' &&
+        [[ "$(conf_get "$c" scheduler urls)" == "https://127.0.0.1:$FRESCO_SCHEDULER_PORT" ]] &&
+        [[ "$(conf_get "$c" agent api_url)" == "https://127.0.0.1:$FRESCO_API_PORT" ]] &&
+        [[ "$(conf_get "$c" agent advertise_url)" == "https://127.0.0.1:$FRESCO_AGENT_PORT" ]] &&
+        [[ "$(conf_get "$c" api public_url)" == "https://127.0.0.1:$FRESCO_API_PORT" ]]
+}
+
+compute_node_without_verify_key() {
     (
         export ENABLED_SERVICES=n-cpu FRESCO_CONF_DIR="$H/compute2"
         # shellcheck source=fake-devstack-functions.sh
@@ -489,16 +545,19 @@ run_keystone_checks() {
     check "service user fresco has the service role on project service and can log in" check_service_user
     check "config: database, keystone_authtoken, api, scheduler, agent, internal_auth values" check_conf_values
     check "config: every option written is declared in common/src/conf/sections.rs" check_conf_options_known
-    check "ticket keys: ed25519, private key 0600, verify key is its public half" check_ticket_keys
-    local secret_before
-    secret_before=$(conf_get "$FRESCO_CONF_DIR/fresco.conf" internal_auth agent_secret)
+    check "ticket and control-plane keys: ed25519, private keys 0600, verify keys their public halves" check_ticket_keys
+    check "this node's agent: its own key (0600), enrolled with its URL and public key" check_agent_enrolment
+    local key_before
+    key_before=$(cat "$FRESCO_CONF_DIR/agent-key.pem")
     check "second configure + create_fresco_accounts run succeeds" in_devstack "configure_fresco && create_fresco_accounts"
     check "idempotent: still one endpoint per interface after a second run" check_catalog
-    check "idempotent: agent secret kept across runs" \
-        test "$secret_before" == "$(conf_get "$FRESCO_CONF_DIR/fresco.conf" internal_auth agent_secret)"
-    check "compute-only node: agent config points at SERVICE_HOST, no database, no signing key" check_compute_node_config
-    check_fails "compute-only node without the controller's agent secret is refused" \
-        "needs FRESCO_AGENT_SECRET" compute_node_without_secret
+    check "idempotent: the agent's key is kept across runs" \
+        test "$key_before" == "$(cat "$FRESCO_CONF_DIR/agent-key.pem")"
+    check "idempotent: the agent is still enrolled with its key" check_agent_enrolment
+    check "compute-only node: agent config points at SERVICE_HOST, its own key only, no database, no control-plane key" check_compute_node_config
+    check_fails "compute-only node without the controller's ticket verify key is refused" \
+        "needs the controller's ticket verify key" compute_node_without_verify_key
+    check "FRESCO_INTERNAL_TLS=True: a CA, this node's certificate, [internal_tls], https URLs" check_internal_tls_config
     check_fails "DATABASE_TYPE=mysql is refused" "fresco needs postgresql" \
         in_devstack "DATABASE_TYPE=mysql; fresco_check_prerequisites"
 }

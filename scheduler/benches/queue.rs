@@ -48,10 +48,15 @@ async fn main() {
     tokio::time::sleep(Duration::from_millis(600)).await;
 
     // 1. place() + release() round trips through the client.
-    let client =
-        SchedulerClient::for_control_plane(&urls, signer(), "fresco-bench").expect("client");
+    let client = SchedulerClient::for_control_plane(
+        &urls,
+        control_plane(),
+        fresco_common::tls::InternalTls::disabled(),
+    )
+    .expect("client");
     let request = PlacementRequest {
         execution_id: Uuid::new_v4(),
+        payload_sha256: fresco_common::ticket::sha256_hex(b"{}"),
         spec: spec("bench-sync", Uuid::new_v4(), 128),
         concurrent_limit: -1,
         per_minute_limit: -1,

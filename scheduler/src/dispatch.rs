@@ -32,7 +32,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use fresco_common::ticket::TicketSigner;
+use fresco_common::ticket::{sha256_hex, TicketSigner};
+use fresco_common::tls::InternalTls;
 use fresco_common::wire::{FunctionSpec, RunRequest, RunResult, RunStatus, NOT_RUN_HEADER};
 use serde_json::value::RawValue;
 use tokio::sync::{mpsc, watch, Notify};
@@ -175,8 +176,10 @@ impl Dispatcher {
         placer: Arc<Placer>,
         signer: Arc<TicketSigner>,
         leadership: Arc<Leadership>,
+        tls: &InternalTls,
     ) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
+        let http = tls
+            .client_builder()
             .connect_timeout(Duration::from_secs(1))
             .pool_max_idle_per_host(config.max_in_flight.max(1))
             .tcp_nodelay(true)
@@ -645,7 +648,11 @@ impl Inner {
     async fn call_agent(&self, p: Prepared) -> Attempt {
         let agent = &*p.lease.agent_id;
         let timeout_s = u64::try_from(p.spec.timeout_s).unwrap_or(0);
-        let ticket = match self.signer.sign(agent, p.id, p.lease.lease_id, p.spec) {
+        let payload_sha256 = sha256_hex(p.payload.get().as_bytes());
+        let ticket = match self
+            .signer
+            .sign(agent, p.id, p.lease.lease_id, &payload_sha256, p.spec)
+        {
             Ok(ticket) => ticket,
             Err(e) => return Attempt::Lost(format!("cannot sign a ticket: {e}")),
         };

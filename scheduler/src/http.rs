@@ -1,8 +1,10 @@
 //! The HTTP layer (actix-web), kept thin: authenticate, parse, call the domain, map its result
 //! to a status and a small OpenStack-style JSON error body in one place.
 //!
-//! - `POST /v1/agents/heartbeat` (agent token) → 200 `HeartbeatReply` (the warm containers to
-//!   retire), or 204 while this scheduler has not read the retirement log yet
+//! - `POST /v1/agents/heartbeat` (heartbeat token signed with the enrolled key of the agent the
+//!   body names, for that body; the body's URL must be the enrolled one) → 200 `HeartbeatReply`
+//!   (the warm containers to retire), or 204 while this scheduler has not read the retirement
+//!   log yet
 //! - `POST /v1/placements` (control-plane token) → 200 `Placement` | 429 | 503
 //! - `POST /v1/placements/{lease_id}/release` (control-plane token) → 204
 //! - `POST /v1/agents/{agent_id}/unreachable` (control-plane token) → 204: the caller could
@@ -20,7 +22,8 @@ use std::time::{Duration, Instant};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use fresco_common::ticket::{AgentTokens, TicketSigner, TicketVerifier};
+use fresco_common::enrolment::{normalize_url, AgentRegistry};
+use fresco_common::ticket::{ControlPlaneVerifier, TicketSigner};
 use fresco_common::wire::{Heartbeat, HeartbeatReply, Placement, PlacementRequest, Release};
 use tokio::sync::mpsc;
 use uuid::Uuid;
@@ -45,8 +48,10 @@ const MAX_BODY_BYTES: usize = 1024 * 1024;
 pub struct AppState {
     pub placer: Arc<Placer>,
     pub signer: Arc<TicketSigner>,
-    pub verifier: Arc<TicketVerifier>,
-    pub agent_tokens: Arc<AgentTokens>,
+    /// Checks the API's control-plane tokens.
+    pub control_plane: Arc<ControlPlaneVerifier>,
+    /// The enrolled agents: their public keys and URLs.
+    pub agents: Arc<AgentRegistry>,
     /// Whether this scheduler leads (placements are refused otherwise).
     pub leadership: Arc<Leadership>,
     /// Heartbeats to write to the `agents` table.
@@ -159,8 +164,8 @@ impl AppState {
                 return Ok(());
             }
         }
-        self.verifier
-            .verify_control_plane(token)
+        self.control_plane
+            .verify(token)
             .map_err(|e| ApiError::Unauthorized(format!("invalid control-plane token: {e}")))?;
         let mut cache = self
             .verified
@@ -211,27 +216,44 @@ async fn heartbeat(state: web::Data<AppState>, req: HttpRequest, body: web::Byte
     }
 }
 
+/// Accepts a heartbeat only from the agent it names: signed with that agent's enrolled key for
+/// these very bytes, and reporting the URL the agent was enrolled at (a new URL needs a new
+/// enrolment, or a stolen key could draw the agent's work elsewhere). The reply names the warm
+/// containers the agent must retire.
 fn accept_heartbeat(
     state: &AppState,
     req: &HttpRequest,
     body: &[u8],
 ) -> Result<Option<HeartbeatReply>, ApiError> {
     let token = bearer(req)?;
-    let agent = state
-        .agent_tokens
-        .verify(token)
-        .map_err(|e| ApiError::Unauthorized(format!("invalid agent token: {e}")))?;
     let heartbeat: Heartbeat = parse(body)?;
-    if heartbeat.agent_id != agent {
-        return Err(ApiError::Forbidden(format!(
-            "token of agent {agent} cannot report for agent {}",
-            heartbeat.agent_id
-        )));
-    }
     if heartbeat.agent_id.is_empty() || heartbeat.url.is_empty() {
         return Err(ApiError::BadRequest(
             "agent_id and url must not be empty".into(),
         ));
+    }
+    let enrolment = state.agents.get(&heartbeat.agent_id).map_err(|e| {
+        log::warn!("heartbeat refused: {e}");
+        ApiError::Unauthorized(format!("invalid agent token: {e}"))
+    })?;
+    enrolment
+        .key
+        .verify_heartbeat(&heartbeat.agent_id, token, body)
+        .map_err(|e| {
+            log::warn!("heartbeat for agent {} refused: {e}", heartbeat.agent_id);
+            ApiError::Unauthorized(format!("invalid agent token: {e}"))
+        })?;
+    if normalize_url(&heartbeat.url) != enrolment.url {
+        log::warn!(
+            "agent {} reports url {:?}, enrolled at {:?}: refused",
+            heartbeat.agent_id,
+            heartbeat.url,
+            enrolment.url
+        );
+        return Err(ApiError::Forbidden(format!(
+            "agent {} is enrolled at {}, not {}: re-enrol it to move it",
+            heartbeat.agent_id, enrolment.url, heartbeat.url
+        )));
     }
     let reply = state
         .retirements
@@ -274,6 +296,16 @@ fn grant(
     }
     state.check_control_plane(req)?;
     let request: PlacementRequest = parse(body)?;
+    if request.payload_sha256.len() != 64
+        || !request
+            .payload_sha256
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit())
+    {
+        return Err(ApiError::BadRequest(
+            "payload_sha256 must be 64 hex digits".into(),
+        ));
+    }
     let spec = request.spec;
     let demand = Demand {
         project_id: &spec.project_id,
@@ -287,7 +319,13 @@ fn grant(
     let lease = state.placer.place(&demand, Instant::now())?;
     let ticket = state
         .signer
-        .sign(&lease.agent_id, request.execution_id, lease.lease_id, spec)
+        .sign(
+            &lease.agent_id,
+            request.execution_id,
+            lease.lease_id,
+            &request.payload_sha256,
+            spec,
+        )
         .map_err(|e| {
             state.placer.release(lease.lease_id, false);
             ApiError::Internal(format!("cannot sign the ticket: {e}"))

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use actix_web::{web, App, HttpServer};
 use fresco_common::conf::{ConfigError, RetentionSection};
-use fresco_common::ticket::{AgentTokens, TicketError, TicketSigner, TicketVerifier};
+use fresco_common::enrolment::AgentRegistry;
+use fresco_common::ticket::{ControlPlaneVerifier, TicketError, TicketSigner};
+use fresco_common::tls::{InternalTls, TlsError};
 use fresco_common::wire::Heartbeat;
 use tokio::sync::{mpsc, watch};
 
@@ -36,6 +38,8 @@ pub enum ServiceError {
     Config(#[from] ConfigError),
     #[error("{0}")]
     Key(#[from] TicketError),
+    #[error("{0}")]
+    Tls(#[from] TlsError),
     #[error("{0}")]
     Storage(#[from] StorageError),
     #[error("cannot listen on {addr}: {source}")]
@@ -67,8 +71,17 @@ impl Scheduler {
             &auth.ticket_signing_key_file,
             auth.ticket_ttl,
         )?);
-        let verifier = Arc::new(TicketVerifier::from_file(&auth.ticket_verify_key_file)?);
-        let agent_tokens = Arc::new(AgentTokens::new(&auth.agent_secret)?);
+        let control_plane = Arc::new(ControlPlaneVerifier::from_file(
+            &auth.control_plane_verify_key_file,
+        )?);
+        let agents = Arc::new(AgentRegistry::new(&auth.agent_keys_dir));
+        if !agents.dir().is_dir() {
+            log::warn!(
+                "[internal_auth] agent_keys_dir {} is not a directory: no agent is enrolled",
+                auth.agent_keys_dir
+            );
+        }
+        let tls = InternalTls::from_section(&settings.internal_tls)?;
         let db = &settings.database;
         let lease = LeaseConfig {
             database_url: db.connection.clone(),
@@ -123,6 +136,7 @@ impl Scheduler {
             placer.clone(),
             signer.clone(),
             leadership.clone(),
+            &tls,
         )?;
         let (persist, persist_rx) = mpsc::channel::<Heartbeat>(4096);
         let retirements = Arc::new(Mutex::new(RetirementLog::new()));
@@ -130,8 +144,8 @@ impl Scheduler {
         let state = web::Data::new(AppState {
             placer: placer.clone(),
             signer,
-            verifier,
-            agent_tokens,
+            control_plane,
+            agents,
             leadership: leadership.clone(),
             persist,
             dispatcher: dispatcher.clone(),
@@ -147,13 +161,20 @@ impl Scheduler {
         if s.workers > 0 {
             server = server.workers(s.workers);
         }
-        let server = server.bind(&addr).map_err(|source| ServiceError::Bind {
+        let bound = match tls.server_config() {
+            Some(config) => server.bind_rustls_0_23(&addr, config),
+            None => server.bind(&addr),
+        };
+        let server = bound.map_err(|source| ServiceError::Bind {
             addr: addr.clone(),
             source,
         })?;
         let addrs = server.addrs();
         let server = server.run();
-        log::info!("fresco-scheduler listening on {addrs:?}, standing by");
+        log::info!(
+            "fresco-scheduler listening on {addrs:?} ({}), standing by",
+            tls.scheme()
+        );
 
         let tasks = vec![
             tokio::spawn(follow_retirements(

@@ -1,8 +1,8 @@
 //! The configuration sections the scheduler reads, from the shared option declarations.
 
 use fresco_common::conf::{
-    ConfigError, DatabaseSection, DefaultSection, InternalAuthSection, QuotaSection, RawConfig,
-    RetentionSection, SchedulerSection,
+    ConfigError, DatabaseSection, DefaultSection, InternalAuthSection, InternalTlsSection,
+    QuotaSection, RawConfig, RetentionSection, SchedulerSection,
 };
 
 /// Every option the scheduler uses.
@@ -11,6 +11,7 @@ pub struct Settings {
     pub default: DefaultSection,
     pub scheduler: SchedulerSection,
     pub internal_auth: InternalAuthSection,
+    pub internal_tls: InternalTlsSection,
     pub database: DatabaseSection,
     pub quota: QuotaSection,
     pub retention: RetentionSection,
@@ -22,6 +23,7 @@ impl Settings {
             default: raw.section()?,
             scheduler: raw.section()?,
             internal_auth: raw.section()?,
+            internal_tls: raw.section()?,
             database: raw.section()?,
             quota: raw.section()?,
             retention: raw.section()?,

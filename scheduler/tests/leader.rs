@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Nullable, Text};
 use fresco_common::scheduler_client::SchedulerClient;
+use fresco_common::ticket::sha256_hex;
+use fresco_common::tls::InternalTls;
 use fresco_common::wire::{PlacementRequest, Release};
 use fresco_scheduler::leader::{Fence, LeaseConfig, LeaseConnection};
 use fresco_scheduler::storage::{Finish, Limits, StorageError, Store, Verdict};
@@ -301,10 +303,13 @@ async fn a_paused_leader_is_replaced_and_fenced() {
     signal(&first.child, "STOP");
     let paused = Instant::now();
     second.wait_role("active", Duration::from_secs(10)).await;
-    let client = SchedulerClient::for_control_plane(&urls, signer(), "fresco-api").expect("client");
+    let client =
+        SchedulerClient::for_control_plane(&urls, control_plane(), InternalTls::disabled())
+            .expect("client");
     let granted = loop {
         let request = PlacementRequest {
             execution_id: Uuid::new_v4(),
+            payload_sha256: sha256_hex(b"{}"),
             spec: spec("p2", Uuid::new_v4(), 128),
             concurrent_limit: -1,
             per_minute_limit: -1,

@@ -7,6 +7,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use diesel::prelude::*;
+use fresco_common::ticket::test_keys::AGENT_PUBLIC;
 use fresco_common::wire::{Heartbeat, HeartbeatReply};
 use support::*;
 use uuid::Uuid;
@@ -30,15 +31,20 @@ fn heartbeat(acked: Option<i64>) -> Heartbeat {
     }
 }
 
-/// Sends a heartbeat; the reply once the scheduler has loaded the log (it answers 204 before).
+/// Sends a heartbeat signed with agent-r's own key for its body (enrolled by the test); the reply
+/// once the scheduler has loaded the log (it answers 204 before).
 async fn beat(url: &str, acked: Option<i64>) -> HeartbeatReply {
-    let token = agent_tokens().sign("agent-r", 60).expect("token");
+    let body = serde_json::to_vec(&heartbeat(acked)).expect("encode");
+    let token = agent_signer("agent-r")
+        .heartbeat_token(&body, 60)
+        .expect("token");
     let deadline = Instant::now() + SETTLE;
     loop {
         let response = reqwest::Client::new()
             .post(format!("{url}/v1/agents/heartbeat"))
             .bearer_auth(&token)
-            .json(&heartbeat(acked))
+            .header("content-type", "application/json")
+            .body(body.clone())
             .send()
             .await
             .expect("send");
@@ -94,6 +100,7 @@ async fn heartbeat_replies_deliver_the_retirement_log() {
         "retirement_poll_interval_ms = 100\nretirement_retention = 60\n",
     );
     scheduler.wait_role("active", SETTLE).await;
+    enrol(&dir.agents(), "agent-r", "http://127.0.0.1:1", AGENT_PUBLIC);
 
     // A fresh agent gets the whole log; one that applied it, nothing.
     let fresh = beat(&scheduler.url, None).await;
@@ -142,6 +149,7 @@ async fn rows_past_the_retention_are_purged_and_agents_behind_them_reset() {
         "retirement_poll_interval_ms = 100\nretirement_retention = 60\n",
     );
     scheduler.wait_role("active", SETTLE).await;
+    enrol(&dir.agents(), "agent-r", "http://127.0.0.1:1", AGENT_PUBLIC);
     let count = |conn: &mut PgConnection| -> i64 {
         use diesel::dsl::sql;
         diesel::select(sql::<diesel::sql_types::BigInt>(

@@ -8,7 +8,11 @@ use std::time::{Duration, Instant};
 
 use diesel::prelude::*;
 use fresco_common::scheduler_client::{SchedulerClient, SchedulerError};
-use fresco_common::ticket::{AgentTokens, TicketSigner};
+use fresco_common::ticket::test_keys::{
+    AGENT_PUBLIC, OTHER_AGENT_PRIVATE, OTHER_AGENT_PUBLIC, TICKET_PRIVATE,
+};
+use fresco_common::ticket::{sha256_hex, AgentSigner, ControlPlaneSigner, TicketClaims, TokenType};
+use fresco_common::tls::InternalTls;
 use fresco_common::wire::{Heartbeat, PlacementRequest, Release};
 use support::*;
 use uuid::Uuid;
@@ -16,12 +20,14 @@ use uuid::Uuid;
 const SETTLE: Duration = Duration::from_secs(30);
 
 fn control_client(urls: &[String]) -> SchedulerClient {
-    SchedulerClient::for_control_plane(urls, signer(), "fresco-api").expect("client")
+    SchedulerClient::for_control_plane(urls, control_plane(), InternalTls::disabled())
+        .expect("client")
 }
 
 fn placement(project: &str, concurrent: i64, per_minute: i64) -> PlacementRequest {
     PlacementRequest {
         execution_id: Uuid::new_v4(),
+        payload_sha256: sha256_hex(b"{}"),
         spec: spec(project, Uuid::new_v4(), 128),
         concurrent_limit: concurrent,
         per_minute_limit: per_minute,
@@ -208,11 +214,7 @@ async fn the_standby_takes_over_when_the_active_dies() {
     // The standby refuses placements with 503; the client fails over to the active one.
     let response = reqwest::Client::new()
         .post(format!("{}/v1/placements", second.url))
-        .bearer_auth(
-            signer()
-                .control_plane_token("fresco-api", 60)
-                .expect("token"),
-        )
+        .bearer_auth(control_plane().token(60).expect("token"))
         .json(&placement("p1", -1, -1))
         .send()
         .await
@@ -289,11 +291,7 @@ async fn quotas_give_429_with_retry_after() {
     // The raw answer: 429, Retry-After, an OpenStack error body.
     let response = reqwest::Client::new()
         .post(format!("{}/v1/placements", scheduler.url))
-        .bearer_auth(
-            signer()
-                .control_plane_token("fresco-api", 60)
-                .expect("token"),
-        )
+        .bearer_auth(control_plane().token(60).expect("token"))
         .json(&placement("p1", 2, -1))
         .send()
         .await
@@ -375,17 +373,18 @@ async fn async_dispatch_respects_the_project_concurrency_quota() {
     assert!(rows(&mut conn).iter().all(|r| r.status == "succeeded"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn bad_tokens_are_refused() {
-    let db = TestDb::create();
-    let dir = TestDir::new();
-    let mut scheduler = SchedulerProc::spawn(&dir, &db, "");
-    scheduler.wait_role("active", SETTLE).await;
-    let http = reqwest::Client::new();
-    let heartbeat = |id: &str| Heartbeat {
+/// A heartbeat as an agent sends it: the body and a token signed for those bytes.
+fn signed_beat(signer: &AgentSigner, beat: &Heartbeat) -> (Vec<u8>, String) {
+    let body = serde_json::to_vec(beat).expect("encode");
+    let token = signer.heartbeat_token(&body, 60).expect("sign");
+    (body, token)
+}
+
+fn beat_of(id: &str, url: &str) -> Heartbeat {
+    Heartbeat {
         agent_id: id.into(),
         host: "h".into(),
-        url: "http://127.0.0.1:1".into(),
+        url: url.into(),
         memory_mb_total: 1024,
         memory_mb_reserved: 0,
         cpus: 1,
@@ -395,37 +394,81 @@ async fn bad_tokens_are_refused() {
         version: "t".into(),
         engine_down: false,
         retired_seq: None,
-    };
-    let beat = |token: Option<String>, id: &'static str| {
-        let mut request = http
-            .post(format!("{}/v1/agents/heartbeat", scheduler.url))
-            .json(&heartbeat(id));
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        request.send()
-    };
-    let good = agent_tokens().sign("agent-a", 60).expect("token");
-    let forged = AgentTokens::new("not-the-secret")
-        .expect("tokens")
-        .sign("agent-a", 60)
-        .expect("token");
-    assert!(beat(Some(good.clone()), "agent-a")
+    }
+}
+
+async fn post_beat(url: &str, body: Vec<u8>, token: Option<&str>) -> reqwest::Response {
+    let mut request = reqwest::Client::new()
+        .post(format!("{url}/v1/agents/heartbeat"))
+        .header("content-type", "application/json")
+        .body(body);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    request.send().await.expect("send")
+}
+
+/// The URL the agents table holds for `id`, if any.
+fn stored_url(conn: &mut PgConnection, id: &str) -> Option<String> {
+    #[derive(QueryableByName)]
+    struct Url {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        url: String,
+    }
+    diesel::sql_query("SELECT url FROM agents WHERE id = $1")
+        .bind::<diesel::sql_types::Text, _>(id)
+        .get_results::<Url>(conn)
+        .expect("agents")
+        .pop()
+        .map(|u| u.url)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_tokens_are_refused() {
+    let db = TestDb::create();
+    let dir = TestDir::new();
+    let mut scheduler = SchedulerProc::spawn(&dir, &db, "");
+    scheduler.wait_role("active", SETTLE).await;
+    enrol(&dir.agents(), "agent-a", "http://127.0.0.1:1", AGENT_PUBLIC);
+    let http = reqwest::Client::new();
+    let agent_a = agent_signer("agent-a");
+    let (body, good) = signed_beat(&agent_a, &beat_of("agent-a", "http://127.0.0.1:1"));
+    // 204, or 200 with the retirements once this scheduler has read their log.
+    assert!(post_beat(&scheduler.url, body.clone(), Some(&good))
         .await
-        .expect("send")
         .status()
         .is_success());
+    // Signed with a key that is not agent-a's enrolled one.
+    let stranger = AgentSigner::from_pem(OTHER_AGENT_PRIVATE.as_bytes(), "agent-a").expect("key");
+    let (_, forged) = signed_beat(&stranger, &beat_of("agent-a", "http://127.0.0.1:1"));
     assert_eq!(
-        beat(Some(forged), "agent-a").await.expect("send").status(),
+        post_beat(&scheduler.url, body.clone(), Some(&forged))
+            .await
+            .status(),
         401
     );
-    assert_eq!(beat(None, "agent-a").await.expect("send").status(), 401);
     assert_eq!(
-        beat(Some(good.clone()), "agent-b")
+        post_beat(&scheduler.url, body.clone(), None).await.status(),
+        401
+    );
+    // The token is for exactly the body it was signed with.
+    let (other_body, _) = signed_beat(&agent_a, &beat_of("agent-a", "http://127.0.0.1:1/"));
+    assert_eq!(
+        post_beat(&scheduler.url, other_body, Some(&good))
             .await
-            .expect("send")
             .status(),
-        403
+        401
+    );
+    // An agent that is not enrolled is nobody.
+    let (body_c, token_c) = signed_beat(
+        &agent_signer("agent-c"),
+        &beat_of("agent-c", "http://127.0.0.1:1"),
+    );
+    assert_eq!(
+        post_beat(&scheduler.url, body_c, Some(&token_c))
+            .await
+            .status(),
+        401
     );
 
     let place = |token: String| {
@@ -436,11 +479,11 @@ async fn bad_tokens_are_refused() {
     };
     // An agent's own token cannot ask for placements, nor can a token signed with another key.
     assert_eq!(place(good).await.expect("send").status(), 401);
-    let other_key = TicketSigner::from_pem(OTHER_PRIVATE.as_bytes(), 30).expect("key");
-    let wrong = other_key
-        .control_plane_token("fresco-api", 60)
-        .expect("token");
-    let response = place(wrong).await.expect("send");
+    let other_key =
+        ControlPlaneSigner::from_pem(OTHER_PRIVATE.as_bytes(), "fresco-api").expect("key");
+    let response = place(other_key.token(60).expect("token"))
+        .await
+        .expect("send");
     assert_eq!(response.status(), 401);
     let body: serde_json::Value = response.json().await.expect("json");
     assert!(body["error"]["message"]
@@ -458,14 +501,196 @@ async fn bad_tokens_are_refused() {
         .expect("send");
     assert_eq!(release.status(), 401);
     // The good control-plane token works.
-    let ok = place(
-        signer()
-            .control_plane_token("fresco-api", 60)
-            .expect("token"),
-    )
-    .await
-    .expect("send");
+    let ok = place(control_plane().token(60).expect("token"))
+        .await
+        .expect("send");
     assert_eq!(ok.status(), 200);
+}
+
+/// Hole: execution tickets and control-plane tokens shared one key and had no type, so a
+/// ticket addressed to an agent named `fresco-scheduler` (an allowed agent name) passed
+/// `verify_control_plane` and could mint placements (and so tickets for any project's code).
+/// Now tickets are signed with the scheduler's ticket key, control-plane tokens with the API's
+/// own key, both carry their type, and no agent may be called `fresco-scheduler`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_ticket_is_never_a_control_plane_token() {
+    let db = TestDb::create();
+    let dir = TestDir::new();
+    let mut scheduler = SchedulerProc::spawn(&dir, &db, "");
+    scheduler.wait_role("active", SETTLE).await;
+    let urls = vec![scheduler.url.clone()];
+    let _agent = TestAgent::start("agent-a", 4096, Behavior::Echo, &urls).await;
+    let client = control_client(&urls);
+    let mut placement_ok = None;
+    for _ in 0..100 {
+        match client.place(&placement("p1", -1, -1)).await {
+            Ok(p) => {
+                placement_ok = Some(p);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    let granted = placement_ok.expect("a placement");
+    // The attacker holds a real ticket: replay it against the scheduler as a bearer token.
+    let place = |token: String| {
+        reqwest::Client::new()
+            .post(format!("{}/v1/placements", scheduler.url))
+            .bearer_auth(token)
+            .json(&placement("victim-project", -1, -1))
+            .send()
+    };
+    let response = place(granted.ticket.clone()).await.expect("send");
+    assert_eq!(response.status(), 401, "a ticket minted a placement");
+    // The very token of the hole: a ticket for an agent named like the scheduler, signed with
+    // the ticket key (as an old scheduler would have signed it), shaped as main's tickets were.
+    let now = chrono::Utc::now().timestamp();
+    let key = jsonwebtoken::EncodingKey::from_ed_pem(TICKET_PRIVATE.as_bytes()).expect("key");
+    let old_shape = serde_json::json!({
+        "iss": "fresco", "aud": "fresco-scheduler", "sub": "fresco-api",
+        "iat": now, "exp": now + 60, "lease_id": Uuid::new_v4(),
+        "spec": spec("p1", Uuid::new_v4(), 128),
+    });
+    let old = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA),
+        &old_shape,
+        &key,
+    )
+    .expect("sign");
+    assert_eq!(place(old).await.expect("send").status(), 401);
+    // Typed as a ticket but addressed to the scheduler: still not a control-plane token.
+    let typed = TicketClaims {
+        typ: TokenType::Execution,
+        iss: "fresco-scheduler".into(),
+        aud: "fresco-scheduler".into(),
+        sub: Uuid::new_v4(),
+        jti: Uuid::new_v4(),
+        iat: now,
+        exp: now + 60,
+        lease_id: Uuid::new_v4(),
+        payload_sha256: sha256_hex(b"{}"),
+        spec: spec("p1", Uuid::new_v4(), 128),
+    };
+    let typed = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA),
+        &typed,
+        &key,
+    )
+    .expect("sign");
+    assert_eq!(place(typed).await.expect("send").status(), 401);
+    // And the scheduler will not sign a ticket for an agent carrying a service's name.
+    assert!(signer()
+        .sign(
+            "fresco-scheduler",
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+            "",
+            spec("p1", Uuid::new_v4(), 1)
+        )
+        .is_err());
+    client
+        .release(granted.lease_id, &Release { warm: false })
+        .await
+        .expect("release");
+}
+
+/// Hole: all agents shared one heartbeat secret, so any agent could heartbeat as any other
+/// (and at any URL), drawing that agent's work — tickets carry the function's environment,
+/// secrets included. Now each agent signs with its own key, enrolled with its URL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_agent_cannot_heartbeat_as_another_or_move_without_re_enrolment() {
+    let db = TestDb::create();
+    let dir = TestDir::new();
+    let mut scheduler = SchedulerProc::spawn(&dir, &db, "");
+    scheduler.wait_role("active", SETTLE).await;
+    let urls = vec![scheduler.url.clone()];
+    // Agent 2 is real: its work goes to its URL. Agent 1 is the attacker, with its own key.
+    let victim = TestAgent::start("agent-2", 4096, Behavior::Echo, &urls).await;
+    let attacker = AgentSigner::from_pem(OTHER_AGENT_PRIVATE.as_bytes(), "agent-1").expect("key");
+    enrol(
+        &dir.agents(),
+        "agent-1",
+        "http://127.0.0.1:2",
+        OTHER_AGENT_PUBLIC,
+    );
+    let mut conn = db.conn();
+    wait_until(SETTLE, "agent-2 to be stored", || {
+        stored_url(&mut conn, "agent-2").is_some()
+    })
+    .await;
+
+    // Agent 1 signs a heartbeat claiming to be agent 2, at the attacker's URL.
+    let trap = "http://127.0.0.1:3";
+    let claim = beat_of("agent-2", trap);
+    let body = serde_json::to_vec(&claim).expect("encode");
+    let token = attacker.heartbeat_token(&body, 60).expect("sign");
+    let refused = post_beat(&scheduler.url, body, Some(&token)).await;
+    assert_eq!(refused.status(), 401, "agent 1 reported for agent 2");
+    // Agent 1 with agent 2's name in its own token is no better.
+    let impostor = AgentSigner::from_pem(OTHER_AGENT_PRIVATE.as_bytes(), "agent-2").expect("key");
+    let (body, token) = signed_beat(&impostor, &claim);
+    assert_eq!(
+        post_beat(&scheduler.url, body, Some(&token)).await.status(),
+        401
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        stored_url(&mut conn, "agent-2").as_deref(),
+        Some(victim.url.as_str())
+    );
+    let client = control_client(&urls);
+    for _ in 0..20 {
+        let p = client
+            .place(&placement("p1", -1, -1))
+            .await
+            .expect("placement");
+        assert_eq!(p.agent_id, "agent-2");
+        assert_eq!(p.agent_url, victim.url, "work drawn to the attacker's URL");
+        client
+            .release(p.lease_id, &Release { warm: true })
+            .await
+            .expect("release");
+    }
+
+    // Agent 1, signing for itself, may not move to another URL without re-enrolment...
+    let (body, token) = signed_beat(&attacker, &beat_of("agent-1", "http://127.0.0.1:2"));
+    assert!(post_beat(&scheduler.url, body, Some(&token))
+        .await
+        .status()
+        .is_success());
+    let (body, token) = signed_beat(&attacker, &beat_of("agent-1", trap));
+    let moved = post_beat(&scheduler.url, body.clone(), Some(&token)).await;
+    assert_eq!(moved.status(), 403);
+    let message: serde_json::Value = moved.json().await.expect("json");
+    assert!(
+        message["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("re-enrol")),
+        "{message}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        stored_url(&mut conn, "agent-1").as_deref(),
+        Some("http://127.0.0.1:2")
+    );
+    // ...and once the operator re-enrols it there, it may.
+    enrol(&dir.agents(), "agent-1", trap, OTHER_AGENT_PUBLIC);
+    let (body, token) = signed_beat(&attacker, &beat_of("agent-1", trap));
+    assert!(post_beat(&scheduler.url, body, Some(&token))
+        .await
+        .status()
+        .is_success());
+    wait_until(SETTLE, "the new URL to be stored", || {
+        stored_url(&mut conn, "agent-1").as_deref() == Some(trap)
+    })
+    .await;
+    // Removing the enrolment de-enrols it.
+    std::fs::remove_file(dir.agents().join("agent-1.pem")).expect("remove");
+    let (body, token) = signed_beat(&attacker, &beat_of("agent-1", trap));
+    assert_eq!(
+        post_beat(&scheduler.url, body, Some(&token)).await.status(),
+        401
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -609,7 +834,11 @@ async fn an_unreachable_agent_is_skipped_until_its_next_heartbeat() {
         .expect("report");
     let response = reqwest::Client::new()
         .post(format!("{}/v1/agents/small/unreachable", scheduler.url))
-        .bearer_auth(agent_tokens().sign("large", 60).expect("token"))
+        .bearer_auth(
+            agent_signer("large")
+                .heartbeat_token(b"", 60)
+                .expect("token"),
+        )
         .send()
         .await
         .expect("send");

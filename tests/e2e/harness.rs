@@ -1,6 +1,9 @@
 //! A whole Fresco stack for end-to-end tests: a fresh database on the real PostgreSQL, fresh
-//! ticket keys, the real fresco-api, fresco-scheduler(s) and fresco-agent(s) binaries as child
-//! processes on free loopback ports, and the real Docker engine.
+//! keys as a deployment makes them (the scheduler's ticket key, the API's control-plane key,
+//! one key per agent, each agent enrolled with its URL), optionally TLS on every internal hop
+//! (a CA and a certificate made with openssl), the real fresco-api, fresco-scheduler(s) and
+//! fresco-agent(s) binaries as child processes on free loopback ports, and the real Docker
+//! engine.
 //!
 //! Needs (set by tools/test): `FRESCO_BIN_DIR` (the built binaries), `FRESCO_SHIM_PATH` (the
 //! static shim), `FRESCO_TEST_DATABASE_URL` (a PostgreSQL URL whose role may create
@@ -41,10 +44,20 @@ pub struct Service {
     config: PathBuf,
     log: PathBuf,
     binary: PathBuf,
+    /// `http` or `https`.
+    scheme: &'static str,
+    client: Client,
 }
 
 impl Service {
-    fn spawn(name: &str, binary: PathBuf, config: PathBuf, log: PathBuf, port: u16) -> Service {
+    fn spawn(
+        name: &str,
+        binary: PathBuf,
+        config: PathBuf,
+        log: PathBuf,
+        port: u16,
+        tls: &Option<Tls>,
+    ) -> Service {
         let mut service = Service {
             name: name.to_owned(),
             port,
@@ -52,6 +65,8 @@ impl Service {
             config,
             log,
             binary,
+            scheme: if tls.is_some() { "https" } else { "http" },
+            client: client(tls, Duration::from_secs(1)),
         };
         service.start();
         service
@@ -85,9 +100,11 @@ impl Service {
                     let tail: Vec<&str> = log.lines().take(5).collect();
                     panic!("{name} exited with {status}: {}", tail.join("\n"));
                 }
-                Client::new()
-                    .get(format!("http://127.0.0.1:{}/healthcheck", self.port))
-                    .timeout(Duration::from_secs(1))
+                self.client
+                    .get(format!(
+                        "{}://127.0.0.1:{}/healthcheck",
+                        self.scheme, self.port
+                    ))
                     .send()
                     .map(|r| r.status().is_success() || r.status().as_u16() == 503)
                     .unwrap_or(false)
@@ -104,7 +121,7 @@ impl Service {
     }
 
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("{}://127.0.0.1:{}", self.scheme, self.port)
     }
 
     pub fn log(&self) -> String {
@@ -136,6 +153,9 @@ pub struct StackOptions {
     pub schedulers: usize,
     /// Extra lines appended to the control plane's config.
     pub extra_config: String,
+    /// TLS on every internal hop ([internal_tls]): the API, the schedulers and the agents serve
+    /// HTTPS with a certificate of a CA made for this stack, and every caller trusts only it.
+    pub tls: bool,
     /// Extra lines appended to each agent's config.
     pub agent_config: String,
 }
@@ -146,9 +166,118 @@ impl Default for StackOptions {
             agents: 1,
             schedulers: 1,
             extra_config: String::new(),
+            tls: false,
             agent_config: String::new(),
         }
     }
+}
+
+/// The TLS files of a stack: a CA and one certificate for 127.0.0.1 signed by it.
+#[derive(Clone)]
+pub struct Tls {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl Tls {
+    /// Makes a CA and a server certificate (SAN IP:127.0.0.1, DNS:localhost) with openssl.
+    fn make(dir: &Path) -> Tls {
+        let tls = Tls {
+            ca: dir.join("ca.pem"),
+            cert: dir.join("cert.pem"),
+            key: dir.join("cert.key"),
+        };
+        let ca_key = dir.join("ca.key");
+        run(Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+            ])
+            .args(["-nodes", "-days", "2", "-subj", "/CN=fresco e2e CA"])
+            .args(["-addext", "basicConstraints=critical,CA:TRUE"])
+            .args(["-addext", "keyUsage=critical,keyCertSign,cRLSign"])
+            .arg("-keyout")
+            .arg(&ca_key)
+            .arg("-out")
+            .arg(&tls.ca));
+        let csr = dir.join("cert.csr");
+        run(Command::new("openssl")
+            .args([
+                "req",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+            ])
+            .args(["-subj", "/CN=127.0.0.1"])
+            .arg("-keyout")
+            .arg(&tls.key)
+            .arg("-out")
+            .arg(&csr));
+        let ext = dir.join("cert.ext");
+        write(
+            &ext,
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=critical,CA:FALSE\n\
+             keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+        );
+        run(Command::new("openssl")
+            .args(["x509", "-req", "-days", "2", "-in"])
+            .arg(&csr)
+            .arg("-CA")
+            .arg(&tls.ca)
+            .arg("-CAkey")
+            .arg(&ca_key)
+            .arg("-CAcreateserial")
+            .arg("-extfile")
+            .arg(&ext)
+            .arg("-out")
+            .arg(&tls.cert));
+        tls
+    }
+
+    /// The `[internal_tls]` section.
+    fn section(&self) -> String {
+        format!(
+            "\n[internal_tls]\ncert_file = {}\nkey_file = {}\nca_file = {}\n",
+            self.cert.display(),
+            self.key.display(),
+            self.ca.display()
+        )
+    }
+}
+
+/// A blocking client that trusts the stack's CA (and nothing else) when it has one.
+pub fn client(tls: &Option<Tls>, timeout: Duration) -> Client {
+    let mut builder = Client::builder().timeout(timeout);
+    if let Some(tls) = tls {
+        let ca = reqwest::Certificate::from_pem(&std::fs::read(&tls.ca).unwrap()).unwrap();
+        builder = builder
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(ca)
+            .https_only(true);
+    }
+    builder.build().unwrap()
+}
+
+/// An Ed25519 key pair made with openssl: (private, public) paths.
+pub fn key_pair(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let private = dir.join(format!("{name}.pem"));
+    let public = dir.join(format!("{name}.pub.pem"));
+    run(Command::new("openssl")
+        .args(["genpkey", "-algorithm", "ed25519", "-out"])
+        .arg(&private));
+    run(Command::new("openssl")
+        .args(["pkey", "-pubout", "-in"])
+        .arg(&private)
+        .arg("-out")
+        .arg(&public));
+    (private, public)
 }
 
 /// A running stack; everything stops and the database is dropped when it goes away.
@@ -158,6 +287,12 @@ pub struct Stack {
     pub schedulers: Vec<Service>,
     pub agents: Vec<Service>,
     pub database_url: String,
+    /// The TLS files, when the stack runs with TLS.
+    pub tls: Option<Tls>,
+    /// The directory of enrolled agents (as the scheduler and the API read it).
+    pub agents_dir: PathBuf,
+    /// The ids of the agents, in the order of `agents`.
+    pub agent_ids: Vec<String>,
     database: String,
     admin_url: String,
     http: Client,
@@ -185,38 +320,38 @@ impl Stack {
             &uuid::Uuid::new_v4().simple().to_string()[..8]
         ));
         std::fs::create_dir_all(&dir).unwrap();
-        let signing = dir.join("ticket-signing.pem");
-        let verify = dir.join("ticket-verify.pem");
-        run(Command::new("openssl")
-            .args(["genpkey", "-algorithm", "ed25519", "-out"])
-            .arg(&signing));
-        run(Command::new("openssl")
-            .args(["pkey", "-pubout", "-in"])
-            .arg(&signing)
-            .arg("-out")
-            .arg(&verify));
-        let secret = uuid::Uuid::new_v4().simple().to_string();
+        // What a deployment provisions: the scheduler's ticket key, the API's control-plane
+        // key, and below one key per agent, enrolled with its URL. No shared secret.
+        let (signing, verify) = key_pair(&dir, "ticket-signing");
+        let (control_plane, control_plane_verify) = key_pair(&dir, "control-plane");
+        let agents_dir = dir.join("agents");
+        std::fs::create_dir_all(&agents_dir).unwrap();
+        let tls = options.tls.then(|| Tls::make(&dir));
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let tls_section = tls.as_ref().map(Tls::section).unwrap_or_default();
 
         let api_port = free_port();
         let scheduler_ports: Vec<u16> = (0..options.schedulers).map(|_| free_port()).collect();
         let scheduler_urls: Vec<String> = scheduler_ports
             .iter()
-            .map(|p| format!("http://127.0.0.1:{p}"))
+            .map(|p| format!("{scheme}://127.0.0.1:{p}"))
             .collect();
         let common = format!(
             "[DEFAULT]\nauth_strategy = noauth\nstate_path = {state}\n\n[database]\nconnection = {database_url}\nmax_pool_size = 16\n\n\
              [oslo_policy]\npolicy_file = {dir}/policy.yaml\n\n\
-             [internal_auth]\nticket_signing_key_file = {signing}\nticket_verify_key_file = {verify}\nagent_secret = {secret}\n",
+             [internal_auth]\nticket_verify_key_file = {verify}\nagent_keys_dir = {agents}\n",
             state = dir.display(),
             dir = dir.display(),
-            signing = signing.display(),
             verify = verify.display(),
+            agents = agents_dir.display(),
         );
         let api_config = dir.join("api.conf");
+        // The API holds the control-plane key, never the ticket key.
         write(
             &api_config,
             &format!(
-                "{common}\n[api]\nbind_port = {api_port}\n\n[scheduler]\nurls = {}\n{}\n",
+                "{common}control_plane_key_file = {}\n{tls_section}\n[api]\nbind_port = {api_port}\n\n[scheduler]\nurls = {}\n{}\n",
+                control_plane.display(),
                 scheduler_urls.join(", "),
                 options.extra_config
             ),
@@ -231,43 +366,62 @@ impl Stack {
             api_config,
             dir.join("api.log"),
             api_port,
+            &tls,
         );
         let schedulers = scheduler_ports
             .iter()
             .enumerate()
             .map(|(i, port)| {
                 let config = dir.join(format!("scheduler-{i}.conf"));
+                // The scheduler holds the ticket key and the control-plane key's public half.
                 write(
                     &config,
                     &format!(
-                        "{common}\n[scheduler]\nbind_port = {port}\nurls = {}\nagent_down_time = 4\n{}\n",
+                        "{common}ticket_signing_key_file = {}\ncontrol_plane_verify_key_file = {}\n{tls_section}\n\
+                         [scheduler]\nbind_port = {port}\nurls = {}\nagent_down_time = 4\n{}\n",
+                        signing.display(),
+                        control_plane_verify.display(),
                         scheduler_urls.join(", "),
                         options.extra_config
                     ),
                 );
-                Service::spawn(&format!("fresco-scheduler-{i}"), bin.join("fresco-scheduler"), config, dir.join(format!("scheduler-{i}.log")), *port)
+                Service::spawn(&format!("fresco-scheduler-{i}"), bin.join("fresco-scheduler"), config, dir.join(format!("scheduler-{i}.log")), *port, &tls)
             })
             .collect();
-        let agents = (0..options.agents)
-            .map(|i| {
+        let agent_ids: Vec<String> = (0..options.agents)
+            .map(|i| format!("e2e-{}-{i}", &database[11..19]))
+            .collect();
+        let agents = agent_ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| {
                 let port = free_port();
                 let state = dir.join(format!("a{i}"));
                 std::fs::create_dir_all(&state).unwrap();
+                // The agent's own key stays with it; its public half and URL are enrolled.
+                let (key, public) = key_pair(&dir, &format!("agent-{i}"));
+                write(
+                    &agents_dir.join(format!("{id}.pem")),
+                    &fresco_common::enrolment::render(
+                        &format!("{scheme}://127.0.0.1:{port}"),
+                        &std::fs::read_to_string(&public).unwrap(),
+                    ),
+                );
                 let config = dir.join(format!("agent-{i}.conf"));
                 write(
                     &config,
                     &format!(
-                        "[DEFAULT]\nstate_path = {state}\n\n[internal_auth]\nticket_verify_key_file = {verify}\nagent_secret = {secret}\n\n\
-                         [scheduler]\nurls = {urls}\n\n[agent]\nagent_id = e2e-{id}-{i}\nbind_port = {port}\napi_url = http://127.0.0.1:{api_port}\n\
+                        "[DEFAULT]\nstate_path = {state}\n\n[internal_auth]\nticket_verify_key_file = {verify}\nagent_key_file = {key}\n{tls_section}\n\
+                         [scheduler]\nurls = {urls}\n\n[agent]\nagent_id = {id}\nbind_port = {port}\napi_url = {scheme}://127.0.0.1:{api_port}\n\
                          shim_path = {shim}\nheartbeat_interval = 1\nmemory_mb = 4096\nidle_timeout = 120\nlog_sync_timeout_ms = 1000\n{extra}\n",
                         state = state.display(),
                         verify = verify.display(),
+                        key = key.display(),
                         urls = scheduler_urls.join(", "),
-                        id = &database[11..19],
                         extra = options.agent_config,
                     ),
                 );
-                Service::spawn(&format!("fresco-agent-{i}"), bin.join("fresco-agent"), config, dir.join(format!("agent-{i}.log")), port)
+                Service::spawn(&format!("fresco-agent-{i}"), bin.join("fresco-agent"), config, dir.join(format!("agent-{i}.log")), port, &tls)
             })
             .collect();
         let stack = Stack {
@@ -276,12 +430,12 @@ impl Stack {
             schedulers,
             agents,
             database_url,
+            http: client(&tls, Duration::from_secs(60)),
+            tls,
+            agents_dir,
+            agent_ids,
             database,
             admin_url,
-            http: Client::builder()
-                .timeout(Duration::from_secs(60))
-                .build()
-                .unwrap(),
         };
         stack.wait_for_agents(options.agents);
         stack.wait_for_active_scheduler();
@@ -292,7 +446,7 @@ impl Stack {
     pub fn wait_for_active_scheduler(&self) {
         wait_until(Duration::from_secs(30), "an active scheduler", || {
             self.schedulers.iter().any(|s| {
-                Client::new()
+                self.http
                     .get(format!("{}/healthcheck", s.url()))
                     .send()
                     .ok()
@@ -314,6 +468,11 @@ impl Stack {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.api.url())
+    }
+
+    /// A client of this stack (trusting its CA when it runs with TLS).
+    pub fn client(&self) -> Client {
+        self.http.clone()
     }
 
     pub fn request(
@@ -436,8 +595,8 @@ impl Drop for Stack {
         self.api.kill();
         // The agents' containers carry the agent's label; a restarted agent reconciles them,
         // a test stack removes them itself.
-        for i in 0..self.agents.len() {
-            let label = format!("label=fresco.agent=e2e-{}-{i}", &self.database[11..19]);
+        for id in &self.agent_ids {
+            let label = format!("label=fresco.agent={id}");
             if let Ok(out) = Command::new("/usr/bin/docker")
                 .args(["ps", "-aq", "--filter", &label])
                 .output()
@@ -471,7 +630,7 @@ impl Drop for Stack {
     }
 }
 
-pub const ADMIN: &str = "admin:admin-project:admin";
+pub const ADMIN: &str = "admin:admin:admin";
 
 /// The repository's sample functions.
 pub fn functions_dir() -> PathBuf {

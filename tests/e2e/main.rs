@@ -5,6 +5,7 @@
 
 mod faults;
 mod lifecycle;
+mod trust;
 
 use std::time::{Duration, Instant};
 
@@ -433,7 +434,13 @@ fn agents_refuse_forged_tickets() {
         .unwrap()
         .to_owned();
     let ticket = signer
-        .sign(&agent_id, uuid::Uuid::new_v4(), uuid::Uuid::new_v4(), spec)
+        .sign(
+            &agent_id,
+            uuid::Uuid::new_v4(),
+            uuid::Uuid::new_v4(),
+            &fresco_common::ticket::sha256_hex(b"{}"),
+            spec,
+        )
         .unwrap();
     let wrong_key = client
         .post(format!("{agent}/v1/run"))

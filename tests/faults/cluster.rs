@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use fresco_e2e::{free_port, functions_dir, wait_until, zip_dir};
+use fresco_e2e::{free_port, functions_dir, key_pair, wait_until, zip_dir};
 use reqwest::blocking::{multipart, Client};
 use serde_json::{json, Value};
 
@@ -626,7 +626,7 @@ pub struct Cluster {
     pub api: Proc,
     pub schedulers: Vec<Proc>,
     pub agents: Vec<Proc>,
-    /// A project member's token (project A) and a project admin's.
+    /// A project member's token (project A) and a cloud admin's.
     pub member: String,
     pub admin: String,
     pub http: Client,
@@ -660,17 +660,12 @@ impl Cluster {
         };
         eprintln!("fault suite: Keystone after {:?}", started.elapsed());
 
-        let signing = dir.join("ticket-signing.pem");
-        let verify = dir.join("ticket-verify.pem");
-        run(Command::new("openssl")
-            .args(["genpkey", "-algorithm", "ed25519", "-out"])
-            .arg(&signing));
-        run(Command::new("openssl")
-            .args(["pkey", "-pubout", "-in"])
-            .arg(&signing)
-            .arg("-out")
-            .arg(&verify));
-        let secret = uuid::Uuid::new_v4().simple().to_string();
+        // What a deployment provisions (as the deploy tools do): the scheduler's ticket key,
+        // the API's control-plane key, and one key per agent, enrolled with its id and URL.
+        let (signing, verify) = key_pair(&dir, "ticket-signing");
+        let (control_plane, control_plane_verify) = key_pair(&dir, "control-plane");
+        let agents_dir = dir.join("agents");
+        std::fs::create_dir_all(&agents_dir).unwrap();
         let api_port = free_port();
         let scheduler_ports: Vec<u16> = (0..options.schedulers).map(|_| free_port()).collect();
         let scheduler_urls = scheduler_ports
@@ -685,8 +680,7 @@ impl Cluster {
              user_domain_name = Default\nproject_name = {project}\nproject_domain_name = Default\n\
              token_cache_time = 600\nhttp_request_timeout = 5\n\n\
              [oslo_policy]\npolicy_file = {dir}/policy.yaml\n\n\
-             [internal_auth]\nticket_signing_key_file = {signing}\nticket_verify_key_file = {verify}\n\
-             agent_secret = {secret}\nticket_ttl = 5\n\n\
+             [internal_auth]\nticket_verify_key_file = {verify}\nagent_keys_dir = {agents}\nticket_ttl = 5\n\n\
              [scheduler]\nurls = {scheduler_urls}\nagent_down_time = {down}\nlease_grace = 3\n\
              async_max_in_flight = {in_flight}\n",
             dir = dir.display(),
@@ -695,15 +689,19 @@ impl Cluster {
             user = seeded.get("FRESCO_SERVICE_USER"),
             password = seeded.get("FRESCO_SERVICE_PASSWORD"),
             project = seeded.get("FRESCO_SERVICE_PROJECT"),
-            signing = signing.display(),
             verify = verify.display(),
+            agents = agents_dir.display(),
             down = options.agent_down_time,
             in_flight = options.async_max_in_flight,
         );
         let api_config = dir.join("api.conf");
         std::fs::write(
             &api_config,
-            format!("{common}\n[api]\nbind_port = {api_port}\n"),
+            // The API holds the control-plane key, never the ticket key.
+            format!(
+                "{common}\n[internal_auth]\ncontrol_plane_key_file = {}\n\n[api]\nbind_port = {api_port}\n",
+                control_plane.display()
+            ),
         )
         .unwrap();
         run(Command::new(bin.join("fresco-api"))
@@ -717,7 +715,17 @@ impl Cluster {
             .enumerate()
             .map(|(i, port)| {
                 let config = dir.join(format!("scheduler-{i}.conf"));
-                std::fs::write(&config, format!("{common}bind_port = {port}\n")).unwrap();
+                // The scheduler holds the ticket key and the control-plane key's public half.
+                std::fs::write(
+                    &config,
+                    format!(
+                        "{common}bind_port = {port}\n\n[internal_auth]\nticket_signing_key_file = {}\n\
+                         control_plane_verify_key_file = {}\n",
+                        signing.display(),
+                        control_plane_verify.display()
+                    ),
+                )
+                .unwrap();
                 Proc::spawn(
                     &format!("scheduler-{i}"),
                     bin.join("fresco-scheduler"),
@@ -732,18 +740,29 @@ impl Cluster {
                 let port = free_port();
                 let state = dir.join(format!("a{i}"));
                 std::fs::create_dir_all(&state).unwrap();
+                // The agent's own key stays with it; its public half and URL are enrolled.
+                let (key, public) = key_pair(&dir, &format!("agent-{i}"));
+                std::fs::write(
+                    agents_dir.join(format!("faults-{i}.pem")),
+                    fresco_common::enrolment::render(
+                        &format!("http://127.0.0.1:{port}"),
+                        &std::fs::read_to_string(&public).unwrap(),
+                    ),
+                )
+                .unwrap();
                 let config = dir.join(format!("agent-{i}.conf"));
                 std::fs::write(
                     &config,
                     format!(
                         "[DEFAULT]\nstate_path = {state}\n\n\
-                         [internal_auth]\nticket_verify_key_file = {verify}\nagent_secret = {secret}\n\n\
+                         [internal_auth]\nticket_verify_key_file = {verify}\nagent_key_file = {key}\n\n\
                          [scheduler]\nurls = {scheduler_urls}\n\n\
                          [agent]\nagent_id = faults-{i}\nbind_port = {port}\napi_url = http://127.0.0.1:{api_port}\n\
                          docker_host = {docker}\nshim_path = {shim}\nheartbeat_interval = {beat}\n\
                          memory_mb = {memory}\nidle_timeout = 300\nlog_sync_timeout_ms = 200\n",
                         state = state.display(),
                         verify = verify.display(),
+                        key = key.display(),
                         docker = docker.host,
                         memory = options.agent_memory_mb,
                         beat = options.heartbeat_interval,
@@ -761,7 +780,9 @@ impl Cluster {
             .collect();
         eprintln!("fault suite: agents after {:?}", started.elapsed());
         let member = keystone.token(&seeded, "FRESCO_TEST_A_MEMBER", "FRESCO_TEST_PROJECT_A");
-        let admin = keystone.token(&seeded, "FRESCO_TEST_A_ADMIN", "FRESCO_TEST_PROJECT_A");
+        // Agents and runtimes are the cloud's: the admin role on the cloud admin project (a
+        // project's own admin is not a cloud admin, issue 9).
+        let admin = keystone.token(&seeded, "KEYSTONE_ADMIN", "KEYSTONE_ADMIN_PROJECT");
         let cluster = Cluster {
             dir,
             seeded,

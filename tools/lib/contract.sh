@@ -33,7 +33,8 @@ CONTRACT_MIN_REQUESTS="${CONTRACT_MIN_REQUESTS:-5000}"
 CONTRACT_TIME_LIMIT="${CONTRACT_TIME_LIMIT:-240}"
 CONTRACT_DOCUMENT="${CONTRACT_DOCUMENT:-$FRESCO_ROOT/docs/openapi.yaml}"
 CONTRACT_SEED="${CONTRACT_SEED:-$(( RANDOM << 15 | RANDOM ))}"
-TOKEN="contract:contract:admin,member"
+# The cloud admin of noauth: the admin role on the project named admin (docs/security.md).
+TOKEN="contract:admin:admin,member"
 
 # contract_venv: schemathesis in its own venv, installed once (a no-op when present).
 contract_venv() {
@@ -107,11 +108,16 @@ main() {
     psql -q "$FRESCO_DB_URL" -c "CREATE DATABASE \"$DB_NAME\"" >/dev/null || die "cannot create database $DB_NAME"
     db_url="${FRESCO_DB_URL%/*}/$DB_NAME"
 
-    (umask 077 && openssl genpkey -algorithm ed25519 -out "$RUN_DIR/ticket-signing.pem" 2>/dev/null)
-    openssl pkey -in "$RUN_DIR/ticket-signing.pem" -pubout -out "$RUN_DIR/ticket-verify.pem"
-    local secret
-    secret=$(openssl rand -hex 32)
-    mkdir -p "$RUN_DIR/state" "$RUN_DIR/agent"
+    # The keys a deployment makes (docs/security.md): the scheduler's ticket key, the API's
+    # control-plane key, the agent's own key, enrolled with its URL.
+    local name
+    for name in ticket-signing control-plane agent; do
+        (umask 077 && openssl genpkey -algorithm ed25519 -out "$RUN_DIR/$name.pem" 2>/dev/null)
+        openssl pkey -in "$RUN_DIR/$name.pem" -pubout -out "$RUN_DIR/$name.pub.pem"
+    done
+    mkdir -p "$RUN_DIR/state" "$RUN_DIR/agent" "$RUN_DIR/agents"
+    { echo "url = http://127.0.0.1:$agent_port"; cat "$RUN_DIR/agent.pub.pem"; } \
+        >"$RUN_DIR/agents/contract-$agent_port.pem"
     cat >"$RUN_DIR/fresco.conf" <<CONF
 # Written by tools/lib/contract.sh for one schemathesis run.
 [DEFAULT]
@@ -132,8 +138,10 @@ policy_file = $RUN_DIR/policy.yaml
 
 [internal_auth]
 ticket_signing_key_file = $RUN_DIR/ticket-signing.pem
-ticket_verify_key_file = $RUN_DIR/ticket-verify.pem
-agent_secret = $secret
+ticket_verify_key_file = $RUN_DIR/ticket-signing.pub.pem
+control_plane_key_file = $RUN_DIR/control-plane.pem
+control_plane_verify_key_file = $RUN_DIR/control-plane.pub.pem
+agent_keys_dir = $RUN_DIR/agents
 
 [scheduler]
 bind_host = 127.0.0.1
@@ -146,8 +154,8 @@ CONF
 state_path = $RUN_DIR/agent
 
 [internal_auth]
-ticket_verify_key_file = $RUN_DIR/ticket-verify.pem
-agent_secret = $secret
+ticket_verify_key_file = $RUN_DIR/ticket-signing.pub.pem
+agent_key_file = $RUN_DIR/agent.pem
 
 [scheduler]
 urls = http://127.0.0.1:$scheduler_port

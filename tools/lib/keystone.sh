@@ -8,9 +8,12 @@
 #
 #   start   creates the venv if missing, writes the config, bootstraps once, starts uwsgi in
 #           the background (pid file per port) and waits until it answers; quick when running
-#   seed    service users (fresco, fresco-reauth: role service in project service) and two test
+#   seed    the cloud admin project in keystone.conf ([resource] admin_project_name = admin, so
+#           tokens carry is_admin_project; a running Keystone is restarted once to read it),
+#           service users (fresco, fresco-reauth: role service in project service), two test
 #           projects (fresco-test-a, fresco-test-b) with one user per role (reader, member,
-#           admin); writes every name, id and password to the env file (see env-file)
+#           admin) and a system-scoped reader (fresco-system-reader); writes every name, id and
+#           password to the env file (see env-file)
 #   stop    ends the uwsgi started for $KEYSTONE_PORT, by the pid in its pid file, nothing else
 #   status  says whether it runs (exit 0) or not (exit 3)
 #   token   prints a token for a seeded user, scoped to PROJECT (default: none = unscoped)
@@ -41,6 +44,41 @@ keystone_answers() { curl -fsS --max-time 2 -o /dev/null "$KEYSTONE_URL" 2>/dev/
 # keystone_password NAME: the password of a seeded user (stable for this state dir).
 keystone_password() {
     printf '%s:%s' "$(cat "$KEYSTONE_DIR/secret")" "$1" | sha256sum | cut -c1-32
+}
+
+# keystone_admin_project_conf: makes keystone.conf name the cloud admin project (admin, in
+# Default), as DevStack does, so that Keystone marks tokens scoped to it is_admin_project and
+# every other project's admin is just that project's admin. Returns 0 when it changed the file.
+keystone_admin_project_conf() {
+    [ -f "$KEYSTONE_CONF" ] || return 1
+    grep -q '^admin_project_name = admin$' "$KEYSTONE_CONF" && return 1
+    printf '[resource]\nadmin_project_name = admin\nadmin_project_domain_name = Default\n' >>"$KEYSTONE_CONF"
+    return 0
+}
+
+# keystone_admin_project_active: a token of the bootstrap admin on the admin project carries
+# is_admin_project = true (the running Keystone reads the admin project from its config).
+keystone_admin_project_active() {
+    local body
+    body="{\"auth\": {\"identity\": {\"methods\": [\"password\"], \"password\": {\"user\": {\"name\": \"admin\", \"domain\": {\"id\": \"default\"}, \"password\": \"$(keystone_password admin)\"}}}, \"scope\": {\"project\": {\"name\": \"admin\", \"domain\": {\"id\": \"default\"}}}}}"
+    curl -fsS --max-time 10 -H 'Content-Type: application/json' -d "$body" \
+        "$KEYSTONE_URL/auth/tokens?nocatalog" | tr -d ' ' | grep -q '"is_admin_project":true'
+}
+
+# keystone_reload: makes the Keystone this script runs read its config again: uwsgi's graceful
+# reload (SIGHUP to the master named in our pid file: the socket stays open, requests wait for
+# the new workers), or a restart when that does not take.
+keystone_reload() {
+    local pidfile
+    pidfile=$(keystone_pidfile)
+    if pid_alive "$pidfile" && kill -HUP "$(cat "$pidfile")" 2>/dev/null; then
+        for _ in $(seq 1 300); do
+            keystone_admin_project_active 2>/dev/null && return 0
+            sleep 0.2
+        done
+    fi
+    keystone_stop
+    keystone_start
 }
 
 keystone_venv() {
@@ -91,6 +129,7 @@ enabled = false
 password_hash_rounds = 4
 EOF
     fi
+    keystone_admin_project_conf || true
     if [ -f "$KEYSTONE_DIR/bootstrapped" ]; then
         # Keystone warns on every token when its key repositories are readable by others.
         chmod 700 "$KEYSTONE_DIR/fernet-keys" "$KEYSTONE_DIR/credential-keys"
@@ -212,8 +251,14 @@ ensure_user() {
 
 keystone_seed() {
     keystone_start
+    if keystone_admin_project_conf; then
+        # An older state dir: the running Keystone must read the admin project once.
+        say "keystone.conf now names the cloud admin project: reloading Keystone on $KEYSTONE_URL"
+        keystone_reload
+    fi
     local stamp="$KEYSTONE_DIR/seeded-$KEYSTONE_PORT"
     if [ -f "$stamp" ] && [ -f "$KEYSTONE_ENV_FILE" ] \
+        && grep -q '^FRESCO_SYSTEM_READER_USER=' "$KEYSTONE_ENV_FILE" \
         && [ -n "$(keystone_issue fresco "$(keystone_password fresco)" service 2>/dev/null)" ]; then
         return 0
     fi
@@ -264,6 +309,13 @@ keystone_seed() {
             } >>"$env"
         done
     done
+    # A system-scoped reader: reads across the cloud, changes nothing.
+    id=$(ensure_named user fresco-system-reader "{\"name\": \"fresco-system-reader\", \"domain_id\": \"default\", \"password\": \"$(keystone_password fresco-system-reader)\"}")
+    ks PUT "/system/users/$id/roles/$reader" >/dev/null || die "cannot grant the system reader role"
+    {
+        echo "FRESCO_SYSTEM_READER_USER=fresco-system-reader"
+        echo "FRESCO_SYSTEM_READER_PASSWORD=$(keystone_password fresco-system-reader)"
+    } >>"$env"
     chmod 600 "$env"
     mv "$env" "$KEYSTONE_ENV_FILE"
     touch "$stamp"

@@ -39,16 +39,33 @@ stack_bin() {
     echo "$FRESCO_TARGET/$FRESCO_PROFILE/$1"
 }
 
-# stack_keys: the control plane's Ed25519 ticket key pair and the agents' shared secret.
+# stack_key_pair PRIVATE PUBLIC: an Ed25519 key pair (private half 0600), made once.
+stack_key_pair() {
+    if [ ! -s "$1" ]; then
+        (umask 077 && openssl genpkey -algorithm ed25519 -out "$1" 2>/dev/null) || die "cannot generate $1"
+    fi
+    openssl pkey -in "$1" -pubout -out "$2" || die "cannot derive $2"
+}
+
+# stack_keys: the scheduler's ticket key pair, the API's control-plane key pair and the
+# directory of enrolled agents (see docs/security.md). No secret is shared with agents.
 stack_keys() {
-    mkdir -p "$FRESCO_ETC"
-    if [ ! -f "$FRESCO_ETC/ticket-signing.pem" ]; then
-        (umask 077 && openssl genpkey -algorithm ed25519 -out "$FRESCO_ETC/ticket-signing.pem" 2>/dev/null)
-        openssl pkey -in "$FRESCO_ETC/ticket-signing.pem" -pubout -out "$FRESCO_ETC/ticket-verify.pem"
-    fi
-    if [ ! -f "$FRESCO_ETC/agent-secret" ]; then
-        (umask 077 && openssl rand -hex 32 >"$FRESCO_ETC/agent-secret")
-    fi
+    mkdir -p "$FRESCO_ETC/agents"
+    stack_key_pair "$FRESCO_ETC/ticket-signing.pem" "$FRESCO_ETC/ticket-verify.pem"
+    stack_key_pair "$FRESCO_ETC/control-plane.pem" "$FRESCO_ETC/control-plane-verify.pem"
+    rm -f "$FRESCO_ETC/agent-secret"
+}
+
+# stack_enrol_agent ID URL KEY: agent ID gets its own key pair (private half KEY, 0600, for its
+# node only) and is enrolled at URL: its public key and URL in $FRESCO_ETC/agents/ID.pem.
+stack_enrol_agent() {
+    local id=$1 url=$2 key=$3 enrolment
+    stack_key_pair "$key" "$key.pub"
+    enrolment=$(mktemp "$FRESCO_ETC/agents/.enrol.XXXXXX")
+    { echo "# fresco agent enrolment, written by tools/lib/stack.sh"; echo "url = $url"; cat "$key.pub"; } >"$enrolment"
+    chmod 0644 "$enrolment"
+    mv "$enrolment" "$FRESCO_ETC/agents/$id.pem"
+    rm -f "$key.pub"
 }
 
 # stack_config [AUTH_STRATEGY]: writes fresco.conf for the control plane (noauth by default).
@@ -72,9 +89,13 @@ max_pool_size = 32
 policy_file = $FRESCO_ETC/policy.yaml
 
 [internal_auth]
+# fresco-scheduler reads ticket_signing_key_file and control_plane_verify_key_file;
+# fresco-api reads control_plane_key_file and ticket_verify_key_file; both read agent_keys_dir.
 ticket_signing_key_file = $FRESCO_ETC/ticket-signing.pem
 ticket_verify_key_file = $FRESCO_ETC/ticket-verify.pem
-agent_secret = $(cat "$FRESCO_ETC/agent-secret")
+control_plane_key_file = $FRESCO_ETC/control-plane.pem
+control_plane_verify_key_file = $FRESCO_ETC/control-plane-verify.pem
+agent_keys_dir = $FRESCO_ETC/agents
 
 [scheduler]
 bind_port = $FRESCO_SCHEDULER_PORT
@@ -85,10 +106,14 @@ CONF
     fi
 }
 
-# stack_agent_config N: config of agent N (port FRESCO_AGENT_PORT + N - 1, own state dir).
+# stack_agent_config N [ID]: config of agent N (port FRESCO_AGENT_PORT + N - 1, own state dir,
+# own key, enrolled as ID at its URL; ID defaults to <short hostname>-<port>).
 stack_agent_config() {
-    local n=$1 port=$((FRESCO_AGENT_PORT + $1 - 1))
+    local n=$1 port=$((FRESCO_AGENT_PORT + $1 - 1)) id
+    id=${2:-"$(hostname -s)-$port"}
     mkdir -p "$FRESCO_STATE/agent-$n"
+    stack_keys
+    stack_enrol_agent "$id" "http://127.0.0.1:$port" "$FRESCO_ETC/agent-$n.key"
     cat >"$FRESCO_ETC/agent-$n.conf" <<CONF
 # Written by tools/lib/stack.sh: agent $n of the local development stack.
 [DEFAULT]
@@ -96,13 +121,13 @@ state_path = $FRESCO_STATE/agent-$n
 
 [internal_auth]
 ticket_verify_key_file = $FRESCO_ETC/ticket-verify.pem
-agent_secret = $(cat "$FRESCO_ETC/agent-secret")
+agent_key_file = $FRESCO_ETC/agent-$n.key
 
 [scheduler]
 urls = http://127.0.0.1:$FRESCO_SCHEDULER_PORT
 
 [agent]
-agent_id = $(hostname -s)-$port
+agent_id = $id
 bind_port = $port
 api_url = http://127.0.0.1:$FRESCO_API_PORT
 shim_path = $FRESCO_SHIM

@@ -12,14 +12,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use fresco_common::ticket::{AgentTokens, TicketClaims, TicketSigner, TicketVerifier};
+use fresco_common::ticket::test_keys::{AGENT_PRIVATE, AGENT_PUBLIC};
+use fresco_common::ticket::{
+    sha256_hex, AgentVerifier, TicketClaims, TicketSigner, TicketVerifier, TokenType,
+};
 use fresco_common::wire::FunctionSpec;
 use uuid::Uuid;
 
 pub const DOCKER: &str = "/usr/bin/docker";
 pub const PYTHON_IMAGE: &str = "fresco/python3:dev";
 pub const PROVIDED_IMAGE: &str = "fresco/provided:dev";
-pub const AGENT_SECRET: &str = "agent-test-secret";
 
 // A throwaway Ed25519 key pair for tests only (`openssl genpkey -algorithm ed25519`).
 pub const TEST_PRIVATE: &str = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIPDphl9SqanFK+zTSluaX26jfvxzKtsDBf4ntwe+UDy7\n-----END PRIVATE KEY-----\n";
@@ -213,13 +215,24 @@ impl FakeApi {
                         let Some(sha) = path.strip_prefix("/internal/v1/code/") else {
                             return (404, vec![], b"{}".to_vec());
                         };
-                        let ticket = headers
+                        // As the API checks: the ticket names the package, and the bearer
+                        // token is the named agent's own, for this package and ticket.
+                        let ticket = headers.get("x-fresco-ticket").map_or("", String::as_str);
+                        let token = headers
                             .get("authorization")
                             .and_then(|v| v.strip_prefix("Bearer "))
                             .unwrap_or("");
                         let Ok(claims) = verifier.verify(ticket, None) else {
                             return (401, vec![], b"{}".to_vec());
                         };
+                        let agent_key =
+                            AgentVerifier::from_pem(AGENT_PUBLIC.as_bytes()).expect("agent key");
+                        if agent_key
+                            .verify_code_download(&claims.aud, token, sha, claims.jti)
+                            .is_err()
+                        {
+                            return (401, vec![], b"{}".to_vec());
+                        }
                         if method != "GET" || claims.spec.code_sha256.as_deref() != Some(sha) {
                             return (403, vec![], b"{}".to_vec());
                         }
@@ -273,7 +286,8 @@ impl FakeApi {
     }
 }
 
-/// A scheduler that records the heartbeats it receives (agent ids whose token verified).
+/// A scheduler that records the heartbeats it receives (those signed with the test agents'
+/// enrolled key, for the agent and the body they carry).
 pub struct FakeScheduler {
     pub url: String,
     pub heartbeats: Arc<Mutex<Vec<serde_json::Value>>>,
@@ -286,24 +300,22 @@ impl FakeScheduler {
         let heartbeats: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
         let h = Arc::clone(&heartbeats);
         std::thread::spawn(move || {
-            let tokens = AgentTokens::new(AGENT_SECRET).expect("tokens");
+            let key = AgentVerifier::from_pem(AGENT_PUBLIC.as_bytes()).expect("agent key");
             for stream in listener.incoming().flatten() {
                 serve_one(stream, &|method, path, headers, body| {
                     let token = headers
                         .get("authorization")
                         .and_then(|v| v.strip_prefix("Bearer "))
                         .unwrap_or("");
-                    let Ok(agent) = tokens.verify(token) else {
-                        return (401, vec![], b"{}".to_vec());
-                    };
                     if method != "POST" || path != "/v1/agents/heartbeat" {
                         return (404, vec![], b"{}".to_vec());
                     }
                     let Ok(beat) = serde_json::from_slice::<serde_json::Value>(body) else {
                         return (400, vec![], b"{}".to_vec());
                     };
-                    if beat["agent_id"] != agent.as_str() {
-                        return (403, vec![], b"{}".to_vec());
+                    let agent = beat["agent_id"].as_str().unwrap_or("");
+                    if key.verify_heartbeat(agent, token, body).is_err() {
+                        return (401, vec![], b"{}".to_vec());
                     }
                     h.lock().expect("lock").push(beat);
                     (204, vec![], Vec::new())
@@ -354,12 +366,14 @@ impl AgentProcess {
         let dir = TempDir::new("fa");
         let key = dir.0.join("ticket-verify.pem");
         std::fs::write(&key, TEST_PUBLIC).expect("write key");
+        let agent_key = dir.0.join("agent-key.pem");
+        std::fs::write(&agent_key, AGENT_PRIVATE).expect("write key");
         let config = format!(
             "[DEFAULT]\nstate_path = {state}\n\
              [agent]\nagent_id = {id}\nbind_host = 127.0.0.1\nbind_port = 0\napi_url = {api}\n\
              memory_mb = {mem}\nidle_timeout = {idle}\nshim_path = {shim}\nheartbeat_interval = 1\n\
              log_sync_timeout_ms = 2000\n{extra}\n\
-             [internal_auth]\nticket_verify_key_file = {key}\nagent_secret = {secret}\n\
+             [internal_auth]\nticket_verify_key_file = {key}\nagent_key_file = {agent_key}\n\
              [scheduler]\nurls = {sched}\n",
             state = dir.0.join("state").display(),
             id = options.agent_id,
@@ -369,7 +383,7 @@ impl AgentProcess {
             shim = shim.display(),
             extra = options.extra,
             key = key.display(),
-            secret = AGENT_SECRET,
+            agent_key = agent_key.display(),
             sched = options.scheduler_url,
         );
         let config_path = dir.0.join("fresco.conf");
@@ -445,7 +459,7 @@ impl AgentProcess {
         spec: &FunctionSpec,
         payload: serde_json::Value,
     ) -> (serde_json::Value, Duration) {
-        let ticket = ticket_for(&self.agent_id, spec);
+        let ticket = ticket_with_payload(&self.agent_id, spec, &payload);
         let started = Instant::now();
         let (status, body) = self.run_raw(&ticket, payload).await;
         let elapsed = started.elapsed();
@@ -551,10 +565,27 @@ pub fn spec(name: &str, runtime: &str, handler: &str, sha: Option<String>) -> Fu
     }
 }
 
+/// A ticket for running `spec` on `agent_id` with the payload `{}`.
 pub fn ticket_for(agent_id: &str, spec: &FunctionSpec) -> String {
-    let signer = TicketSigner::from_pem(TEST_PRIVATE.as_bytes(), 60).expect("signer");
+    ticket_with_payload(agent_id, spec, &serde_json::json!({}))
+}
+
+/// A ticket for running `spec` on `agent_id` with `payload` (as `run_raw` sends it).
+pub fn ticket_with_payload(
+    agent_id: &str,
+    spec: &FunctionSpec,
+    payload: &serde_json::Value,
+) -> String {
+    let text = serde_json::to_string(payload).expect("payload");
+    let signer = TicketSigner::from_pem(TEST_PRIVATE.as_bytes(), 30).expect("signer");
     signer
-        .sign(agent_id, Uuid::new_v4(), Uuid::new_v4(), spec.clone())
+        .sign(
+            agent_id,
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+            &sha256_hex(text.as_bytes()),
+            spec.clone(),
+        )
         .expect("sign ticket")
 }
 
@@ -562,12 +593,15 @@ pub fn ticket_for(agent_id: &str, spec: &FunctionSpec) -> String {
 pub fn expired_ticket(agent_id: &str, spec: &FunctionSpec) -> String {
     let now = chrono::Utc::now().timestamp();
     let claims = TicketClaims {
-        iss: "fresco".to_owned(),
+        typ: TokenType::Execution,
+        iss: "fresco-scheduler".to_owned(),
         aud: agent_id.to_owned(),
         sub: Uuid::new_v4(),
+        jti: Uuid::new_v4(),
         iat: now - 120,
         exp: now - 60,
         lease_id: Uuid::new_v4(),
+        payload_sha256: sha256_hex(b"{}"),
         spec: spec.clone(),
     };
     let key = jsonwebtoken::EncodingKey::from_ed_pem(TEST_PRIVATE.as_bytes()).expect("key");
@@ -583,7 +617,13 @@ pub fn expired_ticket(agent_id: &str, spec: &FunctionSpec) -> String {
 pub fn forged_ticket(agent_id: &str, spec: &FunctionSpec) -> String {
     let signer = TicketSigner::from_pem(OTHER_PRIVATE.as_bytes(), 60).expect("signer");
     signer
-        .sign(agent_id, Uuid::new_v4(), Uuid::new_v4(), spec.clone())
+        .sign(
+            agent_id,
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+            &sha256_hex(b"{}"),
+            spec.clone(),
+        )
         .expect("sign")
 }
 

@@ -121,6 +121,19 @@ impl Caller {
             .map_err(policy_error)
     }
 
+    /// Whether the caller may see the platform's side of executions (which agent ran them, the
+    /// platform's own error text): the `execution:show_platform_details` rule.
+    pub fn sees_platform_details(&self, state: &AppState) -> bool {
+        state
+            .policy
+            .check(
+                "execution:show_platform_details",
+                &self.context,
+                &Target::own(&self.context),
+            )
+            .unwrap_or(false)
+    }
+
     /// Whether the caller may reach other projects' objects (the `all_projects` rule).
     pub fn cross_project(&self, state: &AppState) -> bool {
         state
@@ -149,9 +162,11 @@ impl Caller {
     }
 
     /// The scope of a list: the caller's project unless `all_projects=true` (which needs the
-    /// `all_projects` rule), optionally narrowed with `project_id=`.
+    /// `all_projects` rule), optionally narrowed with `project_id=`. A system-scoped caller has
+    /// no project: the rule admitting it, its lists cover every project.
     pub fn list_scope(&self, state: &AppState, query: &Query) -> ApiResult<Scope> {
-        if query.all_projects()? {
+        let system_wide = self.context.project().is_none() && self.cross_project(state);
+        if query.all_projects()? || system_wide {
             if !self.cross_project(state) {
                 return Err(ApiError::forbidden(
                     "policy does not allow all_projects to be performed",

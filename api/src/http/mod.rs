@@ -22,6 +22,7 @@ use diesel::PgConnection;
 use fresco_auth::policy::Enforcer;
 use fresco_auth::Authenticator;
 use fresco_common::conf::{ApiSection, QuotaSection};
+use fresco_common::enrolment::AgentRegistry;
 use fresco_common::ticket::TicketVerifier;
 use futures_util::future::LocalBoxFuture;
 
@@ -39,11 +40,13 @@ pub struct AppState {
     pub policy: Enforcer,
     /// Checks the tickets agents present when they download code.
     pub tickets: Option<TicketVerifier>,
+    /// The enrolled agents' public keys, which check their code-download tokens.
+    pub agents: AgentRegistry,
     /// Base URL for links (`[api] public_url`).
     pub base_url: String,
     /// Age of the last heartbeat after which an agent shows as down.
     pub agent_down_after: chrono::Duration,
-    /// The invocation path; `None` when the ticket signing key is missing.
+    /// The invocation path; `None` when the control-plane key is missing.
     pub invoker: Option<crate::invoke::Invoker>,
 }
 

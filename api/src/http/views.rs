@@ -196,7 +196,10 @@ pub struct ExecutionView {
     max_memory_mb: Option<f64>,
     memory_mb: i32,
     cold: Option<bool>,
-    agent_id: Option<String>,
+    /// The agent that ran it (`null` when none did yet); left out for callers who may not
+    /// see platform details.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    agent_id: Option<Option<String>>,
     attempts: i32,
     created_at: String,
     started_at: Option<String>,
@@ -220,12 +223,51 @@ impl From<ExecutionSummary> for ExecutionView {
             max_memory_mb: e.max_memory_mb,
             memory_mb: e.memory_mb,
             cold: e.cold,
-            agent_id: e.agent_id,
+            agent_id: Some(e.agent_id),
             attempts: e.attempts,
             created_at: time(e.created_at),
             started_at: opt_time(e.started_at),
             finished_at: opt_time(e.finished_at),
         }
+    }
+}
+
+/// What a caller who may not see platform details reads instead of the platform's own error
+/// text (which names agents, their URLs and the engine's messages).
+pub const PLATFORM_ERROR_MESSAGE: &str =
+    "the platform could not run the execution; an administrator can see why";
+
+/// Whether an error body (`{"errorType", "errorMessage"}`) is the platform's own, not the
+/// function's: `Platform.*` from the API and the agents, `PlatformError` from the scheduler.
+pub fn is_platform_error(error: &Value) -> bool {
+    error
+        .get("errorType")
+        .and_then(Value::as_str)
+        .is_some_and(|t| t.starts_with("Platform"))
+}
+
+/// Replaces a platform error's text with [`PLATFORM_ERROR_MESSAGE`]; other errors (the
+/// function's own) are left as they are.
+pub fn redact_platform_error(error: &mut Value) {
+    if is_platform_error(error) {
+        if let Some(fields) = error.as_object_mut() {
+            fields.insert("errorMessage".into(), Value::from(PLATFORM_ERROR_MESSAGE));
+            fields.remove("stackTrace");
+        }
+    }
+}
+
+impl ExecutionView {
+    /// The view as `details` allows (the `execution:show_platform_details` rule): without it,
+    /// no agent id and no platform error text.
+    pub fn shown(mut self, details: bool) -> Self {
+        if !details {
+            self.agent_id = None;
+            if let Some(error) = self.error.as_mut() {
+                redact_platform_error(error);
+            }
+        }
+        self
     }
 }
 

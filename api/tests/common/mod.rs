@@ -26,11 +26,11 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 /// Callers, as `noauth` tokens `user:project[:roles]`.
-pub const ADMIN: &str = "admin:adminproj:admin";
+pub const ADMIN: &str = "admin:admin:admin";
 pub const ALICE: &str = "alice:proj-a:member";
 pub const RITA: &str = "rita:proj-a:reader";
 pub const BOB: &str = "bob:proj-b:member";
-/// An administrator of proj-a (custom images are admin-only by default).
+/// An administrator of proj-a (its own, not the cloud's; custom images need one by default).
 pub const ADA: &str = "ada:proj-a:admin";
 
 /// `[api] public_url` of the test configuration: every link starts with it.
@@ -347,7 +347,7 @@ impl TestApi {
                  [oslo_policy]\n\
                  policy_file = /nonexistent/fresco-tests/policy.yaml\n\
                  [internal_auth]\n\
-                 ticket_signing_key_file = /nonexistent/fresco-tests/signing.pem\n\
+                 control_plane_key_file = /nonexistent/fresco-tests/signing.pem\n\
                  ticket_verify_key_file = /nonexistent/fresco-tests/verify.pem\n"
             ),
             "test configuration",

@@ -120,22 +120,41 @@ pub enum Project {
     B,
 }
 
-/// A seeded test user, scoped to its project.
+/// A seeded test user with the scope its tokens get.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Persona {
     ReaderA,
     MemberA,
+    /// The admin role on project A: A's own administrator, not the cloud's.
     AdminA,
     ReaderB,
     MemberB,
     AdminB,
+    /// The admin role on the cloud admin project (`admin`; Keystone marks its tokens
+    /// `is_admin_project`).
+    CloudAdmin,
+    /// The admin role, system-scoped.
+    SystemAdmin,
+    /// The reader role, system-scoped.
+    SystemReader,
+}
+
+/// What a persona's token is scoped to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scoped {
+    Project(Project),
+    /// The cloud admin project.
+    AdminProject,
+    System,
 }
 
 impl Persona {
-    pub fn project(self) -> Project {
+    pub fn scope(self) -> Scoped {
         match self {
-            Persona::ReaderA | Persona::MemberA | Persona::AdminA => Project::A,
-            Persona::ReaderB | Persona::MemberB | Persona::AdminB => Project::B,
+            Persona::ReaderA | Persona::MemberA | Persona::AdminA => Scoped::Project(Project::A),
+            Persona::ReaderB | Persona::MemberB | Persona::AdminB => Scoped::Project(Project::B),
+            Persona::CloudAdmin => Scoped::AdminProject,
+            Persona::SystemAdmin | Persona::SystemReader => Scoped::System,
         }
     }
 
@@ -148,30 +167,51 @@ impl Persona {
             Persona::ReaderB => "b-reader",
             Persona::MemberB => "b-member",
             Persona::AdminB => "b-admin",
+            Persona::CloudAdmin => "cloud-admin",
+            Persona::SystemAdmin => "system-admin",
+            Persona::SystemReader => "system-reader",
         }
     }
 
-    fn env_prefix(self) -> String {
-        let (project, role) = self.slug().split_once('-').expect("slug is project-role");
-        format!(
-            "FRESCO_TEST_{}_{}",
-            project.to_ascii_uppercase(),
-            role.to_ascii_uppercase()
-        )
-    }
-
+    /// (user, password, project name or "" for a system scope).
     fn credentials(self) -> (&'static str, &'static str, &'static str) {
         let env = env();
-        let prefix = self.env_prefix();
-        let project = match self.project() {
-            Project::A => env.var("FRESCO_TEST_PROJECT_A"),
-            Project::B => env.var("FRESCO_TEST_PROJECT_B"),
-        };
-        (
-            env.var(&format!("{prefix}_USER")),
-            env.var(&format!("{prefix}_PASSWORD")),
-            project,
-        )
+        match self.scope() {
+            Scoped::Project(project) => {
+                let (p, role) = self.slug().split_once('-').expect("slug is project-role");
+                let prefix = format!(
+                    "FRESCO_TEST_{}_{}",
+                    p.to_ascii_uppercase(),
+                    role.to_ascii_uppercase()
+                );
+                let name = match project {
+                    Project::A => env.var("FRESCO_TEST_PROJECT_A"),
+                    Project::B => env.var("FRESCO_TEST_PROJECT_B"),
+                };
+                (
+                    env.var(&format!("{prefix}_USER")),
+                    env.var(&format!("{prefix}_PASSWORD")),
+                    name,
+                )
+            }
+            Scoped::AdminProject => (
+                env.var("KEYSTONE_ADMIN_USER"),
+                env.var("KEYSTONE_ADMIN_PASSWORD"),
+                env.var("KEYSTONE_ADMIN_PROJECT"),
+            ),
+            Scoped::System => match self {
+                Persona::SystemReader => (
+                    env.var("FRESCO_SYSTEM_READER_USER"),
+                    env.var("FRESCO_SYSTEM_READER_PASSWORD"),
+                    "",
+                ),
+                _ => (
+                    env.var("KEYSTONE_ADMIN_USER"),
+                    env.var("KEYSTONE_ADMIN_PASSWORD"),
+                    "",
+                ),
+            },
+        }
     }
 }
 
@@ -250,20 +290,28 @@ fn password_body(user: &str, password: &str, project: &str) -> Value {
     }})
 }
 
-/// A new project-scoped token for `persona`, from the seeded Keystone.
+/// A new token for `persona` (project- or system-scoped, as its persona says), from the
+/// seeded Keystone.
 pub async fn fresh_token(persona: Persona) -> Token {
     let (user, password, project) = persona.credentials();
-    let token = issue(
-        env().keystone_url(),
-        &password_body(user, password, project),
-        user,
-    )
-    .await;
-    assert_eq!(
-        token.project_id,
-        env().project_id(persona.project()),
-        "{user}'s token is scoped to another project"
-    );
+    let body = match persona.scope() {
+        Scoped::System => json!({"auth": {
+            "identity": {"methods": ["password"], "password": {"user": {
+                "name": user, "domain": {"id": "default"}, "password": password}}},
+            "scope": {"system": {"all": true}}
+        }}),
+        _ => password_body(user, password, project),
+    };
+    let token = issue(env().keystone_url(), &body, user).await;
+    match persona.scope() {
+        Scoped::Project(p) => assert_eq!(
+            token.project_id,
+            env().project_id(p),
+            "{user}'s token is scoped to another project"
+        ),
+        Scoped::AdminProject => assert!(!token.project_id.is_empty(), "{user}: no project"),
+        Scoped::System => assert!(token.project_id.is_empty(), "{user}: not system-scoped"),
+    }
     token
 }
 
@@ -563,7 +611,7 @@ impl Drop for TestDb {
 
 // --- The application --------------------------------------------------------------------------
 
-/// A ticket signing key, so that invocations are configured (and reach the scheduler, which
+/// A control-plane key, so that invocations are configured (and reach the scheduler, which
 /// does not run: sync invocations answer 503 after authorization).
 fn signing_key() -> &'static Path {
     static KEY: OnceLock<PathBuf> = OnceLock::new();
@@ -626,7 +674,7 @@ pub fn config(database_url: &str, options: &Options) -> RawConfig {
          [oslo_policy]\n\
          policy_file = /nonexistent/fresco-kstests/policy.yaml\n\
          [internal_auth]\n\
-         ticket_signing_key_file = {key}\n\
+         control_plane_key_file = {key}\n\
          ticket_verify_key_file = /nonexistent/fresco-kstests/verify.pem\n\
          [scheduler]\n\
          urls = http://127.0.0.1:{scheduler}\n",
@@ -687,6 +735,11 @@ impl Api {
             state,
             _db: db,
         }
+    }
+
+    /// The URL of this application's own database.
+    pub fn database_url(&self) -> &str {
+        &self._db.url
     }
 
     pub async fn send(&self, req: Req) -> Reply {

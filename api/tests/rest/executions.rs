@@ -279,7 +279,7 @@ async fn an_execution_shows_its_record_and_log() {
         "id": failed.id, "project_id": "proj-a", "function_id": f1, "function_version": 2, "alias": "live",
         "status": "failed", "is_async": false, "input_size": 8, "result": null,
         "error": {"errorType": "ValueError", "errorMessage": "bad input", "stackTrace": ["main.py:2"]},
-        "duration_ms": 500.0, "max_memory_mb": 30.0, "memory_mb": 512, "cold": false, "agent_id": "agent-1",
+        "duration_ms": 500.0, "max_memory_mb": 30.0, "memory_mb": 512, "cold": false,
         "attempts": 1,
     });
     merge(
@@ -416,7 +416,7 @@ async fn usage_counts_by_status_and_gb_seconds() {
     let empty = api.send(get("/v1/usage").by(ADMIN)).await.ok(200)["usage"].clone();
     assert_eq!(
         empty,
-        json!({"project_id": "adminproj", "executions": 0, "gb_seconds": 0.0, "by_status": {}})
+        json!({"project_id": "admin", "executions": 0, "gb_seconds": 0.0, "by_status": {}})
     );
     api.send(get("/v1/usage?project_id=proj-b").by(ALICE))
         .await

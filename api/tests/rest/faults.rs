@@ -12,9 +12,9 @@ use uuid::Uuid;
 
 use crate::common::*;
 
-// A throwaway Ed25519 key (`openssl genpkey -algorithm ed25519`), for tests only: with it the
-// API has an invocation path (async invocations need no scheduler).
-const TICKET_PRIVATE: &str = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIPDphl9SqanFK+zTSluaX26jfvxzKtsDBf4ntwe+UDy7\n-----END PRIVATE KEY-----\n";
+// A throwaway Ed25519 key (`openssl genpkey -algorithm ed25519`), for tests only: the API's
+// control-plane key, with which it has an invocation path (async invocations need no scheduler).
+const CONTROL_PLANE_PRIVATE: &str = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIPDphl9SqanFK+zTSluaX26jfvxzKtsDBf4ntwe+UDy7\n-----END PRIVATE KEY-----\n";
 
 /// An API that accepts invocations.
 async fn invoking_api() -> TestApi {
@@ -23,9 +23,9 @@ async fn invoking_api() -> TestApi {
 
 async fn invoking_api_with(options: Options) -> TestApi {
     let key = std::env::temp_dir().join(format!("fresco-api-test-{}.pem", Uuid::new_v4()));
-    std::fs::write(&key, TICKET_PRIVATE).expect("write the test key");
+    std::fs::write(&key, CONTROL_PLANE_PRIVATE).expect("write the test key");
     let api =
-        TestApi::start_with(options.set("internal_auth", "ticket_signing_key_file", key.display()))
+        TestApi::start_with(options.set("internal_auth", "control_plane_key_file", key.display()))
             .await;
     std::fs::remove_file(&key).ok();
     api.runtime("py", json!({})).await;

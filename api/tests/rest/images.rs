@@ -3,7 +3,8 @@
 //! The attack: a member names any image on the node as its function's `image` (another
 //! project's private runtime image, a disabled runtime's image, an operator's tooling image),
 //! or keeps running on a runtime that has since been disabled or made private. A function's
-//! own image is a capability (`function:create:custom_image`, admin-only by default) within
+//! own image is a capability (`function:create:custom_image`: by default the admin of the
+//! function's own project, or a cloud admin) within
 //! `[api] allowed_image_prefixes`; runtimes are checked again at every invocation.
 
 use std::path::{Path, PathBuf};
@@ -18,21 +19,22 @@ use crate::common::*;
 const CUSTOM_IMAGE_RULE: &str =
     "policy does not allow function:create:custom_image to be performed";
 
-/// A ticket signing key, so that invocations are configured; the scheduler URL answers
-/// nothing, so an invocation that passes every check ends in 503 "scheduler unavailable".
-fn signing_key() -> &'static Path {
+/// A control-plane key (the API's own, for its calls to the scheduler), so that invocations
+/// are configured; the scheduler URL answers nothing, so an invocation that passes every check
+/// ends in 503 "scheduler unavailable".
+fn control_plane_key() -> &'static Path {
     static KEY: OnceLock<PathBuf> = OnceLock::new();
     KEY.get_or_init(|| {
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("rest-images");
         std::fs::create_dir_all(&dir).expect("test tmp dir");
-        let key = dir.join("ticket-signing.pem");
+        let key = dir.join("control-plane.pem");
         if !key.exists() {
-            let partial = dir.join(format!("ticket-signing.{}.pem", Uuid::new_v4().simple()));
+            let partial = dir.join(format!("control-plane.{}.pem", Uuid::new_v4().simple()));
             let output = std::process::Command::new("openssl")
                 .args(["genpkey", "-algorithm", "ed25519", "-out"])
                 .arg(&partial)
                 .output()
-                .expect("openssl runs (needed to make a ticket signing key)");
+                .expect("openssl runs (needed to make a control-plane key)");
             assert!(output.status.success(), "openssl genpkey failed");
             std::fs::rename(&partial, &key).expect("rename the key");
         }
@@ -50,8 +52,8 @@ fn invocable(ttl: u64) -> Options {
     Options::default()
         .set(
             "internal_auth",
-            "ticket_signing_key_file",
-            signing_key().display(),
+            "control_plane_key_file",
+            control_plane_key().display(),
         )
         .set("scheduler", "urls", format!("http://127.0.0.1:{port}"))
         .set("api", "function_cache_ttl", ttl)

@@ -255,7 +255,7 @@ async fn bug_an_admin_reaches_its_own_function_by_name() {
         )
         .await
         .ok(200);
-    assert_eq!(patched["function"]["project_id"], "adminproj");
+    assert_eq!(patched["function"]["project_id"], "admin");
     api.send(post("/v1/functions/hello/versions").by(ADMIN))
         .await
         .ok(201);

@@ -14,6 +14,7 @@ mod executions;
 mod faults;
 mod functions;
 mod images;
+mod internals;
 mod isolation;
 mod openapi;
 mod outage;

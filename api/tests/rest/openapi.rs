@@ -357,17 +357,23 @@ impl Contract {
     }
 }
 
-/// A throwaway Ed25519 key pair for tests only (the one the agent and scheduler tests use).
-const TEST_PRIVATE: &str = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIPDphl9SqanFK+zTSluaX26jfvxzKtsDBf4ntwe+UDy7\n-----END PRIVATE KEY-----\n";
-const TEST_PUBLIC: &str = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEALN3/XuOh0wrB4/jbsZwWdiMRVZL2PUepzf18DzEv6D4=\n-----END PUBLIC KEY-----\n";
+use fresco_common::ticket::test_keys::{
+    AGENT_PRIVATE, AGENT_PUBLIC, CONTROL_PLANE_PRIVATE, TICKET_PRIVATE, TICKET_PUBLIC,
+};
 
-/// The app with invocations configured: tickets signed, the scheduler at a closed port (so a
-/// sync invocation is a documented 503, an async one a 202).
+/// The app with invocations configured: its control-plane key, the scheduler at a closed port
+/// (so a sync invocation is a documented 503, an async one a 202), the ticket verify key and
+/// agent-1 enrolled (code downloads).
 async fn start_invocable() -> (TestApi, std::path::PathBuf) {
     let dir = std::env::temp_dir().join(format!("fresco-openapi-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).expect("key dir");
-    std::fs::write(dir.join("signing.pem"), TEST_PRIVATE).expect("signing key");
-    std::fs::write(dir.join("verify.pem"), TEST_PUBLIC).expect("verify key");
+    std::fs::create_dir_all(dir.join("agents")).expect("key dir");
+    std::fs::write(dir.join("control-plane.pem"), CONTROL_PLANE_PRIVATE).expect("key");
+    std::fs::write(dir.join("verify.pem"), TICKET_PUBLIC).expect("verify key");
+    std::fs::write(
+        dir.join("agents").join("agent-1.pem"),
+        fresco_common::enrolment::render("http://127.0.0.1:8902", AGENT_PUBLIC),
+    )
+    .expect("enrolment");
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")
@@ -376,8 +382,13 @@ async fn start_invocable() -> (TestApi, std::path::PathBuf) {
         Options::default()
             .set(
                 "internal_auth",
-                "ticket_signing_key_file",
-                dir.join("signing.pem").display(),
+                "control_plane_key_file",
+                dir.join("control-plane.pem").display(),
+            )
+            .set(
+                "internal_auth",
+                "agent_keys_dir",
+                dir.join("agents").display(),
             )
             .set(
                 "internal_auth",
@@ -390,9 +401,10 @@ async fn start_invocable() -> (TestApi, std::path::PathBuf) {
     (api, dir)
 }
 
-fn ticket_for(function: &Value, sha256: &str) -> String {
-    let signer =
-        fresco_common::ticket::TicketSigner::from_pem(TEST_PRIVATE.as_bytes(), 60).expect("signer");
+/// A ticket for agent-1 naming the package, and agent-1's code-download token for it.
+fn ticket_for(function: &Value, sha256: &str) -> (String, String) {
+    let signer = fresco_common::ticket::TicketSigner::from_pem(TICKET_PRIVATE.as_bytes(), 30)
+        .expect("signer");
     let spec = fresco_common::wire::FunctionSpec {
         project_id: function["project_id"].as_str().expect("project").to_owned(),
         function_id: uuid::Uuid::parse_str(function["id"].as_str().expect("id")).expect("uuid"),
@@ -408,9 +420,25 @@ fn ticket_for(function: &Value, sha256: &str) -> String {
         network: false,
         revision: 0,
     };
-    signer
-        .sign("agent-1", uuid::Uuid::new_v4(), uuid::Uuid::new_v4(), spec)
-        .expect("ticket")
+    let ticket = signer
+        .sign(
+            "agent-1",
+            uuid::Uuid::new_v4(),
+            uuid::Uuid::new_v4(),
+            &fresco_common::ticket::sha256_hex(b"{}"),
+            spec,
+        )
+        .expect("ticket");
+    let jti = fresco_common::ticket::TicketVerifier::from_pem(TICKET_PUBLIC.as_bytes())
+        .expect("verifier")
+        .verify(&ticket, None)
+        .expect("valid")
+        .jti;
+    let token = fresco_common::ticket::AgentSigner::from_pem(AGENT_PRIVATE.as_bytes(), "agent-1")
+        .expect("agent key")
+        .code_download_token(sha256, jti, 60)
+        .expect("token");
+    (ticket, token)
 }
 
 #[actix_web::test]
@@ -1015,12 +1043,13 @@ async fn a_walk_over_every_route_gets_only_documented_responses() {
         .as_str()
         .expect("sha256")
         .to_owned();
-    let ticket = ticket_for(&g, &sha);
+    let (ticket, token) = ticket_for(&g, &sha);
     c.check(
         internal,
         &api.send(
             get(&format!("/internal/v1/code/{sha}"))
-                .header("authorization", &format!("Bearer {ticket}")),
+                .header("x-fresco-ticket", &ticket)
+                .header("authorization", &format!("Bearer {token}")),
         )
         .await,
     );
@@ -1028,7 +1057,8 @@ async fn a_walk_over_every_route_gets_only_documented_responses() {
         internal,
         &api.send(
             get(&format!("/internal/v1/code/{}", "0".repeat(64)))
-                .header("authorization", &format!("Bearer {ticket}")),
+                .header("x-fresco-ticket", &ticket)
+                .header("authorization", &format!("Bearer {token}")),
         )
         .await,
     ); // 403

@@ -36,7 +36,7 @@ async fn admins_create_runtimes_and_members_may_not() {
     }
     let mut expected = json!({
         "id": id, "name": "python3.12", "image": "fresco/python3:1", "kind": "python",
-        "description": "CPython 3.12", "is_public": true, "project_id": "adminproj", "status": "available",
+        "description": "CPython 3.12", "is_public": true, "project_id": "admin", "status": "available",
         "network": false, "memory_min_mb": 64, "memory_max_mb": 2048, "timeout_max_s": 900,
     });
     merge(

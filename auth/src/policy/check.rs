@@ -9,8 +9,9 @@
 //! ```
 //!
 //! An empty rule always passes. `CRED` is one of the caller's attributes (`project_id`,
-//! `user_id`, `user_domain_id`, `project_domain_id`, `system_scope`); `TARGET_ATTR` is one of
-//! the target's (`project_id`, `user_id`). Keywords are case-insensitive, role names too.
+//! `user_id`, `user_domain_id`, `project_domain_id`, `system_scope`, `is_admin_project`, the
+//! last one `True` or `False` as oslo.policy writes it); `TARGET_ATTR` is one of the target's
+//! (`project_id`, `user_id`). Keywords are case-insensitive, role names and booleans too.
 
 use std::collections::HashMap;
 
@@ -47,6 +48,7 @@ pub(crate) enum Cred {
     UserDomainId,
     ProjectDomainId,
     SystemScope,
+    IsAdminProject,
 }
 
 /// What a caller attribute is compared with.
@@ -71,6 +73,7 @@ impl Cred {
             "user_domain_id" => Self::UserDomainId,
             "project_domain_id" => Self::ProjectDomainId,
             "system_scope" => Self::SystemScope,
+            "is_admin_project" => Self::IsAdminProject,
             _ => return None,
         })
     }
@@ -82,6 +85,11 @@ impl Cred {
             Self::UserDomainId => Some(&ctx.user_domain_id),
             Self::ProjectDomainId => ctx.project_domain_id.as_deref(),
             Self::SystemScope => ctx.system_scope.as_deref(),
+            Self::IsAdminProject => Some(if ctx.is_admin_project {
+                "true"
+            } else {
+                "false"
+            }),
         }
     }
 }
@@ -317,7 +325,8 @@ impl<'a> Parser<'_, 'a> {
                 let cred = Cred::parse(kind).ok_or_else(|| {
                     format!(
                         "unknown check {kind:?} at offset {at} (known: role, rule, project_id, \
-                         user_id, user_domain_id, project_domain_id, system_scope)"
+                         user_id, user_domain_id, project_domain_id, system_scope, \
+                         is_admin_project)"
                     )
                 })?;
                 let value = match value.strip_prefix("%(").and_then(|v| v.strip_suffix(")s")) {
@@ -329,6 +338,15 @@ impl<'a> Parser<'_, 'a> {
                     })?),
                     None if value.contains("%(") => {
                         return Err(format!("malformed substitution in {word:?} at offset {at}"))
+                    }
+                    None if cred == Cred::IsAdminProject => {
+                        let flag = value.to_ascii_lowercase();
+                        if flag != "true" && flag != "false" {
+                            return Err(format!(
+                                "is_admin_project takes True or False, found {value:?} at offset {at}"
+                            ));
+                        }
+                        Value::Literal(flag.into())
                     }
                     None => Value::Literal(value.into()),
                 };
@@ -382,6 +400,7 @@ mod tests {
             } else {
                 None
             },
+            is_admin_project: project == Some("admin"),
             expires_at: Utc::now(),
             is_service: false,
         }
@@ -453,6 +472,12 @@ mod tests {
         check("project_id:'p1'", &reader, p2, true);
         check("project_id:\"p2\"", &reader, p2, false);
         check("system_scope:all", &system, none, true);
+        let cloud = ctx(Some("admin"), &["admin"]);
+        check("is_admin_project:True", &cloud, none, true);
+        check("is_admin_project:true", &cloud, none, true);
+        check("is_admin_project:True", &admin, none, false);
+        check("is_admin_project:False", &admin, none, true);
+        check("is_admin_project:True", &system, none, false);
         check("system_scope:all", &admin, none, false);
         check("user_domain_id:default", &reader, none, true);
         check("project_domain_id:default", &system, none, false);
@@ -531,6 +556,7 @@ mod tests {
 
     #[test]
     fn malformed_rules_are_refused_with_a_reason() {
+        check_error("is_admin_project:yes", "takes True or False");
         check_error("role:", "empty value");
         check_error("admin", "expected a check like role:admin");
         check_error("role:admin and", "expected a check at offset 14");

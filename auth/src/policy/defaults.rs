@@ -3,9 +3,12 @@
 //! `[oslo_policy] policy_file`; `fresco-api --print-default-policy` prints this table as YAML.
 //!
 //! Personas (OpenStack secure RBAC): a project's **reader** lists and shows in its project, its
-//! **member** may also create, update, delete and invoke, an **admin** manages runtimes and
-//! quotas and acts across projects. Keystone expands implied roles (admin → member → reader),
-//! so the rules name only the least role an action needs.
+//! **member** may also create, update, delete and invoke. A project's **admin** is a member of
+//! that project and nothing more. A **cloud admin** — the admin role on a system-scoped token,
+//! or on the cloud admin project (Keystone's `is_admin_project`) — manages runtimes, agents
+//! and quotas and acts across projects; a **system reader** (the reader role, system scope)
+//! reads across projects. Keystone expands implied roles (admin → member → reader), so the
+//! rules name only the least role an action needs.
 //!
 //! The target of each rule is the object acted on: its `project_id` (for lists and creations,
 //! the project listed or created in, normally the caller's own) and, where it has one, the
@@ -59,6 +62,7 @@ const fn action(
 }
 
 const ADMIN: &str = "rule:admin_required";
+const CLOUD_READER: &str = "rule:cloud_reader";
 const READER: &str = "rule:project_reader_or_admin";
 const MEMBER: &str = "rule:project_member_or_admin";
 
@@ -70,7 +74,16 @@ const ALIAS: &str = "/v1/functions/{function_id}/aliases/{name}";
 
 /// Every default rule: the base rules first, then one per API action.
 pub const DEFAULT_RULES: &[RuleDefault] = &[
-    base("admin_required", "role:admin", "Base rule: the caller is an administrator"),
+    base(
+        "admin_required",
+        "role:admin and (system_scope:all or is_admin_project:True)",
+        "Base rule: a cloud administrator: the admin role on a system-scoped token or on the cloud admin project (is_admin_project); a project's own admin is not one",
+    ),
+    base(
+        "cloud_reader",
+        "(role:reader and system_scope:all) or rule:admin_required",
+        "Base rule: reads across the cloud: a system-scoped reader, or a cloud administrator",
+    ),
     base(
         "project_reader",
         "role:reader and project_id:%(project_id)s",
@@ -82,18 +95,23 @@ pub const DEFAULT_RULES: &[RuleDefault] = &[
         "Base rule: the caller is a member of the target's project",
     ),
     base(
+        "project_admin",
+        "role:admin and project_id:%(project_id)s",
+        "Base rule: the caller is an admin of the target's project (its own, not the cloud's)",
+    ),
+    base(
         "project_reader_or_admin",
-        "rule:project_reader or rule:admin_required",
-        "Base rule: a reader of the target's project, or an administrator",
+        "rule:project_reader or rule:cloud_reader",
+        "Base rule: a reader of the target's project, or a cloud-wide reader or administrator",
     ),
     base(
         "project_member_or_admin",
         "rule:project_member or rule:admin_required",
-        "Base rule: a member of the target's project, or an administrator",
+        "Base rule: a member of the target's project, or a cloud administrator",
     ),
     action(
         "all_projects",
-        ADMIN,
+        CLOUD_READER,
         "See every project's objects: pass all_projects=true (and project_id=...) to lists, or name another project",
         &[
             op("GET", "/v1/functions?all_projects=true"),
@@ -131,7 +149,7 @@ pub const DEFAULT_RULES: &[RuleDefault] = &[
     action("function:create", MEMBER, "Create a function", &[op("POST", "/v1/functions")]),
     action(
         "function:create:custom_image",
-        ADMIN,
+        "rule:project_admin or rule:admin_required",
         "Create a function that runs its own image (the body names \"image\", not a runtime); the image must also start with one of [api] allowed_image_prefixes",
         &[op("POST", "/v1/functions")],
     ),
@@ -253,7 +271,17 @@ pub const DEFAULT_RULES: &[RuleDefault] = &[
         &[op("GET", "/v1/usage")],
     ),
     // Agents.
-    action("agent:list", ADMIN, "List compute agents", &[op("GET", "/v1/agents")]),
+    action("agent:list", CLOUD_READER, "List compute agents", &[op("GET", "/v1/agents")]),
+    action(
+        "execution:show_platform_details",
+        CLOUD_READER,
+        "See the platform's side of executions: the agent that ran one and the platform's own error text (others see a generic message)",
+        &[
+            op("GET", "/v1/executions"),
+            op("GET", "/v1/executions/{execution_id}"),
+            op("POST", "/v1/functions/{function_id}/invoke"),
+        ],
+    ),
 ];
 
 /// The effective default policy as YAML, every rule commented out with its description and

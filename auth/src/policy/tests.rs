@@ -41,20 +41,36 @@ const ACTIONS: &[&str] = &[
     "usage:show",
     "agent:list",
     "all_projects",
+    "execution:show_platform_details",
 ];
 
+/// A system-scoped caller with `roles` (noauth tokens are always project-scoped).
+fn system(roles: &[&str]) -> Context {
+    let mut ctx = caller("s:p0:reader");
+    ctx.project_id = None;
+    ctx.project_name = None;
+    ctx.project_domain_id = None;
+    ctx.system_scope = Some("all".into());
+    ctx.roles = crate::context::normalize_roles(roles);
+    ctx
+}
+
 /// Who the defaults let through, on an object of project p1: (reader of p1, member of p1,
-/// reader of p2, member of p2, admin of p2).
-fn expected(rule: &str) -> [bool; 5] {
-    let read = [true, true, false, false, true];
-    let write = [false, true, false, false, true];
-    let admin = [false, false, false, false, true];
+/// reader of p2, member of p2, admin of p2 (a project admin), admin of p1 (a project admin, on
+/// its own project), cloud admin (admin on the admin project), system admin, system reader).
+fn expected(rule: &str) -> [bool; 9] {
+    let read = [true, true, false, false, false, true, true, true, true];
+    let write = [false, true, false, false, false, true, true, true, false];
+    let admin = [false, false, false, false, false, false, true, true, false];
+    let cloud_read = [false, false, false, false, false, false, true, true, true];
+    let project_admin = [false, false, false, false, false, true, true, true, false];
     match rule {
         "runtime:list" | "runtime:show" => read,
         r if r.starts_with("runtime:") => admin,
         "quota:show" | "usage:show" => read,
         r if r.starts_with("quota:") => admin,
-        "agent:list" | "all_projects" | "function:create:custom_image" => admin,
+        "agent:list" | "all_projects" | "execution:show_platform_details" => cloud_read,
+        "function:create:custom_image" => project_admin,
         r if r.ends_with(":list")
             || r.ends_with(":show")
             || r.ends_with(":log")
@@ -75,7 +91,12 @@ fn defaults_define_every_action_with_its_personas() {
         caller("r:p2:reader"),
         caller("m:p2:member"),
         caller("a:p2:admin"),
+        caller("a:p1:admin"),
+        caller("c:admin:admin"),
+        system(&["admin"]),
+        system(&["reader"]),
     ];
+    assert!(callers[6].is_cloud_admin() && !callers[5].is_cloud_admin());
     let target = Target::project("p1");
     for rule in ACTIONS {
         let got: Vec<bool> = callers

@@ -126,17 +126,34 @@ config_section! {
 }
 
 config_section! {
-    /// Internal authentication between the control plane and the agents.
+    /// Internal authentication between fresco-api, fresco-scheduler and the agents (see docs/security.md).
     pub struct InternalAuthSection("internal_auth") {
-        /// Ed25519 private key (PEM) the control plane signs execution tickets with; never given to agents.
+        /// Ed25519 private key (PEM) fresco-scheduler signs execution tickets with; only the scheduler reads it.
         ticket_signing_key_file: String = "/etc/fresco/ticket-signing.pem",
-        /// Ed25519 public key (PEM) agents verify execution tickets with.
+        /// Ed25519 public key (PEM) of the ticket key: agents verify tickets with it, the API code downloads.
         ticket_verify_key_file: String = "/etc/fresco/ticket-verify.pem",
-        /// Seconds an execution ticket stays valid.
+        /// Seconds an execution ticket stays valid; agents refuse tickets living longer, so set the same value everywhere.
         ticket_ttl: u64 = "30",
-        /// Shared secret agents sign their heartbeats and code downloads with.
-        #[secret]
-        agent_secret: String = "",
+        /// Ed25519 private key (PEM) fresco-api signs its calls to the scheduler with; only the API reads it.
+        control_plane_key_file: String = "/etc/fresco/control-plane.pem",
+        /// Ed25519 public key (PEM) of control_plane_key_file, with which the scheduler checks the API's calls.
+        control_plane_verify_key_file: String = "/etc/fresco/control-plane-verify.pem",
+        /// This agent's own Ed25519 private key (PEM); it signs its heartbeats and code downloads. Never shared.
+        agent_key_file: String = "/etc/fresco/agent-key.pem",
+        /// Directory of enrolled agents, one <agent_id>.pem each (url and public key), read by the scheduler and the API.
+        agent_keys_dir: String = "/etc/fresco/agents",
+    }
+}
+
+config_section! {
+    /// TLS of internal traffic (scheduler, agents, and the API's agent-facing code download); see docs/security.md.
+    pub struct InternalTlsSection("internal_tls") {
+        /// Certificate chain (PEM) this service serves HTTPS with; empty means plain HTTP.
+        cert_file: String = "",
+        /// Private key (PEM) of cert_file.
+        key_file: String = "",
+        /// CA bundle (PEM) internal clients verify peers with; when set, internal calls must use https URLs.
+        ca_file: String = "",
     }
 }
 
@@ -241,6 +258,8 @@ config_section! {
         start_timeout: u64 = "30",
         /// Most concurrent invocations this agent serves; further run requests get 503.
         max_running: u32 = "256",
+        /// Most execution tickets remembered until they expire, so that none is used twice; when full, new runs get 503.
+        replay_cache_entries: usize = "1000000",
         /// Image name prefixes this node runs as a function's own image (runtime images come from the control plane); empty means none.
         allowed_image_prefixes: Vec<String> = "",
     }
@@ -255,6 +274,7 @@ pub const ALL_SECTIONS: &[SectionDoc] = &[
     doc::<OsloPolicySection>(),
     doc::<QuotaSection>(),
     doc::<InternalAuthSection>(),
+    doc::<InternalTlsSection>(),
     doc::<SchedulerSection>(),
     doc::<RetentionSection>(),
     doc::<AgentSection>(),

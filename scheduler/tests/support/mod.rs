@@ -13,15 +13,20 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use diesel::prelude::*;
 use diesel::sql_types::{Bytea, Integer, Jsonb, Text, Uuid as SqlUuid};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use fresco_common::enrolment;
 use fresco_common::scheduler_client::SchedulerClient;
-use fresco_common::ticket::{AgentTokens, TicketSigner, TicketVerifier};
+use fresco_common::ticket::test_keys::{AGENT_PRIVATE, AGENT_PUBLIC, CONTROL_PLANE_PRIVATE};
+use fresco_common::ticket::{
+    sha256_hex, AgentSigner, ControlPlaneSigner, TicketSigner, TicketVerifier,
+};
+use fresco_common::tls::InternalTls;
 use fresco_common::wire::{FunctionSpec, Heartbeat, RunRequest, RunResult, RunStatus};
 use uuid::Uuid;
 
@@ -34,14 +39,39 @@ const DEFAULT_DB_URL: &str = "postgresql://fresco:fresco-dev@127.0.0.1:5439/fres
 pub const TICKET_PRIVATE: &str = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIPDphl9SqanFK+zTSluaX26jfvxzKtsDBf4ntwe+UDy7\n-----END PRIVATE KEY-----\n";
 pub const TICKET_PUBLIC: &str = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEALN3/XuOh0wrB4/jbsZwWdiMRVZL2PUepzf18DzEv6D4=\n-----END PUBLIC KEY-----\n";
 pub const OTHER_PRIVATE: &str = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIE+YD51OEa/oTZQobwczY3jYf5TnJNpexaMUYG5ZDUlQ\n-----END PRIVATE KEY-----\n";
-pub const AGENT_SECRET: &str = "test-agent-secret";
 
+/// The scheduler's ticket signer (tests sign tickets the way the scheduler does).
 pub fn signer() -> Arc<TicketSigner> {
     Arc::new(TicketSigner::from_pem(TICKET_PRIVATE.as_bytes(), 30).expect("test signing key"))
 }
 
-pub fn agent_tokens() -> Arc<AgentTokens> {
-    Arc::new(AgentTokens::new(AGENT_SECRET).expect("agent tokens"))
+/// The API's control-plane signer.
+pub fn control_plane() -> Arc<ControlPlaneSigner> {
+    Arc::new(
+        ControlPlaneSigner::from_pem(CONTROL_PLANE_PRIVATE.as_bytes(), "fresco-api")
+            .expect("control-plane key"),
+    )
+}
+
+/// Agent `id`'s credential: the test agents share one key pair, each enrolled under its own id
+/// and URL (a test of impersonation enrols another key).
+pub fn agent_signer(id: &str) -> Arc<AgentSigner> {
+    Arc::new(AgentSigner::from_pem(AGENT_PRIVATE.as_bytes(), id).expect("agent key"))
+}
+
+/// The agents directory of each scheduler process by its URL, so that a test agent enrols
+/// itself with the schedulers it reports to.
+fn enrolment_dirs() -> &'static Mutex<HashMap<String, PathBuf>> {
+    static DIRS: OnceLock<Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
+    DIRS.get_or_init(Mutex::default)
+}
+
+/// Enrols agent `id` at `url` with `public_key` (PEM) in a scheduler's agents directory.
+pub fn enrol(agents_dir: &std::path::Path, id: &str, url: &str, public_key: &str) {
+    let path = agents_dir.join(format!("{id}.pem"));
+    let partial = agents_dir.join(format!(".{id}.{}", Uuid::new_v4().simple()));
+    std::fs::write(&partial, enrolment::render(url, public_key)).expect("write enrolment");
+    std::fs::rename(&partial, &path).expect("enrol");
 }
 
 /// A fresh database with the migrations applied, dropped at the end.
@@ -255,7 +285,18 @@ impl TestDir {
         std::fs::create_dir_all(&path).expect("temp dir");
         std::fs::write(path.join("signing.pem"), TICKET_PRIVATE).expect("key");
         std::fs::write(path.join("verify.pem"), TICKET_PUBLIC).expect("key");
+        std::fs::write(
+            path.join("control-plane-verify.pem"),
+            fresco_common::ticket::test_keys::CONTROL_PLANE_PUBLIC,
+        )
+        .expect("key");
+        std::fs::create_dir_all(path.join("agents")).expect("agents dir");
         Self { path }
+    }
+
+    /// The enrolled agents of the schedulers of this test.
+    pub fn agents(&self) -> PathBuf {
+        self.path.join("agents")
     }
 }
 
@@ -282,7 +323,8 @@ impl SchedulerProc {
             "[DEFAULT]\ndebug = false\n\
              [database]\nconnection = {db}\nmax_pool_size = 8\n\
              [internal_auth]\nticket_signing_key_file = {d}/signing.pem\n\
-             ticket_verify_key_file = {d}/verify.pem\nticket_ttl = 30\nagent_secret = {AGENT_SECRET}\n\
+             control_plane_verify_key_file = {d}/control-plane-verify.pem\nticket_ttl = 30\n\
+             agent_keys_dir = {d}/agents\n\
              [scheduler]\nbind_host = 127.0.0.1\nbind_port = {port}\nagent_down_time = 2\n\
              leader_check_interval_ms = 200\nasync_poll_interval_ms = 500\nlease_grace = 5\n\
              workers = 2\nagent_persist_interval_ms = 200\n{extra}\n",
@@ -301,11 +343,12 @@ impl SchedulerProc {
             .stderr(log_file)
             .spawn()
             .expect("start fresco-scheduler");
-        Self {
-            url: format!("http://127.0.0.1:{port}"),
-            child,
-            log,
-        }
+        let url = format!("http://127.0.0.1:{port}");
+        enrolment_dirs()
+            .lock()
+            .expect("enrolment dirs")
+            .insert(url.clone(), dir.agents());
+        Self { url, child, log }
     }
 
     pub fn log_text(&self) -> String {
@@ -442,7 +485,19 @@ impl TestAgent {
         let handle = server.handle();
         tokio::spawn(server);
         let url = format!("http://{addr}");
-        let client = SchedulerClient::for_agent(schedulers, agent_tokens(), id).expect("client");
+        for scheduler in schedulers {
+            let dir = enrolment_dirs()
+                .lock()
+                .expect("enrolment dirs")
+                .get(scheduler)
+                .cloned();
+            if let Some(dir) = dir {
+                enrol(&dir, id, &url, AGENT_PUBLIC);
+            }
+        }
+        let client =
+            SchedulerClient::for_agent(schedulers, agent_signer(id), InternalTls::disabled())
+                .expect("client");
         let heartbeat = Heartbeat {
             agent_id: id.to_owned(),
             host: "localhost".into(),
@@ -512,6 +567,11 @@ async fn run(state: web::Data<AgentState>, req: HttpRequest, body: web::Bytes) -
         Ok(r) => r,
         Err(e) => return HttpResponse::BadRequest().body(format!("invalid body: {e}")),
     };
+    // As a real agent does: the ticket is for this payload only.
+    if claims.payload_sha256 != sha256_hex(request.payload.get().as_bytes()) {
+        state.seen.rejected_tickets.fetch_add(1, Ordering::SeqCst);
+        return HttpResponse::Unauthorized().body("ticket issued for another payload");
+    }
     state
         .seen
         .runs

@@ -34,6 +34,7 @@ pub async fn list(data: State, caller: Caller, req: HttpRequest) -> ApiResult<Ht
         function_id: query.typed("function_id")?,
         status: query.get("status").map(str::to_owned),
     };
+    let details = caller.sees_platform_details(&data);
     let found = state(&data)
         .db(move |conn| executions::list(conn, &scope, &filter, &page))
         .await?;
@@ -43,7 +44,7 @@ pub async fn list(data: State, caller: Caller, req: HttpRequest) -> ApiResult<Ht
         "executions",
         found,
         |e| e.id.to_string(),
-        ExecutionView::from,
+        |e| ExecutionView::from(e).shown(details),
     );
     Ok(HttpResponse::Ok().json(body))
 }
@@ -55,7 +56,8 @@ pub async fn show(data: State, caller: Caller, path: web::Path<String>) -> ApiRe
     let execution = state(&data)
         .db(move |conn| executions::get(conn, &scope, id))
         .await?;
-    Ok(HttpResponse::Ok().json(json!({ "execution": ExecutionView::from(execution) })))
+    let view = ExecutionView::from(execution).shown(caller.sees_platform_details(&data));
+    Ok(HttpResponse::Ok().json(json!({ "execution": view })))
 }
 
 pub async fn log(data: State, caller: Caller, path: web::Path<String>) -> ApiResult<HttpResponse> {

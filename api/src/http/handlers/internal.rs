@@ -7,9 +7,14 @@ use super::{state, State};
 use crate::domain::functions;
 use crate::http::error::{ApiError, ApiResult};
 
-/// `GET /internal/v1/code/{sha256}`: an agent fetches the package a ticket names. The ticket
-/// (signed by the control plane) must name this very package, so an agent can only read code
-/// it was asked to run.
+/// Header carrying the execution ticket on a code download.
+const TICKET_HEADER: &str = "x-fresco-ticket";
+
+/// `GET /internal/v1/code/{sha256}`: an agent fetches the package a ticket names. Two proofs:
+/// the execution ticket (`X-Fresco-Ticket`, signed by the scheduler) must name this very
+/// package, and the bearer token must be a code-download token signed with the enrolled key of
+/// the agent the ticket is for, for this package and this ticket. So only the agent a ticket
+/// names can read the code that ticket runs, and nothing else.
 pub async fn code(
     data: State,
     path: web::Path<String>,
@@ -18,21 +23,34 @@ pub async fn code(
     let unauthorized = || {
         ApiError::new(
             StatusCode::UNAUTHORIZED,
-            "a valid execution ticket is required",
+            "an execution ticket and the named agent's code-download token are required",
         )
     };
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
     let verifier = data.tickets.as_ref().ok_or_else(unauthorized)?;
-    let token = req
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
+    let token = header("authorization")
         .and_then(|v| v.strip_prefix("Bearer "))
         .ok_or_else(unauthorized)?;
-    let claims = verifier.verify(token, None).map_err(|_| unauthorized())?;
+    let ticket = header(TICKET_HEADER).ok_or_else(unauthorized)?;
+    let claims = verifier.verify(ticket, None).map_err(|e| {
+        log::warn!("code download refused: {e}");
+        unauthorized()
+    })?;
     let sha = path.into_inner();
     if claims.spec.code_sha256.as_deref() != Some(sha.as_str()) {
         return Err(ApiError::forbidden("the ticket does not name this package"));
     }
+    let enrolment = data.agents.get(&claims.aud).map_err(|e| {
+        log::warn!("code download for agent {} refused: {e}", claims.aud);
+        unauthorized()
+    })?;
+    enrolment
+        .key
+        .verify_code_download(&claims.aud, token, &sha, claims.jti)
+        .map_err(|e| {
+            log::warn!("code download for agent {} refused: {e}", claims.aud);
+            unauthorized()
+        })?;
     let project = claims.spec.project_id;
     let (format, bytes) = state(&data)
         .db(move |conn| functions::code_package(conn, &project, &sha))

@@ -16,14 +16,15 @@ use crate::http::auth::Caller;
 use crate::http::body;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::paging::Query;
-use crate::http::views::ExecutionView;
+use crate::http::views::{self, ExecutionView};
 use crate::http::AppState;
 use crate::invoke::{queued_execution, InvokeError, TargetKey};
 
 /// Largest event accepted, as Lambda's synchronous limit.
 const MAX_PAYLOAD_BYTES: usize = 6 * 1024 * 1024;
 
-fn invoke_error(error: InvokeError) -> ApiError {
+/// The HTTP error of a failed invocation; `details`: the caller may see the platform's side.
+fn invoke_error(error: InvokeError, details: bool) -> ApiError {
     match error {
         InvokeError::Domain(e) => e.into(),
         InvokeError::RateLimited {
@@ -46,12 +47,27 @@ fn invoke_error(error: InvokeError) -> ApiError {
             log::warn!("scheduler unavailable: {m}");
             ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "scheduler unavailable")
         }
-        // A platform failure, never the function's: a clear 503 the caller may retry.
-        InvokeError::AgentFailed(m) => {
-            let mut e = ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("the platform could not run the function: {m}"),
-            );
+        // A platform failure, never the function's: a clear 503 the caller may retry, naming
+        // the execution; the platform's own text (agents, their URLs, the engine's words) only
+        // for who may see platform details.
+        InvokeError::AgentFailed {
+            execution_id,
+            message,
+        } => {
+            let text = if details {
+                format!(
+                    "the platform could not run the function: execution {execution_id}: {message}"
+                )
+            } else {
+                log::warn!(
+                    "execution {execution_id}: the platform could not run the function: {message}"
+                );
+                format!(
+                    "execution {execution_id}: {}",
+                    views::PLATFORM_ERROR_MESSAGE
+                )
+            };
+            let mut e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, text);
             e.retry_after = Some(1);
             e
         }
@@ -158,8 +174,8 @@ pub async fn invoke(
                 .db(move |conn| executions::enqueue(conn, &execution, limit, &gauge))
                 .await?;
             if let Enqueued::Accepted(queued) = enqueued {
-                return Ok(HttpResponse::Accepted()
-                    .json(json!({ "execution": ExecutionView::from(*queued) })));
+                let view = ExecutionView::from(*queued).shown(caller.sees_platform_details(&data));
+                return Ok(HttpResponse::Accepted().json(json!({ "execution": view })));
             }
         }
         return Err(ApiError::new(
@@ -168,15 +184,16 @@ pub async fn invoke(
         ));
     }
 
+    let details = caller.sees_platform_details(&data);
     invoker
         .recorder
         .admit()
-        .map_err(|behind| invoke_error(behind.into()))?;
+        .map_err(|behind| invoke_error(behind.into(), details))?;
 
     let outcome = invoker
         .invoke_sync(&target, event)
         .await
-        .map_err(invoke_error)?;
+        .map_err(|e| invoke_error(e, details))?;
     let result = outcome.result;
     let mut response = HttpResponse::Ok();
     response
@@ -194,9 +211,12 @@ pub async fn invoke(
     Ok(match result.status {
         RunStatus::Succeeded => response.body(result.response.unwrap_or_else(|| "null".to_owned())),
         _ => {
-            let error = result.error.map(|e| serde_json::to_value(e).unwrap_or_default()).unwrap_or_else(|| {
+            let mut error = result.error.map(|e| serde_json::to_value(e).unwrap_or_default()).unwrap_or_else(|| {
                 json!({"errorType": format!("Runtime.{}", result.status.as_str()), "errorMessage": format!("execution ended with status {}", result.status.as_str())})
             });
+            if !details {
+                views::redact_platform_error(&mut error);
+            }
             response.json(error)
         }
     })

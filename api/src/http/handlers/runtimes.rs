@@ -69,9 +69,12 @@ pub async fn create(
 ) -> ApiResult<HttpResponse> {
     caller.authorize(&data, "runtime:create")?;
     let b: CreateBody = body::json(&req, payload, data.api.max_json_body_bytes).await?;
-    let owner = match b.project_id {
-        Some(p) => p,
-        None => caller.project()?.to_owned(),
+    let owner = match (b.project_id, caller.context.project()) {
+        (Some(p), _) => p,
+        (None, Some(p)) => p.to_owned(),
+        // A system-scoped administrator has no project: a public runtime then belongs to none.
+        (None, None) if b.is_public => String::new(),
+        (None, None) => caller.project()?.to_owned(),
     };
     let new = NewRuntime {
         name: b.name,
