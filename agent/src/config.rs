@@ -4,6 +4,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use fresco_common::archive::Limits;
+
+use crate::engine::net::{Ipv4Net, NetworkPolicy};
 use fresco_common::conf::{
     AgentSection, ConfigError, DefaultSection, InternalAuthSection, InternalTlsSection, RawConfig,
     SchedulerSection,
@@ -14,17 +16,23 @@ use fresco_common::ticket::check_agent_id;
 pub enum SettingsError {
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("[agent] container_user must be numeric uid:gid, got {0:?}")]
-    ContainerUser(String),
+    #[error("[agent] sandbox_uid_base {base} and sandbox_uid_count {count}: the range must be non-empty, above 0 and below 2^32 - 1")]
+    UidRange { base: u32, count: u32 },
+    #[error("[agent] {option}: {message}")]
+    Network {
+        option: &'static str,
+        message: String,
+    },
     #[error("cannot determine the machine's memory: {0}")]
     Memory(String),
     #[error("[agent] agent_id: {0}")]
     AgentId(#[source] fresco_common::ticket::TicketError),
-    #[error("[agent] unpack_uid and unpack_gid must not be 0 (root), 4294967295, nor the container user's uid {container_uid}, got {uid}:{gid}")]
+    #[error("[agent] unpack_uid and unpack_gid must not be 0 (root), 4294967295, nor in the sandbox uid range {sandbox_base}..{sandbox_end}, got {uid}:{gid}")]
     UnpackUser {
         uid: u32,
         gid: u32,
-        container_uid: u32,
+        sandbox_base: u32,
+        sandbox_end: u32,
     },
     #[error("runtime socket paths would be {0} bytes long, the limit is 107: shorten [DEFAULT] state_path or [agent] agent_id")]
     SocketPath(usize),
@@ -50,9 +58,18 @@ pub struct Settings {
     pub idle_timeout: Duration,
     pub start_timeout: Duration,
     pub shim_path: PathBuf,
-    pub container_uid: u32,
-    pub container_gid: u32,
+    /// Sandboxes run as uids (and gids) `sandbox_uid_base..sandbox_uid_base + sandbox_uid_count`.
+    pub sandbox_uid_base: u32,
+    pub sandbox_uid_count: u32,
     pub pids_limit: i64,
+    pub memory_mb_per_cpu: u64,
+    pub cpu_min_millicores: u64,
+    pub nofile_limit: i64,
+    pub nproc_limit: i64,
+    pub freeze_timeout: Duration,
+    pub output_max_bytes: u64,
+    pub container_output_max_bytes: u64,
+    pub network: NetworkPolicy,
     pub tmpfs_mb: u64,
     pub log_max_bytes: usize,
     pub log_sync_timeout: Duration,
@@ -98,16 +115,28 @@ impl Settings {
         if socket_len >= MAX_SOCKET_PATH {
             return Err(SettingsError::SocketPath(socket_len));
         }
-        let (container_uid, container_gid) = parse_user(&agent.container_user)?;
-        let unusable = |id: u32| id == 0 || id == u32::MAX;
-        if unusable(agent.unpack_uid)
-            || unusable(agent.unpack_gid)
-            || agent.unpack_uid == container_uid
+        if agent.sandbox_uid_base == 0
+            || agent.sandbox_uid_count == 0
+            || agent
+                .sandbox_uid_base
+                .checked_add(agent.sandbox_uid_count)
+                .is_none_or(|end| end == u32::MAX)
         {
+            return Err(SettingsError::UidRange {
+                base: agent.sandbox_uid_base,
+                count: agent.sandbox_uid_count,
+            });
+        }
+        let network = network_policy(&agent)?;
+        // Code is unpacked as a user no sandbox runs as: sandboxes can read it, never write it.
+        let sandbox_uids = agent.sandbox_uid_base..agent.sandbox_uid_base + agent.sandbox_uid_count;
+        let unusable = |id: u32| id == 0 || id == u32::MAX || sandbox_uids.contains(&id);
+        if unusable(agent.unpack_uid) || unusable(agent.unpack_gid) {
             return Err(SettingsError::UnpackUser {
                 uid: agent.unpack_uid,
                 gid: agent.unpack_gid,
-                container_uid,
+                sandbox_base: sandbox_uids.start,
+                sandbox_end: sandbox_uids.end,
             });
         }
         let memory_mb = if agent.memory_mb == 0 {
@@ -132,9 +161,17 @@ impl Settings {
             idle_timeout: Duration::from_secs(agent.idle_timeout),
             start_timeout: Duration::from_secs(agent.start_timeout.max(1)),
             shim_path: PathBuf::from(agent.shim_path),
-            container_uid,
-            container_gid,
+            sandbox_uid_base: agent.sandbox_uid_base,
+            sandbox_uid_count: agent.sandbox_uid_count,
             pids_limit: agent.pids_limit,
+            memory_mb_per_cpu: agent.memory_mb_per_cpu.max(1),
+            cpu_min_millicores: agent.cpu_min_millicores,
+            nofile_limit: i64::try_from(agent.nofile_limit).unwrap_or(i64::MAX),
+            nproc_limit: i64::try_from(agent.nproc_limit).unwrap_or(i64::MAX),
+            freeze_timeout: Duration::from_millis(agent.freeze_timeout_ms),
+            output_max_bytes: agent.output_max_bytes,
+            container_output_max_bytes: agent.container_output_max_bytes,
+            network,
             tmpfs_mb: agent.tmpfs_mb,
             log_max_bytes: agent.log_max_bytes,
             log_sync_timeout: Duration::from_millis(agent.log_sync_timeout_ms),
@@ -170,20 +207,30 @@ impl Settings {
     }
 }
 
-/// `uid:gid` (or a bare `uid`, which then is also the gid); names are refused because the
-/// agent must own the per-container directory by the same numbers the container uses.
-pub fn parse_user(text: &str) -> Result<(u32, u32), SettingsError> {
-    let bad = || SettingsError::ContainerUser(text.to_owned());
-    let (uid, gid) = match text.split_once(':') {
-        Some((uid, gid)) => (uid, gid),
-        None => (text, text),
+/// The `[agent] sandbox_*` network options, parsed.
+fn network_policy(agent: &AgentSection) -> Result<NetworkPolicy, SettingsError> {
+    let parse = |option: &'static str, text: &str| {
+        text.parse::<Ipv4Net>()
+            .map_err(|message| SettingsError::Network { option, message })
     };
-    let uid: u32 = uid.trim().parse().map_err(|_| bad())?;
-    let gid: u32 = gid.trim().parse().map_err(|_| bad())?;
-    if uid == 0 {
-        return Err(bad());
+    let pool = parse("sandbox_network_cidr", &agent.sandbox_network_cidr)?;
+    if pool.prefix > 30 {
+        return Err(SettingsError::Network {
+            option: "sandbox_network_cidr",
+            message: format!("{pool} is too small (at most /30)"),
+        });
     }
-    Ok((uid, gid))
+    let list = |option: &'static str, items: &[String]| {
+        items
+            .iter()
+            .map(|text| parse(option, text))
+            .collect::<Result<Vec<_>, _>>()
+    };
+    Ok(NetworkPolicy {
+        pool,
+        denied: list("sandbox_denied_networks", &agent.sandbox_denied_networks)?,
+        allowed: list("sandbox_allowed_networks", &agent.sandbox_allowed_networks)?,
+    })
 }
 
 fn hostname() -> String {
@@ -210,13 +257,46 @@ mod tests {
     use super::*;
 
     #[test]
-    fn users_must_be_numeric_and_not_root() {
-        assert_eq!(parse_user("1000:1000").expect("ok"), (1000, 1000));
-        assert_eq!(parse_user("1001").expect("ok"), (1001, 1001));
-        assert_eq!(parse_user("1000:2000").expect("ok"), (1000, 2000));
-        assert!(parse_user("nobody").is_err());
-        assert!(parse_user("0:0").is_err(), "root is refused");
-        assert!(parse_user("1000:").is_err());
+    fn uid_ranges_and_networks_are_checked() {
+        let settings = |text: &str| {
+            let raw =
+                RawConfig::parse(&format!("[agent]\nagent_id = n\n{text}"), "test").expect("parse");
+            Settings::from_raw(&raw)
+        };
+        let ok = settings("").expect("defaults");
+        assert_eq!(
+            (ok.sandbox_uid_base, ok.sandbox_uid_count),
+            (200_000, 65_536)
+        );
+        assert_eq!(ok.network.pool.to_string(), "198.18.0.0/16");
+        assert!(ok
+            .network
+            .denied
+            .iter()
+            .any(|n| n.contains(std::net::Ipv4Addr::new(169, 254, 169, 254))));
+        assert!(ok.network.allowed.is_empty());
+        for bad in [
+            "sandbox_uid_base = 0",
+            "sandbox_uid_count = 0",
+            "sandbox_uid_base = 4294967000\nsandbox_uid_count = 295",
+        ] {
+            assert!(
+                matches!(settings(bad), Err(SettingsError::UidRange { .. })),
+                "{bad}"
+            );
+        }
+        for bad in [
+            "sandbox_network_cidr = 10.0.0.1/8",
+            "sandbox_network_cidr = 10.0.0.0/31",
+            "sandbox_allowed_networks = 10.0.0.0/8, nonsense",
+        ] {
+            assert!(
+                matches!(settings(bad), Err(SettingsError::Network { .. })),
+                "{bad}"
+            );
+        }
+        let allowed = settings("sandbox_allowed_networks = 10.1.0.0/16").expect("allowed");
+        assert_eq!(allowed.network.allowed.len(), 1);
     }
 
     #[test]
@@ -245,7 +325,12 @@ mod tests {
             (settings.unpack_uid, settings.unpack_gid),
             (199_999, 199_999)
         );
-        for bad in ["unpack_uid = 0", "unpack_gid = 0", "unpack_uid = 1000"] {
+        for bad in [
+            "unpack_uid = 0",
+            "unpack_gid = 0",
+            "unpack_uid = 200000",
+            "unpack_gid = 265535",
+        ] {
             let raw = RawConfig::parse(&format!("[agent]\nagent_id = a\n{bad}\n"), "test")
                 .expect("parse");
             assert!(

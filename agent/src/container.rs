@@ -1,11 +1,18 @@
 //! One function container: the hardened engine settings built from a `FunctionSpec`, its
-//! per-container directory and Runtime API socket, its output, and its lifecycle.
+//! per-container directory and Runtime API socket, its output, and its lifecycle: started
+//! (network attached, then the shim may start the runtime), frozen whenever it is idle, thawed
+//! to run, destroyed.
+//!
+//! Every container runs as its own uid (and gid) from `[agent] sandbox_uid_base`, a range that
+//! maps to no host user; its socket directory is owned by that uid with mode 0700, so no other
+//! sandbox and no host user but root can reach its Runtime API.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use fresco_common::wire::FunctionSpec;
 use futures_util::StreamExt;
@@ -14,6 +21,8 @@ use tokio::task::JoinHandle;
 
 use crate::code::CodePin;
 use crate::config::Settings;
+use crate::engine::host::{CgroupHandle, FreezerState, HostControl, HostError};
+use crate::engine::net::NetworkLease;
 use crate::engine::{BindMount, ContainerEngine, ContainerSpec, EngineError};
 use crate::logs::LogBuffer;
 use crate::runtime_api::RuntimeChannel;
@@ -42,6 +51,94 @@ pub enum ContainerError {
     Engine(#[from] EngineError),
     #[error("container did not start within {0} s")]
     StartTimeout(u64),
+    #[error("no free uid left in the sandbox range")]
+    NoUid,
+    #[error("cannot prepare the sandbox: {0}")]
+    Host(#[from] HostError),
+}
+
+/// Why a sandbox could not be frozen (it must then be destroyed).
+#[derive(Debug, thiserror::Error)]
+pub enum FreezeError {
+    #[error(transparent)]
+    Host(#[from] HostError),
+    #[error("sandbox still freezing after {0:?}")]
+    Timeout(Duration),
+    #[error("sandbox cgroups are unknown")]
+    NoCgroups,
+}
+
+/// Why an idle sandbox cannot run an invocation (it must then be replaced).
+#[derive(Debug, thiserror::Error)]
+pub enum ThawError {
+    #[error(transparent)]
+    Host(#[from] HostError),
+    #[error("sandbox is no longer usable (it stopped, or never finished freezing)")]
+    Unusable,
+}
+
+/// Where a sandbox is in its freeze/thaw cycle.
+#[derive(Debug, Default)]
+struct Lifecycle {
+    /// Counts thaws: a freeze confirmation that sees another epoch is moot.
+    epoch: u64,
+    /// Given up on (it did not freeze in time): never thawed again.
+    broken: bool,
+}
+
+/// The uids of one agent's sandboxes: each live container holds one; handed out round-robin
+/// so a freed uid is reused as late as possible.
+struct UidRange {
+    base: u32,
+    count: u32,
+    next: u32,
+    used: HashSet<u32>,
+}
+
+impl UidRange {
+    fn take(&mut self) -> Option<u32> {
+        for _ in 0..self.count {
+            let uid = self.base + self.next;
+            self.next = (self.next + 1) % self.count;
+            if self.used.insert(uid) {
+                return Some(uid);
+            }
+        }
+        None
+    }
+
+    fn give_back(&mut self, uid: u32) {
+        self.used.remove(&uid);
+    }
+}
+
+/// What the containers of one agent share on the host: its controls and the uid range.
+pub struct Sandboxes {
+    pub host: Arc<dyn HostControl>,
+    uids: Mutex<UidRange>,
+}
+
+impl Sandboxes {
+    pub fn new(host: Arc<dyn HostControl>, uid_base: u32, uid_count: u32) -> Self {
+        Self {
+            host,
+            uids: Mutex::new(UidRange {
+                base: uid_base,
+                count: uid_count.max(1),
+                next: 0,
+                used: HashSet::new(),
+            }),
+        }
+    }
+
+    fn uids(&self) -> std::sync::MutexGuard<'_, UidRange> {
+        self.uids.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Uids held by live containers.
+    pub fn uids_in_use(&self) -> usize {
+        self.uids().used.len()
+    }
 }
 
 /// The function's version as Lambda names it.
@@ -116,13 +213,31 @@ pub fn cpu_shares(memory_mb: u64) -> i64 {
     i64::try_from(shares).unwrap_or(262_144).clamp(2, 262_144)
 }
 
-/// The engine settings of a container for `spec`.
+/// CFS period of every sandbox, in microseconds.
+pub const CPU_PERIOD_US: i64 = 100_000;
+
+/// The hard CPU limit of a sandbox as a CFS quota per `CPU_PERIOD_US`: one CPU per
+/// `memory_mb_per_cpu` MB of memory, never below `min_millicores`, never above the machine.
+pub fn cpu_quota_us(memory_mb: u64, memory_mb_per_cpu: u64, min_millicores: u64, cpus: i32) -> i64 {
+    let period = CPU_PERIOD_US as u64;
+    let proportional = memory_mb.saturating_mul(period) / memory_mb_per_cpu.max(1);
+    let floor = min_millicores.saturating_mul(period) / 1000;
+    let machine = u64::try_from(cpus.max(1))
+        .unwrap_or(1)
+        .saturating_mul(period);
+    // The engine refuses a quota below 1 ms.
+    let quota = proportional.max(floor).min(machine).max(1000);
+    i64::try_from(quota).unwrap_or(i64::MAX)
+}
+
+/// The engine settings of a container for `spec`, running as `uid` (and gid `uid`).
 pub fn container_spec(
     settings: &Settings,
     spec: &FunctionSpec,
     name: &str,
     code_dir: Option<&Path>,
     socket_dir: &Path,
+    uid: u32,
 ) -> ContainerSpec {
     let memory_mb = u64::try_from(spec.memory_mb.max(1)).unwrap_or(1);
     let mut mounts = vec![
@@ -157,12 +272,21 @@ pub fn container_spec(
         image: spec.image.clone(),
         entrypoint: vec![SHIM_IN_CONTAINER.to_owned()],
         env: build_env(spec, name),
-        user: format!("{}:{}", settings.container_uid, settings.container_gid),
+        user: format!("{uid}:{uid}"),
         labels,
         network: spec.network,
         memory_bytes: i64::try_from(memory_mb * 1024 * 1024).unwrap_or(i64::MAX),
         cpu_shares: cpu_shares(memory_mb),
+        cpu_quota_us: cpu_quota_us(
+            memory_mb,
+            settings.memory_mb_per_cpu,
+            settings.cpu_min_millicores,
+            settings.cpus,
+        ),
+        cpu_period_us: CPU_PERIOD_US,
         pids_limit: settings.pids_limit,
+        nofile_limit: settings.nofile_limit,
+        nproc_limit: settings.nproc_limit,
         tmpfs_mb: settings.tmpfs_mb,
         mounts,
     }
@@ -172,21 +296,34 @@ pub fn container_spec(
 pub struct Container {
     pub id: String,
     pub name: String,
+    /// The uid (and gid) it runs as, its own among the live containers.
+    pub uid: u32,
     pub channel: Arc<RuntimeChannel>,
     pub logs: Arc<LogBuffer>,
     dir: PathBuf,
     /// Keeps the code package in the node's cache for the container's whole life.
     _code: Option<CodePin>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    sandboxes: Arc<Sandboxes>,
+    cgroups: OnceLock<CgroupHandle>,
+    network: Mutex<Option<NetworkLease>>,
+    /// Whether the freezer holds it (or was asked to).
+    frozen: AtomicBool,
+    lifecycle: Mutex<Lifecycle>,
+    /// Its CPU time when it last thawed (0: since it started), in nanoseconds.
+    cpu_base_ns: AtomicU64,
     /// Whether it has run an invocation yet (the first one is the cold one).
     pub used: AtomicBool,
+    destroyed: AtomicBool,
 }
 
 impl Container {
     /// Creates and starts a container for `spec`, with its socket directory and Runtime API
-    /// server ready before the shim's first connection.
+    /// server ready before the shim's first connection, its network attached (when the
+    /// function has network) before the shim may start the runtime.
     pub async fn start<E: ContainerEngine>(
         engine: &Arc<E>,
+        sandboxes: &Arc<Sandboxes>,
         settings: &Settings,
         spec: &FunctionSpec,
         code: Option<CodePin>,
@@ -195,36 +332,63 @@ impl Container {
         let dir = settings
             .containers_dir()
             .join(&name["fresco-".len()..][..16]);
-        let listener = prepare_socket_dir(&dir, settings.container_uid, settings.container_gid)?;
+        let uid = sandboxes.uids().take().ok_or(ContainerError::NoUid)?;
+        let listener = match prepare_socket_dir(&dir, uid, uid) {
+            Ok(listener) => listener,
+            Err(e) => {
+                sandboxes.uids().give_back(uid);
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(e);
+            }
+        };
         let channel = Arc::new(RuntimeChannel::new());
         let server = channel.serve(listener);
         let code_dir = code.as_ref().map(CodePin::path);
-        let container_spec = container_spec(settings, spec, &name, code_dir, &dir);
+        let container_spec = container_spec(settings, spec, &name, code_dir, &dir, uid);
         let id = match engine.create(&container_spec).await {
             Ok(id) => id,
             Err(e) => {
                 channel.close();
                 server.abort();
                 let _ = std::fs::remove_dir_all(&dir);
+                sandboxes.uids().give_back(uid);
                 return Err(e.into());
             }
         };
         let container = Arc::new(Container {
             id,
             name,
+            uid,
             channel,
-            logs: Arc::new(LogBuffer::new(settings.log_max_bytes)),
+            logs: Arc::new(LogBuffer::with_limits(
+                settings.log_max_bytes,
+                settings.output_max_bytes,
+                settings.container_output_max_bytes,
+            )),
             dir,
             _code: code,
             tasks: Mutex::new(vec![server]),
+            sandboxes: Arc::clone(sandboxes),
+            cgroups: OnceLock::new(),
+            network: Mutex::new(None),
+            frozen: AtomicBool::new(false),
+            lifecycle: Mutex::new(Lifecycle::default()),
+            cpu_base_ns: AtomicU64::new(0),
             used: AtomicBool::new(false),
+            destroyed: AtomicBool::new(false),
         });
-        match tokio::time::timeout(settings.start_timeout, container.attach_and_start(engine)).await
-        {
-            Ok(Ok(())) => Ok(container),
+        let prepared = async {
+            container.attach_and_start(engine).await?;
+            container.prepare_sandbox(engine, spec.network).await
+        };
+        match tokio::time::timeout(settings.start_timeout, prepared).await {
+            Ok(Ok(())) => {
+                container.channel.set_ready();
+                Ok(container)
+            }
             Ok(Err(e)) => {
                 container.destroy(engine).await;
-                Err(e.into())
+                Err(e)
             }
             Err(_) => {
                 container.destroy(engine).await;
@@ -236,23 +400,28 @@ impl Container {
     }
 
     async fn attach_and_start<E: ContainerEngine>(
-        &self,
+        self: &Arc<Self>,
         engine: &Arc<E>,
     ) -> Result<(), EngineError> {
         let mut output = engine.attach(&self.id).await?;
         let logs = Arc::clone(&self.logs);
+        let channel = Arc::clone(&self.channel);
         let pump = tokio::spawn(async move {
             while let Some(chunk) = output.next().await {
-                logs.push(&chunk);
+                if let Some(limit) = logs.push(&chunk) {
+                    // The service kills it when the invocation ends with this.
+                    channel.output_limit_passed(limit);
+                }
             }
             logs.close();
         });
         self.tasks().push(pump);
         engine.start(&self.id).await?;
-        let (watch_engine, id, channel) = (
+        let (watch_engine, id, channel, this) = (
             Arc::clone(engine),
             self.id.clone(),
             Arc::clone(&self.channel),
+            Arc::downgrade(self),
         );
         let watcher = tokio::spawn(async move {
             match watch_engine.wait(&id).await {
@@ -264,6 +433,9 @@ impl Container {
                     }
                     // Not the function's doing: its engine failed (e.g. dockerd stopped).
                     channel.engine_lost(e.to_string());
+                    if let Some(container) = this.upgrade() {
+                        container.thaw_for_engine();
+                    }
                 }
             }
         });
@@ -271,25 +443,216 @@ impl Container {
         Ok(())
     }
 
+    /// Finds the container's cgroups and, for a function with network, gives it its link.
+    async fn prepare_sandbox<E: ContainerEngine>(
+        &self,
+        engine: &Arc<E>,
+        network: bool,
+    ) -> Result<(), ContainerError> {
+        let pid = engine.pid(&self.id).await?;
+        let host = Arc::clone(&self.sandboxes.host);
+        let cgroups = host.cgroups(pid)?;
+        let _ = self.cgroups.set(cgroups);
+        if network {
+            let tag = self.name["fresco-".len()..].to_owned();
+            let lease = tokio::task::spawn_blocking(move || host.connect_network(pid, &tag))
+                .await
+                .map_err(|e| {
+                    HostError::NetworkUnavailable(format!("network set-up task failed: {e}"))
+                })??;
+            log::debug!(
+                "container {} has address {} on {}",
+                self.name,
+                lease.address,
+                lease.interface
+            );
+            *self.network() = Some(lease);
+        }
+        Ok(())
+    }
+
     fn tasks(&self) -> std::sync::MutexGuard<'_, Vec<JoinHandle<()>>> {
         self.tasks.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Kills and removes the container and its directory.
+    fn network(&self) -> std::sync::MutexGuard<'_, Option<NetworkLease>> {
+        self.network.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The sandbox's address, when it has network.
+    pub fn address(&self) -> Option<std::net::Ipv4Addr> {
+        self.network().as_ref().map(|lease| lease.address)
+    }
+
+    /// CPU time used since the last thaw (a new container: since it started), in ms.
+    pub fn cpu_ms_since_thaw(&self) -> Option<f64> {
+        let cgroups = self.cgroups.get()?;
+        match self.sandboxes.host.cpu_time_ns(cgroups) {
+            Ok(now) => {
+                let used = now.saturating_sub(self.cpu_base_ns.load(Ordering::SeqCst));
+                Some(used as f64 / 1_000_000.0)
+            }
+            Err(e) => {
+                // A container that stopped has lost its cgroup: nothing to bill after that.
+                log::debug!("cannot read the cpu time of {}: {e}", self.name);
+                None
+            }
+        }
+    }
+
+    fn lifecycle(&self) -> std::sync::MutexGuard<'_, Lifecycle> {
+        self.lifecycle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Freezes the sandbox (cgroup freezer): from this call on none of its tasks runs user
+    /// code again until thawed, each stopping the moment it would (a running one at once, a
+    /// sleeping one when it wakes). Returns the epoch to confirm the freeze with
+    /// (`confirm_frozen`). On error the sandbox may still run: destroy it.
+    pub fn freeze(&self) -> Result<u64, FreezeError> {
+        let cgroups = self.cgroups.get().ok_or(FreezeError::NoCgroups)?;
+        let life = self.lifecycle();
+        self.frozen.store(true, Ordering::SeqCst);
+        self.sandboxes.host.set_frozen(cgroups, true)?;
+        Ok(life.epoch)
+    }
+
+    /// Waits, at most `limit`, until the freezer reports every task stopped (FROZEN, not
+    /// FREEZING); also done when the sandbox was thawed again meanwhile (another epoch).
+    pub async fn confirm_frozen(&self, epoch: u64, limit: Duration) -> Result<(), FreezeError> {
+        let cgroups = self.cgroups.get().ok_or(FreezeError::NoCgroups)?;
+        wait_frozen(self.sandboxes.host.as_ref(), cgroups, limit, || {
+            self.lifecycle().epoch != epoch
+        })
+        .await
+    }
+
+    /// Gives up on a sandbox that did not freeze in `epoch`: it is never thawed again. False
+    /// when it was thawed meanwhile (an invocation holds it: nothing to give up).
+    pub fn give_up(&self, epoch: u64) -> bool {
+        let mut life = self.lifecycle();
+        if life.epoch != epoch {
+            return false;
+        }
+        life.broken = true;
+        true
+    }
+
+    /// Lets the sandbox run again for an invocation; its CPU time from here on is that
+    /// invocation's. A sandbox given up on, or whose container stopped, is refused.
+    pub fn thaw(&self) -> Result<(), ThawError> {
+        let mut life = self.lifecycle();
+        if life.broken || !self.channel.is_usable() || self.destroyed.load(Ordering::SeqCst) {
+            return Err(ThawError::Unusable);
+        }
+        let Some(cgroups) = self.cgroups.get() else {
+            return Err(ThawError::Unusable);
+        };
+        let base = thaw_cgroup(self.sandboxes.host.as_ref(), cgroups)?;
+        life.epoch += 1;
+        self.cpu_base_ns.store(base, Ordering::SeqCst);
+        self.frozen.store(false, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// The engine was lost (it is stopping, or restarting, and stops its containers as it
+    /// goes): a frozen sandbox is thawed so its processes can act on the engine's SIGTERM and
+    /// SIGKILL (a cgroup v1 freezer holds back even SIGKILL), and it never serves again. Its
+    /// CPU time from here on is nobody's: it is not billed.
+    fn thaw_for_engine(&self) {
+        let mut life = self.lifecycle();
+        life.broken = true;
+        if self.destroyed.load(Ordering::SeqCst) || !self.frozen.load(Ordering::SeqCst) {
+            return;
+        }
+        if let Some(cgroups) = self.cgroups.get() {
+            match self.sandboxes.host.set_frozen(cgroups, false) {
+                Ok(()) => self.frozen.store(false, Ordering::SeqCst),
+                Err(e) => log::warn!("cannot thaw {} for its engine: {e}", self.name),
+            }
+        }
+    }
+
+    /// Kills and removes the container, its directory and its network, and frees its uid.
     pub async fn destroy<E: ContainerEngine>(&self, engine: &Arc<E>) {
+        if self.destroyed.swap(true, Ordering::SeqCst) {
+            return;
+        }
         self.channel.close();
-        if let Err(e) = engine.remove(&self.id).await {
+        // A frozen task cannot act on SIGKILL on every kernel: thaw first.
+        if self.frozen.load(Ordering::SeqCst) {
+            if let Some(cgroups) = self.cgroups.get() {
+                if let Err(e) = self.sandboxes.host.set_frozen(cgroups, false) {
+                    log::warn!("cannot thaw {} before removing it: {e}", self.name);
+                }
+            }
+        }
+        let removed = engine.remove(&self.id).await;
+        if let Err(e) = &removed {
             log::warn!("cannot remove container {}: {e}", self.name);
         }
         for task in self.tasks().drain(..) {
             task.abort();
+        }
+        let lease = self.network().take();
+        if let Some(lease) = lease {
+            let host = Arc::clone(&self.sandboxes.host);
+            let _ = tokio::task::spawn_blocking(move || host.disconnect_network(&lease)).await;
         }
         if let Err(e) = std::fs::remove_dir_all(&self.dir) {
             if e.kind() != std::io::ErrorKind::NotFound {
                 log::warn!("cannot remove {}: {e}", self.dir.display());
             }
         }
+        // A container that may still exist keeps its uid: no other sandbox may share it.
+        if removed.is_ok() {
+            self.sandboxes.uids().give_back(self.uid);
+        }
     }
+}
+
+/// Waits, at most `limit`, until the freezer reports every task of `cgroups` stopped: a v1
+/// freezer stays FREEZING until each task woken to freeze has been scheduled once (on a busy
+/// node or under the CPU quota, milliseconds). Stops early, successfully, when `moot` says so.
+pub async fn wait_frozen(
+    host: &dyn HostControl,
+    cgroups: &CgroupHandle,
+    limit: Duration,
+    moot: impl Fn() -> bool,
+) -> Result<(), FreezeError> {
+    let started = Instant::now();
+    let mut polls = 0u32;
+    loop {
+        if moot() {
+            return Ok(());
+        }
+        match host.freezer_state(cgroups)? {
+            FreezerState::Frozen => return Ok(()),
+            FreezerState::Freezing | FreezerState::Thawed => {
+                if started.elapsed() >= limit {
+                    return Err(FreezeError::Timeout(limit));
+                }
+                polls += 1;
+                // The timer's granularity is a millisecond: yield during the first one.
+                if started.elapsed() < Duration::from_millis(1) {
+                    tokio::task::yield_now().await;
+                } else {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                // Writing FROZEN again is how a v1 freezer is told to retry the tasks it
+                // could not stop yet.
+                if polls.is_multiple_of(64) && !moot() {
+                    host.set_frozen(cgroups, true)?;
+                }
+            }
+        }
+    }
+}
+
+/// Thaws `cgroups`; returns its CPU time (ns) read just before, while it could not move.
+pub fn thaw_cgroup(host: &dyn HostControl, cgroups: &CgroupHandle) -> Result<u64, HostError> {
+    let base = host.cpu_time_ns(cgroups)?;
+    host.set_frozen(cgroups, false)?;
+    Ok(base)
 }
 
 /// Creates `dir` (mode 0700, owned by the container user) and binds the Runtime API socket in it.
@@ -392,12 +755,19 @@ mod tests {
             "fresco-x",
             Some(Path::new("/code")),
             Path::new("/sock"),
+            200_007,
         );
         assert!(!c.network);
         assert_eq!(c.memory_bytes, 128 * 1024 * 1024);
         assert_eq!(c.pids_limit, 32);
         assert_eq!(c.tmpfs_mb, 16);
-        assert_eq!(c.user, "1000:1000");
+        assert_eq!(c.user, "200007:200007");
+        assert_eq!((c.nofile_limit, c.nproc_limit), (1024, 64));
+        assert_eq!(c.cpu_period_us, CPU_PERIOD_US);
+        assert_eq!(
+            c.cpu_quota_us, 25_000,
+            "128 MB gets the 250 millicore floor"
+        );
         assert_eq!(c.entrypoint, vec![SHIM_IN_CONTAINER.to_owned()]);
         assert_eq!(c.labels.get(LABEL_AGENT).map(String::as_str), Some("a1"));
         assert_eq!(c.labels.get(LABEL_VERSION).map(String::as_str), Some("3"));
@@ -421,6 +791,50 @@ mod tests {
         );
         assert_eq!(host.memory, host.memory_swap, "no swap beyond the limit");
         assert!(host.tmpfs.expect("tmpfs")["/tmp"].contains("size=16m"));
+        assert_eq!(host.cpu_quota, Some(25_000));
+        assert_eq!(host.cpu_period, Some(100_000));
+        let ulimits: Vec<(String, i64)> = host
+            .ulimits
+            .expect("ulimits")
+            .into_iter()
+            .map(|u| (u.name.unwrap_or_default(), u.hard.unwrap_or_default()))
+            .collect();
+        assert_eq!(
+            ulimits,
+            vec![("nofile".to_owned(), 1024), ("nproc".to_owned(), 64)]
+        );
+    }
+
+    #[test]
+    fn cpu_quota_follows_memory_between_the_floor_and_the_machine() {
+        // 1 CPU per 1769 MB, floor 250 millicores, 4 CPUs.
+        let quota = |mb| cpu_quota_us(mb, 1769, 250, 4);
+        assert_eq!(quota(1769), 100_000, "one full CPU");
+        assert_eq!(quota(3538), 200_000);
+        assert_eq!(quota(128), 25_000, "the floor");
+        assert_eq!(quota(100_000), 400_000, "never more than the machine");
+        assert_eq!(
+            cpu_quota_us(128, 1769, 0, 4),
+            7235,
+            "no floor: Lambda's share"
+        );
+        assert_eq!(cpu_quota_us(1, 1769, 0, 4), 1000, "the engine's minimum");
+    }
+
+    #[test]
+    fn uids_are_distinct_and_reused_late() {
+        let mut range = UidRange {
+            base: 200_000,
+            count: 3,
+            next: 0,
+            used: HashSet::new(),
+        };
+        assert_eq!(range.take(), Some(200_000));
+        assert_eq!(range.take(), Some(200_001));
+        range.give_back(200_000);
+        assert_eq!(range.take(), Some(200_002), "the freed uid waits its turn");
+        assert_eq!(range.take(), Some(200_000));
+        assert_eq!(range.take(), None, "range exhausted");
     }
 
     #[test]

@@ -7,6 +7,11 @@
 //! shim writes the marker `RS token RS` to its stdout and stderr, the very pipes the function
 //! wrote to before it answered, so once both markers came through, everything before them has
 //! too. Markers are removed from the output.
+//!
+//! Output is bounded three ways: the first `keep` bytes of an invocation are kept (the rest
+//! counted and noted); an invocation that writes more than `invocation_max` bytes, or a
+//! container that writes more than `lifetime_max` over its life, has passed its output limit:
+//! `push` says so once, and the container pays for it (it is killed, see `container`).
 
 use std::sync::Mutex;
 
@@ -17,9 +22,18 @@ pub const MARKER_DELIMITER: u8 = 0x1e;
 /// One marker per stream: stdout and stderr.
 const MARKERS_PER_SYNC: u32 = 2;
 
+/// Which output limit was passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputLimit {
+    Invocation(u64),
+    Lifetime(u64),
+}
+
 /// Collects the output of the invocation in progress, up to `cap` bytes.
 pub struct LogBuffer {
     cap: usize,
+    invocation_max: u64,
+    lifetime_max: u64,
     inner: Mutex<Inner>,
     synced: Notify,
 }
@@ -28,6 +42,11 @@ pub struct LogBuffer {
 struct Inner {
     data: Vec<u8>,
     dropped: u64,
+    /// Bytes written during the invocation in progress, and since the container started.
+    invocation_bytes: u64,
+    lifetime_bytes: u64,
+    /// The limit passed, once.
+    exceeded: Option<OutputLimit>,
     /// The marker being waited for, and how many times it was seen.
     marker: Option<Vec<u8>>,
     seen: u32,
@@ -51,9 +70,16 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 impl LogBuffer {
+    /// Keeps `cap` bytes per invocation; no output limit.
     pub fn new(cap: usize) -> Self {
+        Self::with_limits(cap, u64::MAX, u64::MAX)
+    }
+
+    pub fn with_limits(cap: usize, invocation_max: u64, lifetime_max: u64) -> Self {
         Self {
             cap,
+            invocation_max,
+            lifetime_max,
             inner: Mutex::new(Inner::default()),
             synced: Notify::new(),
         }
@@ -68,11 +94,28 @@ impl LogBuffer {
         let mut inner = self.inner();
         inner.data.clear();
         inner.dropped = 0;
+        inner.invocation_bytes = 0;
     }
 
-    /// Adds a chunk of output, removing (and counting) the awaited marker.
-    pub fn push(&self, chunk: &[u8]) {
+    /// Adds a chunk of output, removing (and counting) the awaited marker. Returns the output
+    /// limit this chunk passed, the first time one is passed.
+    pub fn push(&self, chunk: &[u8]) -> Option<OutputLimit> {
         let mut inner = self.inner();
+        let len = chunk.len() as u64;
+        inner.invocation_bytes = inner.invocation_bytes.saturating_add(len);
+        inner.lifetime_bytes = inner.lifetime_bytes.saturating_add(len);
+        let passed = if inner.exceeded.is_some() {
+            None
+        } else if inner.invocation_bytes > self.invocation_max {
+            Some(OutputLimit::Invocation(self.invocation_max))
+        } else if inner.lifetime_bytes > self.lifetime_max {
+            Some(OutputLimit::Lifetime(self.lifetime_max))
+        } else {
+            None
+        };
+        if passed.is_some() {
+            inner.exceeded = passed;
+        }
         let mut rest = chunk;
         let mut synced = false;
         if let Some(marker) = inner.marker.clone() {
@@ -88,6 +131,12 @@ impl LogBuffer {
         if synced {
             self.synced.notify_one();
         }
+        passed
+    }
+
+    /// The output limit passed, if any.
+    pub fn exceeded(&self) -> Option<OutputLimit> {
+        self.inner().exceeded
     }
 
     fn keep(&self, inner: &mut Inner, bytes: &[u8]) {
@@ -141,8 +190,9 @@ impl LogBuffer {
         self.wait_until(max, |i| i.closed).await
     }
 
-    /// The output so far (lossy UTF-8), with a note when some was dropped; empties the buffer.
-    pub fn take(&self) -> String {
+    /// The output so far (lossy UTF-8), with a note when some was dropped or the output limit
+    /// stopped the function, and whether either happened; empties the buffer.
+    pub fn take(&self) -> (String, bool) {
         let mut inner = self.inner();
         let mut text = String::from_utf8_lossy(&inner.data).into_owned();
         if inner.dropped > 0 {
@@ -151,9 +201,19 @@ impl LogBuffer {
                 inner.dropped
             ));
         }
+        match inner.exceeded {
+            Some(OutputLimit::Invocation(max)) => text.push_str(&format!(
+                "[fresco: output limit of {max} bytes per invocation passed; the function was stopped]\n"
+            )),
+            Some(OutputLimit::Lifetime(max)) => text.push_str(&format!(
+                "[fresco: output limit of {max} bytes per container passed; the function was stopped]\n"
+            )),
+            None => {}
+        }
+        let truncated = inner.dropped > 0 || inner.exceeded.is_some();
         inner.data.clear();
         inner.dropped = 0;
-        text
+        (text, truncated)
     }
 }
 
@@ -169,9 +229,37 @@ mod tests {
         logs.push(b"world");
         assert_eq!(
             logs.take(),
-            "hello wo\n[fresco: 3 more bytes of output dropped]\n"
+            (
+                "hello wo\n[fresco: 3 more bytes of output dropped]\n".to_owned(),
+                true
+            )
         );
-        assert_eq!(logs.take(), "", "take empties");
+        assert_eq!(logs.take(), (String::new(), false), "take empties");
+    }
+
+    #[test]
+    fn output_limits_are_reported_once_per_container() {
+        let logs = LogBuffer::with_limits(4, 10, 25);
+        assert_eq!(logs.push(b"0123456789"), None, "at the limit is fine");
+        assert_eq!(logs.push(b"x"), Some(OutputLimit::Invocation(10)));
+        assert_eq!(logs.push(b"more"), None, "said once");
+        let (text, truncated) = logs.take();
+        assert!(truncated);
+        assert!(text.starts_with("0123\n[fresco: 11 more bytes of output dropped]\n"));
+        assert!(
+            text.contains("output limit of 10 bytes per invocation"),
+            "{text}"
+        );
+
+        let lifetime = LogBuffer::with_limits(100, 10, 25);
+        for _ in 0..2 {
+            lifetime.begin();
+            assert_eq!(lifetime.push(b"0123456789"), None);
+            assert_eq!(lifetime.take(), ("0123456789".to_owned(), false));
+        }
+        lifetime.begin();
+        assert_eq!(lifetime.push(b"012345"), Some(OutputLimit::Lifetime(25)));
+        assert_eq!(lifetime.exceeded(), Some(OutputLimit::Lifetime(25)));
     }
 
     #[test]
@@ -180,7 +268,7 @@ mod tests {
         logs.push(b"between invocations");
         logs.begin();
         logs.push(b"mine");
-        assert_eq!(logs.take(), "mine");
+        assert_eq!(logs.take().0, "mine");
     }
 
     #[tokio::test]
@@ -198,7 +286,7 @@ mod tests {
         logs.push(b"err\n\x1et2\x1e");
         assert!(logs.wait_synced(Duration::from_secs(1)).await);
         assert_eq!(
-            logs.take(),
+            logs.take().0,
             "out line\nno newline\x1eother\x1eerr\n",
             "only the armed markers are removed"
         );
@@ -214,6 +302,6 @@ mod tests {
             later.push(b"late\n\x1eabc\x1e\x1eabc\x1e");
         });
         assert!(logs.wait_synced(Duration::from_secs(2)).await);
-        assert_eq!(logs.take(), "late\n");
+        assert_eq!(logs.take().0, "late\n");
     }
 }

@@ -38,6 +38,12 @@ fn run(args: Cli) -> anyhow::Result<()> {
     loaded.init_logging(raw.section::<DefaultSection>()?.debug);
     let mut settings = Settings::from_raw(raw)?;
     let verifier = TicketVerifier::from_file(&settings.ticket_verify_key_file)?;
+    if !rustix::process::geteuid().is_root() {
+        log::warn!(
+            "fresco-agent is not running as root: it cannot give sandboxes their own uid, freeze \
+             them or build their network, so function containers will fail"
+        );
+    }
     // The agent's own credential: without it no scheduler accepts a heartbeat.
     AgentSigner::from_file(&settings.agent_key_file, &settings.agent_id)
         .context("[internal_auth] agent_key_file")?;

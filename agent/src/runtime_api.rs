@@ -7,6 +7,10 @@
 //! `.../{id}/error`; a runtime that cannot load the handler posts `/runtime/init/error`.
 //! Everything read from the socket comes from the tenant's container and is checked: request
 //! ids must match the invocation handed out, bodies are capped, unknown paths are 404.
+//!
+//! Two Fresco-only paths serve the shim: `GET .../fresco/start` answers once the agent has
+//! finished preparing the sandbox (its network, for one that has network), so no function
+//! code runs before; `GET .../fresco/sync` hands out output sync tokens (see `logs`).
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -26,6 +30,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::engine::ExitInfo;
+use crate::logs::OutputLimit;
 
 /// Largest response a function may return (Lambda's synchronous limit).
 pub const MAX_RESPONSE_BYTES: usize = 6 * 1024 * 1024;
@@ -63,6 +68,8 @@ pub enum Outcome {
     ResponseTooLarge,
     /// The container stopped.
     Exited(ExitInfo),
+    /// The container passed its output limit (it is being killed).
+    OutputLimit(OutputLimit),
     /// The agent lost track of the container: its engine stopped answering.
     EngineLost(String),
 }
@@ -93,6 +100,11 @@ pub struct RuntimeChannel {
     queue_rx: tokio::sync::Mutex<mpsc::Receiver<Invocation>>,
     slot: Mutex<Slot>,
     closed: watch::Sender<bool>,
+    /// Set when the sandbox is ready for the runtime to start (`fresco/start`).
+    ready: watch::Sender<bool>,
+    /// Long polls waiting: `invocation/next` (the runtime is idle) and `fresco/sync` (the
+    /// shim is idle).
+    polling: watch::Sender<Polls>,
     connections: AtomicUsize,
     /// Output sync tokens for the shim (see `logs`).
     sync_tx: mpsc::Sender<String>,
@@ -116,6 +128,8 @@ impl RuntimeChannel {
             queue_rx: tokio::sync::Mutex::new(queue_rx),
             slot: Mutex::new(Slot::default()),
             closed: watch::channel(false).0,
+            ready: watch::channel(false).0,
+            polling: watch::channel(Polls::default()).0,
             connections: AtomicUsize::new(0),
         }
     }
@@ -159,6 +173,26 @@ impl RuntimeChannel {
     /// The container stopped: the pending invocation (if any) ends with `Exited`.
     pub fn container_exited(&self, exit: ExitInfo) {
         self.terminate(Outcome::Exited(exit));
+    }
+
+    /// The container passed its output limit: the pending invocation (if any) ends with it.
+    pub fn output_limit_passed(&self, limit: OutputLimit) {
+        self.terminate(Outcome::OutputLimit(limit));
+    }
+
+    /// Waits, at most `max`, until the runtime asks for its next event (it has finished with
+    /// the last one: the moment Lambda ends an invocation) and the shim waits for its next
+    /// sync: both idle, blocked in a read; false on timeout.
+    pub async fn wait_until_idle(&self, max: std::time::Duration) -> bool {
+        let mut polling = self.polling.subscribe();
+        tokio::time::timeout(max, polling.wait_for(|p| p.next > 0 && p.sync > 0))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// The sandbox is prepared: the shim may start the runtime.
+    pub fn set_ready(&self) {
+        self.ready.send_replace(true);
     }
 
     /// The engine stopped answering about the container: the pending invocation (if any) ends
@@ -268,6 +302,7 @@ impl RuntimeChannel {
                 self.post_error(&id, req).await
             }
             (&Method::GET, ["fresco", "sync"]) => self.sync().await,
+            (&Method::GET, ["fresco", "start"]) => self.start().await,
             (&Method::POST, ["init", "error"]) => {
                 let error = read_error(req).await;
                 self.terminate(Outcome::InitError(error));
@@ -293,10 +328,12 @@ impl RuntimeChannel {
             queue = self.queue_rx.lock() => queue,
             _ = closed.wait_for(|c| *c) => return shutting_down(),
         };
+        let polling = PollingGuard::new(&self.polling, Poll::Next);
         let invocation = tokio::select! {
             invocation = queue.recv() => invocation,
             _ = closed.wait_for(|c| *c) => None,
         };
+        drop(polling);
         let Some(invocation) = invocation else {
             return shutting_down();
         };
@@ -321,6 +358,20 @@ impl RuntimeChannel {
         response
     }
 
+    /// The shim's wait before it starts the runtime: 200 once the sandbox is ready, 410 when
+    /// the container is being removed instead.
+    async fn start(&self) -> Response<Full<Bytes>> {
+        let mut closed = self.closed.subscribe();
+        let mut ready = self.ready.subscribe();
+        tokio::select! {
+            result = ready.wait_for(|r| *r) => match result {
+                Ok(_) => json_response(StatusCode::OK, serde_json::json!({"status": "ready"})),
+                Err(_) => shutting_down(),
+            },
+            _ = closed.wait_for(|c| *c) => shutting_down(),
+        }
+    }
+
     /// The shim's long poll for output sync tokens (answers the token as text).
     async fn sync(&self) -> Response<Full<Bytes>> {
         let mut closed = self.closed.subscribe();
@@ -328,10 +379,12 @@ impl RuntimeChannel {
             queue = self.sync_rx.lock() => queue,
             _ = closed.wait_for(|c| *c) => return shutting_down(),
         };
+        let polling = PollingGuard::new(&self.polling, Poll::Sync);
         let token = tokio::select! {
             token = queue.recv() => token,
             _ = closed.wait_for(|c| *c) => None,
         };
+        drop(polling);
         match token {
             Some(token) => Response::new(Full::new(Bytes::from(token))),
             None => shutting_down(),
@@ -372,6 +425,43 @@ impl RuntimeChannel {
             return invalid_request_id(id);
         }
         accepted()
+    }
+}
+
+/// Long polls waiting now, by kind.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Polls {
+    next: u32,
+    sync: u32,
+}
+
+#[derive(Clone, Copy)]
+enum Poll {
+    Next,
+    Sync,
+}
+
+/// Counts one waiting long poll for as long as it lives (also when its connection goes away
+/// mid-wait).
+struct PollingGuard<'a>(&'a watch::Sender<Polls>, Poll);
+
+impl<'a> PollingGuard<'a> {
+    fn new(polling: &'a watch::Sender<Polls>, kind: Poll) -> Self {
+        polling.send_modify(|p| match kind {
+            Poll::Next => p.next += 1,
+            Poll::Sync => p.sync += 1,
+        });
+        Self(polling, kind)
+    }
+}
+
+impl Drop for PollingGuard<'_> {
+    fn drop(&mut self) {
+        let kind = self.1;
+        self.0.send_modify(|p| match kind {
+            Poll::Next => p.next = p.next.saturating_sub(1),
+            Poll::Sync => p.sync = p.sync.saturating_sub(1),
+        });
     }
 }
 
@@ -554,5 +644,67 @@ mod tests {
             channel.dispatch(invocation("b")).err(),
             Some(DispatchError::Dead(Outcome::Exited(exit)))
         );
+    }
+
+    #[tokio::test]
+    async fn the_runtime_starts_only_once_the_sandbox_is_ready_and_idleness_is_seen() {
+        use crate::engine::fake::http;
+        let dir = std::env::temp_dir().join(format!("rt-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let socket = dir.join("runtime.sock");
+        let channel = Arc::new(RuntimeChannel::new());
+        let server = channel.serve(UnixListener::bind(&socket).expect("bind"));
+
+        let waiting = tokio::spawn({
+            let socket = socket.clone();
+            async move { http(&socket, "GET", "/fresco/start", b"").await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert!(
+            !waiting.is_finished(),
+            "no start before the sandbox is ready"
+        );
+        channel.set_ready();
+        let (status, _, _) = waiting.await.expect("join").expect("answer");
+        assert_eq!(status, 200);
+
+        // Idle means the runtime waits for an event and the shim for a sync.
+        let short = std::time::Duration::from_millis(50);
+        assert!(!channel.wait_until_idle(short).await);
+        let next = tokio::spawn({
+            let socket = socket.clone();
+            async move { http(&socket, "GET", "/invocation/next", b"").await }
+        });
+        assert!(
+            !channel.wait_until_idle(short).await,
+            "the shim is not waiting yet"
+        );
+        let sync = tokio::spawn({
+            let socket = socket.clone();
+            async move { http(&socket, "GET", "/fresco/sync", b"").await }
+        });
+        assert!(
+            channel
+                .wait_until_idle(std::time::Duration::from_secs(2))
+                .await
+        );
+
+        // A container being removed: waits end, and a new start is refused.
+        channel.close();
+        assert_eq!(next.await.expect("join").expect("answer").0, 410);
+        assert_eq!(sync.await.expect("join").expect("answer").0, 410);
+        server.abort();
+        let closed = Arc::new(RuntimeChannel::new());
+        let _ = std::fs::remove_file(&socket);
+        let server = closed.serve(UnixListener::bind(&socket).expect("bind"));
+        let refused = tokio::spawn({
+            let socket = socket.clone();
+            async move { http(&socket, "GET", "/fresco/start", b"").await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        closed.close();
+        assert_eq!(refused.await.expect("join").expect("answer").0, 410);
+        server.abort();
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

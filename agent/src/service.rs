@@ -17,8 +17,11 @@ use uuid::Uuid;
 
 use crate::code::{CodeCache, CodeError, CodeOptions};
 use crate::config::Settings;
-use crate::container::{function_arn, Container, ContainerError, LABEL_AGENT};
+use crate::container::{function_arn, Container, ContainerError, Sandboxes, LABEL_AGENT};
+use crate::engine::host::{HostControl, LinuxHost};
+use crate::engine::net::agent_tag;
 use crate::engine::{ContainerEngine, EngineError};
+use crate::logs::OutputLimit;
 use crate::pool::{Acquired, Pools};
 use crate::retire::Retired;
 use crate::runtime_api::{DispatchError, Invocation, Outcome};
@@ -70,11 +73,16 @@ pub struct Metrics {
     pub runs: std::sync::atomic::AtomicU64,
     pub cold_starts: std::sync::atomic::AtomicU64,
     pub timeouts: std::sync::atomic::AtomicU64,
+    /// Idle sandboxes destroyed because they could not be frozen (or thawed).
+    pub freeze_failures: std::sync::atomic::AtomicU64,
+    /// Containers killed for passing their output limit.
+    pub output_cutoffs: std::sync::atomic::AtomicU64,
 }
 
 pub struct Agent<E: ContainerEngine> {
     settings: Settings,
     engine: Arc<E>,
+    sandboxes: Arc<Sandboxes>,
     /// Admits execution tickets: for this agent, for their payload, once.
     gate: TicketGate,
     /// This agent's own key (heartbeats, code downloads); `None` when the key file is missing.
@@ -151,6 +159,9 @@ pub(crate) fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// Longest wait, after an invocation, for the runtime and the shim to be idle before freezing.
+const IDLE_WAIT: Duration = Duration::from_millis(20);
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -185,6 +196,7 @@ impl<E: ContainerEngine> Agent<E> {
         engine: Arc<E>,
         verifier: TicketVerifier,
     ) -> Result<Self, StartupError> {
+        let host = LinuxHost::new(&agent_tag(&settings.agent_id), settings.network.clone());
         let signer = match AgentSigner::from_file(&settings.agent_key_file, &settings.agent_id) {
             Ok(signer) => Some(Arc::new(signer)),
             Err(e) => {
@@ -205,6 +217,11 @@ impl<E: ContainerEngine> Agent<E> {
         );
         Ok(Self {
             pools: Mutex::new(Pools::new(settings.memory_mb)),
+            sandboxes: Arc::new(Sandboxes::new(
+                Arc::new(host),
+                settings.sandbox_uid_base,
+                settings.sandbox_uid_count,
+            )),
             settings,
             engine,
             gate,
@@ -220,8 +237,24 @@ impl<E: ContainerEngine> Agent<E> {
         })
     }
 
+    /// Uses `host` instead of the real one for what the agent does to sandboxes on the host
+    /// (unit tests); call before the first run.
+    pub fn with_host(mut self, host: Arc<dyn HostControl>) -> Self {
+        self.sandboxes = Arc::new(Sandboxes::new(
+            host,
+            self.settings.sandbox_uid_base,
+            self.settings.sandbox_uid_count,
+        ));
+        self
+    }
+
     pub fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    /// Uids held by live containers.
+    pub fn uids_in_use(&self) -> usize {
+        self.sandboxes.uids_in_use()
     }
 
     /// This agent's own key, when configured.
@@ -245,7 +278,17 @@ impl<E: ContainerEngine> Agent<E> {
             .list_labelled(LABEL_AGENT, &self.settings.agent_id)
             .await?;
         for id in &leftovers {
+            // It may be frozen, and a frozen task cannot act on SIGKILL on every kernel.
+            if let Ok(pid) = self.engine.pid(id).await {
+                if let Ok(cgroups) = self.sandboxes.host.cgroups(pid) {
+                    let _ = self.sandboxes.host.set_frozen(&cgroups, false);
+                }
+            }
             self.engine.remove(id).await?;
+        }
+        let host = Arc::clone(&self.sandboxes.host);
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || host.reset_network()).await {
+            log::warn!("cannot remove the sandbox network of a previous run: {e}");
         }
         let dir = self.settings.containers_dir();
         if dir.exists() {
@@ -298,20 +341,33 @@ impl<E: ContainerEngine> Agent<E> {
         }
         self.metrics.runs.fetch_add(1, Ordering::Relaxed);
         let key = pool_key(&spec);
+        let started = Instant::now();
         let acquired = loop {
             let acquired = self.pools().acquire(&key, &spec.warm_key(), memory_mb);
             match acquired {
                 Acquired::Warm(container) if !container.channel.is_usable() => {
                     // It stopped while idle (its engine restarted, or a process the function
                     // left behind killed it): none of this execution ran there, so it gets a
-                    // fresh container rather than the dead one's exit status.
+                    // fresh container rather than the dead one's exit status. `destroy` thaws
+                    // it first if it is frozen.
                     self.pools().retire(&key);
                     self.destroy_later(container);
                 }
+                Acquired::Warm(container) => match container.thaw() {
+                    Ok(()) => break Acquired::Warm(container),
+                    Err(e) => {
+                        // Never run (or keep) a sandbox in an unknown freezer state: the
+                        // platform failed, not the function, and none of this execution ran
+                        // there, so it is replaced like a dead one.
+                        log::warn!("cannot use {}: {e}; replacing it", container.name);
+                        self.metrics.freeze_failures.fetch_add(1, Ordering::Relaxed);
+                        self.pools().retire(&key);
+                        self.destroy_later(container);
+                    }
+                },
                 other => break other,
             }
         };
-        let started = Instant::now();
         let (container, init_ms) = match acquired {
             Acquired::Warm(container) => (container, None),
             Acquired::Full { free_mb } => {
@@ -348,6 +404,8 @@ impl<E: ContainerEngine> Agent<E> {
                             max_memory_mb: None,
                             cold: true,
                             logs: String::new(),
+                            cpu_ms: None,
+                            output_truncated: false,
                             retry_safe: true,
                         });
                     }
@@ -397,7 +455,7 @@ impl<E: ContainerEngine> Agent<E> {
             ),
             None => None,
         };
-        Container::start(&self.engine, &self.settings, spec, code)
+        Container::start(&self.engine, &self.sandboxes, &self.settings, spec, code)
             .await
             .map_err(|e| match e {
                 ContainerError::Engine(EngineError::Unavailable(reason)) => {
@@ -500,6 +558,8 @@ impl<E: ContainerEngine> Agent<E> {
             max_memory_mb,
             cold,
             logs: String::new(),
+            cpu_ms: None,
+            output_truncated: false,
             retry_safe: false,
         };
         let reusable = match ending {
@@ -523,6 +583,23 @@ impl<E: ContainerEngine> Agent<E> {
                     stack_trace: Vec::new(),
                 });
                 true
+            }
+            Ending::Outcome(Outcome::OutputLimit(limit)) => {
+                self.metrics.output_cutoffs.fetch_add(1, Ordering::Relaxed);
+                result.status = RunStatus::Failed;
+                result.error = Some(FunctionError {
+                    error_type: "Function.OutputLimitExceeded".to_owned(),
+                    error_message: match limit {
+                        OutputLimit::Invocation(max) => {
+                            format!("the function wrote more than {max} bytes of output")
+                        }
+                        OutputLimit::Lifetime(max) => format!(
+                            "the function's container wrote more than {max} bytes of output"
+                        ),
+                    },
+                    stack_trace: Vec::new(),
+                });
+                false
             }
             Ending::Outcome(Outcome::InitError(error)) => {
                 result.status = RunStatus::Failed;
@@ -583,25 +660,73 @@ impl<E: ContainerEngine> Agent<E> {
                 false
             }
         };
-        result.logs = container.logs.take();
-        log::debug!(
-            "execution {execution_id}: {} in {duration_ms:.3} ms, output sync {sync_ms:.3} ms, cold {cold}",
-            result.status.as_str()
-        );
-        let unused = if reusable
-            && container.channel.is_usable()
-            && !self.shutting_down.load(Ordering::SeqCst)
-        {
-            self.release_unless_retired(spec, key, container)
+        (result.logs, result.output_truncated) = container.logs.take();
+        let keep =
+            reusable && container.channel.is_usable() && !self.shutting_down.load(Ordering::SeqCst);
+        // Between invocations a sandbox does not run: freeze it before the result leaves, and
+        // bill what it used since it thawed (stray background processes included).
+        let freeze_started = Instant::now();
+        let frozen = if keep {
+            // Lambda's invocation ends when the runtime asks for the next event: freezing it
+            // then (with the shim, blocked in reads) leaves it ready for the next one. A
+            // sandbox that does not come back to idle in time is frozen wherever it is.
+            container
+                .channel
+                .wait_until_idle(IDLE_WAIT.min(self.settings.freeze_timeout))
+                .await;
+            match container.freeze() {
+                Ok(epoch) => Some(epoch),
+                Err(e) => {
+                    log::warn!("cannot freeze {}: {e}; removing it", container.name);
+                    self.metrics.freeze_failures.fetch_add(1, Ordering::Relaxed);
+                    None
+                }
+            }
         } else {
-            Some(container)
+            None
+        };
+        result.cpu_ms = container.cpu_ms_since_thaw();
+        log::debug!(
+            "execution {execution_id}: {} in {duration_ms:.3} ms, output sync {sync_ms:.3} ms, freeze {:.3} ms, cpu {:?} ms, cold {cold}",
+            result.status.as_str(),
+            ms(freeze_started.elapsed()),
+            result.cpu_ms,
+        );
+        let unused = match frozen {
+            // A retirement that arrived meanwhile sends it away frozen: `destroy` thaws it
+            // before the engine stops it.
+            Some(epoch) => match self.release_unless_retired(spec, key, Arc::clone(&container)) {
+                None => {
+                    self.confirm_frozen_later(container, epoch);
+                    None
+                }
+                Some(_) => Some(container),
+            },
+            None => Some(container),
         };
         if let Some(container) = unused {
-            // Killed (or retired) before answering: gone before the caller hears about it.
+            // Killed (or retired, or not frozen) before answering: gone before the caller
+            // hears about it.
             container.destroy(&self.engine).await;
             self.pools().retire(key);
         }
         result
+    }
+
+    /// Watches a sandbox until the freezer confirms it frozen; one that is still FREEZING
+    /// after `[agent] freeze_timeout_ms` (and was not thawed for another invocation meanwhile)
+    /// is given up on and removed; its pool entry is replaced by a new sandbox when next used.
+    fn confirm_frozen_later(&self, container: Arc<Container>, epoch: u64) {
+        let engine = Arc::clone(&self.engine);
+        let limit = self.settings.freeze_timeout;
+        tokio::spawn(async move {
+            if let Err(e) = container.confirm_frozen(epoch, limit).await {
+                if container.give_up(epoch) {
+                    log::warn!("{} did not freeze: {e}; removing it", container.name);
+                    container.destroy(&engine).await;
+                }
+            }
+        });
     }
 
     /// Waits (briefly) for the output the function wrote before its invocation ended.
@@ -742,7 +867,7 @@ impl<E: ContainerEngine> Agent<E> {
         }
     }
 
-    /// Stops taking runs and removes every container of this agent.
+    /// Stops taking runs and removes every container of this agent, and its sandbox network.
     pub async fn shutdown(&self) {
         self.shutting_down.store(true, Ordering::SeqCst);
         let idle = self.pools().drain_idle();
@@ -761,6 +886,10 @@ impl<E: ContainerEngine> Agent<E> {
             }
             Err(e) => log::warn!("cannot list containers at shutdown: {e}"),
         }
+        let host = Arc::clone(&self.sandboxes.host);
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || host.reset_network()).await {
+            log::warn!("cannot remove the sandbox network: {e}");
+        }
     }
 }
 
@@ -775,7 +904,8 @@ impl Drop for RunningGuard<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::fake::FakeEngine;
+    use crate::engine::fake::{FakeEngine, FakeHost};
+    use crate::engine::host::FreezerState;
     use fresco_common::conf::RawConfig;
     use fresco_common::ticket::TicketSigner;
 
@@ -787,6 +917,7 @@ mod tests {
     struct Harness {
         agent: Agent<FakeEngine>,
         engine: Arc<FakeEngine>,
+        host: Arc<FakeHost>,
         state: PathBuf,
     }
 
@@ -799,11 +930,16 @@ mod tests {
     use std::path::PathBuf;
 
     fn harness(memory_mb: u64) -> Harness {
+        harness_with(memory_mb, "")
+    }
+
+    /// A harness with `extra` `[agent]` options.
+    fn harness_with(memory_mb: u64, extra: &str) -> Harness {
         let state =
             std::env::temp_dir().join(format!("fu-{}", &Uuid::new_v4().simple().to_string()[..10]));
         let raw = RawConfig::parse(
             &format!(
-                "[DEFAULT]\nstate_path = {}\n[agent]\nagent_id = unit\nmemory_mb = {memory_mb}\nidle_timeout = 0\nlog_sync_timeout_ms = 500\nmax_running = 4\nallowed_image_prefixes = fresco/, missing\n",
+                "[DEFAULT]\nstate_path = {}\n[agent]\nagent_id = unit\nmemory_mb = {memory_mb}\nidle_timeout = 0\nlog_sync_timeout_ms = 500\nmax_running = 4\nallowed_image_prefixes = fresco/, missing\nfreeze_timeout_ms = 200\n{extra}\n",
                 state.display()
             ),
             "test",
@@ -811,11 +947,16 @@ mod tests {
         .expect("config");
         let settings = Settings::from_raw(&raw).expect("settings");
         let engine = Arc::new(FakeEngine::new());
+        let host = Arc::new(FakeHost::new());
+        engine.watch_freezer(Arc::clone(&host));
         let verifier = TicketVerifier::from_pem(PUBLIC.as_bytes()).expect("verifier");
-        let agent = Agent::new(settings, Arc::clone(&engine), verifier).expect("agent");
+        let agent = Agent::new(settings, Arc::clone(&engine), verifier)
+            .expect("agent")
+            .with_host(Arc::clone(&host) as Arc<dyn HostControl>);
         Harness {
             agent,
             engine,
+            host,
             state,
         }
     }
@@ -1247,6 +1388,14 @@ mod tests {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(h.engine.live(), 1);
+        // Idle ones are frozen: each is thawed before the engine is told to remove it.
+        assert!(h.host.count("freeze") >= 3, "{:?}", h.host.calls());
+        assert_eq!(
+            h.engine.count("frozen-at-remove"),
+            0,
+            "{:?}",
+            h.engine.calls()
+        );
     }
 
     #[tokio::test]
@@ -1264,6 +1413,15 @@ mod tests {
         assert_eq!(result.response.as_deref(), Some("\"x\""));
         assert_eq!(h.engine.live(), 0, "gone before the caller hears");
         assert_eq!(h.agent.heartbeat("x").memory_mb_reserved, 0);
+        // Frozen when it ended (its CPU time billed), then thawed to be removed.
+        assert_eq!(
+            (h.host.count("freeze"), h.host.count("thaw")),
+            (1, 1),
+            "{:?}",
+            h.host.calls()
+        );
+        assert_eq!(h.engine.count("frozen-at-remove"), 0);
+        assert!(result.cpu_ms.is_some());
     }
 
     #[tokio::test]
@@ -1290,6 +1448,43 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(h.engine.live(), 0);
         assert_eq!(h.agent.heartbeat("x").retired_seq, Some(40));
+        assert_eq!(h.host.count("freeze"), 2);
+        assert_eq!(
+            h.engine.count("frozen-at-remove"),
+            0,
+            "{:?}",
+            h.engine.calls()
+        );
+    }
+
+    #[tokio::test]
+    async fn losing_the_engine_thaws_frozen_sandboxes_and_they_are_replaced() {
+        let h = harness(1024);
+        let echo = spec("echo");
+        assert!(run(&h, &echo, "1").await.cold);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(h.host.state(1000), Some(FreezerState::Frozen));
+        // dockerd stops: it stops its containers itself, which a frozen process would
+        // ignore (cgroup v1 holds back even SIGKILL); the agent thaws it at once.
+        h.engine.set_down(true);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(h.host.state(1000), Some(FreezerState::Thawed));
+        // Nothing ran: a refusal the caller may take elsewhere, not the function's failure.
+        assert!(matches!(
+            h.agent
+                .run(&ticket_with(&echo, b"2"), Bytes::from_static(b"2"))
+                .await,
+            Err(RunError::EngineUnavailable(_))
+        ));
+        h.engine.set_down(false);
+        let result = run(&h, &echo, "3").await;
+        assert_eq!(
+            (result.status, result.response.as_deref(), result.cold),
+            (RunStatus::Succeeded, Some("3"), true),
+            "{result:?}"
+        );
+        assert_eq!(h.host.count("thaw-failed"), 0);
+        assert_eq!(h.agent.heartbeat("x").memory_mb_reserved, 128);
     }
 
     #[tokio::test]
@@ -1319,9 +1514,230 @@ mod tests {
         run(&h, &spec("echo"), "{}").await;
         h.agent.shutdown().await;
         assert_eq!(h.engine.live(), 0);
+        // Both were frozen while idle, and thawed before their removal.
+        assert_eq!(h.host.count("freeze"), 2);
+        assert_eq!(
+            h.engine.count("frozen-at-remove"),
+            0,
+            "{:?}",
+            h.engine.calls()
+        );
         assert!(matches!(
             h.agent.run(&ticket(&spec("echo")), Bytes::new()).await,
             Err(RunError::ShuttingDown)
         ));
+    }
+
+    #[tokio::test]
+    async fn idle_sandboxes_are_frozen_and_billed_from_thaw_to_freeze() {
+        let h = harness(1024);
+        let echo = spec("echo");
+        let first = run(&h, &echo, "1").await;
+        assert!(first.cold);
+        // The fake host adds 7 ms of CPU time each time a running sandbox is frozen.
+        assert_eq!(first.cpu_ms, Some(7.0));
+        assert_eq!(h.host.calls(), vec!["cgroups 1000", "freeze 1000"]);
+        // The freeze is confirmed off the invocation path.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(
+            h.host.state(1000),
+            Some(FreezerState::Frozen),
+            "idle = frozen"
+        );
+        let second = run(&h, &echo, "2").await;
+        assert!(!second.cold);
+        assert_eq!(second.cpu_ms, Some(7.0), "only this invocation's time");
+        assert_eq!(
+            h.host.calls()[2..],
+            ["thaw 1000".to_owned(), "freeze 1000".to_owned()],
+            "thawed to run, frozen again before the result"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(h.host.state(1000), Some(FreezerState::Frozen));
+        // Removing a frozen sandbox thaws it first.
+        assert_eq!(h.agent.expire_idle(), 1);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(h.host.calls().last().map(String::as_str), Some("thaw 1000"));
+        assert_eq!(h.engine.live(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_slow_freeze_is_waited_for_and_a_stuck_one_destroys_the_sandbox() {
+        let h = harness(1024);
+        h.host.freezing_polls.store(40, Ordering::SeqCst);
+        let echo = spec("echo");
+        run(&h, &echo, "1").await;
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert_eq!(h.host.state(1000), Some(FreezerState::Frozen));
+        assert_eq!(h.engine.live(), 1, "kept once frozen");
+        assert!(!run(&h, &echo, "2").await.cold, "and reused");
+
+        // A sandbox that stays FREEZING past freeze_timeout_ms (200 ms here) is removed.
+        let stuck = spec("echo");
+        h.host.freezing_polls.store(u32::MAX, Ordering::SeqCst);
+        let started = Instant::now();
+        let result = run(&h, &stuck, "3").await;
+        assert_eq!(
+            result.status,
+            RunStatus::Succeeded,
+            "the invocation itself is fine"
+        );
+        assert!(result.cpu_ms.is_some(), "billed up to the freeze");
+        assert!(
+            started.elapsed() < Duration::from_millis(200),
+            "the confirmation is not on the invocation path"
+        );
+        assert_eq!(h.engine.live(), 2);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(h.engine.live(), 1, "the unfrozen sandbox is removed");
+        assert_eq!(
+            h.agent.heartbeat("x").memory_mb_reserved,
+            256,
+            "until it is replaced"
+        );
+        h.host.freezing_polls.store(0, Ordering::SeqCst);
+        let again = run(&h, &stuck, "4").await;
+        assert_eq!(again.status, RunStatus::Succeeded);
+        assert!(again.cold, "replaced by a new sandbox");
+        assert_eq!(h.agent.metrics.freeze_failures.load(Ordering::Relaxed), 1);
+        assert_eq!(h.agent.heartbeat("x").memory_mb_reserved, 256);
+    }
+
+    #[tokio::test]
+    async fn a_freeze_confirmed_after_a_new_thaw_is_moot() {
+        let h = harness(1024);
+        // Each freeze takes a while to confirm; the next invocation comes first.
+        h.host.freezing_polls.store(u32::MAX, Ordering::SeqCst);
+        let echo = spec("echo");
+        for i in 0..3 {
+            let result = run(&h, &echo, &i.to_string()).await;
+            assert_eq!(result.status, RunStatus::Succeeded);
+            assert_eq!(result.cold, i == 0);
+        }
+        // The last one thaws it before that freeze is given up on, and freezes normally.
+        h.host.freezing_polls.store(0, Ordering::SeqCst);
+        assert!(!run(&h, &echo, "3").await.cold);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(h.engine.live(), 1, "thawed meanwhile: not given up on");
+        assert_eq!(h.host.state(1000), Some(FreezerState::Frozen));
+        assert!(!run(&h, &echo, "again").await.cold);
+    }
+
+    #[tokio::test]
+    async fn a_sandbox_that_cannot_thaw_is_replaced() {
+        let h = harness(1024);
+        let echo = spec("echo");
+        run(&h, &echo, "1").await;
+        h.host.fail_thaw.store(true, Ordering::SeqCst);
+        let result = run(&h, &echo, r#""again""#).await;
+        assert_eq!(result.status, RunStatus::Succeeded);
+        assert_eq!(result.response.as_deref(), Some(r#""again""#));
+        assert!(result.cold, "ran in a new sandbox");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(h.engine.count("create"), 2);
+        assert_eq!(h.engine.live(), 1, "{:?}", h.engine.calls());
+        assert_eq!(h.agent.heartbeat("x").memory_mb_reserved, 128);
+    }
+
+    #[tokio::test]
+    async fn every_sandbox_has_its_own_uid_until_it_is_gone() {
+        let h = harness(4096);
+        let mut sleepy = spec("sleep");
+        sleepy.timeout_s = 1;
+        let tickets: Vec<String> = (0..3).map(|_| ticket_with(&sleepy, b"{}")).collect();
+        let runs = tickets
+            .iter()
+            .map(|t| h.agent.run(t, Bytes::from_static(b"{}")));
+        let users = async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            h.agent.uids_in_use()
+        };
+        let (results, in_use) = tokio::join!(futures_util::future::join_all(runs), users);
+        assert_eq!(in_use, 3);
+        for result in results {
+            assert_eq!(result.expect("run").status, RunStatus::Timeout);
+        }
+        assert_eq!(
+            h.agent.uids_in_use(),
+            0,
+            "timed-out sandboxes give theirs back"
+        );
+        let first = run(&h, &spec("echo"), "1").await;
+        assert_eq!(first.status, RunStatus::Succeeded);
+        let user = h.engine.last_spec().expect("spec").user;
+        let uid: u32 = user
+            .split(':')
+            .next()
+            .expect("uid")
+            .parse()
+            .expect("number");
+        assert!((200_000..265_536).contains(&uid), "{user}");
+        assert_eq!(user, format!("{uid}:{uid}"));
+    }
+
+    #[tokio::test]
+    async fn network_functions_get_their_link_and_lose_it_with_the_container() {
+        let h = harness(1024);
+        assert_eq!(
+            run(&h, &spec("echo"), "1").await.status,
+            RunStatus::Succeeded
+        );
+        assert_eq!(h.host.count("connect"), 0, "no network, no link");
+        let mut net = spec("echo");
+        net.network = true;
+        let result = run(&h, &net, "1").await;
+        assert_eq!(result.status, RunStatus::Succeeded);
+        assert_eq!(h.host.count("connect"), 1);
+        h.agent.shutdown().await;
+        assert_eq!(h.host.count("disconnect"), 1);
+        assert_eq!(h.host.calls().last().map(String::as_str), Some("reset"));
+
+        let h = harness(1024);
+        h.host.fail_network.store(true, Ordering::SeqCst);
+        let result = run(&h, &net, "1").await;
+        assert_eq!(result.status, RunStatus::Error);
+        let error = result.error.expect("error");
+        assert_eq!(error.error_type, "Platform.ContainerStartFailed");
+        assert!(
+            error.error_message.contains("fake failure"),
+            "{}",
+            error.error_message
+        );
+        assert_eq!(h.engine.live(), 0, "{:?}", h.engine.calls());
+        assert_eq!(h.agent.uids_in_use(), 0);
+        assert_eq!(h.agent.heartbeat("x").memory_mb_reserved, 0);
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_output_is_cut_off_and_recorded() {
+        let h = harness_with(1024, "log_max_bytes = 100\noutput_max_bytes = 65536\n");
+        let flood = spec("flood");
+        let small = run(&h, &flood, "2048").await;
+        assert_eq!(small.status, RunStatus::Succeeded);
+        assert!(small.output_truncated, "past log_max_bytes");
+        assert!(
+            small.logs.contains("more bytes of output dropped"),
+            "{}",
+            small.logs
+        );
+        assert_eq!(h.engine.live(), 1, "still reusable");
+
+        let big = run(&h, &flood, "10485760").await;
+        assert_eq!(big.status, RunStatus::Failed);
+        assert!(big.output_truncated);
+        let error = big.error.expect("error");
+        assert_eq!(error.error_type, "Function.OutputLimitExceeded");
+        assert!(big.logs.len() < 300, "{}", big.logs.len());
+        assert!(
+            big.logs.contains("output limit of 65536 bytes"),
+            "{}",
+            big.logs
+        );
+        assert_eq!(h.engine.live(), 0, "the flooding container is killed");
+        assert_eq!(h.agent.metrics.output_cutoffs.load(Ordering::Relaxed), 1);
+        assert_eq!(
+            run(&h, &spec("echo"), "1").await.status,
+            RunStatus::Succeeded
+        );
     }
 }

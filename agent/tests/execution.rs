@@ -37,14 +37,28 @@ async fn python_function_runs_synchronously_with_its_logs() {
         .args([
             "inspect",
             "--format",
-            "{{.HostConfig.ReadonlyRootfs}} {{.HostConfig.NetworkMode}} {{.Config.User}} {{.HostConfig.CapDrop}} {{.HostConfig.SecurityOpt}} {{.HostConfig.Memory}} {{.HostConfig.MemorySwap}} {{index .Config.Labels \"fresco.project\"}}",
+            "{{.HostConfig.ReadonlyRootfs}} {{.HostConfig.NetworkMode}} {{.HostConfig.CapDrop}} {{.HostConfig.SecurityOpt}} {{.HostConfig.Memory}} {{.HostConfig.MemorySwap}} {{.HostConfig.CpuQuota}} {{.HostConfig.CpuPeriod}} {{.HostConfig.Ulimits}} {{index .Config.Labels \"fresco.project\"}} {{.Config.User}}",
             &containers[0],
         ])
         .output()
         .expect("inspect");
+    let text = String::from_utf8_lossy(&inspect.stdout).trim().to_owned();
+    let (settings, user) = text.rsplit_once(' ').expect("user");
     assert_eq!(
-        String::from_utf8_lossy(&inspect.stdout).trim(),
-        "true none 1000:1000 [ALL] [no-new-privileges] 134217728 134217728 p-test"
+        settings,
+        "true none [ALL] [no-new-privileges] 134217728 134217728 25000 100000 [map[Hard:1024 Name:nofile Soft:1024] map[Hard:64 Name:nproc Soft:64]] p-test"
+    );
+    // Its own uid and gid from the sandbox range, not a host user.
+    let uid: u32 = user
+        .split(':')
+        .next()
+        .expect("uid")
+        .parse()
+        .expect("numeric uid");
+    assert_eq!(user, format!("{uid}:{uid}"));
+    assert!(
+        (agent.uid_base..agent.uid_base + AGENT_UIDS).contains(&uid),
+        "{user}"
     );
 }
 
@@ -228,7 +242,9 @@ async fn only_tmp_is_writable() {
             "{path}: {outcome}"
         );
     }
-    assert_eq!(r["uid"], 1000);
+    let uid = r["uid"].as_u64().expect("uid");
+    let range = u64::from(agent.uid_base)..u64::from(agent.uid_base + AGENT_UIDS);
+    assert!(range.contains(&uid), "sandbox uid {uid}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -610,6 +610,7 @@ impl Invoker {
             created_at,
             started_at: Some(created_at),
             finished_at: Some(finished_at),
+            cpu_ms: result.cpu_ms,
         });
         Ok(Outcome {
             execution_id,
@@ -662,6 +663,7 @@ impl Invoker {
             created_at,
             started_at: Some(created_at),
             finished_at: Some(Utc::now()),
+            cpu_ms: None,
         });
         InvokeError::AgentFailed {
             execution_id,
@@ -753,5 +755,6 @@ pub fn queued_execution(target: &Target, payload: &RawValue) -> Result<Execution
         created_at: Utc::now(),
         started_at: None,
         finished_at: None,
+        cpu_ms: None,
     })
 }

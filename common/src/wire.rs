@@ -135,6 +135,14 @@ pub struct RunResult {
     pub cold: bool,
     /// The function's stdout/stderr, capped at the agent's `log_max_bytes`.
     pub logs: String,
+    /// CPU time the sandbox used from thaw to freeze (a cold one: since it started), in
+    /// milliseconds, where the node measures it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_ms: Option<f64>,
+    /// Output was cut: beyond `log_max_bytes` it was dropped (a note ends `logs`), or the
+    /// function passed its output limit and was stopped.
+    #[serde(default)]
+    pub output_truncated: bool,
     /// With status `error`: the platform failed before any of the function ran for this
     /// execution (e.g. its container could not be created), so another agent may run it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]

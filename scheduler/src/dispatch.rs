@@ -607,6 +607,7 @@ impl Inner {
                         error,
                         result.duration_ms,
                         result.max_memory_mb,
+                        result.cpu_ms,
                         result.cold,
                         result.logs,
                     ),

@@ -44,6 +44,7 @@ pub mod schema {
             created_at -> Timestamptz,
             started_at -> Nullable<Timestamptz>,
             finished_at -> Nullable<Timestamptz>,
+            cpu_ms -> Nullable<Float8>,
         }
     }
 
@@ -273,6 +274,7 @@ pub enum Finish {
         error: Option<serde_json::Value>,
         duration_ms: f64,
         max_memory_mb: Option<f64>,
+        cpu_ms: Option<f64>,
         cold: bool,
         logs: String,
     },
@@ -293,6 +295,7 @@ impl Finish {
         mut error: Option<serde_json::Value>,
         duration_ms: f64,
         max_memory_mb: Option<f64>,
+        cpu_ms: Option<f64>,
         cold: bool,
         mut logs: String,
     ) -> Self {
@@ -309,6 +312,7 @@ impl Finish {
             error,
             duration_ms,
             max_memory_mb,
+            cpu_ms,
             cold,
             logs,
         }
@@ -589,6 +593,7 @@ impl Store {
                         error,
                         duration_ms,
                         max_memory_mb,
+                        cpu_ms,
                         cold,
                         logs,
                     } => diesel::update(target)
@@ -598,6 +603,7 @@ impl Store {
                             executions::error.eq(error),
                             executions::duration_ms.eq(Some(duration_ms)),
                             executions::max_memory_mb.eq(max_memory_mb),
+                            executions::cpu_ms.eq(cpu_ms),
                             executions::cold.eq(Some(cold)),
                             executions::logs.eq(logs),
                             executions::leader_epoch.eq(fence.epoch),

@@ -189,6 +189,7 @@ async fn a_former_leader_can_write_nothing() {
                         error: None,
                         duration_ms: 1.0,
                         max_memory_mb: None,
+                        cpu_ms: None,
                         cold: false,
                         logs: String::new(),
                     },

@@ -4,7 +4,10 @@
 //!    relays every connection byte for byte to the agent's per-container unix socket
 //!    (`/run/fresco/runtime.sock`, a bind-mounted directory). It does not parse what it relays:
 //!    the agent is the only party that interprets the protocol, and it trusts nothing it reads.
-//! 2. Starts the runtime's bootstrap with `AWS_LAMBDA_RUNTIME_API=127.0.0.1:9001`:
+//! 2. Waits until the agent says the sandbox is ready (`GET /2018-06-01/runtime/fresco/start`
+//!    answers 200 once, e.g., its network link is in place), so no function code runs in a
+//!    half-prepared sandbox; any other answer ends the shim.
+//!    Then starts the runtime's bootstrap with `AWS_LAMBDA_RUNTIME_API=127.0.0.1:9001`:
 //!    `/var/runtime/bootstrap` for managed runtimes, or the package's own `/var/task/bootstrap`
 //!    when `FRESCO_RUNTIME=provided`. Nothing else from the environment chooses what runs.
 //! 3. Writes output sync markers for the agent: it long-polls
@@ -47,6 +50,13 @@ fn main() {
         Err(e) => fail(&format!("cannot listen on {LISTEN_ADDR}: {e}")),
     };
     thread::spawn(move || accept_loop(&listener));
+    match wait_until_ready(AGENT_SOCKET) {
+        Ok(true) => {}
+        Ok(false) => fail("the agent did not make the sandbox ready"),
+        Err(e) => fail(&format!(
+            "cannot ask the agent whether the sandbox is ready: {e}"
+        )),
+    }
     thread::spawn(|| sync_loop(AGENT_SOCKET));
 
     let bootstrap = bootstrap_path(std::env::var("FRESCO_RUNTIME").ok().as_deref());
@@ -103,6 +113,17 @@ fn exit_code(status: i32) -> i32 {
     } else {
         128 + signal
     }
+}
+
+/// Asks the agent whether the sandbox is ready (a long poll): true on `200`.
+fn wait_until_ready(agent_socket: &str) -> io::Result<bool> {
+    let mut stream = UnixStream::connect(agent_socket)?;
+    stream.write_all(
+        b"GET /2018-06-01/runtime/fresco/start HTTP/1.1\r\nHost: agent\r\nConnection: close\r\n\r\n",
+    )?;
+    let mut answer = Vec::new();
+    stream.take(4096).read_to_end(&mut answer)?;
+    Ok(answer.starts_with(b"HTTP/1.1 200 "))
 }
 
 /// Longest sync token accepted from the agent.

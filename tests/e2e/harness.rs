@@ -147,6 +147,18 @@ pub fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) 
     }
 }
 
+/// Uids each test agent's sandboxes run as (`[agent] sandbox_uid_count`).
+pub const AGENT_UIDS: u32 = 256;
+
+/// A sandbox uid range of its own for each agent this process starts: agents of concurrent
+/// stacks (and processes) on one machine must not share uids, or one sandbox's processes would
+/// count against another's RLIMIT_NPROC. Its range holds `AGENT_UIDS` uids.
+pub fn agent_uid_base() -> u32 {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let seq = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst) % 16;
+    1_000_000 + (std::process::id() % 50_000) * 16 * AGENT_UIDS + seq * AGENT_UIDS
+}
+
 /// Options of a stack.
 pub struct StackOptions {
     pub agents: usize,
@@ -156,7 +168,7 @@ pub struct StackOptions {
     /// TLS on every internal hop ([internal_tls]): the API, the schedulers and the agents serve
     /// HTTPS with a certificate of a CA made for this stack, and every caller trusts only it.
     pub tls: bool,
-    /// Extra lines appended to each agent's config.
+    /// Extra lines appended to each agent's `[agent]` section.
     pub agent_config: String,
 }
 
@@ -286,6 +298,8 @@ pub struct Stack {
     pub api: Service,
     pub schedulers: Vec<Service>,
     pub agents: Vec<Service>,
+    /// First sandbox uid of each agent (its range holds `AGENT_UIDS` uids).
+    pub agent_uid_bases: Vec<u32>,
     pub database_url: String,
     /// The TLS files, when the stack runs with TLS.
     pub tls: Option<Tls>,
@@ -388,6 +402,7 @@ impl Stack {
                 Service::spawn(&format!("fresco-scheduler-{i}"), bin.join("fresco-scheduler"), config, dir.join(format!("scheduler-{i}.log")), *port, &tls)
             })
             .collect();
+        let agent_uid_bases: Vec<u32> = (0..options.agents).map(|_| agent_uid_base()).collect();
         let agent_ids: Vec<String> = (0..options.agents)
             .map(|i| format!("e2e-{}-{i}", &database[11..19]))
             .collect();
@@ -395,6 +410,7 @@ impl Stack {
             .iter()
             .enumerate()
             .map(|(i, id)| {
+                let uid_base = agent_uid_bases[i];
                 let port = free_port();
                 let state = dir.join(format!("a{i}"));
                 std::fs::create_dir_all(&state).unwrap();
@@ -413,12 +429,13 @@ impl Stack {
                     &format!(
                         "[DEFAULT]\nstate_path = {state}\n\n[internal_auth]\nticket_verify_key_file = {verify}\nagent_key_file = {key}\n{tls_section}\n\
                          [scheduler]\nurls = {urls}\n\n[agent]\nagent_id = {id}\nbind_port = {port}\napi_url = {scheme}://127.0.0.1:{api_port}\n\
-                         shim_path = {shim}\nheartbeat_interval = 1\nmemory_mb = 4096\nidle_timeout = 120\nlog_sync_timeout_ms = 1000\n{extra}\n",
+                         shim_path = {shim}\nheartbeat_interval = 1\nmemory_mb = 4096\nidle_timeout = 120\nlog_sync_timeout_ms = 1000\n\
+                         sandbox_uid_base = {uid_base}\nsandbox_uid_count = {AGENT_UIDS}\n{agent_config}\n",
+                        agent_config = options.agent_config,
                         state = state.display(),
                         verify = verify.display(),
                         key = key.display(),
                         urls = scheduler_urls.join(", "),
-                        extra = options.agent_config,
                     ),
                 );
                 Service::spawn(&format!("fresco-agent-{i}"), bin.join("fresco-agent"), config, dir.join(format!("agent-{i}.log")), port, &tls)
@@ -429,6 +446,7 @@ impl Stack {
             api,
             schedulers,
             agents,
+            agent_uid_bases,
             database_url,
             http: client(&tls, Duration::from_secs(60)),
             tls,

@@ -22,7 +22,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use fresco_e2e::{free_port, functions_dir, key_pair, wait_until, zip_dir};
+use fresco_e2e::{
+    agent_uid_base, free_port, functions_dir, key_pair, wait_until, zip_dir, AGENT_UIDS,
+};
 use reqwest::blocking::{multipart, Client};
 use serde_json::{json, Value};
 
@@ -759,7 +761,9 @@ impl Cluster {
                          [scheduler]\nurls = {scheduler_urls}\n\n\
                          [agent]\nagent_id = faults-{i}\nbind_port = {port}\napi_url = http://127.0.0.1:{api_port}\n\
                          docker_host = {docker}\nshim_path = {shim}\nheartbeat_interval = {beat}\n\
-                         memory_mb = {memory}\nidle_timeout = 300\nlog_sync_timeout_ms = 200\n",
+                         memory_mb = {memory}\nidle_timeout = 300\nlog_sync_timeout_ms = 200\n\
+                         sandbox_uid_base = {uid_base}\nsandbox_uid_count = {AGENT_UIDS}\n",
+                        uid_base = agent_uid_base(),
                         state = state.display(),
                         verify = verify.display(),
                         key = key.display(),

@@ -15,7 +15,9 @@ docker_running() {
 }
 
 # docker_start: installs docker.io if missing and starts dockerd unless one already answers.
+# Also installs what the agent builds sandbox networks with (ip, nsenter, nft).
 docker_start() {
+    ensure_packages iproute2 util-linux nftables
     if docker_running; then
         return 0
     fi

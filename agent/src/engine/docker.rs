@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use bollard::errors::Error as BollardError;
-use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig};
+use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig, ResourcesUlimits};
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, ListContainersOptionsBuilder,
     ListImagesOptionsBuilder, RemoveContainerOptionsBuilder, WaitContainerOptionsBuilder,
@@ -100,6 +100,20 @@ pub fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
             memory_swap: Some(spec.memory_bytes),
             pids_limit: Some(spec.pids_limit),
             cpu_shares: Some(spec.cpu_shares),
+            cpu_period: Some(spec.cpu_period_us),
+            cpu_quota: Some(spec.cpu_quota_us),
+            ulimits: Some(vec![
+                ResourcesUlimits {
+                    name: Some("nofile".to_owned()),
+                    soft: Some(spec.nofile_limit),
+                    hard: Some(spec.nofile_limit),
+                },
+                ResourcesUlimits {
+                    name: Some("nproc".to_owned()),
+                    soft: Some(spec.nproc_limit),
+                    hard: Some(spec.nproc_limit),
+                },
+            ]),
             binds: Some(binds),
             log_config: Some(HostConfigLogConfig {
                 typ: Some("json-file".to_owned()),
@@ -186,6 +200,19 @@ impl ContainerEngine for DockerEngine {
             .start_container(id, None)
             .await
             .map_err(|e| map_error(e, id))
+    }
+
+    async fn pid(&self, id: &str) -> Result<u32, EngineError> {
+        let info = self
+            .docker
+            .inspect_container(id, None)
+            .await
+            .map_err(|e| map_error(e, id))?;
+        info.state
+            .and_then(|s| s.pid)
+            .and_then(|pid| u32::try_from(pid).ok())
+            .filter(|pid| *pid > 0)
+            .ok_or_else(|| EngineError::Docker(format!("container {id} has no running process")))
     }
 
     async fn wait(&self, id: &str) -> Result<ExitInfo, EngineError> {
@@ -291,7 +318,11 @@ mod tests {
             network: false,
             memory_bytes: 128 << 20,
             cpu_shares: 74,
+            cpu_quota_us: 25_000,
+            cpu_period_us: 100_000,
             pids_limit: 64,
+            nofile_limit: 1024,
+            nproc_limit: 64,
             tmpfs_mb: 16,
             mounts: vec![],
         };

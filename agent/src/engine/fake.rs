@@ -6,18 +6,24 @@
 //! error; `sleep` never answers;
 //! `oom` / `crash` stop the container (OOM-killed / exit 1); `init_error` reports an init
 //! failure; `wrong_id` first answers with a wrong request id, then with the right one and the
-//! status it got; `log` prints a line before answering.
+//! status it got; `log` prints a line before answering; `flood` prints `event` bytes before
+//! answering.
+//!
+//! `FakeHost` is the recording fake of `host::HostControl`: freezer states and CPU counters in
+//! memory, with knobs for the failures the agent must survive.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use super::host::{CgroupHandle, FreezerState, HostControl, HostError};
+use super::net::NetworkLease;
 use super::{ContainerEngine, ContainerSpec, EngineError, ExitInfo, LogStream};
 
 struct FakeContainer {
@@ -38,6 +44,9 @@ pub struct FakeEngine {
     /// The "daemon" is down: every call fails with `Unavailable`, waits end in errors.
     down: AtomicBool,
     down_tx: Mutex<Option<watch::Sender<bool>>>,
+    /// The host whose freezer the containers are in: a removal of a container whose cgroup is
+    /// not thawed is recorded as `frozen-at-remove <id>` too (a real engine cannot kill it).
+    host: Mutex<Option<Arc<FakeHost>>>,
 }
 
 impl FakeEngine {
@@ -78,6 +87,11 @@ impl FakeEngine {
     pub fn set_down(&self, down: bool) {
         self.down.store(down, Ordering::SeqCst);
         self.down_watch().send_replace(down);
+    }
+
+    /// Checks every removal against `host`'s freezer (see `frozen-at-remove`).
+    pub fn watch_freezer(&self, host: Arc<FakeHost>) {
+        *self.host.lock().unwrap_or_else(|e| e.into_inner()) = Some(host);
     }
 
     fn down_watch(&self) -> watch::Sender<bool> {
@@ -189,6 +203,22 @@ impl ContainerEngine for FakeEngine {
         Ok(())
     }
 
+    async fn pid(&self, id: &str) -> Result<u32, EngineError> {
+        self.check_up()?;
+        if !self
+            .containers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(id)
+        {
+            return Err(EngineError::NoSuchContainer(id.to_owned()));
+        }
+        id[1..]
+            .parse::<u32>()
+            .map(|n| 1000 + n)
+            .map_err(|_| EngineError::Docker(format!("bad fake id {id}")))
+    }
+
     async fn wait(&self, id: &str) -> Result<ExitInfo, EngineError> {
         self.check_up()?;
         let mut down = self.down_watch().subscribe();
@@ -214,6 +244,15 @@ impl ContainerEngine for FakeEngine {
     async fn remove(&self, id: &str) -> Result<(), EngineError> {
         self.record(format!("remove {id}"));
         self.check_up()?;
+        let host = self.host.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let (Some(host), Some(Ok(n))) = (host, id.get(1..).map(str::parse::<u32>)) {
+            if host
+                .state(1000 + n)
+                .is_some_and(|state| state != FreezerState::Thawed)
+            {
+                self.record(format!("frozen-at-remove {id}"));
+            }
+        }
         if let Some(container) = self
             .containers
             .lock()
@@ -322,6 +361,14 @@ async fn fake_runtime(
             oom_killed: oom,
         }));
     };
+    // What the shim does before it starts the runtime.
+    match http(&socket, "GET", "/fresco/start", b"").await {
+        Ok((200, _, _)) => {}
+        _ => {
+            stop(70, false);
+            return;
+        }
+    }
     if script == "init_error" {
         let body =
             br#"{"errorType":"Runtime.ImportModuleError","errorMessage":"no module named main"}"#;
@@ -362,6 +409,13 @@ async fn fake_runtime(
                 )));
                 let _ = respond(b"\"logged\"".to_vec()).await;
             }
+            "flood" => {
+                let bytes: usize = String::from_utf8_lossy(&event).trim().parse().unwrap_or(0);
+                for _ in 0..bytes / 1024 {
+                    let _ = logs.send(Bytes::from(vec![b'x'; 1024]));
+                }
+                let _ = respond(b"\"flooded\"".to_vec()).await;
+            }
             "fail" => {
                 let body = br#"{"errorType":"ValueError","errorMessage":"boom","stackTrace":["  File \"main.py\", line 2"]}"#;
                 let _ = http(&socket, "POST", &format!("/invocation/{id}/error"), body).await;
@@ -395,5 +449,194 @@ async fn fake_runtime(
                 return;
             }
         }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct FakeCgroup {
+    state: FreezerState,
+    cpu_ns: u64,
+    /// Polls left before a FREEZING cgroup reports FROZEN.
+    freezing_left: u32,
+}
+
+/// A recording `HostControl`: freezer and CPU counters in memory. Each freeze of a thawed
+/// cgroup adds `cpu_step_ns` to its CPU time, as if it had run meanwhile.
+pub struct FakeHost {
+    calls: Mutex<Vec<String>>,
+    cgroups: Mutex<HashMap<PathBuf, FakeCgroup>>,
+    pub cpu_step_ns: AtomicU64,
+    /// Polls a freeze stays FREEZING (u32::MAX: it never completes).
+    pub freezing_polls: AtomicU32,
+    pub fail_thaw: AtomicBool,
+    pub fail_network: AtomicBool,
+    next_address: AtomicU32,
+}
+
+impl Default for FakeHost {
+    fn default() -> Self {
+        Self {
+            calls: Mutex::default(),
+            cgroups: Mutex::default(),
+            cpu_step_ns: AtomicU64::new(7_000_000),
+            freezing_polls: AtomicU32::new(0),
+            fail_thaw: AtomicBool::new(false),
+            fail_network: AtomicBool::new(false),
+            next_address: AtomicU32::new(1),
+        }
+    }
+}
+
+impl FakeHost {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every call so far, e.g. `freeze 1000`, `thaw 1000`, `connect 1000`.
+    pub fn calls(&self) -> Vec<String> {
+        self.calls.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn count(&self, verb: &str) -> usize {
+        self.calls()
+            .iter()
+            .filter(|c| c.split(' ').next() == Some(verb))
+            .count()
+    }
+
+    /// The freezer state of the container with fake pid `pid`.
+    pub fn state(&self, pid: u32) -> Option<FreezerState> {
+        self.cgroups
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&Self::dir(pid))
+            .map(|c| c.state)
+    }
+
+    fn dir(pid: u32) -> PathBuf {
+        PathBuf::from(format!("/fake/{pid}"))
+    }
+
+    fn record(&self, call: String) {
+        self.calls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(call);
+    }
+
+    fn with<T>(
+        &self,
+        cgroup: &CgroupHandle,
+        f: impl FnOnce(&mut FakeCgroup) -> T,
+    ) -> Result<T, HostError> {
+        let CgroupHandle::V2 { dir } = cgroup else {
+            return Err(HostError::NoCgroup {
+                controller: "fake",
+                pid: 0,
+            });
+        };
+        let mut cgroups = self.cgroups.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = cgroups.get_mut(dir).ok_or(HostError::NoCgroup {
+            controller: "fake",
+            pid: 0,
+        })?;
+        Ok(f(entry))
+    }
+
+    fn pid_of(cgroup: &CgroupHandle) -> String {
+        match cgroup {
+            CgroupHandle::V2 { dir } => dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            CgroupHandle::V1 { .. } => String::new(),
+        }
+    }
+}
+
+impl HostControl for FakeHost {
+    fn cgroups(&self, pid: u32) -> Result<CgroupHandle, HostError> {
+        self.record(format!("cgroups {pid}"));
+        self.cgroups
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(Self::dir(pid))
+            .or_insert(FakeCgroup {
+                state: FreezerState::Thawed,
+                cpu_ns: 0,
+                freezing_left: 0,
+            });
+        Ok(CgroupHandle::V2 {
+            dir: Self::dir(pid),
+        })
+    }
+
+    fn set_frozen(&self, cgroup: &CgroupHandle, frozen: bool) -> Result<(), HostError> {
+        let pid = Self::pid_of(cgroup);
+        if !frozen && self.fail_thaw.load(Ordering::SeqCst) {
+            self.record(format!("thaw-failed {pid}"));
+            return Err(HostError::NoCgroup {
+                controller: "freezer",
+                pid: 0,
+            });
+        }
+        let step = self.cpu_step_ns.load(Ordering::SeqCst);
+        let polls = self.freezing_polls.load(Ordering::SeqCst);
+        let recorded = self.with(cgroup, |c| {
+            if frozen {
+                if c.state == FreezerState::Thawed {
+                    c.cpu_ns += step;
+                    c.freezing_left = polls;
+                    c.state = FreezerState::Freezing;
+                    return true;
+                }
+                false
+            } else {
+                c.state = FreezerState::Thawed;
+                true
+            }
+        })?;
+        if recorded {
+            self.record(format!("{} {pid}", if frozen { "freeze" } else { "thaw" }));
+        }
+        Ok(())
+    }
+
+    fn freezer_state(&self, cgroup: &CgroupHandle) -> Result<FreezerState, HostError> {
+        self.with(cgroup, |c| {
+            if c.state == FreezerState::Freezing {
+                if c.freezing_left == 0 {
+                    c.state = FreezerState::Frozen;
+                } else if c.freezing_left != u32::MAX {
+                    c.freezing_left -= 1;
+                }
+            }
+            c.state
+        })
+    }
+
+    fn cpu_time_ns(&self, cgroup: &CgroupHandle) -> Result<u64, HostError> {
+        self.with(cgroup, |c| c.cpu_ns)
+    }
+
+    fn connect_network(&self, pid: u32, tag: &str) -> Result<NetworkLease, HostError> {
+        self.record(format!("connect {pid}"));
+        if self.fail_network.load(Ordering::SeqCst) {
+            return Err(HostError::NetworkUnavailable("fake failure".to_owned()));
+        }
+        let n = self.next_address.fetch_add(1, Ordering::SeqCst);
+        Ok(NetworkLease {
+            interface: format!("ffake{}", &tag[..8.min(tag.len())]),
+            address: std::net::Ipv4Addr::from(0xc612_0000 + n),
+        })
+    }
+
+    fn disconnect_network(&self, lease: &NetworkLease) {
+        self.record(format!("disconnect {}", lease.interface));
+    }
+
+    fn reset_network(&self) -> Result<(), HostError> {
+        self.record("reset".to_owned());
+        Ok(())
     }
 }

@@ -1,9 +1,12 @@
 //! The container engine behind a trait: the bollard implementation talks to Docker, the
-//! recording fake (`fake`) stands in for it in unit tests.
+//! recording fake (`fake`) stands in for it in unit tests. `host` is the same seam for what the
+//! agent does to a sandbox on the host itself (freezer, CPU accounting, `net`work).
 
 pub mod docker;
 #[cfg(test)]
 pub mod fake;
+pub mod host;
+pub mod net;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -58,7 +61,13 @@ pub struct ContainerSpec {
     pub network: bool,
     pub memory_bytes: i64,
     pub cpu_shares: i64,
+    /// Hard CPU limit: CPU time per `cpu_period_us` (CFS quota), in microseconds.
+    pub cpu_quota_us: i64,
+    pub cpu_period_us: i64,
     pub pids_limit: i64,
+    /// RLIMIT_NOFILE and RLIMIT_NPROC (soft = hard).
+    pub nofile_limit: i64,
+    pub nproc_limit: i64,
     pub tmpfs_mb: u64,
     pub mounts: Vec<BindMount>,
 }
@@ -83,6 +92,8 @@ pub trait ContainerEngine: Send + Sync + 'static {
     /// Attaches to stdout/stderr; call before `start` to miss nothing.
     fn attach(&self, id: &str) -> impl Future<Output = Result<LogStream, EngineError>> + Send;
     fn start(&self, id: &str) -> impl Future<Output = Result<(), EngineError>> + Send;
+    /// The host pid of the container's init process (a started container).
+    fn pid(&self, id: &str) -> impl Future<Output = Result<u32, EngineError>> + Send;
     /// Resolves when the container has stopped.
     fn wait(&self, id: &str) -> impl Future<Output = Result<ExitInfo, EngineError>> + Send;
     /// Kills and removes the container (with anonymous volumes); a missing one is fine.

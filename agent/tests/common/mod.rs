@@ -326,6 +326,18 @@ impl FakeScheduler {
     }
 }
 
+/// Sandbox uids each test agent gets (`[agent] sandbox_uid_count`).
+pub const AGENT_UIDS: u32 = 256;
+
+/// A sandbox uid range of its own for each agent this process starts: concurrent agents on one
+/// machine must not share uids (a sandbox's processes count against its uid's RLIMIT_NPROC).
+pub fn agent_uid_base() -> u32 {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let seq = (NEXT.fetch_add(1, Ordering::SeqCst) % 16) as u32;
+    // Apart from the end-to-end harness's ranges (which start at 1,000,000).
+    500_000_000 + (std::process::id() % 50_000) * 16 * AGENT_UIDS + seq * AGENT_UIDS
+}
+
 /// Options of one agent process.
 pub struct AgentOptions {
     pub agent_id: String,
@@ -333,6 +345,7 @@ pub struct AgentOptions {
     pub scheduler_url: String,
     pub memory_mb: u64,
     pub idle_timeout: u64,
+    pub uid_base: u32,
     pub extra: String,
 }
 
@@ -345,6 +358,7 @@ impl AgentOptions {
             scheduler_url: "http://127.0.0.1:9".to_owned(),
             memory_mb: 4096,
             idle_timeout: 300,
+            uid_base: agent_uid_base(),
             extra: String::new(),
         }
     }
@@ -354,6 +368,8 @@ impl AgentOptions {
 pub struct AgentProcess {
     pub url: String,
     pub agent_id: String,
+    /// First uid of its sandboxes (`AGENT_UIDS` of them).
+    pub uid_base: u32,
     child: Child,
     pub dir: TempDir,
     pub client: reqwest::Client,
@@ -372,7 +388,7 @@ impl AgentProcess {
             "[DEFAULT]\nstate_path = {state}\n\
              [agent]\nagent_id = {id}\nbind_host = 127.0.0.1\nbind_port = 0\napi_url = {api}\n\
              memory_mb = {mem}\nidle_timeout = {idle}\nshim_path = {shim}\nheartbeat_interval = 1\n\
-             log_sync_timeout_ms = 2000\n{extra}\n\
+             log_sync_timeout_ms = 2000\nsandbox_uid_base = {uid_base}\nsandbox_uid_count = {uids}\n{extra}\n\
              [internal_auth]\nticket_verify_key_file = {key}\nagent_key_file = {agent_key}\n\
              [scheduler]\nurls = {sched}\n",
             state = dir.0.join("state").display(),
@@ -381,6 +397,8 @@ impl AgentProcess {
             mem = options.memory_mb,
             idle = options.idle_timeout,
             shim = shim.display(),
+            uid_base = options.uid_base,
+            uids = AGENT_UIDS,
             extra = options.extra,
             key = key.display(),
             agent_key = agent_key.display(),
@@ -424,6 +442,7 @@ impl AgentProcess {
         Self {
             url,
             agent_id: options.agent_id,
+            uid_base: options.uid_base,
             child,
             dir,
             client: reqwest::Client::new(),

@@ -37,6 +37,8 @@ pub struct Execution {
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// CPU time of the sandbox for this execution, as the agent measured it.
+    pub cpu_ms: Option<f64>,
 }
 
 /// What lists and shows return: everything but the input, spec and logs.
@@ -62,6 +64,8 @@ pub struct ExecutionSummary {
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// CPU time of the sandbox for this execution, as the agent measured it.
+    pub cpu_ms: Option<f64>,
 }
 
 #[derive(Debug, Default)]

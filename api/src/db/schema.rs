@@ -107,6 +107,7 @@ diesel::table! {
         finished_at -> Nullable<Timestamptz>,
         /// Generated from `spec` while queued or running (read-only).
         code_sha256 -> Nullable<Text>,
+        cpu_ms -> Nullable<Float8>,
     }
 }
 

@@ -194,6 +194,7 @@ pub struct ExecutionView {
     error: Option<Value>,
     duration_ms: Option<f64>,
     max_memory_mb: Option<f64>,
+    cpu_ms: Option<f64>,
     memory_mb: i32,
     cold: Option<bool>,
     /// The agent that ran it (`null` when none did yet); left out for callers who may not
@@ -221,6 +222,7 @@ impl From<ExecutionSummary> for ExecutionView {
             error: e.error,
             duration_ms: e.duration_ms,
             max_memory_mb: e.max_memory_mb,
+            cpu_ms: e.cpu_ms,
             memory_mb: e.memory_mb,
             cold: e.cold,
             agent_id: Some(e.agent_id),

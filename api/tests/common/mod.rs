@@ -791,6 +791,7 @@ pub fn execution(project: &str, function_id: &str) -> fresco_api::db::executions
         created_at: now,
         started_at: Some(now),
         finished_at: Some(now),
+        cpu_ms: Some(4.5),
     }
 }
 

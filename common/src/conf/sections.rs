@@ -232,8 +232,10 @@ config_section! {
         idle_timeout: u64 = "300",
         /// Path of the static Lambda Runtime API shim bind-mounted into containers.
         shim_path: String = "/usr/libexec/fresco/fresco-shim",
-        /// User and group functions run as inside containers.
-        container_user: String = "1000:1000",
+        /// First uid of the range sandboxes run as: each container gets its own uid (and gid) from the range, which must map to no user of the host.
+        sandbox_uid_base: u32 = "200000",
+        /// Number of uids in the sandbox range (at least the most containers the agent runs at once).
+        sandbox_uid_count: u32 = "65536",
         /// Most processes a function may run.
         pids_limit: i64 = "64",
         /// Size of the writable /tmp in MB.
@@ -250,7 +252,7 @@ config_section! {
         code_max_entries: usize = "10000",
         /// Most bytes of disk the unpacked code packages of this node may take; the least recently used packages that no running or warm container holds are removed first.
         code_cache_max_bytes: u64 = "10737418240",
-        /// User id code packages are unpacked as (in a child process that drops root first); never 0, never the functions' user: the files stay readable, not writable, by function containers.
+        /// User id code packages are unpacked as (in a child process that drops root first); never 0, never in the sandbox uid range: the files stay readable, not writable, by function containers.
         unpack_uid: u32 = "199999",
         /// Group id code packages are unpacked as; never 0.
         unpack_gid: u32 = "199999",
@@ -258,6 +260,26 @@ config_section! {
         start_timeout: u64 = "30",
         /// Most concurrent invocations this agent serves; further run requests get 503.
         max_running: u32 = "256",
+        /// Memory in MB that buys one full CPU: a sandbox's hard CPU limit (CFS quota) is its memory divided by this, as Lambda sizes vCPUs.
+        memory_mb_per_cpu: u64 = "1769",
+        /// Least hard CPU limit of a sandbox, in thousandths of a CPU, whatever its memory.
+        cpu_min_millicores: u64 = "250",
+        /// Most files a sandbox process may hold open (RLIMIT_NOFILE).
+        nofile_limit: u64 = "1024",
+        /// Most processes and threads a sandbox's uid may run (RLIMIT_NPROC; each sandbox has its own uid).
+        nproc_limit: u64 = "64",
+        /// Milliseconds an idle sandbox may take to freeze (cgroup freezer) before it is destroyed instead.
+        freeze_timeout_ms: u64 = "1000",
+        /// Bytes of stdout/stderr one invocation may write before its container is killed and the invocation fails (the first log_max_bytes are kept).
+        output_max_bytes: u64 = "10485760",
+        /// Bytes of stdout/stderr one container may write over its lifetime before it is killed.
+        container_output_max_bytes: u64 = "104857600",
+        /// Network (IPv4 CIDR) the addresses of network-enabled sandboxes come from, one /32 each; never routed beyond this node.
+        sandbox_network_cidr: String = "198.18.0.0/16",
+        /// Destinations network-enabled sandboxes may not reach (IPv4 CIDRs); the node's own addresses and other sandboxes are always refused.
+        sandbox_denied_networks: Vec<String> = "0.0.0.0/8, 10.0.0.0/8, 100.64.0.0/10, 127.0.0.0/8, 169.254.0.0/16, 172.16.0.0/12, 192.0.0.0/24, 192.168.0.0/16, 198.18.0.0/15, 224.0.0.0/3",
+        /// Exceptions to sandbox_denied_networks that network-enabled sandboxes may reach (e.g. a resolver on a private network).
+        sandbox_allowed_networks: Vec<String> = "",
         /// Most execution tickets remembered until they expire, so that none is used twice; when full, new runs get 503.
         replay_cache_entries: usize = "1000000",
         /// Image name prefixes this node runs as a function's own image (runtime images come from the control plane); empty means none.

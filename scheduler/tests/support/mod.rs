@@ -619,6 +619,8 @@ async fn run(state: web::Data<AgentState>, req: HttpRequest, body: web::Bytes) -
             max_memory_mb: Some(10.0),
             cold: false,
             logs: "before\0after".into(),
+            cpu_ms: None,
+            output_truncated: false,
             retry_safe: false,
         });
     }
@@ -632,6 +634,8 @@ async fn run(state: web::Data<AgentState>, req: HttpRequest, body: web::Bytes) -
         max_memory_mb: Some(10.0),
         cold: false,
         logs: format!("ran on {}", state.id),
+        cpu_ms: Some(0.5),
+        output_truncated: false,
         retry_safe: false,
     })
 }
