@@ -533,6 +533,17 @@ impl Invoker {
                     }
                     return Err(failure(attempts, Some(agent), error));
                 }
+                // The agent refused the grant itself (it restarted since, so the grant predates
+                // it; or it expired in flight): nothing ran, another grant may serve.
+                Err(e @ AgentCallError::Refused { status: 401, .. }) if !last => {
+                    slot.retire();
+                    log::warn!("execution {execution_id}: {e}, trying again with another grant");
+                    earlier = Some((
+                        agent.to_owned(),
+                        PlatformFailure::new("AgentError", e.to_string()),
+                    ));
+                    continue;
+                }
                 // Timed out, or the connection broke during the run: the function may have run.
                 Err(e @ (AgentCallError::TimedOut { .. } | AgentCallError::Lost { .. })) => {
                     slot.retire();

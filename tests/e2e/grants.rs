@@ -65,3 +65,30 @@ fn warm_invocations_make_no_scheduler_call_and_idle_grants_go_back() {
         },
     );
 }
+
+#[test]
+fn invocations_go_on_after_an_agent_restart() {
+    // The grant stays held (not returned for idleness) while the agent restarts.
+    let mut stack = Stack::start(StackOptions {
+        extra_config: "\n[api]\ngrant_idle_ms = 60000\n".into(),
+        ..StackOptions::default()
+    });
+    stack.register_runtimes();
+    stack.create_function(ALICE, "hello", "python-hello", "python3", json!({}));
+    let (status, _) = crate::invoke_json(&stack, ALICE, "hello", &json!({"name": "before"}));
+    assert_eq!(status, "succeeded");
+    // The agent restarts while this API holds a grant for it (signed before it started, so
+    // it refuses the grant: 401, nothing runs).
+    stack.agents[0].kill();
+    stack.agents[0].start();
+    std::thread::sleep(Duration::from_secs(3));
+    stack.wait_for_agents(1);
+    let (status, body) = crate::invoke_json(&stack, ALICE, "hello", &json!({"name": "after"}));
+    assert_eq!(status, "succeeded", "{body}");
+    assert_eq!(body["greeting"], "hello after");
+    let (requests, _) = scheduler_requests(&stack);
+    assert_eq!(
+        requests["grants"], 2,
+        "a new grant replaced the refused one: {requests}"
+    );
+}
