@@ -15,7 +15,6 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use fresco_common::wire::FunctionSpec;
-use futures_util::StreamExt;
 use tokio::net::UnixListener;
 use tokio::task::JoinHandle;
 
@@ -24,7 +23,7 @@ use crate::config::Settings;
 use crate::engine::host::{CgroupHandle, FreezerState, HostControl, HostError};
 use crate::engine::net::NetworkLease;
 use crate::engine::{BindMount, ContainerEngine, ContainerSpec, EngineError};
-use crate::logs::LogBuffer;
+use crate::logs::{LogBuffer, OutputPipe};
 use crate::runtime_api::RuntimeChannel;
 
 /// Where things live inside every function container.
@@ -32,6 +31,8 @@ pub const TASK_ROOT: &str = "/var/task";
 pub const SHIM_IN_CONTAINER: &str = "/opt/fresco/shim";
 pub const SOCKET_DIR_IN_CONTAINER: &str = "/run/fresco";
 pub const SOCKET_NAME: &str = "runtime.sock";
+/// The FIFO the shim makes the stdout and stderr of everything in the container (see `logs`).
+pub const OUTPUT_NAME: &str = "output";
 /// The Runtime API address the shim serves inside the container.
 pub const RUNTIME_API_ADDR: &str = "127.0.0.1:9001";
 
@@ -300,6 +301,7 @@ pub struct Container {
     pub uid: u32,
     pub channel: Arc<RuntimeChannel>,
     pub logs: Arc<LogBuffer>,
+    output: Arc<OutputPipe>,
     dir: PathBuf,
     /// Keeps the code package in the node's cache for the container's whole life.
     _code: Option<CodePin>,
@@ -333,8 +335,8 @@ impl Container {
             .containers_dir()
             .join(&name["fresco-".len()..][..16]);
         let uid = sandboxes.uids().take().ok_or(ContainerError::NoUid)?;
-        let listener = match prepare_socket_dir(&dir, uid, uid) {
-            Ok(listener) => listener,
+        let (listener, output) = match prepare_socket_dir(&dir, uid, uid) {
+            Ok(prepared) => prepared,
             Err(e) => {
                 sandboxes.uids().give_back(uid);
                 let _ = std::fs::remove_dir_all(&dir);
@@ -365,6 +367,7 @@ impl Container {
                 settings.output_max_bytes,
                 settings.container_output_max_bytes,
             )),
+            output: Arc::new(output),
             dir,
             _code: code,
             tasks: Mutex::new(vec![server]),
@@ -378,7 +381,9 @@ impl Container {
             destroyed: AtomicBool::new(false),
         });
         let prepared = async {
-            container.attach_and_start(engine).await?;
+            container.start_reading_output();
+            engine.start(&container.id).await?;
+            container.watch_exit(engine);
             container.prepare_sandbox(engine, spec.network).await
         };
         match tokio::time::timeout(settings.start_timeout, prepared).await {
@@ -399,33 +404,60 @@ impl Container {
         }
     }
 
-    async fn attach_and_start<E: ContainerEngine>(
-        self: &Arc<Self>,
-        engine: &Arc<E>,
-    ) -> Result<(), EngineError> {
-        let mut output = engine.attach(&self.id).await?;
-        let logs = Arc::clone(&self.logs);
-        let channel = Arc::clone(&self.channel);
+    /// Empties the output pipe as output arrives, so a function never blocks on a full pipe;
+    /// a container that passes its output limit is told to its channel (the service kills it
+    /// when the invocation ends with that).
+    fn start_reading_output(&self) {
+        let (output, logs, channel) = (
+            Arc::clone(&self.output),
+            Arc::clone(&self.logs),
+            Arc::clone(&self.channel),
+        );
         let pump = tokio::spawn(async move {
-            while let Some(chunk) = output.next().await {
-                if let Some(limit) = logs.push(&chunk) {
-                    // The service kills it when the invocation ends with this.
+            // Past its output limit a container is being killed: its output stays unread (a
+            // flooder blocks on the full pipe meanwhile).
+            while !output.ended() && logs.exceeded().is_none() {
+                if let Some(limit) = output.read_when_readable(&logs).await {
                     channel.output_limit_passed(limit);
                 }
             }
-            logs.close();
         });
         self.tasks().push(pump);
-        engine.start(&self.id).await?;
+    }
+
+    /// Reads the output the container wrote so far into its log buffer: called when the
+    /// function answered, everything it wrote before is there.
+    pub fn read_output(&self) {
+        if let Some(limit) = self.output.read_available(&self.logs) {
+            self.channel.output_limit_passed(limit);
+        }
+    }
+
+    /// Starts a new invocation's output: what the container wrote while idle is dropped.
+    pub fn begin_output(&self) {
+        self.read_output();
+        self.logs.begin();
+    }
+
+    /// Watches for the container to stop: its last output is read, then its channel told.
+    fn watch_exit<E: ContainerEngine>(self: &Arc<Self>, engine: &Arc<E>) {
         let (watch_engine, id, channel, this) = (
             Arc::clone(engine),
             self.id.clone(),
             Arc::clone(&self.channel),
             Arc::downgrade(self),
         );
+        let (output, logs) = (Arc::clone(&self.output), Arc::clone(&self.logs));
         let watcher = tokio::spawn(async move {
             match watch_engine.wait(&id).await {
-                Ok(exit) => channel.container_exited(exit),
+                Ok(exit) => {
+                    // Every process of the container is gone: the pipe holds all it wrote.
+                    if let Some(limit) = output.read_available(&logs) {
+                        channel.output_limit_passed(limit);
+                    }
+                    logs.close();
+                    channel.container_exited(exit);
+                }
                 Err(e) => {
                     // Removing a container ends its wait too: only other failures are news.
                     if !channel.is_closed() {
@@ -440,7 +472,6 @@ impl Container {
             }
         });
         self.tasks().push(watcher);
-        Ok(())
     }
 
     /// Finds the container's cgroups and, for a function with network, gives it its link.
@@ -655,8 +686,13 @@ pub fn thaw_cgroup(host: &dyn HostControl, cgroups: &CgroupHandle) -> Result<u64
     Ok(base)
 }
 
-/// Creates `dir` (mode 0700, owned by the container user) and binds the Runtime API socket in it.
-fn prepare_socket_dir(dir: &Path, uid: u32, gid: u32) -> Result<UnixListener, ContainerError> {
+/// Creates `dir` (mode 0700, owned by the container user), binds the Runtime API socket in it
+/// and creates the output FIFO.
+fn prepare_socket_dir(
+    dir: &Path,
+    uid: u32,
+    gid: u32,
+) -> Result<(UnixListener, OutputPipe), ContainerError> {
     let fail = |source| ContainerError::Directory {
         path: dir.display().to_string(),
         source,
@@ -673,7 +709,9 @@ fn prepare_socket_dir(dir: &Path, uid: u32, gid: u32) -> Result<UnixListener, Co
         std::os::unix::fs::chown(dir, Some(uid), Some(gid)).map_err(fail)?;
         std::os::unix::fs::chown(&socket, Some(uid), Some(gid)).map_err(fail)?;
     }
-    Ok(listener)
+    let output =
+        OutputPipe::create(&dir.join(OUTPUT_NAME), is_root().then_some(uid)).map_err(fail)?;
+    Ok((listener, output))
 }
 
 fn is_root() -> bool {

@@ -479,7 +479,7 @@ impl<E: ContainerEngine> Agent<E> {
         payload: Bytes,
     ) -> RunResult {
         if !cold {
-            container.logs.begin();
+            container.begin_output();
             let _ = self.engine.take_peak_memory(&container.id);
         }
         let timeout = Duration::from_secs(u64::try_from(spec.timeout_s).unwrap_or(1));
@@ -729,23 +729,18 @@ impl<E: ContainerEngine> Agent<E> {
         });
     }
 
-    /// Waits (briefly) for the output the function wrote before its invocation ended.
+    /// Reads the output the function wrote before its invocation ended: when it answered,
+    /// all of it is in the output pipe already; when its container stopped, all of it was read
+    /// when the engine said so; a runtime that reported an init error is given a moment to
+    /// stop (it exits right after) so what it printed on its way out is kept too.
     async fn collect_output(&self, container: &Container, ending: &Ending) {
-        let max = self.settings.log_sync_timeout;
-        match ending {
-            Ending::Outcome(Outcome::Exited(_)) | Ending::Outcome(Outcome::InitError(_)) => {
-                container.logs.wait_closed(max).await;
-            }
-            Ending::Outcome(_) if container.channel.is_usable() => {
-                let token = Uuid::new_v4().simple().to_string();
-                container.logs.expect_marker(&token);
-                if !container.channel.request_sync(token) || !container.logs.wait_synced(max).await
-                {
-                    log::info!("output sync with {} timed out", container.name);
-                }
-            }
-            _ => {}
+        if let Ending::Outcome(Outcome::InitError(_)) = ending {
+            container
+                .logs
+                .wait_closed(self.settings.log_sync_timeout)
+                .await;
         }
+        container.read_output();
     }
 
     fn destroy_later(&self, container: Arc<Container>) {

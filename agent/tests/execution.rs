@@ -140,13 +140,6 @@ async fn second_call_is_warm_and_faster() {
     );
     let logs = second["logs"].as_str().expect("logs");
     assert!(logs.contains("hello log line"), "{second}");
-    assert!(
-        !logs.contains('\u{1e}'),
-        "sync markers are removed: {logs:?}"
-    );
-    // Whether every output sync was answered in time is not asserted: under heavy load the
-    // cold call's sync can time out (its output is then best effort); the warm call's log
-    // above is the property that matters.
     assert_eq!(
         api.downloads.load(std::sync::atomic::Ordering::SeqCst),
         1,

@@ -10,14 +10,12 @@
 //!    Then starts the runtime's bootstrap with `AWS_LAMBDA_RUNTIME_API=127.0.0.1:9001`:
 //!    `/var/runtime/bootstrap` for managed runtimes, or the package's own `/var/task/bootstrap`
 //!    when `FRESCO_RUNTIME=provided`. Nothing else from the environment chooses what runs.
-//! 3. Writes output sync markers for the agent: it long-polls
-//!    `GET /2018-06-01/runtime/fresco/sync` on the agent's socket and writes each token it gets,
-//!    as `RS token RS` (ASCII 0x1e), to its stdout and stderr, the pipes the bootstrap writes
-//!    to. When the agent sees both markers in the container's output, everything the function
-//!    printed before it answered has arrived; the agent removes the markers.
+//! 3. Before anything else, makes the agent's output FIFO (`/run/fresco/output`) its stdout
+//!    and stderr, which the bootstrap and everything it starts inherit: the agent reads the
+//!    function's output from there, not from the engine (see the agent's `logs`).
 //! 4. As PID 1 it forwards SIGTERM/SIGINT/SIGHUP/SIGQUIT/SIGUSR1/SIGUSR2 to the bootstrap,
 //!    reaps orphaned processes, and exits with the bootstrap's status (128 + signal when a
-//!    signal ended it). The bootstrap inherits stdout/stderr: the container's log.
+//!    signal ended it).
 //!
 //! Standard library only, built static so it runs in any image (even `FROM scratch`).
 
@@ -31,6 +29,7 @@ use std::thread;
 
 const LISTEN_ADDR: &str = "127.0.0.1:9001";
 const AGENT_SOCKET: &str = "/run/fresco/runtime.sock";
+const OUTPUT_FIFO: &str = "/run/fresco/output";
 const MANAGED_BOOTSTRAP: &str = "/var/runtime/bootstrap";
 const PROVIDED_BOOTSTRAP: &str = "/var/task/bootstrap";
 /// Connections relayed at once; more are closed at once (each costs two threads, and threads
@@ -40,6 +39,9 @@ const MAX_CONNECTIONS: usize = 16;
 const EXIT_SHIM_FAILED: i32 = 70;
 
 fn main() {
+    if let Err(e) = redirect_output(OUTPUT_FIFO) {
+        fail(&format!("cannot open {OUTPUT_FIFO}: {e}"));
+    }
     let forwarded = match sys::block_forwarded_signals() {
         Ok(set) => set,
         Err(e) => fail(&format!("cannot block signals: {e}")),
@@ -57,7 +59,6 @@ fn main() {
             "cannot ask the agent whether the sandbox is ready: {e}"
         )),
     }
-    thread::spawn(|| sync_loop(AGENT_SOCKET));
 
     let bootstrap = bootstrap_path(std::env::var("FRESCO_RUNTIME").ok().as_deref());
     // std resets the signal mask in the child, so the bootstrap gets signals normally.
@@ -126,49 +127,13 @@ fn wait_until_ready(agent_socket: &str) -> io::Result<bool> {
     Ok(answer.starts_with(b"HTTP/1.1 200 "))
 }
 
-/// Longest sync token accepted from the agent.
-const MAX_TOKEN: usize = 64;
-
-fn sync_loop(agent_socket: &str) {
-    loop {
-        match sync_once(agent_socket) {
-            Ok(Some(token)) => {
-                let marker = format!("\x1e{token}\x1e");
-                let mut out = io::stdout().lock();
-                let _ = out.write_all(marker.as_bytes()).and_then(|()| out.flush());
-                drop(out);
-                let _ = io::stderr().write_all(marker.as_bytes());
-            }
-            // The agent is removing this container: no more syncs.
-            Ok(None) => return,
-            Err(_) => thread::sleep(std::time::Duration::from_millis(100)),
-        }
-    }
-}
-
-/// One long poll: `Ok(Some(token))`, `Ok(None)` when the agent answered anything but 200.
-fn sync_once(agent_socket: &str) -> io::Result<Option<String>> {
-    let mut stream = UnixStream::connect(agent_socket)?;
-    stream.write_all(
-        b"GET /2018-06-01/runtime/fresco/sync HTTP/1.1\r\nHost: agent\r\nConnection: close\r\n\r\n",
-    )?;
-    let mut answer = Vec::new();
-    stream.take(4096).read_to_end(&mut answer)?;
-    Ok(parse_sync_answer(&answer))
-}
-
-/// The token of a `200` answer, if it is a plain short token.
-fn parse_sync_answer(answer: &[u8]) -> Option<String> {
-    let head_end = answer.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let status_line = answer.split(|b| *b == b'\n').next()?;
-    if !status_line.starts_with(b"HTTP/1.1 200 ") {
-        return None;
-    }
-    let body = &answer[head_end + 4..];
-    let plain = !body.is_empty()
-        && body.len() <= MAX_TOKEN
-        && body.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-');
-    plain.then(|| String::from_utf8_lossy(body).into_owned())
+/// Makes the FIFO at `path` this process's stdout and stderr (inherited by its children).
+fn redirect_output(path: &str) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // Blocks until a reader has the FIFO open: the agent holds it from before the start.
+    let fifo = std::fs::OpenOptions::new().write(true).open(path)?;
+    sys::dup_onto(fifo.as_raw_fd(), 1)?;
+    sys::dup_onto(fifo.as_raw_fd(), 2)
 }
 
 fn accept_loop(listener: &TcpListener) {
@@ -218,7 +183,7 @@ fn pump_tcp_to_unix(mut tcp: TcpStream, mut unix: UnixStream) -> io::Result<u64>
     copied
 }
 
-/// The few libc calls std does not offer: signal masks, sigwait, kill and waitpid. Kept to
+/// The few libc calls std does not offer: signal masks, sigwait, kill, waitpid and dup2. Kept to
 /// plain calls on stack values so each one is evidently sound.
 #[allow(unsafe_code)]
 mod sys {
@@ -246,6 +211,16 @@ mod sys {
         fn sigwait(set: *const SigSet, sig: *mut c_int) -> c_int;
         fn kill(pid: i32, sig: c_int) -> c_int;
         fn waitpid(pid: i32, status: *mut c_int, options: c_int) -> i32;
+        fn dup2(old: c_int, new: c_int) -> c_int;
+    }
+
+    /// Makes `target` a copy of `fd` (without close-on-exec).
+    pub fn dup_onto(fd: c_int, target: c_int) -> io::Result<()> {
+        // SAFETY: dup2 takes plain integers; an invalid fd is reported as an error.
+        if unsafe { dup2(fd, target) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
     }
 
     /// Blocks the forwarded signals in this thread (and the threads it starts later), so that
@@ -313,19 +288,6 @@ mod tests {
         assert_eq!(exit_code(3 << 8), 3);
         assert_eq!(exit_code(9), 137, "killed by SIGKILL");
         assert_eq!(exit_code(15), 143, "killed by SIGTERM");
-    }
-
-    #[test]
-    fn sync_answers_must_be_200_with_a_plain_token() {
-        let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nab12";
-        assert_eq!(parse_sync_answer(ok), Some("ab12".to_owned()));
-        let gone = b"HTTP/1.1 410 Gone\r\n\r\n{}";
-        assert_eq!(parse_sync_answer(gone), None);
-        let nasty = b"HTTP/1.1 200 OK\r\n\r\n\x1b[2J";
-        assert_eq!(parse_sync_answer(nasty), None);
-        let long = [&b"HTTP/1.1 200 OK\r\n\r\n"[..], &[b'a'; 65][..]].concat();
-        assert_eq!(parse_sync_answer(&long), None);
-        assert_eq!(parse_sync_answer(b"garbage"), None);
     }
 
     #[test]

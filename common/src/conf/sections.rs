@@ -242,7 +242,7 @@ config_section! {
         tmpfs_mb: u64 = "64",
         /// Bytes of a function's stdout/stderr kept per execution.
         log_max_bytes: usize = "65536",
-        /// Longest wait in milliseconds, after a function answers, for the output it wrote before to arrive from the engine.
+        /// Longest wait in milliseconds, after a runtime reports an init error, for it to stop so its last output is kept.
         log_sync_timeout_ms: u64 = "100",
         /// Largest code package downloaded from the API, in bytes.
         code_max_bytes: usize = "52428800",
