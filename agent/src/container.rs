@@ -33,7 +33,7 @@ pub const SOCKET_DIR_IN_CONTAINER: &str = "/run/fresco";
 pub const SOCKET_NAME: &str = "runtime.sock";
 /// The FIFO the shim makes the stdout and stderr of everything in the container (see `logs`).
 pub const OUTPUT_NAME: &str = "output";
-/// The Runtime API address the shim serves inside the container.
+/// The Runtime API address the agent serves inside the container's network namespace.
 pub const RUNTIME_API_ADDR: &str = "127.0.0.1:9001";
 
 pub const LABEL_PROJECT: &str = "fresco.project";
@@ -320,8 +320,8 @@ pub struct Container {
 }
 
 impl Container {
-    /// Creates and starts a container for `spec`, with its socket directory and Runtime API
-    /// server ready before the shim's first connection, its network attached (when the
+    /// Creates and starts a container for `spec`, with its socket directory, output pipe and
+    /// Runtime API (in its network namespace) ready before the shim starts the runtime, its network attached (when the
     /// function has network) before the shim may start the runtime.
     pub async fn start<E: ContainerEngine>(
         engine: &Arc<E>,
@@ -474,7 +474,8 @@ impl Container {
         self.tasks().push(watcher);
     }
 
-    /// Finds the container's cgroups and, for a function with network, gives it its link.
+    /// Finds the container's cgroups, binds its Runtime API in its network namespace and, for
+    /// a function with network, gives it its link.
     async fn prepare_sandbox<E: ContainerEngine>(
         &self,
         engine: &Arc<E>,
@@ -484,6 +485,20 @@ impl Container {
         let host = Arc::clone(&self.sandboxes.host);
         let cgroups = host.cgroups(pid)?;
         let _ = self.cgroups.set(cgroups);
+        let binder = Arc::clone(&host);
+        let listener = tokio::task::spawn_blocking(move || binder.runtime_listener(pid))
+            .await
+            .map_err(|e| {
+                HostError::NetworkUnavailable(format!("runtime api set-up task failed: {e}"))
+            })??;
+        let listener = tokio::net::TcpListener::from_std(listener).map_err(|source| {
+            ContainerError::Directory {
+                path: format!("{RUNTIME_API_ADDR} in the sandbox"),
+                source,
+            }
+        })?;
+        let server = self.channel.serve(listener);
+        self.tasks().push(server);
         if network {
             let tag = self.name["fresco-".len()..].to_owned();
             let lease = tokio::task::spawn_blocking(move || host.connect_network(pid, &tag))

@@ -1,5 +1,8 @@
-//! The AWS Lambda Runtime API, served to one container over its unix socket (the in-container
-//! shim relays 127.0.0.1:9001 here byte for byte).
+//! The AWS Lambda Runtime API, served to one container by the agent itself: on
+//! `127.0.0.1:9001` inside the container's own network namespace (bound there by the agent,
+//! see `host::bind_in_netns`), where the runtime talks to it directly; nothing relays it. The
+//! per-container unix socket in the container's run directory serves the same API to the
+//! shim, which only uses it to wait for the start signal.
 //!
 //! One invocation at a time per container (the Lambda model). The agent `dispatch`es an
 //! invocation and waits on the returned receiver; the runtime long-polls
@@ -25,7 +28,8 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use tokio::net::UnixListener;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
@@ -233,14 +237,14 @@ impl RuntimeChannel {
     }
 
     /// Serves the Runtime API on `listener` until the channel is closed.
-    pub fn serve(self: &Arc<Self>, listener: UnixListener) -> JoinHandle<()> {
+    pub fn serve<L: RuntimeListener>(self: &Arc<Self>, listener: L) -> JoinHandle<()> {
         let channel = Arc::clone(self);
         tokio::spawn(async move {
             let mut closed = channel.closed.subscribe();
             loop {
                 let stream = tokio::select! {
-                    accepted = listener.accept() => match accepted {
-                        Ok((stream, _)) => stream,
+                    accepted = listener.accept_one() => match accepted {
+                        Ok(stream) => stream,
                         Err(e) => {
                             log::warn!("runtime api accept: {e}");
                             continue;
@@ -392,6 +396,30 @@ impl RuntimeChannel {
             return invalid_request_id(id);
         }
         accepted()
+    }
+}
+
+/// A listener the Runtime API is served on: the container's loopback port, or its unix socket.
+pub trait RuntimeListener: Send + 'static {
+    type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    fn accept_one(&self)
+        -> impl std::future::Future<Output = std::io::Result<Self::Stream>> + Send;
+}
+
+impl RuntimeListener for UnixListener {
+    type Stream = tokio::net::UnixStream;
+    async fn accept_one(&self) -> std::io::Result<Self::Stream> {
+        self.accept().await.map(|(stream, _)| stream)
+    }
+}
+
+impl RuntimeListener for TcpListener {
+    type Stream = tokio::net::TcpStream;
+    async fn accept_one(&self) -> std::io::Result<Self::Stream> {
+        let (stream, _) = self.accept().await?;
+        // Small request/response exchanges: no Nagle delay on the answers.
+        stream.set_nodelay(true)?;
+        Ok(stream)
     }
 }
 

@@ -603,6 +603,25 @@ impl HostControl for FakeHost {
         self.record(format!("disconnect {}", lease.interface));
     }
 
+    fn runtime_listener(&self, _pid: u32) -> Result<std::net::TcpListener, HostError> {
+        // No namespace to enter: any free loopback port of the host stands in (not recorded:
+        // the tests assert the freezer's calls).
+        let listener =
+            std::net::TcpListener::bind("127.0.0.1:0").map_err(|source| HostError::Io {
+                what: "bind",
+                path: "127.0.0.1:0".to_owned(),
+                source,
+            })?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|source| HostError::Io {
+                what: "configure",
+                path: "127.0.0.1:0".to_owned(),
+                source,
+            })?;
+        Ok(listener)
+    }
+
     fn reset_network(&self) -> Result<(), HostError> {
         self.record("reset".to_owned());
         Ok(())
