@@ -312,7 +312,7 @@ pub struct Container {
     /// Whether the freezer holds it (or was asked to).
     frozen: AtomicBool,
     lifecycle: Mutex<Lifecycle>,
-    /// Its CPU time when it last thawed (0: since it started), in nanoseconds.
+    /// Its CPU time when its last invocation was billed (0: since it started), in nanoseconds.
     cpu_base_ns: AtomicU64,
     /// Whether it has run an invocation yet (the first one is the cold one).
     pub used: AtomicBool,
@@ -530,12 +530,14 @@ impl Container {
         self.network().as_ref().map(|lease| lease.address)
     }
 
-    /// CPU time used since the last thaw (a new container: since it started), in ms.
-    pub fn cpu_ms_since_thaw(&self) -> Option<f64> {
+    /// CPU time used since the last invocation was billed (a new container: since it
+    /// started), in ms; what follows is the next invocation's. Frozen in between, a sandbox
+    /// uses none; what processes left behind use before it freezes is the next invocation's.
+    pub fn take_cpu_ms(&self) -> Option<f64> {
         let cgroups = self.cgroups.get()?;
         match self.sandboxes.host.cpu_time_ns(cgroups) {
             Ok(now) => {
-                let used = now.saturating_sub(self.cpu_base_ns.load(Ordering::SeqCst));
+                let used = now.saturating_sub(self.cpu_base_ns.swap(now, Ordering::SeqCst));
                 Some(used as f64 / 1_000_000.0)
             }
             Err(e) => {
@@ -550,16 +552,26 @@ impl Container {
         self.lifecycle.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Freezes the sandbox (cgroup freezer): from this call on none of its tasks runs user
-    /// code again until thawed, each stopping the moment it would (a running one at once, a
-    /// sleeping one when it wakes). Returns the epoch to confirm the freeze with
-    /// (`confirm_frozen`). On error the sandbox may still run: destroy it.
-    pub fn freeze(&self) -> Result<u64, FreezeError> {
+    /// The epoch of its current (or last) use: `freeze_if_idle` with it is moot once the
+    /// sandbox is taken again.
+    pub fn epoch(&self) -> u64 {
+        self.lifecycle().epoch
+    }
+
+    /// Freezes the sandbox (cgroup freezer) unless it was taken again since `epoch`: from
+    /// this call on none of its tasks runs user code again until thawed, each stopping the
+    /// moment it would (a running one at once, a sleeping one when it wakes). True when it
+    /// froze it (confirm with `confirm_frozen`). On error the sandbox may still run: give it
+    /// up and destroy it.
+    pub fn freeze_if_idle(&self, epoch: u64) -> Result<bool, FreezeError> {
         let cgroups = self.cgroups.get().ok_or(FreezeError::NoCgroups)?;
         let life = self.lifecycle();
+        if life.epoch != epoch || life.broken || self.destroyed.load(Ordering::SeqCst) {
+            return Ok(false);
+        }
         self.frozen.store(true, Ordering::SeqCst);
         self.sandboxes.host.set_frozen(cgroups, true)?;
-        Ok(life.epoch)
+        Ok(true)
     }
 
     /// Waits, at most `limit`, until the freezer reports every task stopped (FROZEN, not
@@ -583,8 +595,10 @@ impl Container {
         true
     }
 
-    /// Lets the sandbox run again for an invocation; its CPU time from here on is that
-    /// invocation's. A sandbox given up on, or whose container stopped, is refused.
+    /// Takes the sandbox for an invocation: a pending freeze is called off, and a frozen
+    /// sandbox is thawed (the only cgroup write on a warm invocation's path, and only after
+    /// `[agent] freeze_delay_ms` of idleness). A sandbox given up on, or whose container
+    /// stopped, is refused.
     pub fn thaw(&self) -> Result<(), ThawError> {
         let mut life = self.lifecycle();
         if life.broken || !self.channel.is_usable() || self.destroyed.load(Ordering::SeqCst) {
@@ -593,10 +607,11 @@ impl Container {
         let Some(cgroups) = self.cgroups.get() else {
             return Err(ThawError::Unusable);
         };
-        let base = thaw_cgroup(self.sandboxes.host.as_ref(), cgroups)?;
         life.epoch += 1;
-        self.cpu_base_ns.store(base, Ordering::SeqCst);
-        self.frozen.store(false, Ordering::SeqCst);
+        if self.frozen.load(Ordering::SeqCst) {
+            self.sandboxes.host.set_frozen(cgroups, false)?;
+            self.frozen.store(false, Ordering::SeqCst);
+        }
         Ok(())
     }
 

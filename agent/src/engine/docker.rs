@@ -255,16 +255,15 @@ impl ContainerEngine for DockerEngine {
         self.docker.ping().await.map(|_| ()).map_err(engine_error)
     }
 
-    fn take_peak_memory(&self, id: &str) -> Option<u64> {
+    fn peak_memory(&self, id: &str) -> Option<u64> {
         if !id.chars().all(|c| c.is_ascii_hexdigit()) {
             return None;
         }
-        // cgroup v1 (cgroupfs driver): the peak can be reset, so it is per invocation.
+        // cgroup v1 (cgroupfs driver). Not reset per invocation: that would be a write on
+        // every invocation's path, and Lambda reports the sandbox's peak too.
         let v1 = format!("/sys/fs/cgroup/memory/docker/{id}/memory.max_usage_in_bytes");
         if let Ok(text) = std::fs::read_to_string(&v1) {
-            let peak = text.trim().parse().ok();
-            let _ = std::fs::write(&v1, "0");
-            return peak;
+            return text.trim().parse().ok();
         }
         // cgroup v2 (systemd driver): the container's lifetime peak.
         let v2 = format!("/sys/fs/cgroup/system.slice/docker-{id}.scope/memory.peak");

@@ -278,7 +278,7 @@ impl ContainerEngine for FakeEngine {
         self.check_up()
     }
 
-    fn take_peak_memory(&self, _id: &str) -> Option<u64> {
+    fn peak_memory(&self, _id: &str) -> Option<u64> {
         Some(42 * 1024 * 1024)
     }
 }

@@ -99,7 +99,7 @@ pub trait ContainerEngine: Send + Sync + 'static {
     fn images(&self) -> impl Future<Output = Result<Vec<String>, EngineError>> + Send;
     /// Checks that the engine answers.
     fn ping(&self) -> impl Future<Output = Result<(), EngineError>> + Send;
-    /// Peak memory use of a running container in bytes since the last reset, where the
-    /// engine can tell; resets the peak for the next invocation.
-    fn take_peak_memory(&self, id: &str) -> Option<u64>;
+    /// Peak memory use of a running container over its life so far, in bytes, where the
+    /// engine can tell (one file read; as Lambda's "Max Memory Used", it is the sandbox's).
+    fn peak_memory(&self, id: &str) -> Option<u64>;
 }
