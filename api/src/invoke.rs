@@ -20,11 +20,11 @@ use fresco_common::wire::{PlacementRequest, Release, RunRequest, RunResult, RunS
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
-use crate::db::executions::{self, Execution};
-use crate::db::{DbError, PgPool, Scope};
 use crate::domain::executions::QueueGauge;
 use crate::domain::invoke::{Selector, Target};
 use crate::domain::DomainError;
+use fresco_store::executions::{self, Execution};
+use fresco_store::{DbError, PgPool, Scope};
 
 /// Why an invocation did not produce a result from the function.
 #[derive(Debug, thiserror::Error)]

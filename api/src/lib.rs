@@ -2,9 +2,9 @@
 //!
 //! Layers, from the edge in: `http` (actix-web: parse, authorize, call the domain, render),
 //! `domain` (the rules: validation, quotas, tenancy decisions; knows nothing of HTTP),
-//! `db` (diesel queries, one module per aggregate, every tenant query scoped).
+//! and the store (`fresco_store`: diesel queries, one module per aggregate, every tenant query
+//! scoped).
 
-pub mod db;
 pub mod domain;
 pub mod http;
 pub mod invoke;

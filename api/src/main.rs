@@ -52,7 +52,7 @@ fn main() -> ExitCode {
 fn db_sync(config: &ApiConfig) -> anyhow::Result<()> {
     let mut conn = diesel::PgConnection::establish(&config.database.connection)
         .context("cannot connect to the database")?;
-    let applied = fresco_api::db::migrate(&mut conn).map_err(anyhow::Error::msg)?;
+    let applied = fresco_store::migrate(&mut conn).map_err(anyhow::Error::msg)?;
     if applied.is_empty() {
         println!("database is up to date");
     }

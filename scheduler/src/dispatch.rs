@@ -42,7 +42,7 @@ use uuid::Uuid;
 
 use crate::leader::{Fence, Leadership, Listener};
 use crate::placement::{Demand, Lease, PlaceError, Placer};
-use crate::storage::{Finish, Limits, Queued, StorageError, Store, Verdict};
+use fresco_store::queue::{Finish, Limits, Queued, StorageError, Store, Verdict};
 
 /// How often running executions are checked against agent state and deadlines.
 const RECONCILE_INTERVAL: Duration = Duration::from_secs(2);

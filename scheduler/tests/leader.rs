@@ -15,7 +15,7 @@ use fresco_common::ticket::sha256_hex;
 use fresco_common::tls::InternalTls;
 use fresco_common::wire::{PlacementRequest, Release};
 use fresco_scheduler::leader::{Fence, LeaseConfig, LeaseConnection};
-use fresco_scheduler::storage::{Finish, Limits, StorageError, Store, Verdict};
+use fresco_store::queue::{Finish, Limits, StorageError, Store, Verdict};
 use support::*;
 use uuid::Uuid;
 

@@ -9,10 +9,12 @@ use uuid::Uuid;
 
 use super::runtimes::marker_error;
 use super::{db_error, DomainError, DomainResult};
-use crate::db::executions::{self as store, Execution, ExecutionFilter, ExecutionSummary, Usage};
-use crate::db::paging::{Page, PageRequest};
-use crate::db::DbError;
-use crate::db::Scope;
+use fresco_store::executions::{
+    self as store, Execution, ExecutionFilter, ExecutionSummary, Usage,
+};
+use fresco_store::paging::{Page, PageRequest};
+use fresco_store::DbError;
+use fresco_store::Scope;
 
 pub const STATUSES: &[&str] = &[
     "queued",

@@ -9,7 +9,7 @@ use fresco_common::wire::FunctionSpec;
 
 use super::quotas::{self, Limits};
 use super::{db_error, DomainError, DomainResult};
-use crate::db::{aliases, functions, runtimes, versions, Scope};
+use fresco_store::{aliases, functions, runtimes, versions, Scope};
 
 /// Which state of the function to run.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -91,7 +91,7 @@ pub fn resolve(
             // Only a runtime the function's project may still use: public, or its own.
             let runtime = runtimes::get(conn, &Scope::Project(function.project_id.clone()), id)
                 .map_err(|e| match e {
-                    crate::db::DbError::NotFound => DomainError::Conflict(format!(
+                    fresco_store::DbError::NotFound => DomainError::Conflict(format!(
                         "function {key} cannot run: its runtime {id} is no longer available to its project"
                     )),
                     other => db_error("runtime", id)(other),

@@ -12,7 +12,7 @@ pub mod runtimes;
 pub mod validate;
 pub mod versions;
 
-use crate::db::DbError;
+use fresco_store::DbError;
 
 /// Why a domain operation failed. Mapped to HTTP in exactly one place (`http::error`).
 #[derive(Debug, thiserror::Error)]

@@ -4,7 +4,7 @@ use diesel::PgConnection;
 use fresco_common::conf::QuotaSection;
 
 use super::{DomainError, DomainResult};
-use crate::db::{executions, functions, quotas};
+use fresco_store::{executions, functions, quotas};
 
 /// The resources a quota can bound, in display order.
 pub const RESOURCES: &[&str] = &[

@@ -26,10 +26,10 @@ use fresco_common::enrolment::AgentRegistry;
 use fresco_common::ticket::TicketVerifier;
 use futures_util::future::LocalBoxFuture;
 
-use crate::db::PgPool;
 use crate::domain::functions::PackageLimits;
 use crate::domain::DomainResult;
 use error::{ApiError, ApiResult};
+use fresco_store::PgPool;
 
 /// Everything a request handler may use, shared by all workers.
 pub struct AppState {
@@ -76,7 +76,7 @@ impl AppState {
             let mut conn = state
                 .pool
                 .get()
-                .map_err(|e| crate::domain::DomainError::from(crate::db::DbError::from(e)))?;
+                .map_err(|e| crate::domain::DomainError::from(fresco_store::DbError::from(e)))?;
             op(&mut conn)
         })
         .await

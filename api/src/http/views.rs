@@ -6,14 +6,14 @@ use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::db::agents::Agent;
-use crate::db::aliases::Alias;
-use crate::db::executions::{ExecutionSummary, Usage};
-use crate::db::functions::CodeInfo;
-use crate::db::runtimes::Runtime;
 use crate::domain::functions::FunctionDetail;
 use crate::domain::quotas::{QuotaReport, RESOURCES};
 use crate::domain::versions::VersionDetail;
+use fresco_store::agents::Agent;
+use fresco_store::aliases::Alias;
+use fresco_store::executions::{ExecutionSummary, Usage};
+use fresco_store::functions::CodeInfo;
+use fresco_store::runtimes::Runtime;
 
 fn time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)

@@ -1,7 +1,7 @@
 //! `/v1/executions` and `/v1/usage`, over records written as the invocation path writes them.
 
 use chrono::{Duration, Utc};
-use fresco_api::db::executions::Execution;
+use fresco_store::executions::Execution;
 use serde_json::{json, Value};
 
 use crate::common::*;

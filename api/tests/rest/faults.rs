@@ -366,7 +366,7 @@ fn stored(db: &TestDb, id: Uuid) -> Stored {
 fn the_recorder_writes_a_refused_record_alone() {
     let db = TestDb::create();
     let recorder = Recorder::start(
-        fresco_api::db::pool(&db.url, 2, Duration::from_secs(5)),
+        fresco_store::pool(&db.url, 2, Duration::from_secs(5)),
         1 << 20,
     );
     let function = Uuid::new_v4().to_string();
@@ -432,10 +432,7 @@ fn the_recorder_writes_a_refused_record_alone() {
 fn the_recorder_is_bounded_in_bytes() {
     let db = TestDb::create();
     let max = 20_000;
-    let recorder = Recorder::start(
-        fresco_api::db::pool(&db.url, 2, Duration::from_secs(5)),
-        max,
-    );
+    let recorder = Recorder::start(fresco_store::pool(&db.url, 2, Duration::from_secs(5)), max);
     assert!(recorder.admit().is_ok());
     // Stall every insert: the recorder's writes wait behind this lock.
     let mut blocker = db.conn();

@@ -33,7 +33,7 @@ pub async fn healthcheck(data: State) -> HttpResponse {
             use diesel::RunQueryDsl;
             diesel::sql_query("SELECT 1")
                 .execute(conn)
-                .map_err(|e| crate::domain::DomainError::from(crate::db::DbError::from(e)))
+                .map_err(|e| crate::domain::DomainError::from(fresco_store::DbError::from(e)))
         })
         .await;
     match checked {

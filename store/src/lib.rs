@@ -1,4 +1,11 @@
-//! Storage: PostgreSQL through diesel and an r2d2 pool, one small module per aggregate.
+//! fresco-store: Fresco's data contract. The only crate that knows diesel and the database's
+//! shape: the migrations (`migrations/`, embedded), the one diesel schema, and the storage of
+//! each aggregate, used by both the API and the scheduler.
+//!
+//! Modules: one per aggregate for the API's calls on a connection (`functions`, `versions`,
+//! `aliases`, `runtimes`, `executions`, `quotas`, `agents`, `retirements`; `paging` is their
+//! keyset pagination), and `queue`, the scheduler's pool with its queue operations (claim,
+//! finish, requeue, retention) and every leader-only write fenced by the leader lease.
 //!
 //! Invariant: every function here that reads or writes tenant data takes the project it acts
 //! for (`Scope`) and filters on it in SQL. Nothing above this layer filters by project.
@@ -8,6 +15,7 @@ pub mod aliases;
 pub mod executions;
 pub mod functions;
 pub mod paging;
+pub mod queue;
 pub mod quotas;
 pub mod retirements;
 pub mod runtimes;

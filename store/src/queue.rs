@@ -1,6 +1,7 @@
-//! PostgreSQL through diesel: the only module that knows the database. Declares just the
-//! tables the scheduler uses (and only the columns it reads or writes). Every call blocks;
-//! async callers run them on tokio's blocking pool.
+//! The scheduler's database: its pool, the queue operations (claim, finish, requeue), agents
+//! marked down, the retirement log's reads and the retention purge. Every leader-only write is
+//! fenced by the leader lease (`Fence`). Every call blocks; async callers run them on tokio's
+//! blocking pool.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -15,85 +16,12 @@ use fresco_common::storable;
 use fresco_common::wire::{Heartbeat, RetiredKey, RETIREMENT_LOG_LOCK};
 use uuid::Uuid;
 
-use crate::leader::Fence;
-
 mod retention;
 
 /// The NOTIFY channel the API signals new async executions on.
 pub const QUEUE_CHANNEL: &str = "fresco_executions";
 
-pub mod schema {
-    diesel::table! {
-        executions (id) {
-            id -> Uuid,
-            project_id -> Text,
-            status -> Text,
-            is_async -> Bool,
-            input -> Nullable<Bytea>,
-            spec -> Nullable<Jsonb>,
-            result -> Nullable<Text>,
-            error -> Nullable<Jsonb>,
-            duration_ms -> Nullable<Float8>,
-            max_memory_mb -> Nullable<Float8>,
-            memory_mb -> Int4,
-            cold -> Nullable<Bool>,
-            agent_id -> Nullable<Text>,
-            attempts -> Int4,
-            logs -> Text,
-            leader_epoch -> Nullable<Int8>,
-            created_at -> Timestamptz,
-            started_at -> Nullable<Timestamptz>,
-            finished_at -> Nullable<Timestamptz>,
-            cpu_ms -> Nullable<Float8>,
-        }
-    }
-
-    diesel::table! {
-        agents (id) {
-            id -> Text,
-            host -> Text,
-            url -> Text,
-            state -> Text,
-            memory_mb_total -> Int8,
-            memory_mb_reserved -> Int8,
-            cpus -> Int4,
-            running -> Int4,
-            warm -> Jsonb,
-            images -> Jsonb,
-            version -> Text,
-            last_heartbeat -> Timestamptz,
-        }
-    }
-
-    diesel::table! {
-        scheduler_leader (id) {
-            id -> Int2,
-            holder -> Text,
-            epoch -> Int8,
-            expires_at -> Timestamptz,
-        }
-    }
-
-    diesel::table! {
-        function_retirements (seq) {
-            seq -> Int8,
-            function_id -> Uuid,
-            version -> Nullable<Int4>,
-            below_revision -> Nullable<Int8>,
-            created_at -> Timestamptz,
-        }
-    }
-
-    diesel::table! {
-        quotas (project_id, resource) {
-            project_id -> Text,
-            resource -> Text,
-            hard_limit -> Int8,
-        }
-    }
-}
-
-use schema::{agents, executions, function_retirements, quotas, scheduler_leader};
+use crate::schema::{agents, executions, function_retirements, quotas, scheduler_leader};
 
 /// Quota resource names the scheduler enforces.
 pub const CONCURRENT_RESOURCE: &str = "concurrent_executions";
@@ -145,6 +73,13 @@ impl StorageError {
             StorageError::Query(_) | StorageError::Task(_) | StorageError::Fenced { .. } => false,
         }
     }
+}
+
+/// Proof of leadership handed to fenced writes: this holder, in this term.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    pub holder: Arc<str>,
+    pub epoch: i64,
 }
 
 /// Inside a transaction: locks the lease row (`FOR SHARE`: a takeover waits for this
@@ -862,7 +797,11 @@ fn round_robin(
 }
 
 /// One entry of the retirement log, as read.
-pub use crate::retirements::Entry;
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub key: RetiredKey,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
 
 fn retirement_rows(
     conn: &mut PgConnection,

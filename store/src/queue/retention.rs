@@ -6,8 +6,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Integer, Text, Timestamptz};
 
-use super::{fenced, StorageError, Store};
-use crate::leader::Fence;
+use super::{fenced, Fence, StorageError, Store};
 
 /// The statuses after which an execution never changes (only these are ever purged).
 const TERMINAL: &str = "('succeeded', 'failed', 'timeout', 'oom', 'error')";
