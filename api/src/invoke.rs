@@ -11,7 +11,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use diesel::PgConnection;
 use fresco_common::scheduler_client::{SchedulerClient, SchedulerError};
 use fresco_common::storable;
 use fresco_common::ticket::sha256_hex;
@@ -24,7 +23,7 @@ use crate::domain::executions::QueueGauge;
 use crate::domain::invoke::{Selector, Target};
 use crate::domain::DomainError;
 use fresco_store::executions::{self, Execution};
-use fresco_store::{DbError, PgPool, Scope};
+use fresco_store::{DbError, ExecutionStatus, PgConnection, PgPool, Scope};
 
 /// Why an invocation did not produce a result from the function.
 #[derive(Debug, thiserror::Error)]
@@ -293,7 +292,7 @@ fn json_size(value: &serde_json::Value) -> usize {
 /// the accounting (duration, memory, agent) and says how the function ended.
 pub fn rejected_record(row: &Execution, reason: &str) -> Execution {
     Execution {
-        status: "error".into(),
+        status: ExecutionStatus::Error,
         input: None,
         spec: None,
         result: None,
@@ -302,7 +301,7 @@ pub fn rejected_record(row: &Execution, reason: &str) -> Execution {
             "errorMessage": format!(
                 "the database refused this execution's record ({}); the function ended with status {}",
                 storable::text(reason),
-                storable::text(&row.status)
+                row.status
             ),
         })),
         logs: String::new(),
@@ -590,7 +589,7 @@ impl Invoker {
             function_id: target.spec.function_id,
             function_version: target.spec.version,
             alias: target.alias.clone(),
-            status: result.status.as_str().to_owned(),
+            status: ExecutionStatus::from(result.status),
             is_async: false,
             input: None,
             input_size,
@@ -643,7 +642,7 @@ impl Invoker {
             function_id: target.spec.function_id,
             function_version: target.spec.version,
             alias: target.alias.clone(),
-            status: "error".into(),
+            status: ExecutionStatus::Error,
             is_async: false,
             input: None,
             input_size,
@@ -736,7 +735,7 @@ pub fn queued_execution(target: &Target, payload: &RawValue) -> Result<Execution
         function_id: target.spec.function_id,
         function_version: target.spec.version,
         alias: target.alias.clone(),
-        status: "queued".into(),
+        status: ExecutionStatus::Queued,
         is_async: true,
         input_size: i32::try_from(input.len()).unwrap_or(i32::MAX),
         input: Some(input),

@@ -184,7 +184,7 @@ async fn a_former_leader_can_write_nothing() {
                     claimed,
                     1,
                     &Finish::Completed {
-                        status: "succeeded",
+                        status: fresco_store::ExecutionStatus::Succeeded,
                         result: Some("late".into()),
                         error: None,
                         duration_ms: 1.0,

@@ -20,13 +20,17 @@ pub mod quotas;
 pub mod retirements;
 pub mod runtimes;
 pub mod schema;
+pub mod status;
 pub mod versions;
+
+pub use status::ExecutionStatus;
 
 use std::time::Duration;
 
-use diesel::pg::PgConnection;
+pub use diesel::pg::PgConnection;
 use diesel::r2d2::{ConnectionManager, Pool, PooledConnection};
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel::{Connection, RunQueryDsl};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 pub type PgPool = Pool<ConnectionManager<PgConnection>>;
@@ -127,6 +131,41 @@ pub fn pool(url: &str, max_size: u32, timeout: Duration) -> PgPool {
         // check costs one round trip per checkout.
         .test_on_check_out(true)
         .build_unchecked(ConnectionManager::new(url))
+}
+
+/// One connection of its own (not pooled), for a one-off job such as `--db-sync`.
+pub fn connect(url: &str) -> DbResult<PgConnection> {
+    PgConnection::establish(url).map_err(|e| DbError::Unavailable(e.to_string()))
+}
+
+/// Checks that the database answers on `conn`.
+pub fn ping(conn: &mut PgConnection) -> DbResult<()> {
+    diesel::sql_query("SELECT 1").execute(conn)?;
+    Ok(())
+}
+
+/// Runs `f` in a transaction: committed when it returns `Ok`, rolled back otherwise. The
+/// caller's error type holds the storage errors (`From<DbError>`), so `f` may fail with its
+/// own errors as well as with the store's.
+pub fn transaction<T, E: From<DbError>>(
+    conn: &mut PgConnection,
+    f: impl FnOnce(&mut PgConnection) -> Result<T, E>,
+) -> Result<T, E> {
+    // diesel needs an error type that can hold its own errors; wrap the caller's.
+    enum TxError<E> {
+        Caller(E),
+        Diesel(DieselError),
+    }
+    impl<E> From<DieselError> for TxError<E> {
+        fn from(e: DieselError) -> Self {
+            TxError::Diesel(e)
+        }
+    }
+    conn.transaction::<T, TxError<E>, _>(|conn| f(conn).map_err(TxError::Caller))
+        .map_err(|e| match e {
+            TxError::Caller(e) => e,
+            TxError::Diesel(e) => E::from(DbError::from(e)),
+        })
 }
 
 /// Applies pending migrations; returns the versions applied.

@@ -16,6 +16,8 @@ use fresco_common::storable;
 use fresco_common::wire::{Heartbeat, RetiredKey, RETIREMENT_LOG_LOCK};
 use uuid::Uuid;
 
+use crate::ExecutionStatus;
+
 mod retention;
 
 /// The NOTIFY channel the API signals new async executions on.
@@ -204,7 +206,7 @@ pub struct Running {
 pub enum Finish {
     /// The agent answered: the execution's final state.
     Completed {
-        status: &'static str,
+        status: ExecutionStatus,
         result: Option<String>,
         error: Option<serde_json::Value>,
         duration_ms: f64,
@@ -225,7 +227,7 @@ impl Finish {
     /// replaced (`fresco_common::storable`): PostgreSQL cannot store them.
     #[allow(clippy::too_many_arguments)]
     pub fn completed(
-        status: &'static str,
+        status: ExecutionStatus,
         mut result: Option<String>,
         mut error: Option<serde_json::Value>,
         duration_ms: f64,
@@ -428,16 +430,17 @@ impl Store {
                 cursor.clone_from(last);
             }
             let per_project = (limit + projects.len() as i64 - 1) / projects.len() as i64;
-            let offered: Vec<Offered> = diesel::sql_query(
+            let offered: Vec<Offered> = diesel::sql_query(format!(
                 "SELECT e.id, e.project_id, e.spec, e.input, e.attempts, e.created_at \
                  FROM unnest($1::text[]) AS p(project_id) \
                  CROSS JOIN LATERAL ( \
                    SELECT x.id, x.project_id, x.spec, x.input, x.attempts, x.created_at \
                    FROM executions x \
-                   WHERE x.project_id = p.project_id AND x.status = 'queued' AND x.is_async \
+                   WHERE x.project_id = p.project_id AND x.status = '{}' AND x.is_async \
                    ORDER BY x.created_at LIMIT $2 \
                    FOR UPDATE OF x SKIP LOCKED) e",
-            )
+                ExecutionStatus::Queued
+            ))
             .bind::<Array<Text>, _>(&projects)
             .bind::<BigInt, _>(per_project)
             .load(conn)?;
@@ -474,7 +477,7 @@ impl Store {
             for (agent, ids) in &by_agent {
                 diesel::update(executions::table.filter(executions::id.eq_any(ids)))
                     .set((
-                        executions::status.eq("running"),
+                        executions::status.eq(ExecutionStatus::Running),
                         executions::agent_id.eq(&**agent),
                         executions::attempts.eq(executions::attempts + 1),
                         executions::leader_epoch.eq(fence.epoch),
@@ -488,7 +491,7 @@ impl Store {
             for (id, reason) in &failed {
                 diesel::update(executions::table.filter(executions::id.eq(id)))
                     .set((
-                        executions::status.eq("error"),
+                        executions::status.eq(ExecutionStatus::Error),
                         executions::error.eq(Some(platform_error(reason))),
                         executions::leader_epoch.eq(fence.epoch),
                         executions::finished_at.eq(now),
@@ -519,7 +522,7 @@ impl Store {
             for (id, attempt, finish) in items {
                 let target = executions::table
                     .filter(executions::id.eq(id))
-                    .filter(executions::status.eq("running"))
+                    .filter(executions::status.eq(ExecutionStatus::Running))
                     .filter(executions::attempts.eq(attempt));
                 changed += match finish {
                     Finish::Completed {
@@ -550,7 +553,7 @@ impl Store {
                             sql::<Integer>(if *refund { "attempts - 1" } else { "attempts" });
                         let n = diesel::update(target)
                             .set((
-                                executions::status.eq("queued"),
+                                executions::status.eq(ExecutionStatus::Queued),
                                 executions::attempts.eq(attempts),
                                 executions::leader_epoch.eq(fence.epoch),
                                 executions::agent_id.eq(None::<String>),
@@ -562,7 +565,7 @@ impl Store {
                     }
                     Finish::Fail(reason) => diesel::update(target)
                         .set((
-                            executions::status.eq("error"),
+                            executions::status.eq(ExecutionStatus::Error),
                             executions::error.eq(Some(platform_error(reason))),
                             executions::leader_epoch.eq(fence.epoch),
                             executions::finished_at.eq(now),
@@ -581,7 +584,7 @@ impl Store {
     pub fn running(&self) -> Result<Vec<Running>, StorageError> {
         let mut conn = self.conn()?;
         Ok(executions::table
-            .filter(executions::status.eq("running"))
+            .filter(executions::status.eq(ExecutionStatus::Running))
             .filter(executions::is_async.eq(true))
             .select((
                 executions::id,
@@ -710,18 +713,19 @@ fn queued_projects(
     let fetch = i64::try_from(wanted.saturating_add(skip.len())).unwrap_or(i64::MAX);
     let scan =
         |conn: &mut PgConnection, after: &str| -> Result<Vec<String>, diesel::result::Error> {
-            let rows: Vec<Project> = diesel::sql_query(
+            let rows: Vec<Project> = diesel::sql_query(format!(
                 "WITH RECURSIVE p(project_id) AS ( \
                SELECT (SELECT project_id FROM executions \
-                       WHERE status = 'queued' AND project_id > $1 \
+                       WHERE status = '{queued}' AND project_id > $1 \
                        ORDER BY project_id LIMIT 1) \
                UNION ALL \
                SELECT (SELECT project_id FROM executions \
-                       WHERE status = 'queued' AND project_id > p.project_id \
+                       WHERE status = '{queued}' AND project_id > p.project_id \
                        ORDER BY project_id LIMIT 1) \
                FROM p WHERE p.project_id IS NOT NULL) \
              SELECT project_id FROM p WHERE project_id IS NOT NULL LIMIT $2",
-            )
+                queued = ExecutionStatus::Queued
+            ))
             .bind::<Text, _>(after)
             .bind::<BigInt, _>(fetch)
             .load(conn)?;

@@ -1,7 +1,7 @@
 //! Compute agents as the scheduler reports them (admin view).
 
 use chrono::{Duration, Utc};
-use diesel::PgConnection;
+use fresco_store::PgConnection;
 
 use super::DomainResult;
 use fresco_store::agents::{self as store, Agent};

@@ -1,7 +1,7 @@
 //! Aliases: stable names for versions, with weighted traffic splitting.
 
 use chrono::Utc;
-use diesel::PgConnection;
+use fresco_store::PgConnection;
 
 use super::runtimes::marker_error;
 use super::{db_error, validate, DomainError, DomainResult};

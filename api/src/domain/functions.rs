@@ -3,9 +3,9 @@
 use std::collections::BTreeMap;
 
 use chrono::Utc;
-use diesel::PgConnection;
 use fresco_common::archive::{self, ArchiveError, ArchiveFormat};
 use fresco_common::conf::QuotaSection;
+use fresco_store::PgConnection;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 

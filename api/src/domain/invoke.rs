@@ -3,9 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use diesel::PgConnection;
 use fresco_common::conf::QuotaSection;
 use fresco_common::wire::FunctionSpec;
+use fresco_store::PgConnection;
 
 use super::quotas::{self, Limits};
 use super::{db_error, DomainError, DomainResult};

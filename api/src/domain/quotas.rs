@@ -1,7 +1,7 @@
 //! Per-project quotas: defaults from `[quota]`, overrides in the database.
 
-use diesel::PgConnection;
 use fresco_common::conf::QuotaSection;
+use fresco_store::PgConnection;
 
 use super::{DomainError, DomainResult};
 use fresco_store::{executions, functions, quotas};

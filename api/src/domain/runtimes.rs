@@ -1,7 +1,7 @@
 //! Runtimes: created and changed by admins, visible to projects when public or owned.
 
 use chrono::Utc;
-use diesel::PgConnection;
+use fresco_store::PgConnection;
 use uuid::Uuid;
 
 use super::{db_error, validate, DomainError, DomainResult};

@@ -1,7 +1,7 @@
 //! Function versions: publishing snapshots the function as it is now.
 
 use chrono::Utc;
-use diesel::PgConnection;
+use fresco_store::PgConnection;
 
 use super::runtimes::marker_error;
 use super::{db_error, validate, DomainError, DomainResult};

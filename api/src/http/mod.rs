@@ -18,7 +18,6 @@ use std::sync::Arc;
 use actix_web::dev::Service;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{web, HttpMessage};
-use diesel::PgConnection;
 use fresco_auth::policy::Enforcer;
 use fresco_auth::Authenticator;
 use fresco_common::conf::{ApiSection, QuotaSection};
@@ -29,7 +28,7 @@ use futures_util::future::LocalBoxFuture;
 use crate::domain::functions::PackageLimits;
 use crate::domain::DomainResult;
 use error::{ApiError, ApiResult};
-use fresco_store::PgPool;
+use fresco_store::{PgConnection, PgPool};
 
 /// Everything a request handler may use, shared by all workers.
 pub struct AppState {

@@ -774,7 +774,7 @@ pub fn execution(project: &str, function_id: &str) -> fresco_store::executions::
         function_id: Uuid::parse_str(function_id).expect("function id"),
         function_version: 0,
         alias: None,
-        status: "succeeded".into(),
+        status: fresco_store::ExecutionStatus::Succeeded,
         is_async: false,
         input: Some(b"{\"x\": 1}".to_vec()),
         input_size: 8,

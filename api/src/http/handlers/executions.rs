@@ -32,7 +32,10 @@ pub async fn list(data: State, caller: Caller, req: HttpRequest) -> ApiResult<Ht
     )?;
     let filter = ExecutionFilter {
         function_id: query.typed("function_id")?,
-        status: query.get("status").map(str::to_owned),
+        status: query
+            .get("status")
+            .map(executions::status_filter)
+            .transpose()?,
     };
     let details = caller.sees_platform_details(&data);
     let found = state(&data)

@@ -6,6 +6,7 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use fresco_common::wire::RunStatus;
+use fresco_store::ExecutionStatus;
 use serde_json::json;
 use serde_json::value::RawValue;
 
@@ -199,7 +200,10 @@ pub async fn invoke(
     response
         .content_type("application/json")
         .insert_header(header("x-execution-id", &outcome.execution_id.to_string()))
-        .insert_header(header("x-execution-status", result.status.as_str()))
+        .insert_header(header(
+            "x-execution-status",
+            ExecutionStatus::from(result.status).as_str(),
+        ))
         .insert_header(header(
             "x-execution-duration-ms",
             &format!("{:.3}", result.duration_ms),
@@ -212,7 +216,8 @@ pub async fn invoke(
         RunStatus::Succeeded => response.body(result.response.unwrap_or_else(|| "null".to_owned())),
         _ => {
             let mut error = result.error.map(|e| serde_json::to_value(e).unwrap_or_default()).unwrap_or_else(|| {
-                json!({"errorType": format!("Runtime.{}", result.status.as_str()), "errorMessage": format!("execution ended with status {}", result.status.as_str())})
+                let status = ExecutionStatus::from(result.status);
+                json!({"errorType": format!("Runtime.{status}"), "errorMessage": format!("execution ended with status {status}")})
             });
             if !details {
                 views::redact_platform_error(&mut error);
