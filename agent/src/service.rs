@@ -681,8 +681,8 @@ impl<E: ContainerEngine> Agent<E> {
         };
         result.cpu_ms = container.cpu_ms_since_thaw();
         log::debug!(
-            "execution {execution_id}: {} in {duration_ms:.3} ms, output sync {sync_ms:.3} ms, freeze {:.3} ms, cpu {:?} ms, cold {cold}",
-            result.status.as_str(),
+            "execution {execution_id}: {:?} in {duration_ms:.3} ms, output sync {sync_ms:.3} ms, freeze {:.3} ms, cpu {:?} ms, cold {cold}",
+            result.status,
             ms(freeze_started.elapsed()),
             result.cpu_ms,
         );

@@ -20,7 +20,7 @@ use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use crate::domain::executions::QueueGauge;
-use crate::domain::invoke::{Selector, Target};
+use crate::domain::invoke::{Resolved, Selector, Target};
 use crate::domain::DomainError;
 use fresco_store::executions::{self, Execution};
 use fresco_store::{DbError, ExecutionStatus, PgConnection, PgPool, Scope};
@@ -79,7 +79,7 @@ pub type TargetKey = (Scope, String, Selector);
 /// is seen after at most the TTL.
 pub struct TargetCache {
     ttl: Duration,
-    entries: Mutex<HashMap<TargetKey, (Instant, Arc<Target>)>>,
+    entries: Mutex<HashMap<TargetKey, (Instant, Arc<Resolved>)>>,
 }
 
 const CACHE_MAX_ENTRIES: usize = 50_000;
@@ -92,7 +92,7 @@ impl TargetCache {
         }
     }
 
-    pub fn get(&self, key: &TargetKey) -> Option<Arc<Target>> {
+    pub fn get(&self, key: &TargetKey) -> Option<Arc<Resolved>> {
         if self.ttl.is_zero() {
             return None;
         }
@@ -106,7 +106,7 @@ impl TargetCache {
     /// Drops every target of one function (it changed or went away).
     pub fn forget_function(&self, function_id: Uuid) {
         if let Ok(mut entries) = self.entries.lock() {
-            entries.retain(|_, (_, target)| target.spec.function_id != function_id);
+            entries.retain(|_, (_, resolved)| resolved.function_id != function_id);
         }
     }
 
@@ -124,7 +124,7 @@ impl TargetCache {
         }
     }
 
-    pub fn put(&self, key: TargetKey, target: Arc<Target>) {
+    pub fn put(&self, key: TargetKey, target: Arc<Resolved>) {
         if self.ttl.is_zero() {
             return;
         }

@@ -15,7 +15,7 @@ pub mod versions;
 use fresco_store::{DbError, PgConnection};
 
 /// Why a domain operation failed. Mapped to HTTP in exactly one place (`http::error`).
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum DomainError {
     /// The request is malformed or breaks a rule; the message names the field.
     #[error("{0}")]

@@ -70,22 +70,7 @@ impl AppState {
         T: Send + 'static,
         F: FnOnce(&mut PgConnection) -> DomainResult<T> + Send + 'static,
     {
-        let state = Arc::clone(self);
-        web::block(move || {
-            let mut conn = state
-                .pool
-                .get()
-                .map_err(|e| crate::domain::DomainError::from(fresco_store::DbError::from(e)))?;
-            op(&mut conn)
-        })
-        .await
-        .map_err(|e| {
-            ApiError::new(
-                actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
-                e.to_string(),
-            )
-        })?
-        .map_err(ApiError::from)
+        Ok(crate::command::db(&self.pool, op).await?)
     }
 
     pub fn package_limits(&self) -> PackageLimits {
