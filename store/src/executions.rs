@@ -102,7 +102,7 @@ pub fn enqueue(conn: &mut PgConnection, row: &Execution) -> DbResult<ExecutionSu
             .values(row)
             .returning(ExecutionSummary::as_returning())
             .get_result(conn)?;
-        diesel::sql_query("NOTIFY fresco_executions").execute(conn)?;
+        diesel::sql_query(format!("NOTIFY {}", super::queue::QUEUE_CHANNEL)).execute(conn)?;
         Ok(queued)
     })?)
 }
