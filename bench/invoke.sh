@@ -111,7 +111,7 @@ for i in $(seq 1 "$BENCH_REPEAT"); do
 done
 out "siege median: rps=$(printf '%s' "$siege_rates" | median) $(machine)"
 wrk_median "wrk-invoke" -t2 -c25 -d"${DURATION}s" --latency -s "$BENCH_LUA/post.lua" -H "X-Auth-Token: $TOKEN" "$INVOKE"
-out "warm containers after the throughput runs: $("$FRESCO_DOCKER" ps -q --filter label=fresco.agent=bench-agent-1 | wc -l)"
+out "warm containers after the throughput runs: $("$FRESCO_DOCKER" ps -q --filter "label=fresco.agent=$BENCH_AGENT_PREFIX-1" | wc -l)"
 fi
 
 # --- (c) cold start --------------------------------------------------------------------------

@@ -10,6 +10,8 @@
 #   BENCH_KEEP_PG=1      leave the bench PostgreSQL running on exit (faster reruns)
 #   BENCH_REPEAT=3       runs per figure (the median is reported)
 #   BENCH_AGENT_CONF     extra lines for the agents' [agent] section (experiments)
+#   BENCH_AGENT_PREFIX=bench-agent   agent ids are PREFIX-N (a script with a stack of its own
+#                        beside another bench's gives its own prefix)
 
 BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 FRESCO_ROOT="$(cd "$BENCH_DIR/.." && pwd)"
@@ -22,6 +24,7 @@ CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/work/target-bench}"
 FRESCO_PROFILE=release
 BENCH_REPEAT="${BENCH_REPEAT:-3}"
 BENCH_LUA="$BENCH_DIR/lua"
+BENCH_AGENT_PREFIX="${BENCH_AGENT_PREFIX:-bench-agent}"
 export FRESCO_ROOT FRESCO_STATE FRESCO_API_PORT FRESCO_SCHEDULER_PORT FRESCO_AGENT_PORT \
     FRESCO_PG_PORT CARGO_TARGET_DIR FRESCO_PROFILE BENCH_LUA
 
@@ -65,13 +68,19 @@ bench_build() {
     stack_build
 }
 
+# bench_tools: the load generators the scripts use (Debian packages).
+bench_tools() {
+    ensure_packages wrk siege hey python3 jq zip curl
+}
+
 # bench_start [AGENTS]: PostgreSQL (own instance), Docker (shared), runtime images, then the
-# services with their own config. The agent id is bench-agent-N, never agent-N: an agent
-# removes every container labelled with its id at start-up, so two stacks on one Docker
+# services with their own config. The agent id is $BENCH_AGENT_PREFIX-N, never agent-N: an
+# agent removes every container labelled with its id at start-up, so two stacks on one Docker
 # engine with the same agent id would destroy each other's containers.
 bench_start() {
     local agents=${1:-1} n
     [ "$(id -u)" = 0 ] || die "run as root (PostgreSQL and Docker)"
+    bench_tools
     pg_start
     docker_start
     "$FRESCO_ROOT/runtimes/build.sh" >/dev/null
@@ -95,10 +104,10 @@ CONF
     stack_run fresco-api "$(stack_bin fresco-api)" --config-file "$FRESCO_ETC/fresco.conf"
     stack_run fresco-scheduler "$(stack_bin fresco-scheduler)" --config-file "$FRESCO_ETC/fresco.conf"
     for n in $(seq 1 "$agents"); do
-        stack_agent_config "$n" "bench-agent-$n"
+        stack_agent_config "$n" "$BENCH_AGENT_PREFIX-$n"
         # Extra [agent] options for experiments, e.g. BENCH_AGENT_CONF='log_sync_timeout_ms = 0'.
         [ -n "${BENCH_AGENT_CONF:-}" ] && printf '%s\n' "$BENCH_AGENT_CONF" >>"$FRESCO_ETC/agent-$n.conf"
-        grep -q "^agent_id = bench-agent-$n\$" "$FRESCO_ETC/agent-$n.conf" || die "cannot set the bench agent id"
+        grep -q "^agent_id = $BENCH_AGENT_PREFIX-$n\$" "$FRESCO_ETC/agent-$n.conf" || die "cannot set the bench agent id"
         stack_run "fresco-agent-$n" "$(stack_bin fresco-agent)" --config-file "$FRESCO_ETC/agent-$n.conf"
     done
     wait_for 30 "fresco-api" curl -fsS "$API/healthcheck"
@@ -110,7 +119,7 @@ CONF
 
 # bench_stop: ends the services this stack started (by pid file), and its PostgreSQL. Agents
 # get a minute (they remove their containers on SIGTERM, about 0.1-0.5 s each under load);
-# containers still labelled with a bench agent id afterwards are removed.
+# containers still labelled with this stack's agent ids afterwards are removed.
 bench_stop() {
     local pidfile pid ids
     for pidfile in "$FRESCO_STATE"/run/fresco-agent-*.pid; do
@@ -126,7 +135,7 @@ bench_stop() {
     stack_stop
     ids=$("$FRESCO_DOCKER" ps -aq --filter label=fresco.agent 2>/dev/null \
         | xargs -r "$FRESCO_DOCKER" inspect -f '{{.Id}} {{index .Config.Labels "fresco.agent"}}' 2>/dev/null \
-        | awk '$2 ~ /^bench-agent-[0-9]+$/ { print $1 }')
+        | awk -v p="$BENCH_AGENT_PREFIX" '$2 ~ "^" p "-[0-9]+$" { print $1 }')
     if [ -n "$ids" ]; then
         warn "removing $(echo "$ids" | wc -l) container(s) a bench agent left behind"
         echo "$ids" | xargs -r "$FRESCO_DOCKER" rm -f >/dev/null

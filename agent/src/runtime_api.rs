@@ -19,7 +19,7 @@ use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::service::now_ms;
+use crate::clock::now_ms;
 
 use bytes::Bytes;
 use fresco_common::wire::FunctionError;

@@ -5,7 +5,7 @@ use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use fresco_common::ticket::{AgentSigner, TicketError, TicketVerifier};
@@ -15,6 +15,7 @@ use fresco_common::wire::{
 };
 use uuid::Uuid;
 
+use crate::clock::now_ms;
 use crate::code::{CodeCache, CodeError, CodeOptions};
 use crate::config::Settings;
 use crate::container::{function_arn, Container, ContainerError, Sandboxes, LABEL_AGENT};
@@ -150,13 +151,6 @@ pub fn validate_spec(spec: &FunctionSpec) -> Result<(), RunError> {
         return bad("NUL byte in handler or name".to_owned());
     }
     Ok(())
-}
-
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
 }
 
 /// Longest wait, after an invocation, for the runtime and the shim to be idle before freezing.
@@ -666,8 +660,8 @@ impl<E: ContainerEngine> Agent<E> {
         // processes left behind by the last one used before it froze.
         result.cpu_ms = container.take_cpu_ms();
         log::debug!(
-            "execution {execution_id}: {} in {duration_ms:.3} ms, output {sync_ms:.3} ms, cpu {:?} ms, cold {cold}",
-            result.status.as_str(),
+            "execution {execution_id}: {:?} in {duration_ms:.3} ms, output {sync_ms:.3} ms, cpu {:?} ms, cold {cold}",
+            result.status,
             result.cpu_ms,
         );
         let unused = if keep {

@@ -557,17 +557,7 @@ impl Stack {
         if let (Some(m), Some(s)) = (metadata.as_object_mut(), settings.as_object()) {
             m.extend(s.clone());
         }
-        let form = multipart::Form::new()
-            .part(
-                "metadata",
-                multipart::Part::text(metadata.to_string())
-                    .mime_str("application/json")
-                    .unwrap(),
-            )
-            .part(
-                "package",
-                multipart::Part::bytes(package).file_name("code.zip"),
-            );
+        let form = function_form(&metadata, package);
         let response = self
             .request(reqwest::Method::POST, token, "/v1/functions")
             .multipart(form)
@@ -653,6 +643,21 @@ pub const ADMIN: &str = "admin:admin:admin";
 /// The repository's sample functions.
 pub fn functions_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("functions")
+}
+
+/// The multipart body of `POST /v1/functions`: `metadata` (JSON) and a zip `package`.
+pub fn function_form(metadata: &Value, package: Vec<u8>) -> multipart::Form {
+    multipart::Form::new()
+        .part(
+            "metadata",
+            multipart::Part::text(metadata.to_string())
+                .mime_str("application/json")
+                .expect("application/json is a valid mime type"),
+        )
+        .part(
+            "package",
+            multipart::Part::bytes(package).file_name("code.zip"),
+        )
 }
 
 /// A zip of every file under `dir` (executable bits kept).

@@ -14,8 +14,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use fresco_e2e::{wait_until, Stack, StackOptions, ADMIN};
-use reqwest::blocking::multipart;
+use fresco_e2e::{function_form, wait_until, Stack, StackOptions, ADMIN};
 use serde_json::{json, Value};
 
 const ALICE: &str = "alice:e2e-project-a:member";
@@ -78,17 +77,7 @@ def handler(event, context):
 /// Creates a python3 function from `package`; returns its id.
 fn create(stack: &Stack, name: &str, package: Vec<u8>) -> String {
     let metadata = json!({"name": name, "runtime": "python3", "timeout_s": 30});
-    let form = multipart::Form::new()
-        .part(
-            "metadata",
-            multipart::Part::text(metadata.to_string())
-                .mime_str("application/json")
-                .unwrap(),
-        )
-        .part(
-            "package",
-            multipart::Part::bytes(package).file_name("code.zip"),
-        );
+    let form = function_form(&metadata, package);
     let response = stack
         .request(reqwest::Method::POST, ALICE, "/v1/functions")
         .multipart(form)

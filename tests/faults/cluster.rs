@@ -23,9 +23,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fresco_e2e::{
-    agent_uid_base, free_port, functions_dir, key_pair, wait_until, zip_dir, AGENT_UIDS,
+    agent_uid_base, free_port, function_form, functions_dir, key_pair, wait_until, zip_dir,
+    AGENT_UIDS,
 };
-use reqwest::blocking::{multipart, Client};
+use reqwest::blocking::Client;
 use serde_json::{json, Value};
 
 /// The Docker client that matches the daemon (ENVIRONMENT.md).
@@ -876,17 +877,7 @@ impl Cluster {
         if let (Some(m), Some(s)) = (metadata.as_object_mut(), settings.as_object()) {
             m.extend(s.clone());
         }
-        let form = multipart::Form::new()
-            .part(
-                "metadata",
-                multipart::Part::text(metadata.to_string())
-                    .mime_str("application/json")
-                    .unwrap(),
-            )
-            .part(
-                "package",
-                multipart::Part::bytes(package).file_name("code.zip"),
-            );
+        let form = function_form(&metadata, package);
         let response = self
             .http
             .post(self.url("/v1/functions"))
