@@ -6,7 +6,7 @@
 #      count of the project's queue before each insert (what the queued_executions quota would
 #      cost without the gauge);
 #   2. one claim's latency with a 10,000-row backlog in one project and 5 rows in another: the
-#      fair per-project claim (scheduler/src/storage.rs) and, for comparison, the former
+#      fair per-project claim (store/src/queue.rs) and, for comparison, the former
 #      oldest-first window (which never reaches the second project while the first's oldest
 #      rows cannot be placed).
 #

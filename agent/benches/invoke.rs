@@ -4,8 +4,8 @@
 //!   cargo bench -p fresco-agent --bench invoke
 //!
 //! Environment: BENCH_WARM_CALLS (default 1000), BENCH_COLD_STARTS (default 10),
-//! BENCH_AGENT_OPTIONS (extra `[agent]` lines, e.g. `log_sync_timeout_ms = 0` to measure
-//! without waiting for the output sync).
+//! BENCH_AGENT_OPTIONS (extra `[agent]` lines, e.g. `freeze_delay_ms = 0` to freeze after
+//! every invocation).
 //! Measures cold starts (create + start + first response, through POST /v1/run) for the python
 //! and provided runtimes, and warm invocations through POST /v1/run, sequentially.
 

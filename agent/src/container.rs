@@ -15,7 +15,6 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use fresco_common::wire::FunctionSpec;
-use futures_util::StreamExt;
 use tokio::net::UnixListener;
 use tokio::task::JoinHandle;
 
@@ -24,7 +23,7 @@ use crate::config::Settings;
 use crate::engine::host::{CgroupHandle, FreezerState, HostControl, HostError};
 use crate::engine::net::NetworkLease;
 use crate::engine::{BindMount, ContainerEngine, ContainerSpec, EngineError};
-use crate::logs::LogBuffer;
+use crate::logs::{LogBuffer, OutputPipe};
 use crate::runtime_api::RuntimeChannel;
 
 /// Where things live inside every function container.
@@ -32,7 +31,9 @@ pub const TASK_ROOT: &str = "/var/task";
 pub const SHIM_IN_CONTAINER: &str = "/opt/fresco/shim";
 pub const SOCKET_DIR_IN_CONTAINER: &str = "/run/fresco";
 pub const SOCKET_NAME: &str = "runtime.sock";
-/// The Runtime API address the shim serves inside the container.
+/// The FIFO the shim makes the stdout and stderr of everything in the container (see `logs`).
+pub const OUTPUT_NAME: &str = "output";
+/// The Runtime API address the agent serves inside the container's network namespace.
 pub const RUNTIME_API_ADDR: &str = "127.0.0.1:9001";
 
 pub const LABEL_PROJECT: &str = "fresco.project";
@@ -300,6 +301,7 @@ pub struct Container {
     pub uid: u32,
     pub channel: Arc<RuntimeChannel>,
     pub logs: Arc<LogBuffer>,
+    output: Arc<OutputPipe>,
     dir: PathBuf,
     /// Keeps the code package in the node's cache for the container's whole life.
     _code: Option<CodePin>,
@@ -310,7 +312,7 @@ pub struct Container {
     /// Whether the freezer holds it (or was asked to).
     frozen: AtomicBool,
     lifecycle: Mutex<Lifecycle>,
-    /// Its CPU time when it last thawed (0: since it started), in nanoseconds.
+    /// Its CPU time when its last invocation was billed (0: since it started), in nanoseconds.
     cpu_base_ns: AtomicU64,
     /// Whether it has run an invocation yet (the first one is the cold one).
     pub used: AtomicBool,
@@ -318,8 +320,8 @@ pub struct Container {
 }
 
 impl Container {
-    /// Creates and starts a container for `spec`, with its socket directory and Runtime API
-    /// server ready before the shim's first connection, its network attached (when the
+    /// Creates and starts a container for `spec`, with its socket directory, output pipe and
+    /// Runtime API (in its network namespace) ready before the shim starts the runtime, its network attached (when the
     /// function has network) before the shim may start the runtime.
     pub async fn start<E: ContainerEngine>(
         engine: &Arc<E>,
@@ -333,8 +335,8 @@ impl Container {
             .containers_dir()
             .join(&name["fresco-".len()..][..16]);
         let uid = sandboxes.uids().take().ok_or(ContainerError::NoUid)?;
-        let listener = match prepare_socket_dir(&dir, uid, uid) {
-            Ok(listener) => listener,
+        let (listener, output) = match prepare_socket_dir(&dir, uid, uid) {
+            Ok(prepared) => prepared,
             Err(e) => {
                 sandboxes.uids().give_back(uid);
                 let _ = std::fs::remove_dir_all(&dir);
@@ -365,6 +367,7 @@ impl Container {
                 settings.output_max_bytes,
                 settings.container_output_max_bytes,
             )),
+            output: Arc::new(output),
             dir,
             _code: code,
             tasks: Mutex::new(vec![server]),
@@ -378,7 +381,9 @@ impl Container {
             destroyed: AtomicBool::new(false),
         });
         let prepared = async {
-            container.attach_and_start(engine).await?;
+            container.start_reading_output();
+            engine.start(&container.id).await?;
+            container.watch_exit(engine);
             container.prepare_sandbox(engine, spec.network).await
         };
         match tokio::time::timeout(settings.start_timeout, prepared).await {
@@ -399,33 +404,60 @@ impl Container {
         }
     }
 
-    async fn attach_and_start<E: ContainerEngine>(
-        self: &Arc<Self>,
-        engine: &Arc<E>,
-    ) -> Result<(), EngineError> {
-        let mut output = engine.attach(&self.id).await?;
-        let logs = Arc::clone(&self.logs);
-        let channel = Arc::clone(&self.channel);
+    /// Empties the output pipe as output arrives, so a function never blocks on a full pipe;
+    /// a container that passes its output limit is told to its channel (the service kills it
+    /// when the invocation ends with that).
+    fn start_reading_output(&self) {
+        let (output, logs, channel) = (
+            Arc::clone(&self.output),
+            Arc::clone(&self.logs),
+            Arc::clone(&self.channel),
+        );
         let pump = tokio::spawn(async move {
-            while let Some(chunk) = output.next().await {
-                if let Some(limit) = logs.push(&chunk) {
-                    // The service kills it when the invocation ends with this.
+            // Past its output limit a container is being killed: its output stays unread (a
+            // flooder blocks on the full pipe meanwhile).
+            while !output.ended() && logs.exceeded().is_none() {
+                if let Some(limit) = output.read_when_readable(&logs).await {
                     channel.output_limit_passed(limit);
                 }
             }
-            logs.close();
         });
         self.tasks().push(pump);
-        engine.start(&self.id).await?;
+    }
+
+    /// Reads the output the container wrote so far into its log buffer: called when the
+    /// function answered, everything it wrote before is there.
+    pub fn read_output(&self) {
+        if let Some(limit) = self.output.read_available(&self.logs) {
+            self.channel.output_limit_passed(limit);
+        }
+    }
+
+    /// Starts a new invocation's output: what the container wrote while idle is dropped.
+    pub fn begin_output(&self) {
+        self.read_output();
+        self.logs.begin();
+    }
+
+    /// Watches for the container to stop: its last output is read, then its channel told.
+    fn watch_exit<E: ContainerEngine>(self: &Arc<Self>, engine: &Arc<E>) {
         let (watch_engine, id, channel, this) = (
             Arc::clone(engine),
             self.id.clone(),
             Arc::clone(&self.channel),
             Arc::downgrade(self),
         );
+        let (output, logs) = (Arc::clone(&self.output), Arc::clone(&self.logs));
         let watcher = tokio::spawn(async move {
             match watch_engine.wait(&id).await {
-                Ok(exit) => channel.container_exited(exit),
+                Ok(exit) => {
+                    // Every process of the container is gone: the pipe holds all it wrote.
+                    if let Some(limit) = output.read_available(&logs) {
+                        channel.output_limit_passed(limit);
+                    }
+                    logs.close();
+                    channel.container_exited(exit);
+                }
                 Err(e) => {
                     // Removing a container ends its wait too: only other failures are news.
                     if !channel.is_closed() {
@@ -440,10 +472,10 @@ impl Container {
             }
         });
         self.tasks().push(watcher);
-        Ok(())
     }
 
-    /// Finds the container's cgroups and, for a function with network, gives it its link.
+    /// Finds the container's cgroups, binds its Runtime API in its network namespace and, for
+    /// a function with network, gives it its link.
     async fn prepare_sandbox<E: ContainerEngine>(
         &self,
         engine: &Arc<E>,
@@ -453,6 +485,20 @@ impl Container {
         let host = Arc::clone(&self.sandboxes.host);
         let cgroups = host.cgroups(pid)?;
         let _ = self.cgroups.set(cgroups);
+        let binder = Arc::clone(&host);
+        let listener = tokio::task::spawn_blocking(move || binder.runtime_listener(pid))
+            .await
+            .map_err(|e| {
+                HostError::NetworkUnavailable(format!("runtime api set-up task failed: {e}"))
+            })??;
+        let listener = tokio::net::TcpListener::from_std(listener).map_err(|source| {
+            ContainerError::Directory {
+                path: format!("{RUNTIME_API_ADDR} in the sandbox"),
+                source,
+            }
+        })?;
+        let server = self.channel.serve(listener);
+        self.tasks().push(server);
         if network {
             let tag = self.name["fresco-".len()..].to_owned();
             let lease = tokio::task::spawn_blocking(move || host.connect_network(pid, &tag))
@@ -484,12 +530,14 @@ impl Container {
         self.network().as_ref().map(|lease| lease.address)
     }
 
-    /// CPU time used since the last thaw (a new container: since it started), in ms.
-    pub fn cpu_ms_since_thaw(&self) -> Option<f64> {
+    /// CPU time used since the last invocation was billed (a new container: since it
+    /// started), in ms; what follows is the next invocation's. Frozen in between, a sandbox
+    /// uses none; what processes left behind use before it freezes is the next invocation's.
+    pub fn take_cpu_ms(&self) -> Option<f64> {
         let cgroups = self.cgroups.get()?;
         match self.sandboxes.host.cpu_time_ns(cgroups) {
             Ok(now) => {
-                let used = now.saturating_sub(self.cpu_base_ns.load(Ordering::SeqCst));
+                let used = now.saturating_sub(self.cpu_base_ns.swap(now, Ordering::SeqCst));
                 Some(used as f64 / 1_000_000.0)
             }
             Err(e) => {
@@ -504,16 +552,26 @@ impl Container {
         self.lifecycle.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Freezes the sandbox (cgroup freezer): from this call on none of its tasks runs user
-    /// code again until thawed, each stopping the moment it would (a running one at once, a
-    /// sleeping one when it wakes). Returns the epoch to confirm the freeze with
-    /// (`confirm_frozen`). On error the sandbox may still run: destroy it.
-    pub fn freeze(&self) -> Result<u64, FreezeError> {
+    /// The epoch of its current (or last) use: `freeze_if_idle` with it is moot once the
+    /// sandbox is taken again.
+    pub fn epoch(&self) -> u64 {
+        self.lifecycle().epoch
+    }
+
+    /// Freezes the sandbox (cgroup freezer) unless it was taken again since `epoch`: from
+    /// this call on none of its tasks runs user code again until thawed, each stopping the
+    /// moment it would (a running one at once, a sleeping one when it wakes). True when it
+    /// froze it (confirm with `confirm_frozen`). On error the sandbox may still run: give it
+    /// up and destroy it.
+    pub fn freeze_if_idle(&self, epoch: u64) -> Result<bool, FreezeError> {
         let cgroups = self.cgroups.get().ok_or(FreezeError::NoCgroups)?;
         let life = self.lifecycle();
+        if life.epoch != epoch || life.broken || self.destroyed.load(Ordering::SeqCst) {
+            return Ok(false);
+        }
         self.frozen.store(true, Ordering::SeqCst);
         self.sandboxes.host.set_frozen(cgroups, true)?;
-        Ok(life.epoch)
+        Ok(true)
     }
 
     /// Waits, at most `limit`, until the freezer reports every task stopped (FROZEN, not
@@ -537,8 +595,10 @@ impl Container {
         true
     }
 
-    /// Lets the sandbox run again for an invocation; its CPU time from here on is that
-    /// invocation's. A sandbox given up on, or whose container stopped, is refused.
+    /// Takes the sandbox for an invocation: a pending freeze is called off, and a frozen
+    /// sandbox is thawed (the only cgroup write on a warm invocation's path, and only after
+    /// `[agent] freeze_delay_ms` of idleness). A sandbox given up on, or whose container
+    /// stopped, is refused.
     pub fn thaw(&self) -> Result<(), ThawError> {
         let mut life = self.lifecycle();
         if life.broken || !self.channel.is_usable() || self.destroyed.load(Ordering::SeqCst) {
@@ -547,10 +607,11 @@ impl Container {
         let Some(cgroups) = self.cgroups.get() else {
             return Err(ThawError::Unusable);
         };
-        let base = thaw_cgroup(self.sandboxes.host.as_ref(), cgroups)?;
         life.epoch += 1;
-        self.cpu_base_ns.store(base, Ordering::SeqCst);
-        self.frozen.store(false, Ordering::SeqCst);
+        if self.frozen.load(Ordering::SeqCst) {
+            self.sandboxes.host.set_frozen(cgroups, false)?;
+            self.frozen.store(false, Ordering::SeqCst);
+        }
         Ok(())
     }
 
@@ -655,8 +716,13 @@ pub fn thaw_cgroup(host: &dyn HostControl, cgroups: &CgroupHandle) -> Result<u64
     Ok(base)
 }
 
-/// Creates `dir` (mode 0700, owned by the container user) and binds the Runtime API socket in it.
-fn prepare_socket_dir(dir: &Path, uid: u32, gid: u32) -> Result<UnixListener, ContainerError> {
+/// Creates `dir` (mode 0700, owned by the container user), binds the Runtime API socket in it
+/// and creates the output FIFO.
+fn prepare_socket_dir(
+    dir: &Path,
+    uid: u32,
+    gid: u32,
+) -> Result<(UnixListener, OutputPipe), ContainerError> {
     let fail = |source| ContainerError::Directory {
         path: dir.display().to_string(),
         source,
@@ -673,7 +739,9 @@ fn prepare_socket_dir(dir: &Path, uid: u32, gid: u32) -> Result<UnixListener, Co
         std::os::unix::fs::chown(dir, Some(uid), Some(gid)).map_err(fail)?;
         std::os::unix::fs::chown(&socket, Some(uid), Some(gid)).map_err(fail)?;
     }
-    Ok(listener)
+    let output =
+        OutputPipe::create(&dir.join(OUTPUT_NAME), is_root().then_some(uid)).map_err(fail)?;
+    Ok((listener, output))
 }
 
 fn is_root() -> bool {

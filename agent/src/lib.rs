@@ -12,7 +12,10 @@
 //!   and applies the retirements their replies carry (`retire`: which containers must never
 //!   serve again).
 //! - `tickets` admits execution tickets: for this agent, for their payload, once.
+//! - `clock` is the wall clock in epoch milliseconds, shared by `service` and `runtime_api`
+//!   (so the runtime channel does not import the service that drives it).
 
+pub mod clock;
 pub mod code;
 pub mod config;
 pub mod container;

@@ -1,26 +1,24 @@
 //! A container's output, kept per invocation and capped.
 //!
-//! Output reaches the agent through the engine (container stdout/stderr → Docker → attach
-//! stream), a path with its own latency: when a function answers, the last lines it printed
-//! may still be on their way. To know when they have all arrived without guessing, the agent
-//! asks the shim for a sync (`GET /2018-06-01/runtime/fresco/sync` answers a fresh token); the
-//! shim writes the marker `RS token RS` to its stdout and stderr, the very pipes the function
-//! wrote to before it answered, so once both markers came through, everything before them has
-//! too. Markers are removed from the output.
+//! Output reaches the agent over a pipe, not through the engine: the agent creates a FIFO
+//! (`output`) in the container's own run directory and holds it open (read and write, so it
+//! never reads end-of-file); the shim opens it for writing and makes it the stdout and stderr
+//! of everything in the container. A function's `write` has put its bytes in the pipe before
+//! the function can post its response, so reading the pipe until it is empty (`EAGAIN`) when
+//! the agent handles that response yields exactly the output written before it: no sync
+//! markers, and no engine (dockerd, containerd) on the path. A reader task (`pump`) empties
+//! the pipe as output arrives, so a chatty function never blocks on a full pipe; reads are
+//! serialised, so bytes keep their order.
 //!
 //! Output is bounded three ways: the first `keep` bytes of an invocation are kept (the rest
 //! counted and noted); an invocation that writes more than `invocation_max` bytes, or a
 //! container that writes more than `lifetime_max` over its life, has passed its output limit:
 //! `push` says so once, and the container pays for it (it is killed, see `container`).
 
+use std::path::Path;
 use std::sync::Mutex;
 
 use tokio::sync::Notify;
-
-/// Marker delimiter (ASCII record separator), around the sync token.
-pub const MARKER_DELIMITER: u8 = 0x1e;
-/// One marker per stream: stdout and stderr.
-const MARKERS_PER_SYNC: u32 = 2;
 
 /// Which output limit was passed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,7 +33,7 @@ pub struct LogBuffer {
     invocation_max: u64,
     lifetime_max: u64,
     inner: Mutex<Inner>,
-    synced: Notify,
+    ended: Notify,
 }
 
 #[derive(Default)]
@@ -47,26 +45,8 @@ struct Inner {
     lifetime_bytes: u64,
     /// The limit passed, once.
     exceeded: Option<OutputLimit>,
-    /// The marker being waited for, and how many times it was seen.
-    marker: Option<Vec<u8>>,
-    seen: u32,
-    /// The engine's output stream ended (the container stopped).
+    /// The container stopped and its output was read to the end.
     closed: bool,
-}
-
-/// `RS token RS`.
-pub fn marker(token: &str) -> Vec<u8> {
-    let mut m = vec![MARKER_DELIMITER];
-    m.extend_from_slice(token.as_bytes());
-    m.push(MARKER_DELIMITER);
-    m
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    if needle.is_empty() || haystack.len() < needle.len() {
-        return None;
-    }
-    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 impl LogBuffer {
@@ -81,7 +61,7 @@ impl LogBuffer {
             invocation_max,
             lifetime_max,
             inner: Mutex::new(Inner::default()),
-            synced: Notify::new(),
+            ended: Notify::new(),
         }
     }
 
@@ -97,8 +77,8 @@ impl LogBuffer {
         inner.invocation_bytes = 0;
     }
 
-    /// Adds a chunk of output, removing (and counting) the awaited marker. Returns the output
-    /// limit this chunk passed, the first time one is passed.
+    /// Adds a chunk of output. Returns the output limit this chunk passed, the first time one
+    /// is passed.
     pub fn push(&self, chunk: &[u8]) -> Option<OutputLimit> {
         let mut inner = self.inner();
         let len = chunk.len() as u64;
@@ -116,21 +96,7 @@ impl LogBuffer {
         if passed.is_some() {
             inner.exceeded = passed;
         }
-        let mut rest = chunk;
-        let mut synced = false;
-        if let Some(marker) = inner.marker.clone() {
-            while let Some(at) = find(rest, &marker) {
-                self.keep(&mut inner, &rest[..at]);
-                rest = &rest[at + marker.len()..];
-                inner.seen += 1;
-                synced = inner.seen >= MARKERS_PER_SYNC;
-            }
-        }
-        self.keep(&mut inner, rest);
-        drop(inner);
-        if synced {
-            self.synced.notify_one();
-        }
+        self.keep(&mut inner, chunk);
         passed
     }
 
@@ -146,24 +112,18 @@ impl LogBuffer {
         inner.dropped += (bytes.len() - kept) as u64;
     }
 
-    /// Arms the buffer for a sync with `token`; call before asking the shim for it.
-    pub fn expect_marker(&self, token: &str) {
-        let mut inner = self.inner();
-        inner.marker = Some(marker(token));
-        inner.seen = 0;
-    }
-
-    /// The engine's output stream ended: nothing more will arrive.
+    /// The container stopped and its output was read: nothing more will arrive.
     pub fn close(&self) {
         self.inner().closed = true;
-        self.synced.notify_one();
+        self.ended.notify_waiters();
     }
 
-    async fn wait_until(&self, max: std::time::Duration, done: impl Fn(&Inner) -> bool) -> bool {
+    /// Waits until the container has stopped and its output was read, at most `max`.
+    pub async fn wait_closed(&self, max: std::time::Duration) -> bool {
         tokio::time::timeout(max, async {
             loop {
-                let notified = self.synced.notified();
-                if done(&self.inner()) {
+                let notified = self.ended.notified();
+                if self.inner().closed {
                     return;
                 }
                 notified.await;
@@ -171,23 +131,6 @@ impl LogBuffer {
         })
         .await
         .is_ok()
-    }
-
-    /// Waits until both markers of the armed sync have arrived (or the stream ended), at most
-    /// `max`; false on timeout.
-    pub async fn wait_synced(&self, max: std::time::Duration) -> bool {
-        let done = self
-            .wait_until(max, |i| i.seen >= MARKERS_PER_SYNC || i.closed)
-            .await;
-        let mut inner = self.inner();
-        inner.marker = None;
-        inner.seen = 0;
-        done
-    }
-
-    /// Waits until the output stream has ended, at most `max` (a stopped container).
-    pub async fn wait_closed(&self, max: std::time::Duration) -> bool {
-        self.wait_until(max, |i| i.closed).await
     }
 
     /// The output so far (lossy UTF-8), with a note when some was dropped or the output limit
@@ -214,6 +157,103 @@ impl LogBuffer {
         inner.data.clear();
         inner.dropped = 0;
         (text, truncated)
+    }
+}
+
+/// Bytes read from the pipe at a time (a pipe's default capacity).
+const READ_CHUNK: usize = 64 * 1024;
+
+/// The agent's end of a container's output FIFO (see the module documentation).
+pub struct OutputPipe {
+    pipe: tokio::net::unix::pipe::Receiver,
+    /// Serialises reads with what they push, so output keeps its order.
+    reading: Mutex<()>,
+    ended: std::sync::atomic::AtomicBool,
+}
+
+impl OutputPipe {
+    /// Creates the FIFO at `path` (mode 0600, owned by `owner` when given) and opens it, read
+    /// and write (so it never reads end-of-file), non-blocking.
+    pub fn create(path: &Path, owner: Option<u32>) -> std::io::Result<Self> {
+        let _ = std::fs::remove_file(path);
+        rustix::fs::mkfifoat(
+            rustix::fs::CWD,
+            path,
+            rustix::fs::Mode::from_raw_mode(0o600),
+        )?;
+        if let Some(uid) = owner {
+            std::os::unix::fs::chown(path, Some(uid), Some(uid))?;
+        }
+        let pipe = tokio::net::unix::pipe::OpenOptions::new()
+            .read_write(true)
+            .open_receiver(path)?;
+        Ok(Self {
+            pipe,
+            reading: Mutex::new(()),
+            ended: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    /// Reads what the pipe holds now into `logs`, until it is empty or an output limit is
+    /// passed; returns the limit passed, the first time. Reads the pipe itself (a `read`
+    /// system call), never a cached readiness: what was written before this call is read.
+    pub fn read_available(&self, logs: &LogBuffer) -> Option<OutputLimit> {
+        self.read_to_empty(logs).0
+    }
+
+    /// `read_available`, and whether the pipe was found empty (`EAGAIN`).
+    fn read_to_empty(&self, logs: &LogBuffer) -> (Option<OutputLimit>, bool) {
+        let _reading = self.reading.lock().unwrap_or_else(|e| e.into_inner());
+        let mut buf = vec![0u8; READ_CHUNK];
+        let mut passed = None;
+        loop {
+            match rustix::io::read(&self.pipe, &mut buf[..]) {
+                Ok(0) => return (passed, true),
+                Ok(n) => {
+                    if let Some(limit) = logs.push(&buf[..n]) {
+                        passed = Some(limit);
+                    }
+                    // A function still writing after its limit is being killed: reading on
+                    // would only race it.
+                    if logs.exceeded().is_some() {
+                        return (passed, false);
+                    }
+                }
+                Err(rustix::io::Errno::INTR) => {}
+                Err(rustix::io::Errno::AGAIN) => return (passed, true),
+                Err(e) => {
+                    log::warn!("cannot read container output: {e}");
+                    self.ended.store(true, std::sync::atomic::Ordering::SeqCst);
+                    return (passed, true);
+                }
+            }
+        }
+    }
+
+    /// Waits until the pipe has something to read, then reads it (see `read_available`).
+    pub async fn read_when_readable(&self, logs: &LogBuffer) -> Option<OutputLimit> {
+        if let Err(e) = self.pipe.readable().await {
+            log::warn!("cannot wait for container output: {e}");
+            self.ended.store(true, std::sync::atomic::Ordering::SeqCst);
+            return None;
+        }
+        let mut passed = None;
+        // Readiness is cleared only when the read found the pipe empty.
+        let _ = self.pipe.try_io(|| {
+            let (limit, empty) = self.read_to_empty(logs);
+            passed = limit;
+            if empty {
+                Err(std::io::ErrorKind::WouldBlock.into())
+            } else {
+                Ok(())
+            }
+        });
+        passed
+    }
+
+    /// Whether reading failed for good.
+    pub fn ended(&self) -> bool {
+        self.ended.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 
@@ -271,37 +311,88 @@ mod tests {
         assert_eq!(logs.take().0, "mine");
     }
 
-    #[tokio::test]
-    async fn markers_are_stripped_and_complete_the_sync() {
-        let logs = LogBuffer::new(1000);
-        logs.expect_marker("t1");
-        logs.push(b"out line\n\x1et1\x1e");
-        assert!(
-            !logs.wait_synced(Duration::from_millis(10)).await,
-            "one marker is not enough"
-        );
-        logs.expect_marker("t2");
-        logs.push(b"no newline\x1et2\x1e");
-        logs.push(b"\x1eother\x1e");
-        logs.push(b"err\n\x1et2\x1e");
-        assert!(logs.wait_synced(Duration::from_secs(1)).await);
-        assert_eq!(
-            logs.take().0,
-            "out line\nno newline\x1eother\x1eerr\n",
-            "only the armed markers are removed"
-        );
+    fn fifo(name: &str) -> std::path::PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("fresco-logs-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        dir.join(name)
     }
 
     #[tokio::test]
-    async fn a_sync_waits_for_markers_still_on_their_way() {
-        let logs = std::sync::Arc::new(LogBuffer::new(100));
-        logs.expect_marker("abc");
-        let later = std::sync::Arc::clone(&logs);
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            later.push(b"late\n\x1eabc\x1e\x1eabc\x1e");
+    async fn the_pipe_yields_exactly_what_was_written_before_the_read() {
+        let path = fifo("output");
+        let pipe = OutputPipe::create(&path, None).expect("fifo");
+        let logs = LogBuffer::new(1000);
+        let mut writer = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .expect("writer");
+        use std::io::Write;
+        writer.write_all(b"first\n").expect("write");
+        writer.write_all(b"second").expect("write");
+        assert_eq!(pipe.read_available(&logs), None);
+        assert_eq!(logs.take().0, "first\nsecond");
+        assert_eq!(
+            pipe.read_available(&logs),
+            None,
+            "an empty pipe is not an end"
+        );
+        assert_eq!(logs.take().0, "");
+        drop(writer);
+        assert_eq!(
+            pipe.read_available(&logs),
+            None,
+            "no writer left is not an end either"
+        );
+        assert!(!pipe.ended());
+        let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
+    }
+
+    use std::os::unix::fs::OpenOptionsExt;
+
+    #[tokio::test]
+    async fn a_writer_that_never_stops_is_cut_off_at_its_limit() {
+        let path = fifo("output");
+        let pipe = std::sync::Arc::new(OutputPipe::create(&path, None).expect("fifo"));
+        let logs = LogBuffer::with_limits(100, 200_000, u64::MAX);
+        let writer_path = path.clone();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop_writer = std::sync::Arc::clone(&stop);
+        let flood = std::thread::spawn(move || {
+            use std::io::Write;
+            let mut writer = std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+                .open(&writer_path)
+                .expect("writer");
+            while !stop_writer.load(std::sync::atomic::Ordering::SeqCst) {
+                let _ = writer.write(&[b'x'; 4096]);
+            }
         });
-        assert!(logs.wait_synced(Duration::from_secs(2)).await);
-        assert_eq!(logs.take().0, "late\n");
+        let mut limit = None;
+        for _ in 0..10_000 {
+            limit = pipe.read_available(&logs);
+            if limit.is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        flood.join().expect("writer");
+        assert_eq!(limit, Some(OutputLimit::Invocation(200_000)));
+        let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
+    }
+
+    #[tokio::test]
+    async fn closing_wakes_every_waiter() {
+        let logs = std::sync::Arc::new(LogBuffer::new(100));
+        let waiter = {
+            let logs = std::sync::Arc::clone(&logs);
+            tokio::spawn(async move { logs.wait_closed(Duration::from_secs(5)).await })
+        };
+        assert!(!logs.wait_closed(Duration::from_millis(20)).await);
+        logs.close();
+        assert!(waiter.await.expect("join"));
+        assert!(logs.wait_closed(Duration::from_millis(1)).await);
     }
 }

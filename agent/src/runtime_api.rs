@@ -1,5 +1,8 @@
-//! The AWS Lambda Runtime API, served to one container over its unix socket (the in-container
-//! shim relays 127.0.0.1:9001 here byte for byte).
+//! The AWS Lambda Runtime API, served to one container by the agent itself: on
+//! `127.0.0.1:9001` inside the container's own network namespace (bound there by the agent,
+//! see `host::bind_in_netns`), where the runtime talks to it directly; nothing relays it. The
+//! per-container unix socket in the container's run directory serves the same API to the
+//! shim, which only uses it to wait for the start signal.
 //!
 //! One invocation at a time per container (the Lambda model). The agent `dispatch`es an
 //! invocation and waits on the returned receiver; the runtime long-polls
@@ -8,15 +11,15 @@
 //! Everything read from the socket comes from the tenant's container and is checked: request
 //! ids must match the invocation handed out, bodies are capped, unknown paths are 404.
 //!
-//! Two Fresco-only paths serve the shim: `GET .../fresco/start` answers once the agent has
+//! One Fresco-only path serves the shim: `GET .../fresco/start` answers once the agent has
 //! finished preparing the sandbox (its network, for one that has network), so no function
-//! code runs before; `GET .../fresco/sync` hands out output sync tokens (see `logs`).
+//! code runs before.
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::service::now_ms;
+use crate::clock::now_ms;
 
 use bytes::Bytes;
 use fresco_common::wire::FunctionError;
@@ -25,7 +28,8 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use tokio::net::UnixListener;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
@@ -102,13 +106,9 @@ pub struct RuntimeChannel {
     closed: watch::Sender<bool>,
     /// Set when the sandbox is ready for the runtime to start (`fresco/start`).
     ready: watch::Sender<bool>,
-    /// Long polls waiting: `invocation/next` (the runtime is idle) and `fresco/sync` (the
-    /// shim is idle).
-    polling: watch::Sender<Polls>,
+    /// Long polls of `invocation/next` waiting (the runtime is idle).
+    polling: watch::Sender<u32>,
     connections: AtomicUsize,
-    /// Output sync tokens for the shim (see `logs`).
-    sync_tx: mpsc::Sender<String>,
-    sync_rx: tokio::sync::Mutex<mpsc::Receiver<String>>,
 }
 
 impl Default for RuntimeChannel {
@@ -120,16 +120,13 @@ impl Default for RuntimeChannel {
 impl RuntimeChannel {
     pub fn new() -> Self {
         let (queue_tx, queue_rx) = mpsc::channel(1);
-        let (sync_tx, sync_rx) = mpsc::channel(1);
         Self {
-            sync_tx,
-            sync_rx: tokio::sync::Mutex::new(sync_rx),
             queue_tx,
             queue_rx: tokio::sync::Mutex::new(queue_rx),
             slot: Mutex::new(Slot::default()),
             closed: watch::channel(false).0,
             ready: watch::channel(false).0,
-            polling: watch::channel(Polls::default()).0,
+            polling: watch::channel(0).0,
             connections: AtomicUsize::new(0),
         }
     }
@@ -159,12 +156,6 @@ impl RuntimeChannel {
         Ok(rx)
     }
 
-    /// Asks the shim to write the output marker for `token`; false when a sync is already
-    /// waiting for the shim (it is not polling, or is slow).
-    pub fn request_sync(&self, token: String) -> bool {
-        self.sync_tx.try_send(token).is_ok()
-    }
-
     /// Forgets the pending invocation (after a timeout); a late answer then gets 400.
     pub fn abandon(&self) {
         self.slot().pending = None;
@@ -181,11 +172,11 @@ impl RuntimeChannel {
     }
 
     /// Waits, at most `max`, until the runtime asks for its next event (it has finished with
-    /// the last one: the moment Lambda ends an invocation) and the shim waits for its next
-    /// sync: both idle, blocked in a read; false on timeout.
+    /// the last one: the moment Lambda ends an invocation), blocked in a read; false on
+    /// timeout.
     pub async fn wait_until_idle(&self, max: std::time::Duration) -> bool {
         let mut polling = self.polling.subscribe();
-        tokio::time::timeout(max, polling.wait_for(|p| p.next > 0 && p.sync > 0))
+        tokio::time::timeout(max, polling.wait_for(|p| *p > 0))
             .await
             .is_ok_and(|r| r.is_ok())
     }
@@ -246,14 +237,14 @@ impl RuntimeChannel {
     }
 
     /// Serves the Runtime API on `listener` until the channel is closed.
-    pub fn serve(self: &Arc<Self>, listener: UnixListener) -> JoinHandle<()> {
+    pub fn serve<L: RuntimeListener>(self: &Arc<Self>, listener: L) -> JoinHandle<()> {
         let channel = Arc::clone(self);
         tokio::spawn(async move {
             let mut closed = channel.closed.subscribe();
             loop {
                 let stream = tokio::select! {
-                    accepted = listener.accept() => match accepted {
-                        Ok((stream, _)) => stream,
+                    accepted = listener.accept_one() => match accepted {
+                        Ok(stream) => stream,
                         Err(e) => {
                             log::warn!("runtime api accept: {e}");
                             continue;
@@ -301,7 +292,6 @@ impl RuntimeChannel {
                 let id = (*id).to_owned();
                 self.post_error(&id, req).await
             }
-            (&Method::GET, ["fresco", "sync"]) => self.sync().await,
             (&Method::GET, ["fresco", "start"]) => self.start().await,
             (&Method::POST, ["init", "error"]) => {
                 let error = read_error(req).await;
@@ -328,7 +318,7 @@ impl RuntimeChannel {
             queue = self.queue_rx.lock() => queue,
             _ = closed.wait_for(|c| *c) => return shutting_down(),
         };
-        let polling = PollingGuard::new(&self.polling, Poll::Next);
+        let polling = PollingGuard::new(&self.polling);
         let invocation = tokio::select! {
             invocation = queue.recv() => invocation,
             _ = closed.wait_for(|c| *c) => None,
@@ -372,25 +362,6 @@ impl RuntimeChannel {
         }
     }
 
-    /// The shim's long poll for output sync tokens (answers the token as text).
-    async fn sync(&self) -> Response<Full<Bytes>> {
-        let mut closed = self.closed.subscribe();
-        let mut queue = tokio::select! {
-            queue = self.sync_rx.lock() => queue,
-            _ = closed.wait_for(|c| *c) => return shutting_down(),
-        };
-        let polling = PollingGuard::new(&self.polling, Poll::Sync);
-        let token = tokio::select! {
-            token = queue.recv() => token,
-            _ = closed.wait_for(|c| *c) => None,
-        };
-        drop(polling);
-        match token {
-            Some(token) => Response::new(Full::new(Bytes::from(token))),
-            None => shutting_down(),
-        }
-    }
-
     async fn post_response(&self, id: &str, req: Request<Incoming>) -> Response<Full<Bytes>> {
         if !self.is_pending(id) {
             return invalid_request_id(id);
@@ -428,40 +399,44 @@ impl RuntimeChannel {
     }
 }
 
-/// Long polls waiting now, by kind.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Polls {
-    next: u32,
-    sync: u32,
+/// A listener the Runtime API is served on: the container's loopback port, or its unix socket.
+pub trait RuntimeListener: Send + 'static {
+    type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    fn accept_one(&self)
+        -> impl std::future::Future<Output = std::io::Result<Self::Stream>> + Send;
 }
 
-#[derive(Clone, Copy)]
-enum Poll {
-    Next,
-    Sync,
+impl RuntimeListener for UnixListener {
+    type Stream = tokio::net::UnixStream;
+    async fn accept_one(&self) -> std::io::Result<Self::Stream> {
+        self.accept().await.map(|(stream, _)| stream)
+    }
+}
+
+impl RuntimeListener for TcpListener {
+    type Stream = tokio::net::TcpStream;
+    async fn accept_one(&self) -> std::io::Result<Self::Stream> {
+        let (stream, _) = self.accept().await?;
+        // Small request/response exchanges: no Nagle delay on the answers.
+        stream.set_nodelay(true)?;
+        Ok(stream)
+    }
 }
 
 /// Counts one waiting long poll for as long as it lives (also when its connection goes away
 /// mid-wait).
-struct PollingGuard<'a>(&'a watch::Sender<Polls>, Poll);
+struct PollingGuard<'a>(&'a watch::Sender<u32>);
 
 impl<'a> PollingGuard<'a> {
-    fn new(polling: &'a watch::Sender<Polls>, kind: Poll) -> Self {
-        polling.send_modify(|p| match kind {
-            Poll::Next => p.next += 1,
-            Poll::Sync => p.sync += 1,
-        });
-        Self(polling, kind)
+    fn new(polling: &'a watch::Sender<u32>) -> Self {
+        polling.send_modify(|p| *p += 1);
+        Self(polling)
     }
 }
 
 impl Drop for PollingGuard<'_> {
     fn drop(&mut self) {
-        let kind = self.1;
-        self.0.send_modify(|p| match kind {
-            Poll::Next => p.next = p.next.saturating_sub(1),
-            Poll::Sync => p.sync = p.sync.saturating_sub(1),
-        });
+        self.0.send_modify(|p| *p = p.saturating_sub(1));
     }
 }
 
@@ -668,20 +643,12 @@ mod tests {
         let (status, _, _) = waiting.await.expect("join").expect("answer");
         assert_eq!(status, 200);
 
-        // Idle means the runtime waits for an event and the shim for a sync.
+        // Idle means the runtime waits for an event.
         let short = std::time::Duration::from_millis(50);
         assert!(!channel.wait_until_idle(short).await);
         let next = tokio::spawn({
             let socket = socket.clone();
             async move { http(&socket, "GET", "/invocation/next", b"").await }
-        });
-        assert!(
-            !channel.wait_until_idle(short).await,
-            "the shim is not waiting yet"
-        );
-        let sync = tokio::spawn({
-            let socket = socket.clone();
-            async move { http(&socket, "GET", "/fresco/sync", b"").await }
         });
         assert!(
             channel
@@ -692,7 +659,6 @@ mod tests {
         // A container being removed: waits end, and a new start is refused.
         channel.close();
         assert_eq!(next.await.expect("join").expect("answer").0, 410);
-        assert_eq!(sync.await.expect("join").expect("answer").0, 410);
         server.abort();
         let closed = Arc::new(RuntimeChannel::new());
         let _ = std::fs::remove_file(&socket);

@@ -5,7 +5,7 @@ use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use fresco_common::ticket::{AgentSigner, TicketError, TicketVerifier};
@@ -15,6 +15,7 @@ use fresco_common::wire::{
 };
 use uuid::Uuid;
 
+use crate::clock::now_ms;
 use crate::code::{CodeCache, CodeError, CodeOptions};
 use crate::config::Settings;
 use crate::container::{function_arn, Container, ContainerError, Sandboxes, LABEL_AGENT};
@@ -170,13 +171,6 @@ pub fn validate_spec(spec: &FunctionSpec) -> Result<(), RunError> {
         return bad("NUL byte in handler or name".to_owned());
     }
     Ok(())
-}
-
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
 }
 
 /// Longest wait, after an invocation, for the runtime and the shim to be idle before freezing.
@@ -544,8 +538,7 @@ impl<E: ContainerEngine> Agent<E> {
         payload: Bytes,
     ) -> RunResult {
         if !cold {
-            container.logs.begin();
-            let _ = self.engine.take_peak_memory(&container.id);
+            container.begin_output();
         }
         let timeout = Duration::from_secs(u64::try_from(spec.timeout_s).unwrap_or(1));
         let taken = Arc::new(tokio::sync::Notify::new());
@@ -611,7 +604,7 @@ impl<E: ContainerEngine> Agent<E> {
         let sync_ms = ms(sync_started.elapsed());
         let max_memory_mb = self
             .engine
-            .take_peak_memory(&container.id)
+            .peak_memory(&container.id)
             .map(|b| b as f64 / (1024.0 * 1024.0));
         let mut result = RunResult {
             execution_id,
@@ -728,89 +721,85 @@ impl<E: ContainerEngine> Agent<E> {
         (result.logs, result.output_truncated) = container.logs.take();
         let keep =
             reusable && container.channel.is_usable() && !self.shutting_down.load(Ordering::SeqCst);
-        // Between invocations a sandbox does not run: freeze it before the result leaves, and
-        // bill what it used since it thawed (stray background processes included).
-        let freeze_started = Instant::now();
-        let frozen = if keep {
-            // Lambda's invocation ends when the runtime asks for the next event: freezing it
-            // then (with the shim, blocked in reads) leaves it ready for the next one. A
-            // sandbox that does not come back to idle in time is frozen wherever it is.
-            container
-                .channel
-                .wait_until_idle(IDLE_WAIT.min(self.settings.freeze_timeout))
-                .await;
-            match container.freeze() {
-                Ok(epoch) => Some(epoch),
-                Err(e) => {
-                    log::warn!("cannot freeze {}: {e}; removing it", container.name);
-                    self.metrics.freeze_failures.fetch_add(1, Ordering::Relaxed);
-                    None
-                }
-            }
-        } else {
-            None
-        };
-        result.cpu_ms = container.cpu_ms_since_thaw();
+        // Bill what the sandbox used since the last invocation was billed: this one, and what
+        // processes left behind by the last one used before it froze.
+        result.cpu_ms = container.take_cpu_ms();
         log::debug!(
-            "execution {execution_id}: {} in {duration_ms:.3} ms, output sync {sync_ms:.3} ms, freeze {:.3} ms, cpu {:?} ms, cold {cold}",
-            result.status.as_str(),
-            ms(freeze_started.elapsed()),
+            "execution {execution_id}: {:?} in {duration_ms:.3} ms, output {sync_ms:.3} ms, cpu {:?} ms, cold {cold}",
+            result.status,
             result.cpu_ms,
         );
-        let unused = match frozen {
-            // A retirement that arrived meanwhile sends it away frozen: `destroy` thaws it
-            // before the engine stops it.
-            Some(epoch) => match self.release_unless_retired(spec, key, Arc::clone(&container)) {
+        let unused = if keep {
+            let epoch = container.epoch();
+            // A retirement that arrived meanwhile sends it away.
+            match self.release_unless_retired(spec, key, Arc::clone(&container)) {
                 None => {
-                    self.confirm_frozen_later(container, epoch);
+                    self.freeze_later(container, epoch);
                     None
                 }
                 Some(_) => Some(container),
-            },
-            None => Some(container),
+            }
+        } else {
+            Some(container)
         };
         if let Some(container) = unused {
-            // Killed (or retired, or not frozen) before answering: gone before the caller
-            // hears about it.
+            // Killed (or retired) before answering: gone before the caller hears about it.
             container.destroy(&self.engine).await;
             self.pools().retire(key);
         }
         result
     }
 
-    /// Watches a sandbox until the freezer confirms it frozen; one that is still FREEZING
-    /// after `[agent] freeze_timeout_ms` (and was not thawed for another invocation meanwhile)
-    /// is given up on and removed; its pool entry is replaced by a new sandbox when next used.
-    fn confirm_frozen_later(&self, container: Arc<Container>, epoch: u64) {
+    /// Between invocations a sandbox does not run: once it has been idle for
+    /// `[agent] freeze_delay_ms` (not taken again meanwhile: back-to-back invocations pay no
+    /// freeze and thaw), it is frozen, off the invocation path, and watched until the freezer
+    /// confirms it; one that is still FREEZING after `[agent] freeze_timeout_ms` (and was not
+    /// taken again meanwhile), or that cannot be frozen, is given up on and removed; its pool
+    /// entry is replaced by a new sandbox when next used.
+    fn freeze_later(&self, container: Arc<Container>, epoch: u64) {
         let engine = Arc::clone(&self.engine);
-        let limit = self.settings.freeze_timeout;
+        let (delay, limit) = (self.settings.freeze_delay, self.settings.freeze_timeout);
         tokio::spawn(async move {
-            if let Err(e) = container.confirm_frozen(epoch, limit).await {
-                if container.give_up(epoch) {
-                    log::warn!("{} did not freeze: {e}; removing it", container.name);
-                    container.destroy(&engine).await;
-                }
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            if container.epoch() != epoch {
+                return;
+            }
+            // Lambda's invocation ends when the runtime asks for the next event: freezing it
+            // then leaves it ready for the next one. A sandbox that does not come back to idle
+            // in time is frozen wherever it is.
+            container
+                .channel
+                .wait_until_idle(IDLE_WAIT.min(limit))
+                .await;
+            let failure = match container.freeze_if_idle(epoch) {
+                Ok(false) => return,
+                Ok(true) => match container.confirm_frozen(epoch, limit).await {
+                    Ok(()) => return,
+                    Err(e) => e,
+                },
+                Err(e) => e,
+            };
+            if container.give_up(epoch) {
+                log::warn!("{} did not freeze: {failure}; removing it", container.name);
+                container.destroy(&engine).await;
             }
         });
     }
 
-    /// Waits (briefly) for the output the function wrote before its invocation ended.
+    /// Reads the output the function wrote before its invocation ended: when it answered,
+    /// all of it is in the output pipe already; when its container stopped, all of it was read
+    /// when the engine said so; a runtime that reported an init error is given a moment to
+    /// stop (it exits right after) so what it printed on its way out is kept too.
     async fn collect_output(&self, container: &Container, ending: &Ending) {
-        let max = self.settings.log_sync_timeout;
-        match ending {
-            Ending::Outcome(Outcome::Exited(_)) | Ending::Outcome(Outcome::InitError(_)) => {
-                container.logs.wait_closed(max).await;
-            }
-            Ending::Outcome(_) if container.channel.is_usable() => {
-                let token = Uuid::new_v4().simple().to_string();
-                container.logs.expect_marker(&token);
-                if !container.channel.request_sync(token) || !container.logs.wait_synced(max).await
-                {
-                    log::info!("output sync with {} timed out", container.name);
-                }
-            }
-            _ => {}
+        if let Ending::Outcome(Outcome::InitError(_)) = ending {
+            container
+                .logs
+                .wait_closed(self.settings.log_sync_timeout)
+                .await;
         }
+        container.read_output();
     }
 
     fn destroy_later(&self, container: Arc<Container>) {
@@ -1004,7 +993,7 @@ mod tests {
             std::env::temp_dir().join(format!("fu-{}", &Uuid::new_v4().simple().to_string()[..10]));
         let raw = RawConfig::parse(
             &format!(
-                "[DEFAULT]\nstate_path = {}\n[agent]\nagent_id = unit\nmemory_mb = {memory_mb}\nidle_timeout = 0\nlog_sync_timeout_ms = 500\nmax_running = 4\nallowed_image_prefixes = fresco/, missing\nfreeze_timeout_ms = 200\n{extra}\n",
+                "[DEFAULT]\nstate_path = {}\n[agent]\nagent_id = unit\nmemory_mb = {memory_mb}\nidle_timeout = 0\nlog_sync_timeout_ms = 500\nmax_running = 4\nallowed_image_prefixes = fresco/, missing\nfreeze_timeout_ms = 200\nfreeze_delay_ms = 0\n{extra}\n",
                 state.display()
             ),
             "test",
@@ -1454,7 +1443,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(h.engine.live(), 1);
         // Idle ones are frozen: each is thawed before the engine is told to remove it.
-        assert!(h.host.count("freeze") >= 3, "{:?}", h.host.calls());
+        assert!(h.host.count("freeze") >= 1, "{:?}", h.host.calls());
         assert_eq!(
             h.engine.count("frozen-at-remove"),
             0,
@@ -1478,10 +1467,10 @@ mod tests {
         assert_eq!(result.response.as_deref(), Some("\"x\""));
         assert_eq!(h.engine.live(), 0, "gone before the caller hears");
         assert_eq!(h.agent.heartbeat("x").memory_mb_reserved, 0);
-        // Frozen when it ended (its CPU time billed), then thawed to be removed.
+        // Never frozen: it went as soon as its invocation ended (its CPU time billed).
         assert_eq!(
             (h.host.count("freeze"), h.host.count("thaw")),
-            (1, 1),
+            (0, 0),
             "{:?}",
             h.host.calls()
         );
@@ -1571,12 +1560,14 @@ mod tests {
 
         run(&h, &spec("echo"), "{}").await;
         assert_eq!(h.engine.live(), 1);
+        tokio::time::sleep(Duration::from_millis(30)).await;
         // idle_timeout = 0: the idle container expires at once.
         assert_eq!(h.agent.expire_idle(), 1);
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(h.engine.live(), 0);
 
         run(&h, &spec("echo"), "{}").await;
+        tokio::time::sleep(Duration::from_millis(30)).await;
         h.agent.shutdown().await;
         assert_eq!(h.engine.live(), 0);
         // Both were frozen while idle, and thawed before their removal.
@@ -1594,16 +1585,17 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn idle_sandboxes_are_frozen_and_billed_from_thaw_to_freeze() {
+    async fn idle_sandboxes_are_frozen_and_all_their_cpu_time_is_billed() {
         let h = harness(1024);
         let echo = spec("echo");
         let first = run(&h, &echo, "1").await;
         assert!(first.cold);
-        // The fake host adds 7 ms of CPU time each time a running sandbox is frozen.
-        assert_eq!(first.cpu_ms, Some(7.0));
-        assert_eq!(h.host.calls(), vec!["cgroups 1000", "freeze 1000"]);
-        // The freeze is confirmed off the invocation path.
+        // The fake host adds 7 ms of CPU time each time a running sandbox is frozen (as if a
+        // process left behind ran until then).
+        assert_eq!(first.cpu_ms, Some(0.0));
+        // Frozen off the invocation path, once idle (freeze_delay_ms = 0 here).
         tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(h.host.calls(), vec!["cgroups 1000", "freeze 1000"]);
         assert_eq!(
             h.host.state(1000),
             Some(FreezerState::Frozen),
@@ -1611,19 +1603,49 @@ mod tests {
         );
         let second = run(&h, &echo, "2").await;
         assert!(!second.cold);
-        assert_eq!(second.cpu_ms, Some(7.0), "only this invocation's time");
+        assert_eq!(
+            second.cpu_ms,
+            Some(7.0),
+            "what ran after the last invocation was billed, before the freeze, is billed now"
+        );
         assert_eq!(
             h.host.calls()[2..],
-            ["thaw 1000".to_owned(), "freeze 1000".to_owned()],
-            "thawed to run, frozen again before the result"
+            ["thaw 1000".to_owned()],
+            "thawed to run"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(h.host.state(1000), Some(FreezerState::Frozen));
+        assert_eq!(h.host.count("freeze"), 2);
         // Removing a frozen sandbox thaws it first.
         assert_eq!(h.agent.expire_idle(), 1);
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(h.host.calls().last().map(String::as_str), Some("thaw 1000"));
         assert_eq!(h.engine.live(), 0);
+    }
+
+    #[tokio::test]
+    async fn back_to_back_invocations_pay_no_freeze_and_thaw() {
+        let h = harness_with(1024, "freeze_delay_ms = 300\n");
+        let echo = spec("echo");
+        for i in 0..5 {
+            let result = run(&h, &echo, &i.to_string()).await;
+            assert_eq!(result.cold, i == 0);
+            assert!(result.cpu_ms.is_some());
+        }
+        assert_eq!(
+            h.host.calls(),
+            vec!["cgroups 1000"],
+            "no cgroup write between back-to-back invocations"
+        );
+        assert_eq!(h.host.state(1000), Some(FreezerState::Thawed));
+        // Idle past the delay: frozen; the next invocation thaws it.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(h.host.state(1000), Some(FreezerState::Frozen));
+        assert!(!run(&h, &echo, "again").await.cold);
+        assert_eq!(
+            h.host.calls(),
+            vec!["cgroups 1000", "freeze 1000", "thaw 1000"]
+        );
     }
 
     #[tokio::test]
@@ -1636,6 +1658,8 @@ mod tests {
         assert_eq!(h.host.state(1000), Some(FreezerState::Frozen));
         assert_eq!(h.engine.live(), 1, "kept once frozen");
         assert!(!run(&h, &echo, "2").await.cold, "and reused");
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert_eq!(h.host.state(1000), Some(FreezerState::Frozen));
 
         // A sandbox that stays FREEZING past freeze_timeout_ms (200 ms here) is removed.
         let stuck = spec("echo");
@@ -1693,6 +1717,7 @@ mod tests {
         let h = harness(1024);
         let echo = spec("echo");
         run(&h, &echo, "1").await;
+        tokio::time::sleep(Duration::from_millis(30)).await;
         h.host.fail_thaw.store(true, Ordering::SeqCst);
         let result = run(&h, &echo, r#""again""#).await;
         assert_eq!(result.status, RunStatus::Succeeded);

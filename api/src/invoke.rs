@@ -11,7 +11,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use diesel::PgConnection;
 use fresco_common::agent_client::{AgentCallError, AgentClient};
 use fresco_common::scheduler_client::{SchedulerClient, SchedulerError};
 use fresco_common::storable;
@@ -19,12 +18,12 @@ use fresco_common::wire::{GrantRequest, RunResult, RunStatus};
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
-use crate::db::executions::{self, Execution};
-use crate::db::{DbError, PgPool, Scope};
 use crate::domain::executions::QueueGauge;
-use crate::domain::invoke::{Selector, Target};
+use crate::domain::invoke::{Resolved, Selector, Target};
 use crate::domain::DomainError;
 use crate::grants::{GrantPool, GrantSlot, PoolKey};
+use fresco_store::executions::{self, Execution};
+use fresco_store::{DbError, ExecutionStatus, PgConnection, PgPool, Scope};
 
 /// Why an invocation did not produce a result from the function.
 #[derive(Debug, thiserror::Error)]
@@ -80,7 +79,7 @@ pub type TargetKey = (Scope, String, Selector);
 /// is seen after at most the TTL.
 pub struct TargetCache {
     ttl: Duration,
-    entries: Mutex<HashMap<TargetKey, (Instant, Arc<Target>)>>,
+    entries: Mutex<HashMap<TargetKey, (Instant, Arc<Resolved>)>>,
 }
 
 const CACHE_MAX_ENTRIES: usize = 50_000;
@@ -93,7 +92,7 @@ impl TargetCache {
         }
     }
 
-    pub fn get(&self, key: &TargetKey) -> Option<Arc<Target>> {
+    pub fn get(&self, key: &TargetKey) -> Option<Arc<Resolved>> {
         if self.ttl.is_zero() {
             return None;
         }
@@ -107,7 +106,7 @@ impl TargetCache {
     /// Drops every target of one function (it changed or went away).
     pub fn forget_function(&self, function_id: Uuid) {
         if let Ok(mut entries) = self.entries.lock() {
-            entries.retain(|_, (_, target)| target.spec.function_id != function_id);
+            entries.retain(|_, (_, resolved)| resolved.function_id != function_id);
         }
     }
 
@@ -125,7 +124,7 @@ impl TargetCache {
         }
     }
 
-    pub fn put(&self, key: TargetKey, target: Arc<Target>) {
+    pub fn put(&self, key: TargetKey, target: Arc<Resolved>) {
         if self.ttl.is_zero() {
             return;
         }
@@ -293,7 +292,7 @@ fn json_size(value: &serde_json::Value) -> usize {
 /// the accounting (duration, memory, agent) and says how the function ended.
 pub fn rejected_record(row: &Execution, reason: &str) -> Execution {
     Execution {
-        status: "error".into(),
+        status: ExecutionStatus::Error,
         input: None,
         spec: None,
         result: None,
@@ -302,7 +301,7 @@ pub fn rejected_record(row: &Execution, reason: &str) -> Execution {
             "errorMessage": format!(
                 "the database refused this execution's record ({}); the function ended with status {}",
                 storable::text(reason),
-                storable::text(&row.status)
+                row.status
             ),
         })),
         logs: String::new(),
@@ -563,7 +562,7 @@ impl Invoker {
             function_id: target.spec.function_id,
             function_version: target.spec.version,
             alias: target.alias.clone(),
-            status: result.status.as_str().to_owned(),
+            status: ExecutionStatus::from(result.status),
             is_async: false,
             input: None,
             input_size,
@@ -658,7 +657,7 @@ impl Invoker {
             function_id: target.spec.function_id,
             function_version: target.spec.version,
             alias: target.alias.clone(),
-            status: "error".into(),
+            status: ExecutionStatus::Error,
             is_async: false,
             input: None,
             input_size,
@@ -743,7 +742,7 @@ pub fn queued_execution(target: &Target, payload: &RawValue) -> Result<Execution
         function_id: target.spec.function_id,
         function_version: target.spec.version,
         alias: target.alias.clone(),
-        status: "queued".into(),
+        status: ExecutionStatus::Queued,
         is_async: true,
         input_size: i32::try_from(input.len()).unwrap_or(i32::MAX),
         input: Some(input),

@@ -5,7 +5,6 @@ use std::process::ExitCode;
 use actix_web::{web, HttpServer};
 use anyhow::Context;
 use clap::Parser;
-use diesel::Connection;
 use fresco_api::service::{build_state, ApiConfig};
 use fresco_common::cli::{self, ConfigArgs};
 use fresco_common::conf::{self, RawConfig};
@@ -50,9 +49,9 @@ fn main() -> ExitCode {
 }
 
 fn db_sync(config: &ApiConfig) -> anyhow::Result<()> {
-    let mut conn = diesel::PgConnection::establish(&config.database.connection)
+    let mut conn = fresco_store::connect(&config.database.connection)
         .context("cannot connect to the database")?;
-    let applied = fresco_api::db::migrate(&mut conn).map_err(anyhow::Error::msg)?;
+    let applied = fresco_store::migrate(&mut conn).map_err(anyhow::Error::msg)?;
     if applied.is_empty() {
         println!("database is up to date");
     }

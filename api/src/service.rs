@@ -15,10 +15,10 @@ use fresco_common::scheduler_client::SchedulerClient;
 use fresco_common::ticket::{ControlPlaneSigner, TicketVerifier};
 use fresco_common::tls::InternalTls;
 
-use crate::db;
 use crate::grants::GrantPool;
 use crate::http::AppState;
 use crate::invoke::{Invoker, Recorder};
+use fresco_store as db;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {

@@ -115,7 +115,8 @@ pub struct RunRequest {
     pub payload: Box<RawValue>,
 }
 
-/// How an execution ended.
+/// How an execution ended, as the agent reports it. Its text as stored and shown is
+/// `fresco_store::ExecutionStatus`'s (`From<RunStatus>`), the one place statuses are spelled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
@@ -128,18 +129,6 @@ pub enum RunStatus {
     Oom,
     /// The platform could not run it (image missing, container failed to start, ...).
     Error,
-}
-
-impl RunStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunStatus::Succeeded => "succeeded",
-            RunStatus::Failed => "failed",
-            RunStatus::Timeout => "timeout",
-            RunStatus::Oom => "oom",
-            RunStatus::Error => "error",
-        }
-    }
 }
 
 /// A function's structured error, as the Lambda Runtime API reports it.

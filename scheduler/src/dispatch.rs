@@ -43,7 +43,8 @@ use uuid::Uuid;
 
 use crate::leader::{Fence, Leadership, Listener};
 use crate::placement::{Demand, Lease, PlaceError, Placer};
-use crate::storage::{Finish, Limits, Queued, StorageError, Store, Verdict};
+use fresco_store::queue::{Finish, Limits, Queued, StorageError, Store, Verdict};
+use fresco_store::ExecutionStatus;
 
 /// How often running executions are checked against agent state and deadlines.
 const RECONCILE_INTERVAL: Duration = Duration::from_secs(2);
@@ -598,7 +599,7 @@ impl Inner {
                     .and_then(|e| serde_json::to_value(e).ok());
                 (
                     Finish::completed(
-                        result.status.as_str(),
+                        ExecutionStatus::from(result.status),
                         result.response,
                         error,
                         result.duration_ms,

@@ -37,7 +37,7 @@ use crate::dispatch::Dispatcher;
 use crate::leader::Leadership;
 use crate::placement::{Demand, PlaceError, Placer};
 use crate::retirements::RetirementLog;
-use crate::storage::Store;
+use fresco_store::queue::Store;
 
 /// Header naming the answering scheduler's role (`fresco_common::scheduler_client` reads it).
 pub const ROLE_HEADER: &str = "x-fresco-scheduler-role";

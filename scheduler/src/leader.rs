@@ -17,7 +17,7 @@
 //! that wakes up after a pause knows at once that it may have lost. And every leader-only write
 //! (claims, results, requeues, agents marked down) runs in a transaction that first locks the
 //! lease row `FOR SHARE` and checks that this holder's epoch is current and unexpired
-//! ([`crate::storage::Store`]): a takeover (an UPDATE of that row) waits for such transactions,
+//! ([`fresco_store::queue::Store`]): a takeover (an UPDATE of that row) waits for such transactions,
 //! and every later write of the old term is refused. `idle_in_transaction_session_timeout`
 //! (the lease time) ends the transaction of a leader frozen in the middle of one, so its row
 //! locks cannot stall the takeover.
@@ -30,7 +30,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_postgres::{AsyncMessage, NoTls};
 
-use crate::storage::QUEUE_CHANNEL;
+use fresco_store::queue::QUEUE_CHANNEL;
 
 /// Longest a statement on a dedicated connection may take before it counts as failed.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
@@ -51,11 +51,7 @@ pub enum LeaderError {
 }
 
 /// Proof of leadership handed to fenced writes: this holder, in this term.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Fence {
-    pub holder: Arc<str>,
-    pub epoch: i64,
-}
+pub use fresco_store::queue::Fence;
 
 #[derive(Debug, Clone, Copy)]
 struct Term {

@@ -1,9 +1,10 @@
 //! fresco-scheduler: the agent registry, placement with per-project concurrency and rate
 //! accounting, and the durable async queue.
 //!
-//! Modules by layer: `placement` is the domain (no HTTP, no database); `storage` is the only
-//! module that knows diesel; `http` is the only one that knows actix-web; `dispatch` drives
-//! the async queue and `leader` holds the two non-diesel connections (leader lease, LISTEN);
+//! Modules by layer: `placement` is the domain (no HTTP, no database); the database is
+//! `fresco_store::queue` (the store crate is the only one that knows diesel); `http` is the
+//! only module that knows actix-web; `dispatch` drives the async queue and `leader` holds the
+//! two non-diesel connections (leader lease, LISTEN);
 //! `retirements` is the domain of the warm-container retirement log handed to agents;
 //! `retention` runs the periodic purge (records, bodies, unused code) while active; `service`
 //! wires them together.
@@ -16,4 +17,3 @@ pub mod retention;
 pub mod retirements;
 pub mod service;
 pub mod settings;
-pub mod storage;

@@ -12,7 +12,7 @@ use fresco_common::conf::RetentionSection;
 use tokio::sync::watch;
 
 use crate::leader::{Fence, Leadership};
-use crate::storage::{StorageError, Store};
+use fresco_store::queue::{StorageError, Store};
 
 /// Pause between two batches of one purge.
 const BATCH_PAUSE: Duration = Duration::from_millis(50);

@@ -20,11 +20,7 @@ use fresco_common::wire::{HeartbeatReply, RetiredKey};
 pub const REPLY_PAGE: usize = 5000;
 
 /// One row of the log.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
-    pub key: RetiredKey,
-    pub created_at: DateTime<Utc>,
-}
+pub use fresco_store::queue::Entry;
 
 #[derive(Debug, Default)]
 pub struct RetirementLog {

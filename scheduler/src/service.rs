@@ -21,7 +21,7 @@ use crate::leader::{Leadership, LeaseConfig, LeaseConnection};
 use crate::placement::{Placer, PlacerConfig};
 use crate::retirements::RetirementLog;
 use crate::settings::Settings;
-use crate::storage::{Limits, StorageError, Store};
+use fresco_store::queue::{Limits, StorageError, Store};
 
 /// How often agents and leases are checked for expiry.
 const SWEEP_INTERVAL: Duration = Duration::from_millis(250);

@@ -15,7 +15,7 @@ use fresco_common::ticket::sha256_hex;
 use fresco_common::tls::InternalTls;
 use fresco_common::wire::{PlacementRequest, Release};
 use fresco_scheduler::leader::{Fence, LeaseConfig, LeaseConnection};
-use fresco_scheduler::storage::{Finish, Limits, StorageError, Store, Verdict};
+use fresco_store::queue::{Finish, Limits, StorageError, Store, Verdict};
 use support::*;
 use uuid::Uuid;
 
@@ -184,7 +184,7 @@ async fn a_former_leader_can_write_nothing() {
                     claimed,
                     1,
                     &Finish::Completed {
-                        status: "succeeded",
+                        status: fresco_store::ExecutionStatus::Succeeded,
                         result: Some("late".into()),
                         error: None,
                         duration_ms: 1.0,

@@ -1,55 +1,45 @@
 //! fresco-shim: the entrypoint of every Fresco function container.
 //!
-//! 1. Listens on 127.0.0.1:9001 inside the container (the AWS Lambda Runtime API address) and
-//!    relays every connection byte for byte to the agent's per-container unix socket
-//!    (`/run/fresco/runtime.sock`, a bind-mounted directory). It does not parse what it relays:
-//!    the agent is the only party that interprets the protocol, and it trusts nothing it reads.
+//! 1. Serves nothing itself: the agent listens on 127.0.0.1:9001 (the AWS Lambda Runtime API
+//!    address) inside the container's network namespace and the runtime talks to it directly.
 //! 2. Waits until the agent says the sandbox is ready (`GET /2018-06-01/runtime/fresco/start`
-//!    answers 200 once, e.g., its network link is in place), so no function code runs in a
-//!    half-prepared sandbox; any other answer ends the shim.
+//!    on the agent's per-container unix socket `/run/fresco/runtime.sock` answers 200 once the
+//!    Runtime API listens and, for a function with network, its link is in place), so no
+//!    function code runs in a half-prepared sandbox; any other answer ends the shim.
 //!    Then starts the runtime's bootstrap with `AWS_LAMBDA_RUNTIME_API=127.0.0.1:9001`:
 //!    `/var/runtime/bootstrap` for managed runtimes, or the package's own `/var/task/bootstrap`
 //!    when `FRESCO_RUNTIME=provided`. Nothing else from the environment chooses what runs.
-//! 3. Writes output sync markers for the agent: it long-polls
-//!    `GET /2018-06-01/runtime/fresco/sync` on the agent's socket and writes each token it gets,
-//!    as `RS token RS` (ASCII 0x1e), to its stdout and stderr, the pipes the bootstrap writes
-//!    to. When the agent sees both markers in the container's output, everything the function
-//!    printed before it answered has arrived; the agent removes the markers.
+//! 3. Before anything else, makes the agent's output FIFO (`/run/fresco/output`) its stdout
+//!    and stderr, which the bootstrap and everything it starts inherit: the agent reads the
+//!    function's output from there, not from the engine (see the agent's `logs`).
 //! 4. As PID 1 it forwards SIGTERM/SIGINT/SIGHUP/SIGQUIT/SIGUSR1/SIGUSR2 to the bootstrap,
 //!    reaps orphaned processes, and exits with the bootstrap's status (128 + signal when a
-//!    signal ended it). The bootstrap inherits stdout/stderr: the container's log.
+//!    signal ended it).
 //!
 //! Standard library only, built static so it runs in any image (even `FROM scratch`).
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::thread;
 
-const LISTEN_ADDR: &str = "127.0.0.1:9001";
+/// Where the agent serves the Runtime API, in the container's own network namespace.
+const RUNTIME_API_ADDR: &str = "127.0.0.1:9001";
 const AGENT_SOCKET: &str = "/run/fresco/runtime.sock";
+const OUTPUT_FIFO: &str = "/run/fresco/output";
 const MANAGED_BOOTSTRAP: &str = "/var/runtime/bootstrap";
 const PROVIDED_BOOTSTRAP: &str = "/var/task/bootstrap";
-/// Connections relayed at once; more are closed at once (each costs two threads, and threads
-/// count against the container's pids limit).
-const MAX_CONNECTIONS: usize = 16;
 /// Exit status when the shim itself cannot do its job (EX_SOFTWARE).
 const EXIT_SHIM_FAILED: i32 = 70;
 
 fn main() {
+    if let Err(e) = redirect_output(OUTPUT_FIFO) {
+        fail(&format!("cannot open {OUTPUT_FIFO}: {e}"));
+    }
     let forwarded = match sys::block_forwarded_signals() {
         Ok(set) => set,
         Err(e) => fail(&format!("cannot block signals: {e}")),
     };
-    // Bind before the bootstrap starts, so its first request always finds the port open.
-    let listener = match TcpListener::bind(LISTEN_ADDR) {
-        Ok(listener) => listener,
-        Err(e) => fail(&format!("cannot listen on {LISTEN_ADDR}: {e}")),
-    };
-    thread::spawn(move || accept_loop(&listener));
     match wait_until_ready(AGENT_SOCKET) {
         Ok(true) => {}
         Ok(false) => fail("the agent did not make the sandbox ready"),
@@ -57,12 +47,11 @@ fn main() {
             "cannot ask the agent whether the sandbox is ready: {e}"
         )),
     }
-    thread::spawn(|| sync_loop(AGENT_SOCKET));
 
     let bootstrap = bootstrap_path(std::env::var("FRESCO_RUNTIME").ok().as_deref());
     // std resets the signal mask in the child, so the bootstrap gets signals normally.
     let child = match Command::new(bootstrap)
-        .env("AWS_LAMBDA_RUNTIME_API", LISTEN_ADDR)
+        .env("AWS_LAMBDA_RUNTIME_API", RUNTIME_API_ADDR)
         .env_remove("FRESCO_RUNTIME")
         .spawn()
     {
@@ -126,99 +115,16 @@ fn wait_until_ready(agent_socket: &str) -> io::Result<bool> {
     Ok(answer.starts_with(b"HTTP/1.1 200 "))
 }
 
-/// Longest sync token accepted from the agent.
-const MAX_TOKEN: usize = 64;
-
-fn sync_loop(agent_socket: &str) {
-    loop {
-        match sync_once(agent_socket) {
-            Ok(Some(token)) => {
-                let marker = format!("\x1e{token}\x1e");
-                let mut out = io::stdout().lock();
-                let _ = out.write_all(marker.as_bytes()).and_then(|()| out.flush());
-                drop(out);
-                let _ = io::stderr().write_all(marker.as_bytes());
-            }
-            // The agent is removing this container: no more syncs.
-            Ok(None) => return,
-            Err(_) => thread::sleep(std::time::Duration::from_millis(100)),
-        }
-    }
+/// Makes the FIFO at `path` this process's stdout and stderr (inherited by its children).
+fn redirect_output(path: &str) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // Blocks until a reader has the FIFO open: the agent holds it from before the start.
+    let fifo = std::fs::OpenOptions::new().write(true).open(path)?;
+    sys::dup_onto(fifo.as_raw_fd(), 1)?;
+    sys::dup_onto(fifo.as_raw_fd(), 2)
 }
 
-/// One long poll: `Ok(Some(token))`, `Ok(None)` when the agent answered anything but 200.
-fn sync_once(agent_socket: &str) -> io::Result<Option<String>> {
-    let mut stream = UnixStream::connect(agent_socket)?;
-    stream.write_all(
-        b"GET /2018-06-01/runtime/fresco/sync HTTP/1.1\r\nHost: agent\r\nConnection: close\r\n\r\n",
-    )?;
-    let mut answer = Vec::new();
-    stream.take(4096).read_to_end(&mut answer)?;
-    Ok(parse_sync_answer(&answer))
-}
-
-/// The token of a `200` answer, if it is a plain short token.
-fn parse_sync_answer(answer: &[u8]) -> Option<String> {
-    let head_end = answer.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let status_line = answer.split(|b| *b == b'\n').next()?;
-    if !status_line.starts_with(b"HTTP/1.1 200 ") {
-        return None;
-    }
-    let body = &answer[head_end + 4..];
-    let plain = !body.is_empty()
-        && body.len() <= MAX_TOKEN
-        && body.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-');
-    plain.then(|| String::from_utf8_lossy(body).into_owned())
-}
-
-fn accept_loop(listener: &TcpListener) {
-    let active = Arc::new(AtomicUsize::new(0));
-    for stream in listener.incoming() {
-        let Ok(stream) = stream else { continue };
-        if active.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
-            active.fetch_sub(1, Ordering::SeqCst);
-            continue; // dropping the stream closes it
-        }
-        let active = Arc::clone(&active);
-        let spawned = thread::Builder::new().spawn(move || {
-            if let Err(e) = relay(stream, AGENT_SOCKET) {
-                eprintln!("fresco-shim: relay: {e}");
-            }
-            active.fetch_sub(1, Ordering::SeqCst);
-        });
-        if spawned.is_err() {
-            eprintln!("fresco-shim: cannot start a relay thread");
-        }
-    }
-}
-
-/// Copies bytes both ways between the runtime's TCP connection and a fresh unix connection to
-/// the agent, until both directions are done.
-fn relay(tcp: TcpStream, agent_socket: &str) -> io::Result<()> {
-    tcp.set_nodelay(true)?;
-    let unix = UnixStream::connect(agent_socket)?;
-    let (tcp_in, unix_out) = (tcp.try_clone()?, unix.try_clone()?);
-    let upstream = thread::Builder::new().spawn(move || pump_tcp_to_unix(tcp_in, unix_out))?;
-    let mut unix_in = unix;
-    let mut tcp_out = tcp;
-    let down = io::copy(&mut unix_in, &mut tcp_out);
-    // The agent closed (or failed): the runtime sees the end of the connection too.
-    let _ = tcp_out.shutdown(Shutdown::Both);
-    let _ = unix_in.shutdown(Shutdown::Both);
-    let up = upstream
-        .join()
-        .unwrap_or_else(|_| Err(io::Error::other("relay thread panicked")));
-    down.and(up).map(|_| ())
-}
-
-fn pump_tcp_to_unix(mut tcp: TcpStream, mut unix: UnixStream) -> io::Result<u64> {
-    let copied = io::copy(&mut tcp, &mut unix);
-    // Half-close: the agent sees the end of the request stream, answers still flow back.
-    let _ = unix.shutdown(Shutdown::Write);
-    copied
-}
-
-/// The few libc calls std does not offer: signal masks, sigwait, kill and waitpid. Kept to
+/// The few libc calls std does not offer: signal masks, sigwait, kill, waitpid and dup2. Kept to
 /// plain calls on stack values so each one is evidently sound.
 #[allow(unsafe_code)]
 mod sys {
@@ -246,6 +152,16 @@ mod sys {
         fn sigwait(set: *const SigSet, sig: *mut c_int) -> c_int;
         fn kill(pid: i32, sig: c_int) -> c_int;
         fn waitpid(pid: i32, status: *mut c_int, options: c_int) -> i32;
+        fn dup2(old: c_int, new: c_int) -> c_int;
+    }
+
+    /// Makes `target` a copy of `fd` (without close-on-exec).
+    pub fn dup_onto(fd: c_int, target: c_int) -> io::Result<()> {
+        // SAFETY: dup2 takes plain integers; an invalid fd is reported as an error.
+        if unsafe { dup2(fd, target) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
     }
 
     /// Blocks the forwarded signals in this thread (and the threads it starts later), so that
@@ -316,59 +232,10 @@ mod tests {
     }
 
     #[test]
-    fn sync_answers_must_be_200_with_a_plain_token() {
-        let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nab12";
-        assert_eq!(parse_sync_answer(ok), Some("ab12".to_owned()));
-        let gone = b"HTTP/1.1 410 Gone\r\n\r\n{}";
-        assert_eq!(parse_sync_answer(gone), None);
-        let nasty = b"HTTP/1.1 200 OK\r\n\r\n\x1b[2J";
-        assert_eq!(parse_sync_answer(nasty), None);
-        let long = [&b"HTTP/1.1 200 OK\r\n\r\n"[..], &[b'a'; 65][..]].concat();
-        assert_eq!(parse_sync_answer(&long), None);
-        assert_eq!(parse_sync_answer(b"garbage"), None);
-    }
-
-    #[test]
     fn only_provided_selects_the_package_bootstrap() {
         assert_eq!(bootstrap_path(Some("provided")), PROVIDED_BOOTSTRAP);
         assert_eq!(bootstrap_path(None), MANAGED_BOOTSTRAP);
         assert_eq!(bootstrap_path(Some("python")), MANAGED_BOOTSTRAP);
         assert_eq!(bootstrap_path(Some("/bin/evil")), MANAGED_BOOTSTRAP);
-    }
-
-    #[test]
-    fn relay_copies_both_ways_and_half_closes() {
-        use std::io::{Read, Write};
-        let dir = std::env::temp_dir().join(format!("fresco-shim-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
-        let path = dir.join("s.sock");
-        let _ = std::fs::remove_file(&path);
-        let agent = std::os::unix::net::UnixListener::bind(&path).expect("bind unix");
-        let tcp_listener = TcpListener::bind("127.0.0.1:0").expect("bind tcp");
-        let addr = tcp_listener.local_addr().expect("addr");
-        let relay_path = path.to_str().expect("utf-8 path").to_owned();
-        let relayer = thread::spawn(move || {
-            let (tcp, _) = tcp_listener.accept().expect("accept");
-            relay(tcp, &relay_path)
-        });
-        let mut client = TcpStream::connect(addr).expect("client");
-        let (mut server, _) = agent.accept().expect("agent accept");
-        client.write_all(b"GET /x HTTP/1.1\r\n\r\n").expect("write");
-        client.shutdown(Shutdown::Write).expect("half close");
-        let mut request = Vec::new();
-        server.read_to_end(&mut request).expect("read request");
-        assert_eq!(request, b"GET /x HTTP/1.1\r\n\r\n");
-        server
-            .write_all(b"HTTP/1.1 200 OK\r\n\r\n")
-            .expect("answer");
-        drop(server);
-        let mut answer = Vec::new();
-        client.read_to_end(&mut answer).expect("read answer");
-        assert_eq!(answer, b"HTTP/1.1 200 OK\r\n\r\n");
-        relayer
-            .join()
-            .expect("relayer")
-            .expect("relay ends cleanly");
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

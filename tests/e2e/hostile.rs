@@ -205,8 +205,8 @@ fn stray_processes_are_frozen_between_invocations_and_their_cpu_is_billed() {
             .unwrap_or(false)
     });
     assert!(looping, "the stray loop survives the invocation: {procs}");
-    // ...but the sandbox was frozen (asked before the result came back, confirmed within
-    // `[agent] freeze_timeout_ms`), and uses no CPU while idle.
+    // ...but the sandbox was frozen (once idle for `[agent] freeze_delay_ms`, confirmed
+    // within `freeze_timeout_ms`), and uses no CPU while idle.
     wait_frozen(&id);
     let idle_start = cpu_ns(&id);
     std::thread::sleep(Duration::from_secs(3));
@@ -218,9 +218,10 @@ fn stray_processes_are_frozen_between_invocations_and_their_cpu_is_billed() {
         (idle_end - idle_start) / 1_000_000
     );
 
-    // The first execution is billed for what ran until the freeze.
+    // The first execution is billed for what ran until it answered.
     let execution = stack.wait_execution(ALICE, &first, Duration::from_secs(10));
     assert!(execution["cpu_ms"].as_f64().unwrap() > 0.0, "{execution}");
+    let first_end_ns = idle_end;
 
     // While thawed for the next invocation, the loop runs again: billed to that invocation,
     // under the sandbox's hard CPU limit (128 MB: the 250 millicore floor).
@@ -229,12 +230,18 @@ fn stray_processes_are_frozen_between_invocations_and_their_cpu_is_billed() {
     let (status, second, _) = invoke(&stack, ALICE, "stray", &json!({"sleep": 1}));
     assert_eq!(status, "succeeded");
     wait_frozen(&id);
-    let used_ms = (cpu_ns(&id) - idle_end) as f64 / 1e6;
+    let second_end_ns = cpu_ns(&id);
+    let used_ms = (second_end_ns - first_end_ns) as f64 / 1e6;
     let execution = stack.wait_execution(ALICE, &second, Duration::from_secs(10));
     let billed = execution["cpu_ms"].as_f64().unwrap();
+    // Billed from the first answer to its own; `used_ms` runs from freeze to freeze. The two
+    // differ by what the loop ran between each answer and the freeze after it (at most the
+    // freeze delay, 50 ms, plus the freeze itself, at the 25% quota): the second one's is the
+    // next invocation's, the first one's is this one's.
+    let after_answer = used_ms - billed;
     assert!(
-        (billed - used_ms).abs() < 1.0,
-        "billed {billed} ms, the cgroup used {used_ms} ms"
+        (-0.25 * 150.0..0.25 * 150.0).contains(&after_answer),
+        "billed {billed} ms, the cgroup used {used_ms} ms until the freeze"
     );
     assert!(
         billed > 100.0,
@@ -243,6 +250,22 @@ fn stray_processes_are_frozen_between_invocations_and_their_cpu_is_billed() {
     assert!(
         billed < 1000.0 * 0.25 * 1.6 + 200.0,
         "the CFS quota caps the loop: {billed} ms in about 1 s"
+    );
+    // Nothing goes unbilled: the next invocation is billed for what ran after the last one
+    // answered, and its own time.
+    let (status, third, _) = invoke(&stack, ALICE, "stray", &json!({}));
+    assert_eq!(status, "succeeded");
+    wait_frozen(&id);
+    let third_used_ms = (cpu_ns(&id) - second_end_ns) as f64 / 1e6;
+    let execution = stack.wait_execution(ALICE, &third, Duration::from_secs(10));
+    let third_billed = execution["cpu_ms"].as_f64().unwrap();
+    assert!(
+        third_billed >= after_answer - 1.0,
+        "the time after the second answer is billed to the third: {third_billed} ms, {after_answer} ms"
+    );
+    assert!(
+        third_billed <= third_used_ms + after_answer + 1.0,
+        "never more than the cgroup used: {third_billed} ms"
     );
 
     stack.create_function(ALICE, "after", "python-hello", "python3", json!({}));

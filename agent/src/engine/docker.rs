@@ -5,20 +5,18 @@ use std::collections::HashMap;
 use bollard::errors::Error as BollardError;
 use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig, ResourcesUlimits};
 use bollard::query_parameters::{
-    AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, ListContainersOptionsBuilder,
-    ListImagesOptionsBuilder, RemoveContainerOptionsBuilder, WaitContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, ListImagesOptionsBuilder,
+    RemoveContainerOptionsBuilder, WaitContainerOptionsBuilder,
 };
-use bollard::{container::LogOutput, Docker};
+use bollard::Docker;
 use futures_util::StreamExt;
 
-use super::{ContainerEngine, ContainerSpec, EngineError, ExitInfo, LogStream};
+use super::{ContainerEngine, ContainerSpec, EngineError, ExitInfo};
 
 /// Seconds bollard waits for an answer to one engine request.
 const REQUEST_TIMEOUT_S: u64 = 120;
 /// Seconds the engine gives a container between SIGTERM and SIGKILL when it stops it.
 const STOP_TIMEOUT_S: i64 = 1;
-/// The engine keeps at most this much of a container's output on disk (json-file driver).
-const LOG_FILE_MAX: &str = "1m";
 
 pub struct DockerEngine {
     docker: Docker,
@@ -85,8 +83,9 @@ pub fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
         working_dir: Some("/var/task".to_owned()),
         labels: Some(spec.labels.clone().into_iter().collect()),
         network_disabled: Some(!spec.network),
-        attach_stdout: Some(true),
-        attach_stderr: Some(true),
+        // Output goes over the agent's own pipe (see `logs`), never through the engine.
+        attach_stdout: Some(false),
+        attach_stderr: Some(false),
         // Nothing in a function container needs a graceful stop: an engine that shuts down
         // (or restarts) kills it after this, not after Docker's default 10 s.
         stop_timeout: Some(STOP_TIMEOUT_S),
@@ -116,11 +115,8 @@ pub fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
             ]),
             binds: Some(binds),
             log_config: Some(HostConfigLogConfig {
-                typ: Some("json-file".to_owned()),
-                config: Some(HashMap::from([
-                    ("max-size".to_owned(), LOG_FILE_MAX.to_owned()),
-                    ("max-file".to_owned(), "1".to_owned()),
-                ])),
+                typ: Some("none".to_owned()),
+                config: None,
             }),
             ..Default::default()
         }),
@@ -167,32 +163,6 @@ impl ContainerEngine for DockerEngine {
             }) => Err(EngineError::NoSuchImage(spec.image.clone())),
             Err(e) => Err(engine_error(e)),
         }
-    }
-
-    async fn attach(&self, id: &str) -> Result<LogStream, EngineError> {
-        let options = AttachContainerOptionsBuilder::new()
-            .stream(true)
-            .stdout(true)
-            .stderr(true)
-            .logs(false)
-            .build();
-        let attached = self
-            .docker
-            .attach_container(id, Some(options))
-            .await
-            .map_err(|e| map_error(e, id))?;
-        let output = attached
-            .output
-            .take_while(|item| std::future::ready(item.is_ok()))
-            .filter_map(|item| {
-                std::future::ready(match item {
-                    Ok(LogOutput::StdOut { message })
-                    | Ok(LogOutput::StdErr { message })
-                    | Ok(LogOutput::Console { message }) => Some(message),
-                    _ => None,
-                })
-            });
-        Ok(Box::pin(output))
     }
 
     async fn start(&self, id: &str) -> Result<(), EngineError> {
@@ -285,16 +255,15 @@ impl ContainerEngine for DockerEngine {
         self.docker.ping().await.map(|_| ()).map_err(engine_error)
     }
 
-    fn take_peak_memory(&self, id: &str) -> Option<u64> {
+    fn peak_memory(&self, id: &str) -> Option<u64> {
         if !id.chars().all(|c| c.is_ascii_hexdigit()) {
             return None;
         }
-        // cgroup v1 (cgroupfs driver): the peak can be reset, so it is per invocation.
+        // cgroup v1 (cgroupfs driver). Not reset per invocation: that would be a write on
+        // every invocation's path, and Lambda reports the sandbox's peak too.
         let v1 = format!("/sys/fs/cgroup/memory/docker/{id}/memory.max_usage_in_bytes");
         if let Ok(text) = std::fs::read_to_string(&v1) {
-            let peak = text.trim().parse().ok();
-            let _ = std::fs::write(&v1, "0");
-            return peak;
+            return text.trim().parse().ok();
         }
         // cgroup v2 (systemd driver): the container's lifetime peak.
         let v2 = format!("/sys/fs/cgroup/system.slice/docker-{id}.scope/memory.peak");

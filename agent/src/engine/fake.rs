@@ -17,20 +17,17 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::host::{CgroupHandle, FreezerState, HostControl, HostError};
 use super::net::NetworkLease;
-use super::{ContainerEngine, ContainerSpec, EngineError, ExitInfo, LogStream};
+use super::{ContainerEngine, ContainerSpec, EngineError, ExitInfo};
 
 struct FakeContainer {
     spec: ContainerSpec,
     exit: watch::Sender<Option<ExitInfo>>,
-    logs_tx: mpsc::UnboundedSender<Bytes>,
-    logs_rx: Option<mpsc::UnboundedReceiver<Bytes>>,
     runtime: Option<JoinHandle<()>>,
 }
 
@@ -128,7 +125,6 @@ impl ContainerEngine for FakeEngine {
             return Err(EngineError::NoSuchImage(spec.image.clone()));
         }
         let id = format!("c{}", self.next_id.fetch_add(1, Ordering::SeqCst));
-        let (logs_tx, logs_rx) = mpsc::unbounded_channel();
         self.containers
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -137,28 +133,10 @@ impl ContainerEngine for FakeEngine {
                 FakeContainer {
                     spec: spec.clone(),
                     exit: watch::channel(None).0,
-                    logs_tx,
-                    logs_rx: Some(logs_rx),
                     runtime: None,
                 },
             );
         Ok(id)
-    }
-
-    async fn attach(&self, id: &str) -> Result<LogStream, EngineError> {
-        self.record(format!("attach {id}"));
-        self.check_up()?;
-        let mut containers = self.containers.lock().unwrap_or_else(|e| e.into_inner());
-        let container = containers
-            .get_mut(id)
-            .ok_or_else(|| EngineError::NoSuchContainer(id.to_owned()))?;
-        let mut rx = container
-            .logs_rx
-            .take()
-            .ok_or_else(|| EngineError::Docker("attached twice".to_owned()))?;
-        Ok(Box::pin(futures_util::stream::poll_fn(move |cx| {
-            rx.poll_recv(cx)
-        })))
     }
 
     async fn start(&self, id: &str) -> Result<(), EngineError> {
@@ -175,31 +153,21 @@ impl ContainerEngine for FakeEngine {
             .filter_map(|e| e.split_once('='))
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect();
-        let socket = container
+        let dir = container
             .spec
             .mounts
             .iter()
             .find(|m| m.container == crate::container::SOCKET_DIR_IN_CONTAINER)
-            .map(|m| m.host.join(crate::container::SOCKET_NAME))
+            .map(|m| m.host.clone())
             .ok_or_else(|| EngineError::Docker("no socket mount".to_owned()))?;
+        // What the shim does first: make the output FIFO its stdout and stderr.
+        let output = tokio::net::unix::pipe::OpenOptions::new()
+            .open_sender(dir.join(crate::container::OUTPUT_NAME))
+            .map_err(|e| EngineError::Docker(format!("cannot open the output fifo: {e}")))?;
         let script = env.get("_HANDLER").cloned().unwrap_or_default();
         let exit = container.exit.clone();
-        let logs = container.logs_tx.clone();
-        let sync_logs = container.logs_tx.clone();
-        let sync_socket = socket.clone();
-        let runtime = tokio::spawn(fake_runtime(script, socket, exit, logs));
-        // What the shim does for output syncs: write the marker to stdout and stderr.
-        let sync = tokio::spawn(async move {
-            while let Ok((200, _, token)) = http(&sync_socket, "GET", "/fresco/sync", b"").await {
-                let marker = crate::logs::marker(&String::from_utf8_lossy(&token));
-                let _ = sync_logs.send(Bytes::from(marker.clone()));
-                let _ = sync_logs.send(Bytes::from(marker));
-            }
-        });
-        container.runtime = Some(tokio::spawn(async move {
-            let _ = runtime.await;
-            sync.abort();
-        }));
+        let socket = dir.join(crate::container::SOCKET_NAME);
+        container.runtime = Some(tokio::spawn(fake_runtime(script, socket, exit, output)));
         Ok(())
     }
 
@@ -310,7 +278,7 @@ impl ContainerEngine for FakeEngine {
         self.check_up()
     }
 
-    fn take_peak_memory(&self, _id: &str) -> Option<u64> {
+    fn peak_memory(&self, _id: &str) -> Option<u64> {
         Some(42 * 1024 * 1024)
     }
 }
@@ -353,7 +321,7 @@ async fn fake_runtime(
     script: String,
     socket: PathBuf,
     exit: watch::Sender<Option<ExitInfo>>,
-    logs: mpsc::UnboundedSender<Bytes>,
+    mut logs: tokio::net::unix::pipe::Sender,
 ) {
     let stop = |code: i64, oom: bool| {
         exit.send_replace(Some(ExitInfo {
@@ -403,16 +371,16 @@ async fn fake_runtime(
                 let _ = respond(event).await;
             }
             "log" => {
-                let _ = logs.send(Bytes::from(format!(
-                    "log line {}\n",
-                    String::from_utf8_lossy(&event)
-                )));
+                let line = format!("log line {}\n", String::from_utf8_lossy(&event));
+                let _ = logs.write_all(line.as_bytes()).await;
                 let _ = respond(b"\"logged\"".to_vec()).await;
             }
             "flood" => {
                 let bytes: usize = String::from_utf8_lossy(&event).trim().parse().unwrap_or(0);
                 for _ in 0..bytes / 1024 {
-                    let _ = logs.send(Bytes::from(vec![b'x'; 1024]));
+                    if logs.write_all(&[b'x'; 1024]).await.is_err() {
+                        break;
+                    }
                 }
                 let _ = respond(b"\"flooded\"".to_vec()).await;
             }
@@ -633,6 +601,25 @@ impl HostControl for FakeHost {
 
     fn disconnect_network(&self, lease: &NetworkLease) {
         self.record(format!("disconnect {}", lease.interface));
+    }
+
+    fn runtime_listener(&self, _pid: u32) -> Result<std::net::TcpListener, HostError> {
+        // No namespace to enter: any free loopback port of the host stands in (not recorded:
+        // the tests assert the freezer's calls).
+        let listener =
+            std::net::TcpListener::bind("127.0.0.1:0").map_err(|source| HostError::Io {
+                what: "bind",
+                path: "127.0.0.1:0".to_owned(),
+                source,
+            })?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|source| HostError::Io {
+                what: "configure",
+                path: "127.0.0.1:0".to_owned(),
+                source,
+            })?;
+        Ok(listener)
     }
 
     fn reset_network(&self) -> Result<(), HostError> {

@@ -78,6 +78,41 @@ pub trait HostControl: Send + Sync + 'static {
     fn disconnect_network(&self, lease: &NetworkLease);
     /// Removes every network artefact of this agent (start-up and shutdown).
     fn reset_network(&self) -> Result<(), HostError>;
+    /// Binds the Runtime API listener (`RUNTIME_API_ADDR`, loopback) inside the network
+    /// namespace of process `pid`, so that only that sandbox can reach it.
+    fn runtime_listener(&self, pid: u32) -> Result<std::net::TcpListener, HostError>;
+}
+
+/// Binds `addr` in the network namespace of process `pid`, from a thread of its own that
+/// enters the namespace and ends after the bind: no other thread of the agent ever leaves the
+/// host's namespace, and the socket stays in the one it was made in.
+pub fn bind_in_netns(pid: u32, addr: &str) -> Result<std::net::TcpListener, HostError> {
+    let path = format!("/proc/{pid}/ns/net");
+    let namespace = std::fs::File::open(&path).map_err(io_error("open", Path::new(&path)))?;
+    let addr_text = addr.to_owned();
+    let bound = std::thread::Builder::new()
+        .name("netns-bind".to_owned())
+        .spawn(move || -> std::io::Result<std::net::TcpListener> {
+            rustix::thread::move_into_link_name_space(
+                std::os::fd::AsFd::as_fd(&namespace),
+                Some(rustix::thread::LinkNameSpaceType::Network),
+            )?;
+            let listener = std::net::TcpListener::bind(&addr_text)?;
+            listener.set_nonblocking(true)?;
+            Ok(listener)
+        })
+        .map_err(io_error("start a thread to enter", Path::new(&path)))?
+        .join()
+        .map_err(|_| HostError::Io {
+            what: "bind in",
+            path: path.clone(),
+            source: std::io::Error::other("the binding thread panicked"),
+        })?;
+    bound.map_err(|source| HostError::Io {
+        what: "bind the runtime api in",
+        path,
+        source,
+    })
 }
 
 /// `HostControl` on Linux: cgroup v1 (freezer + cpuacct) or v2 files, and `net::LinuxNetwork`.
@@ -234,6 +269,10 @@ impl HostControl for LinuxHost {
 
     fn disconnect_network(&self, lease: &NetworkLease) {
         self.network.disconnect(lease);
+    }
+
+    fn runtime_listener(&self, pid: u32) -> Result<std::net::TcpListener, HostError> {
+        bind_in_netns(pid, crate::container::RUNTIME_API_ADDR)
     }
 
     fn reset_network(&self) -> Result<(), HostError> {

@@ -11,10 +11,6 @@ pub mod net;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
-use std::pin::Pin;
-
-use bytes::Bytes;
-use futures_util::Stream;
 
 pub use docker::DockerEngine;
 
@@ -79,9 +75,6 @@ pub struct ExitInfo {
     pub oom_killed: bool,
 }
 
-/// The container's merged stdout and stderr, as it is produced.
-pub type LogStream = Pin<Box<dyn Stream<Item = Bytes> + Send>>;
-
 /// What the agent asks of a container engine. Every method is one engine operation.
 pub trait ContainerEngine: Send + Sync + 'static {
     /// Creates a container; returns its id.
@@ -89,8 +82,6 @@ pub trait ContainerEngine: Send + Sync + 'static {
         &self,
         spec: &ContainerSpec,
     ) -> impl Future<Output = Result<String, EngineError>> + Send;
-    /// Attaches to stdout/stderr; call before `start` to miss nothing.
-    fn attach(&self, id: &str) -> impl Future<Output = Result<LogStream, EngineError>> + Send;
     fn start(&self, id: &str) -> impl Future<Output = Result<(), EngineError>> + Send;
     /// The host pid of the container's init process (a started container).
     fn pid(&self, id: &str) -> impl Future<Output = Result<u32, EngineError>> + Send;
@@ -108,7 +99,7 @@ pub trait ContainerEngine: Send + Sync + 'static {
     fn images(&self) -> impl Future<Output = Result<Vec<String>, EngineError>> + Send;
     /// Checks that the engine answers.
     fn ping(&self) -> impl Future<Output = Result<(), EngineError>> + Send;
-    /// Peak memory use of a running container in bytes since the last reset, where the
-    /// engine can tell; resets the peak for the next invocation.
-    fn take_peak_memory(&self, id: &str) -> Option<u64>;
+    /// Peak memory use of a running container over its life so far, in bytes, where the
+    /// engine can tell (one file read; as Lambda's "Max Memory Used", it is the sandbox's).
+    fn peak_memory(&self, id: &str) -> Option<u64>;
 }

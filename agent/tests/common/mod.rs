@@ -491,6 +491,11 @@ impl AgentProcess {
         (body, elapsed)
     }
 
+    /// The agent process's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Ids of the containers labelled with this agent's id.
     pub fn containers(&self) -> Vec<String> {
         labelled_containers(&self.agent_id)

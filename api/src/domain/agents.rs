@@ -1,10 +1,10 @@
 //! Compute agents as the scheduler reports them (admin view).
 
 use chrono::{Duration, Utc};
-use diesel::PgConnection;
+use fresco_store::PgConnection;
 
 use super::DomainResult;
-use crate::db::agents::{self as store, Agent};
+use fresco_store::agents::{self as store, Agent};
 
 /// Agents, with those whose heartbeat is older than `down_after` shown as down even if the
 /// scheduler has not said so yet (it may be down itself).

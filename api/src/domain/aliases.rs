@@ -1,14 +1,14 @@
 //! Aliases: stable names for versions, with weighted traffic splitting.
 
 use chrono::Utc;
-use diesel::PgConnection;
+use fresco_store::PgConnection;
 
 use super::runtimes::marker_error;
 use super::{db_error, validate, DomainError, DomainResult};
-use crate::db::aliases::{self as store, Alias};
-use crate::db::functions as function_store;
-use crate::db::paging::{Page, PageRequest};
-use crate::db::{versions, Scope};
+use fresco_store::aliases::{self as store, Alias};
+use fresco_store::functions as function_store;
+use fresco_store::paging::{Page, PageRequest};
+use fresco_store::{versions, Scope};
 
 #[derive(Debug, Clone, Default)]
 pub struct AliasInput {

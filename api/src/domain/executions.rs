@@ -4,25 +4,28 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use diesel::PgConnection;
+use fresco_store::PgConnection;
 use uuid::Uuid;
 
 use super::runtimes::marker_error;
 use super::{db_error, DomainError, DomainResult};
-use crate::db::executions::{self as store, Execution, ExecutionFilter, ExecutionSummary, Usage};
-use crate::db::paging::{Page, PageRequest};
-use crate::db::DbError;
-use crate::db::Scope;
+use fresco_store::executions::{
+    self as store, Execution, ExecutionFilter, ExecutionSummary, Usage,
+};
+use fresco_store::paging::{Page, PageRequest};
+use fresco_store::DbError;
+use fresco_store::{ExecutionStatus, Scope};
 
-pub const STATUSES: &[&str] = &[
-    "queued",
-    "running",
-    "succeeded",
-    "failed",
-    "timeout",
-    "oom",
-    "error",
-];
+/// The status a list filter names, or why it names none.
+pub fn status_filter(text: &str) -> DomainResult<ExecutionStatus> {
+    ExecutionStatus::parse(text).ok_or_else(|| {
+        let known: Vec<&str> = ExecutionStatus::ALL.iter().map(|s| s.as_str()).collect();
+        DomainError::invalid(format!(
+            "status must be one of {}, got {text:?}",
+            known.join(", ")
+        ))
+    })
+}
 
 pub fn list(
     conn: &mut PgConnection,
@@ -30,14 +33,6 @@ pub fn list(
     filter: &ExecutionFilter,
     page: &PageRequest<Uuid>,
 ) -> DomainResult<Page<ExecutionSummary>> {
-    if let Some(status) = &filter.status {
-        if !STATUSES.contains(&status.as_str()) {
-            return Err(DomainError::invalid(format!(
-                "status must be one of {}, got {status:?}",
-                STATUSES.join(", ")
-            )));
-        }
-    }
     store::list(conn, scope, filter, page).map_err(marker_error)
 }
 

@@ -3,20 +3,20 @@
 use std::collections::BTreeMap;
 
 use chrono::Utc;
-use diesel::PgConnection;
 use fresco_common::archive::{self, ArchiveError, ArchiveFormat};
 use fresco_common::conf::QuotaSection;
+use fresco_store::PgConnection;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::quotas::{self, allows, Limits};
 use super::runtimes::marker_error;
 use super::{db_error, validate, DomainError, DomainResult};
-use crate::db::functions::{self as store, CodeInfo, Function, FunctionFilter, NewCode};
-use crate::db::paging::{Page, PageRequest};
-use crate::db::retirements::{self, Revisions};
-use crate::db::runtimes::Runtime;
-use crate::db::{quotas as quota_store, Scope};
+use fresco_store::functions::{self as store, CodeInfo, Function, FunctionFilter, NewCode};
+use fresco_store::paging::{Page, PageRequest};
+use fresco_store::retirements::{self, Revisions};
+use fresco_store::runtimes::Runtime;
+use fresco_store::{quotas as quota_store, Scope};
 
 pub const DEFAULT_MEMORY_MB: i32 = 128;
 pub const DEFAULT_TIMEOUT_S: i32 = 3;
@@ -389,7 +389,7 @@ pub fn update(
         }
         let runtime = match function.runtime_id {
             Some(id) => Some(
-                crate::db::runtimes::get(conn, &Scope::All { project_id: None }, id)
+                fresco_store::runtimes::get(conn, &Scope::All { project_id: None }, id)
                     .map_err(db_error("runtime", id))?,
             ),
             None => None,

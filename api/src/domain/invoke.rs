@@ -2,14 +2,15 @@
 //! its traffic split, or the latest state), its runtime, and the project's limits.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use diesel::PgConnection;
 use fresco_common::conf::QuotaSection;
 use fresco_common::wire::FunctionSpec;
+use fresco_store::PgConnection;
 
 use super::quotas::{self, Limits};
 use super::{db_error, DomainError, DomainResult};
-use crate::db::{aliases, functions, runtimes, versions, Scope};
+use fresco_store::{aliases, functions, runtimes, versions, Scope};
 
 /// Which state of the function to run.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -17,11 +18,8 @@ pub enum Selector {
     /// The function as it is now (version 0).
     Latest,
     Version(i32),
-    /// An alias; `roll` (0..100) picks between its two versions by weight.
-    Alias {
-        name: String,
-        roll: u32,
-    },
+    /// An alias: it resolves to its version, or to its two versions with their weights.
+    Alias(String),
 }
 
 /// Everything the invocation path needs, resolved once.
@@ -30,6 +28,38 @@ pub struct Target {
     pub spec: FunctionSpec,
     pub alias: Option<String>,
     pub limits: Limits,
+}
+
+/// What a selector resolves to: one version, or an alias's two with the second's weight.
+/// Cached as a whole (when every version can run); each invocation picks its version
+/// afterwards ([`Resolved::pick`]). A version that cannot run keeps its refusal, so an alias
+/// whose other version is broken still runs the invocations that roll the good one.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub function_id: uuid::Uuid,
+    pub first: DomainResult<Arc<Target>>,
+    /// An alias's second version and the percentage (0..=100) of invocations it takes.
+    pub second: Option<(DomainResult<Arc<Target>>, u32)>,
+}
+
+impl Resolved {
+    /// The target of one invocation, given a uniform `roll` in 0..100: the alias's second
+    /// version with probability its weight, else the first (as `aliases::route`).
+    pub fn pick(&self, roll: u32) -> DomainResult<Arc<Target>> {
+        match &self.second {
+            Some((second, weight)) if roll < *weight => second.clone(),
+            _ => self.first.clone(),
+        }
+    }
+
+    /// Whether every version resolved (a refusal is not cached: it may be the database's).
+    pub fn cacheable(&self) -> bool {
+        self.first.is_ok()
+            && self
+                .second
+                .as_ref()
+                .is_none_or(|(second, _)| second.is_ok())
+    }
 }
 
 /// Resolves what an invocation runs, and refuses (`Conflict`) a function that may no longer
@@ -44,20 +74,62 @@ pub fn resolve(
     scope: &Scope,
     key: &str,
     selector: &Selector,
-) -> DomainResult<Target> {
+) -> DomainResult<Resolved> {
     let function = functions::get_by_ref(conn, scope, key).map_err(db_error("function", key))?;
-    let (alias, number) = match selector {
-        Selector::Latest => (None, 0),
-        Selector::Version(n) => (None, *n),
-        Selector::Alias { name, roll } => {
+    let limits = quotas::limits(conn, quota_defaults, &function.project_id)?;
+    let version = |conn: &mut PgConnection, alias: Option<String>, number: i32| {
+        let rules = Rules {
+            allowed_image_prefixes,
+            key,
+        };
+        target(conn, &rules, &function, alias, number, limits.clone()).map(Arc::new)
+    };
+    let (first, second) = match selector {
+        Selector::Latest => (version(conn, None, 0), None),
+        Selector::Version(n) => (version(conn, None, *n), None),
+        Selector::Alias(name) => {
             let alias = aliases::get(conn, &function.project_id, function.id, name)
                 .map_err(db_error("alias", name))?;
-            (
-                Some(alias.name.clone()),
-                super::aliases::route(&alias, *roll),
-            )
+            let first = version(conn, Some(alias.name.clone()), alias.version);
+            let weight = u32::try_from(alias.second_weight).unwrap_or(0);
+            let second = match alias.second_version {
+                Some(second) if weight > 0 => {
+                    Some((version(conn, Some(alias.name.clone()), second), weight))
+                }
+                _ => None,
+            };
+            (first, second)
         }
     };
+    Ok(Resolved {
+        function_id: function.id,
+        first,
+        second,
+    })
+}
+
+/// What the rules of `target` need besides the function.
+#[derive(Clone, Copy)]
+struct Rules<'a> {
+    allowed_image_prefixes: &'a [String],
+    /// The function as the caller named it (for messages).
+    key: &'a str,
+}
+
+/// The target that runs version `number` of `function` (0: its latest state), refused
+/// (`Conflict`) when that version may no longer run.
+fn target(
+    conn: &mut PgConnection,
+    rules: &Rules<'_>,
+    function: &functions::Function,
+    alias: Option<String>,
+    number: i32,
+    limits: Limits,
+) -> DomainResult<Target> {
+    let Rules {
+        allowed_image_prefixes,
+        key,
+    } = *rules;
     // The settings that run: the function's current ones, or a published snapshot.
     // A published version is immutable: revision 0; the latest state carries its revision.
     let (runtime_id, image, handler, memory_mb, timeout_s, environment, code_sha256, revision) =
@@ -91,7 +163,7 @@ pub fn resolve(
             // Only a runtime the function's project may still use: public, or its own.
             let runtime = runtimes::get(conn, &Scope::Project(function.project_id.clone()), id)
                 .map_err(|e| match e {
-                    crate::db::DbError::NotFound => DomainError::Conflict(format!(
+                    fresco_store::DbError::NotFound => DomainError::Conflict(format!(
                         "function {key} cannot run: its runtime {id} is no longer available to its project"
                     )),
                     other => db_error("runtime", id)(other),
@@ -125,12 +197,11 @@ pub fn resolve(
         serde_json::from_value(environment).map_err(|e| {
             DomainError::Internal(format!("stored environment is not a string map: {e}"))
         })?;
-    let limits = quotas::limits(conn, quota_defaults, &function.project_id)?;
     Ok(Target {
         spec: FunctionSpec {
-            project_id: function.project_id,
+            project_id: function.project_id.clone(),
             function_id: function.id,
-            function_name: function.name,
+            function_name: function.name.clone(),
             version: number,
             image,
             runtime_kind,
@@ -145,4 +216,77 @@ pub fn resolve(
         alias,
         limits,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(version: i32) -> Arc<Target> {
+        Arc::new(Target {
+            spec: FunctionSpec {
+                project_id: "p".into(),
+                function_id: uuid::Uuid::nil(),
+                function_name: "f".into(),
+                version,
+                image: "img".into(),
+                runtime_kind: "python".into(),
+                handler: "main.handler".into(),
+                memory_mb: 128,
+                timeout_s: 3,
+                environment: BTreeMap::new(),
+                code_sha256: None,
+                network: false,
+                revision: 0,
+            },
+            alias: Some("live".into()),
+            limits: Limits::defaults(&QuotaSection::default()),
+        })
+    }
+
+    #[test]
+    fn the_roll_picks_the_second_version_by_its_weight() {
+        let split = Resolved {
+            function_id: uuid::Uuid::nil(),
+            first: Ok(target(1)),
+            second: Some((Ok(target(2)), 30)),
+        };
+        let one = Resolved {
+            function_id: uuid::Uuid::nil(),
+            first: Ok(target(1)),
+            second: None,
+        };
+        // (resolution, roll, version run)
+        for (resolved, roll, version) in [
+            (&split, 0, 2),
+            (&split, 29, 2),
+            (&split, 30, 1),
+            (&split, 99, 1),
+            (&one, 0, 1),
+            (&one, 99, 1),
+        ] {
+            let picked = resolved.pick(roll).expect("a target");
+            assert_eq!(picked.spec.version, version, "roll {roll}");
+        }
+        let taken = (0..100).filter(|roll| split.pick(*roll).is_ok_and(|t| t.spec.version == 2));
+        assert_eq!(taken.count(), 30, "the weight is the share of rolls");
+        assert!(split.cacheable() && one.cacheable());
+    }
+
+    #[test]
+    fn a_version_that_cannot_run_fails_only_the_invocations_that_roll_it() {
+        let refused = DomainError::Conflict("function f cannot run: runtime py is disabled".into());
+        let broken = Resolved {
+            function_id: uuid::Uuid::nil(),
+            first: Ok(target(1)),
+            second: Some((Err(refused), 10)),
+        };
+        assert!(!broken.cacheable(), "a refusal is resolved again");
+        for roll in 0..10 {
+            assert!(matches!(broken.pick(roll), Err(DomainError::Conflict(_))));
+        }
+        for roll in 10..100 {
+            assert_eq!(broken.pick(roll).expect("the first").spec.version, 1);
+        }
+    }
 }

@@ -12,10 +12,10 @@ pub mod runtimes;
 pub mod validate;
 pub mod versions;
 
-use crate::db::DbError;
+use fresco_store::{DbError, PgConnection};
 
 /// Why a domain operation failed. Mapped to HTTP in exactly one place (`http::error`).
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum DomainError {
     /// The request is malformed or breaks a rule; the message names the field.
     #[error("{0}")]
@@ -103,24 +103,8 @@ impl From<DbError> for DomainError {
 
 /// Runs `f` in a transaction; storage errors inside become domain errors via `f` itself.
 pub(crate) fn transaction<T>(
-    conn: &mut diesel::PgConnection,
-    f: impl FnOnce(&mut diesel::PgConnection) -> DomainResult<T>,
+    conn: &mut PgConnection,
+    f: impl FnOnce(&mut PgConnection) -> DomainResult<T>,
 ) -> DomainResult<T> {
-    use diesel::Connection;
-    // diesel needs an error type that can hold its own errors; wrap ours.
-    #[derive(Debug)]
-    enum TxError {
-        Domain(DomainError),
-        Diesel(diesel::result::Error),
-    }
-    impl From<diesel::result::Error> for TxError {
-        fn from(e: diesel::result::Error) -> Self {
-            TxError::Diesel(e)
-        }
-    }
-    conn.transaction::<T, TxError, _>(|conn| f(conn).map_err(TxError::Domain))
-        .map_err(|e| match e {
-            TxError::Domain(d) => d,
-            TxError::Diesel(d) => DomainError::from(DbError::from(d)),
-        })
+    fresco_store::transaction(conn, f)
 }

@@ -1,10 +1,10 @@
 //! Per-project quotas: defaults from `[quota]`, overrides in the database.
 
-use diesel::PgConnection;
 use fresco_common::conf::QuotaSection;
+use fresco_store::PgConnection;
 
 use super::{DomainError, DomainResult};
-use crate::db::{executions, functions, quotas};
+use fresco_store::{executions, functions, quotas};
 
 /// The resources a quota can bound, in display order.
 pub const RESOURCES: &[&str] = &[

@@ -1,13 +1,13 @@
 //! Runtimes: created and changed by admins, visible to projects when public or owned.
 
 use chrono::Utc;
-use diesel::PgConnection;
+use fresco_store::PgConnection;
 use uuid::Uuid;
 
 use super::{db_error, validate, DomainError, DomainResult};
-use crate::db::paging::{Page, PageRequest};
-use crate::db::runtimes::{self, Runtime, RuntimeChanges};
-use crate::db::{functions, versions, Scope};
+use fresco_store::paging::{Page, PageRequest};
+use fresco_store::runtimes::{self, Runtime, RuntimeChanges};
+use fresco_store::{functions, versions, Scope};
 
 pub const KINDS: &[&str] = &["python", "provided"];
 pub const STATUSES: &[&str] = &["available", "disabled"];
@@ -85,9 +85,9 @@ pub fn list(
 }
 
 /// An unknown marker is the caller's mistake, not a missing object.
-pub(crate) fn marker_error(error: crate::db::DbError) -> DomainError {
+pub(crate) fn marker_error(error: fresco_store::DbError) -> DomainError {
     match error {
-        crate::db::DbError::NotFound => {
+        fresco_store::DbError::NotFound => {
             DomainError::invalid("marker does not name an item of this list")
         }
         other => other.into(),

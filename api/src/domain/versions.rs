@@ -1,15 +1,15 @@
 //! Function versions: publishing snapshots the function as it is now.
 
 use chrono::Utc;
-use diesel::PgConnection;
+use fresco_store::PgConnection;
 
 use super::runtimes::marker_error;
 use super::{db_error, validate, DomainError, DomainResult};
-use crate::db::functions::{self as function_store, CodeInfo};
-use crate::db::paging::{Page, PageRequest};
-use crate::db::retirements::{self, Revisions};
-use crate::db::versions::{self as store, Version};
-use crate::db::Scope;
+use fresco_store::functions::{self as function_store, CodeInfo};
+use fresco_store::paging::{Page, PageRequest};
+use fresco_store::retirements::{self, Revisions};
+use fresco_store::versions::{self as store, Version};
+use fresco_store::Scope;
 
 /// A version with its code's metadata.
 #[derive(Debug, Clone)]

@@ -13,7 +13,7 @@ use futures_util::future::LocalBoxFuture;
 use super::error::{ApiError, ApiResult};
 use super::paging::Query;
 use super::AppState;
-use crate::db::Scope;
+use fresco_store::Scope;
 
 /// The authenticated caller of a request.
 pub struct Caller {

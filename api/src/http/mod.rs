@@ -18,7 +18,6 @@ use std::sync::Arc;
 use actix_web::dev::Service;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{web, HttpMessage};
-use diesel::PgConnection;
 use fresco_auth::policy::Enforcer;
 use fresco_auth::Authenticator;
 use fresco_common::conf::{ApiSection, QuotaSection};
@@ -26,10 +25,10 @@ use fresco_common::enrolment::AgentRegistry;
 use fresco_common::ticket::TicketVerifier;
 use futures_util::future::LocalBoxFuture;
 
-use crate::db::PgPool;
 use crate::domain::functions::PackageLimits;
 use crate::domain::DomainResult;
 use error::{ApiError, ApiResult};
+use fresco_store::{PgConnection, PgPool};
 
 /// Everything a request handler may use, shared by all workers.
 pub struct AppState {
@@ -71,22 +70,7 @@ impl AppState {
         T: Send + 'static,
         F: FnOnce(&mut PgConnection) -> DomainResult<T> + Send + 'static,
     {
-        let state = Arc::clone(self);
-        web::block(move || {
-            let mut conn = state
-                .pool
-                .get()
-                .map_err(|e| crate::domain::DomainError::from(crate::db::DbError::from(e)))?;
-            op(&mut conn)
-        })
-        .await
-        .map_err(|e| {
-            ApiError::new(
-                actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
-                e.to_string(),
-            )
-        })?
-        .map_err(ApiError::from)
+        Ok(crate::command::db(&self.pool, op).await?)
     }
 
     pub fn package_limits(&self) -> PackageLimits {

@@ -6,7 +6,7 @@ use std::str::FromStr;
 use actix_web::HttpRequest;
 
 use super::error::{ApiError, ApiResult};
-use crate::db::paging::{Page, PageRequest, SortDir};
+use fresco_store::paging::{Page, PageRequest, SortDir};
 
 /// Query parameters, checked against the names an endpoint accepts.
 pub struct Query {

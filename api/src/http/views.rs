@@ -6,14 +6,14 @@ use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::db::agents::Agent;
-use crate::db::aliases::Alias;
-use crate::db::executions::{ExecutionSummary, Usage};
-use crate::db::functions::CodeInfo;
-use crate::db::runtimes::Runtime;
 use crate::domain::functions::FunctionDetail;
 use crate::domain::quotas::{QuotaReport, RESOURCES};
 use crate::domain::versions::VersionDetail;
+use fresco_store::agents::Agent;
+use fresco_store::aliases::Alias;
+use fresco_store::executions::{ExecutionSummary, Usage};
+use fresco_store::functions::CodeInfo;
+use fresco_store::runtimes::Runtime;
 
 fn time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
@@ -187,7 +187,7 @@ pub struct ExecutionView {
     function_id: Uuid,
     function_version: i32,
     alias: Option<String>,
-    status: String,
+    status: &'static str,
     is_async: bool,
     input_size: i32,
     result: Option<String>,
@@ -215,7 +215,7 @@ impl From<ExecutionSummary> for ExecutionView {
             function_id: e.function_id,
             function_version: e.function_version,
             alias: e.alias,
-            status: e.status,
+            status: e.status.as_str(),
             is_async: e.is_async,
             input_size: e.input_size,
             result: e.result,
@@ -306,7 +306,7 @@ pub fn usage(project_id: &str, usage: &Usage) -> Value {
     let by_status: serde_json::Map<String, Value> = usage
         .by_status
         .iter()
-        .map(|(s, n)| (s.clone(), (*n).into()))
+        .map(|(s, n)| (s.as_str().to_owned(), (*n).into()))
         .collect();
     serde_json::json!({
         "project_id": project_id,

@@ -249,7 +249,7 @@ impl TestDb {
         diesel::sql_query(format!("CREATE SCHEMA {}", db.schema))
             .execute(&mut connect(&db.database_url))
             .unwrap_or_else(|e| panic!("cannot create schema {}: {e}", db.schema));
-        fresco_api::db::migrate(&mut db.conn())
+        fresco_store::migrate(&mut db.conn())
             .unwrap_or_else(|e| panic!("migrations failed in {}: {e}", db.schema));
         db
     }
@@ -766,15 +766,15 @@ pub fn without_ids(body: &Value, ids: &[&str]) -> String {
 // Execution records, written the way the invocation path records them.
 
 /// A finished, successful sync execution of `function_id` in `project`; adjust fields as needed.
-pub fn execution(project: &str, function_id: &str) -> fresco_api::db::executions::Execution {
+pub fn execution(project: &str, function_id: &str) -> fresco_store::executions::Execution {
     let now = chrono::Utc::now();
-    fresco_api::db::executions::Execution {
+    fresco_store::executions::Execution {
         id: Uuid::new_v4(),
         project_id: project.to_owned(),
         function_id: Uuid::parse_str(function_id).expect("function id"),
         function_version: 0,
         alias: None,
-        status: "succeeded".into(),
+        status: fresco_store::ExecutionStatus::Succeeded,
         is_async: false,
         input: Some(b"{\"x\": 1}".to_vec()),
         input_size: 8,
@@ -797,7 +797,7 @@ pub fn execution(project: &str, function_id: &str) -> fresco_api::db::executions
 
 impl TestDb {
     /// Records executions through `db::executions::insert_many`, as the recorder does.
-    pub fn record(&self, rows: &[fresco_api::db::executions::Execution]) {
-        fresco_api::db::executions::insert_many(&mut self.conn(), rows).expect("insert executions");
+    pub fn record(&self, rows: &[fresco_store::executions::Execution]) {
+        fresco_store::executions::insert_many(&mut self.conn(), rows).expect("insert executions");
     }
 }

@@ -591,7 +591,7 @@ impl TestDb {
                 panic!("cannot create database {name} ({DB_ENV} needs CREATEDB): {e}")
             });
         let url = with_database(&base, &name);
-        fresco_api::db::migrate(&mut connect(&url))
+        fresco_store::migrate(&mut connect(&url))
             .unwrap_or_else(|e| panic!("migrations failed on {name}: {e}"));
         TestDb { url, name, base }
     }

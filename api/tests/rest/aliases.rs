@@ -320,3 +320,67 @@ async fn alias_validation() {
     .await
     .ok(201);
 }
+
+/// Invocations through an alias split by weight: the resolution is cached, the roll is drawn
+/// per invocation after the cache, so one replica with a warm cache still sends invocations to
+/// both versions; an alias without a second version sends every one to its version.
+#[actix_web::test]
+async fn invocations_through_a_split_alias_reach_both_versions() {
+    let key = std::env::temp_dir().join(format!("fresco-api-test-{}.pem", uuid::Uuid::new_v4()));
+    std::fs::write(
+        &key,
+        fresco_common::ticket::test_keys::CONTROL_PLANE_PRIVATE,
+    )
+    .expect("write the test key");
+    let api = TestApi::start_with(Options::default().set(
+        "internal_auth",
+        "control_plane_key_file",
+        key.display(),
+    ))
+    .await;
+    std::fs::remove_file(&key).ok();
+    api.runtime("py", json!({})).await;
+    api.function(ALICE, "f", "py", json!({})).await;
+    for _ in 0..2 {
+        api.send(post("/v1/functions/f/versions").by(ALICE))
+            .await
+            .ok(201);
+    }
+    for alias in [
+        json!({"name": "split", "version": 1, "second_version": 2, "second_weight": 50}),
+        json!({"name": "live", "version": 1}),
+    ] {
+        api.send(post("/v1/functions/f/aliases").by(ALICE).json(alias))
+            .await
+            .ok(201);
+    }
+    let versions = |alias: &'static str| {
+        let api = &api;
+        async move {
+            let mut seen = Vec::new();
+            for _ in 0..40 {
+                let queued = api
+                    .send(
+                        post(&format!("/v1/functions/f/invoke?alias={alias}&async=true"))
+                            .by(ALICE)
+                            .json(json!({})),
+                    )
+                    .await
+                    .ok(202);
+                assert_eq!(queued["execution"]["alias"], alias);
+                seen.push(
+                    queued["execution"]["function_version"]
+                        .as_i64()
+                        .expect("version"),
+                );
+            }
+            seen
+        }
+    };
+    let split = versions("split").await;
+    // Each of 40 rolls takes version 2 with probability 1/2: both show up (all 40 alike has a
+    // probability of 2^-39).
+    assert!(split.contains(&1) && split.contains(&2), "{split:?}");
+    let live = versions("live").await;
+    assert!(live.iter().all(|v| *v == 1), "{live:?}");
+}

@@ -1,7 +1,8 @@
 //! `/v1/executions` and `/v1/usage`, over records written as the invocation path writes them.
 
 use chrono::{Duration, Utc};
-use fresco_api::db::executions::Execution;
+use fresco_store::executions::Execution;
+use fresco_store::ExecutionStatus;
 use serde_json::{json, Value};
 
 use crate::common::*;
@@ -24,7 +25,7 @@ fn row(
     age_s: i64,
 ) -> Execution {
     let mut e = execution(project, function);
-    e.status = status.into();
+    e.status = ExecutionStatus::parse(status).expect("a status");
     e.memory_mb = memory_mb;
     e.duration_ms = duration_ms;
     e.created_at = Utc::now() - Duration::seconds(age_s);
@@ -113,7 +114,8 @@ async fn executions_are_listed_filtered_and_paged() {
     assert_eq!(ids(&all), ids_of(rows.iter().rev()));
     assert!(all.get("next").is_none());
 
-    let by_status = |status: &str| ids_of(rows.iter().rev().filter(|e| e.status == status));
+    let by_status =
+        |status: &str| ids_of(rows.iter().rev().filter(|e| e.status.as_str() == status));
     for (query, expected) in [
         (format!("function_id={f1}"), ids_of(rows[..5].iter().rev())),
         (format!("function_id={f2}"), ids_of(rows[5..].iter().rev())),

@@ -7,6 +7,8 @@
 
 use serde_json::{json, Value};
 
+use fresco_store::ExecutionStatus;
+
 use crate::common::*;
 
 const GENERIC: &str = "the platform could not run the execution; an administrator can see why";
@@ -29,26 +31,26 @@ async fn members_see_no_agent_nor_platform_error_text() {
     let scheduler_detail =
         "agent node-7 failed: error sending request for url (http://10.0.0.7:8902/v1/run) (gave up after 3 attempts)";
     let mut by_scheduler = execution("proj-a", &f);
-    by_scheduler.status = "error".into();
+    by_scheduler.status = ExecutionStatus::Error;
     by_scheduler.result = None;
     by_scheduler.agent_id = Some("node-7".into());
     by_scheduler.error =
         Some(json!({"errorType": "PlatformError", "errorMessage": scheduler_detail}));
     let mut by_api = execution("proj-a", &f);
-    by_api.status = "error".into();
+    by_api.status = ExecutionStatus::Error;
     by_api.result = None;
     by_api.agent_id = Some("node-8".into());
     by_api.error = Some(json!({"errorType": "Platform.AgentError",
         "errorMessage": "agent node-8 answered 500 Internal Server Error: docker daemon at unix:///var/run/docker.sock"}));
     let mut by_agent = execution("proj-a", &f);
-    by_agent.status = "error".into();
+    by_agent.status = ExecutionStatus::Error;
     by_agent.result = None;
     by_agent.error = Some(json!({"errorType": "Platform.CodeUnavailable",
         "errorMessage": "code download failed: http://api.internal:8900/internal/v1/code/ab answered 401",
         "stackTrace": ["internal frame"]}));
     // The function's own error is the tenant's to read.
     let mut own = execution("proj-a", &f);
-    own.status = "failed".into();
+    own.status = ExecutionStatus::Failed;
     own.result = None;
     own.error = Some(
         json!({"errorType": "ValueError", "errorMessage": "bad input", "stackTrace": ["main.py:2"]}),

@@ -230,7 +230,7 @@ async fn another_projects_objects_are_404_exactly_like_missing_ones() {
         .ok(200);
 }
 
-/// BUG (api/src/db/functions.rs, `get_by_ref`, with the `Scope::All` that
+/// BUG (store/src/functions.rs, `get_by_ref`, with the `Scope::All` that
 /// api/src/http/auth.rs `object_scope` gives admins): an admin's name lookup searches every
 /// project, so as soon as any tenant has a function of the same name, the admin cannot show,
 /// update, publish or delete its OWN function by name (409 "ambiguous function name across

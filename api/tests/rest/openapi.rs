@@ -13,6 +13,8 @@ use fresco_api::http::ROUTES;
 use serde_json::{json, Value};
 use yaml_rust2::{Yaml, YamlLoader};
 
+use fresco_store::ExecutionStatus;
+
 use crate::common::*;
 
 const DOCUMENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/openapi.yaml");
@@ -923,7 +925,7 @@ async fn a_walk_over_every_route_gets_only_documented_responses() {
     let mut done = execution("proj-a", g["id"].as_str().expect("id"));
     done.error =
         Some(json!({"errorType": "ValueError", "errorMessage": "no", "stackTrace": ["at main"]}));
-    done.status = "failed".into();
+    done.status = ExecutionStatus::Failed;
     api.db.record(&[done.clone()]);
     let exs = "/v1/executions";
     let ex = "/v1/executions/{id}";

@@ -123,7 +123,7 @@ fn database_address() -> SocketAddr {
         .unwrap_or_else(|| panic!("cannot resolve {with_port}"))
 }
 
-/// BUG (api/src/db/mod.rs): fails today in two ways.
+/// BUG (store/src/lib.rs): fails today in two ways.
 /// 1. `pool()` builds the pool with `test_on_check_out(false)`, trusting diesel's `has_broken`
 ///    to discard dead connections; but `PgConnection::is_broken` only reflects diesel's
 ///    transaction manager, so a connection whose socket died under a plain query (the
@@ -237,7 +237,7 @@ async fn bug_an_outage_is_503_and_the_same_state_recovers() {
     );
 }
 
-/// BUG (api/src/db/mod.rs, `pool`, `test_on_check_out(false)`): the recovery half of the test
+/// BUG (store/src/lib.rs, `pool`, `test_on_check_out(false)`): the recovery half of the test
 /// above on its own. A connection that died under a plain query is not seen as broken by
 /// diesel, goes back into the pool and is handed out again after PostgreSQL is back, so the
 /// API never recovers by itself. Fix: `.test_on_check_out(true)` (diesel's `is_valid` pings

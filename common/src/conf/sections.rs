@@ -248,7 +248,7 @@ config_section! {
         tmpfs_mb: u64 = "64",
         /// Bytes of a function's stdout/stderr kept per execution.
         log_max_bytes: usize = "65536",
-        /// Longest wait in milliseconds, after a function answers, for the output it wrote before to arrive from the engine.
+        /// Longest wait in milliseconds, after a runtime reports an init error, for it to stop so its last output is kept.
         log_sync_timeout_ms: u64 = "100",
         /// Largest code package downloaded from the API, in bytes.
         code_max_bytes: usize = "52428800",
@@ -276,6 +276,8 @@ config_section! {
         nproc_limit: u64 = "64",
         /// Milliseconds an idle sandbox may take to freeze (cgroup freezer) before it is destroyed instead.
         freeze_timeout_ms: u64 = "1000",
+        /// Milliseconds a sandbox stays idle before it is frozen (back-to-back invocations within it pay no freeze and thaw).
+        freeze_delay_ms: u64 = "50",
         /// Bytes of stdout/stderr one invocation may write before its container is killed and the invocation fails (the first log_max_bytes are kept).
         output_max_bytes: u64 = "10485760",
         /// Bytes of stdout/stderr one container may write over its lifetime before it is killed.

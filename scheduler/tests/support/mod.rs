@@ -19,7 +19,6 @@ use std::time::{Duration, Instant};
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use diesel::prelude::*;
 use diesel::sql_types::{Bytea, Integer, Jsonb, Text, Uuid as SqlUuid};
-use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use fresco_common::enrolment;
 use fresco_common::scheduler_client::SchedulerClient;
 use fresco_common::ticket::test_keys::{AGENT_PRIVATE, AGENT_PUBLIC, CONTROL_PLANE_PRIVATE};
@@ -29,8 +28,6 @@ use fresco_common::ticket::{
 use fresco_common::tls::InternalTls;
 use fresco_common::wire::{FunctionSpec, Heartbeat, RunRequest, RunResult, RunStatus};
 use uuid::Uuid;
-
-pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations");
 
 /// The development database URL of `tools/lib/postgres.sh`.
 const DEFAULT_DB_URL: &str = "postgresql://fresco:fresco-dev@127.0.0.1:5439/fresco";
@@ -101,8 +98,7 @@ impl TestDb {
         let (base, _) = admin_url.rsplit_once('/').expect("database url has a path");
         let url = format!("{base}/{name}");
         let mut conn = PgConnection::establish(&url).expect("connect to the test database");
-        conn.run_pending_migrations(MIGRATIONS)
-            .expect("apply the migrations");
+        fresco_store::migrate(&mut conn).expect("apply the migrations");
         Self {
             url,
             name,

@@ -29,12 +29,7 @@ pub async fn v1(data: State) -> HttpResponse {
 pub async fn healthcheck(data: State) -> HttpResponse {
     let app = state(&data);
     let checked = app
-        .db(|conn| {
-            use diesel::RunQueryDsl;
-            diesel::sql_query("SELECT 1")
-                .execute(conn)
-                .map_err(|e| crate::domain::DomainError::from(crate::db::DbError::from(e)))
-        })
+        .db(|conn| fresco_store::ping(conn).map_err(crate::domain::DomainError::from))
         .await;
     match checked {
         Ok(_) => HttpResponse::Ok().json(json!({"status": "ok"})),

@@ -5,13 +5,13 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::{state, State};
-use crate::db::executions::ExecutionFilter;
-use crate::db::paging::SortDir;
 use crate::domain::executions;
 use crate::http::auth::Caller;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::paging::{list_body, Query};
 use crate::http::views::{self, ExecutionView};
+use fresco_store::executions::ExecutionFilter;
+use fresco_store::paging::SortDir;
 
 /// Execution ids are UUIDs; anything else names no execution.
 fn execution_id(text: &str) -> ApiResult<Uuid> {
@@ -32,7 +32,10 @@ pub async fn list(data: State, caller: Caller, req: HttpRequest) -> ApiResult<Ht
     )?;
     let filter = ExecutionFilter {
         function_id: query.typed("function_id")?,
-        status: query.get("status").map(str::to_owned),
+        status: query
+            .get("status")
+            .map(executions::status_filter)
+            .transpose()?,
     };
     let details = caller.sees_platform_details(&data);
     let found = state(&data)

@@ -9,7 +9,6 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::{state, State};
-use crate::db::functions::FunctionFilter;
 use crate::domain::functions::{self, FunctionUpdate, NewFunction, Package};
 use crate::http::auth::Caller;
 use crate::http::body;
@@ -17,6 +16,7 @@ use crate::http::error::{ApiError, ApiResult};
 use crate::http::paging::{list_body, Query};
 use crate::http::views::FunctionView;
 use crate::http::AppState;
+use fresco_store::functions::FunctionFilter;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -1,24 +1,22 @@
 //! `POST /v1/functions/{function}/invoke[?version=N|?alias=NAME][&async=true]`
 
-use std::sync::Arc;
-
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use fresco_common::wire::RunStatus;
+use fresco_store::ExecutionStatus;
 use serde_json::json;
 use serde_json::value::RawValue;
 
 use super::{state, State};
-use crate::domain::executions::{self, Enqueued};
-use crate::domain::invoke::{self, Selector, Target};
+use crate::command::Invocations;
+use crate::domain::invoke::Selector;
 use crate::http::auth::Caller;
 use crate::http::body;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::paging::Query;
 use crate::http::views::{self, ExecutionView};
-use crate::http::AppState;
-use crate::invoke::{queued_execution, InvokeError, TargetKey};
+use crate::invoke::{InvokeError, TargetKey};
 
 /// Largest event accepted, as Lambda's synchronous limit.
 const MAX_PAYLOAD_BYTES: usize = 6 * 1024 * 1024;
@@ -79,15 +77,6 @@ fn invoke_error(error: InvokeError, details: bool) -> ApiError {
     }
 }
 
-/// Resolves what an invocation runs, from the database (not the cache).
-async fn resolve(app: &Arc<AppState>, (scope, key, selector): &TargetKey) -> ApiResult<Target> {
-    let defaults = app.quota.clone();
-    let images = app.api.allowed_image_prefixes.clone();
-    let (scope, key, selector) = (scope.clone(), key.clone(), selector.clone());
-    app.db(move |conn| invoke::resolve(conn, &defaults, &images, &scope, &key, &selector))
-        .await
-}
-
 fn header(name: &'static str, value: &str) -> (HeaderName, HeaderValue) {
     (
         HeaderName::from_static(name),
@@ -119,10 +108,7 @@ pub async fn invoke(
                 "version must be 1 or more, got {n}"
             )))
         }
-        (None, Some(alias)) => Selector::Alias {
-            name: alias.to_owned(),
-            roll: rand::random_range(0..100),
-        },
+        (None, Some(alias)) => Selector::Alias(alias.to_owned()),
         (None, None) => Selector::Latest,
     };
     let is_async = match (query.get("async"), req.headers().get("x-invocation-type")) {
@@ -146,43 +132,22 @@ pub async fn invoke(
             .map_err(|e| ApiError::bad_request(format!("the event must be JSON: {e}")))?
     };
 
-    let scope = caller.object_scope(&data)?;
-    let key = path.into_inner();
-    let cache_key: TargetKey = (scope.clone(), key.clone(), selector.clone());
-    let target: Arc<Target> = match invoker.cache.get(&cache_key) {
-        Some(target) => target,
-        None => {
-            let target = Arc::new(resolve(&app, &cache_key).await?);
-            invoker.cache.put(cache_key.clone(), Arc::clone(&target));
-            target
-        }
+    let key: TargetKey = (caller.object_scope(&data)?, path.into_inner(), selector);
+    // Picks between an alias's two versions; drawn per invocation, applied after the cache.
+    let roll = rand::random_range(0..100);
+    let invocations = Invocations {
+        pool: &app.pool,
+        invoker,
+        quota: &app.quota,
+        allowed_image_prefixes: &app.api.allowed_image_prefixes,
     };
 
     if is_async {
-        let mut target = target;
-        // A cached target may name code that an update has just released: then resolve again
-        // (once) rather than queue an execution that cannot run.
-        for fresh in [false, true] {
-            if fresh {
-                invoker.cache.remove(&cache_key);
-                target = Arc::new(resolve(&app, &cache_key).await?);
-            }
-            let execution = queued_execution(&target, &event)?;
-            let limit = target.limits.queued_executions;
-            let gauge = Arc::clone(&invoker.queue_gauge);
-            let enqueued = app
-                .db(move |conn| executions::enqueue(conn, &execution, limit, &gauge))
-                .await?;
-            if let Enqueued::Accepted(queued) = enqueued {
-                let view = ExecutionView::from(*queued).shown(caller.sees_platform_details(&data));
-                return Ok(HttpResponse::Accepted().json(json!({ "execution": view })));
-            }
-        }
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "the function's code changed while the invocation was accepted: invoke again",
-        ));
+        let queued = invocations.enqueue(&key, roll, &event).await?;
+        let view = ExecutionView::from(queued).shown(caller.sees_platform_details(&data));
+        return Ok(HttpResponse::Accepted().json(json!({ "execution": view })));
     }
+    let target = invocations.target(&key, roll).await?;
 
     let details = caller.sees_platform_details(&data);
     invoker
@@ -199,7 +164,10 @@ pub async fn invoke(
     response
         .content_type("application/json")
         .insert_header(header("x-execution-id", &outcome.execution_id.to_string()))
-        .insert_header(header("x-execution-status", result.status.as_str()))
+        .insert_header(header(
+            "x-execution-status",
+            ExecutionStatus::from(result.status).as_str(),
+        ))
         .insert_header(header(
             "x-execution-duration-ms",
             &format!("{:.3}", result.duration_ms),
@@ -212,7 +180,8 @@ pub async fn invoke(
         RunStatus::Succeeded => response.body(result.response.unwrap_or_else(|| "null".to_owned())),
         _ => {
             let mut error = result.error.map(|e| serde_json::to_value(e).unwrap_or_default()).unwrap_or_else(|| {
-                json!({"errorType": format!("Runtime.{}", result.status.as_str()), "errorMessage": format!("execution ended with status {}", result.status.as_str())})
+                let status = ExecutionStatus::from(result.status);
+                json!({"errorType": format!("Runtime.{status}"), "errorMessage": format!("execution ended with status {status}")})
             });
             if !details {
                 views::redact_platform_error(&mut error);

@@ -1,4 +1,11 @@
-//! Storage: PostgreSQL through diesel and an r2d2 pool, one small module per aggregate.
+//! fresco-store: Fresco's data contract. The only crate that knows diesel and the database's
+//! shape: the migrations (`migrations/`, embedded), the one diesel schema, and the storage of
+//! each aggregate, used by both the API and the scheduler.
+//!
+//! Modules: one per aggregate for the API's calls on a connection (`functions`, `versions`,
+//! `aliases`, `runtimes`, `executions`, `quotas`, `agents`, `retirements`; `paging` is their
+//! keyset pagination), and `queue`, the scheduler's pool with its queue operations (claim,
+//! finish, requeue, retention) and every leader-only write fenced by the leader lease.
 //!
 //! Invariant: every function here that reads or writes tenant data takes the project it acts
 //! for (`Scope`) and filters on it in SQL. Nothing above this layer filters by project.
@@ -8,17 +15,22 @@ pub mod aliases;
 pub mod executions;
 pub mod functions;
 pub mod paging;
+pub mod queue;
 pub mod quotas;
 pub mod retirements;
 pub mod runtimes;
 pub mod schema;
+pub mod status;
 pub mod versions;
+
+pub use status::ExecutionStatus;
 
 use std::time::Duration;
 
-use diesel::pg::PgConnection;
+pub use diesel::pg::PgConnection;
 use diesel::r2d2::{ConnectionManager, Pool, PooledConnection};
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel::{Connection, RunQueryDsl};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 pub type PgPool = Pool<ConnectionManager<PgConnection>>;
@@ -119,6 +131,41 @@ pub fn pool(url: &str, max_size: u32, timeout: Duration) -> PgPool {
         // check costs one round trip per checkout.
         .test_on_check_out(true)
         .build_unchecked(ConnectionManager::new(url))
+}
+
+/// One connection of its own (not pooled), for a one-off job such as `--db-sync`.
+pub fn connect(url: &str) -> DbResult<PgConnection> {
+    PgConnection::establish(url).map_err(|e| DbError::Unavailable(e.to_string()))
+}
+
+/// Checks that the database answers on `conn`.
+pub fn ping(conn: &mut PgConnection) -> DbResult<()> {
+    diesel::sql_query("SELECT 1").execute(conn)?;
+    Ok(())
+}
+
+/// Runs `f` in a transaction: committed when it returns `Ok`, rolled back otherwise. The
+/// caller's error type holds the storage errors (`From<DbError>`), so `f` may fail with its
+/// own errors as well as with the store's.
+pub fn transaction<T, E: From<DbError>>(
+    conn: &mut PgConnection,
+    f: impl FnOnce(&mut PgConnection) -> Result<T, E>,
+) -> Result<T, E> {
+    // diesel needs an error type that can hold its own errors; wrap the caller's.
+    enum TxError<E> {
+        Caller(E),
+        Diesel(DieselError),
+    }
+    impl<E> From<DieselError> for TxError<E> {
+        fn from(e: DieselError) -> Self {
+            TxError::Diesel(e)
+        }
+    }
+    conn.transaction::<T, TxError<E>, _>(|conn| f(conn).map_err(TxError::Caller))
+        .map_err(|e| match e {
+            TxError::Caller(e) => e,
+            TxError::Diesel(e) => E::from(DbError::from(e)),
+        })
 }
 
 /// Applies pending migrations; returns the versions applied.

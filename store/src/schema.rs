@@ -102,6 +102,8 @@ diesel::table! {
         agent_id -> Nullable<Text>,
         attempts -> Int4,
         logs -> Text,
+        /// The scheduler term that last wrote this row (fencing).
+        leader_epoch -> Nullable<Int8>,
         created_at -> Timestamptz,
         started_at -> Nullable<Timestamptz>,
         finished_at -> Nullable<Timestamptz>,
@@ -149,6 +151,15 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    scheduler_leader (id) {
+        id -> Int2,
+        holder -> Text,
+        epoch -> Int8,
+        expires_at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(functions -> runtimes (runtime_id));
 diesel::joinable!(function_versions -> functions (function_id));
 diesel::joinable!(function_aliases -> functions (function_id));
@@ -162,4 +173,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     quotas,
     agents,
     function_retirements,
+    scheduler_leader,
 );

@@ -1,6 +1,7 @@
-//! PostgreSQL through diesel: the only module that knows the database. Declares just the
-//! tables the scheduler uses (and only the columns it reads or writes). Every call blocks;
-//! async callers run them on tokio's blocking pool.
+//! The scheduler's database: its pool, the queue operations (claim, finish, requeue), agents
+//! marked down, the retirement log's reads and the retention purge. Every leader-only write is
+//! fenced by the leader lease (`Fence`). Every call blocks; async callers run them on tokio's
+//! blocking pool.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -15,85 +16,14 @@ use fresco_common::storable;
 use fresco_common::wire::{Heartbeat, RetiredKey, RETIREMENT_LOG_LOCK};
 use uuid::Uuid;
 
-use crate::leader::Fence;
+use crate::ExecutionStatus;
 
 mod retention;
 
 /// The NOTIFY channel the API signals new async executions on.
 pub const QUEUE_CHANNEL: &str = "fresco_executions";
 
-pub mod schema {
-    diesel::table! {
-        executions (id) {
-            id -> Uuid,
-            project_id -> Text,
-            status -> Text,
-            is_async -> Bool,
-            input -> Nullable<Bytea>,
-            spec -> Nullable<Jsonb>,
-            result -> Nullable<Text>,
-            error -> Nullable<Jsonb>,
-            duration_ms -> Nullable<Float8>,
-            max_memory_mb -> Nullable<Float8>,
-            memory_mb -> Int4,
-            cold -> Nullable<Bool>,
-            agent_id -> Nullable<Text>,
-            attempts -> Int4,
-            logs -> Text,
-            leader_epoch -> Nullable<Int8>,
-            created_at -> Timestamptz,
-            started_at -> Nullable<Timestamptz>,
-            finished_at -> Nullable<Timestamptz>,
-            cpu_ms -> Nullable<Float8>,
-        }
-    }
-
-    diesel::table! {
-        agents (id) {
-            id -> Text,
-            host -> Text,
-            url -> Text,
-            state -> Text,
-            memory_mb_total -> Int8,
-            memory_mb_reserved -> Int8,
-            cpus -> Int4,
-            running -> Int4,
-            warm -> Jsonb,
-            images -> Jsonb,
-            version -> Text,
-            last_heartbeat -> Timestamptz,
-        }
-    }
-
-    diesel::table! {
-        scheduler_leader (id) {
-            id -> Int2,
-            holder -> Text,
-            epoch -> Int8,
-            expires_at -> Timestamptz,
-        }
-    }
-
-    diesel::table! {
-        function_retirements (seq) {
-            seq -> Int8,
-            function_id -> Uuid,
-            version -> Nullable<Int4>,
-            below_revision -> Nullable<Int8>,
-            created_at -> Timestamptz,
-        }
-    }
-
-    diesel::table! {
-        quotas (project_id, resource) {
-            project_id -> Text,
-            resource -> Text,
-            hard_limit -> Int8,
-        }
-    }
-}
-
-use schema::{agents, executions, function_retirements, quotas, scheduler_leader};
+use crate::schema::{agents, executions, function_retirements, quotas, scheduler_leader};
 
 /// Quota resource names the scheduler enforces.
 pub const CONCURRENT_RESOURCE: &str = "concurrent_executions";
@@ -145,6 +75,13 @@ impl StorageError {
             StorageError::Query(_) | StorageError::Task(_) | StorageError::Fenced { .. } => false,
         }
     }
+}
+
+/// Proof of leadership handed to fenced writes: this holder, in this term.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    pub holder: Arc<str>,
+    pub epoch: i64,
 }
 
 /// Inside a transaction: locks the lease row (`FOR SHARE`: a takeover waits for this
@@ -269,7 +206,7 @@ pub struct Running {
 pub enum Finish {
     /// The agent answered: the execution's final state.
     Completed {
-        status: &'static str,
+        status: ExecutionStatus,
         result: Option<String>,
         error: Option<serde_json::Value>,
         duration_ms: f64,
@@ -290,7 +227,7 @@ impl Finish {
     /// replaced (`fresco_common::storable`): PostgreSQL cannot store them.
     #[allow(clippy::too_many_arguments)]
     pub fn completed(
-        status: &'static str,
+        status: ExecutionStatus,
         mut result: Option<String>,
         mut error: Option<serde_json::Value>,
         duration_ms: f64,
@@ -493,16 +430,17 @@ impl Store {
                 cursor.clone_from(last);
             }
             let per_project = (limit + projects.len() as i64 - 1) / projects.len() as i64;
-            let offered: Vec<Offered> = diesel::sql_query(
+            let offered: Vec<Offered> = diesel::sql_query(format!(
                 "SELECT e.id, e.project_id, e.spec, e.input, e.attempts, e.created_at \
                  FROM unnest($1::text[]) AS p(project_id) \
                  CROSS JOIN LATERAL ( \
                    SELECT x.id, x.project_id, x.spec, x.input, x.attempts, x.created_at \
                    FROM executions x \
-                   WHERE x.project_id = p.project_id AND x.status = 'queued' AND x.is_async \
+                   WHERE x.project_id = p.project_id AND x.status = '{}' AND x.is_async \
                    ORDER BY x.created_at LIMIT $2 \
                    FOR UPDATE OF x SKIP LOCKED) e",
-            )
+                ExecutionStatus::Queued
+            ))
             .bind::<Array<Text>, _>(&projects)
             .bind::<BigInt, _>(per_project)
             .load(conn)?;
@@ -539,7 +477,7 @@ impl Store {
             for (agent, ids) in &by_agent {
                 diesel::update(executions::table.filter(executions::id.eq_any(ids)))
                     .set((
-                        executions::status.eq("running"),
+                        executions::status.eq(ExecutionStatus::Running),
                         executions::agent_id.eq(&**agent),
                         executions::attempts.eq(executions::attempts + 1),
                         executions::leader_epoch.eq(fence.epoch),
@@ -553,7 +491,7 @@ impl Store {
             for (id, reason) in &failed {
                 diesel::update(executions::table.filter(executions::id.eq(id)))
                     .set((
-                        executions::status.eq("error"),
+                        executions::status.eq(ExecutionStatus::Error),
                         executions::error.eq(Some(platform_error(reason))),
                         executions::leader_epoch.eq(fence.epoch),
                         executions::finished_at.eq(now),
@@ -584,7 +522,7 @@ impl Store {
             for (id, attempt, finish) in items {
                 let target = executions::table
                     .filter(executions::id.eq(id))
-                    .filter(executions::status.eq("running"))
+                    .filter(executions::status.eq(ExecutionStatus::Running))
                     .filter(executions::attempts.eq(attempt));
                 changed += match finish {
                     Finish::Completed {
@@ -615,7 +553,7 @@ impl Store {
                             sql::<Integer>(if *refund { "attempts - 1" } else { "attempts" });
                         let n = diesel::update(target)
                             .set((
-                                executions::status.eq("queued"),
+                                executions::status.eq(ExecutionStatus::Queued),
                                 executions::attempts.eq(attempts),
                                 executions::leader_epoch.eq(fence.epoch),
                                 executions::agent_id.eq(None::<String>),
@@ -627,7 +565,7 @@ impl Store {
                     }
                     Finish::Fail(reason) => diesel::update(target)
                         .set((
-                            executions::status.eq("error"),
+                            executions::status.eq(ExecutionStatus::Error),
                             executions::error.eq(Some(platform_error(reason))),
                             executions::leader_epoch.eq(fence.epoch),
                             executions::finished_at.eq(now),
@@ -646,7 +584,7 @@ impl Store {
     pub fn running(&self) -> Result<Vec<Running>, StorageError> {
         let mut conn = self.conn()?;
         Ok(executions::table
-            .filter(executions::status.eq("running"))
+            .filter(executions::status.eq(ExecutionStatus::Running))
             .filter(executions::is_async.eq(true))
             .select((
                 executions::id,
@@ -775,18 +713,19 @@ fn queued_projects(
     let fetch = i64::try_from(wanted.saturating_add(skip.len())).unwrap_or(i64::MAX);
     let scan =
         |conn: &mut PgConnection, after: &str| -> Result<Vec<String>, diesel::result::Error> {
-            let rows: Vec<Project> = diesel::sql_query(
+            let rows: Vec<Project> = diesel::sql_query(format!(
                 "WITH RECURSIVE p(project_id) AS ( \
                SELECT (SELECT project_id FROM executions \
-                       WHERE status = 'queued' AND project_id > $1 \
+                       WHERE status = '{queued}' AND project_id > $1 \
                        ORDER BY project_id LIMIT 1) \
                UNION ALL \
                SELECT (SELECT project_id FROM executions \
-                       WHERE status = 'queued' AND project_id > p.project_id \
+                       WHERE status = '{queued}' AND project_id > p.project_id \
                        ORDER BY project_id LIMIT 1) \
                FROM p WHERE p.project_id IS NOT NULL) \
              SELECT project_id FROM p WHERE project_id IS NOT NULL LIMIT $2",
-            )
+                queued = ExecutionStatus::Queued
+            ))
             .bind::<Text, _>(after)
             .bind::<BigInt, _>(fetch)
             .load(conn)?;
@@ -862,7 +801,11 @@ fn round_robin(
 }
 
 /// One entry of the retirement log, as read.
-pub use crate::retirements::Entry;
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub key: RetiredKey,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
 
 fn retirement_rows(
     conn: &mut PgConnection,

@@ -6,11 +6,13 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Integer, Text, Timestamptz};
 
-use super::{fenced, StorageError, Store};
-use crate::leader::Fence;
+use super::{fenced, Fence, StorageError, Store};
+use crate::ExecutionStatus;
 
-/// The statuses after which an execution never changes (only these are ever purged).
-const TERMINAL: &str = "('succeeded', 'failed', 'timeout', 'oom', 'error')";
+/// The statuses after which an execution never changes (only these are ever purged), as SQL.
+fn terminal() -> String {
+    ExecutionStatus::sql_list(&ExecutionStatus::TERMINAL)
+}
 
 #[derive(QueryableByName)]
 struct Stamp {
@@ -41,11 +43,12 @@ impl Store {
         batch: u32,
     ) -> Result<usize, StorageError> {
         let mut conn = self.conn()?;
+        let terminal = terminal();
         fenced(&mut conn, fence, |conn| {
             Ok(diesel::sql_query(format!(
                 "DELETE FROM executions WHERE id IN ( \
                SELECT id FROM executions \
-               WHERE created_at < now() - make_interval(days => $1) AND status IN {TERMINAL} \
+               WHERE created_at < now() - make_interval(days => $1) AND status IN {terminal} \
                ORDER BY created_at LIMIT $2)"
             ))
             .bind::<Integer, _>(days(days_kept))
@@ -66,6 +69,7 @@ impl Store {
         from: DateTime<Utc>,
     ) -> Result<(usize, DateTime<Utc>), StorageError> {
         let mut conn = self.conn()?;
+        let terminal = terminal();
         let cutoff: Stamp =
             diesel::sql_query("SELECT now() - make_interval(days => $1) AS created_at")
                 .bind::<Integer, _>(days(days_kept))
@@ -74,7 +78,7 @@ impl Store {
             "UPDATE executions SET result = NULL, logs = '', input = NULL, spec = NULL \
              WHERE id IN ( \
                SELECT id FROM executions \
-               WHERE created_at >= $1 AND created_at < $2 AND status IN {TERMINAL} \
+               WHERE created_at >= $1 AND created_at < $2 AND status IN {terminal} \
                  AND (result IS NOT NULL OR logs <> '' OR input IS NOT NULL OR spec IS NOT NULL) \
                ORDER BY created_at LIMIT $3) \
              RETURNING created_at"

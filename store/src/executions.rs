@@ -7,10 +7,7 @@ use uuid::Uuid;
 
 use super::paging::{after, order, Page, PageRequest, SortValue};
 use super::schema::executions;
-use super::{scoped, DbError, DbResult, Scope};
-
-/// Statuses after which an execution never changes again.
-pub const TERMINAL: &[&str] = &["succeeded", "failed", "timeout", "oom", "error"];
+use super::{scoped, DbError, DbResult, ExecutionStatus, Scope};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = executions)]
@@ -20,7 +17,7 @@ pub struct Execution {
     pub function_id: Uuid,
     pub function_version: i32,
     pub alias: Option<String>,
-    pub status: String,
+    pub status: ExecutionStatus,
     pub is_async: bool,
     pub input: Option<Vec<u8>>,
     pub input_size: i32,
@@ -50,7 +47,7 @@ pub struct ExecutionSummary {
     pub function_id: Uuid,
     pub function_version: i32,
     pub alias: Option<String>,
-    pub status: String,
+    pub status: ExecutionStatus,
     pub is_async: bool,
     pub input_size: i32,
     pub result: Option<String>,
@@ -71,7 +68,7 @@ pub struct ExecutionSummary {
 #[derive(Debug, Default)]
 pub struct ExecutionFilter {
     pub function_id: Option<Uuid>,
-    pub status: Option<String>,
+    pub status: Option<ExecutionStatus>,
 }
 
 type Boxed<'a> = executions::BoxedQuery<'a, diesel::pg::Pg>;
@@ -105,7 +102,7 @@ pub fn enqueue(conn: &mut PgConnection, row: &Execution) -> DbResult<ExecutionSu
             .values(row)
             .returning(ExecutionSummary::as_returning())
             .get_result(conn)?;
-        diesel::sql_query("NOTIFY fresco_executions").execute(conn)?;
+        diesel::sql_query(format!("NOTIFY {}", super::queue::QUEUE_CHANNEL)).execute(conn)?;
         Ok(queued)
     })?)
 }
@@ -135,7 +132,7 @@ pub fn list(
         query = query.filter(executions::function_id.eq(function));
     }
     if let Some(status) = &filter.status {
-        query = query.filter(executions::status.eq(status.clone()));
+        query = query.filter(executions::status.eq(*status));
     }
     if let Some(marker) = page.marker {
         let row = get(conn, scope, marker)?;
@@ -160,17 +157,17 @@ pub fn list(
 
 /// Deletes a finished execution; a queued or running one is a `Conflict`.
 pub fn delete(conn: &mut PgConnection, scope: &Scope, id: Uuid) -> DbResult<()> {
-    let status: String = in_scope(scope)
+    let status: ExecutionStatus = in_scope(scope)
         .filter(executions::id.eq(id))
         .select(executions::status)
         .first(conn)?;
-    if !TERMINAL.contains(&status.as_str()) {
+    if !status.is_terminal() {
         return Err(DbError::Conflict(format!("execution is {status}")));
     }
     diesel::delete(
         executions::table
             .filter(executions::id.eq(id))
-            .filter(executions::status.eq_any(TERMINAL)),
+            .filter(executions::status.eq_any(ExecutionStatus::TERMINAL)),
     )
     .execute(conn)?;
     Ok(())
@@ -179,14 +176,14 @@ pub fn delete(conn: &mut PgConnection, scope: &Scope, id: Uuid) -> DbResult<()> 
 /// Usage of one project: executions by status and GB-seconds (memory × duration).
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Usage {
-    pub by_status: Vec<(String, i64)>,
+    pub by_status: Vec<(ExecutionStatus, i64)>,
     pub gb_seconds: f64,
 }
 
 pub fn usage(conn: &mut PgConnection, project_id: &str) -> DbResult<Usage> {
     use diesel::dsl::sql;
     use diesel::sql_types::{BigInt, Double};
-    let by_status: Vec<(String, i64)> = executions::table
+    let by_status: Vec<(ExecutionStatus, i64)> = executions::table
         .filter(executions::project_id.eq(project_id))
         .group_by(executions::status)
         .select((executions::status, sql::<BigInt>("count(*)")))
@@ -212,10 +209,13 @@ pub fn queued(conn: &mut PgConnection, project_id: &str, cap: Option<i64>) -> Db
         #[diesel(sql_type = BigInt)]
         n: i64,
     }
-    let counted: Count = diesel::sql_query(
+    // The status is part of the statement's text (not a parameter), so the plan is the
+    // partial index of queued rows.
+    let counted: Count = diesel::sql_query(format!(
         "SELECT count(*) AS n FROM (SELECT 1 FROM executions \
-         WHERE project_id = $1 AND status = 'queued' LIMIT $2) AS q",
-    )
+         WHERE project_id = $1 AND status = '{}' LIMIT $2) AS q",
+        ExecutionStatus::Queued
+    ))
     .bind::<Text, _>(project_id)
     .bind::<diesel::sql_types::Nullable<BigInt>, _>(cap)
     .get_result(conn)?;
@@ -226,7 +226,7 @@ pub fn queued(conn: &mut PgConnection, project_id: &str, cap: Option<i64>) -> Db
 pub fn in_flight(conn: &mut PgConnection, project_id: &str) -> DbResult<i64> {
     Ok(executions::table
         .filter(executions::project_id.eq(project_id))
-        .filter(executions::status.eq_any(["queued", "running"]))
+        .filter(executions::status.eq_any([ExecutionStatus::Queued, ExecutionStatus::Running]))
         .count()
         .get_result(conn)?)
 }
