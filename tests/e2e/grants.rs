@@ -79,9 +79,11 @@ fn invocations_go_on_after_an_agent_restart() {
     assert_eq!(status, "succeeded");
     // The agent restarts while this API holds a grant for it (signed before it started, so
     // it refuses the grant: 401, nothing runs).
+    // Down for longer than the tokens' clock-skew leeway (5 s), so the grant is older than
+    // the new agent process by more than the leeway and is refused.
     stack.agents[0].kill();
+    std::thread::sleep(Duration::from_secs(7));
     stack.agents[0].start();
-    std::thread::sleep(Duration::from_secs(3));
     stack.wait_for_agents(1);
     let (status, body) = crate::invoke_json(&stack, ALICE, "hello", &json!({"name": "after"}));
     assert_eq!(status, "succeeded", "{body}");
