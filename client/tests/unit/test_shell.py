@@ -28,7 +28,13 @@ def _clear_os_env(monkeypatch):
 @pytest.fixture
 def openstack(monkeypatch, capsys, tmp_path):
     _clear_os_env(monkeypatch)
-    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(tmp_path / "no-clouds.yaml"))
+    # openstacksdk skips a config file that does not exist and reads the user's own
+    # clouds.yaml instead, where a single cloud (tools/up writes fresco-dev) becomes the default
+    # cloud of every command; an empty file of our own keeps these runs to their arguments.
+    clouds = tmp_path / "clouds.yaml"
+    clouds.write_text("clouds: {}\n")
+    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(clouds))
+    monkeypatch.setenv("OS_CLIENT_SECURE_FILE", str(tmp_path / "secure.yaml"))
     monkeypatch.chdir(tmp_path)
 
     def _run(*argv):
