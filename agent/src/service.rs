@@ -188,6 +188,61 @@ fn platform_error(kind: &str, message: String) -> FunctionError {
     }
 }
 
+/// How an invocation found its sandbox.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Start {
+    /// Its runtime was waiting for the next event.
+    Warm,
+    /// A new sandbox (started, or claimed from the pre-warmed pool: `prewarmed`), prepared
+    /// in `prepared_ms` before its runtime got the event.
+    Cold { prepared_ms: f64, prewarmed: bool },
+}
+
+/// `(duration_ms, init_ms)` of an invocation dispatched at `started` whose runtime took the
+/// event at `taken` (if it did) and that ended at `ended`. A cold start's initialisation
+/// (the sandbox's preparation, the runtime's boot, the handler's import) is `init_ms`, as
+/// Lambda reports it, and not part of the duration; a runtime that never took the event
+/// spent all of it initialising.
+fn timings(
+    start: &Start,
+    started: Instant,
+    taken: Option<Instant>,
+    ended: Instant,
+) -> (f64, Option<f64>) {
+    let whole = ms(ended.saturating_duration_since(started));
+    match (start, taken) {
+        (Start::Warm, _) => (whole, None),
+        (Start::Cold { prepared_ms, .. }, Some(taken)) => (
+            ms(ended.saturating_duration_since(taken)),
+            Some(prepared_ms + ms(taken.saturating_duration_since(started))),
+        ),
+        (Start::Cold { prepared_ms, .. }, None) => (whole, Some(prepared_ms + whole)),
+    }
+}
+
+/// The line that ends every invocation's log, as Lambda writes it: request id, duration,
+/// billed duration (whole milliseconds, rounded up), memory size, max memory used and, for a
+/// cold or pre-warmed start, the init duration.
+pub fn report_line(result: &RunResult, memory_mb: i32) -> String {
+    let mut line = format!(
+        "REPORT RequestId: {}\tDuration: {:.2} ms\tBilled Duration: {} ms\tMemory Size: {} MB\tMax Memory Used: {} MB",
+        result.execution_id,
+        result.duration_ms,
+        result.duration_ms.max(0.0).ceil().max(1.0) as u64,
+        memory_mb,
+        result.max_memory_mb.map_or(0, |m| m.max(0.0).ceil() as u64),
+    );
+    if let Some(init) = result.init_ms {
+        line.push_str(&format!("\tInit Duration: {init:.2} ms"));
+    }
+    let separator = if result.logs.is_empty() || result.logs.ends_with('\n') {
+        ""
+    } else {
+        "\n"
+    };
+    format!("{separator}{line}\n")
+}
+
 /// What ended an invocation, before it becomes a `RunResult`.
 enum Ending {
     Outcome(Outcome),
@@ -466,14 +521,22 @@ impl<E: ContainerEngine> Agent<E> {
                             cpu_ms: None,
                             output_truncated: false,
                             retry_safe: true,
+                            prewarmed: false,
                         });
                     }
                 }
             }
         };
         let cold = !container.used.swap(true, Ordering::SeqCst);
+        let start = match (cold, init_ms) {
+            (false, _) => Start::Warm,
+            (true, init) => Start::Cold {
+                prepared_ms: init.unwrap_or(0.0),
+                prewarmed: false,
+            },
+        };
         Ok(self
-            .invoke(spec, execution_id, &key, container, cold, init_ms, payload)
+            .invoke(spec, execution_id, &key, container, start, payload)
             .await)
     }
 
@@ -533,10 +596,10 @@ impl<E: ContainerEngine> Agent<E> {
         execution_id: Uuid,
         key: &str,
         container: Arc<Container>,
-        cold: bool,
-        init_ms: Option<f64>,
+        start: Start,
         payload: Bytes,
     ) -> RunResult {
+        let cold = !matches!(start, Start::Warm);
         if !cold {
             container.begin_output();
         }
@@ -563,6 +626,8 @@ impl<E: ContainerEngine> Agent<E> {
             timeout
         };
         let started = Instant::now();
+        // When the runtime took the event: before it, the runtime was initialising.
+        let mut taken_at = None;
         let ending = match container.channel.dispatch(invocation) {
             Ok(mut rx) => {
                 let taken_or_done = tokio::time::timeout(init_limit, async {
@@ -576,11 +641,14 @@ impl<E: ContainerEngine> Agent<E> {
                     Err(_) => Ending::Timeout,
                     Ok(Some(Ok(outcome))) => Ending::Outcome(outcome),
                     Ok(Some(Err(_))) => Ending::Lost,
-                    Ok(None) => match tokio::time::timeout(timeout, rx).await {
-                        Ok(Ok(outcome)) => Ending::Outcome(outcome),
-                        Ok(Err(_)) => Ending::Lost,
-                        Err(_) => Ending::Timeout,
-                    },
+                    Ok(None) => {
+                        taken_at = Some(Instant::now());
+                        match tokio::time::timeout(timeout, rx).await {
+                            Ok(Ok(outcome)) => Ending::Outcome(outcome),
+                            Ok(Err(_)) => Ending::Lost,
+                            Err(_) => Ending::Timeout,
+                        }
+                    }
                 }
             }
             Err(DispatchError::Dead(_)) => Ending::NotRun("the container had stopped"),
@@ -598,7 +666,7 @@ impl<E: ContainerEngine> Agent<E> {
             },
             other => other,
         };
-        let duration_ms = ms(started.elapsed());
+        let (duration_ms, init_ms) = timings(&start, started, taken_at, Instant::now());
         let sync_started = Instant::now();
         self.collect_output(&container, &ending).await;
         let sync_ms = ms(sync_started.elapsed());
@@ -619,6 +687,13 @@ impl<E: ContainerEngine> Agent<E> {
             cpu_ms: None,
             output_truncated: false,
             retry_safe: false,
+            prewarmed: matches!(
+                start,
+                Start::Cold {
+                    prewarmed: true,
+                    ..
+                }
+            ),
         };
         let reusable = match ending {
             Ending::Outcome(Outcome::Response(body)) => {
@@ -719,6 +794,7 @@ impl<E: ContainerEngine> Agent<E> {
             }
         };
         (result.logs, result.output_truncated) = container.logs.take();
+        result.logs.push_str(&report_line(&result, spec.memory_mb));
         let keep =
             reusable && container.channel.is_usable() && !self.shutting_down.load(Ordering::SeqCst);
         // Bill what the sandbox used since the last invocation was billed: this one, and what
@@ -1120,6 +1196,66 @@ mod tests {
         assert!(!run(&h, &fail, "{}").await.cold, "reused after an error");
     }
 
+    #[test]
+    fn cold_starts_report_their_initialisation_apart_from_the_duration() {
+        let t0 = Instant::now();
+        let (taken, ended) = (
+            t0 + Duration::from_millis(30),
+            t0 + Duration::from_millis(35),
+        );
+        let cold = Start::Cold {
+            prepared_ms: 60.0,
+            prewarmed: false,
+        };
+        let (duration, init) = timings(&cold, t0, Some(taken), ended);
+        assert!((duration - 5.0).abs() < 0.01, "{duration}");
+        assert!((init.expect("init") - 90.0).abs() < 0.01, "{init:?}");
+        let (duration, init) = timings(&cold, t0, None, ended);
+        assert!((duration - 35.0).abs() < 0.01);
+        assert!(
+            (init.expect("init") - 95.0).abs() < 0.01,
+            "never took the event"
+        );
+        let (duration, init) = timings(&Start::Warm, t0, Some(taken), ended);
+        assert!((duration - 35.0).abs() < 0.01);
+        assert_eq!(init, None, "a warm start has no init duration");
+    }
+
+    #[test]
+    fn the_report_line_ends_the_log_like_lambda() {
+        let mut result = RunResult {
+            execution_id: Uuid::nil(),
+            status: RunStatus::Succeeded,
+            response: None,
+            error: None,
+            duration_ms: 1.234,
+            init_ms: Some(12.5),
+            max_memory_mb: Some(17.2),
+            cold: true,
+            logs: "no newline".into(),
+            cpu_ms: None,
+            output_truncated: false,
+            retry_safe: false,
+            prewarmed: true,
+        };
+        assert_eq!(
+            report_line(&result, 128),
+            "\nREPORT RequestId: 00000000-0000-0000-0000-000000000000\tDuration: 1.23 ms\t\
+             Billed Duration: 2 ms\tMemory Size: 128 MB\tMax Memory Used: 18 MB\t\
+             Init Duration: 12.50 ms\n"
+        );
+        result.logs = "line\n".into();
+        result.init_ms = None;
+        result.duration_ms = 0.2;
+        let warm = report_line(&result, 256);
+        assert!(warm.starts_with("REPORT RequestId: "), "{warm}");
+        assert!(
+            warm.contains("Billed Duration: 1 ms\tMemory Size: 256 MB"),
+            "{warm}"
+        );
+        assert!(!warm.contains("Init Duration"), "{warm}");
+    }
+
     #[tokio::test]
     async fn timeouts_kill_the_container_and_free_its_memory() {
         let h = harness(1024);
@@ -1192,7 +1328,13 @@ mod tests {
     async fn output_of_the_invocation_is_returned() {
         let h = harness(1024);
         let result = run(&h, &spec("log"), r#""x""#).await;
-        assert_eq!(result.logs, "log line \"x\"\n");
+        assert!(
+            result
+                .logs
+                .starts_with("log line \"x\"\nREPORT RequestId: "),
+            "{}",
+            result.logs
+        );
     }
 
     #[tokio::test]
@@ -1817,7 +1959,8 @@ mod tests {
         assert!(big.output_truncated);
         let error = big.error.expect("error");
         assert_eq!(error.error_type, "Function.OutputLimitExceeded");
-        assert!(big.logs.len() < 300, "{}", big.logs.len());
+        let output = big.logs.split("REPORT RequestId: ").next().unwrap_or("");
+        assert!(output.len() < 300, "{}", output.len());
         assert!(
             big.logs.contains("output limit of 65536 bytes"),
             "{}",

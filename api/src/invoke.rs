@@ -583,6 +583,7 @@ impl Invoker {
             started_at: Some(created_at),
             finished_at: Some(finished_at),
             cpu_ms: result.cpu_ms,
+            init_duration_ms: result.init_ms,
         });
         Ok(Outcome {
             execution_id,
@@ -678,6 +679,7 @@ impl Invoker {
             started_at: Some(created_at),
             finished_at: Some(Utc::now()),
             cpu_ms: None,
+            init_duration_ms: None,
         });
         InvokeError::AgentFailed {
             execution_id,
@@ -762,5 +764,6 @@ pub fn queued_execution(target: &Target, payload: &RawValue) -> Result<Execution
         started_at: None,
         finished_at: None,
         cpu_ms: None,
+        init_duration_ms: None,
     })
 }

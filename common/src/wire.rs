@@ -158,7 +158,9 @@ pub struct RunResult {
     pub error: Option<FunctionError>,
     /// Wall-clock time of the invocation inside the agent, in milliseconds.
     pub duration_ms: f64,
-    /// Time spent creating and starting a container, when the run was cold.
+    /// A cold or pre-warmed start: the time the runtime spent initialising before it took
+    /// the event (a cold one: the sandbox's start, the runtime's boot, the handler's import;
+    /// a pre-warmed one: its claim and the handler's import). `None` when warm.
     pub init_ms: Option<f64>,
     /// Peak memory of the container in MB, where the engine reports it.
     pub max_memory_mb: Option<f64>,
@@ -177,6 +179,9 @@ pub struct RunResult {
     /// execution (e.g. its container could not be created), so another agent may run it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub retry_safe: bool,
+    /// A cold start served by a pre-warmed sandbox claimed for the function (`cold` is true).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub prewarmed: bool,
 }
 
 /// Warm containers an agent holds for one function version.

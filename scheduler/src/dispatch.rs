@@ -607,6 +607,7 @@ impl Inner {
                         result.cpu_ms,
                         result.cold,
                         result.logs,
+                        result.init_ms,
                     ),
                     warm,
                 )

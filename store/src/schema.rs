@@ -110,6 +110,7 @@ diesel::table! {
         /// Generated from `spec` while queued or running (read-only).
         code_sha256 -> Nullable<Text>,
         cpu_ms -> Nullable<Float8>,
+        init_duration_ms -> Nullable<Float8>,
     }
 }
 

@@ -618,6 +618,7 @@ async fn run(state: web::Data<AgentState>, req: HttpRequest, body: web::Bytes) -
             cpu_ms: None,
             output_truncated: false,
             retry_safe: false,
+            prewarmed: false,
         });
     }
     HttpResponse::Ok().json(RunResult {
@@ -633,6 +634,7 @@ async fn run(state: web::Data<AgentState>, req: HttpRequest, body: web::Bytes) -
         cpu_ms: Some(0.5),
         output_truncated: false,
         retry_safe: false,
+        prewarmed: false,
     })
 }
 
