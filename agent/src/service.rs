@@ -18,12 +18,15 @@ use uuid::Uuid;
 use crate::clock::now_ms;
 use crate::code::{CodeCache, CodeError, CodeOptions};
 use crate::config::Settings;
-use crate::container::{function_arn, Container, ContainerError, Sandboxes, LABEL_AGENT};
+use crate::container::{
+    build_env, function_arn, Container, ContainerError, PrewarmSpec, Sandboxes, LABEL_AGENT,
+};
 use crate::engine::host::{HostControl, LinuxHost};
 use crate::engine::net::agent_tag;
 use crate::engine::{ContainerEngine, EngineError};
 use crate::logs::OutputLimit;
 use crate::pool::{Acquired, Pools};
+use crate::prewarm::Prewarmed;
 use crate::retire::Retired;
 use crate::runtime_api::{DispatchError, Invocation, Outcome};
 use crate::tickets::{AdmitError, TicketGate};
@@ -59,6 +62,9 @@ pub enum RunError {
     /// The container engine cannot be reached; nothing ran.
     #[error("{0}")]
     EngineUnavailable(String),
+    /// The function's image is not on this node (this agent does not pull); nothing ran.
+    #[error("{0}")]
+    NoImage(String),
 }
 
 impl From<AdmitError> for RunError {
@@ -93,6 +99,10 @@ pub enum StartupError {
 pub struct Metrics {
     pub runs: std::sync::atomic::AtomicU64,
     pub cold_starts: std::sync::atomic::AtomicU64,
+    /// First invocations served by a claimed pre-warmed sandbox.
+    pub prewarmed_claims: std::sync::atomic::AtomicU64,
+    /// Pre-warmed sandboxes started.
+    pub prewarmed_started: std::sync::atomic::AtomicU64,
     pub timeouts: std::sync::atomic::AtomicU64,
     /// Idle sandboxes destroyed because they could not be frozen (or thawed).
     pub freeze_failures: std::sync::atomic::AtomicU64,
@@ -111,6 +121,10 @@ pub struct Agent<E: ContainerEngine> {
     tls: InternalTls,
     code: CodeCache,
     pools: Mutex<Pools<Arc<Container>>>,
+    /// Pre-warmed sandboxes (their memory is held in `pools`; lock `pools` first).
+    prewarmed: Mutex<Prewarmed<Arc<Container>>>,
+    /// Wakes the pre-warmed pools' refill (a sandbox was claimed).
+    prewarm_wake: tokio::sync::Notify,
     running: AtomicU32,
     images: Mutex<Vec<String>>,
     shutting_down: AtomicBool,
@@ -198,6 +212,26 @@ enum Start {
     Cold { prepared_ms: f64, prewarmed: bool },
 }
 
+/// The result of an execution whose sandbox could not be prepared: a platform error none of
+/// the function ran in (another agent may run it).
+fn not_started(execution_id: Uuid, error: FunctionError, started: Instant) -> RunResult {
+    RunResult {
+        execution_id,
+        status: RunStatus::Error,
+        response: None,
+        error: Some(error),
+        duration_ms: ms(started.elapsed()),
+        init_ms: None,
+        max_memory_mb: None,
+        cold: true,
+        logs: String::new(),
+        cpu_ms: None,
+        output_truncated: false,
+        retry_safe: true,
+        prewarmed: false,
+    }
+}
+
 /// `(duration_ms, init_ms)` of an invocation dispatched at `started` whose runtime took the
 /// event at `taken` (if it did) and that ended at `ended`. A cold start's initialisation
 /// (the sandbox's preparation, the runtime's boot, the handler's import) is `init_ms`, as
@@ -256,6 +290,8 @@ enum Ending {
 enum StartFailure {
     /// The engine cannot be reached: the agent refuses work until it can.
     EngineDown(String),
+    /// The image is not on this node: the agent refuses this run, another may take it.
+    NoImage(String),
     Failed(FunctionError),
 }
 
@@ -286,6 +322,8 @@ impl<E: ContainerEngine> Agent<E> {
         );
         Ok(Self {
             pools: Mutex::new(Pools::new(settings.memory_mb)),
+            prewarmed: Mutex::new(Prewarmed::new(&settings.prewarm)),
+            prewarm_wake: tokio::sync::Notify::new(),
             sandboxes: Arc::new(Sandboxes::new(
                 Arc::new(host),
                 settings.sandbox_uid_base,
@@ -479,6 +517,7 @@ impl<E: ContainerEngine> Agent<E> {
                         self.destroy_later(container);
                     }
                 },
+                Acquired::Full { .. } if self.evict_prewarmed() => {}
                 other => break other,
             }
         };
@@ -493,6 +532,26 @@ impl<E: ContainerEngine> Agent<E> {
                 for old in evicted {
                     self.destroy_later(old);
                 }
+                match self.claim_prewarmed(spec, ticket, ticket_id).await {
+                    Ok(Some(container)) => {
+                        self.metrics
+                            .prewarmed_claims
+                            .fetch_add(1, Ordering::Relaxed);
+                        container.used.store(true, Ordering::SeqCst);
+                        let start = Start::Cold {
+                            prepared_ms: ms(started.elapsed()),
+                            prewarmed: true,
+                        };
+                        return Ok(self
+                            .invoke(spec, execution_id, &key, container, start, payload)
+                            .await);
+                    }
+                    Ok(None) => {}
+                    Err(error) => {
+                        self.pools().retire(&key);
+                        return Ok(not_started(execution_id, error, started));
+                    }
+                }
                 match self.start_container(spec, ticket, ticket_id).await {
                     Ok(container) => {
                         self.metrics.cold_starts.fetch_add(1, Ordering::Relaxed);
@@ -506,23 +565,14 @@ impl<E: ContainerEngine> Agent<E> {
                             "container engine unavailable: {reason}"
                         )));
                     }
+                    Err(StartFailure::NoImage(reason)) => {
+                        self.pools().retire(&key);
+                        log::warn!("execution {execution_id}: {reason}; refused");
+                        return Err(RunError::NoImage(reason));
+                    }
                     Err(StartFailure::Failed(error)) => {
                         self.pools().retire(&key);
-                        return Ok(RunResult {
-                            execution_id,
-                            status: RunStatus::Error,
-                            response: None,
-                            error: Some(error),
-                            duration_ms: ms(started.elapsed()),
-                            init_ms: None,
-                            max_memory_mb: None,
-                            cold: true,
-                            logs: String::new(),
-                            cpu_ms: None,
-                            output_truncated: false,
-                            retry_safe: true,
-                            prewarmed: false,
-                        });
+                        return Ok(not_started(execution_id, error, started));
                     }
                 }
             }
@@ -560,6 +610,223 @@ impl<E: ContainerEngine> Agent<E> {
         self.engine_down.load(Ordering::SeqCst)
     }
 
+    /// A pre-warmed sandbox claimed for `spec` (its code in place, its runtime told the
+    /// function), when the function may use one and one is ready; `None` otherwise (a cold
+    /// start follows). A claimed sandbox that cannot be given the function is removed and
+    /// the next one tried.
+    async fn claim_prewarmed(
+        &self,
+        spec: &FunctionSpec,
+        ticket: &str,
+        ticket_id: Uuid,
+    ) -> Result<Option<Arc<Container>>, FunctionError> {
+        let memory_mb = u64::try_from(spec.memory_mb).unwrap_or(0);
+        let Some(pool) = self.prewarm_pool_for(spec) else {
+            return Ok(None);
+        };
+        loop {
+            let taken = {
+                let mut pools = self.pools();
+                let taken = self.prewarmed().take(&pool, Instant::now());
+                if taken.is_some() {
+                    // The function's own reservation counts from now on.
+                    pools.unhold(memory_mb);
+                }
+                taken
+            };
+            self.prewarm_wake.notify_one();
+            let Some(container) = taken else {
+                return Ok(None);
+            };
+            if !container.channel.is_usable() {
+                self.destroy_later(container);
+                continue;
+            }
+            let code = match &spec.code_sha256 {
+                Some(sha) => match self
+                    .code
+                    .get(&spec.project_id, sha, ticket, ticket_id)
+                    .await
+                {
+                    Ok(code) => Some(code),
+                    Err(e) => {
+                        self.destroy_later(container);
+                        return Err(platform_error("CodeUnavailable", e.to_string()));
+                    }
+                },
+                None => None,
+            };
+            match container
+                .claim(code, build_env(spec, &container.name))
+                .await
+            {
+                Ok(()) => return Ok(Some(container)),
+                Err(e) => {
+                    log::warn!(
+                        "cannot claim pre-warmed {}: {e}; removing it",
+                        container.name
+                    );
+                    self.destroy_later(container);
+                }
+            }
+        }
+    }
+
+    /// The pre-warmed pool a function may claim from: one of its runtime kind, image and
+    /// memory size, for a function without network (a pre-warmed sandbox has none), whose
+    /// environment the already started runtime can honour (variables a Python interpreter
+    /// reads only as it starts, or the dynamic loader, need a cold start).
+    fn prewarm_pool_for(&self, spec: &FunctionSpec) -> Option<PrewarmSpec> {
+        if spec.network {
+            return None;
+        }
+        if spec.runtime_kind == "python"
+            && spec.environment.keys().any(|name| {
+                ["PYTHON", "LD_", "LC_"]
+                    .iter()
+                    .any(|prefix| name.starts_with(prefix))
+                    || matches!(name.as_str(), "LANG" | "TZ" | "HOME" | "PATH")
+            })
+        {
+            return None;
+        }
+        let memory_mb = u64::try_from(spec.memory_mb).ok()?;
+        self.prewarmed()
+            .pool_for(&spec.runtime_kind, &spec.image, memory_mb)
+            .cloned()
+    }
+
+    /// Ready pre-warmed sandboxes per pool.
+    pub fn prewarmed_snapshot(&self) -> Vec<fresco_common::wire::PrewarmedPool> {
+        self.prewarmed().snapshot()
+    }
+
+    fn prewarmed(&self) -> std::sync::MutexGuard<'_, Prewarmed<Arc<Container>>> {
+        self.prewarmed.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Removes one ready pre-warmed sandbox to make room for a function; false when there is
+    /// none.
+    fn evict_prewarmed(&self) -> bool {
+        let evicted = {
+            let mut pools = self.pools();
+            let evicted = self.prewarmed().evict();
+            if let Some((memory_mb, _)) = &evicted {
+                pools.unhold(*memory_mb);
+            }
+            evicted
+        };
+        match evicted {
+            Some((_, container)) => {
+                self.destroy_later(container);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Keeps the pre-warmed pools filled, off the invocation path: woken by each claim and
+    /// every 250 ms; removes sandboxes beyond the pools' targets when demand falls.
+    pub async fn keep_prewarmed(self: Arc<Self>) {
+        if !self.prewarmed().is_enabled() {
+            return;
+        }
+        self.refresh_images().await;
+        loop {
+            if !self.shutting_down.load(Ordering::SeqCst) && !self.engine_down() {
+                self.fill_prewarmed();
+                let surplus = {
+                    let mut pools = self.pools();
+                    let surplus = self.prewarmed().surplus(Instant::now());
+                    for (memory_mb, _) in &surplus {
+                        pools.unhold(*memory_mb);
+                    }
+                    surplus
+                };
+                for (_, container) in surplus {
+                    self.destroy_later(container);
+                }
+            }
+            tokio::select! {
+                () = self.prewarm_wake.notified() => {}
+                () = tokio::time::sleep(Duration::from_millis(250)) => {}
+            }
+        }
+    }
+
+    /// Starts the pre-warmed sandboxes the pools want now (each in a task of its own).
+    fn fill_prewarmed(self: &Arc<Self>) {
+        let images = self
+            .images
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let wanted = {
+            let mut pools = self.pools();
+            self.prewarmed().to_start(
+                Instant::now(),
+                |image| images.iter().any(|i| i == image),
+                |memory_mb| pools.hold(memory_mb),
+            )
+        };
+        for prewarm in wanted {
+            let agent = Arc::clone(self);
+            tokio::spawn(async move { agent.start_prewarmed(prewarm).await });
+        }
+    }
+
+    /// Starts one pre-warmed sandbox, waits until its runtime waits for a function, freezes
+    /// it and puts it in its pool (its memory is already held).
+    async fn start_prewarmed(&self, prewarm: PrewarmSpec) {
+        let started =
+            Container::start_prewarmed(&self.engine, &self.sandboxes, &self.settings, &prewarm)
+                .await;
+        let container = match started {
+            Ok(container) => container,
+            Err(e) => {
+                if let ContainerError::Engine(EngineError::Unavailable(_)) = &e {
+                    self.engine_down.store(true, Ordering::SeqCst);
+                }
+                log::warn!("cannot start a pre-warmed {} sandbox: {e}", prewarm.image);
+                self.pools().unhold(prewarm.memory_mb);
+                self.prewarmed().start_failed(&prewarm, Instant::now());
+                return;
+            }
+        };
+        let waiting = container
+            .channel
+            .wait_until_idle(self.settings.start_timeout)
+            .await;
+        let epoch = container.epoch();
+        let frozen = waiting
+            && match container.freeze_if_idle(epoch) {
+                Ok(true) => container
+                    .confirm_frozen(epoch, self.settings.freeze_timeout)
+                    .await
+                    .is_ok(),
+                _ => false,
+            };
+        if !frozen || self.shutting_down.load(Ordering::SeqCst) {
+            if !frozen {
+                log::warn!(
+                    "pre-warmed {} sandbox {} did not come to wait frozen; removing it",
+                    prewarm.image,
+                    container.name
+                );
+            }
+            container.destroy(&self.engine).await;
+            self.pools().unhold(prewarm.memory_mb);
+            self.prewarmed().start_failed(&prewarm, Instant::now());
+            return;
+        }
+        self.metrics
+            .prewarmed_started
+            .fetch_add(1, Ordering::Relaxed);
+        let pools = self.pools();
+        self.prewarmed().started(&prewarm, container);
+        drop(pools);
+    }
+
     async fn start_container(
         &self,
         spec: &FunctionSpec,
@@ -582,6 +849,9 @@ impl<E: ContainerEngine> Agent<E> {
             .map_err(|e| match e {
                 ContainerError::Engine(EngineError::Unavailable(reason)) => {
                     StartFailure::EngineDown(reason)
+                }
+                ContainerError::Engine(EngineError::NoSuchImage(image)) => {
+                    StartFailure::NoImage(format!("image {image} is not present on this node"))
                 }
                 other => {
                     StartFailure::Failed(platform_error("ContainerStartFailed", other.to_string()))
@@ -994,6 +1264,7 @@ impl<E: ContainerEngine> Agent<E> {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             engine_down: self.engine_down(),
             retired_seq: self.retired().acked(),
+            prewarmed: self.prewarmed().snapshot(),
         }
     }
 
@@ -1003,6 +1274,11 @@ impl<E: ContainerEngine> Agent<E> {
         let idle = self.pools().drain_idle();
         for container in idle {
             container.destroy(&self.engine).await;
+        }
+        let prewarmed = self.prewarmed().drain();
+        for (memory_mb, container) in prewarmed {
+            container.destroy(&self.engine).await;
+            self.pools().unhold(memory_mb);
         }
         match self
             .engine
@@ -1423,12 +1699,13 @@ mod tests {
         let h = harness(1024);
         let mut missing = spec("echo");
         missing.image = "missing".into();
-        let result = run(&h, &missing, "{}").await;
-        assert_eq!(result.status, RunStatus::Error);
-        assert!(result.retry_safe, "nothing ran: another agent may run it");
-        assert_eq!(
-            result.error.expect("error").error_type,
-            "Platform.ContainerStartFailed"
+        let refused = h
+            .agent
+            .run(&ticket_with(&missing, b"{}"), Bytes::from_static(b"{}"))
+            .await;
+        assert!(
+            matches!(&refused, Err(RunError::NoImage(m)) if m == "image missing is not present on this node"),
+            "a missing image is a clear refusal before anything ran, not an engine error: {refused:?}"
         );
         assert_eq!(h.agent.heartbeat("x").memory_mb_reserved, 0);
     }

@@ -8,8 +8,18 @@ use std::process::Command;
 use common::*;
 use serde_json::json;
 
+/// The function's own output: what comes before the `REPORT` line that ends every log (and
+/// the newline put before it when the output did not end with one).
 fn logs(result: &serde_json::Value) -> &str {
-    result["logs"].as_str().expect("logs")
+    let text = result["logs"].as_str().expect("logs");
+    let (output, report) = text
+        .rsplit_once("REPORT RequestId: ")
+        .unwrap_or_else(|| panic!("no REPORT line ends {text:?}"));
+    assert!(
+        report.ends_with(" MB\n") && report.contains("\tBilled Duration: "),
+        "{report:?}"
+    );
+    output.strip_suffix('\n').unwrap_or(output)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

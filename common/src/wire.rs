@@ -145,7 +145,8 @@ pub struct FunctionError {
 /// Header of an agent's 503 answer to a run request that it refused before any of the
 /// function ran: `engine-unavailable` (its container engine does not answer; its heartbeats
 /// say `engine_down` until it does), `no-capacity` (it has no room, whatever the scheduler
-/// thought), `shutting-down`. The caller may run the execution elsewhere.
+/// thought), `shutting-down`, `no-image` (the function's image is not on that node). The caller
+/// may run the execution elsewhere.
 pub const NOT_RUN_HEADER: &str = "x-fresco-not-run";
 
 /// What an agent answers to a run request.
@@ -216,6 +217,19 @@ pub struct Heartbeat {
     /// heard from a scheduler since it started (and so holds no container from before).
     #[serde(default)]
     pub retired_seq: Option<i64>,
+    /// Pre-warmed sandboxes ready to be claimed, per runtime image and memory size.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prewarmed: Vec<PrewarmedPool>,
+}
+
+/// Pre-warmed sandboxes an agent holds for one runtime image and memory size: started
+/// without a function, claimed by the first invocation of any function of that image and size
+/// on the node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrewarmedPool {
+    pub image: String,
+    pub memory_mb: i32,
+    pub ready: u32,
 }
 
 /// The PostgreSQL advisory lock (transaction-scoped) that orders the retirement log: the API

@@ -485,6 +485,7 @@ fn decide(
     };
     let demand = Demand {
         project_id: &row.project_id,
+        image: &spec.image,
         function_id: spec.function_id,
         version: spec.version,
         memory_mb: spec.memory_mb,

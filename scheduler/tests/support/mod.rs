@@ -507,6 +507,7 @@ impl TestAgent {
             version: "test".into(),
             engine_down: false,
             retired_seq: None,
+            prewarmed: Vec::new(),
         };
         let heartbeats = tokio::spawn(async move {
             loop {
