@@ -16,7 +16,9 @@ fn logs(result: &serde_json::Value) -> &str {
         .rsplit_once("REPORT RequestId: ")
         .unwrap_or_else(|| panic!("no REPORT line ends {text:?}"));
     assert!(
-        report.ends_with(" MB\n") && report.contains("\tBilled Duration: "),
+        report.ends_with('\n')
+            && report.contains("\tBilled Duration: ")
+            && report.contains("\tMemory Size: 128 MB\tMax Memory Used: "),
         "{report:?}"
     );
     output.strip_suffix('\n').unwrap_or(output)
