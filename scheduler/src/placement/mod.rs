@@ -660,7 +660,13 @@ impl Placer {
             }
         }
         agent.claimed_mb = 0;
-        agent.idle_mb = idle_mb;
+        // Pre-warmed sandboxes hold memory the agent gives up for new work like idle ones.
+        let prewarmed_mb: i64 = heartbeat
+            .prewarmed
+            .iter()
+            .map(|p| i64::from(p.ready) * i64::from(p.memory_mb.max(0)))
+            .sum();
+        agent.idle_mb = idle_mb + prewarmed_mb;
         agent.base_mb = (heartbeat.memory_mb_reserved - busy_mb).max(0);
 
         let persist =

@@ -774,3 +774,19 @@ fn cold_placements_prefer_a_prewarmed_sandbox_then_the_image() {
     // refuses it clearly).
     assert_eq!(place_new(&placer, "other:1", 128, 7, t0), "plain");
 }
+
+#[test]
+fn prewarmed_sandboxes_are_room_an_agent_gives_up_for_new_work() {
+    let t0 = Instant::now();
+    let placer = placer();
+    // 4096 MB, 3840 of them held by fifteen pre-warmed sandboxes of 256 MB.
+    placer.heartbeat(
+        &beat_with("full", 3840, &["py:1"], &[("py:1", 256, 15)]),
+        t0,
+    );
+    assert_eq!(
+        place_new(&placer, "other:1", 1024, 1, t0),
+        "full",
+        "the agent removes pre-warmed sandboxes to make room"
+    );
+}
