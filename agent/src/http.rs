@@ -1,7 +1,9 @@
 //! The agent's HTTP interface (actix-web), a thin adapter over `service::Agent`:
 //! `POST /v1/run` (bearer ticket, body `wire::RunRequest`) → `wire::RunResult` (401 for a
 //! ticket that is invalid, for another agent or for another payload, 409 for one already
-//! used), and
+//! used); or, under a grant, `Authorization: Grant <token>` with `x-fresco-execution-id` and
+//! the raw event as the body (401 for a grant that is invalid, expired or for another agent,
+//! 409 for an execution id it already ran, 429 when all its slots are in use), and
 //! `GET /healthcheck`. The run itself executes on the agent's core runtime, so a caller that
 //! goes away does not leave a container half-used.
 
@@ -12,7 +14,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
 use fresco_common::ticket::TicketError;
-use fresco_common::wire::{RunRequest, NOT_RUN_HEADER};
+use fresco_common::wire::{RunRequest, EXECUTION_ID_HEADER, NOT_RUN_HEADER};
 
 use crate::engine::ContainerEngine;
 use crate::runtime_api::MAX_RESPONSE_BYTES;
@@ -45,12 +47,15 @@ pub fn error_response(status: StatusCode, message: &str) -> HttpResponse {
     }))
 }
 
-fn bearer(req: &HttpRequest) -> Option<&str> {
+/// The token of the `Authorization` header if its scheme is `scheme`.
+fn credential<'a>(req: &'a HttpRequest, scheme: &str) -> Option<&'a str> {
     let value = req.headers().get(AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then_some(token.trim())
+    let (given, token) = value.split_once(' ')?;
+    given.eq_ignore_ascii_case(scheme).then_some(token.trim())
+}
+
+fn bearer(req: &HttpRequest) -> Option<&str> {
+    credential(req, "bearer")
 }
 
 async fn run<E: ContainerEngine>(
@@ -58,6 +63,9 @@ async fn run<E: ContainerEngine>(
     req: HttpRequest,
     body: Bytes,
 ) -> HttpResponse {
+    if let Some(grant) = credential(&req, "grant").map(str::to_owned) {
+        return run_granted(state, &req, grant, body).await;
+    }
     let Some(ticket) = bearer(&req).map(str::to_owned) else {
         return error_response(StatusCode::UNAUTHORIZED, "missing bearer ticket");
     };
@@ -85,12 +93,54 @@ async fn run<E: ContainerEngine>(
     }
 }
 
+/// A run under a grant: the body is the event itself, the execution id a header.
+async fn run_granted<E: ContainerEngine>(
+    state: web::Data<AppState<E>>,
+    req: &HttpRequest,
+    grant: String,
+    body: Bytes,
+) -> HttpResponse {
+    let execution_id = match req
+        .headers()
+        .get(EXECUTION_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(uuid::Uuid::parse_str)
+    {
+        Some(Ok(id)) => id,
+        Some(Err(_)) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                &format!("{EXECUTION_ID_HEADER} must be a uuid"),
+            )
+        }
+        None => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                &format!("a run under a grant needs {EXECUTION_ID_HEADER}"),
+            )
+        }
+    };
+    let agent = Arc::clone(&state.agent);
+    let handle = state
+        .core
+        .spawn(async move { agent.run_granted(&grant, execution_id, body).await });
+    match handle.await {
+        Ok(Ok(result)) => HttpResponse::Ok().json(result),
+        Ok(Err(error)) => run_error(&error),
+        Err(e) => error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("run failed: {e}"),
+        ),
+    }
+}
+
 /// The status code of each refusal.
 pub fn run_error(error: &RunError) -> HttpResponse {
     let status = match error {
         RunError::Ticket(TicketError::Replayed) => StatusCode::CONFLICT,
         RunError::Ticket(_) => StatusCode::UNAUTHORIZED,
         RunError::Spec(_) => StatusCode::BAD_REQUEST,
+        RunError::SlotsTaken(_) => StatusCode::TOO_MANY_REQUESTS,
         RunError::NoCapacity(_) | RunError::ShuttingDown | RunError::EngineUnavailable(_) => {
             StatusCode::SERVICE_UNAVAILABLE
         }
@@ -100,7 +150,7 @@ pub fn run_error(error: &RunError) -> HttpResponse {
         RunError::EngineUnavailable(_) => Some("engine-unavailable"),
         RunError::NoCapacity(_) => Some("no-capacity"),
         RunError::ShuttingDown => Some("shutting-down"),
-        RunError::Ticket(_) | RunError::Spec(_) => None,
+        RunError::Ticket(_) | RunError::Spec(_) | RunError::SlotsTaken(_) => None,
     };
     if let Some(reason) = not_run {
         response.headers_mut().insert(

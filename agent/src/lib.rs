@@ -20,6 +20,7 @@ pub mod code;
 pub mod config;
 pub mod container;
 pub mod engine;
+pub mod grants;
 pub mod heartbeat;
 pub mod http;
 pub mod logs;

@@ -28,6 +28,20 @@ use crate::retire::Retired;
 use crate::runtime_api::{DispatchError, Invocation, Outcome};
 use crate::tickets::{AdmitError, TicketGate};
 
+/// What lets a run happen.
+enum Authority<'a> {
+    /// A single-use execution ticket for this payload.
+    Ticket(&'a str),
+    /// A grant, for the execution id its holder chose.
+    Grant { token: &'a str, execution_id: Uuid },
+}
+
+/// An admitted run: the ticket's claims, or the grant slot it holds until it ends.
+enum Admitted<'a> {
+    Ticket(&'a str, Box<fresco_common::ticket::TicketClaims>),
+    Grant(&'a str, Uuid, crate::grants::Slot),
+}
+
 /// Why a run was refused before anything ran (the HTTP layer maps these to status codes).
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -39,6 +53,9 @@ pub enum RunError {
     NoCapacity(String),
     #[error("agent is shutting down")]
     ShuttingDown,
+    /// Every slot of the grant is in use: its holder sent more than it was granted.
+    #[error("{0}")]
+    SlotsTaken(String),
     /// The container engine cannot be reached; nothing ran.
     #[error("{0}")]
     EngineUnavailable(String),
@@ -48,7 +65,10 @@ impl From<AdmitError> for RunError {
     fn from(error: AdmitError) -> Self {
         match error {
             AdmitError::Ticket(e) => RunError::Ticket(e),
-            full @ AdmitError::Full(_) => RunError::NoCapacity(full.to_string()),
+            full @ (AdmitError::Full(_) | AdmitError::GrantsFull(_)) => {
+                RunError::NoCapacity(full.to_string())
+            }
+            taken @ AdmitError::SlotsTaken(_) => RunError::SlotsTaken(taken.to_string()),
         }
     }
 }
@@ -307,13 +327,58 @@ impl<E: ContainerEngine> Agent<E> {
 
     /// Runs the execution a ticket names, with `payload` as the event.
     pub async fn run(&self, ticket: &str, payload: Bytes) -> Result<RunResult, RunError> {
+        self.run_as(Authority::Ticket(ticket), payload).await
+    }
+
+    /// Runs execution `execution_id` under a grant (see `grants`), with `payload` as the
+    /// event; it holds one of the grant's slots while it runs.
+    pub async fn run_granted(
+        &self,
+        grant: &str,
+        execution_id: Uuid,
+        payload: Bytes,
+    ) -> Result<RunResult, RunError> {
+        self.run_as(
+            Authority::Grant {
+                token: grant,
+                execution_id,
+            },
+            payload,
+        )
+        .await
+    }
+
+    async fn run_as(
+        &self,
+        authority: Authority<'_>,
+        payload: Bytes,
+    ) -> Result<RunResult, RunError> {
         if self.shutting_down.load(Ordering::SeqCst) {
             return Err(RunError::ShuttingDown);
         }
-        let claims = self.gate.admit(ticket, &payload)?;
-        let ticket_id = claims.jti;
-        let spec = claims.spec;
-        validate_spec(&spec)?;
+        // What runs, and the token and id a code download presents for it.
+        let admitted = match authority {
+            Authority::Ticket(ticket) => {
+                let claims = self.gate.admit(ticket, &payload)?;
+                Admitted::Ticket(ticket, Box::new(claims))
+            }
+            Authority::Grant {
+                token,
+                execution_id,
+            } => Admitted::Grant(
+                token,
+                execution_id,
+                self.gate.admit_grant(token, execution_id)?,
+            ),
+        };
+        let (ticket, ticket_id, execution_id, spec) = match &admitted {
+            Admitted::Ticket(ticket, claims) => (*ticket, claims.jti, claims.sub, &claims.spec),
+            Admitted::Grant(token, execution_id, slot) => {
+                let claims = &slot.grant().claims;
+                (*token, claims.sub, *execution_id, &claims.spec)
+            }
+        };
+        validate_spec(spec)?;
         // Defence in depth: the control plane allows a function's own image only within its
         // allowlist; this node runs one only within its own.
         if spec.runtime_kind == "image"
@@ -334,7 +399,7 @@ impl<E: ContainerEngine> Agent<E> {
             )));
         }
         self.metrics.runs.fetch_add(1, Ordering::Relaxed);
-        let key = pool_key(&spec);
+        let key = pool_key(spec);
         let started = Instant::now();
         let acquired = loop {
             let acquired = self.pools().acquire(&key, &spec.warm_key(), memory_mb);
@@ -373,7 +438,7 @@ impl<E: ContainerEngine> Agent<E> {
                 for old in evicted {
                     self.destroy_later(old);
                 }
-                match self.start_container(&spec, ticket, ticket_id).await {
+                match self.start_container(spec, ticket, ticket_id).await {
                     Ok(container) => {
                         self.metrics.cold_starts.fetch_add(1, Ordering::Relaxed);
                         (container, Some(ms(started.elapsed())))
@@ -389,7 +454,7 @@ impl<E: ContainerEngine> Agent<E> {
                     Err(StartFailure::Failed(error)) => {
                         self.pools().retire(&key);
                         return Ok(RunResult {
-                            execution_id: claims.sub,
+                            execution_id,
                             status: RunStatus::Error,
                             response: None,
                             error: Some(error),
@@ -408,7 +473,7 @@ impl<E: ContainerEngine> Agent<E> {
         };
         let cold = !container.used.swap(true, Ordering::SeqCst);
         Ok(self
-            .invoke(&spec, claims.sub, &key, container, cold, init_ms, payload)
+            .invoke(spec, execution_id, &key, container, cold, init_ms, payload)
             .await)
     }
 
@@ -1764,5 +1829,108 @@ mod tests {
             run(&h, &spec("echo"), "1").await.status,
             RunStatus::Succeeded
         );
+    }
+
+    fn grant(spec: &FunctionSpec, agent: &str, slots: u32, ttl_s: i64) -> String {
+        TicketSigner::from_pem(PRIVATE.as_bytes(), 30)
+            .expect("signer")
+            .sign_grant(agent, Uuid::new_v4(), slots, ttl_s, spec.clone())
+            .expect("sign")
+    }
+
+    #[tokio::test]
+    async fn grants_run_any_event_within_their_slots_each_execution_once() {
+        let h = harness(4096);
+        let echo = spec("echo");
+        let token = grant(&echo, "unit", 2, 10);
+        let id = Uuid::new_v4();
+        let result = h
+            .agent
+            .run_granted(&token, id, Bytes::from_static(br#"{"n":1}"#))
+            .await
+            .expect("run under the grant");
+        assert_eq!(result.status, RunStatus::Succeeded);
+        assert_eq!(result.execution_id, id);
+        // Another event under the same grant: the signature is not checked again, the
+        // container is warm.
+        let again = h
+            .agent
+            .run_granted(&token, Uuid::new_v4(), Bytes::from_static(br#"{"n":2}"#))
+            .await
+            .expect("second run");
+        assert_eq!(again.status, RunStatus::Succeeded);
+        assert!(!again.cold);
+        // The same execution id again: refused, nothing runs.
+        // (Every run thaws its sandbox first.)
+        let thaws = h.host.count("thaw");
+        assert!(matches!(
+            h.agent
+                .run_granted(&token, id, Bytes::from_static(b"{}"))
+                .await,
+            Err(RunError::Ticket(TicketError::Replayed))
+        ));
+        assert_eq!(h.host.count("thaw"), thaws, "nothing ran");
+
+        // At most `slots` at once: a third concurrent run under a two-slot grant is refused.
+        let mut sleep = spec("sleep");
+        sleep.timeout_s = 1;
+        let token = grant(&sleep, "unit", 2, 10);
+        let runs = (0..3).map(|_| {
+            h.agent
+                .run_granted(&token, Uuid::new_v4(), Bytes::from_static(b"{}"))
+        });
+        let results = futures_util::future::join_all(runs).await;
+        let taken = results
+            .iter()
+            .filter(|r| matches!(r, Err(RunError::SlotsTaken(_))))
+            .count();
+        assert_eq!(taken, 1, "{results:?}");
+        // The slots came back when the runs ended.
+        let result = h
+            .agent
+            .run_granted(&token, Uuid::new_v4(), Bytes::from_static(b"{}"))
+            .await
+            .expect("a slot is free again");
+        assert_eq!(result.status, RunStatus::Timeout);
+    }
+
+    #[tokio::test]
+    async fn expired_foreign_or_forged_grants_and_grants_as_tickets_are_refused() {
+        let h = harness(4096);
+        let echo = spec("echo");
+        let refused = |r: Result<RunResult, RunError>| matches!(r, Err(RunError::Ticket(_)));
+        // Expired beyond the leeway.
+        let expired = grant(&echo, "unit", 1, -60);
+        assert!(refused(
+            h.agent
+                .run_granted(&expired, Uuid::new_v4(), Bytes::new())
+                .await
+        ));
+        // For another agent.
+        let other = grant(&echo, "other", 1, 10);
+        assert!(refused(
+            h.agent
+                .run_granted(&other, Uuid::new_v4(), Bytes::new())
+                .await
+        ));
+        // Signed with another key.
+        let forged = TicketSigner::from_pem(OTHER_PRIVATE.as_bytes(), 30)
+            .expect("signer")
+            .sign_grant("unit", Uuid::new_v4(), 1, 10, echo.clone())
+            .expect("sign");
+        assert!(refused(
+            h.agent
+                .run_granted(&forged, Uuid::new_v4(), Bytes::new())
+                .await
+        ));
+        // A grant is not a ticket, and a ticket is not a grant.
+        let valid = grant(&echo, "unit", 1, 10);
+        assert!(refused(h.agent.run(&valid, Bytes::new()).await));
+        assert!(refused(
+            h.agent
+                .run_granted(&ticket(&echo), Uuid::new_v4(), Bytes::new())
+                .await
+        ));
+        assert_eq!(h.engine.count("create"), 0, "{:?}", h.engine.calls());
     }
 }

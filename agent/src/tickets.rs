@@ -10,8 +10,15 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
+use std::sync::Arc;
+
 use fresco_common::ticket::{sha256_hex, TicketClaims, TicketError, TicketVerifier, LEEWAY_S};
 use uuid::Uuid;
+
+use crate::grants::{token_hash, GrantCache, GrantEntry, Slot};
+
+/// Longest lifetime a grant may claim.
+pub const MAX_GRANT_TTL_S: i64 = 300;
 
 /// Why a ticket is not admitted.
 #[derive(Debug, thiserror::Error)]
@@ -20,6 +27,10 @@ pub enum AdmitError {
     Ticket(#[from] TicketError),
     #[error("{0} tickets are live: try again when some expire")]
     Full(usize),
+    #[error(transparent)]
+    GrantsFull(#[from] crate::grants::CacheFull),
+    #[error("all {0} slots of the grant are in use")]
+    SlotsTaken(u32),
 }
 
 /// Ticket ids seen and when each stops mattering (its `exp` plus the leeway).
@@ -88,6 +99,7 @@ pub struct TicketGate {
     /// Unix second this process started; tickets issued before it are refused.
     started_s: i64,
     replay: Mutex<ReplayCache>,
+    grants: GrantCache,
 }
 
 impl TicketGate {
@@ -105,7 +117,51 @@ impl TicketGate {
                 .saturating_add(LEEWAY_S as i64),
             started_s: chrono::Utc::now().timestamp(),
             replay: Mutex::new(ReplayCache::new(capacity)),
+            grants: GrantCache::new(capacity),
         }
+    }
+
+    /// A slot of the grant `token` to run execution `execution_id` under, if the grant is for
+    /// this agent, live, has a free slot, and never ran that execution id. The grant's
+    /// signature is checked the first time only (see `grants`).
+    pub fn admit_grant(&self, token: &str, execution_id: Uuid) -> Result<Slot, AdmitError> {
+        let now = chrono::Utc::now().timestamp();
+        let hash = token_hash(token);
+        let entry: Arc<GrantEntry> = match self.grants.get(&hash, now) {
+            Some(entry) => entry,
+            None => {
+                let claims = self.verifier.verify_grant(token, &self.agent_id)?;
+                if claims.exp - claims.iat > MAX_GRANT_TTL_S {
+                    return Err(TicketError::TooLong(claims.exp - claims.iat).into());
+                }
+                if claims.iat < self.started_s {
+                    return Err(TicketError::Mismatch(
+                        "was issued before this agent started".into(),
+                    )
+                    .into());
+                }
+                self.grants.insert(hash, GrantEntry::new(claims), now)?
+            }
+        };
+        let slot = entry
+            .take_slot()
+            .ok_or(AdmitError::SlotsTaken(entry.claims.slots))?;
+        // Each execution id once per grant (the slot goes back if it was seen).
+        let id = {
+            use sha2::{Digest, Sha256};
+            let digest = Sha256::new()
+                .chain_update(entry.claims.sub.as_bytes())
+                .chain_update(execution_id.as_bytes())
+                .finalize();
+            let mut bytes = [0u8; 16];
+            bytes.copy_from_slice(&digest[..16]);
+            Uuid::from_bytes(bytes)
+        };
+        self.replay
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(id, entry.until(), now)?;
+        Ok(slot)
     }
 
     /// The claims of `ticket` if it may run now with `payload` (the event's exact JSON text),

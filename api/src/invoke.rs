@@ -1,4 +1,4 @@
-//! The invocation path: place with the scheduler, run on the agent, release, record.
+//! The invocation path: a slot of a grant (see `grants`), run on the agent, record.
 //!
 //! Sync invocations are recorded off the hot path by the `Recorder` (batched inserts from a
 //! dedicated thread); async ones are committed to PostgreSQL before the caller hears 202, and
@@ -11,17 +11,17 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use fresco_common::agent_client::{AgentCallError, AgentClient};
 use fresco_common::scheduler_client::{SchedulerClient, SchedulerError};
 use fresco_common::storable;
-use fresco_common::ticket::sha256_hex;
-use fresco_common::tls::InternalTls;
-use fresco_common::wire::{PlacementRequest, Release, RunRequest, RunResult, RunStatus};
+use fresco_common::wire::{GrantRequest, RunResult, RunStatus};
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use crate::domain::executions::QueueGauge;
 use crate::domain::invoke::{Resolved, Selector, Target};
 use crate::domain::DomainError;
+use crate::grants::{GrantPool, GrantSlot, PoolKey};
 use fresco_store::executions::{self, Execution};
 use fresco_store::{DbError, ExecutionStatus, PgConnection, PgPool, Scope};
 
@@ -413,7 +413,11 @@ fn record_loop(pool: &PgPool, receiver: &Receiver<(Execution, usize)>, backlog: 
 /// Runs invocations.
 pub struct Invoker {
     pub scheduler: SchedulerClient,
-    agents: reqwest::Client,
+    agents: AgentClient,
+    /// Grants held for warm invocations.
+    pub grants: Arc<GrantPool>,
+    grant_idle: Duration,
+    returning: std::sync::atomic::AtomicBool,
     pub recorder: Recorder,
     pub cache: TargetCache,
     /// Recent counts of queued executions per project (the `queued_executions` quota).
@@ -425,31 +429,30 @@ impl Invoker {
         scheduler: SchedulerClient,
         recorder: Recorder,
         cache_ttl: Duration,
-        tls: &InternalTls,
-    ) -> Result<Self, String> {
-        let agents = tls
-            .client_builder()
-            .connect_timeout(Duration::from_secs(2))
-            .pool_max_idle_per_host(512)
-            .tcp_nodelay(true)
-            .build()
-            .map_err(|e| format!("cannot build the agent client: {e}"))?;
-        Ok(Invoker {
+        agents: AgentClient,
+        grants: GrantPool,
+        grant_idle: Duration,
+    ) -> Self {
+        Invoker {
+            grants: Arc::new(grants),
+            grant_idle,
+            returning: std::sync::atomic::AtomicBool::new(false),
             scheduler,
             agents,
             recorder,
             cache: TargetCache::new(cache_ttl),
             queue_gauge: Arc::new(QueueGauge::default()),
-        })
+        }
     }
 
-    /// Runs the target synchronously: one placement, one agent call, then the lease is
-    /// released and the execution recorded in the background. When the platform fails
-    /// before any of the function ran (the agent cannot be reached, answers 503, or reports
-    /// a retry-safe platform error such as a container that could not be created), it is
-    /// placed once more, on another agent where possible. A platform failure is never the
-    /// function's result: it is recorded as status `error` with a `Platform.*` error type and
-    /// answered as `InvokeError::AgentFailed` (503).
+    /// Runs the target synchronously: a slot of a grant this replica holds for the target
+    /// (asked of the scheduler only when none has room), one agent call, then the execution
+    /// is recorded in the background. When the platform fails before any of the function ran
+    /// (the agent cannot be reached, refuses it before running, or reports a retry-safe
+    /// platform error such as a container that could not be created), the grant is retired
+    /// and the invocation tried once more, on another grant (another agent where possible). A
+    /// platform failure is never the function's result: it is recorded as status `error` with
+    /// a `Platform.*` error type and answered as `InvokeError::AgentFailed` (503).
     pub async fn invoke_sync(
         &self,
         target: &Target,
@@ -458,15 +461,6 @@ impl Invoker {
         let execution_id = Uuid::new_v4();
         let created_at = Utc::now();
         let input_size = i32::try_from(payload.get().len()).unwrap_or(i32::MAX);
-        let request = PlacementRequest {
-            execution_id,
-            payload_sha256: sha256_hex(payload.get().as_bytes()),
-            spec: target.spec.clone(),
-            concurrent_limit: target.limits.concurrent_executions,
-            per_minute_limit: target.limits.executions_per_minute,
-        };
-        let body = serde_json::to_vec(&RunRequest { payload })
-            .map_err(|e| InvokeError::Domain(DomainError::Internal(e.to_string())))?;
         let failure = |attempts: i32, agent_id: Option<&str>, error: PlatformFailure| {
             self.fail(
                 target,
@@ -478,110 +472,89 @@ impl Invoker {
                 error,
             )
         };
+        self.start_returning_grants();
+        let key = PoolKey::of(&target.spec);
         let mut attempts = 0;
         let mut earlier: Option<(String, PlatformFailure)> = None;
-        let (placement, result) = loop {
+        let (agent_id, result) = loop {
             attempts += 1;
             let last = attempts >= SYNC_ATTEMPTS;
-            let placement = match self.scheduler.place(&request).await {
-                Ok(placement) => placement,
-                // A retry that cannot be placed ends with the first attempt's failure.
+            let slot = match self.slot(target, key).await {
+                Ok(slot) => slot,
+                // A retry that cannot get a grant ends with the first attempt's failure.
                 Err(e) => match earlier.take() {
                     Some((agent, error)) => return Err(failure(attempts - 1, Some(&agent), error)),
-                    None => return Err(e.into()),
+                    None => return Err(e),
                 },
             };
-            let agent = placement.agent_id.as_str();
-            let timeout =
-                Duration::from_secs(u64::try_from(target.spec.timeout_s).unwrap_or(900) + 30);
+            let grant = slot.grant();
+            let agent = grant.agent_id.as_str();
             let sent = self
                 .agents
-                .post(format!("{}/v1/run", placement.agent_url))
-                .bearer_auth(&placement.ticket)
-                .header("content-type", "application/json")
-                .body(body.clone())
-                .timeout(timeout)
-                .send()
+                .run_grant(
+                    agent,
+                    &grant.agent_url,
+                    &grant.token,
+                    execution_id,
+                    &payload,
+                    target.spec.timeout_s,
+                )
                 .await;
-            let release = |warm| {
-                self.scheduler
-                    .release_in_background(placement.lease_id, Release { warm })
-            };
             let error = match sent {
-                Ok(response) if response.status().is_success() => {
-                    match response.json::<RunResult>().await {
-                        Ok(result) if result.status != RunStatus::Error => {
-                            break (placement, result)
-                        }
-                        Ok(result) => {
-                            release(false);
-                            let retry = result.retry_safe && !last;
-                            let error = PlatformFailure::from_result(result);
-                            if retry {
-                                log::warn!(
-                                    "execution {execution_id}: agent {agent} failed before the function ran ({}), placing again",
-                                    error.message
-                                );
-                                earlier = Some((agent.to_owned(), error));
-                                continue;
-                            }
-                            return Err(failure(attempts, Some(agent), error));
-                        }
-                        Err(e) => PlatformFailure::new(
-                            "AgentError",
-                            format!("invalid answer from agent {agent}: {e}"),
-                        ),
-                    }
+                Ok(result) if result.status != RunStatus::Error => {
+                    break (agent.to_owned(), result)
                 }
-                // 503: the agent took none of it (its engine is down, it is full or stopping).
-                Ok(response) if response.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE => {
-                    let text = response.text().await.unwrap_or_default();
-                    release(false);
-                    let error = PlatformFailure::new(
-                        "AgentUnavailable",
-                        format!("agent {agent} cannot run it now: {}", agent_message(&text)),
-                    );
-                    self.report_unreachable(agent).await;
-                    if !last {
-                        log::warn!("execution {execution_id}: {}, placing again", error.message);
+                Ok(result) => {
+                    slot.retire();
+                    let retry = result.retry_safe && !last;
+                    let error = PlatformFailure::from_result(result);
+                    if retry {
+                        log::warn!(
+                            "execution {execution_id}: agent {agent} failed before the function ran ({}), trying again",
+                            error.message
+                        );
                         earlier = Some((agent.to_owned(), error));
                         continue;
                     }
                     return Err(failure(attempts, Some(agent), error));
                 }
-                Ok(response) => {
-                    let status = response.status();
-                    let text = response.text().await.unwrap_or_default();
-                    PlatformFailure::new(
-                        "AgentError",
-                        format!("agent {agent} answered {status}: {}", agent_message(&text)),
-                    )
-                }
-                // The agent could not be reached: nothing ran, so another agent may try.
-                Err(e) if e.is_connect() => {
-                    release(false);
-                    // Tell the scheduler first, or bin-packing picks the same dead agent again.
+                // Nothing ran (the agent cannot be reached, or refused it before running:
+                // engine down, full, stopping): another agent may try.
+                Err(e) if e.nothing_ran() => {
+                    slot.retire();
+                    // Tell the scheduler first, or it grants the same agent again.
                     self.report_unreachable(agent).await;
-                    let error = PlatformFailure::new(
-                        "AgentUnavailable",
-                        format!("agent {agent} cannot be reached: {e}"),
-                    );
+                    let error = PlatformFailure::new("AgentUnavailable", e.to_string());
                     if !last {
-                        log::warn!("execution {execution_id}: {}, placing again", error.message);
+                        log::warn!("execution {execution_id}: {}, trying again", error.message);
                         earlier = Some((agent.to_owned(), error));
                         continue;
                     }
                     return Err(failure(attempts, Some(agent), error));
+                }
+                // The agent refused the grant itself (it restarted since, so the grant predates
+                // it; or it expired in flight): nothing ran, another grant may serve.
+                Err(e @ AgentCallError::Refused { status: 401, .. }) if !last => {
+                    slot.retire();
+                    log::warn!("execution {execution_id}: {e}, trying again with another grant");
+                    earlier = Some((
+                        agent.to_owned(),
+                        PlatformFailure::new("AgentError", e.to_string()),
+                    ));
+                    continue;
                 }
                 // Timed out, or the connection broke during the run: the function may have run.
-                Err(e) => PlatformFailure::new("AgentLost", format!("agent {agent} failed: {e}")),
+                Err(e @ (AgentCallError::TimedOut { .. } | AgentCallError::Lost { .. })) => {
+                    slot.retire();
+                    PlatformFailure::new("AgentLost", e.to_string())
+                }
+                Err(e) => {
+                    slot.retire();
+                    PlatformFailure::new("AgentError", e.to_string())
+                }
             };
-            release(false);
             return Err(failure(attempts, Some(agent), error));
         };
-        let warm = result.status == RunStatus::Succeeded || result.status == RunStatus::Failed;
-        self.scheduler
-            .release_in_background(placement.lease_id, Release { warm });
         let finished_at = Utc::now();
         self.recorder.record(Execution {
             id: execution_id,
@@ -603,7 +576,7 @@ impl Invoker {
             max_memory_mb: result.max_memory_mb,
             memory_mb: target.spec.memory_mb,
             cold: Some(result.cold),
-            agent_id: Some(placement.agent_id.clone()),
+            agent_id: Some(agent_id),
             attempts,
             logs: result.logs.clone(),
             created_at,
@@ -615,6 +588,48 @@ impl Invoker {
             execution_id,
             result,
         })
+    }
+
+    /// A slot of a held grant of the target, else of a new one from the scheduler.
+    async fn slot(&self, target: &Target, key: PoolKey) -> Result<GrantSlot, InvokeError> {
+        if let Some(slot) = self.grants.take(&key, Instant::now()) {
+            return Ok(slot);
+        }
+        let (slots, invocations) = self.grants.wanted(&key);
+        let answer = self
+            .scheduler
+            .grant(&GrantRequest {
+                spec: target.spec.clone(),
+                concurrent_limit: target.limits.concurrent_executions,
+                per_minute_limit: target.limits.executions_per_minute,
+                slots,
+                invocations,
+            })
+            .await?;
+        let grant_id = answer.grant_id;
+        self.grants.add(key, answer, Instant::now()).ok_or_else(|| {
+            InvokeError::SchedulerUnavailable(format!("grant {grant_id} came without a slot"))
+        })
+    }
+
+    /// Starts the task returning idle grants, once (it needs the runtime, so the first
+    /// invocation starts it).
+    fn start_returning_grants(&self) {
+        if self.returning.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let grants = Arc::clone(&self.grants);
+        let scheduler = self.scheduler.clone();
+        let every = (self.grant_idle / 2).max(Duration::from_millis(50));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                for (grant_id, returned) in grants.due(Instant::now()) {
+                    scheduler.return_grant_in_background(grant_id, returned);
+                }
+            }
+        });
     }
 
     async fn report_unreachable(&self, agent_id: &str) {
@@ -716,14 +731,6 @@ impl PlatformFailure {
             logs: result.logs,
         }
     }
-}
-
-/// The message of an agent's JSON error body, else the start of its text.
-fn agent_message(text: &str) -> String {
-    serde_json::from_str::<serde_json::Value>(text)
-        .ok()
-        .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
-        .unwrap_or_else(|| text.chars().take(300).collect())
 }
 
 /// The queued execution an async invocation commits.

@@ -8,6 +8,7 @@
 
 pub mod command;
 pub mod domain;
+pub mod grants;
 pub mod http;
 pub mod invoke;
 pub mod service;

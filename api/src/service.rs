@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use fresco_auth::policy::Enforcer;
 use fresco_auth::Authenticator;
+use fresco_common::agent_client::AgentClient;
 use fresco_common::conf::{
     ApiSection, ConfigError, DatabaseSection, DefaultSection, InternalAuthSection,
     InternalTlsSection, QuotaSection, RawConfig, SchedulerSection,
@@ -14,6 +15,7 @@ use fresco_common::scheduler_client::SchedulerClient;
 use fresco_common::ticket::{ControlPlaneSigner, TicketVerifier};
 use fresco_common::tls::InternalTls;
 
+use crate::grants::GrantPool;
 use crate::http::AppState;
 use crate::invoke::{Invoker, Recorder};
 use fresco_store as db;
@@ -111,15 +113,20 @@ pub fn build_state(raw: &RawConfig) -> Result<AppState, StartupError> {
                 tls.clone(),
             )?;
             let recorder = Recorder::start(pool.clone(), config.api.recorder_max_bytes);
-            Some(
-                Invoker::new(
-                    scheduler,
-                    recorder,
-                    Duration::from_secs(config.api.function_cache_ttl),
-                    &tls,
-                )
-                .map_err(StartupError::Invoker)?,
-            )
+            // An agent's answer is awaited as long as the dispatcher awaits it.
+            let agents = AgentClient::new(&tls, Duration::from_secs(config.scheduler.lease_grace))
+                .map_err(|e| StartupError::Invoker(e.to_string()))?;
+            Some(Invoker::new(
+                scheduler,
+                recorder,
+                Duration::from_secs(config.api.function_cache_ttl),
+                agents,
+                GrantPool::new(
+                    Duration::from_millis(config.api.grant_idle_ms),
+                    config.scheduler.grant_max_slots,
+                ),
+                Duration::from_millis(config.api.grant_idle_ms),
+            ))
         }
         Err(error) => {
             log::warn!("invocations are disabled until this is fixed: {error}");

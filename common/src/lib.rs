@@ -1,6 +1,8 @@
 //! Pieces shared by Fresco's services: configuration, internal wire types and signed tickets.
 //! Kept deliberately small: anything that only one service needs lives in that service.
 
+#[cfg(feature = "agent-client")]
+pub mod agent_client;
 #[cfg(feature = "archive")]
 pub mod archive;
 #[cfg(feature = "cli")]

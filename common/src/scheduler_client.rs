@@ -27,7 +27,9 @@ use uuid::Uuid;
 
 use crate::ticket::{AgentSigner, ControlPlaneSigner, TicketError};
 use crate::tls::InternalTls;
-use crate::wire::{Heartbeat, Placement, PlacementRequest, Release};
+use crate::wire::{
+    GrantAnswer, GrantRequest, GrantReturn, Heartbeat, Placement, PlacementRequest, Release,
+};
 
 /// Header a scheduler sets on every answer: `active` or `standby`.
 pub const ROLE_HEADER: &str = "x-fresco-scheduler-role";
@@ -239,6 +241,54 @@ impl SchedulerClient {
             StatusCode::NO_CONTENT | StatusCode::OK | StatusCode::NOT_FOUND => Ok(()),
             _ => Err(error_from(response).await),
         }
+    }
+
+    /// Asks the active scheduler for a grant: slots on one agent for one function.
+    pub async fn grant(&self, request: &GrantRequest) -> Result<GrantAnswer, SchedulerError> {
+        let body = serde_json::to_vec(request)
+            .map_err(|e| SchedulerError::Config(format!("cannot encode grant request: {e}")))?;
+        let response = self.post_active("/v1/grants", body).await?;
+        match response.status() {
+            StatusCode::OK => {
+                response
+                    .json::<GrantAnswer>()
+                    .await
+                    .map_err(|e| SchedulerError::Unexpected {
+                        status: 200,
+                        message: format!("invalid grant body: {e}"),
+                    })
+            }
+            _ => Err(error_from(response).await),
+        }
+    }
+
+    /// Gives a grant back to the active scheduler. An unknown grant (expired, or returned)
+    /// counts as returned.
+    pub async fn return_grant(
+        &self,
+        grant_id: Uuid,
+        returned: &GrantReturn,
+    ) -> Result<(), SchedulerError> {
+        let body = serde_json::to_vec(returned)
+            .map_err(|e| SchedulerError::Config(format!("cannot encode grant return: {e}")))?;
+        let response = self
+            .post_active(&format!("/v1/grants/{grant_id}/return"), body)
+            .await?;
+        match response.status() {
+            StatusCode::NO_CONTENT | StatusCode::OK | StatusCode::NOT_FOUND => Ok(()),
+            _ => Err(error_from(response).await),
+        }
+    }
+
+    /// Gives a grant back without waiting (see [`SchedulerClient::release_in_background`]);
+    /// a failure is logged and the grant then expires on its own.
+    pub fn return_grant_in_background(&self, grant_id: Uuid, returned: GrantReturn) {
+        let client = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = client.return_grant(grant_id, &returned).await {
+                log::warn!("cannot return grant {grant_id}: {e}");
+            }
+        });
     }
 
     /// Tells the active scheduler that `agent_id` could not be reached (connection refused or

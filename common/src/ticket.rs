@@ -5,6 +5,7 @@
 //! | type            | signed by, with                        | checked by                     | lets its bearer
 //! |-----------------|----------------------------------------|--------------------------------|-----------------
 //! | `execution`     | fresco-scheduler, the ticket key       | the agent it names (`aud`); fresco-api for code downloads | run one execution, once, with the payload whose sha256 it carries
+//! | `grant`         | fresco-scheduler, the ticket key       | the agent it names (`aud`)     | run its function on that agent, with any event, at most `slots` at once, each execution id once, until `exp`
 //! | `control-plane` | fresco-api, the control-plane key      | fresco-scheduler               | ask for placements, release leases, report agents unreachable
 //! | `heartbeat`     | an agent, its own key                  | fresco-scheduler, with the key enrolled for that agent | report that agent's capacity, at its enrolled URL, with the body whose sha256 it carries
 //! | `code-download` | an agent, its own key                  | fresco-api, with the enrolled key | download the one package named by an execution ticket for that agent
@@ -79,6 +80,7 @@ pub enum TokenType {
     ControlPlane,
     Heartbeat,
     CodeDownload,
+    Grant,
 }
 
 impl std::fmt::Display for TokenType {
@@ -88,6 +90,7 @@ impl std::fmt::Display for TokenType {
             TokenType::ControlPlane => "control-plane",
             TokenType::Heartbeat => "heartbeat",
             TokenType::CodeDownload => "code-download",
+            TokenType::Grant => "grant",
         })
     }
 }
@@ -262,6 +265,88 @@ impl TicketVerifier {
                 "was issued by {:?}",
                 claims.iss
             )));
+        }
+        check_agent_id(&claims.aud)?;
+        Ok(claims)
+    }
+}
+
+// --- Grants ----------------------------------------------------------------------------------
+
+/// The claims of a grant: the right to run one function on one agent, with any event, at most
+/// `slots` invocations at once, each execution id once, until `exp`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GrantClaims {
+    pub typ: TokenType,
+    pub iss: String,
+    /// The agent the grant is for.
+    pub aud: String,
+    /// The grant's id (the scheduler counts its slots against the project until it returns).
+    pub sub: Uuid,
+    pub iat: i64,
+    pub exp: i64,
+    /// Most invocations running at once under the grant.
+    pub slots: u32,
+    /// What runs; its `project_id` is the project the grant counts against.
+    pub spec: FunctionSpec,
+}
+
+impl Typed for GrantClaims {
+    fn typ(&self) -> TokenType {
+        self.typ
+    }
+}
+
+impl TicketSigner {
+    /// A grant `grant_id` for `agent_id` to run `spec` at most `slots` at once for `ttl_s`
+    /// seconds. A reserved service name is refused.
+    pub fn sign_grant(
+        &self,
+        agent_id: &str,
+        grant_id: Uuid,
+        slots: u32,
+        ttl_s: i64,
+        spec: FunctionSpec,
+    ) -> Result<String, TicketError> {
+        check_agent_id(agent_id)?;
+        let now = now();
+        let claims = GrantClaims {
+            typ: TokenType::Grant,
+            iss: ISSUER.to_owned(),
+            aud: agent_id.to_owned(),
+            sub: grant_id,
+            iat: now,
+            exp: now + ttl_s,
+            slots,
+            spec,
+        };
+        encode(&claims, &self.key)
+    }
+}
+
+impl TicketVerifier {
+    /// Checks a grant's signature, expiry, type, issuer and that it is for `agent_id`.
+    /// Slots and single use of execution ids are the agent's checks.
+    pub fn verify_grant(&self, token: &str, agent_id: &str) -> Result<GrantClaims, TicketError> {
+        self.verify_grant_for(token, Some(agent_id))
+    }
+
+    /// Checks a grant as [`TicketVerifier::verify_grant`] does, for any agent (the API checks
+    /// code downloads this way, then holds the agent to the grant's `aud`).
+    pub fn verify_grant_for(
+        &self,
+        token: &str,
+        agent_id: Option<&str>,
+    ) -> Result<GrantClaims, TicketError> {
+        let claims: GrantClaims = decode(token, &self.key, agent_id, TokenType::Grant)?;
+        if claims.iss != ISSUER {
+            return Err(TicketError::Mismatch(format!(
+                "was issued by {:?}",
+                claims.iss
+            )));
+        }
+        if claims.slots == 0 {
+            return Err(TicketError::Mismatch("grants no slot".into()));
         }
         check_agent_id(&claims.aud)?;
         Ok(claims)

@@ -56,6 +56,47 @@ pub struct PlacementRequest {
     pub per_minute_limit: i64,
 }
 
+/// The API asks the scheduler for a grant (POST /v1/grants): the right to run one function
+/// on one agent, several at once, without asking again until it runs out.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GrantRequest {
+    pub spec: FunctionSpec,
+    /// Per-project limits the scheduler enforces (from the project's quotas).
+    pub concurrent_limit: i64,
+    pub per_minute_limit: i64,
+    /// Invocations the caller would like to run at once (the scheduler may give fewer).
+    pub slots: u32,
+    /// Invocations the caller would like to start in all (the scheduler may give fewer).
+    pub invocations: u32,
+}
+
+/// A grant (see `ticket::GrantClaims`): where, how many at once, how many in all, how long.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GrantAnswer {
+    pub grant_id: Uuid,
+    pub agent_id: String,
+    pub agent_url: String,
+    /// The grant token the agent checks (`Authorization: Grant <token>`).
+    pub token: String,
+    pub slots: u32,
+    pub invocations: u32,
+    /// Milliseconds the grant may be used for (its token's `exp` is no earlier).
+    pub ttl_ms: u64,
+    /// The agent reported an idle warm container for this function version.
+    pub warm: bool,
+}
+
+/// Sent with a grant given back before it expired (POST /v1/grants/{id}/return).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GrantReturn {
+    /// Invocations started under it; the rest of its budget counts against the rate no more.
+    pub used: Option<u32>,
+}
+
+/// Header naming the execution a run under a grant is for (a UUID the caller chooses; an
+/// agent accepts each once per grant).
+pub const EXECUTION_ID_HEADER: &str = "x-fresco-execution-id";
+
 /// Where to run it, and the ticket that lets the caller ask that agent.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Placement {

@@ -32,9 +32,10 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use fresco_common::agent_client::{AgentCallError, AgentClient, AgentClientError};
 use fresco_common::ticket::{sha256_hex, TicketSigner};
 use fresco_common::tls::InternalTls;
-use fresco_common::wire::{FunctionSpec, RunRequest, RunResult, RunStatus, NOT_RUN_HEADER};
+use fresco_common::wire::{FunctionSpec, RunResult, RunStatus};
 use serde_json::value::RawValue;
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::AbortHandle;
@@ -103,7 +104,7 @@ struct Inner {
     placer: Arc<Placer>,
     signer: Arc<TicketSigner>,
     leadership: Arc<Leadership>,
-    http: reqwest::Client,
+    agents: AgentClient,
     wake: Arc<Notify>,
     in_flight: Mutex<HashMap<Uuid, Flight>>,
     /// Refunded attempts per execution (see `MAX_REFUNDS`).
@@ -178,13 +179,8 @@ impl Dispatcher {
         signer: Arc<TicketSigner>,
         leadership: Arc<Leadership>,
         tls: &InternalTls,
-    ) -> Result<Self, reqwest::Error> {
-        let http = tls
-            .client_builder()
-            .connect_timeout(Duration::from_secs(1))
-            .pool_max_idle_per_host(config.max_in_flight.max(1))
-            .tcp_nodelay(true)
-            .build()?;
+    ) -> Result<Self, AgentClientError> {
+        let agents = AgentClient::new(tls, config.lease_grace)?;
         let (finished, receiver) = mpsc::unbounded_channel();
         let unwritten = Arc::new(AtomicUsize::new(0));
         let dispatcher = Self {
@@ -194,7 +190,7 @@ impl Dispatcher {
                 placer,
                 signer,
                 leadership: leadership.clone(),
-                http,
+                agents,
                 wake: Arc::new(Notify::new()),
                 in_flight: Mutex::new(HashMap::new()),
                 refunds: Mutex::new(HashMap::new()),
@@ -649,8 +645,8 @@ impl Inner {
 
     async fn call_agent(&self, p: Prepared) -> Attempt {
         let agent = &*p.lease.agent_id;
-        let timeout_s = u64::try_from(p.spec.timeout_s).unwrap_or(0);
         let payload_sha256 = sha256_hex(p.payload.get().as_bytes());
+        let timeout_s = p.spec.timeout_s;
         let ticket = match self
             .signer
             .sign(agent, p.id, p.lease.lease_id, &payload_sha256, p.spec)
@@ -658,60 +654,31 @@ impl Inner {
             Ok(ticket) => ticket,
             Err(e) => return Attempt::Lost(format!("cannot sign a ticket: {e}")),
         };
-        let body = match serde_json::to_vec(&RunRequest { payload: p.payload }) {
-            Ok(body) => body,
-            Err(e) => return Attempt::Refused(format!("cannot encode the run request: {e}")),
-        };
-        let url = format!("{}/v1/run", p.lease.agent_url.trim_end_matches('/'));
-        let timeout = Duration::from_secs(timeout_s) + self.config.lease_grace;
         let sent = self
-            .http
-            .post(url)
-            .bearer_auth(ticket)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body)
-            .timeout(timeout)
-            .send()
+            .agents
+            .run_ticket(agent, &p.lease.agent_url, &ticket, &p.payload, timeout_s)
             .await;
-        let response = match sent {
-            Ok(response) => response,
-            Err(e) if e.is_timeout() => {
-                return Attempt::Lost(format!(
-                    "agent {agent} did not answer within {}s",
-                    timeout.as_secs()
-                ))
-            }
-            Err(e) => {
+        match sent {
+            Ok(result) if result.execution_id == p.id => Attempt::Done(result),
+            Ok(result) => Attempt::Lost(format!(
+                "agent {agent} answered for execution {} instead",
+                result.execution_id
+            )),
+            Err(e @ AgentCallError::NotRun { .. }) => Attempt::Bounced(e.to_string()),
+            Err(e @ AgentCallError::Refused { .. }) => Attempt::Refused(e.to_string()),
+            Err(e @ (AgentCallError::Unreachable { .. } | AgentCallError::Lost { .. })) => {
                 // The agent cannot be reached or dropped the connection: take it out of
                 // placement until its next heartbeat.
                 if self.placer.mark_down(agent) {
                     self.persist_down(agent);
                 }
-                return Attempt::Lost(format!("agent {agent} failed: {}", error_chain(&e)));
+                Attempt::Lost(e.to_string())
             }
-        };
-        let status = response.status();
-        let not_run = response.headers().contains_key(NOT_RUN_HEADER);
-        if status.is_success() {
-            return match response.json::<RunResult>().await {
-                Ok(result) if result.execution_id == p.id => Attempt::Done(result),
-                Ok(result) => Attempt::Lost(format!(
-                    "agent {agent} answered for execution {} instead",
-                    result.execution_id
-                )),
-                Err(e) => Attempt::Lost(format!("agent {agent} answered an invalid result: {e}")),
-            };
-        }
-        let text = response.text().await.unwrap_or_default();
-        let text: String = text.chars().take(300).collect();
-        if status == reqwest::StatusCode::SERVICE_UNAVAILABLE && not_run {
-            Attempt::Bounced(format!("agent {agent} cannot run it now: {text}"))
-        } else if status.is_client_error() {
-            Attempt::Refused(format!(
-                "agent {agent} refused the execution ({status}): {text}"
-            ))
-        } else {
-            Attempt::Lost(format!("agent {agent} answered {status}: {text}"))
+            Err(
+                e @ (AgentCallError::TimedOut { .. }
+                | AgentCallError::Failed { .. }
+                | AgentCallError::Invalid { .. }),
+            ) => Attempt::Lost(e.to_string()),
         }
     }
 
@@ -727,17 +694,6 @@ impl Inner {
             }
         });
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// Writes attempt ends in batches, retrying while the database is unavailable. A batch the

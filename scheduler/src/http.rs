@@ -7,6 +7,8 @@
 //!   log yet
 //! - `POST /v1/placements` (control-plane token) → 200 `Placement` | 429 | 503
 //! - `POST /v1/placements/{lease_id}/release` (control-plane token) → 204
+//! - `POST /v1/grants` (control-plane token) → 200 `GrantAnswer` | 429 | 503
+//! - `POST /v1/grants/{grant_id}/return` (control-plane token, body `GrantReturn`) → 204
 //! - `POST /v1/agents/{agent_id}/unreachable` (control-plane token) → 204: the caller could
 //!   not reach the agent; it gets no placements until its next heartbeat
 //! - `GET /healthcheck` → 200 `{"role": "active"|"standby", ...}`
@@ -15,7 +17,7 @@
 //! releases so that clients fail over to the active scheduler.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,8 +25,11 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use fresco_common::enrolment::{normalize_url, AgentRegistry};
-use fresco_common::ticket::{ControlPlaneVerifier, TicketSigner};
-use fresco_common::wire::{Heartbeat, HeartbeatReply, Placement, PlacementRequest, Release};
+use fresco_common::ticket::{ControlPlaneVerifier, TicketSigner, LEEWAY_S};
+use fresco_common::wire::{
+    GrantAnswer, GrantRequest, GrantReturn, Heartbeat, HeartbeatReply, Placement, PlacementRequest,
+    Release,
+};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
@@ -61,6 +66,26 @@ pub struct AppState {
     pub verified: Mutex<HashMap<String, Instant>>,
     /// Warm containers to retire, handed to agents in heartbeat replies.
     pub retirements: Arc<Mutex<RetirementLog>>,
+    pub grants: GrantSettings,
+    /// Requests served since start, by kind (shown by `GET /healthcheck`).
+    pub counters: Counters,
+}
+
+/// How grants are given.
+#[derive(Debug, Clone, Copy)]
+pub struct GrantSettings {
+    /// How long a grant's token lets its holder start invocations.
+    pub ttl: Duration,
+    pub max_slots: u32,
+}
+
+/// Requests served, by kind.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub placements: AtomicU64,
+    pub releases: AtomicU64,
+    pub grants: AtomicU64,
+    pub grant_returns: AtomicU64,
 }
 
 /// Registers the routes.
@@ -70,6 +95,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/v1/agents/heartbeat", web::post().to(heartbeat))
         .route("/v1/placements", web::post().to(place))
         .route("/v1/placements/{lease_id}/release", web::post().to(release))
+        .route("/v1/grants", web::post().to(grant))
+        .route("/v1/grants/{grant_id}/return", web::post().to(return_grant))
         .route(
             "/v1/agents/{agent_id}/unreachable",
             web::post().to(unreachable),
@@ -192,6 +219,12 @@ async fn healthcheck(state: web::Data<AppState>) -> HttpResponse {
             "epoch": if active { state.leadership.epoch() } else { None },
             "agents_up": state.placer.up_agents().len(),
             "leases": state.placer.lease_count(),
+            "requests": {
+                "placements": state.counters.placements.load(Ordering::Relaxed),
+                "releases": state.counters.releases.load(Ordering::Relaxed),
+                "grants": state.counters.grants.load(Ordering::Relaxed),
+                "grant_returns": state.counters.grant_returns.load(Ordering::Relaxed),
+            },
             "async": {
                 "in_flight": state.dispatcher.in_flight(),
                 "dispatched": stats.dispatched.load(Ordering::Relaxed),
@@ -277,7 +310,8 @@ fn accept_heartbeat(
 
 async fn place(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
     let active = state.is_active();
-    match grant(&state, &req, &body, active) {
+    state.counters.placements.fetch_add(1, Ordering::Relaxed);
+    match place_one(&state, &req, &body, active) {
         Ok(placement) => HttpResponse::Ok()
             .insert_header((ROLE_HEADER, HeaderValue::from_static("active")))
             .json(placement),
@@ -285,7 +319,7 @@ async fn place(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -
     }
 }
 
-fn grant(
+fn place_one(
     state: &AppState,
     req: &HttpRequest,
     body: &[u8],
@@ -354,7 +388,115 @@ async fn release(
         let lease_id = Uuid::parse_str(&path)
             .map_err(|_| ApiError::BadRequest(format!("invalid lease id {:?}", path.as_str())))?;
         let release: Release = parse(&body)?;
+        state.counters.releases.fetch_add(1, Ordering::Relaxed);
         state.placer.release(lease_id, release.warm);
+        Ok(())
+    })();
+    match result {
+        Ok(()) => HttpResponse::NoContent()
+            .insert_header((ROLE_HEADER, role(active)))
+            .finish(),
+        Err(e) => e.response(active),
+    }
+}
+
+async fn grant(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+    let active = state.is_active();
+    state.counters.grants.fetch_add(1, Ordering::Relaxed);
+    match give_grant(&state, &req, &body, active) {
+        Ok(answer) => HttpResponse::Ok()
+            .insert_header((ROLE_HEADER, HeaderValue::from_static("active")))
+            .json(answer),
+        Err(e) => e.response(active),
+    }
+}
+
+/// Grants slots on one agent. The grant counts against the project until it is returned, or
+/// until its token can no longer start anything and whatever it started has timed out: the
+/// token's lifetime, plus the verifiers' clock leeway, plus the function's timeout.
+fn give_grant(
+    state: &AppState,
+    req: &HttpRequest,
+    body: &[u8],
+    active: bool,
+) -> Result<GrantAnswer, ApiError> {
+    if !active {
+        return Err(ApiError::Standby("standby scheduler"));
+    }
+    state.check_control_plane(req)?;
+    let request: GrantRequest = parse(body)?;
+    let spec = request.spec;
+    let demand = Demand {
+        project_id: &spec.project_id,
+        function_id: spec.function_id,
+        version: spec.version,
+        memory_mb: spec.memory_mb,
+        timeout_s: spec.timeout_s,
+        concurrent_limit: request.concurrent_limit,
+        per_minute_limit: request.per_minute_limit,
+    };
+    let settings = state.grants;
+    let ttl_s = settings.ttl.as_millis().div_ceil(1000).max(1);
+    let ttl_s = i64::try_from(ttl_s).unwrap_or(i64::MAX / 4);
+    let hold = Duration::from_secs(
+        u64::try_from(ttl_s).unwrap_or(u64::MAX / 4)
+            + LEEWAY_S
+            + 1
+            + u64::try_from(spec.timeout_s).unwrap_or(0),
+    );
+    let granted = state.placer.grant(
+        &demand,
+        request.slots.min(settings.max_slots.max(1)),
+        request.invocations,
+        hold,
+        Instant::now(),
+    )?;
+    let token = state
+        .signer
+        .sign_grant(
+            &granted.agent_id,
+            granted.grant_id,
+            granted.slots,
+            ttl_s,
+            spec,
+        )
+        .map_err(|e| {
+            state
+                .placer
+                .return_grant(granted.grant_id, Some(0), Instant::now());
+            ApiError::Internal(format!("cannot sign the grant: {e}"))
+        })?;
+    Ok(GrantAnswer {
+        grant_id: granted.grant_id,
+        agent_id: granted.agent_id.to_string(),
+        agent_url: granted.agent_url.to_string(),
+        token,
+        slots: granted.slots,
+        invocations: granted.invocations,
+        ttl_ms: u64::try_from(settings.ttl.as_millis()).unwrap_or(u64::MAX),
+        warm: granted.warm,
+    })
+}
+
+async fn return_grant(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let active = state.is_active();
+    let result = (|| {
+        if !active {
+            return Err(ApiError::Standby("standby scheduler"));
+        }
+        state.check_control_plane(&req)?;
+        let grant_id = Uuid::parse_str(&path)
+            .map_err(|_| ApiError::BadRequest(format!("invalid grant id {:?}", path.as_str())))?;
+        let returned: GrantReturn = parse(&body)?;
+        state.counters.grant_returns.fetch_add(1, Ordering::Relaxed);
+        state
+            .placer
+            .return_grant(grant_id, returned.used, Instant::now());
         Ok(())
     })();
     match result {

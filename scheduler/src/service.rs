@@ -49,8 +49,8 @@ pub enum ServiceError {
     },
     #[error("http server failed: {0}")]
     Server(std::io::Error),
-    #[error("cannot build the agent http client: {0}")]
-    Client(#[from] reqwest::Error),
+    #[error("{0}")]
+    Client(#[from] fresco_common::agent_client::AgentClientError),
 }
 
 /// A started scheduler.
@@ -152,6 +152,11 @@ impl Scheduler {
             store: store.clone(),
             verified: Mutex::new(HashMap::new()),
             retirements: retirements.clone(),
+            grants: http::GrantSettings {
+                ttl: Duration::from_millis(s.grant_ttl_ms.max(1)),
+                max_slots: s.grant_max_slots.max(1),
+            },
+            counters: http::Counters::default(),
         });
         let addr = format!("{}:{}", s.bind_host, s.bind_port);
         let mut server =

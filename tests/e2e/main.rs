@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod faults;
+mod grants;
 mod lifecycle;
 mod trust;
 

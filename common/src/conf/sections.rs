@@ -48,6 +48,8 @@ config_section! {
         allowed_image_prefixes: Vec<String> = "",
         /// Bytes of finished sync executions the API may hold while it writes them to the database; beyond it sync invocations get 503 with Retry-After until the records are written.
         recorder_max_bytes: usize = "268435456",
+        /// Milliseconds a grant may sit unused before this API returns it, so that its slots count against the project no longer.
+        grant_idle_ms: u64 = "1000",
     }
 }
 
@@ -192,6 +194,10 @@ config_section! {
         retirement_retention: u64 = "3600",
         /// Bytes of async results the dispatcher may hold before they are written; beyond it no more queued work is claimed until they are.
         finish_max_bytes: usize = "268435456",
+        /// Milliseconds a grant (the right of an API replica to run one function on one agent without asking again) lasts; a dead replica's grants come back after this plus the function's timeout.
+        grant_ttl_ms: u64 = "10000",
+        /// Most invocations one grant lets its holder run at once (never more than the project's concurrency headroom).
+        grant_max_slots: u32 = "16",
     }
 }
 

@@ -244,3 +244,66 @@ fn payload_hashes_are_hex_sha256() {
         "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
     );
 }
+
+#[test]
+fn grants_are_for_one_agent_and_pass_as_no_other_token() {
+    let grant_id = Uuid::new_v4();
+    let grant = signer()
+        .sign_grant("agent-1", grant_id, 3, 10, spec())
+        .expect("sign");
+    let claims = verifier().verify_grant(&grant, "agent-1").expect("valid");
+    assert_eq!(claims.typ, TokenType::Grant);
+    assert_eq!(claims.sub, grant_id);
+    assert_eq!(claims.slots, 3);
+    assert_eq!(claims.spec.project_id, "p1");
+    assert!(
+        verifier().verify_grant(&grant, "agent-2").is_err(),
+        "wrong agent"
+    );
+
+    // A grant is neither a ticket nor a control-plane token, and a ticket is not a grant.
+    assert!(verifier().verify(&grant, Some("agent-1")).is_err());
+    assert!(verifier().verify(&grant, None).is_err());
+    let (_, cp_verifier) = control_plane();
+    assert!(cp_verifier.verify(&grant).is_err());
+    assert!(verifier()
+        .verify_grant(&ticket("agent-1"), "agent-1")
+        .is_err());
+    let (cp_signer, _) = control_plane();
+    let cp = cp_signer.token(60).expect("sign");
+    assert!(verifier().verify_grant(&cp, "agent-1").is_err());
+
+    // The type claim decides even when every other claim of a grant is there.
+    let now = chrono::Utc::now().timestamp();
+    let typed_as_ticket = GrantClaims {
+        typ: TokenType::Execution,
+        ..claims.clone()
+    };
+    let key = EncodingKey::from_ed_pem(TICKET_PRIVATE.as_bytes()).expect("key");
+    let token = encode(&typed_as_ticket, &key).expect("sign");
+    assert!(matches!(
+        verifier().verify_grant(&token, "agent-1"),
+        Err(TicketError::WrongType {
+            expected: TokenType::Grant,
+            got: TokenType::Execution
+        })
+    ));
+
+    // Expired, empty or tampered grants are refused.
+    let expired = signer()
+        .sign_grant("agent-1", grant_id, 3, -60, spec())
+        .expect("sign");
+    assert!(verifier().verify_grant(&expired, "agent-1").is_err());
+    let empty = GrantClaims {
+        slots: 0,
+        exp: now + 60,
+        ..claims
+    };
+    let token = encode(&empty, &key).expect("sign");
+    assert!(verifier().verify_grant(&token, "agent-1").is_err());
+    let mut parts: Vec<String> = grant.split('.').map(str::to_owned).collect();
+    parts[1].insert(4, 'x');
+    assert!(verifier()
+        .verify_grant(&parts.join("."), "agent-1")
+        .is_err());
+}

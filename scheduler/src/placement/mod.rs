@@ -54,6 +54,21 @@ pub struct Lease {
     pub warm: bool,
 }
 
+/// A grant: the right to run one function version on one agent, `slots` at once, at most
+/// `invocations` times, until it is returned or expires. Its slots count against the
+/// project's concurrency and the agent's memory, its budget against the project's rate at
+/// grant time, so no quota is ever exceeded by what grants allow.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    pub grant_id: Uuid,
+    pub agent_id: Arc<str>,
+    pub agent_url: Arc<str>,
+    pub slots: u32,
+    pub invocations: u32,
+    /// The agent had an idle warm container for this function version.
+    pub warm: bool,
+}
+
 /// Why a placement was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlaceError {
@@ -230,12 +245,27 @@ struct LeaseRecord {
     agent: usize,
     project: usize,
     key: WarmKey,
+    /// Memory of all its slots.
     memory_mb: i64,
     warm: bool,
+    /// Executions it counts against the project's concurrency (1 for a lease).
+    slots: u32,
+    /// Idle warm containers it claimed (0 or 1 for a lease).
+    claimed: u32,
+    /// A grant (its pools are left to the agent's next heartbeat when it ends).
+    grant: Option<GrantBudget>,
     created: Instant,
     expires: Instant,
     /// Its function version was retired meanwhile: its container is not warm again.
     retired: bool,
+}
+
+/// The rate budget a grant counted.
+#[derive(Debug, Clone, Copy)]
+struct GrantBudget {
+    invocations: u32,
+    /// The rate window it was counted in.
+    counted_in: Option<Instant>,
 }
 
 #[derive(Debug, Default)]
@@ -359,6 +389,9 @@ impl Placer {
                 key,
                 memory_mb,
                 warm,
+                slots: 1,
+                claimed: u32::from(warm),
+                grant: None,
                 created: now,
                 expires,
                 retired: false,
@@ -368,10 +401,152 @@ impl Placer {
         Ok(lease)
     }
 
+    /// Grants up to `slots` concurrent executions and `invocations` starts of one function
+    /// version on one agent for `ttl`: quota checks as for a placement, then as many slots as
+    /// the project's concurrency headroom, its rate headroom and the chosen agent's memory
+    /// allow (at least one, or the refusal a placement would get). The agent is chosen as a
+    /// placement's: an idle warm container first, else the fullest that fits.
+    pub fn grant(
+        &self,
+        demand: &Demand<'_>,
+        slots: u32,
+        invocations: u32,
+        ttl: Duration,
+        now: Instant,
+    ) -> Result<Grant, PlaceError> {
+        let grant_id = Uuid::new_v4();
+        let key = WarmKey {
+            function_id: demand.function_id,
+            version: demand.version,
+        };
+        let memory_mb = i64::from(demand.memory_mb.max(0));
+
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        let project = state.project(demand.project_id);
+        let p = &mut state.projects[project];
+        let mut slots = slots.max(1);
+        if demand.concurrent_limit >= 0 {
+            let headroom = demand.concurrent_limit - i64::from(p.in_flight);
+            if headroom <= 0 {
+                return Err(PlaceError::Concurrency {
+                    limit: demand.concurrent_limit,
+                    retry_after_s: 1,
+                });
+            }
+            slots = slots.min(u32::try_from(headroom).unwrap_or(u32::MAX));
+        }
+        let mut invocations = invocations.max(1);
+        match p.rate.headroom(now, demand.per_minute_limit) {
+            Some(0) => {
+                let retry_after_s = p
+                    .rate
+                    .check(now, demand.per_minute_limit)
+                    .err()
+                    .unwrap_or(1);
+                return Err(PlaceError::Rate {
+                    limit: demand.per_minute_limit,
+                    retry_after_s,
+                });
+            }
+            Some(room) => invocations = invocations.min(room),
+            None => {}
+        }
+        // Slots beyond the budget could never be used.
+        slots = slots.min(invocations);
+
+        let (chosen, warm) = match state.pick_warm(key) {
+            Some(i) => (i, true),
+            None => (
+                state
+                    .pick_cold(memory_mb)
+                    .ok_or_else(|| PlaceError::NoCapacity {
+                        memory_mb: demand.memory_mb,
+                        paused: state.agents.iter().filter(|a| a.up && a.paused).count(),
+                    })?,
+                false,
+            ),
+        };
+        let agent = &mut state.agents[chosen];
+        // Idle containers of the version it may claim, then fresh memory for the rest.
+        let available = agent.pools.get(&key).map_or(0, Pool::available);
+        let claimed = if warm { slots.min(available) } else { 0 };
+        if memory_mb > 0 {
+            let free = agent.free_mb().max(0) + if warm { 0 } else { agent.evictable_mb() };
+            let fresh = u32::try_from(free / memory_mb).unwrap_or(u32::MAX);
+            slots = slots.min(claimed.saturating_add(fresh)).max(1);
+        }
+        let claimed = claimed.min(slots);
+
+        state.tick += 1;
+        let tick = state.tick;
+        let agent = &mut state.agents[chosen];
+        agent.leases += 1;
+        agent.leased_mb += i64::from(slots) * memory_mb;
+        agent.last_chosen = tick;
+        if claimed > 0 {
+            agent.adjust_pool(key, memory_mb, |pool| pool.claims += claimed);
+        }
+        let grant = Grant {
+            grant_id,
+            agent_id: agent.id.clone(),
+            agent_url: agent.url.clone(),
+            slots,
+            invocations,
+            warm,
+        };
+        let p = &mut state.projects[project];
+        p.in_flight += slots;
+        let counted_in = p.rate.record_many(now, invocations);
+        let expires = now + ttl;
+        state.leases.insert(
+            grant_id,
+            LeaseRecord {
+                agent: chosen,
+                project,
+                key,
+                memory_mb: i64::from(slots) * memory_mb,
+                warm,
+                slots,
+                claimed,
+                grant: Some(GrantBudget {
+                    invocations,
+                    counted_in,
+                }),
+                created: now,
+                expires,
+                retired: false,
+            },
+        );
+        state.expiries.push(Reverse((expires, grant_id)));
+        Ok(grant)
+    }
+
+    /// Ends a grant its holder returned: its slots and memory are free again, and the part of
+    /// its budget that `used` says was not started is given back to the project's rate window
+    /// (all of it counts when `used` is unknown). Returns `None` for an unknown (expired or
+    /// already returned) grant, or an id that is not a grant's.
+    pub fn return_grant(&self, grant_id: Uuid, used: Option<u32>, now: Instant) -> Option<Ended> {
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        let budget = state.leases.get(&grant_id)?.grant?;
+        let record = state.leases.remove(&grant_id)?;
+        if let Some(used) = used {
+            let unused = budget.invocations.saturating_sub(used);
+            state.projects[record.project]
+                .rate
+                .refund(now, budget.counted_in, unused);
+        }
+        Some(state.end(grant_id, &record, true))
+    }
+
     /// Ends a lease; `warm` says the container is idle again for the same function version.
     /// Returns `None` for an unknown (already ended) lease.
     pub fn release(&self, lease_id: Uuid, warm: bool) -> Option<Ended> {
         let mut state = self.lock();
+        if state.leases.get(&lease_id)?.grant.is_some() {
+            return None;
+        }
         let record = state.leases.remove(&lease_id)?;
         Some(state.end(lease_id, &record, warm))
     }
@@ -693,11 +868,29 @@ impl State {
     fn end(&mut self, lease_id: Uuid, record: &LeaseRecord, warm_again: bool) -> Ended {
         let warm_again = warm_again && !record.retired;
         let project = &mut self.projects[record.project];
-        project.in_flight = project.in_flight.saturating_sub(1);
+        project.in_flight = project.in_flight.saturating_sub(record.slots);
         let agent = &mut self.agents[record.agent];
         agent.leases = agent.leases.saturating_sub(1);
         agent.leased_mb -= record.memory_mb;
         let reflected = record.created < agent.last_heartbeat;
+        if record.grant.is_some() {
+            // The containers a grant used stay with the agent, idle or busy as its next
+            // heartbeat says; only the claims made since its last one are undone here.
+            if !reflected && record.claimed > 0 {
+                let claimed = record.claimed;
+                agent.adjust_pool(
+                    record.key,
+                    record.memory_mb / i64::from(record.slots.max(1)),
+                    |pool| {
+                        pool.claims = pool.claims.saturating_sub(claimed);
+                    },
+                );
+            }
+            return Ended {
+                lease_id,
+                agent_id: agent.id.clone(),
+            };
+        }
         let took_idle = record.warm;
         let mut base_delta = 0;
         let mut now_idle = false;

@@ -81,8 +81,46 @@ impl RateWindow {
 
     /// Counts one start.
     pub(super) fn record(&mut self, now: Instant) {
+        self.record_many(now, 1);
+    }
+
+    /// How many more starts fit `limit` now (`None`: unlimited).
+    pub(super) fn headroom(&mut self, now: Instant, limit: i64) -> Option<u32> {
+        if limit < 0 {
+            return None;
+        }
         self.roll(now);
-        self.current = self.current.saturating_add(1);
+        let estimate =
+            f64::from(self.previous) * (1.0 - self.progress(now)) + f64::from(self.current);
+        let room = (limit as f64 - estimate).floor().max(0.0);
+        Some(if room >= f64::from(u32::MAX) {
+            u32::MAX
+        } else {
+            room as u32
+        })
+    }
+
+    /// Counts `n` starts (a grant's invocation budget, counted when it is granted); returns
+    /// the start of the window they were counted in, for [`RateWindow::refund`].
+    pub(super) fn record_many(&mut self, now: Instant, n: u32) -> Option<Instant> {
+        self.roll(now);
+        self.current = self.current.saturating_add(n);
+        self.start
+    }
+
+    /// Gives back `n` starts counted in the window that began at `counted_in` (the unused
+    /// budget of a returned grant), while that window still counts; `now` rolls the window
+    /// first.
+    pub(super) fn refund(&mut self, now: Instant, counted_in: Option<Instant>, n: u32) {
+        self.roll(now);
+        let (Some(counted_in), Some(start)) = (counted_in, self.start) else {
+            return;
+        };
+        if counted_in == start {
+            self.current = self.current.saturating_sub(n);
+        } else if counted_in + WINDOW == start {
+            self.previous = self.previous.saturating_sub(n);
+        }
     }
 }
 
@@ -145,5 +183,32 @@ mod tests {
                 (400.5, Err(90)),
             ],
         );
+    }
+
+    #[test]
+    fn budgets_count_at_once_and_unused_ones_come_back() {
+        let t0 = Instant::now();
+        let mut w = RateWindow::default();
+        assert_eq!(w.headroom(t0, -1), None);
+        assert_eq!(w.headroom(t0, 10), Some(10));
+        let counted = w.record_many(t0, 7);
+        assert_eq!(w.headroom(t0, 10), Some(3));
+        assert!(w.check(t0, 10).is_ok());
+        let more = w.record_many(t0, 3);
+        assert_eq!(w.headroom(t0, 10), Some(0));
+        assert!(w.check(t0, 10).is_err(), "the whole minute is granted");
+        // Five of the first budget were not used: they fit again.
+        w.refund(t0 + Duration::from_secs(1), counted, 5);
+        assert_eq!(w.headroom(t0 + Duration::from_secs(1), 10), Some(5));
+        // A refund after the window moved on lowers the previous minute's weight.
+        let later = t0 + Duration::from_secs(61);
+        let before = w.headroom(later, 10).expect("limited");
+        w.refund(later, more, 3);
+        let after = w.headroom(later, 10).expect("limited");
+        assert!(after > before, "{before} -> {after}");
+        // A refund for a window that no longer counts changes nothing.
+        let much_later = t0 + Duration::from_secs(300);
+        w.refund(much_later, counted, 100);
+        assert_eq!(w.headroom(much_later, 10), Some(10));
     }
 }

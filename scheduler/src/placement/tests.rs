@@ -525,3 +525,168 @@ fn paused_agents_and_agents_without_an_engine_get_no_work() {
         "{refused}"
     );
 }
+
+// --- Grants -----------------------------------------------------------------------------------
+
+fn placer() -> Placer {
+    Placer::new(PlacerConfig {
+        agent_down_after: Duration::from_secs(DOWN_AFTER),
+        persist_interval: Duration::from_secs(1),
+        lease_extra: Duration::from_secs(LEASE_EXTRA),
+    })
+}
+
+fn demand(concurrent: i64, per_minute: i64, memory_mb: i32) -> Demand<'static> {
+    Demand {
+        project_id: "p",
+        function_id: function(1),
+        version: 0,
+        memory_mb,
+        timeout_s: 3,
+        concurrent_limit: concurrent,
+        per_minute_limit: per_minute,
+    }
+}
+
+const TTL: Duration = Duration::from_secs(10);
+
+#[test]
+fn grants_never_exceed_the_project_concurrency() {
+    let t0 = Instant::now();
+    let placer = placer();
+    placer.heartbeat(&heartbeat(&A("a1", 10_000, 0, &[])), t0);
+    placer.heartbeat(&heartbeat(&A("a2", 10_000, 0, &[])), t0);
+    // Two holders (API replicas) ask for 4 slots each under a concurrency of 5.
+    let first = placer
+        .grant(&demand(5, -1, 128), 4, 1000, TTL, t0)
+        .expect("grant");
+    assert_eq!(first.slots, 4);
+    let second = placer
+        .grant(&demand(5, -1, 128), 4, 1000, TTL, t0)
+        .expect("grant");
+    assert_eq!(second.slots, 1, "only the headroom");
+    assert_eq!(placer.in_flight("p"), 5);
+    assert!(matches!(
+        placer.grant(&demand(5, -1, 128), 4, 1000, TTL, t0),
+        Err(PlaceError::Concurrency { limit: 5, .. })
+    ));
+    assert!(matches!(
+        placer.place(&demand(5, -1, 128), t0),
+        Err(PlaceError::Concurrency { .. })
+    ));
+    // A grant is not a lease: releasing its id does nothing.
+    assert!(placer.release(first.grant_id, true).is_none());
+    assert_eq!(placer.in_flight("p"), 5);
+    // Returned, its slots are free again; returned twice, nothing more.
+    assert!(placer.return_grant(first.grant_id, Some(0), t0).is_some());
+    assert!(placer.return_grant(first.grant_id, Some(0), t0).is_none());
+    assert_eq!(placer.in_flight("p"), 1);
+    let lease = placer.place(&demand(5, -1, 128), t0).expect("room again");
+    assert!(
+        placer.return_grant(lease.lease_id, None, t0).is_none(),
+        "a lease is not a grant"
+    );
+}
+
+#[test]
+fn grant_slots_are_bounded_by_agent_memory_and_counted_in_it() {
+    let t0 = Instant::now();
+    let placer = placer();
+    placer.heartbeat(&heartbeat(&A("a1", 1000, 0, &[])), t0);
+    let grant = placer
+        .grant(&demand(-1, -1, 300), 8, 1000, TTL, t0)
+        .expect("grant");
+    assert_eq!(grant.slots, 3, "three of 300 MB fit in 1000 MB");
+    assert_eq!(placer.agent("a1").expect("agent").free_mb, 100);
+    assert!(matches!(
+        placer.place(&demand(-1, -1, 300), t0),
+        Err(PlaceError::NoCapacity { .. })
+    ));
+    placer
+        .return_grant(grant.grant_id, None, t0)
+        .expect("returned");
+    assert_eq!(placer.agent("a1").expect("agent").free_mb, 1000);
+}
+
+#[test]
+fn grant_budgets_count_against_the_rate_and_unused_ones_come_back() {
+    let t0 = Instant::now();
+    let placer = placer();
+    placer.heartbeat(&heartbeat(&A("a1", 10_000, 0, &[])), t0);
+    let grant = placer
+        .grant(&demand(-1, 10, 128), 2, 8, TTL, t0)
+        .expect("grant");
+    assert_eq!(grant.invocations, 8);
+    let small = placer
+        .grant(&demand(-1, 10, 128), 4, 8, TTL, t0)
+        .expect("grant");
+    assert_eq!(
+        (small.invocations, small.slots),
+        (2, 2),
+        "the rest of the minute"
+    );
+    assert!(matches!(
+        placer.grant(&demand(-1, 10, 128), 1, 1, TTL, t0),
+        Err(PlaceError::Rate { limit: 10, .. })
+    ));
+    // Three of the first grant's eight were used: five come back.
+    placer
+        .return_grant(grant.grant_id, Some(3), t0)
+        .expect("returned");
+    let again = placer
+        .grant(&demand(-1, 10, 128), 1, 100, TTL, t0)
+        .expect("grant");
+    assert_eq!(again.invocations, 5);
+}
+
+#[test]
+fn grants_of_a_dead_holder_expire_with_their_ttl() {
+    let t0 = Instant::now();
+    let placer = placer();
+    placer.heartbeat(&heartbeat(&A("a1", 10_000, 0, &[])), t0);
+    let grant = placer
+        .grant(&demand(3, -1, 128), 3, 100, TTL, t0)
+        .expect("grant");
+    assert_eq!(grant.slots, 3);
+    assert!(placer.grant(&demand(3, -1, 128), 1, 1, TTL, t0).is_err());
+    let (_, expired) = placer.sweep(t0 + TTL - Duration::from_millis(1));
+    assert!(expired.is_empty());
+    // Keep the agent up across the TTL.
+    placer.heartbeat(&heartbeat(&A("a1", 10_000, 0, &[])), t0 + TTL);
+    let (_, expired) = placer.sweep(t0 + TTL);
+    assert_eq!(expired.len(), 1);
+    assert_eq!(expired[0].lease_id, grant.grant_id);
+    assert_eq!(placer.in_flight("p"), 0);
+    let back = placer
+        .grant(&demand(3, -1, 128), 3, 100, TTL, t0 + TTL)
+        .expect("grant");
+    assert_eq!(back.slots, 3, "the full concurrency is back");
+    // A late return of the expired grant changes nothing.
+    assert!(placer
+        .return_grant(grant.grant_id, Some(0), t0 + TTL)
+        .is_none());
+    assert_eq!(placer.in_flight("p"), 3);
+}
+
+#[test]
+fn grants_go_to_warm_containers_first_and_claim_them() {
+    let t0 = Instant::now();
+    let placer = placer();
+    placer.heartbeat(&heartbeat(&A("cold", 10_000, 0, &[])), t0);
+    placer.heartbeat(&heartbeat(&A("warm", 1000, 256, &[(1, 2, 0, 128)])), t0);
+    let grant = placer
+        .grant(&demand(-1, -1, 128), 4, 100, TTL, t0)
+        .expect("grant");
+    assert!(grant.warm);
+    assert_eq!(&*grant.agent_id, "warm");
+    assert_eq!(grant.slots, 4, "two idle containers and room for two more");
+    // Both idle containers are claimed: the next placement of the function is cold.
+    let lease = placer.place(&demand(-1, -1, 128), t0).expect("placed");
+    assert!(!lease.warm);
+    placer
+        .return_grant(grant.grant_id, None, t0)
+        .expect("returned");
+    // The claims are undone: the idle containers attract work again.
+    let lease = placer.place(&demand(-1, -1, 128), t0).expect("placed");
+    assert!(lease.warm);
+}

@@ -10,7 +10,8 @@ use crate::http::error::{ApiError, ApiResult};
 /// Header carrying the execution ticket on a code download.
 const TICKET_HEADER: &str = "x-fresco-ticket";
 
-/// `GET /internal/v1/code/{sha256}`: an agent fetches the package a ticket names. Two proofs:
+/// `GET /internal/v1/code/{sha256}`: an agent fetches the package a ticket (or a grant) names.
+/// Two proofs:
 /// the execution ticket (`X-Fresco-Ticket`, signed by the scheduler) must name this very
 /// package, and the bearer token must be a code-download token signed with the enrolled key of
 /// the agent the ticket is for, for this package and this ticket. So only the agent a ticket
@@ -32,26 +33,34 @@ pub async fn code(
         .and_then(|v| v.strip_prefix("Bearer "))
         .ok_or_else(unauthorized)?;
     let ticket = header(TICKET_HEADER).ok_or_else(unauthorized)?;
-    let claims = verifier.verify(ticket, None).map_err(|e| {
-        log::warn!("code download refused: {e}");
-        unauthorized()
-    })?;
+    // An execution ticket, or a grant (a cold start under a grant): the agent it names, what
+    // it runs, and the id the code-download token is bound to.
+    let (aud, spec, id) = match verifier.verify(ticket, None) {
+        Ok(claims) => (claims.aud, claims.spec, claims.jti),
+        Err(ticket_error) => match verifier.verify_grant_for(ticket, None) {
+            Ok(grant) => (grant.aud, grant.spec, grant.sub),
+            Err(e) => {
+                log::warn!("code download refused: {ticket_error}; as a grant: {e}");
+                return Err(unauthorized());
+            }
+        },
+    };
     let sha = path.into_inner();
-    if claims.spec.code_sha256.as_deref() != Some(sha.as_str()) {
+    if spec.code_sha256.as_deref() != Some(sha.as_str()) {
         return Err(ApiError::forbidden("the ticket does not name this package"));
     }
-    let enrolment = data.agents.get(&claims.aud).map_err(|e| {
-        log::warn!("code download for agent {} refused: {e}", claims.aud);
+    let enrolment = data.agents.get(&aud).map_err(|e| {
+        log::warn!("code download for agent {aud} refused: {e}");
         unauthorized()
     })?;
     enrolment
         .key
-        .verify_code_download(&claims.aud, token, &sha, claims.jti)
+        .verify_code_download(&aud, token, &sha, id)
         .map_err(|e| {
-            log::warn!("code download for agent {} refused: {e}", claims.aud);
+            log::warn!("code download for agent {aud} refused: {e}");
             unauthorized()
         })?;
-    let project = claims.spec.project_id;
+    let project = spec.project_id;
     let (format, bytes) = state(&data)
         .db(move |conn| functions::code_package(conn, &project, &sha))
         .await?;
