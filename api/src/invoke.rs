@@ -520,6 +520,20 @@ impl Invoker {
                 }
                 // Nothing ran (the agent cannot be reached, or refused it before running:
                 // engine down, full, stopping): another agent may try.
+                // The function's image is not on that node: the agent is well (it is not
+                // reported), another agent may hold the image.
+                Err(e @ AgentCallError::NotRun { .. })
+                    if e.not_run_reason() == Some("no-image") =>
+                {
+                    slot.retire();
+                    let error = PlatformFailure::new("ImageUnavailable", e.to_string());
+                    if !last {
+                        log::warn!("execution {execution_id}: {}, trying again", error.message);
+                        earlier = Some((agent.to_owned(), error));
+                        continue;
+                    }
+                    return Err(failure(attempts, Some(agent), error));
+                }
                 Err(e) if e.nothing_ran() => {
                     slot.retire();
                     // Tell the scheduler first, or it grants the same agent again.
