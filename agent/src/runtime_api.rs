@@ -437,9 +437,11 @@ impl RuntimeChannel {
         let Some(env) = self.claimed().await else {
             return shutting_down();
         };
+        // The platform's own variables are for the shim (which removes them) and stay out.
         let object: serde_json::Map<String, serde_json::Value> = env
             .iter()
             .filter_map(|entry| entry.split_once('='))
+            .filter(|(name, _)| !name.starts_with("FRESCO_"))
             .map(|(name, value)| (name.to_owned(), serde_json::Value::from(value)))
             .collect();
         json_response(StatusCode::OK, serde_json::Value::Object(object))

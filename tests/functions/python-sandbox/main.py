@@ -25,4 +25,5 @@ def handler(event, context):
         "pids_max": _read("/sys/fs/cgroup/pids/pids.max") or _read("/sys/fs/cgroup/pids.max"),
         "uid": os.getuid(),
         "task_files": sorted(os.listdir("/var/task")),
+        "fresco_vars": sorted(k for k in os.environ if k.startswith("FRESCO_")),
     }
