@@ -212,7 +212,11 @@ async fn a_claimed_sandbox_runs_its_function_with_its_code_environment_and_limit
     assert_eq!(body["cpu_quota"], "25000");
     assert_eq!(body["pids_max"], "64");
     assert_eq!(body["task_files"], json!(["main.py", "marker.py"]));
-    assert_eq!(body["fresco_vars"], json!([]), "the platform's variables stay out");
+    assert_eq!(
+        body["fresco_vars"],
+        json!([]),
+        "the platform's variables stay out"
+    );
     // Then it is that function's warm sandbox.
     let (second, _) = agent.run(&spec, json!({})).await;
     assert_eq!(
