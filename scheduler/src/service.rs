@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use actix_web::{web, App, HttpServer};
 use fresco_common::conf::{ConfigError, RetentionSection};
+
+use crate::cron::{CronConfig, CronStats};
 use fresco_common::enrolment::AgentRegistry;
 use fresco_common::ticket::{ControlPlaneVerifier, TicketError, TicketSigner};
 use fresco_common::tls::{InternalTls, TlsError};
@@ -93,7 +95,8 @@ impl Scheduler {
             db.max_pool_size,
             Duration::from_secs(db.connection_timeout),
             lease.lease,
-        )?;
+        )?
+        .with_allowed_image_prefixes(settings.api.allowed_image_prefixes.clone());
         {
             let store = store.clone();
             tokio::task::spawn_blocking(move || store.ping())
@@ -205,6 +208,10 @@ impl Scheduler {
                 dispatcher,
                 store,
                 settings.retention.clone(),
+                CronConfig {
+                    interval: Duration::from_millis(s.cron_interval_ms.max(10)),
+                    batch_size: s.cron_batch_size.max(1),
+                },
             )),
         ];
         Ok(Self {
@@ -245,10 +252,12 @@ async fn lead(
     dispatcher: Dispatcher,
     store: Store,
     retention: RetentionSection,
+    cron: CronConfig,
 ) {
+    let cron_stats = Arc::new(CronStats::default());
     let holder = leadership.holder().to_owned();
     let mut connection: Option<LeaseConnection> = None;
-    let mut running: Option<(watch::Sender<bool>, [tokio::task::JoinHandle<()>; 2])> = None;
+    let mut running: Option<(watch::Sender<bool>, [tokio::task::JoinHandle<()>; 3])> = None;
     let mut pause = Duration::ZERO;
     loop {
         tokio::time::sleep(pause).await;
@@ -311,11 +320,18 @@ async fn lead(
                     leadership.clone(),
                     stopped.clone(),
                 ));
+                let firing = tokio::spawn(crate::cron::run(
+                    store.clone(),
+                    cron,
+                    leadership.clone(),
+                    cron_stats.clone(),
+                    stopped.clone(),
+                ));
                 let dispatching = tokio::spawn({
                     let dispatcher = dispatcher.clone();
                     async move { dispatcher.run(stopped).await }
                 });
-                running = Some((stop, [dispatching, purging]));
+                running = Some((stop, [dispatching, purging, firing]));
             }
             (false, true) => {
                 log::warn!("lost the leader lease: standing by");

@@ -18,7 +18,10 @@ use uuid::Uuid;
 
 use crate::ExecutionStatus;
 
+mod events;
 mod retention;
+
+pub use events::{merge_event, tick_execution_id, Fired, Outcome, MAX_CHAIN_DEPTH};
 
 /// The NOTIFY channel the API signals new async executions on.
 pub const QUEUE_CHANNEL: &str = "fresco_executions";
@@ -168,6 +171,8 @@ pub struct Queued {
     pub input: Option<Vec<u8>>,
     /// Attempts before this one.
     pub attempts: i32,
+    /// The attempts its function's event config allows, if it has one.
+    pub max_attempts: Option<i32>,
 }
 
 /// A project's execution limits; negative means unlimited.
@@ -294,6 +299,9 @@ impl Finish {
 #[derive(Clone)]
 pub struct Store {
     pool: Pool<ConnectionManager<PgConnection>>,
+    /// `[api] allowed_image_prefixes`: what the executions the scheduler queues itself (cron
+    /// ticks, destinations) may run, as the API checks its own.
+    allowed_image_prefixes: Arc<[String]>,
 }
 
 type Conn = PooledConnection<ConnectionManager<PgConnection>>;
@@ -322,7 +330,16 @@ impl Store {
                 url,
                 idle_in_transaction.max(Duration::from_secs(1)),
             )))?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            allowed_image_prefixes: Arc::from(Vec::new()),
+        })
+    }
+
+    /// The images of functions' own that executions the scheduler queues may run.
+    pub fn with_allowed_image_prefixes(mut self, prefixes: Vec<String>) -> Self {
+        self.allowed_image_prefixes = Arc::from(prefixes);
+        self
     }
 
     fn conn(&self) -> Result<Conn, StorageError> {
@@ -431,10 +448,13 @@ impl Store {
             }
             let per_project = (limit + projects.len() as i64 - 1) / projects.len() as i64;
             let offered: Vec<Offered> = diesel::sql_query(format!(
-                "SELECT e.id, e.project_id, e.spec, e.input, e.attempts, e.created_at \
+                "SELECT e.id, e.project_id, e.spec, e.input, e.attempts, e.created_at, \
+                   (SELECT c.max_attempts FROM function_event_configs c \
+                    WHERE c.function_id = e.function_id) AS max_attempts \
                  FROM unnest($1::text[]) AS p(project_id) \
                  CROSS JOIN LATERAL ( \
-                   SELECT x.id, x.project_id, x.spec, x.input, x.attempts, x.created_at \
+                   SELECT x.id, x.project_id, x.function_id, x.spec, x.input, x.attempts, \
+                     x.created_at \
                    FROM executions x \
                    WHERE x.project_id = p.project_id AND x.status = '{}' AND x.is_async \
                    ORDER BY x.created_at LIMIT $2 \
@@ -497,6 +517,7 @@ impl Store {
                         executions::finished_at.eq(now),
                     ))
                     .execute(conn)?;
+                events::after_end(conn, *id, &self.allowed_image_prefixes)?;
             }
             claim.failed = failed.len();
             Ok(claim)
@@ -524,7 +545,7 @@ impl Store {
                     .filter(executions::id.eq(id))
                     .filter(executions::status.eq(ExecutionStatus::Running))
                     .filter(executions::attempts.eq(attempt));
-                changed += match finish {
+                let written = match finish {
                     Finish::Completed {
                         status,
                         result,
@@ -572,6 +593,10 @@ impl Store {
                         ))
                         .execute(conn)?,
                 };
+                if written > 0 && !matches!(finish, Finish::Requeue { .. }) {
+                    events::after_end(conn, *id, &self.allowed_image_prefixes)?;
+                }
+                changed += written;
             }
             if requeued {
                 diesel::sql_query(format!("NOTIFY {QUEUE_CHANNEL}")).execute(conn)?;
@@ -694,6 +719,8 @@ struct Offered {
     attempts: i32,
     #[diesel(sql_type = Timestamptz)]
     created_at: chrono::DateTime<chrono::Utc>,
+    #[diesel(sql_type = Nullable<Integer>)]
+    max_attempts: Option<i32>,
 }
 
 /// Up to `wanted` projects with queued executions, not in `skip`, in project order from just
@@ -791,6 +818,7 @@ fn round_robin(
                     spec: row.spec,
                     input: row.input,
                     attempts: row.attempts,
+                    max_attempts: row.max_attempts,
                 });
             }
         }

@@ -148,15 +148,25 @@ pub async fn invoke(
         return Ok(HttpResponse::Accepted().json(json!({ "execution": view })));
     }
     let target = invocations.target(&key, roll).await?;
-
     let details = caller.sees_platform_details(&data);
+    run_sync(invoker, &target, event, details).await
+}
+
+/// Runs a sync invocation of `target` and renders its answer: the function's response (or
+/// its error) with the execution's headers. `details`: the caller may see the platform's side.
+pub(super) async fn run_sync(
+    invoker: &crate::invoke::Invoker,
+    target: &crate::domain::invoke::Target,
+    event: Box<RawValue>,
+    details: bool,
+) -> ApiResult<HttpResponse> {
     invoker
         .recorder
         .admit()
         .map_err(|behind| invoke_error(behind.into(), details))?;
 
     let outcome = invoker
-        .invoke_sync(&target, event)
+        .invoke_sync(target, event)
         .await
         .map_err(|e| invoke_error(e, details))?;
     let result = outcome.result;

@@ -4,13 +4,16 @@
 mod agents;
 mod aliases;
 mod discovery;
+mod events;
 mod executions;
 mod functions;
 mod internal;
 mod invoke;
 mod quotas;
 mod runtimes;
+mod triggers;
 mod versions;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -94,6 +97,20 @@ route_table! {
         patch: aliases::update,
         delete: aliases::delete,
     },
+    "/v1/functions/{function}/event-config" => {
+        get: events::show,
+        put: events::put,
+        delete: events::delete,
+    },
+    "/v1/functions/{function}/dead-letters" => { get: events::dead_letters },
+    "/v1/functions/{function}/dead-letters/{id}/replay" => { post: events::replay },
+    "/v1/triggers" => { get: triggers::list, post: triggers::create },
+    "/v1/triggers/{trigger}" => {
+        get: triggers::show,
+        patch: triggers::update,
+        delete: triggers::delete,
+    },
+    "/v1/webhooks/{token}" => { post: webhooks::call },
     "/v1/executions" => { get: executions::list },
     "/v1/executions/{id}" => { get: executions::show, delete: executions::delete },
     "/v1/executions/{id}/log" => { get: executions::log },
