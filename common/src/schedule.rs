@@ -107,6 +107,11 @@ mod tests {
             ("61 * * * *", "UTC", "not valid"),
             ("* * * * *", "Mars/Olympus", "time zone"),
             ("0 0 30 2 *", "UTC", "never"),
+            ("*/0 * * * *", "UTC", "not valid"),
+            ("1-0 * * * *", "UTC", ""),
+            ("99999999999 * * * *", "UTC", "not valid"),
+            ("* * * * * * *", "UTC", "5 fields"),
+            ("L W # ? * *", "UTC", "not valid"),
         ] {
             let error = Schedule::parse(expression, zone).expect_err(expression);
             assert!(error.to_string().contains(needle), "{expression}: {error}");
