@@ -278,6 +278,8 @@ const ROWS: &[Row] = &[
     row("GET", "/v1", Body::Empty, NO_RULE, [Is(200), Is(200), Is(200), Is(200), Is(200), Is(200), Is(200)]),
     row("GET", "/v1/", Body::Empty, NO_RULE, [Is(200), Is(200), Is(200), Is(200), Is(200), Is(200), Is(200)]),
     row("GET", "/healthcheck", Body::Empty, NO_RULE, [Is(200), Is(200), Is(200), Is(200), Is(200), Is(200), Is(200)]),
+    // Prometheus metrics: aggregate figures, no token needed.
+    row("GET", "/metrics", Body::Empty, NO_RULE, [Is(200), Is(200), Is(200), Is(200), Is(200), Is(200), Is(200)]),
     // Agents' code downloads need an execution ticket and the agent's own token: a Keystone
     // token opens nothing.
     row("GET", "/internal/v1/code/{sha}", Body::Empty, NO_RULE, [Is(401), Is(401), Is(401), Is(401), Is(401), Is(401), Is(401)]),

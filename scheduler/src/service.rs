@@ -142,6 +142,7 @@ impl Scheduler {
             &tls,
         )?;
         let (persist, persist_rx) = mpsc::channel::<Heartbeat>(4096);
+        let cron_stats = Arc::new(CronStats::default());
         let retirements = Arc::new(Mutex::new(RetirementLog::new()));
 
         let state = web::Data::new(AppState {
@@ -160,6 +161,8 @@ impl Scheduler {
                 max_slots: s.grant_max_slots.max(1),
             },
             counters: http::Counters::default(),
+            cron: cron_stats.clone(),
+            metrics: crate::metrics::Metrics::new(),
         });
         let addr = format!("{}:{}", s.bind_host, s.bind_port);
         let mut server =
@@ -212,6 +215,7 @@ impl Scheduler {
                     interval: Duration::from_millis(s.cron_interval_ms.max(10)),
                     batch_size: s.cron_batch_size.max(1),
                 },
+                cron_stats,
             )),
         ];
         Ok(Self {
@@ -253,8 +257,8 @@ async fn lead(
     store: Store,
     retention: RetentionSection,
     cron: CronConfig,
+    cron_stats: Arc<CronStats>,
 ) {
-    let cron_stats = Arc::new(CronStats::default());
     let holder = leadership.holder().to_owned();
     let mut connection: Option<LeaseConnection> = None;
     let mut running: Option<(watch::Sender<bool>, [tokio::task::JoinHandle<()>; 3])> = None;

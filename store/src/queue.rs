@@ -677,6 +677,26 @@ impl Store {
         })
     }
 
+    /// The async queue's depth and the age of its oldest execution, in seconds (0 when empty).
+    pub fn queue_depth(&self) -> Result<(i64, i64), StorageError> {
+        #[derive(QueryableByName)]
+        struct Depth {
+            #[diesel(sql_type = BigInt)]
+            depth: i64,
+            #[diesel(sql_type = BigInt)]
+            age: i64,
+        }
+        let mut conn = self.conn()?;
+        let depth: Depth = diesel::sql_query(format!(
+            "SELECT count(*) AS depth, \
+               COALESCE(extract(epoch FROM now() - min(created_at)), 0)::bigint AS age \
+             FROM executions WHERE status = '{}'",
+            ExecutionStatus::Queued
+        ))
+        .get_result(&mut conn)?;
+        Ok((depth.depth, depth.age))
+    }
+
     /// Checks that the database answers.
     pub fn ping(&self) -> Result<(), StorageError> {
         let mut conn = self.conn()?;

@@ -357,3 +357,132 @@ fn failed_events_land_in_dead_letters_and_replay_and_successes_reach_their_desti
         "one destination run"
     );
 }
+
+/// The value of sample `name` whose labels include `labels`, summed, in a text exposition
+/// parsed as Prometheus parses it.
+fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
+        .expect("the Prometheus text format");
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name)
+        .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            // Histograms: their `_count` and `_sum` lines are samples of their own.
+            _ => 0.0,
+        })
+        .sum()
+}
+
+fn scrape(url: &str) -> String {
+    let response = reqwest::blocking::get(format!("{url}/metrics")).unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert!(response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    response.text().unwrap()
+}
+
+/// `/metrics` of the API and of the scheduler parse as Prometheus text, and their counters move
+/// with invocations: sync ones by status and start (cold, then warm), async ones through the
+/// dispatcher; the scheduler reports its leadership, its agent's capacity and the queue.
+#[test]
+fn metrics_parse_and_move_with_invocations() {
+    let stack = Stack::start(StackOptions::default());
+    stack.register_runtimes();
+    stack.create_function(ALICE, "echo", "python-echo", "python3", json!({}));
+    stack.wait_for_active_scheduler();
+    let api = stack.api.url();
+    let scheduler = stack.schedulers[0].url();
+    let (api_before, scheduler_before) = (scrape(&api), scrape(&scheduler));
+    for n in 0..3 {
+        let response = stack.invoke(ALICE, "echo", &json!({"n": n}));
+        assert_eq!(response.status().as_u16(), 200);
+    }
+    let queued = stack.post(ALICE, "/v1/functions/echo/invoke?async=true", &json!({}));
+    let id = queued.json::<Value>().unwrap()["execution"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        stack.wait_execution(ALICE, &id, Duration::from_secs(60))["status"],
+        "succeeded"
+    );
+    let (api_after, scheduler_after) = (scrape(&api), scrape(&scheduler));
+    let api_moved = |name: &str, labels: &[(&str, &str)]| {
+        sample(&api_after, name, labels) - sample(&api_before, name, labels)
+    };
+    assert_eq!(
+        api_moved("fresco_api_invocations_total", &[("status", "succeeded")]),
+        3.0
+    );
+    assert_eq!(
+        api_moved(
+            "fresco_api_invocation_duration_seconds_count",
+            &[("start", "cold")]
+        ) + api_moved(
+            "fresco_api_invocation_duration_seconds",
+            &[("start", "cold")]
+        ),
+        1.0,
+        "the first invocation started a container"
+    );
+    assert_eq!(
+        api_moved(
+            "fresco_api_invocation_duration_seconds_count",
+            &[("start", "warm")]
+        ) + api_moved(
+            "fresco_api_invocation_duration_seconds",
+            &[("start", "warm")]
+        ),
+        2.0
+    );
+    assert_eq!(
+        api_moved("fresco_api_async_accepted_total", &[("source", "invoke")]),
+        1.0
+    );
+    let scheduler_moved = |name: &str, labels: &[(&str, &str)]| {
+        sample(&scheduler_after, name, labels) - sample(&scheduler_before, name, labels)
+    };
+    assert_eq!(
+        scheduler_moved(
+            "fresco_scheduler_async_executions_total",
+            &[("outcome", "completed")]
+        ),
+        1.0
+    );
+    assert!(
+        scheduler_moved("fresco_scheduler_placements_total", &[])
+            + scheduler_moved("fresco_scheduler_grants_total", &[])
+            >= 1.0,
+        "the sync invocations were placed or granted"
+    );
+    assert_eq!(
+        sample(&scheduler_after, "fresco_scheduler_leader", &[]),
+        1.0
+    );
+    assert_eq!(
+        sample(&scheduler_after, "fresco_scheduler_agents_up", &[]),
+        1.0
+    );
+    let agent = stack.agent_ids[0].as_str();
+    assert!(
+        sample(
+            &scheduler_after,
+            "fresco_scheduler_agent_free_memory_mb",
+            &[("agent", agent)]
+        ) > 0.0
+    );
+    assert_eq!(
+        sample(&scheduler_after, "fresco_scheduler_queue_depth", &[]),
+        0.0
+    );
+    for text in [&api_after, &scheduler_after] {
+        assert!(!text.contains("e2e-project-a"), "a project in the metrics");
+    }
+}

@@ -451,7 +451,7 @@ async fn a_walk_over_every_route_gets_only_documented_responses() {
     let zip2 = zip_of(&[("main.py", b"def handler(e, c):\n    return 2\n")]);
 
     // Discovery and health, without a token.
-    for path in ["/", "/v1", "/v1/", "/healthcheck"] {
+    for path in ["/", "/v1", "/v1/", "/healthcheck", "/metrics"] {
         c.check(path, &api.send(get(path)).await);
     }
 

@@ -332,3 +332,99 @@ async fn a_webhook_runs_only_when_signed_and_within_its_rate() {
         .error(404, "could not be found");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// The value of sample `name` whose labels include `labels`, in a Prometheus text exposition.
+fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let lines = text.lines().map(|l| Ok(l.to_owned()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("the Prometheus text format");
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name)
+        .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => 0.0,
+        })
+        .sum()
+}
+
+#[actix_web::test]
+async fn metrics_count_webhook_calls_and_async_invocations_without_tenant_labels() {
+    let (api, _, dir) = setup().await;
+    let hook = api
+        .send(post("/v1/triggers").by(ALICE).json(json!({
+            "name": "hook", "type": "webhook", "function": "f", "secret": "0123456789abcdef",
+        })))
+        .await
+        .ok(201)["trigger"]
+        .clone();
+    let path = hook["webhook_url"]
+        .as_str()
+        .expect("url")
+        .strip_prefix(PUBLIC_URL)
+        .expect("path")
+        .to_owned();
+    let before = api.send(get("/metrics")).await;
+    assert_eq!(before.status.as_u16(), 200);
+    assert!(before
+        .header("content-type")
+        .expect("type")
+        .starts_with("text/plain"));
+    let before = before.text();
+    api.send(post(&path).json(json!({})))
+        .await
+        .error(401, "must be signed");
+    api.send(post(&path).json(json!({})))
+        .await
+        .error(401, "must be signed");
+    api.send(
+        post("/v1/functions/f/invoke?async=true")
+            .by(ALICE)
+            .json(json!({})),
+    )
+    .await
+    .ok(202);
+    let body = b"{}";
+    api.send(
+        post(&path)
+            .raw("application/json", body.to_vec())
+            .header("x-fresco-signature", &sign("0123456789abcdef", body)),
+    )
+    .await
+    .ok(202);
+    let after = api.send(get("/metrics")).await.text();
+    let moved = |name: &str, labels: &[(&str, &str)]| {
+        sample(&after, name, labels) - sample(&before, name, labels)
+    };
+    assert_eq!(
+        moved(
+            "fresco_api_webhook_calls_total",
+            &[("outcome", "unauthorized")]
+        ),
+        2.0
+    );
+    assert_eq!(
+        moved("fresco_api_webhook_calls_total", &[("outcome", "accepted")]),
+        1.0
+    );
+    assert_eq!(
+        moved("fresco_api_async_accepted_total", &[("source", "invoke")]),
+        1.0
+    );
+    assert_eq!(
+        moved("fresco_api_async_accepted_total", &[("source", "webhook")]),
+        1.0
+    );
+    for secret in [
+        "proj-a",
+        "0123456789abcdef",
+        hook["id"].as_str().expect("id"),
+        &path,
+    ] {
+        assert!(!after.contains(secret), "{secret} in the metrics");
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}

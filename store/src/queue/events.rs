@@ -149,6 +149,7 @@ impl Store {
                     )
                     .map_err(|e| e.to_string())
                     .map_err(QueueError::Refused)?;
+                    // Inserted only once: a second pass over the same tick finds its id.
                     insert_queued(
                         conn,
                         &spec,
@@ -160,12 +161,11 @@ impl Store {
                             chain_depth: 0,
                         },
                     )
-                    .map_err(|e| QueueError::Refused(e.to_string()))?;
-                    Ok::<_, QueueError>(())
+                    .map_err(|e| QueueError::Refused(e.to_string()))
                 });
                 let last_error = match queued {
-                    Ok(()) => {
-                        fired.queued += 1;
+                    Ok(inserted) => {
+                        fired.queued += usize::from(inserted);
                         None
                     }
                     Err(QueueError::Db(e)) => return Err(e.into()),

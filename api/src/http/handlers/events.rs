@@ -128,6 +128,7 @@ pub async fn replay(
     };
     let target: TargetKey = (scope, key, Selector::Latest);
     let queued = invocations.replay(&target, letter).await?;
+    app.metrics.accepted("replay");
     let view = ExecutionView::from(queued).shown(caller.sees_platform_details(&data));
     Ok(HttpResponse::Accepted().json(json!({ "execution": view })))
 }

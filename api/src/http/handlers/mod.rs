@@ -72,6 +72,7 @@ route_table! {
     "/v1" => { get: discovery::v1 },
     "/v1/" => { get: discovery::v1 },
     "/healthcheck" => { get: discovery::healthcheck },
+    "/metrics" => { get: discovery::metrics },
     "/v1/runtimes" => { get: runtimes::list, post: runtimes::create },
     "/v1/runtimes/{id}" => {
         get: runtimes::show,

@@ -102,10 +102,16 @@ pub async fn call(
     let token = path.into_inner();
     let trigger = app
         .db(move |conn| triggers::by_webhook(conn, &token))
-        .await?;
+        .await
+        .inspect_err(|e| {
+            if e.status == StatusCode::NOT_FOUND {
+                app.metrics.webhook("not_found");
+            }
+        })?;
     if let Some(secret) = &trigger.secret {
         let signature = req.headers().get(SIGNATURE_HEADER).map(|v| v.as_bytes());
         if !signature_matches(secret, &bytes, signature) {
+            app.metrics.webhook("unauthorized");
             return Err(unauthorized());
         }
     }
@@ -117,7 +123,12 @@ pub async fn call(
     })?;
     let counted = trigger.clone();
     app.db(move |conn| triggers::take_webhook_call(conn, &counted))
-        .await?;
+        .await
+        .inspect_err(|e| {
+            if e.status == StatusCode::TOO_MANY_REQUESTS {
+                app.metrics.webhook("rate_limited");
+            }
+        })?;
     let event = event(&trigger, &req, &bytes);
     let event = RawValue::from_string(event.to_string())
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
@@ -140,11 +151,14 @@ pub async fn call(
     };
     if !trigger.sync {
         let queued = invocations.enqueue(&key, roll, &event).await?;
+        app.metrics.accepted("webhook");
+        app.metrics.webhook("accepted");
         let view = ExecutionView::from(queued).shown(false);
         return Ok(HttpResponse::Accepted().json(json!({ "execution": view })));
     }
     let target = invocations.target(&key, roll).await?;
-    run_sync(invoker, &target, event, false).await
+    app.metrics.webhook("ran");
+    run_sync(&app.metrics, invoker, &target, event, false).await
 }
 
 #[cfg(test)]
