@@ -104,7 +104,8 @@ RC
         hung=0
         while :; do
             timeout -k 5 "$((DURATION + 20))" siege "${args[@]}" "$target" >"$WORK/siege.out" 2>&1 || true
-            rate=$(grep -o '"transaction_rate":[^,]*' "$WORK/siege.out" | tr -dc '0-9.')
+            # (`|| true`: with pipefail a report without the field must not end the script.)
+            rate=$(grep -o '"transaction_rate":[^,]*' "$WORK/siege.out" | tr -dc '0-9.') || true
             [ -n "$rate" ] && break
             hung=$((hung + 1))
             [ "$hung" -lt "$SIEGE_TRIES" ] || die "siege printed no transaction rate $hung times: $(tail -n 5 "$WORK/siege.out")"

@@ -21,7 +21,8 @@
 //!
 //! Platform failures: an agent that refuses an attempt before any of the function ran
 //! answers 503 with `x-fresco-not-run` (its container engine is unavailable, it has no room
-//! after all, it is stopping): the execution is queued again without counting the attempt
+//! after all, it is stopping), or cannot be reached at all (no connection was made): the
+//! execution is queued again without counting the attempt
 //! (at most `MAX_REFUNDS` times per execution and leader), and the agent gets no placements
 //! until its next heartbeat (which says whether its engine answers). An agent's `error`
 //! result (the platform failed: container start, engine lost mid-run) is retried like a lost
@@ -146,7 +147,8 @@ enum Attempt {
     Lost(String),
     /// The agent refused the execution itself; another attempt would fare no better.
     Refused(String),
-    /// The agent refused it before any of it ran (503 with `x-fresco-not-run`).
+    /// None of it ran: the agent refused it first (503 with `x-fresco-not-run`) or could not
+    /// be reached at all.
     Bounced(String),
 }
 
@@ -645,6 +647,14 @@ impl Inner {
         self.wake.notify_one();
     }
 
+    /// An agent that cannot be reached or dropped the connection gets no placements until
+    /// its next heartbeat.
+    fn take_out_of_placement(&self, agent: &str) {
+        if self.placer.mark_down(agent) {
+            self.persist_down(agent);
+        }
+    }
+
     async fn call_agent(&self, p: Prepared) -> Attempt {
         let agent = &*p.lease.agent_id;
         let payload_sha256 = sha256_hex(p.payload.get().as_bytes());
@@ -668,12 +678,16 @@ impl Inner {
             )),
             Err(e @ AgentCallError::NotRun { .. }) => Attempt::Bounced(e.to_string()),
             Err(e @ AgentCallError::Refused { .. }) => Attempt::Refused(e.to_string()),
-            Err(e @ (AgentCallError::Unreachable { .. } | AgentCallError::Lost { .. })) => {
-                // The agent cannot be reached or dropped the connection: take it out of
-                // placement until its next heartbeat.
-                if self.placer.mark_down(agent) {
-                    self.persist_down(agent);
-                }
+            // No connection was made: none of it ran, so the attempt is given back like a
+            // bounce (an agent that just died may still be up in placement, for example when
+            // its last heartbeat was in flight as it died).
+            Err(e @ AgentCallError::Unreachable { .. }) => {
+                self.take_out_of_placement(agent);
+                Attempt::Bounced(e.to_string())
+            }
+            // The connection broke after the request was sent: it may have run.
+            Err(e @ AgentCallError::Lost { .. }) => {
+                self.take_out_of_placement(agent);
                 Attempt::Lost(e.to_string())
             }
             Err(

@@ -123,6 +123,50 @@ async fn queued_executions_are_dispatched_and_recorded() {
     .await;
 }
 
+/// No connection to the agent was made, so none of the function ran: the attempt is given
+/// back, not counted (with one attempt allowed, a counted one would fail the execution).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_agent_that_cannot_be_reached_costs_no_attempt() {
+    let db = TestDb::create();
+    let dir = TestDir::new();
+    let mut scheduler = SchedulerProc::spawn(&dir, &db, "async_max_attempts = 1");
+    scheduler.wait_role("active", SETTLE).await;
+    let urls = vec![scheduler.url.clone()];
+    // Bin-packing prefers the fuller agent: the one whose port is closed.
+    let closed = TestAgent::start("closed", 1024, Behavior::Echo, &urls).await;
+    let mut conn = db.conn();
+    wait_until(SETTLE, "the closed agent to be known", || {
+        diesel::sql_query("SELECT 1 FROM agents WHERE id = 'closed'")
+            .execute(&mut conn)
+            .is_ok_and(|n| n == 1)
+    })
+    .await;
+    let healthy = TestAgent::start("healthy", 8192, Behavior::Echo, &urls).await;
+    closed.stop_serving().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let ids = enqueue(
+        &mut conn,
+        &spec("p1", Uuid::new_v4(), 256),
+        &["{\"x\": 2}".into()],
+    );
+    wait_until(SETTLE, "the execution to finish", || {
+        unfinished(&mut conn) == 0
+    })
+    .await;
+    let rows = rows(&mut conn);
+    let row = &rows[0];
+    assert_eq!(row.status, "succeeded", "{row:?}");
+    assert_eq!(
+        row.attempts, 1,
+        "the unreachable agent cost no attempt: {row:?}"
+    );
+    assert_eq!(row.agent_id.as_deref(), Some("healthy"));
+    assert_eq!(closed.seen.count(), 0);
+    assert_eq!(healthy.seen.ids(), ids);
+    scheduler.kill();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_agent_dying_mid_run_hands_the_execution_to_another() {
     let db = TestDb::create();

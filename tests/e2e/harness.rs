@@ -474,6 +474,28 @@ impl Stack {
         });
     }
 
+    /// Starts one more fresco-api process on the same database, schedulers and keys (another
+    /// replica behind the same load balancer): the same configuration on a port of its own.
+    pub fn start_api_replica(&self) -> Service {
+        let port = free_port();
+        let config = std::fs::read_to_string(&self.api.config).unwrap();
+        let ours = format!("\n[api]\nbind_port = {}\n", self.api.port);
+        assert!(config.contains(&ours), "the API's config names its port");
+        let replica_config = self.dir.join(format!("api-{port}.conf"));
+        write(
+            &replica_config,
+            &config.replace(&ours, &format!("\n[api]\nbind_port = {port}\n")),
+        );
+        Service::spawn(
+            &format!("fresco-api-{port}"),
+            self.api.binary.clone(),
+            replica_config,
+            self.dir.join(format!("api-{port}.log")),
+            port,
+            &self.tls,
+        )
+    }
+
     /// Waits until the scheduler has placed `n` agents up (as the admin API shows them).
     pub fn wait_for_agents(&self, n: usize) {
         wait_until(Duration::from_secs(30), &format!("{n} agents up"), || {

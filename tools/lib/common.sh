@@ -37,9 +37,30 @@ wait_for() {
     done
 }
 
-# pid_alive PIDFILE: true when the process named in PIDFILE runs.
+# pid_alive PIDFILE: true when the process named in PIDFILE runs and is the one the file was
+# written for. After a restart of the machine or of a session the kernel reuses pids: a stale
+# file may name someone else's process (seen: a compiler), which must be neither waited on as
+# our service nor signalled. Ours started before its file was written; a later owner of the
+# pid started after.
 pid_alive() {
-    [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null
+    local pid started written
+    [ -f "$1" ] || return 1
+    pid=$(cat "$1" 2>/dev/null) || return 1
+    [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null || return 1
+    started=$(process_start_epoch "$pid") || return 1
+    written=$(stat -c %Y "$1") || return 1
+    [ "$started" -le $((written + 1)) ]
+}
+
+# process_start_epoch PID: when the process started, in seconds since the epoch.
+process_start_epoch() {
+    local stat fields boot
+    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+    # The command name (field 2) may hold spaces and parentheses: split after its last ')'.
+    read -ra fields <<<"${stat##*) }"
+    boot=$(awk '/^btime/ {print $2}' /proc/stat)
+    # Field 22, the start time in clock ticks after boot, is the 20th after the name.
+    echo $((boot + fields[19] / $(getconf CLK_TCK)))
 }
 
 # stop_pidfile PIDFILE NAME: ends the process we started (by its pid) and waits for it.

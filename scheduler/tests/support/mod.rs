@@ -531,6 +531,12 @@ impl TestAgent {
     }
 
     /// Dies: stops heartbeats and drops every connection, answering nothing more.
+    /// Its port closes but it keeps heartbeating (a broken listener, a firewall): placement
+    /// still sees it up, and every call to it fails to connect.
+    pub async fn stop_serving(&self) {
+        self.server.stop(false).await;
+    }
+
     pub async fn kill(&self) {
         self.heartbeats.abort();
         self.server.stop(false).await;

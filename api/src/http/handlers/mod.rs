@@ -68,6 +68,9 @@ pub struct Route {
 }
 
 route_table! {
+    // First: actix tries routes in this order and matches each `{segment}` pattern with a
+    // regex, so the hot path should not pay for the patterns of other routes (none overlap).
+    "/v1/functions/{function}/invoke" => { post: invoke::invoke },
     "/" => { get: discovery::versions },
     "/v1" => { get: discovery::v1 },
     "/v1/" => { get: discovery::v1 },
@@ -86,7 +89,6 @@ route_table! {
         delete: functions::delete,
     },
     "/v1/functions/{function}/code" => { get: functions::download, put: functions::upload },
-    "/v1/functions/{function}/invoke" => { post: invoke::invoke },
     "/v1/functions/{function}/versions" => { get: versions::list, post: versions::publish },
     "/v1/functions/{function}/versions/{version}" => {
         get: versions::show,
