@@ -51,7 +51,7 @@ async fn main() {
              INSERT INTO functions (id, project_id, name, runtime_id, handler, memory_mb, timeout_s, code_sha256) \
              SELECT '{function}', 'p1', 'f', id, 'main.handler', 128, 3, 'abc' FROM runtimes; \
              INSERT INTO triggers (id, project_id, name, kind, function_id, cron, timezone, next_run_at) \
-             SELECT gen_random_uuid(), 'p' || (i % 100), 't' || i, 'cron', '{function}', \
+             SELECT gen_random_uuid(), 'p1', 't' || i, 'cron', '{function}', \
                     '0 0 1 1 *', 'UTC', now() + interval '1 day' + i * interval '1 second' \
              FROM generate_series(1, {triggers}) AS i; \
              ANALYZE triggers;",
@@ -77,7 +77,7 @@ async fn main() {
             .expect("store");
         let mut times = Vec::new();
         for _ in 0..PASSES {
-            // Make DUE triggers of project p1 due again (they run in the function's project).
+            // Make DUE triggers due again.
             conn.batch_execute(&format!(
                 "UPDATE triggers SET next_run_at = now() - interval '1 second' \
                  WHERE id IN (SELECT id FROM triggers WHERE project_id = 'p1' LIMIT {DUE})"
