@@ -428,3 +428,98 @@ async fn metrics_count_webhook_calls_and_async_invocations_without_tenant_labels
     }
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[actix_web::test]
+async fn event_configs_name_only_functions_of_their_project() {
+    let (api, _, dir) = setup().await;
+    api.function(ALICE, "archive", "py", json!({})).await;
+    let theirs = api.function(BOB, "g", "py", json!({})).await;
+    let theirs = theirs["id"].as_str().expect("id");
+    let put_config = |body: Value| put("/v1/functions/f/event-config").by(ALICE).json(body);
+    api.expect_errors(vec![
+        (
+            put_config(json!({"on_success": theirs})),
+            400,
+            "on_success: function",
+        ),
+        (
+            put_config(json!({"on_failure": theirs})),
+            400,
+            "on_failure: function",
+        ),
+        (put_config(json!({"max_attempts": 0})), 400, "max_attempts"),
+        (put_config(json!({"max_attempts": 11})), 400, "max_attempts"),
+        (
+            put_config(json!({"max_event_age_s": 0})),
+            400,
+            "max_event_age_s",
+        ),
+        (
+            put_config(json!({"on_failure": "archive", "dead_letter": true})),
+            400,
+            "not both",
+        ),
+        (put_config(json!({"colour": 1})), 400, "colour"),
+    ])
+    .await;
+    api.send(get("/v1/functions/f/event-config").by(ALICE))
+        .await
+        .error(404, "event config of function f could not be found");
+    let config = api
+        .send(put_config(
+            json!({"max_attempts": 3, "on_success": "archive", "dead_letter": true}),
+        ))
+        .await
+        .ok(200)["event_config"]
+        .clone();
+    let archive = api
+        .send(get("/v1/functions/archive").by(ALICE))
+        .await
+        .ok(200);
+    assert_eq!(config["on_success"], archive["function"]["id"]);
+    assert_eq!(
+        (&config["max_attempts"], &config["dead_letter"]),
+        (&json!(3), &json!(true))
+    );
+    assert_eq!(
+        api.send(get("/v1/functions/f/event-config").by(RITA))
+            .await
+            .ok(200)["event_config"],
+        config
+    );
+    // Another project reaches none of it.
+    let f = api.send(get("/v1/functions/f").by(ALICE)).await.ok(200);
+    let f = f["function"]["id"].as_str().expect("id");
+    for call in [
+        get(&format!("/v1/functions/{f}/event-config")),
+        put(&format!("/v1/functions/{f}/event-config")).json(json!({})),
+        delete(&format!("/v1/functions/{f}/event-config")),
+        get(&format!("/v1/functions/{f}/dead-letters")),
+        post(&format!(
+            "/v1/functions/{f}/dead-letters/{}/replay",
+            uuid::Uuid::new_v4()
+        )),
+    ] {
+        api.send(call.by(BOB))
+            .await
+            .error(404, "could not be found");
+    }
+    api.send(post("/v1/functions/f/dead-letters/not-a-uuid/replay").by(ALICE))
+        .await
+        .error(404, "");
+    // Deleting a destination clears it; deleting the function deletes its config.
+    api.send(delete("/v1/functions/archive").by(ALICE))
+        .await
+        .ok(204);
+    let config = api
+        .send(get("/v1/functions/f/event-config").by(ALICE))
+        .await
+        .ok(200);
+    assert_eq!(config["event_config"]["on_success"], json!(null));
+    api.send(delete("/v1/functions/f").by(ALICE)).await.ok(204);
+    assert_eq!(
+        api.db.scalar("SELECT count(*) FROM function_event_configs"),
+        0
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
