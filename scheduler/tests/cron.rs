@@ -59,9 +59,12 @@ fn next(
 }
 
 async fn lead(db: &TestDb, holder: &str) -> (LeaseConnection, Fence) {
+    // A long lease (the passes never renew it; its time is also the connect timeout, which a
+    // loaded machine can exceed at 1 s); a dropped session is taken over after two missed
+    // renewals (200 ms) all the same.
     let config = LeaseConfig {
         database_url: db.url.clone(),
-        lease: Duration::from_secs(1),
+        lease: Duration::from_secs(30),
         interval: Duration::from_millis(100),
     };
     let connection = LeaseConnection::open(&config).await.expect("connect");
