@@ -1,5 +1,7 @@
-//! The cron pass against the real PostgreSQL: each due tick queues one execution, however
-//! many passes run at once; a former leader's pass queues nothing; missed ticks run once.
+//! Events against the real PostgreSQL. The cron pass: each due tick queues one execution,
+//! however many passes run at once; a former leader's pass queues nothing; missed ticks run
+//! once. The claim: an event older than its function's `max_event_age_s` is not run and goes
+//! where its failures go (here the dead-letter list).
 
 mod support;
 
@@ -10,7 +12,9 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 use fresco_common::schedule::Schedule;
 use fresco_scheduler::leader::{Fence, LeaseConfig, LeaseConnection};
-use fresco_store::queue::{StorageError, Store};
+use std::collections::HashSet;
+
+use fresco_store::queue::{Limits, StorageError, Store, Verdict};
 use support::*;
 use uuid::Uuid;
 
@@ -202,5 +206,71 @@ async fn a_former_leader_fires_nothing_and_missed_ticks_run_once() {
         ),
         1,
         "the next tick is the first after now; the one run was the oldest missed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_event_older_than_its_max_age_is_not_run_and_becomes_a_dead_letter() {
+    let db = TestDb::create();
+    let mut conn = db.conn();
+    let function = setup(&mut conn, 0, "now()");
+    diesel::sql_query(format!(
+        "INSERT INTO function_event_configs (function_id, project_id, max_attempts, max_event_age_s, dead_letter) \
+         VALUES ('{function}', 'p1', 3, 60, true)"
+    ))
+    .execute(&mut conn)
+    .expect("config");
+    let ids = enqueue(
+        &mut conn,
+        &spec("p1", function, 128),
+        &["{\"old\": true}".into(), "{}".into()],
+    );
+    diesel::sql_query(format!(
+        "UPDATE executions SET created_at = now() - interval '2 minutes' WHERE id = '{}'",
+        ids[0]
+    ))
+    .execute(&mut conn)
+    .expect("age");
+    let (_lease, fence) = lead(&db, "a").await;
+    let store =
+        Store::connect(&db.url, 4, Duration::from_secs(5), Duration::from_secs(5)).expect("store");
+    let claim = tokio::task::spawn_blocking(move || {
+        store.claim(
+            &fence,
+            10,
+            &mut HashSet::new(),
+            &mut String::new(),
+            Limits {
+                concurrent: -1,
+                per_minute: -1,
+            },
+            |_, _| Verdict::Run {
+                agent_id: "agent-a".into(),
+            },
+        )
+    })
+    .await
+    .expect("task")
+    .expect("claim");
+    let ran: Vec<Uuid> = claim.run.iter().map(|(q, _)| q.id).collect();
+    assert_eq!(ran, vec![ids[1]], "only the fresh event runs");
+    assert_eq!(claim.failed, 1);
+    #[derive(QueryableByName)]
+    struct Letter {
+        #[diesel(sql_type = Text)]
+        event: String,
+        #[diesel(sql_type = Text)]
+        status: String,
+    }
+    let letter: Letter = diesel::sql_query(format!(
+        "SELECT convert_from(d.input, 'UTF8') AS event, e.status FROM dead_letters d \
+         JOIN executions e ON e.id = d.execution_id WHERE d.execution_id = '{}'",
+        ids[0]
+    ))
+    .get_result(&mut conn)
+    .expect("a dead letter of the old event");
+    assert_eq!(
+        (letter.event.as_str(), letter.status.as_str()),
+        ("{\"old\": true}", "error")
     );
 }

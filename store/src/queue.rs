@@ -173,6 +173,8 @@ pub struct Queued {
     pub attempts: i32,
     /// The attempts its function's event config allows, if it has one.
     pub max_attempts: Option<i32>,
+    /// Older than its function's `max_event_age_s`: it is not run (the claim fails it).
+    pub expired: bool,
 }
 
 /// A project's execution limits; negative means unlimited.
@@ -450,7 +452,11 @@ impl Store {
             let offered: Vec<Offered> = diesel::sql_query(format!(
                 "SELECT e.id, e.project_id, e.spec, e.input, e.attempts, e.created_at, \
                    (SELECT c.max_attempts FROM function_event_configs c \
-                    WHERE c.function_id = e.function_id) AS max_attempts \
+                    WHERE c.function_id = e.function_id) AS max_attempts, \
+                   COALESCE((SELECT e.created_at < now() - make_interval(secs => c.max_event_age_s) \
+                    FROM function_event_configs c \
+                    WHERE c.function_id = e.function_id AND c.max_event_age_s IS NOT NULL), \
+                    false) AS expired \
                  FROM unnest($1::text[]) AS p(project_id) \
                  CROSS JOIN LATERAL ( \
                    SELECT x.id, x.project_id, x.function_id, x.spec, x.input, x.attempts, \
@@ -473,6 +479,14 @@ impl Store {
             let mut left: HashSet<String> = HashSet::new();
             for row in rows {
                 if skip.contains(&row.project_id) {
+                    continue;
+                }
+                if row.expired {
+                    failed.push((
+                        row.id,
+                        "the event is older than its function's max_event_age_s: not run"
+                            .to_owned(),
+                    ));
                     continue;
                 }
                 let project_limits = limits.get(&row.project_id).copied().unwrap_or(defaults);
@@ -741,6 +755,8 @@ struct Offered {
     created_at: chrono::DateTime<chrono::Utc>,
     #[diesel(sql_type = Nullable<Integer>)]
     max_attempts: Option<i32>,
+    #[diesel(sql_type = Bool)]
+    expired: bool,
 }
 
 /// Up to `wanted` projects with queued executions, not in `skip`, in project order from just
@@ -839,6 +855,7 @@ fn round_robin(
                     input: row.input,
                     attempts: row.attempts,
                     max_attempts: row.max_attempts,
+                    expired: row.expired,
                 });
             }
         }
