@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod events;
 mod faults;
 mod grants;
 mod lifecycle;
