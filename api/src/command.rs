@@ -9,6 +9,7 @@ use fresco_store::executions::ExecutionSummary;
 use fresco_store::{DbError, PgConnection, PgPool};
 use serde_json::value::RawValue;
 
+use crate::domain::event_configs;
 use crate::domain::executions::{self, Enqueued};
 use crate::domain::invoke::{self, Resolved, Target};
 use crate::domain::{DomainError, DomainResult};
@@ -103,6 +104,35 @@ impl Invocations<'_> {
         }
         Err(DomainError::Conflict(
             "the function's code changed while the invocation was accepted: invoke again".into(),
+        ))
+    }
+
+    /// Replays dead letter `letter` of the function `key` names (its latest state): the letter
+    /// leaves the list and its event is queued, in one transaction.
+    pub async fn replay(
+        &self,
+        key: &TargetKey,
+        letter: uuid::Uuid,
+    ) -> DomainResult<ExecutionSummary> {
+        for fresh in [false, true] {
+            let target = if fresh {
+                self.invoker.cache.remove(key);
+                self.resolve(key).await?.pick(0)?
+            } else {
+                self.target(key, 0).await?
+            };
+            let (scope, function, _) = key.clone();
+            let gauge = Arc::clone(&self.invoker.queue_gauge);
+            let enqueued = db(self.pool, move |conn| {
+                event_configs::replay(conn, &scope, &function, letter, &target, &gauge)
+            })
+            .await?;
+            if let Enqueued::Accepted(queued) = enqueued {
+                return Ok(*queued);
+            }
+        }
+        Err(DomainError::Conflict(
+            "the function's code changed while the event was replayed: replay again".into(),
         ))
     }
 }

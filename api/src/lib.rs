@@ -11,4 +11,5 @@ pub mod domain;
 pub mod grants;
 pub mod http;
 pub mod invoke;
+pub mod metrics;
 pub mod service;

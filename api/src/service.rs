@@ -146,5 +146,6 @@ pub fn build_state(raw: &RawConfig) -> Result<AppState, StartupError> {
         policy,
         tickets,
         agents: AgentRegistry::new(&config.internal_auth.agent_keys_dir),
+        metrics: crate::metrics::Metrics::new(),
     })
 }

@@ -278,6 +278,8 @@ const ROWS: &[Row] = &[
     row("GET", "/v1", Body::Empty, NO_RULE, [Is(200), Is(200), Is(200), Is(200), Is(200), Is(200), Is(200)]),
     row("GET", "/v1/", Body::Empty, NO_RULE, [Is(200), Is(200), Is(200), Is(200), Is(200), Is(200), Is(200)]),
     row("GET", "/healthcheck", Body::Empty, NO_RULE, [Is(200), Is(200), Is(200), Is(200), Is(200), Is(200), Is(200)]),
+    // Prometheus metrics: aggregate figures, no token needed.
+    row("GET", "/metrics", Body::Empty, NO_RULE, [Is(200), Is(200), Is(200), Is(200), Is(200), Is(200), Is(200)]),
     // Agents' code downloads need an execution ticket and the agent's own token: a Keystone
     // token opens nothing.
     row("GET", "/internal/v1/code/{sha}", Body::Empty, NO_RULE, [Is(401), Is(401), Is(401), Is(401), Is(401), Is(401), Is(401)]),
@@ -326,6 +328,25 @@ const ROWS: &[Row] = &[
         "function_alias:update", [Deny, Is(200), Is(200), Is(404), Is(404), Is(200), Deny]),
     row("DELETE", "/v1/functions/{fn}/aliases/al-{persona}", Body::Empty, "function_alias:delete",
         [Deny, Is(204), Is(204), Is(404), Is(404), Is(204), Deny]),
+    // Async invocation config and dead letters (none yet: a replay finds no letter).
+    row("PUT", "/v1/functions/{fn}/event-config", Body::Json(r#"{"max_attempts": 2, "dead_letter": true}"#),
+        "function_event_config:update", [Deny, Is(200), Is(200), Is(404), Is(404), Is(200), Deny]),
+    row("GET", "/v1/functions/{fn}/event-config", Body::Empty, "function_event_config:show", [Is(200), Is(200), Is(200), Is(404), Is(404), Is(200), Is(200)]),
+    row("DELETE", "/v1/functions/{fn}/event-config", Body::Empty, "function_event_config:delete",
+        [Deny, Is(204), Is(404), Is(404), Is(404), Is(404), Deny]),
+    row("GET", "/v1/functions/{fn}/dead-letters", Body::Empty, "function_dead_letter:list", [Is(200), Is(200), Is(200), Is(404), Is(404), Is(200), Is(200)]),
+    row("POST", "/v1/functions/{fn}/dead-letters/{missing}/replay", Body::Empty, "function_dead_letter:replay",
+        [Deny, Is(404), Is(404), Is(404), Is(404), Is(404), Deny]),
+    // Triggers, on A's function; B's member and the cloud admin (in its own project) find it not.
+    row("POST", "/v1/triggers", Body::Json(r#"{"name": "tr-{persona}", "type": "webhook", "function": "{fn}"}"#),
+        "trigger:create", [Deny, Is(201), Is(201), Is(404), Is(404), Is(201), Deny]),
+    row("GET", "/v1/triggers", Body::Empty, "trigger:list", [Is(200), Is(200), Is(200), Is(200), Is(200), Is(200), Is(200)]),
+    row("GET", "/v1/triggers/tr-a-member", Body::Empty, "trigger:show", [Is(200), Is(200), Is(200), Is(404), Is(404), Is(200), Is(200)]),
+    row("PATCH", "/v1/triggers/tr-a-member", Body::Json(r#"{"description": "patched by {persona}"}"#),
+        "trigger:update", [Deny, Is(200), Is(200), Is(404), Is(404), Is(200), Deny]),
+    row("DELETE", "/v1/triggers/tr-{persona}", Body::Empty, "trigger:delete", [Deny, Is(204), Is(204), Is(404), Is(404), Is(204), Deny]),
+    // A webhook call carries no token: its URL is the credential (an unknown one is not found).
+    row("POST", "/v1/webhooks/{missing}", Body::Json("{}"), NO_RULE, [Is(404), Is(404), Is(404), Is(404), Is(404), Is(404), Is(404)]),
     // Executions (the fixture's is queued: deleting it is a conflict).
     row("GET", "/v1/executions", Body::Empty, "execution:list", [Is(200), Is(200), Is(200), Is(200), Is(200), Is(200), Is(200)]),
     row("GET", "/v1/executions?all_projects=true", Body::Empty, "all_projects", [Deny, Deny, Deny, Deny, Is(200), Is(200), Is(200)]),

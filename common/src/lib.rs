@@ -10,6 +10,8 @@ pub mod cli;
 pub mod conf;
 pub mod enrolment;
 pub mod images;
+#[cfg(feature = "schedule")]
+pub mod schedule;
 #[cfg(feature = "scheduler-client")]
 pub mod scheduler_client;
 pub mod storable;

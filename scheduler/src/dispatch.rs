@@ -473,6 +473,8 @@ fn decide(
     max_attempts: i32,
     prepared: &mut Vec<Prepared>,
 ) -> Verdict {
+    // The function's event config may allow more runs than the platform's own retries.
+    let max_attempts = max_attempts.max(row.max_attempts.unwrap_or(0));
     if row.attempts >= max_attempts {
         return Verdict::Fail(format!("gave up after {} attempts", row.attempts));
     }

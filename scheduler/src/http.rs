@@ -69,6 +69,10 @@ pub struct AppState {
     pub grants: GrantSettings,
     /// Requests served since start, by kind (shown by `GET /healthcheck`).
     pub counters: Counters,
+    /// Cron ticks fired while this scheduler led.
+    pub cron: Arc<crate::cron::CronStats>,
+    /// `GET /metrics`.
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// How grants are given.
@@ -92,6 +96,7 @@ pub struct Counters {
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
         .route("/healthcheck", web::get().to(healthcheck))
+        .route("/metrics", web::get().to(metrics))
         .route("/v1/agents/heartbeat", web::post().to(heartbeat))
         .route("/v1/placements", web::post().to(place))
         .route("/v1/placements/{lease_id}/release", web::post().to(release))
@@ -171,7 +176,7 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
 }
 
 impl AppState {
-    fn is_active(&self) -> bool {
+    pub(crate) fn is_active(&self) -> bool {
         self.leadership.is_active()
     }
 
@@ -234,6 +239,24 @@ async fn healthcheck(state: web::Data<AppState>) -> HttpResponse {
                 "fenced": stats.fenced.load(Ordering::Relaxed),
             },
         }))
+}
+
+/// Prometheus metrics (text format). The queue's depth comes from the database; without it
+/// the rest is still served.
+async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let store = state.store.clone();
+    let queue = match tokio::task::spawn_blocking(move || store.queue_depth()).await {
+        Ok(Ok(depth)) => Some(depth),
+        Ok(Err(e)) => {
+            log::warn!("metrics: cannot read the queue depth: {e}");
+            None
+        }
+        Err(_) => None,
+    };
+    let text = state.metrics.render(&state, &state.cron, queue);
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(text)
 }
 
 async fn heartbeat(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {

@@ -6,12 +6,14 @@
 //! only module that knows actix-web; `dispatch` drives the async queue and `leader` holds the
 //! two non-diesel connections (leader lease, LISTEN);
 //! `retirements` is the domain of the warm-container retirement log handed to agents;
-//! `retention` runs the periodic purge (records, bodies, unused code) while active; `service`
+//! `cron` fires the ticks of cron triggers while active; `metrics` renders `GET /metrics` (Prometheus text); `retention` runs the periodic purge (records, bodies, unused code) while active; `service`
 //! wires them together.
 
+pub mod cron;
 pub mod dispatch;
 pub mod http;
 pub mod leader;
+pub mod metrics;
 pub mod placement;
 pub mod retention;
 pub mod retirements;

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use actix_web::{web, App, HttpServer};
 use fresco_common::conf::{ConfigError, RetentionSection};
+
+use crate::cron::{CronConfig, CronStats};
 use fresco_common::enrolment::AgentRegistry;
 use fresco_common::ticket::{ControlPlaneVerifier, TicketError, TicketSigner};
 use fresco_common::tls::{InternalTls, TlsError};
@@ -93,7 +95,8 @@ impl Scheduler {
             db.max_pool_size,
             Duration::from_secs(db.connection_timeout),
             lease.lease,
-        )?;
+        )?
+        .with_allowed_image_prefixes(settings.api.allowed_image_prefixes.clone());
         {
             let store = store.clone();
             tokio::task::spawn_blocking(move || store.ping())
@@ -139,6 +142,7 @@ impl Scheduler {
             &tls,
         )?;
         let (persist, persist_rx) = mpsc::channel::<Heartbeat>(4096);
+        let cron_stats = Arc::new(CronStats::default());
         let retirements = Arc::new(Mutex::new(RetirementLog::new()));
 
         let state = web::Data::new(AppState {
@@ -157,6 +161,8 @@ impl Scheduler {
                 max_slots: s.grant_max_slots.max(1),
             },
             counters: http::Counters::default(),
+            cron: cron_stats.clone(),
+            metrics: crate::metrics::Metrics::new(),
         });
         let addr = format!("{}:{}", s.bind_host, s.bind_port);
         let mut server =
@@ -205,6 +211,11 @@ impl Scheduler {
                 dispatcher,
                 store,
                 settings.retention.clone(),
+                CronConfig {
+                    interval: Duration::from_millis(s.cron_interval_ms.max(10)),
+                    batch_size: s.cron_batch_size.max(1),
+                },
+                cron_stats,
             )),
         ];
         Ok(Self {
@@ -245,10 +256,12 @@ async fn lead(
     dispatcher: Dispatcher,
     store: Store,
     retention: RetentionSection,
+    cron: CronConfig,
+    cron_stats: Arc<CronStats>,
 ) {
     let holder = leadership.holder().to_owned();
     let mut connection: Option<LeaseConnection> = None;
-    let mut running: Option<(watch::Sender<bool>, [tokio::task::JoinHandle<()>; 2])> = None;
+    let mut running: Option<(watch::Sender<bool>, [tokio::task::JoinHandle<()>; 3])> = None;
     let mut pause = Duration::ZERO;
     loop {
         tokio::time::sleep(pause).await;
@@ -311,11 +324,18 @@ async fn lead(
                     leadership.clone(),
                     stopped.clone(),
                 ));
+                let firing = tokio::spawn(crate::cron::run(
+                    store.clone(),
+                    cron,
+                    leadership.clone(),
+                    cron_stats.clone(),
+                    stopped.clone(),
+                ));
                 let dispatching = tokio::spawn({
                     let dispatcher = dispatcher.clone();
                     async move { dispatcher.run(stopped).await }
                 });
-                running = Some((stop, [dispatching, purging]));
+                running = Some((stop, [dispatching, purging, firing]));
             }
             (false, true) => {
                 log::warn!("lost the leader lease: standing by");

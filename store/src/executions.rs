@@ -234,3 +234,45 @@ pub fn in_flight(conn: &mut PgConnection, project_id: &str) -> DbResult<i64> {
         .count()
         .get_result(conn)?)
 }
+
+/// An async execution that Fresco itself queues (a trigger's tick or call, a destination):
+/// where it comes from besides what it runs.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    /// Its id (deterministic for a cron tick, so a tick can never queue two).
+    pub id: Uuid,
+    pub trigger_id: Option<Uuid>,
+    pub chain_depth: i32,
+}
+
+/// Inserts a queued async execution of `spec` with `input` (nothing when `origin.id` exists
+/// already); returns whether it was inserted. The caller NOTIFYs the dispatcher when its
+/// transaction commits (`NOTIFY` is transactional).
+pub fn insert_queued(
+    conn: &mut PgConnection,
+    spec: &fresco_common::wire::FunctionSpec,
+    alias: Option<&str>,
+    input: &[u8],
+    origin: &Origin,
+) -> DbResult<bool> {
+    let spec_json = serde_json::to_value(spec).map_err(|e| DbError::Other(e.to_string()))?;
+    let inserted = diesel::insert_into(executions::table)
+        .values((
+            executions::id.eq(origin.id),
+            executions::project_id.eq(&spec.project_id),
+            executions::function_id.eq(spec.function_id),
+            executions::function_version.eq(spec.version),
+            executions::alias.eq(alias),
+            executions::status.eq(ExecutionStatus::Queued),
+            executions::is_async.eq(true),
+            executions::input.eq(Some(input)),
+            executions::input_size.eq(i32::try_from(input.len()).unwrap_or(i32::MAX)),
+            executions::spec.eq(Some(spec_json)),
+            executions::memory_mb.eq(spec.memory_mb),
+            executions::trigger_id.eq(origin.trigger_id),
+            executions::chain_depth.eq(origin.chain_depth),
+        ))
+        .on_conflict_do_nothing()
+        .execute(conn)?;
+    Ok(inserted == 1)
+}

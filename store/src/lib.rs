@@ -12,6 +12,7 @@
 
 pub mod agents;
 pub mod aliases;
+pub mod event_configs;
 pub mod executions;
 pub mod functions;
 pub mod paging;
@@ -21,6 +22,8 @@ pub mod retirements;
 pub mod runtimes;
 pub mod schema;
 pub mod status;
+pub mod targets;
+pub mod triggers;
 pub mod versions;
 
 pub use status::ExecutionStatus;

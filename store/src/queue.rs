@@ -18,7 +18,10 @@ use uuid::Uuid;
 
 use crate::ExecutionStatus;
 
+mod events;
 mod retention;
+
+pub use events::{merge_event, tick_execution_id, Fired, Outcome, MAX_CHAIN_DEPTH};
 
 /// The NOTIFY channel the API signals new async executions on.
 pub const QUEUE_CHANNEL: &str = "fresco_executions";
@@ -168,6 +171,10 @@ pub struct Queued {
     pub input: Option<Vec<u8>>,
     /// Attempts before this one.
     pub attempts: i32,
+    /// The attempts its function's event config allows, if it has one.
+    pub max_attempts: Option<i32>,
+    /// Older than its function's `max_event_age_s`: it is not run (the claim fails it).
+    pub expired: bool,
 }
 
 /// A project's execution limits; negative means unlimited.
@@ -297,6 +304,9 @@ impl Finish {
 #[derive(Clone)]
 pub struct Store {
     pool: Pool<ConnectionManager<PgConnection>>,
+    /// `[api] allowed_image_prefixes`: what the executions the scheduler queues itself (cron
+    /// ticks, destinations) may run, as the API checks its own.
+    allowed_image_prefixes: Arc<[String]>,
 }
 
 type Conn = PooledConnection<ConnectionManager<PgConnection>>;
@@ -325,7 +335,16 @@ impl Store {
                 url,
                 idle_in_transaction.max(Duration::from_secs(1)),
             )))?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            allowed_image_prefixes: Arc::from(Vec::new()),
+        })
+    }
+
+    /// The images of functions' own that executions the scheduler queues may run.
+    pub fn with_allowed_image_prefixes(mut self, prefixes: Vec<String>) -> Self {
+        self.allowed_image_prefixes = Arc::from(prefixes);
+        self
     }
 
     fn conn(&self) -> Result<Conn, StorageError> {
@@ -434,10 +453,17 @@ impl Store {
             }
             let per_project = (limit + projects.len() as i64 - 1) / projects.len() as i64;
             let offered: Vec<Offered> = diesel::sql_query(format!(
-                "SELECT e.id, e.project_id, e.spec, e.input, e.attempts, e.created_at \
+                "SELECT e.id, e.project_id, e.spec, e.input, e.attempts, e.created_at, \
+                   (SELECT c.max_attempts FROM function_event_configs c \
+                    WHERE c.function_id = e.function_id) AS max_attempts, \
+                   COALESCE((SELECT e.created_at < now() - make_interval(secs => c.max_event_age_s) \
+                    FROM function_event_configs c \
+                    WHERE c.function_id = e.function_id AND c.max_event_age_s IS NOT NULL), \
+                    false) AS expired \
                  FROM unnest($1::text[]) AS p(project_id) \
                  CROSS JOIN LATERAL ( \
-                   SELECT x.id, x.project_id, x.spec, x.input, x.attempts, x.created_at \
+                   SELECT x.id, x.project_id, x.function_id, x.spec, x.input, x.attempts, \
+                     x.created_at \
                    FROM executions x \
                    WHERE x.project_id = p.project_id AND x.status = '{}' AND x.is_async \
                    ORDER BY x.created_at LIMIT $2 \
@@ -456,6 +482,14 @@ impl Store {
             let mut left: HashSet<String> = HashSet::new();
             for row in rows {
                 if skip.contains(&row.project_id) {
+                    continue;
+                }
+                if row.expired {
+                    failed.push((
+                        row.id,
+                        "the event is older than its function's max_event_age_s: not run"
+                            .to_owned(),
+                    ));
                     continue;
                 }
                 let project_limits = limits.get(&row.project_id).copied().unwrap_or(defaults);
@@ -500,6 +534,7 @@ impl Store {
                         executions::finished_at.eq(now),
                     ))
                     .execute(conn)?;
+                events::after_end(conn, *id, &self.allowed_image_prefixes)?;
             }
             claim.failed = failed.len();
             Ok(claim)
@@ -527,7 +562,7 @@ impl Store {
                     .filter(executions::id.eq(id))
                     .filter(executions::status.eq(ExecutionStatus::Running))
                     .filter(executions::attempts.eq(attempt));
-                changed += match finish {
+                let written = match finish {
                     Finish::Completed {
                         status,
                         result,
@@ -577,6 +612,10 @@ impl Store {
                         ))
                         .execute(conn)?,
                 };
+                if written > 0 && !matches!(finish, Finish::Requeue { .. }) {
+                    events::after_end(conn, *id, &self.allowed_image_prefixes)?;
+                }
+                changed += written;
             }
             if requeued {
                 diesel::sql_query(format!("NOTIFY {QUEUE_CHANNEL}")).execute(conn)?;
@@ -657,6 +696,26 @@ impl Store {
         })
     }
 
+    /// The async queue's depth and the age of its oldest execution, in seconds (0 when empty).
+    pub fn queue_depth(&self) -> Result<(i64, i64), StorageError> {
+        #[derive(QueryableByName)]
+        struct Depth {
+            #[diesel(sql_type = BigInt)]
+            depth: i64,
+            #[diesel(sql_type = BigInt)]
+            age: i64,
+        }
+        let mut conn = self.conn()?;
+        let depth: Depth = diesel::sql_query(format!(
+            "SELECT count(*) AS depth, \
+               COALESCE(extract(epoch FROM now() - min(created_at)), 0)::bigint AS age \
+             FROM executions WHERE status = '{}'",
+            ExecutionStatus::Queued
+        ))
+        .get_result(&mut conn)?;
+        Ok((depth.depth, depth.age))
+    }
+
     /// Checks that the database answers.
     pub fn ping(&self) -> Result<(), StorageError> {
         let mut conn = self.conn()?;
@@ -699,6 +758,10 @@ struct Offered {
     attempts: i32,
     #[diesel(sql_type = Timestamptz)]
     created_at: chrono::DateTime<chrono::Utc>,
+    #[diesel(sql_type = Nullable<Integer>)]
+    max_attempts: Option<i32>,
+    #[diesel(sql_type = Bool)]
+    expired: bool,
 }
 
 /// Up to `wanted` projects with queued executions, not in `skip`, in project order from just
@@ -796,6 +859,8 @@ fn round_robin(
                     spec: row.spec,
                     input: row.input,
                     attempts: row.attempts,
+                    max_attempts: row.max_attempts,
+                    expired: row.expired,
                 });
             }
         }

@@ -110,6 +110,10 @@ diesel::table! {
         /// Generated from `spec` while queued or running (read-only).
         code_sha256 -> Nullable<Text>,
         cpu_ms -> Nullable<Float8>,
+        /// The trigger that queued it, if one did.
+        trigger_id -> Nullable<Uuid>,
+        /// How many destinations deep it is (0: invoked, or fired by a trigger).
+        chain_depth -> Int4,
         init_duration_ms -> Nullable<Float8>,
     }
 }
@@ -161,6 +165,62 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    triggers (id) {
+        id -> Uuid,
+        project_id -> Text,
+        name -> Text,
+        kind -> Text,
+        function_id -> Uuid,
+        function_version -> Nullable<Int4>,
+        alias -> Nullable<Text>,
+        input -> Jsonb,
+        enabled -> Bool,
+        description -> Text,
+        cron -> Nullable<Text>,
+        timezone -> Nullable<Text>,
+        next_run_at -> Nullable<Timestamptz>,
+        last_run_at -> Nullable<Timestamptz>,
+        last_error -> Nullable<Text>,
+        webhook_token -> Nullable<Text>,
+        secret -> Nullable<Text>,
+        rate_limit -> Int4,
+        rate_window -> Nullable<Timestamptz>,
+        rate_count -> Int4,
+        sync -> Bool,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    function_event_configs (function_id) {
+        function_id -> Uuid,
+        project_id -> Text,
+        max_attempts -> Int4,
+        max_event_age_s -> Nullable<Int4>,
+        on_success -> Nullable<Uuid>,
+        on_failure -> Nullable<Uuid>,
+        dead_letter -> Bool,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    dead_letters (id) {
+        id -> Uuid,
+        project_id -> Text,
+        function_id -> Uuid,
+        execution_id -> Uuid,
+        input -> Nullable<Bytea>,
+        status -> Text,
+        error -> Nullable<Jsonb>,
+        attempts -> Int4,
+        created_at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(functions -> runtimes (runtime_id));
 diesel::joinable!(function_versions -> functions (function_id));
 diesel::joinable!(function_aliases -> functions (function_id));
@@ -175,4 +235,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     agents,
     function_retirements,
     scheduler_leader,
+    triggers,
+    function_event_configs,
+    dead_letters,
 );

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod cold;
+mod events;
 mod faults;
 mod grants;
 mod lifecycle;

@@ -1,7 +1,6 @@
 //! Resolving what an invocation runs: the function, the version (explicit, via an alias with
 //! its traffic split, or the latest state), its runtime, and the project's limits.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use fresco_common::conf::QuotaSection;
@@ -10,7 +9,8 @@ use fresco_store::PgConnection;
 
 use super::quotas::{self, Limits};
 use super::{db_error, DomainError, DomainResult};
-use fresco_store::{aliases, functions, runtimes, versions, Scope};
+use fresco_store::targets::{self, TargetError};
+use fresco_store::{aliases, functions, Scope};
 
 /// Which state of the function to run.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -117,7 +117,7 @@ struct Rules<'a> {
 }
 
 /// The target that runs version `number` of `function` (0: its latest state), refused
-/// (`Conflict`) when that version may no longer run.
+/// (`Conflict`) when that version may no longer run (`fresco_store::targets::spec`).
 fn target(
     conn: &mut PgConnection,
     rules: &Rules<'_>,
@@ -130,89 +130,32 @@ fn target(
         allowed_image_prefixes,
         key,
     } = *rules;
-    // The settings that run: the function's current ones, or a published snapshot.
-    // A published version is immutable: revision 0; the latest state carries its revision.
-    let (runtime_id, image, handler, memory_mb, timeout_s, environment, code_sha256, revision) =
-        if number == 0 {
-            (
-                function.runtime_id,
-                function.image.clone(),
-                function.handler.clone(),
-                function.memory_mb,
-                function.timeout_s,
-                function.environment.clone(),
-                function.code_sha256.clone(),
-                function.revision,
-            )
-        } else {
-            let v = versions::get(conn, &function.project_id, function.id, number)
-                .map_err(db_error("version", format!("{number} of function {key}")))?;
-            (
-                v.runtime_id,
-                v.image,
-                v.handler,
-                v.memory_mb,
-                v.timeout_s,
-                v.environment,
-                v.code_sha256,
-                0,
-            )
-        };
-    let (image, runtime_kind, network) = match (runtime_id, image) {
-        (Some(id), _) => {
-            // Only a runtime the function's project may still use: public, or its own.
-            let runtime = runtimes::get(conn, &Scope::Project(function.project_id.clone()), id)
-                .map_err(|e| match e {
-                    fresco_store::DbError::NotFound => DomainError::Conflict(format!(
-                        "function {key} cannot run: its runtime {id} is no longer available to its project"
-                    )),
-                    other => db_error("runtime", id)(other),
-                })?;
-            if runtime.status != "available" {
-                return Err(DomainError::Conflict(format!(
-                    "function {key} cannot run: runtime {} is {}",
-                    runtime.name, runtime.status
-                )));
+    let spec =
+        targets::spec(conn, function, number, allowed_image_prefixes).map_err(|e| match e {
+            TargetError::NoVersion(_) => DomainError::NotFound {
+                kind: "version",
+                id: format!("{number} of function {key}"),
+            },
+            TargetError::NoAlias(name) => DomainError::NotFound {
+                kind: "alias",
+                id: name,
+            },
+            TargetError::NoCode => DomainError::Conflict(format!("function {key} has no code")),
+            TargetError::Broken => {
+                DomainError::Internal(format!("function {key} has neither runtime nor image"))
             }
-            if code_sha256.is_none() {
-                return Err(DomainError::Conflict(format!("function {key} has no code")));
+            TargetError::Environment(e) => {
+                DomainError::Internal(format!("stored environment is not a string map: {e}"))
             }
-            (runtime.image, runtime.kind, runtime.network)
-        }
-        (None, Some(image)) => {
-            if !fresco_common::images::allowed(&image, allowed_image_prefixes) {
-                return Err(DomainError::Conflict(format!(
-                    "function {key} cannot run: its image {image} is not among the images this cloud allows"
-                )));
+            TargetError::Db(e) => db_error("version", number)(e),
+            refused @ (TargetError::RuntimeGone(_)
+            | TargetError::RuntimeUnavailable { .. }
+            | TargetError::ImageRefused(_)) => {
+                DomainError::Conflict(format!("function {key} cannot run: {refused}"))
             }
-            (image, "image".to_owned(), false)
-        }
-        (None, None) => {
-            return Err(DomainError::Internal(format!(
-                "function {key} has neither runtime nor image"
-            )))
-        }
-    };
-    let environment: BTreeMap<String, String> =
-        serde_json::from_value(environment).map_err(|e| {
-            DomainError::Internal(format!("stored environment is not a string map: {e}"))
         })?;
     Ok(Target {
-        spec: FunctionSpec {
-            project_id: function.project_id.clone(),
-            function_id: function.id,
-            function_name: function.name.clone(),
-            version: number,
-            image,
-            runtime_kind,
-            handler,
-            memory_mb,
-            timeout_s,
-            environment,
-            code_sha256,
-            network,
-            revision,
-        },
+        spec,
         alias,
         limits,
     })
@@ -221,6 +164,7 @@ fn target(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     fn target(version: i32) -> Arc<Target> {
         Arc::new(Target {

@@ -4,11 +4,13 @@
 
 pub mod agents;
 pub mod aliases;
+pub mod event_configs;
 pub mod executions;
 pub mod functions;
 pub mod invoke;
 pub mod quotas;
 pub mod runtimes;
+pub mod triggers;
 pub mod validate;
 pub mod versions;
 
@@ -30,6 +32,9 @@ pub enum DomainError {
     /// A quota on work waiting to run (queued executions): try again later.
     #[error("{0}")]
     Throttled(String),
+    /// A rate limit was reached: try again after `retry_after` seconds.
+    #[error("{message}")]
+    RateLimited { message: String, retry_after: u64 },
     /// The code-bytes quota, or a package over the size limit.
     #[error("{0}")]
     TooLarge(String),

@@ -4,7 +4,7 @@ use fresco_common::conf::QuotaSection;
 use fresco_store::PgConnection;
 
 use super::{DomainError, DomainResult};
-use fresco_store::{executions, functions, quotas};
+use fresco_store::{executions, functions, quotas, triggers};
 
 /// The resources a quota can bound, in display order.
 pub const RESOURCES: &[&str] = &[
@@ -15,6 +15,7 @@ pub const RESOURCES: &[&str] = &[
     "concurrent_executions",
     "executions_per_minute",
     "queued_executions",
+    "triggers",
 ];
 
 /// A project's effective limits; -1 means unlimited.
@@ -27,6 +28,7 @@ pub struct Limits {
     pub concurrent_executions: i64,
     pub executions_per_minute: i64,
     pub queued_executions: i64,
+    pub triggers: i64,
 }
 
 impl Limits {
@@ -39,6 +41,7 @@ impl Limits {
             concurrent_executions: config.concurrent_executions,
             executions_per_minute: config.executions_per_minute,
             queued_executions: config.queued_executions,
+            triggers: config.triggers,
         }
     }
 
@@ -51,6 +54,7 @@ impl Limits {
             "concurrent_executions" => self.concurrent_executions,
             "executions_per_minute" => self.executions_per_minute,
             "queued_executions" => self.queued_executions,
+            "triggers" => self.triggers,
             _ => return None,
         })
     }
@@ -64,6 +68,7 @@ impl Limits {
             "concurrent_executions" => self.concurrent_executions = limit,
             "executions_per_minute" => self.executions_per_minute = limit,
             "queued_executions" => self.queued_executions = limit,
+            "triggers" => self.triggers = limit,
             _ => {}
         }
     }
@@ -97,6 +102,7 @@ pub struct QuotaReport {
     pub executions_in_flight: i64,
     /// Async executions waiting in the queue.
     pub executions_queued: i64,
+    pub triggers_in_use: i64,
 }
 
 pub fn report(
@@ -111,6 +117,7 @@ pub fn report(
         code_bytes_in_use: functions::code_bytes(conn, project_id)?,
         executions_in_flight: executions::in_flight(conn, project_id)?,
         executions_queued: executions::queued(conn, project_id, None)?,
+        triggers_in_use: triggers::count(conn, project_id)?,
     })
 }
 

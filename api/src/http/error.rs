@@ -101,10 +101,16 @@ impl From<DomainError> for ApiError {
             DomainError::NotFound { .. } => StatusCode::NOT_FOUND,
             DomainError::Conflict(_) => StatusCode::CONFLICT,
             DomainError::QuotaExceeded(_) => StatusCode::FORBIDDEN,
-            DomainError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
+            DomainError::Throttled(_) | DomainError::RateLimited { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             DomainError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             DomainError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             DomainError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let retry_after = match &error {
+            DomainError::RateLimited { retry_after, .. } => *retry_after,
+            _ => THROTTLED_RETRY_AFTER_S,
         };
         let message = match error {
             // Internal details go to the log, not to the caller.
@@ -120,7 +126,7 @@ impl From<DomainError> for ApiError {
         };
         let mut error = ApiError::new(status, message);
         if status == StatusCode::TOO_MANY_REQUESTS {
-            error.retry_after = Some(THROTTLED_RETRY_AFTER_S);
+            error.retry_after = Some(retry_after);
         }
         error
     }

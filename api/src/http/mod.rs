@@ -47,6 +47,8 @@ pub struct AppState {
     pub agent_down_after: chrono::Duration,
     /// The invocation path; `None` when the control-plane key is missing.
     pub invoker: Option<crate::invoke::Invoker>,
+    /// `GET /metrics`.
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl AppState {

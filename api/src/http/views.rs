@@ -11,9 +11,11 @@ use crate::domain::quotas::{QuotaReport, RESOURCES};
 use crate::domain::versions::VersionDetail;
 use fresco_store::agents::Agent;
 use fresco_store::aliases::Alias;
+use fresco_store::event_configs::{DeadLetter, EventConfig};
 use fresco_store::executions::{ExecutionSummary, Usage};
 use fresco_store::functions::CodeInfo;
 use fresco_store::runtimes::Runtime;
+use fresco_store::triggers::Trigger;
 
 fn time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
@@ -293,6 +295,7 @@ pub fn quota(report: &QuotaReport) -> Value {
             "code_bytes" => Some(report.code_bytes_in_use),
             "concurrent_executions" => Some(report.executions_in_flight),
             "queued_executions" => Some(report.executions_queued),
+            "triggers" => Some(report.triggers_in_use),
             _ => None,
         };
         if let Some(in_use) = in_use {
@@ -333,4 +336,123 @@ pub fn agent(a: Agent) -> Value {
         "version": a.version,
         "last_heartbeat": time(a.last_heartbeat),
     })
+}
+
+#[derive(Serialize)]
+pub struct TriggerView {
+    id: Uuid,
+    name: String,
+    project_id: String,
+    #[serde(rename = "type")]
+    kind: String,
+    function_id: Uuid,
+    version: Option<i32>,
+    alias: Option<String>,
+    input: Value,
+    enabled: bool,
+    description: String,
+    cron: Option<String>,
+    timezone: Option<String>,
+    next_run_at: Option<String>,
+    last_run_at: Option<String>,
+    last_error: Option<String>,
+    webhook_url: Option<String>,
+    /// Whether calls must be signed; the secret itself is never shown.
+    has_secret: bool,
+    rate_limit: i32,
+    sync: bool,
+    created_at: String,
+    updated_at: String,
+}
+
+impl TriggerView {
+    /// The view of `t`, its webhook URL under `base_url`.
+    pub fn new(t: Trigger, base_url: &str) -> Self {
+        TriggerView {
+            webhook_url: t
+                .webhook_token
+                .map(|token| format!("{}/v1/webhooks/{token}", base_url.trim_end_matches('/'))),
+            has_secret: t.secret.is_some(),
+            id: t.id,
+            name: t.name,
+            project_id: t.project_id,
+            kind: t.kind,
+            function_id: t.function_id,
+            version: t.function_version,
+            alias: t.alias,
+            input: t.input,
+            enabled: t.enabled,
+            description: t.description,
+            cron: t.cron,
+            timezone: t.timezone,
+            next_run_at: opt_time(t.next_run_at),
+            last_run_at: opt_time(t.last_run_at),
+            last_error: t.last_error,
+            rate_limit: t.rate_limit,
+            sync: t.sync,
+            created_at: time(t.created_at),
+            updated_at: time(t.updated_at),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct EventConfigView {
+    function_id: Uuid,
+    max_attempts: i32,
+    max_event_age_s: Option<i32>,
+    on_success: Option<Uuid>,
+    on_failure: Option<Uuid>,
+    dead_letter: bool,
+    updated_at: String,
+}
+
+impl From<EventConfig> for EventConfigView {
+    fn from(c: EventConfig) -> Self {
+        EventConfigView {
+            function_id: c.function_id,
+            max_attempts: c.max_attempts,
+            max_event_age_s: c.max_event_age_s,
+            on_success: c.on_success,
+            on_failure: c.on_failure,
+            dead_letter: c.dead_letter,
+            updated_at: time(c.updated_at),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct DeadLetterView {
+    id: Uuid,
+    function_id: Uuid,
+    execution_id: Uuid,
+    /// The event, as JSON when it is JSON, else as text.
+    event: Value,
+    status: String,
+    error: Option<Value>,
+    attempts: i32,
+    created_at: String,
+}
+
+impl From<DeadLetter> for DeadLetterView {
+    fn from(d: DeadLetter) -> Self {
+        let event = d.input.as_deref().map_or(Value::Null, |bytes| {
+            serde_json::from_slice(bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).into_owned()))
+        });
+        let mut error = d.error;
+        if let Some(error) = &mut error {
+            redact_platform_error(error);
+        }
+        DeadLetterView {
+            id: d.id,
+            function_id: d.function_id,
+            execution_id: d.execution_id,
+            event,
+            status: d.status,
+            error,
+            attempts: d.attempts,
+            created_at: time(d.created_at),
+        }
+    }
 }

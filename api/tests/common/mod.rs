@@ -266,6 +266,14 @@ impl TestDb {
             .unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 
+    /// The text a query returns (one row, one column).
+    pub fn string(&self, sql: &str) -> String {
+        use diesel::sql_types::Text;
+        diesel::select(diesel::dsl::sql::<Text>(&format!("({sql})")))
+            .get_result(&mut self.conn())
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
     /// Runs a statement; returns the rows it touched.
     pub fn execute(&self, sql: &str) -> usize {
         diesel::sql_query(sql)

@@ -21,5 +21,6 @@ mod outage;
 mod quotas;
 mod retirements;
 mod runtimes;
+mod triggers;
 mod validation;
 mod versions;

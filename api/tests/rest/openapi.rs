@@ -451,7 +451,7 @@ async fn a_walk_over_every_route_gets_only_documented_responses() {
     let zip2 = zip_of(&[("main.py", b"def handler(e, c):\n    return 2\n")]);
 
     // Discovery and health, without a token.
-    for path in ["/", "/v1", "/v1/", "/healthcheck"] {
+    for path in ["/", "/v1", "/v1/", "/healthcheck", "/metrics"] {
         c.check(path, &api.send(get(path)).await);
     }
 
@@ -921,6 +921,230 @@ async fn a_walk_over_every_route_gets_only_documented_responses() {
         .await,
     ); // 413
 
+    // Async invocation config, dead letters, triggers and webhooks.
+    let ec = "/v1/functions/{function}/event-config";
+    c.check(
+        ec,
+        &api.send(get("/v1/functions/g/event-config").by(ALICE))
+            .await,
+    ); // 404
+    c.check(
+        ec,
+        &api.send(
+            put("/v1/functions/g/event-config")
+                .by(ALICE)
+                .json(json!({"max_attempts": 2, "max_event_age_s": 60, "on_success": "g", "dead_letter": true})),
+        )
+        .await,
+    );
+    c.check(
+        ec,
+        &api.send(
+            put("/v1/functions/g/event-config")
+                .by(ALICE)
+                .json(json!({"max_attempts": 11})),
+        )
+        .await,
+    ); // 400
+    c.check(
+        ec,
+        &api.send(
+            put("/v1/functions/g/event-config")
+                .by(ALICE)
+                .raw("text/plain", "max_attempts=1"),
+        )
+        .await,
+    ); // 415
+    c.check(
+        ec,
+        &api.send(get("/v1/functions/g/event-config").by(ALICE))
+            .await,
+    );
+    c.check(
+        ec,
+        &api.send(get("/v1/functions/g/event-config").by(RITA)).await,
+    );
+    c.check(
+        ec,
+        &api.send(delete("/v1/functions/g/event-config").by(ALICE))
+            .await,
+    );
+    c.check(
+        ec,
+        &api.send(delete("/v1/functions/g/event-config").by(ALICE))
+            .await,
+    ); // 404
+    let dls = "/v1/functions/{function}/dead-letters";
+    let replay = "/v1/functions/{function}/dead-letters/{id}/replay";
+    let letter = uuid::Uuid::new_v4();
+    api.db.execute(&format!(
+        "INSERT INTO dead_letters (id, project_id, function_id, execution_id, input, status, error, attempts)
+         VALUES ('{letter}', 'proj-a', '{}', '{}', convert_to('{{\"n\": 1}}', 'UTF8'), 'failed',
+                 '{{\"errorType\": \"ValueError\", \"errorMessage\": \"no\"}}', 2)",
+        g["id"].as_str().expect("id"),
+        uuid::Uuid::new_v4()
+    ));
+    let letters = c.check(
+        dls,
+        &api.send(get("/v1/functions/g/dead-letters").by(ALICE))
+            .await,
+    );
+    assert_eq!(letters["dead_letters"][0]["event"], json!({"n": 1}));
+    c.check(
+        dls,
+        &api.send(get("/v1/functions/g/dead-letters?sort_key=id").by(ALICE))
+            .await,
+    ); // 400
+    c.check(
+        dls,
+        &api.send(get("/v1/functions/nope/dead-letters").by(ALICE))
+            .await,
+    ); // 404
+    c.check(
+        replay,
+        &api.send(post(&format!("/v1/functions/g/dead-letters/{letter}/replay")).by(ALICE))
+            .await,
+    );
+    c.check(
+        replay,
+        &api.send(post(&format!("/v1/functions/g/dead-letters/{letter}/replay")).by(ALICE))
+            .await,
+    ); // 404: replayed once
+    c.check(
+        replay,
+        &api.send(post("/v1/functions/g/dead-letters/x/replay").by(RITA))
+            .await,
+    ); // 403
+    let trs = "/v1/triggers";
+    let tr = "/v1/triggers/{trigger}";
+    let cron = c.check(
+        trs,
+        &api.send(
+            post(trs)
+                .by(ALICE)
+                .json(json!({"name": "nightly", "type": "cron",
+            "function": "g", "cron": "0 3 * * *", "timezone": "Europe/Paris",
+            "input": {"job": "report"}, "description": "every night"})),
+        )
+        .await,
+    );
+    assert!(cron["trigger"]["next_run_at"].is_string());
+    let hook = c.check(
+        trs,
+        &api.send(
+            post(trs)
+                .by(ALICE)
+                .json(json!({"name": "hook", "type": "webhook",
+            "function": "g", "version": 1, "secret": "0123456789abcdef", "rate_limit": 10})),
+        )
+        .await,
+    );
+    assert_eq!(hook["trigger"]["has_secret"], json!(true));
+    c.check(
+        trs,
+        &api.send(
+            post(trs)
+                .by(ALICE)
+                .json(json!({"name": "hook", "type": "webhook", "function": "g"})),
+        )
+        .await,
+    ); // 409
+    c.check(
+        trs,
+        &api.send(
+            post(trs)
+                .by(ALICE)
+                .json(json!({"name": "bad", "type": "cron", "function": "g", "cron": "* *"})),
+        )
+        .await,
+    ); // 400
+    c.check(
+        trs,
+        &api.send(
+            post(trs)
+                .by(ALICE)
+                .json(json!({"name": "x", "type": "webhook", "function": "nope"})),
+        )
+        .await,
+    ); // 404
+    c.check(
+        trs,
+        &api.send(post(trs).by(RITA).json(json!({"name": "x"})))
+            .await,
+    ); // 403
+    c.check(
+        trs,
+        &api.send(post(trs).by(ALICE).raw("text/plain", "x")).await,
+    ); // 415
+    let page = c.check(trs, &api.send(get("/v1/triggers?limit=1").by(ALICE)).await);
+    assert!(
+        page["next"].is_string(),
+        "a first page of one trigger links the next"
+    );
+    c.check(
+        trs,
+        &api.send(get("/v1/triggers?type=cron&function=g&sort_key=name").by(ALICE))
+            .await,
+    );
+    c.check(trs, &api.send(get("/v1/triggers?type=ftp").by(ALICE)).await); // 400
+    c.check(
+        trs,
+        &api.send(get("/v1/triggers?function=nope").by(ALICE)).await,
+    ); // 404
+    c.check(tr, &api.send(get("/v1/triggers/nightly").by(RITA)).await);
+    c.check(tr, &api.send(get("/v1/triggers/nope").by(ALICE)).await); // 404
+    c.check(
+        tr,
+        &api.send(
+            patch("/v1/triggers/nightly")
+                .by(ALICE)
+                .json(json!({"cron": "*/5 * * * *", "enabled": false})),
+        )
+        .await,
+    );
+    c.check(
+        tr,
+        &api.send(
+            patch("/v1/triggers/nightly")
+                .by(ALICE)
+                .json(json!({"secret": "0123456789abcdef"})),
+        )
+        .await,
+    ); // 400
+    let webhook_url = hook["trigger"]["webhook_url"].as_str().expect("url");
+    let token = webhook_url.rsplit('/').next().expect("token");
+    let wh = "/v1/webhooks/{token}";
+    c.check(
+        wh,
+        &api.send(post(&format!("/v1/webhooks/{token}")).json(json!({"a": 1})))
+            .await,
+    ); // 401
+    c.check(
+        wh,
+        &api.send(post("/v1/webhooks/nope").json(json!({}))).await,
+    ); // 404
+    c.check(
+        tr,
+        &api.send(
+            patch("/v1/triggers/hook")
+                .by(ALICE)
+                .json(json!({"secret": null, "rate_limit": 1})),
+        )
+        .await,
+    );
+    c.check(
+        wh,
+        &api.send(post(&format!("/v1/webhooks/{token}?x=1")).json(json!({"a": 1})))
+            .await,
+    ); // 202
+    c.check(
+        wh,
+        &api.send(post(&format!("/v1/webhooks/{token}")).json(json!({"a": 2})))
+            .await,
+    ); // 429
+    c.check(tr, &api.send(delete("/v1/triggers/hook").by(ALICE)).await);
+    c.check(tr, &api.send(delete("/v1/triggers/hook").by(ALICE)).await); // 404
+
     // Executions and usage.
     let mut done = execution("proj-a", g["id"].as_str().expect("id"));
     done.error =
@@ -1086,8 +1310,11 @@ async fn a_walk_over_every_route_gets_only_documented_responses() {
             .filter(|s| (200..300).contains(s))
             .collect();
         for success in successes {
-            if (path.as_str(), method.as_str(), success)
-                == ("/v1/functions/{function}/invoke", "POST", 200)
+            if [
+                ("/v1/functions/{function}/invoke", "POST", 200),
+                ("/v1/webhooks/{token}", "POST", 200),
+            ]
+            .contains(&(path.as_str(), method.as_str(), success))
             {
                 continue;
             }

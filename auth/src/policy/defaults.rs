@@ -71,6 +71,9 @@ const VERSIONS: &str = "/v1/functions/{function_id}/versions";
 const VERSION: &str = "/v1/functions/{function_id}/versions/{version}";
 const ALIASES: &str = "/v1/functions/{function_id}/aliases";
 const ALIAS: &str = "/v1/functions/{function_id}/aliases/{name}";
+const TRIGGERS: &str = "/v1/triggers";
+const TRIGGER: &str = "/v1/triggers/{trigger_id}";
+const EVENT_CONFIG: &str = "/v1/functions/{function_id}/event-config";
 
 /// Every default rule: the base rules first, then one per API action.
 pub const DEFAULT_RULES: &[RuleDefault] = &[
@@ -225,6 +228,44 @@ pub const DEFAULT_RULES: &[RuleDefault] = &[
         &[op("PATCH", ALIAS)],
     ),
     action("function_alias:delete", MEMBER, "Delete an alias", &[op("DELETE", ALIAS)]),
+    // Triggers (webhook calls themselves carry no token: their unguessable URL and optional
+    // signature are the credential, so no rule guards them).
+    action("trigger:create", MEMBER, "Create a trigger (cron or webhook)", &[op("POST", TRIGGERS)]),
+    action("trigger:list", READER, "List triggers", &[op("GET", TRIGGERS)]),
+    action("trigger:show", READER, "Show a trigger", &[op("GET", TRIGGER)]),
+    action("trigger:update", MEMBER, "Update a trigger", &[op("PATCH", TRIGGER)]),
+    action("trigger:delete", MEMBER, "Delete a trigger", &[op("DELETE", TRIGGER)]),
+    // Async invocation config and dead letters.
+    action(
+        "function_event_config:show",
+        READER,
+        "Show a function's async invocation config",
+        &[op("GET", EVENT_CONFIG)],
+    ),
+    action(
+        "function_event_config:update",
+        MEMBER,
+        "Set a function's async invocation config (attempts, event age, destinations)",
+        &[op("PUT", EVENT_CONFIG)],
+    ),
+    action(
+        "function_event_config:delete",
+        MEMBER,
+        "Remove a function's async invocation config",
+        &[op("DELETE", EVENT_CONFIG)],
+    ),
+    action(
+        "function_dead_letter:list",
+        READER,
+        "List a function's dead letters (failed async events)",
+        &[op("GET", "/v1/functions/{function_id}/dead-letters")],
+    ),
+    action(
+        "function_dead_letter:replay",
+        MEMBER,
+        "Replay a dead letter: queue its event again",
+        &[op("POST", "/v1/functions/{function_id}/dead-letters/{id}/replay")],
+    ),
     // Executions.
     action("execution:list", READER, "List executions", &[op("GET", "/v1/executions")]),
     action(

@@ -13,11 +13,13 @@ from keystoneauth1 import adapter as ksa_adapter
 from frescoclient import __version__
 from frescoclient.v1.agents import AgentManager
 from frescoclient.v1.aliases import AliasManager
+from frescoclient.v1.events import DeadLetterManager, EventConfigManager
 from frescoclient.v1.executions import ExecutionManager
 from frescoclient.v1.functions import FunctionManager
 from frescoclient.v1.http import HTTPClient
 from frescoclient.v1.quotas import QuotaManager, UsageManager
 from frescoclient.v1.runtimes import RuntimeManager
+from frescoclient.v1.triggers import TriggerManager
 from frescoclient.v1.versions import VersionManager
 
 SERVICE_TYPE = "function"
@@ -50,6 +52,9 @@ class Client:
         self.quotas = QuotaManager(self.http)
         self.usage = UsageManager(self.http)
         self.agents = AgentManager(self.http)
+        self.triggers = TriggerManager(self.http)
+        self.event_configs = EventConfigManager(self.http)
+        self.dead_letters = DeadLetterManager(self.http)
 
     def current_project_id(self):
         """The project the session's token is scoped to, or None (no auth, dev mode)."""

@@ -82,7 +82,10 @@ def test_entry_points_are_registered():
     assert len(ext) == 1 and ext[0].value == "frescoclient.osc.plugin"
     cmds = {e.name for e in entry_points(group="openstack.function.v1")}
     for name in ("function_create", "function_invoke", "function_execution_log_show",
-                 "function_quota_set", "function_agent_list", "function_usage_show"):
+                 "function_quota_set", "function_agent_list", "function_usage_show",
+                 "function_trigger_create", "function_trigger_set", "function_event-config_set",
+                 "function_event-config_show", "function_dead-letter_list",
+                 "function_dead-letter_replay"):
         assert name in cmds
 
 
@@ -193,3 +196,25 @@ def test_project_name_is_resolved_through_keystone(openstack, keystone):
     assert json.loads(out)["project_id"] == other
     assert keystone.last_request.url == "http://public.test:8900/v1/quotas/" + other
     assert keystone.last_request.json() == {"functions": 3}
+
+
+def test_event_commands_run_under_their_names(openstack, keystone):
+    keystone.get("http://public.test:8900/v1/functions/report/event-config", json={
+        "event_config": {"function_id": "f", "max_attempts": 2, "max_event_age_s": None,
+                         "on_success": None, "on_failure": None, "dead_letter": True,
+                         "updated_at": "t"}})
+    rc, out, err = openstack(*PASSWORD_ARGS, "--os-region-name", "RegionOne",
+                             "function", "event-config", "show", "report", "-f", "json")
+    assert rc == 0, err
+    assert json.loads(out)["dead_letter"] is True
+    keystone.get("http://public.test:8900/v1/functions/report/dead-letters",
+                 json={"dead_letters": []})
+    rc, out, err = openstack(*PASSWORD_ARGS, "--os-region-name", "RegionOne",
+                             "function", "dead-letter", "list", "report", "-f", "json")
+    assert rc == 0, err
+    assert json.loads(out) == []
+    keystone.get("http://public.test:8900/v1/triggers", json={"triggers": []})
+    rc, out, err = openstack(*PASSWORD_ARGS, "--os-region-name", "RegionOne",
+                             "function", "trigger", "list", "-f", "json")
+    assert rc == 0, err
+    assert json.loads(out) == []

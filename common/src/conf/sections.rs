@@ -124,6 +124,8 @@ config_section! {
         executions_per_minute: i64 = "60000",
         /// Async executions waiting in the queue per project; beyond it async invocations get 429.
         queued_executions: i64 = "10000",
+        /// Triggers (cron, webhook) per project.
+        triggers: i64 = "100",
     }
 }
 
@@ -198,6 +200,10 @@ config_section! {
         grant_ttl_ms: u64 = "10000",
         /// Most invocations one grant lets its holder run at once (never more than the project's concurrency headroom).
         grant_max_slots: u32 = "16",
+        /// Milliseconds between two passes of the active scheduler over the due ticks of cron triggers.
+        cron_interval_ms: u64 = "250",
+        /// Most cron triggers fired in one transaction (a pass goes on while batches are full).
+        cron_batch_size: i64 = "500",
     }
 }
 

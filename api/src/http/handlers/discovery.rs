@@ -37,3 +37,11 @@ pub async fn healthcheck(data: State) -> HttpResponse {
             .json(json!({"status": "unavailable", "reason": e.message})),
     }
 }
+
+/// `GET /metrics`: Prometheus metrics (text format), without a token: aggregate figures only.
+pub async fn metrics(data: State) -> HttpResponse {
+    let app = state(&data);
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(app.metrics.render(app.auth.stats()))
+}

@@ -144,21 +144,41 @@ pub async fn invoke(
 
     if is_async {
         let queued = invocations.enqueue(&key, roll, &event).await?;
+        app.metrics.accepted("invoke");
         let view = ExecutionView::from(queued).shown(caller.sees_platform_details(&data));
         return Ok(HttpResponse::Accepted().json(json!({ "execution": view })));
     }
     let target = invocations.target(&key, roll).await?;
-
     let details = caller.sees_platform_details(&data);
+    run_sync(&app.metrics, invoker, &target, event, details).await
+}
+
+/// Runs a sync invocation of `target` and renders its answer: the function's response (or
+/// its error) with the execution's headers. `details`: the caller may see the platform's side.
+pub(super) async fn run_sync(
+    metrics: &crate::metrics::Metrics,
+    invoker: &crate::invoke::Invoker,
+    target: &crate::domain::invoke::Target,
+    event: Box<RawValue>,
+    details: bool,
+) -> ApiResult<HttpResponse> {
     invoker
         .recorder
         .admit()
         .map_err(|behind| invoke_error(behind.into(), details))?;
 
-    let outcome = invoker
-        .invoke_sync(&target, event)
-        .await
-        .map_err(|e| invoke_error(e, details))?;
+    let started = std::time::Instant::now();
+    let outcome = invoker.invoke_sync(target, event).await.map_err(|e| {
+        if let InvokeError::AgentFailed { .. } = &e {
+            metrics.invoked(ExecutionStatus::Error.as_str(), false, started.elapsed());
+        }
+        invoke_error(e, details)
+    })?;
+    metrics.invoked(
+        ExecutionStatus::from(outcome.result.status).as_str(),
+        outcome.result.cold,
+        started.elapsed(),
+    );
     let result = outcome.result;
     let mut response = HttpResponse::Ok();
     response

@@ -4,13 +4,16 @@
 mod agents;
 mod aliases;
 mod discovery;
+mod events;
 mod executions;
 mod functions;
 mod internal;
 mod invoke;
 mod quotas;
 mod runtimes;
+mod triggers;
 mod versions;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -72,6 +75,7 @@ route_table! {
     "/v1" => { get: discovery::v1 },
     "/v1/" => { get: discovery::v1 },
     "/healthcheck" => { get: discovery::healthcheck },
+    "/metrics" => { get: discovery::metrics },
     "/v1/runtimes" => { get: runtimes::list, post: runtimes::create },
     "/v1/runtimes/{id}" => {
         get: runtimes::show,
@@ -96,6 +100,20 @@ route_table! {
         patch: aliases::update,
         delete: aliases::delete,
     },
+    "/v1/functions/{function}/event-config" => {
+        get: events::show,
+        put: events::put,
+        delete: events::delete,
+    },
+    "/v1/functions/{function}/dead-letters" => { get: events::dead_letters },
+    "/v1/functions/{function}/dead-letters/{id}/replay" => { post: events::replay },
+    "/v1/triggers" => { get: triggers::list, post: triggers::create },
+    "/v1/triggers/{trigger}" => {
+        get: triggers::show,
+        patch: triggers::update,
+        delete: triggers::delete,
+    },
+    "/v1/webhooks/{token}" => { post: webhooks::call },
     "/v1/executions" => { get: executions::list },
     "/v1/executions/{id}" => { get: executions::show, delete: executions::delete },
     "/v1/executions/{id}/log" => { get: executions::log },
