@@ -12,6 +12,10 @@ client_dir="$(cd "${here}/.." && pwd)"
 venv="$("${here}/venv.sh" | tail -n 1)"
 
 cd "${client_dir}"
+# `pip install ./client` (the quick start, DevStack) builds in the tree and leaves an egg-info
+# with the entry points of that moment; pytest puts this directory on sys.path, so a stale one
+# would hide the venv's metadata (seen: new commands missing after pyproject.toml changed).
+rm -rf "${client_dir}"/*.egg-info "${client_dir}/build"
 set +e
 "${venv}/bin/python" -m pytest -p no:cacheprovider tests/unit "$@"
 rc=$?
