@@ -171,6 +171,31 @@ fn bearer(req: &HttpRequest) -> Result<&str, ApiError> {
         .ok_or_else(|| ApiError::Unauthorized("missing bearer token".into()))
 }
 
+/// The body of a control-plane call (a placement, a grant): refused by a standby, then the
+/// caller's control-plane token checked, then the body parsed.
+fn control_plane_call<T: serde::de::DeserializeOwned>(
+    state: &AppState,
+    req: &HttpRequest,
+    body: &[u8],
+    active: bool,
+) -> Result<T, ApiError> {
+    if !active {
+        return Err(ApiError::Standby("standby scheduler"));
+    }
+    state.check_control_plane(req)?;
+    parse(body)
+}
+
+/// An active scheduler's JSON answer, or the error's (whose role header says which we are).
+fn active_answer<T: serde::Serialize>(result: Result<T, ApiError>, active: bool) -> HttpResponse {
+    match result {
+        Ok(body) => HttpResponse::Ok()
+            .insert_header((ROLE_HEADER, HeaderValue::from_static("active")))
+            .json(body),
+        Err(e) => e.response(active),
+    }
+}
+
 fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("invalid body: {e}")))
 }
@@ -334,12 +359,7 @@ fn accept_heartbeat(
 async fn place(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
     let active = state.is_active();
     state.counters.placements.fetch_add(1, Ordering::Relaxed);
-    match place_one(&state, &req, &body, active) {
-        Ok(placement) => HttpResponse::Ok()
-            .insert_header((ROLE_HEADER, HeaderValue::from_static("active")))
-            .json(placement),
-        Err(e) => e.response(active),
-    }
+    active_answer(place_one(&state, &req, &body, active), active)
 }
 
 fn place_one(
@@ -348,11 +368,7 @@ fn place_one(
     body: &[u8],
     active: bool,
 ) -> Result<Placement, ApiError> {
-    if !active {
-        return Err(ApiError::Standby("standby scheduler"));
-    }
-    state.check_control_plane(req)?;
-    let request: PlacementRequest = parse(body)?;
+    let request: PlacementRequest = control_plane_call(state, req, body, active)?;
     if request.payload_sha256.len() != 64
         || !request
             .payload_sha256
@@ -427,12 +443,7 @@ async fn release(
 async fn grant(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
     let active = state.is_active();
     state.counters.grants.fetch_add(1, Ordering::Relaxed);
-    match give_grant(&state, &req, &body, active) {
-        Ok(answer) => HttpResponse::Ok()
-            .insert_header((ROLE_HEADER, HeaderValue::from_static("active")))
-            .json(answer),
-        Err(e) => e.response(active),
-    }
+    active_answer(give_grant(&state, &req, &body, active), active)
 }
 
 /// Grants slots on one agent. The grant counts against the project until it is returned, or
@@ -444,11 +455,7 @@ fn give_grant(
     body: &[u8],
     active: bool,
 ) -> Result<GrantAnswer, ApiError> {
-    if !active {
-        return Err(ApiError::Standby("standby scheduler"));
-    }
-    state.check_control_plane(req)?;
-    let request: GrantRequest = parse(body)?;
+    let request: GrantRequest = control_plane_call(state, req, body, active)?;
     let spec = request.spec;
     let demand = Demand {
         project_id: &spec.project_id,

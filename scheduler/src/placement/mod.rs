@@ -361,18 +361,7 @@ impl Placer {
             });
         }
 
-        let (chosen, warm) = match state.pick_warm(key) {
-            Some(i) => (i, true),
-            None => (
-                state
-                    .pick_cold(memory_mb, demand.image)
-                    .ok_or_else(|| PlaceError::NoCapacity {
-                        memory_mb: demand.memory_mb,
-                        paused: state.agents.iter().filter(|a| a.up && a.paused).count(),
-                    })?,
-                false,
-            ),
-        };
+        let (chosen, warm) = state.pick(key, memory_mb, demand)?;
 
         state.tick += 1;
         let tick = state.tick;
@@ -467,18 +456,7 @@ impl Placer {
         // Slots beyond the budget could never be used.
         slots = slots.min(invocations);
 
-        let (chosen, warm) = match state.pick_warm(key) {
-            Some(i) => (i, true),
-            None => (
-                state
-                    .pick_cold(memory_mb, demand.image)
-                    .ok_or_else(|| PlaceError::NoCapacity {
-                        memory_mb: demand.memory_mb,
-                        paused: state.agents.iter().filter(|a| a.up && a.paused).count(),
-                    })?,
-                false,
-            ),
-        };
+        let (chosen, warm) = state.pick(key, memory_mb, demand)?;
         let agent = &mut state.agents[chosen];
         // Idle containers of the version it may claim, then fresh memory for the rest.
         let available = agent.pools.get(&key).map_or(0, Pool::available);
@@ -842,6 +820,26 @@ impl State {
         let p = self.projects.len() - 1;
         self.project_index.insert(project_id.into(), p);
         p
+    }
+
+    /// The agent for a new lease or grant of `key`: one with an idle container of it (warm),
+    /// else one with room for `memory_mb` (cold); and whether it is warm.
+    fn pick(
+        &mut self,
+        key: WarmKey,
+        memory_mb: i64,
+        demand: &Demand,
+    ) -> Result<(usize, bool), PlaceError> {
+        if let Some(i) = self.pick_warm(key) {
+            return Ok((i, true));
+        }
+        let cold =
+            self.pick_cold(memory_mb, demand.image)
+                .ok_or_else(|| PlaceError::NoCapacity {
+                    memory_mb: demand.memory_mb,
+                    paused: self.agents.iter().filter(|a| a.up && a.paused).count(),
+                })?;
+        Ok((cold, false))
     }
 
     /// The up agent with an available idle container of `key`, fewest leases first.
