@@ -313,17 +313,20 @@ async fn requeue(delivery: &lapin::message::Delivery) -> Result<(), lapin::Error
 }
 
 /// oslo's `rabbit://` transport URL as an AMQP URL (the first host of a list; lapin takes one).
+/// oslo reads an empty path (`rabbit://host/`) as the default virtual host `/`, the AMQP URI
+/// spec as the virtual host named ``: it becomes `%2f`.
 fn amqp_url(transport_url: &str) -> String {
     let url = transport_url
         .strip_prefix("rabbit://")
         .map_or_else(|| transport_url.to_owned(), |rest| format!("amqp://{rest}"));
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url;
+    };
+    let (authority, vhost) = rest.split_once('/').unwrap_or((rest, ""));
     // oslo lists hosts as user:pass@host1:5672,user:pass@host2:5672/vhost.
-    match (url.find(','), url.rfind('/')) {
-        (Some(comma), Some(slash)) if slash > comma => {
-            format!("{}{}", &url[..comma], &url[slash..])
-        }
-        _ => url,
-    }
+    let authority = authority.split(',').next().unwrap_or_default();
+    let vhost = if vhost.is_empty() { "%2f" } else { vhost };
+    format!("{scheme}://{authority}/{vhost}")
 }
 
 /// The transport URL without its password, for logs.
@@ -421,6 +424,8 @@ mod tests {
             "amqp://u:p@h1:5672/vh"
         );
         assert_eq!(amqp_url("amqp://u:p@h:5672/%2f"), "amqp://u:p@h:5672/%2f");
+        assert_eq!(amqp_url("rabbit://u:p@h:5672/"), "amqp://u:p@h:5672/%2f");
+        assert_eq!(amqp_url("rabbit://u:p@h:5672"), "amqp://u:p@h:5672/%2f");
         assert_eq!(
             redacted("rabbit://u:secret@h:5672/"),
             "rabbit://u:***@h:5672/"
