@@ -144,6 +144,7 @@ impl Scheduler {
         )?;
         let (persist, persist_rx) = mpsc::channel::<Heartbeat>(4096);
         let cron_stats = Arc::new(CronStats::default());
+        let notification_stats = Arc::new(NotificationStats::default());
         let retirements = Arc::new(Mutex::new(RetirementLog::new()));
 
         let state = web::Data::new(AppState {
@@ -163,6 +164,7 @@ impl Scheduler {
             },
             counters: http::Counters::default(),
             cron: cron_stats.clone(),
+            notifications: notification_stats.clone(),
             metrics: crate::metrics::Metrics::new(),
         });
         let addr = format!("{}:{}", s.bind_host, s.bind_port);
@@ -219,7 +221,7 @@ impl Scheduler {
                     },
                     cron_stats,
                     notifications: notifications_config(&settings.notifications),
-                    notification_stats: Arc::new(NotificationStats::default()),
+                    notification_stats,
                 },
             )),
         ];

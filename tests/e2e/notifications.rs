@@ -247,6 +247,27 @@ fn notification_triggers_fire_only_on_their_own_projects_notifications() {
         log.matches("malformed notification").count() >= 2,
         "malformed messages are logged: {log}"
     );
+    // The scheduler's /metrics count what the consumer saw.
+    let metrics = reqwest::blocking::get(format!("{}/metrics", stack.schedulers[0].url()))
+        .unwrap()
+        .text()
+        .unwrap();
+    let value = |line: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(line))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{line} in {metrics}"))
+    };
+    assert_eq!(
+        value("fresco_scheduler_notifications_total{outcome=\"malformed\"}"),
+        2.0
+    );
+    assert_eq!(
+        value("fresco_scheduler_notifications_total{outcome=\"received\"}"),
+        8.0
+    );
+    assert_eq!(value("fresco_scheduler_notification_executions_total"), 4.0);
     // Nothing is left unacknowledged, and the consumer still consumes (never restarted).
     assert_eq!(consuming(&stack), 1, "the consumer never stopped: {log}");
     publish(&[cinder(&cinder_x, "volume.delete.end", project_a, "vol-a1")]);
