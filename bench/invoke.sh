@@ -124,7 +124,7 @@ cold() {
         headers="$WORK/cold.headers"
         t=$(curl -fsS -o /dev/null -D "$headers" -w '%{time_total}' -H "X-Auth-Token: $TOKEN" \
             -H 'Content-Type: application/json' -d "$EVENT" "$API/v1/functions/$name/invoke") || die "cold invocation of $name failed"
-        grep -qi '^x-execution-cold: true' "$headers" && cold_count=$((cold_count + 1))
+        grep -qiE '^x-execution-cold: (cold|prewarmed)' "$headers" && cold_count=$((cold_count + 1))
         times+="$(awk -v t="$t" 'BEGIN { printf "%.1f", t * 1000 }')"$'\n'
         handler_times+="$(awk -F': ' 'tolower($1) == "x-execution-duration-ms" { print $2 + 0 }' "$headers")"$'\n'
         sleep 0.2

@@ -34,6 +34,11 @@ pub enum SettingsError {
         sandbox_base: u32,
         sandbox_end: u32,
     },
+    #[error("[agent] {option}: {message}")]
+    Prewarm {
+        option: &'static str,
+        message: String,
+    },
     #[error("runtime socket paths would be {0} bytes long, the limit is 107: shorten [DEFAULT] state_path or [agent] agent_id")]
     SocketPath(usize),
 }
@@ -90,6 +95,67 @@ pub struct Settings {
     pub scheduler_urls: Vec<String>,
     /// Prefixes of the images this node runs as a function's own image.
     pub allowed_image_prefixes: Vec<String>,
+    /// The pre-warmed pools (see `prewarm`).
+    pub prewarm: PrewarmSettings,
+}
+
+/// `[agent] prewarm_*`, resolved.
+#[derive(Debug, Clone, Default)]
+pub struct PrewarmSettings {
+    /// (runtime kind, image) pairs.
+    pub runtimes: Vec<(String, String)>,
+    pub memory_mb: Vec<u64>,
+    pub size: u32,
+    pub max: u32,
+    pub window: Duration,
+    pub fill_concurrency: u32,
+}
+
+impl PrewarmSettings {
+    fn from_section(agent: &AgentSection) -> Result<Self, SettingsError> {
+        let bad =
+            |option: &'static str, message: String| SettingsError::Prewarm { option, message };
+        let mut runtimes = Vec::new();
+        for entry in &agent.prewarm_runtimes {
+            let (kind, image) = entry
+                .split_once('=')
+                .map(|(k, i)| (k.trim(), i.trim()))
+                .ok_or_else(|| bad("prewarm_runtimes", format!("{entry:?} is not kind=image")))?;
+            if !matches!(kind, "python" | "provided") {
+                return Err(bad(
+                    "prewarm_runtimes",
+                    format!("kind {kind:?} of {entry:?} is not python or provided"),
+                ));
+            }
+            if image.is_empty() || image.contains(char::is_whitespace) {
+                return Err(bad(
+                    "prewarm_runtimes",
+                    format!("image {image:?} of {entry:?}"),
+                ));
+            }
+            runtimes.push((kind.to_owned(), image.to_owned()));
+        }
+        let mut memory_mb = Vec::new();
+        for size in &agent.prewarm_memory_mb {
+            match size.trim().parse::<u64>() {
+                Ok(mb) if mb >= 16 => memory_mb.push(mb),
+                _ => {
+                    return Err(bad(
+                        "prewarm_memory_mb",
+                        format!("{size:?} is not a memory size of at least 16 MB"),
+                    ))
+                }
+            }
+        }
+        Ok(Self {
+            runtimes,
+            memory_mb,
+            size: agent.prewarm_size,
+            max: agent.prewarm_max.max(agent.prewarm_size),
+            window: Duration::from_secs(agent.prewarm_window),
+            fill_concurrency: agent.prewarm_fill_concurrency.max(1),
+        })
+    }
 }
 
 impl Settings {
@@ -129,6 +195,7 @@ impl Settings {
             });
         }
         let network = network_policy(&agent)?;
+        let prewarm = PrewarmSettings::from_section(&agent)?;
         // Code is unpacked as a user no sandbox runs as: sandboxes can read it, never write it.
         let sandbox_uids = agent.sandbox_uid_base..agent.sandbox_uid_base + agent.sandbox_uid_count;
         let unusable = |id: u32| id == 0 || id == u32::MAX || sandbox_uids.contains(&id);
@@ -187,6 +254,7 @@ impl Settings {
             unpack_gid: agent.unpack_gid,
             max_running: agent.max_running,
             allowed_image_prefixes: agent.allowed_image_prefixes,
+            prewarm,
             state_path: PathBuf::from(default.state_path),
             ticket_verify_key_file: auth.ticket_verify_key_file,
             ticket_ttl: auth.ticket_ttl,

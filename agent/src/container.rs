@@ -24,7 +24,7 @@ use crate::engine::host::{CgroupHandle, FreezerState, HostControl, HostError};
 use crate::engine::net::NetworkLease;
 use crate::engine::{BindMount, ContainerEngine, ContainerSpec, EngineError};
 use crate::logs::{LogBuffer, OutputPipe};
-use crate::runtime_api::RuntimeChannel;
+use crate::runtime_api::{PrewarmedWait, RuntimeChannel};
 
 /// Where things live inside every function container.
 pub const TASK_ROOT: &str = "/var/task";
@@ -40,6 +40,8 @@ pub const LABEL_PROJECT: &str = "fresco.project";
 pub const LABEL_FUNCTION: &str = "fresco.function";
 pub const LABEL_VERSION: &str = "fresco.version";
 pub const LABEL_AGENT: &str = "fresco.agent";
+/// On a pre-warmed sandbox: the runtime kind it was started for (it has no function yet).
+pub const LABEL_PREWARM: &str = "fresco.prewarm";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ContainerError {
@@ -56,6 +58,109 @@ pub enum ContainerError {
     NoUid,
     #[error("cannot prepare the sandbox: {0}")]
     Host(#[from] HostError),
+    #[error("cannot give the sandbox the function's code in {path}: {source}")]
+    Code {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Thaw(#[from] ThawError),
+}
+
+/// A pre-warmed sandbox's runtime: what is started before any function is known.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PrewarmSpec {
+    /// `python` (the managed runtime boots and waits) or `provided` (the shim waits).
+    pub runtime_kind: String,
+    pub image: String,
+    /// Its limits are those of a function of this size (pools are kept per memory size).
+    pub memory_mb: u64,
+}
+
+impl PrewarmSpec {
+    /// The function spec a pre-warmed sandbox is built from: no tenant, no code, no
+    /// environment, no network; only its image, kind and memory size.
+    fn as_function(&self) -> FunctionSpec {
+        FunctionSpec {
+            project_id: String::new(),
+            function_id: uuid::Uuid::nil(),
+            function_name: String::new(),
+            version: 0,
+            image: self.image.clone(),
+            runtime_kind: self.runtime_kind.clone(),
+            handler: String::new(),
+            memory_mb: i32::try_from(self.memory_mb).unwrap_or(i32::MAX),
+            timeout_s: 1,
+            environment: BTreeMap::new(),
+            code_sha256: None,
+            network: false,
+            revision: 0,
+        }
+    }
+
+    fn wait(&self) -> PrewarmedWait {
+        if self.runtime_kind == "provided" {
+            PrewarmedWait::Start
+        } else {
+            PrewarmedWait::Function
+        }
+    }
+}
+
+/// The engine settings of a pre-warmed sandbox: those of a function of its size (every
+/// security default: no network, read-only root, all limits) with the platform's environment
+/// only, its empty per-sandbox code directory at `/var/task`, labelled as pre-warmed.
+pub fn prewarm_container_spec(
+    settings: &Settings,
+    prewarm: &PrewarmSpec,
+    name: &str,
+    task_dir: &Path,
+    socket_dir: &Path,
+    uid: u32,
+) -> ContainerSpec {
+    let function = prewarm.as_function();
+    let mut spec = container_spec(settings, &function, name, Some(task_dir), socket_dir, uid);
+    let runtime = if prewarm.runtime_kind == "provided" {
+        "provided"
+    } else {
+        "managed"
+    };
+    spec.env = vec![
+        format!("AWS_LAMBDA_RUNTIME_API={RUNTIME_API_ADDR}"),
+        format!("LAMBDA_TASK_ROOT={TASK_ROOT}"),
+        "LAMBDA_RUNTIME_DIR=/var/runtime".to_owned(),
+        format!("FRESCO_RUNTIME={runtime}"),
+    ];
+    if prewarm.wait() == PrewarmedWait::Function {
+        spec.env.push("FRESCO_PREWARM=1".to_owned());
+    }
+    spec.labels = BTreeMap::from([
+        (LABEL_AGENT.to_owned(), settings.agent_id.clone()),
+        (LABEL_PREWARM.to_owned(), prewarm.runtime_kind.clone()),
+    ]);
+    spec
+}
+
+/// Fills a pre-warmed sandbox's code directory `to` with the unpacked package at `from`:
+/// hard links (the cache's files are never written again), a copy where the two are on
+/// different file systems. Symbolic links are made again as they are, never followed.
+pub fn fill_task_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let (source, target) = (entry.path(), to.join(entry.file_name()));
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            std::fs::create_dir(&target)?;
+            let mode = std::fs::symlink_metadata(&source)?.permissions();
+            fill_task_dir(&source, &target)?;
+            std::fs::set_permissions(&target, mode)?;
+        } else if kind.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&source)?, &target)?;
+        } else if kind.is_file() && std::fs::hard_link(&source, &target).is_err() {
+            std::fs::copy(&source, &target)?;
+        }
+    }
+    Ok(())
 }
 
 /// Why a sandbox could not be frozen (it must then be destroyed).
@@ -303,8 +408,13 @@ pub struct Container {
     pub logs: Arc<LogBuffer>,
     output: Arc<OutputPipe>,
     dir: PathBuf,
-    /// Keeps the code package in the node's cache for the container's whole life.
-    _code: Option<CodePin>,
+    /// Keeps the code package in the node's cache for the container's whole life (a
+    /// pre-warmed sandbox: from its claim).
+    code: Mutex<Option<CodePin>>,
+    /// A pre-warmed sandbox's own code directory (mounted at `/var/task`), filled at claim.
+    task_dir: Option<PathBuf>,
+    /// What a pre-warmed sandbox was started as; `None` for one started for its function.
+    pub prewarm: Option<PrewarmSpec>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     sandboxes: Arc<Sandboxes>,
     cgroups: OnceLock<CgroupHandle>,
@@ -330,30 +440,89 @@ impl Container {
         spec: &FunctionSpec,
         code: Option<CodePin>,
     ) -> Result<Arc<Container>, ContainerError> {
+        let code_dir = code.as_ref().map(|c| c.path().to_path_buf());
+        Self::start_sandbox(
+            engine,
+            sandboxes,
+            settings,
+            RuntimeChannel::new(),
+            code,
+            None,
+            spec.network,
+            |name, dir, uid| container_spec(settings, spec, name, code_dir.as_deref(), dir, uid),
+        )
+        .await
+    }
+
+    /// Creates and starts a pre-warmed sandbox: the runtime of `prewarm` booted as far as it
+    /// goes without a function, waiting (see `runtime_api`) for `claim`.
+    pub async fn start_prewarmed<E: ContainerEngine>(
+        engine: &Arc<E>,
+        sandboxes: &Arc<Sandboxes>,
+        settings: &Settings,
+        prewarm: &PrewarmSpec,
+    ) -> Result<Arc<Container>, ContainerError> {
+        Self::start_sandbox(
+            engine,
+            sandboxes,
+            settings,
+            RuntimeChannel::prewarmed(prewarm.wait()),
+            None,
+            Some(prewarm.clone()),
+            false,
+            |name, dir, uid| {
+                prewarm_container_spec(settings, prewarm, name, &task_dir_of(dir), dir, uid)
+            },
+        )
+        .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn start_sandbox<E: ContainerEngine>(
+        engine: &Arc<E>,
+        sandboxes: &Arc<Sandboxes>,
+        settings: &Settings,
+        channel: RuntimeChannel,
+        code: Option<CodePin>,
+        prewarm: Option<PrewarmSpec>,
+        network: bool,
+        make_spec: impl FnOnce(&str, &Path, u32) -> ContainerSpec,
+    ) -> Result<Arc<Container>, ContainerError> {
         let name = format!("fresco-{}", uuid::Uuid::new_v4().simple());
         let dir = settings
             .containers_dir()
             .join(&name["fresco-".len()..][..16]);
+        let task_dir = prewarm.as_ref().map(|_| task_dir_of(&dir));
         let uid = sandboxes.uids().take().ok_or(ContainerError::NoUid)?;
-        let (listener, output) = match prepare_socket_dir(&dir, uid, uid) {
+        let cleanup = |sandboxes: &Sandboxes| {
+            let _ = std::fs::remove_dir_all(&dir);
+            if let Some(task) = &task_dir {
+                let _ = std::fs::remove_dir_all(task);
+            }
+            sandboxes.uids().give_back(uid);
+        };
+        let prepared = prepare_socket_dir(&dir, uid, uid).and_then(|prepared| {
+            if let Some(task) = &task_dir {
+                prepare_task_dir(task)?;
+            }
+            Ok(prepared)
+        });
+        let (listener, output) = match prepared {
             Ok(prepared) => prepared,
             Err(e) => {
-                sandboxes.uids().give_back(uid);
-                let _ = std::fs::remove_dir_all(&dir);
+                cleanup(sandboxes);
                 return Err(e);
             }
         };
-        let channel = Arc::new(RuntimeChannel::new());
+        let channel = Arc::new(channel);
         let server = channel.serve(listener);
-        let code_dir = code.as_ref().map(CodePin::path);
-        let container_spec = container_spec(settings, spec, &name, code_dir, &dir, uid);
+        let container_spec = make_spec(&name, &dir, uid);
         let id = match engine.create(&container_spec).await {
             Ok(id) => id,
             Err(e) => {
                 channel.close();
                 server.abort();
-                let _ = std::fs::remove_dir_all(&dir);
-                sandboxes.uids().give_back(uid);
+                cleanup(sandboxes);
                 return Err(e.into());
             }
         };
@@ -369,7 +538,9 @@ impl Container {
             )),
             output: Arc::new(output),
             dir,
-            _code: code,
+            code: Mutex::new(code),
+            task_dir,
+            prewarm,
             tasks: Mutex::new(vec![server]),
             sandboxes: Arc::clone(sandboxes),
             cgroups: OnceLock::new(),
@@ -384,7 +555,7 @@ impl Container {
             container.start_reading_output();
             engine.start(&container.id).await?;
             container.watch_exit(engine);
-            container.prepare_sandbox(engine, spec.network).await
+            container.prepare_sandbox(engine, network).await
         };
         match tokio::time::timeout(settings.start_timeout, prepared).await {
             Ok(Ok(())) => {
@@ -402,6 +573,38 @@ impl Container {
                 ))
             }
         }
+    }
+
+    /// Gives a pre-warmed sandbox to the function of `env` (its environment, see
+    /// `build_env`): its code goes into the sandbox's own `/var/task` (`code`, kept in the
+    /// node's cache from now on), the sandbox is thawed with its CPU time counted from here,
+    /// and its runtime is told the function. From now on it belongs to that function only.
+    pub async fn claim(
+        &self,
+        code: Option<CodePin>,
+        env: Vec<String>,
+    ) -> Result<(), ContainerError> {
+        if let (Some(pin), Some(task)) = (&code, &self.task_dir) {
+            let (from, to) = (pin.path().to_path_buf(), task.clone());
+            tokio::task::spawn_blocking(move || fill_task_dir(&from, &to))
+                .await
+                .map_err(std::io::Error::other)
+                .and_then(|filled| filled)
+                .map_err(|source| ContainerError::Code {
+                    path: task.display().to_string(),
+                    source,
+                })?;
+        }
+        *self.code.lock().unwrap_or_else(|e| e.into_inner()) = code;
+        self.begin_output();
+        if let Some(cgroups) = self.cgroups.get() {
+            if let Ok(base) = self.sandboxes.host.cpu_time_ns(cgroups) {
+                self.cpu_base_ns.store(base, Ordering::SeqCst);
+            }
+        }
+        self.thaw()?;
+        self.channel.specialize(env);
+        Ok(())
     }
 
     /// Empties the output pipe as output arrives, so a function never blocks on a full pipe;
@@ -659,9 +862,11 @@ impl Container {
             let host = Arc::clone(&self.sandboxes.host);
             let _ = tokio::task::spawn_blocking(move || host.disconnect_network(&lease)).await;
         }
-        if let Err(e) = std::fs::remove_dir_all(&self.dir) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                log::warn!("cannot remove {}: {e}", self.dir.display());
+        for dir in std::iter::once(&self.dir).chain(self.task_dir.as_ref()) {
+            if let Err(e) = std::fs::remove_dir_all(dir) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    log::warn!("cannot remove {}: {e}", dir.display());
+                }
             }
         }
         // A container that may still exist keeps its uid: no other sandbox may share it.
@@ -714,6 +919,24 @@ pub fn thaw_cgroup(host: &dyn HostControl, cgroups: &CgroupHandle) -> Result<u64
     let base = host.cpu_time_ns(cgroups)?;
     host.set_frozen(cgroups, false)?;
     Ok(base)
+}
+
+/// A pre-warmed sandbox's code directory, beside its run directory `dir`.
+fn task_dir_of(dir: &Path) -> PathBuf {
+    let mut name = dir.file_name().unwrap_or_default().to_os_string();
+    name.push(".task");
+    dir.with_file_name(name)
+}
+
+/// Creates a pre-warmed sandbox's code directory: owned by the agent (root), mode 0755, so
+/// the sandbox reads it (read-only mount) and cannot write it.
+fn prepare_task_dir(dir: &Path) -> Result<(), ContainerError> {
+    let fail = |source| ContainerError::Directory {
+        path: dir.display().to_string(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(fail)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).map_err(fail)
 }
 
 /// Creates `dir` (mode 0700, owned by the container user), binds the Runtime API socket in it

@@ -33,7 +33,7 @@ pub struct AppState<E: ContainerEngine> {
 pub fn configure<E: ContainerEngine>(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::PayloadConfig::new(MAX_RUN_BODY))
         .route("/v1/run", web::post().to(run::<E>))
-        .route("/healthcheck", web::get().to(healthcheck));
+        .route("/healthcheck", web::get().to(healthcheck::<E>));
 }
 
 /// `{"error": {"code", "title", "message"}}`, the shape the rest of Fresco answers with.
@@ -141,15 +141,17 @@ pub fn run_error(error: &RunError) -> HttpResponse {
         RunError::Ticket(_) => StatusCode::UNAUTHORIZED,
         RunError::Spec(_) => StatusCode::BAD_REQUEST,
         RunError::SlotsTaken(_) => StatusCode::TOO_MANY_REQUESTS,
-        RunError::NoCapacity(_) | RunError::ShuttingDown | RunError::EngineUnavailable(_) => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
+        RunError::NoCapacity(_)
+        | RunError::ShuttingDown
+        | RunError::EngineUnavailable(_)
+        | RunError::NoImage(_) => StatusCode::SERVICE_UNAVAILABLE,
     };
     let mut response = error_response(status, &error.to_string());
     let not_run = match error {
         RunError::EngineUnavailable(_) => Some("engine-unavailable"),
         RunError::NoCapacity(_) => Some("no-capacity"),
         RunError::ShuttingDown => Some("shutting-down"),
+        RunError::NoImage(_) => Some("no-image"),
         RunError::Ticket(_) | RunError::Spec(_) | RunError::SlotsTaken(_) => None,
     };
     if let Some(reason) = not_run {
@@ -161,8 +163,13 @@ pub fn run_error(error: &RunError) -> HttpResponse {
     response
 }
 
-async fn healthcheck() -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+/// `{"status": "ok", "prewarmed": [{"image", "memory_mb", "ready"}]}`: the pre-warmed
+/// sandboxes ready per pool (counts only, as in heartbeats).
+async fn healthcheck<E: ContainerEngine>(state: web::Data<AppState<E>>) -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({
+        "status": "ok",
+        "prewarmed": state.agent.prewarmed_snapshot(),
+    }))
 }
 
 #[cfg(test)]
@@ -234,6 +241,10 @@ mod tests {
             ),
             (RunError::NoCapacity("full".into()), "no-capacity"),
             (RunError::ShuttingDown, "shutting-down"),
+            (
+                RunError::NoImage("image x is not present".into()),
+                "no-image",
+            ),
         ] {
             let response = run_error(&error);
             assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);

@@ -25,6 +25,7 @@ pub mod heartbeat;
 pub mod http;
 pub mod logs;
 pub mod pool;
+pub mod prewarm;
 pub mod retire;
 pub mod runtime_api;
 pub mod service;

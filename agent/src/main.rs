@@ -81,6 +81,7 @@ fn run(args: Cli) -> anyhow::Result<()> {
     core.block_on(agent.refresh_images());
     let heartbeats = core.spawn(heartbeat::run(Arc::clone(&agent), advertise_url));
     let reaper = core.spawn(heartbeat::reap_idle(Arc::clone(&agent)));
+    let prewarmer = core.spawn(Arc::clone(&agent).keep_prewarmed());
 
     let scheme = tls.scheme();
     log::info!("agent {agent_id} offers {memory_mb} MB, listening on {scheme}://{addr}");
@@ -115,6 +116,7 @@ fn run(args: Cli) -> anyhow::Result<()> {
     log::info!("stopping: removing this agent's containers");
     heartbeats.abort();
     reaper.abort();
+    prewarmer.abort();
     core.block_on(agent.shutdown());
     Ok(())
 }

@@ -58,6 +58,22 @@ impl<T> Pools<T> {
         self.reserved_mb
     }
 
+    /// Reserves `memory_mb` for a pre-warmed sandbox (see `prewarm`) if it fits without
+    /// evicting anything; false when it does not.
+    pub fn hold(&mut self, memory_mb: u64) -> bool {
+        if self.reserved_mb + memory_mb > self.capacity_mb {
+            return false;
+        }
+        self.reserved_mb += memory_mb;
+        true
+    }
+
+    /// Frees what `hold` reserved (the pre-warmed sandbox is gone, or was claimed by a
+    /// function, whose own reservation counts from then on).
+    pub fn unhold(&mut self, memory_mb: u64) {
+        self.reserved_mb = self.reserved_mb.saturating_sub(memory_mb);
+    }
+
     /// Invocations running now.
     pub fn running(&self) -> u32 {
         self.pools.values().map(|p| p.busy).sum()
@@ -272,6 +288,26 @@ mod tests {
         assert_eq!(snapshot.len(), 2);
         assert_eq!((snapshot[0].key.as_str(), snapshot[0].idle), ("b", 1));
         assert_eq!((snapshot[1].key.as_str(), snapshot[1].busy), ("c", 1));
+    }
+
+    #[test]
+    fn prewarmed_sandboxes_hold_memory_only_where_it_is_free() {
+        let mut pools: Pools<u32> = Pools::new(300);
+        assert!(pools.hold(128));
+        assert!(pools.hold(128));
+        assert!(!pools.hold(128), "never beyond the capacity");
+        assert_eq!(pools.reserved_mb(), 256);
+        assert_eq!(
+            pools.acquire("a", "a", 128),
+            Acquired::Full { free_mb: 44 },
+            "held memory is not a function's until it is given back"
+        );
+        pools.unhold(128);
+        assert_eq!(
+            pools.acquire("a", "a", 128),
+            Acquired::Cold { evicted: vec![] }
+        );
+        assert_eq!(pools.reserved_mb(), 256);
     }
 
     #[test]

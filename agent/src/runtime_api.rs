@@ -14,6 +14,12 @@
 //! One Fresco-only path serves the shim: `GET .../fresco/start` answers once the agent has
 //! finished preparing the sandbox (its network, for one that has network), so no function
 //! code runs before.
+//!
+//! A pre-warmed sandbox (see `prewarm`) is started before any function is known. Its runtime
+//! waits for one: a managed runtime's bootstrap on `GET .../fresco/function` (JSON: the
+//! function's environment), a `provided` sandbox's shim on `fresco/start` itself (answered
+//! with the environment as NUL-ended `NAME=value` entries), until `specialize` is called at
+//! claim time. Both waits count as idle, so the sandbox is frozen while it waits.
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -109,6 +115,20 @@ pub struct RuntimeChannel {
     /// Long polls of `invocation/next` waiting (the runtime is idle).
     polling: watch::Sender<u32>,
     connections: AtomicUsize,
+    /// A pre-warmed sandbox: how its runtime waits for a function (`None`: it is started for
+    /// one already).
+    prewarmed: Option<PrewarmedWait>,
+    /// The environment of the function that claimed a pre-warmed sandbox.
+    function: watch::Sender<Option<Arc<Vec<String>>>>,
+}
+
+/// Where a pre-warmed sandbox's runtime waits for the function that claims it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrewarmedWait {
+    /// The shim waits on `fresco/start` (nothing can start before the function's code).
+    Start,
+    /// The managed runtime's bootstrap waits on `fresco/function`.
+    Function,
 }
 
 impl Default for RuntimeChannel {
@@ -128,6 +148,33 @@ impl RuntimeChannel {
             ready: watch::channel(false).0,
             polling: watch::channel(0).0,
             connections: AtomicUsize::new(0),
+            prewarmed: None,
+            function: watch::channel(None).0,
+        }
+    }
+
+    /// The channel of a pre-warmed sandbox, whose runtime waits for a function as `wait` says.
+    pub fn prewarmed(wait: PrewarmedWait) -> Self {
+        Self {
+            prewarmed: Some(wait),
+            ..Self::new()
+        }
+    }
+
+    /// Gives a pre-warmed sandbox's runtime the environment of the function that claimed it
+    /// (`NAME=value` entries): from here on it starts that function.
+    pub fn specialize(&self, env: Vec<String>) {
+        self.function.send_replace(Some(Arc::new(env)));
+    }
+
+    /// Waits for `specialize`, counted as idle; `None` when the channel closes first.
+    async fn claimed(&self) -> Option<Arc<Vec<String>>> {
+        let mut closed = self.closed.subscribe();
+        let mut function = self.function.subscribe();
+        let _polling = PollingGuard::new(&self.polling);
+        tokio::select! {
+            env = function.wait_for(Option::is_some) => env.ok().and_then(|e| e.clone()),
+            _ = closed.wait_for(|c| *c) => None,
         }
     }
 
@@ -293,6 +340,11 @@ impl RuntimeChannel {
                 self.post_error(&id, req).await
             }
             (&Method::GET, ["fresco", "start"]) => self.start().await,
+            (&Method::GET, ["fresco", "function"])
+                if self.prewarmed == Some(PrewarmedWait::Function) =>
+            {
+                self.function_env().await
+            }
             (&Method::POST, ["init", "error"]) => {
                 let error = read_error(req).await;
                 self.terminate(Outcome::InitError(error));
@@ -355,11 +407,44 @@ impl RuntimeChannel {
         let mut ready = self.ready.subscribe();
         tokio::select! {
             result = ready.wait_for(|r| *r) => match result {
-                Ok(_) => json_response(StatusCode::OK, serde_json::json!({"status": "ready"})),
-                Err(_) => shutting_down(),
+                Ok(_) => {}
+                Err(_) => return shutting_down(),
             },
-            _ = closed.wait_for(|c| *c) => shutting_down(),
+            _ = closed.wait_for(|c| *c) => return shutting_down(),
         }
+        if self.prewarmed != Some(PrewarmedWait::Start) {
+            return json_response(StatusCode::OK, serde_json::json!({"status": "ready"}));
+        }
+        let Some(env) = self.claimed().await else {
+            return shutting_down();
+        };
+        let mut body = Vec::new();
+        for entry in env.iter() {
+            body.extend_from_slice(entry.as_bytes());
+            body.push(0);
+        }
+        let mut response = Response::new(Full::new(Bytes::from(body)));
+        response.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/x-fresco-env"),
+        );
+        response
+    }
+
+    /// A pre-warmed managed runtime's wait for the function that claims its sandbox: that
+    /// function's environment, as a JSON object.
+    async fn function_env(&self) -> Response<Full<Bytes>> {
+        let Some(env) = self.claimed().await else {
+            return shutting_down();
+        };
+        // The platform's own variables are for the shim (which removes them) and stay out.
+        let object: serde_json::Map<String, serde_json::Value> = env
+            .iter()
+            .filter_map(|entry| entry.split_once('='))
+            .filter(|(name, _)| !name.starts_with("FRESCO_"))
+            .map(|(name, value)| (name.to_owned(), serde_json::Value::from(value)))
+            .collect();
+        json_response(StatusCode::OK, serde_json::Value::Object(object))
     }
 
     async fn post_response(&self, id: &str, req: Request<Incoming>) -> Response<Full<Bytes>> {

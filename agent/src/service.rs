@@ -18,12 +18,15 @@ use uuid::Uuid;
 use crate::clock::now_ms;
 use crate::code::{CodeCache, CodeError, CodeOptions};
 use crate::config::Settings;
-use crate::container::{function_arn, Container, ContainerError, Sandboxes, LABEL_AGENT};
+use crate::container::{
+    build_env, function_arn, Container, ContainerError, PrewarmSpec, Sandboxes, LABEL_AGENT,
+};
 use crate::engine::host::{HostControl, LinuxHost};
 use crate::engine::net::agent_tag;
 use crate::engine::{ContainerEngine, EngineError};
 use crate::logs::OutputLimit;
 use crate::pool::{Acquired, Pools};
+use crate::prewarm::Prewarmed;
 use crate::retire::Retired;
 use crate::runtime_api::{DispatchError, Invocation, Outcome};
 use crate::tickets::{AdmitError, TicketGate};
@@ -59,6 +62,9 @@ pub enum RunError {
     /// The container engine cannot be reached; nothing ran.
     #[error("{0}")]
     EngineUnavailable(String),
+    /// The function's image is not on this node (this agent does not pull); nothing ran.
+    #[error("{0}")]
+    NoImage(String),
 }
 
 impl From<AdmitError> for RunError {
@@ -93,6 +99,10 @@ pub enum StartupError {
 pub struct Metrics {
     pub runs: std::sync::atomic::AtomicU64,
     pub cold_starts: std::sync::atomic::AtomicU64,
+    /// First invocations served by a claimed pre-warmed sandbox.
+    pub prewarmed_claims: std::sync::atomic::AtomicU64,
+    /// Pre-warmed sandboxes started.
+    pub prewarmed_started: std::sync::atomic::AtomicU64,
     pub timeouts: std::sync::atomic::AtomicU64,
     /// Idle sandboxes destroyed because they could not be frozen (or thawed).
     pub freeze_failures: std::sync::atomic::AtomicU64,
@@ -111,6 +121,10 @@ pub struct Agent<E: ContainerEngine> {
     tls: InternalTls,
     code: CodeCache,
     pools: Mutex<Pools<Arc<Container>>>,
+    /// Pre-warmed sandboxes (their memory is held in `pools`; lock `pools` first).
+    prewarmed: Mutex<Prewarmed<Arc<Container>>>,
+    /// Wakes the pre-warmed pools' refill (a sandbox was claimed).
+    prewarm_wake: tokio::sync::Notify,
     running: AtomicU32,
     images: Mutex<Vec<String>>,
     shutting_down: AtomicBool,
@@ -188,6 +202,81 @@ fn platform_error(kind: &str, message: String) -> FunctionError {
     }
 }
 
+/// How an invocation found its sandbox.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Start {
+    /// Its runtime was waiting for the next event.
+    Warm,
+    /// A new sandbox (started, or claimed from the pre-warmed pool: `prewarmed`), prepared
+    /// in `prepared_ms` before its runtime got the event.
+    Cold { prepared_ms: f64, prewarmed: bool },
+}
+
+/// The result of an execution whose sandbox could not be prepared: a platform error none of
+/// the function ran in (another agent may run it).
+fn not_started(execution_id: Uuid, error: FunctionError, started: Instant) -> RunResult {
+    RunResult {
+        execution_id,
+        status: RunStatus::Error,
+        response: None,
+        error: Some(error),
+        duration_ms: ms(started.elapsed()),
+        init_ms: None,
+        max_memory_mb: None,
+        cold: true,
+        logs: String::new(),
+        cpu_ms: None,
+        output_truncated: false,
+        retry_safe: true,
+        prewarmed: false,
+    }
+}
+
+/// `(duration_ms, init_ms)` of an invocation dispatched at `started` whose runtime took the
+/// event at `taken` (if it did) and that ended at `ended`. A cold start's initialisation
+/// (the sandbox's preparation, the runtime's boot, the handler's import) is `init_ms`, as
+/// Lambda reports it, and not part of the duration; a runtime that never took the event
+/// spent all of it initialising.
+fn timings(
+    start: &Start,
+    started: Instant,
+    taken: Option<Instant>,
+    ended: Instant,
+) -> (f64, Option<f64>) {
+    let whole = ms(ended.saturating_duration_since(started));
+    match (start, taken) {
+        (Start::Warm, _) => (whole, None),
+        (Start::Cold { prepared_ms, .. }, Some(taken)) => (
+            ms(ended.saturating_duration_since(taken)),
+            Some(prepared_ms + ms(taken.saturating_duration_since(started))),
+        ),
+        (Start::Cold { prepared_ms, .. }, None) => (whole, Some(prepared_ms + whole)),
+    }
+}
+
+/// The line that ends every invocation's log, as Lambda writes it: request id, duration,
+/// billed duration (whole milliseconds, rounded up), memory size, max memory used and, for a
+/// cold or pre-warmed start, the init duration.
+pub fn report_line(result: &RunResult, memory_mb: i32) -> String {
+    let mut line = format!(
+        "REPORT RequestId: {}\tDuration: {:.2} ms\tBilled Duration: {} ms\tMemory Size: {} MB\tMax Memory Used: {} MB",
+        result.execution_id,
+        result.duration_ms,
+        result.duration_ms.max(0.0).ceil().max(1.0) as u64,
+        memory_mb,
+        result.max_memory_mb.map_or(0, |m| m.max(0.0).ceil() as u64),
+    );
+    if let Some(init) = result.init_ms {
+        line.push_str(&format!("\tInit Duration: {init:.2} ms"));
+    }
+    let separator = if result.logs.is_empty() || result.logs.ends_with('\n') {
+        ""
+    } else {
+        "\n"
+    };
+    format!("{separator}{line}\n")
+}
+
 /// What ended an invocation, before it becomes a `RunResult`.
 enum Ending {
     Outcome(Outcome),
@@ -201,6 +290,8 @@ enum Ending {
 enum StartFailure {
     /// The engine cannot be reached: the agent refuses work until it can.
     EngineDown(String),
+    /// The image is not on this node: the agent refuses this run, another may take it.
+    NoImage(String),
     Failed(FunctionError),
 }
 
@@ -231,6 +322,8 @@ impl<E: ContainerEngine> Agent<E> {
         );
         Ok(Self {
             pools: Mutex::new(Pools::new(settings.memory_mb)),
+            prewarmed: Mutex::new(Prewarmed::new(&settings.prewarm)),
+            prewarm_wake: tokio::sync::Notify::new(),
             sandboxes: Arc::new(Sandboxes::new(
                 Arc::new(host),
                 settings.sandbox_uid_base,
@@ -424,6 +517,7 @@ impl<E: ContainerEngine> Agent<E> {
                         self.destroy_later(container);
                     }
                 },
+                Acquired::Full { .. } if self.evict_prewarmed() => {}
                 other => break other,
             }
         };
@@ -438,6 +532,26 @@ impl<E: ContainerEngine> Agent<E> {
                 for old in evicted {
                     self.destroy_later(old);
                 }
+                match self.claim_prewarmed(spec, ticket, ticket_id).await {
+                    Ok(Some(container)) => {
+                        self.metrics
+                            .prewarmed_claims
+                            .fetch_add(1, Ordering::Relaxed);
+                        container.used.store(true, Ordering::SeqCst);
+                        let start = Start::Cold {
+                            prepared_ms: ms(started.elapsed()),
+                            prewarmed: true,
+                        };
+                        return Ok(self
+                            .invoke(spec, execution_id, &key, container, start, payload)
+                            .await);
+                    }
+                    Ok(None) => {}
+                    Err(error) => {
+                        self.pools().retire(&key);
+                        return Ok(not_started(execution_id, error, started));
+                    }
+                }
                 match self.start_container(spec, ticket, ticket_id).await {
                     Ok(container) => {
                         self.metrics.cold_starts.fetch_add(1, Ordering::Relaxed);
@@ -451,29 +565,28 @@ impl<E: ContainerEngine> Agent<E> {
                             "container engine unavailable: {reason}"
                         )));
                     }
+                    Err(StartFailure::NoImage(reason)) => {
+                        self.pools().retire(&key);
+                        log::warn!("execution {execution_id}: {reason}; refused");
+                        return Err(RunError::NoImage(reason));
+                    }
                     Err(StartFailure::Failed(error)) => {
                         self.pools().retire(&key);
-                        return Ok(RunResult {
-                            execution_id,
-                            status: RunStatus::Error,
-                            response: None,
-                            error: Some(error),
-                            duration_ms: ms(started.elapsed()),
-                            init_ms: None,
-                            max_memory_mb: None,
-                            cold: true,
-                            logs: String::new(),
-                            cpu_ms: None,
-                            output_truncated: false,
-                            retry_safe: true,
-                        });
+                        return Ok(not_started(execution_id, error, started));
                     }
                 }
             }
         };
         let cold = !container.used.swap(true, Ordering::SeqCst);
+        let start = match (cold, init_ms) {
+            (false, _) => Start::Warm,
+            (true, init) => Start::Cold {
+                prepared_ms: init.unwrap_or(0.0),
+                prewarmed: false,
+            },
+        };
         Ok(self
-            .invoke(spec, execution_id, &key, container, cold, init_ms, payload)
+            .invoke(spec, execution_id, &key, container, start, payload)
             .await)
     }
 
@@ -495,6 +608,223 @@ impl<E: ContainerEngine> Agent<E> {
     /// Whether the engine is known to be unreachable (reported in heartbeats).
     pub fn engine_down(&self) -> bool {
         self.engine_down.load(Ordering::SeqCst)
+    }
+
+    /// A pre-warmed sandbox claimed for `spec` (its code in place, its runtime told the
+    /// function), when the function may use one and one is ready; `None` otherwise (a cold
+    /// start follows). A claimed sandbox that cannot be given the function is removed and
+    /// the next one tried.
+    async fn claim_prewarmed(
+        &self,
+        spec: &FunctionSpec,
+        ticket: &str,
+        ticket_id: Uuid,
+    ) -> Result<Option<Arc<Container>>, FunctionError> {
+        let memory_mb = u64::try_from(spec.memory_mb).unwrap_or(0);
+        let Some(pool) = self.prewarm_pool_for(spec) else {
+            return Ok(None);
+        };
+        loop {
+            let taken = {
+                let mut pools = self.pools();
+                let taken = self.prewarmed().take(&pool, Instant::now());
+                if taken.is_some() {
+                    // The function's own reservation counts from now on.
+                    pools.unhold(memory_mb);
+                }
+                taken
+            };
+            self.prewarm_wake.notify_one();
+            let Some(container) = taken else {
+                return Ok(None);
+            };
+            if !container.channel.is_usable() {
+                self.destroy_later(container);
+                continue;
+            }
+            let code = match &spec.code_sha256 {
+                Some(sha) => match self
+                    .code
+                    .get(&spec.project_id, sha, ticket, ticket_id)
+                    .await
+                {
+                    Ok(code) => Some(code),
+                    Err(e) => {
+                        self.destroy_later(container);
+                        return Err(platform_error("CodeUnavailable", e.to_string()));
+                    }
+                },
+                None => None,
+            };
+            match container
+                .claim(code, build_env(spec, &container.name))
+                .await
+            {
+                Ok(()) => return Ok(Some(container)),
+                Err(e) => {
+                    log::warn!(
+                        "cannot claim pre-warmed {}: {e}; removing it",
+                        container.name
+                    );
+                    self.destroy_later(container);
+                }
+            }
+        }
+    }
+
+    /// The pre-warmed pool a function may claim from: one of its runtime kind, image and
+    /// memory size, for a function without network (a pre-warmed sandbox has none), whose
+    /// environment the already started runtime can honour (variables a Python interpreter
+    /// reads only as it starts, or the dynamic loader, need a cold start).
+    fn prewarm_pool_for(&self, spec: &FunctionSpec) -> Option<PrewarmSpec> {
+        if spec.network {
+            return None;
+        }
+        if spec.runtime_kind == "python"
+            && spec.environment.keys().any(|name| {
+                ["PYTHON", "LD_", "LC_"]
+                    .iter()
+                    .any(|prefix| name.starts_with(prefix))
+                    || matches!(name.as_str(), "LANG" | "TZ" | "HOME" | "PATH")
+            })
+        {
+            return None;
+        }
+        let memory_mb = u64::try_from(spec.memory_mb).ok()?;
+        self.prewarmed()
+            .pool_for(&spec.runtime_kind, &spec.image, memory_mb)
+            .cloned()
+    }
+
+    /// Ready pre-warmed sandboxes per pool.
+    pub fn prewarmed_snapshot(&self) -> Vec<fresco_common::wire::PrewarmedPool> {
+        self.prewarmed().snapshot()
+    }
+
+    fn prewarmed(&self) -> std::sync::MutexGuard<'_, Prewarmed<Arc<Container>>> {
+        self.prewarmed.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Removes one ready pre-warmed sandbox to make room for a function; false when there is
+    /// none.
+    fn evict_prewarmed(&self) -> bool {
+        let evicted = {
+            let mut pools = self.pools();
+            let evicted = self.prewarmed().evict();
+            if let Some((memory_mb, _)) = &evicted {
+                pools.unhold(*memory_mb);
+            }
+            evicted
+        };
+        match evicted {
+            Some((_, container)) => {
+                self.destroy_later(container);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Keeps the pre-warmed pools filled, off the invocation path: woken by each claim and
+    /// every 250 ms; removes sandboxes beyond the pools' targets when demand falls.
+    pub async fn keep_prewarmed(self: Arc<Self>) {
+        if !self.prewarmed().is_enabled() {
+            return;
+        }
+        self.refresh_images().await;
+        loop {
+            if !self.shutting_down.load(Ordering::SeqCst) && !self.engine_down() {
+                self.fill_prewarmed();
+                let surplus = {
+                    let mut pools = self.pools();
+                    let surplus = self.prewarmed().surplus(Instant::now());
+                    for (memory_mb, _) in &surplus {
+                        pools.unhold(*memory_mb);
+                    }
+                    surplus
+                };
+                for (_, container) in surplus {
+                    self.destroy_later(container);
+                }
+            }
+            tokio::select! {
+                () = self.prewarm_wake.notified() => {}
+                () = tokio::time::sleep(Duration::from_millis(250)) => {}
+            }
+        }
+    }
+
+    /// Starts the pre-warmed sandboxes the pools want now (each in a task of its own).
+    fn fill_prewarmed(self: &Arc<Self>) {
+        let images = self
+            .images
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let wanted = {
+            let mut pools = self.pools();
+            self.prewarmed().to_start(
+                Instant::now(),
+                |image| images.iter().any(|i| i == image),
+                |memory_mb| pools.hold(memory_mb),
+            )
+        };
+        for prewarm in wanted {
+            let agent = Arc::clone(self);
+            tokio::spawn(async move { agent.start_prewarmed(prewarm).await });
+        }
+    }
+
+    /// Starts one pre-warmed sandbox, waits until its runtime waits for a function, freezes
+    /// it and puts it in its pool (its memory is already held).
+    async fn start_prewarmed(&self, prewarm: PrewarmSpec) {
+        let started =
+            Container::start_prewarmed(&self.engine, &self.sandboxes, &self.settings, &prewarm)
+                .await;
+        let container = match started {
+            Ok(container) => container,
+            Err(e) => {
+                if let ContainerError::Engine(EngineError::Unavailable(_)) = &e {
+                    self.engine_down.store(true, Ordering::SeqCst);
+                }
+                log::warn!("cannot start a pre-warmed {} sandbox: {e}", prewarm.image);
+                self.pools().unhold(prewarm.memory_mb);
+                self.prewarmed().start_failed(&prewarm, Instant::now());
+                return;
+            }
+        };
+        let waiting = container
+            .channel
+            .wait_until_idle(self.settings.start_timeout)
+            .await;
+        let epoch = container.epoch();
+        let frozen = waiting
+            && match container.freeze_if_idle(epoch) {
+                Ok(true) => container
+                    .confirm_frozen(epoch, self.settings.freeze_timeout)
+                    .await
+                    .is_ok(),
+                _ => false,
+            };
+        if !frozen || self.shutting_down.load(Ordering::SeqCst) {
+            if !frozen {
+                log::warn!(
+                    "pre-warmed {} sandbox {} did not come to wait frozen; removing it",
+                    prewarm.image,
+                    container.name
+                );
+            }
+            container.destroy(&self.engine).await;
+            self.pools().unhold(prewarm.memory_mb);
+            self.prewarmed().start_failed(&prewarm, Instant::now());
+            return;
+        }
+        self.metrics
+            .prewarmed_started
+            .fetch_add(1, Ordering::Relaxed);
+        let pools = self.pools();
+        self.prewarmed().started(&prewarm, container);
+        drop(pools);
     }
 
     async fn start_container(
@@ -520,6 +850,9 @@ impl<E: ContainerEngine> Agent<E> {
                 ContainerError::Engine(EngineError::Unavailable(reason)) => {
                     StartFailure::EngineDown(reason)
                 }
+                ContainerError::Engine(EngineError::NoSuchImage(image)) => {
+                    StartFailure::NoImage(format!("image {image} is not present on this node"))
+                }
                 other => {
                     StartFailure::Failed(platform_error("ContainerStartFailed", other.to_string()))
                 }
@@ -533,10 +866,10 @@ impl<E: ContainerEngine> Agent<E> {
         execution_id: Uuid,
         key: &str,
         container: Arc<Container>,
-        cold: bool,
-        init_ms: Option<f64>,
+        start: Start,
         payload: Bytes,
     ) -> RunResult {
+        let cold = !matches!(start, Start::Warm);
         if !cold {
             container.begin_output();
         }
@@ -563,6 +896,8 @@ impl<E: ContainerEngine> Agent<E> {
             timeout
         };
         let started = Instant::now();
+        // When the runtime took the event: before it, the runtime was initialising.
+        let mut taken_at = None;
         let ending = match container.channel.dispatch(invocation) {
             Ok(mut rx) => {
                 let taken_or_done = tokio::time::timeout(init_limit, async {
@@ -576,11 +911,14 @@ impl<E: ContainerEngine> Agent<E> {
                     Err(_) => Ending::Timeout,
                     Ok(Some(Ok(outcome))) => Ending::Outcome(outcome),
                     Ok(Some(Err(_))) => Ending::Lost,
-                    Ok(None) => match tokio::time::timeout(timeout, rx).await {
-                        Ok(Ok(outcome)) => Ending::Outcome(outcome),
-                        Ok(Err(_)) => Ending::Lost,
-                        Err(_) => Ending::Timeout,
-                    },
+                    Ok(None) => {
+                        taken_at = Some(Instant::now());
+                        match tokio::time::timeout(timeout, rx).await {
+                            Ok(Ok(outcome)) => Ending::Outcome(outcome),
+                            Ok(Err(_)) => Ending::Lost,
+                            Err(_) => Ending::Timeout,
+                        }
+                    }
                 }
             }
             Err(DispatchError::Dead(_)) => Ending::NotRun("the container had stopped"),
@@ -598,7 +936,7 @@ impl<E: ContainerEngine> Agent<E> {
             },
             other => other,
         };
-        let duration_ms = ms(started.elapsed());
+        let (duration_ms, init_ms) = timings(&start, started, taken_at, Instant::now());
         let sync_started = Instant::now();
         self.collect_output(&container, &ending).await;
         let sync_ms = ms(sync_started.elapsed());
@@ -619,6 +957,13 @@ impl<E: ContainerEngine> Agent<E> {
             cpu_ms: None,
             output_truncated: false,
             retry_safe: false,
+            prewarmed: matches!(
+                start,
+                Start::Cold {
+                    prewarmed: true,
+                    ..
+                }
+            ),
         };
         let reusable = match ending {
             Ending::Outcome(Outcome::Response(body)) => {
@@ -719,6 +1064,7 @@ impl<E: ContainerEngine> Agent<E> {
             }
         };
         (result.logs, result.output_truncated) = container.logs.take();
+        result.logs.push_str(&report_line(&result, spec.memory_mb));
         let keep =
             reusable && container.channel.is_usable() && !self.shutting_down.load(Ordering::SeqCst);
         // Bill what the sandbox used since the last invocation was billed: this one, and what
@@ -918,6 +1264,7 @@ impl<E: ContainerEngine> Agent<E> {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             engine_down: self.engine_down(),
             retired_seq: self.retired().acked(),
+            prewarmed: self.prewarmed().snapshot(),
         }
     }
 
@@ -927,6 +1274,11 @@ impl<E: ContainerEngine> Agent<E> {
         let idle = self.pools().drain_idle();
         for container in idle {
             container.destroy(&self.engine).await;
+        }
+        let prewarmed = self.prewarmed().drain();
+        for (memory_mb, container) in prewarmed {
+            container.destroy(&self.engine).await;
+            self.pools().unhold(memory_mb);
         }
         match self
             .engine
@@ -1120,6 +1472,66 @@ mod tests {
         assert!(!run(&h, &fail, "{}").await.cold, "reused after an error");
     }
 
+    #[test]
+    fn cold_starts_report_their_initialisation_apart_from_the_duration() {
+        let t0 = Instant::now();
+        let (taken, ended) = (
+            t0 + Duration::from_millis(30),
+            t0 + Duration::from_millis(35),
+        );
+        let cold = Start::Cold {
+            prepared_ms: 60.0,
+            prewarmed: false,
+        };
+        let (duration, init) = timings(&cold, t0, Some(taken), ended);
+        assert!((duration - 5.0).abs() < 0.01, "{duration}");
+        assert!((init.expect("init") - 90.0).abs() < 0.01, "{init:?}");
+        let (duration, init) = timings(&cold, t0, None, ended);
+        assert!((duration - 35.0).abs() < 0.01);
+        assert!(
+            (init.expect("init") - 95.0).abs() < 0.01,
+            "never took the event"
+        );
+        let (duration, init) = timings(&Start::Warm, t0, Some(taken), ended);
+        assert!((duration - 35.0).abs() < 0.01);
+        assert_eq!(init, None, "a warm start has no init duration");
+    }
+
+    #[test]
+    fn the_report_line_ends_the_log_like_lambda() {
+        let mut result = RunResult {
+            execution_id: Uuid::nil(),
+            status: RunStatus::Succeeded,
+            response: None,
+            error: None,
+            duration_ms: 1.234,
+            init_ms: Some(12.5),
+            max_memory_mb: Some(17.2),
+            cold: true,
+            logs: "no newline".into(),
+            cpu_ms: None,
+            output_truncated: false,
+            retry_safe: false,
+            prewarmed: true,
+        };
+        assert_eq!(
+            report_line(&result, 128),
+            "\nREPORT RequestId: 00000000-0000-0000-0000-000000000000\tDuration: 1.23 ms\t\
+             Billed Duration: 2 ms\tMemory Size: 128 MB\tMax Memory Used: 18 MB\t\
+             Init Duration: 12.50 ms\n"
+        );
+        result.logs = "line\n".into();
+        result.init_ms = None;
+        result.duration_ms = 0.2;
+        let warm = report_line(&result, 256);
+        assert!(warm.starts_with("REPORT RequestId: "), "{warm}");
+        assert!(
+            warm.contains("Billed Duration: 1 ms\tMemory Size: 256 MB"),
+            "{warm}"
+        );
+        assert!(!warm.contains("Init Duration"), "{warm}");
+    }
+
     #[tokio::test]
     async fn timeouts_kill_the_container_and_free_its_memory() {
         let h = harness(1024);
@@ -1192,7 +1604,13 @@ mod tests {
     async fn output_of_the_invocation_is_returned() {
         let h = harness(1024);
         let result = run(&h, &spec("log"), r#""x""#).await;
-        assert_eq!(result.logs, "log line \"x\"\n");
+        assert!(
+            result
+                .logs
+                .starts_with("log line \"x\"\nREPORT RequestId: "),
+            "{}",
+            result.logs
+        );
     }
 
     #[tokio::test]
@@ -1281,12 +1699,13 @@ mod tests {
         let h = harness(1024);
         let mut missing = spec("echo");
         missing.image = "missing".into();
-        let result = run(&h, &missing, "{}").await;
-        assert_eq!(result.status, RunStatus::Error);
-        assert!(result.retry_safe, "nothing ran: another agent may run it");
-        assert_eq!(
-            result.error.expect("error").error_type,
-            "Platform.ContainerStartFailed"
+        let refused = h
+            .agent
+            .run(&ticket_with(&missing, b"{}"), Bytes::from_static(b"{}"))
+            .await;
+        assert!(
+            matches!(&refused, Err(RunError::NoImage(m)) if m == "image missing is not present on this node"),
+            "a missing image is a clear refusal before anything ran, not an engine error: {refused:?}"
         );
         assert_eq!(h.agent.heartbeat("x").memory_mb_reserved, 0);
     }
@@ -1817,7 +2236,8 @@ mod tests {
         assert!(big.output_truncated);
         let error = big.error.expect("error");
         assert_eq!(error.error_type, "Function.OutputLimitExceeded");
-        assert!(big.logs.len() < 300, "{}", big.logs.len());
+        let output = big.logs.split("REPORT RequestId: ").next().unwrap_or("");
+        assert!(output.len() < 300, "{}", output.len());
         assert!(
             big.logs.contains("output limit of 65536 bytes"),
             "{}",

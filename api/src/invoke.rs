@@ -520,6 +520,20 @@ impl Invoker {
                 }
                 // Nothing ran (the agent cannot be reached, or refused it before running:
                 // engine down, full, stopping): another agent may try.
+                // The function's image is not on that node: the agent is well (it is not
+                // reported), another agent may hold the image.
+                Err(e @ AgentCallError::NotRun { .. })
+                    if e.not_run_reason() == Some("no-image") =>
+                {
+                    slot.retire();
+                    let error = PlatformFailure::new("ImageUnavailable", e.to_string());
+                    if !last {
+                        log::warn!("execution {execution_id}: {}, trying again", error.message);
+                        earlier = Some((agent.to_owned(), error));
+                        continue;
+                    }
+                    return Err(failure(attempts, Some(agent), error));
+                }
                 Err(e) if e.nothing_ran() => {
                     slot.retire();
                     // Tell the scheduler first, or it grants the same agent again.
@@ -583,6 +597,7 @@ impl Invoker {
             started_at: Some(created_at),
             finished_at: Some(finished_at),
             cpu_ms: result.cpu_ms,
+            init_duration_ms: result.init_ms,
         });
         Ok(Outcome {
             execution_id,
@@ -678,6 +693,7 @@ impl Invoker {
             started_at: Some(created_at),
             finished_at: Some(Utc::now()),
             cpu_ms: None,
+            init_duration_ms: None,
         });
         InvokeError::AgentFailed {
             execution_id,
@@ -762,5 +778,6 @@ pub fn queued_execution(target: &Target, payload: &RawValue) -> Result<Execution
         started_at: None,
         finished_at: None,
         cpu_ms: None,
+        init_duration_ms: None,
     })
 }

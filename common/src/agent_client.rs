@@ -67,6 +67,14 @@ pub enum AgentCallError {
 }
 
 impl AgentCallError {
+    /// The agent's `x-fresco-not-run` reason, when it refused the run before any of it ran.
+    pub fn not_run_reason(&self) -> Option<&str> {
+        match self {
+            AgentCallError::NotRun { reason, .. } => Some(reason),
+            _ => None,
+        }
+    }
+
     /// Whether the agent certainly ran none of the function (so another agent may try).
     pub fn nothing_ran(&self) -> bool {
         matches!(

@@ -145,7 +145,8 @@ pub struct FunctionError {
 /// Header of an agent's 503 answer to a run request that it refused before any of the
 /// function ran: `engine-unavailable` (its container engine does not answer; its heartbeats
 /// say `engine_down` until it does), `no-capacity` (it has no room, whatever the scheduler
-/// thought), `shutting-down`. The caller may run the execution elsewhere.
+/// thought), `shutting-down`, `no-image` (the function's image is not on that node). The caller
+/// may run the execution elsewhere.
 pub const NOT_RUN_HEADER: &str = "x-fresco-not-run";
 
 /// What an agent answers to a run request.
@@ -158,7 +159,9 @@ pub struct RunResult {
     pub error: Option<FunctionError>,
     /// Wall-clock time of the invocation inside the agent, in milliseconds.
     pub duration_ms: f64,
-    /// Time spent creating and starting a container, when the run was cold.
+    /// A cold or pre-warmed start: the time the runtime spent initialising before it took
+    /// the event (a cold one: the sandbox's start, the runtime's boot, the handler's import;
+    /// a pre-warmed one: its claim and the handler's import). `None` when warm.
     pub init_ms: Option<f64>,
     /// Peak memory of the container in MB, where the engine reports it.
     pub max_memory_mb: Option<f64>,
@@ -177,6 +180,9 @@ pub struct RunResult {
     /// execution (e.g. its container could not be created), so another agent may run it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub retry_safe: bool,
+    /// A cold start served by a pre-warmed sandbox claimed for the function (`cold` is true).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub prewarmed: bool,
 }
 
 /// Warm containers an agent holds for one function version.
@@ -211,6 +217,19 @@ pub struct Heartbeat {
     /// heard from a scheduler since it started (and so holds no container from before).
     #[serde(default)]
     pub retired_seq: Option<i64>,
+    /// Pre-warmed sandboxes ready to be claimed, per runtime image and memory size.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prewarmed: Vec<PrewarmedPool>,
+}
+
+/// Pre-warmed sandboxes an agent holds for one runtime image and memory size: started
+/// without a function, claimed by the first invocation of any function of that image and size
+/// on the node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrewarmedPool {
+    pub image: String,
+    pub memory_mb: i32,
+    pub ready: u32,
 }
 
 /// The PostgreSQL advisory lock (transaction-scoped) that orders the retirement log: the API

@@ -68,6 +68,7 @@ fn run(agents: usize, warm: bool) -> (f64, f64) {
                 version: "bench".into(),
                 engine_down: false,
                 retired_seq: None,
+                prewarmed: Vec::new(),
             },
             now,
         );
@@ -75,6 +76,7 @@ fn run(agents: usize, warm: bool) -> (f64, f64) {
     let function_id = if warm { warm_function } else { Uuid::new_v4() };
     let demand = Demand {
         project_id: "bench-project",
+        image: "",
         function_id,
         version: 0,
         memory_mb: 128,

@@ -489,6 +489,7 @@ fn decide(
     };
     let demand = Demand {
         project_id: &row.project_id,
+        image: &spec.image,
         function_id: spec.function_id,
         version: spec.version,
         memory_mb: spec.memory_mb,
@@ -611,6 +612,7 @@ impl Inner {
                         result.cpu_ms,
                         result.cold,
                         result.logs,
+                        result.init_ms,
                     ),
                     warm,
                 )

@@ -367,6 +367,7 @@ fn place_one(
     let spec = request.spec;
     let demand = Demand {
         project_id: &spec.project_id,
+        image: &spec.image,
         function_id: spec.function_id,
         version: spec.version,
         memory_mb: spec.memory_mb,
@@ -452,6 +453,7 @@ fn give_grant(
     let spec = request.spec;
     let demand = Demand {
         project_id: &spec.project_id,
+        image: &spec.image,
         function_id: spec.function_id,
         version: spec.version,
         memory_mb: spec.memory_mb,

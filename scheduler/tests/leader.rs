@@ -192,6 +192,7 @@ async fn a_former_leader_can_write_nothing() {
                         cpu_ms: None,
                         cold: false,
                         logs: String::new(),
+                        init_duration_ms: None,
                     },
                 )],
             )

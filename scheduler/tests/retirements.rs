@@ -27,6 +27,7 @@ fn heartbeat(acked: Option<i64>) -> Heartbeat {
         images: vec![],
         version: "t".into(),
         retired_seq: acked,
+        prewarmed: Vec::new(),
         engine_down: false,
     }
 }

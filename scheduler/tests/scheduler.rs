@@ -438,6 +438,7 @@ fn beat_of(id: &str, url: &str) -> Heartbeat {
         version: "t".into(),
         engine_down: false,
         retired_seq: None,
+        prewarmed: Vec::new(),
     }
 }
 

@@ -6,6 +6,9 @@
 //!    on the agent's per-container unix socket `/run/fresco/runtime.sock` answers 200 once the
 //!    Runtime API listens and, for a function with network, its link is in place), so no
 //!    function code runs in a half-prepared sandbox; any other answer ends the shim.
+//!    A pre-warmed sandbox's `fresco/start` answers only when a function claims it, with
+//!    that function's environment (`application/x-fresco-env`: `NAME=value` entries, each
+//!    ended by a NUL), which the bootstrap gets on top of the container's own.
 //!    Then starts the runtime's bootstrap with `AWS_LAMBDA_RUNTIME_API=127.0.0.1:9001`:
 //!    `/var/runtime/bootstrap` for managed runtimes, or the package's own `/var/task/bootstrap`
 //!    when `FRESCO_RUNTIME=provided`. Nothing else from the environment chooses what runs.
@@ -40,17 +43,23 @@ fn main() {
         Ok(set) => set,
         Err(e) => fail(&format!("cannot block signals: {e}")),
     };
-    match wait_until_ready(AGENT_SOCKET) {
-        Ok(true) => {}
-        Ok(false) => fail("the agent did not make the sandbox ready"),
+    let claimed = match wait_until_ready(AGENT_SOCKET) {
+        Ok(Some(env)) => env,
+        Ok(None) => fail("the agent did not make the sandbox ready"),
         Err(e) => fail(&format!(
             "cannot ask the agent whether the sandbox is ready: {e}"
         )),
-    }
+    };
 
-    let bootstrap = bootstrap_path(std::env::var("FRESCO_RUNTIME").ok().as_deref());
+    let runtime = claimed
+        .iter()
+        .find(|(name, _)| name == "FRESCO_RUNTIME")
+        .map(|(_, value)| value.clone())
+        .or_else(|| std::env::var("FRESCO_RUNTIME").ok());
+    let bootstrap = bootstrap_path(runtime.as_deref());
     // std resets the signal mask in the child, so the bootstrap gets signals normally.
     let child = match Command::new(bootstrap)
+        .envs(claimed)
         .env("AWS_LAMBDA_RUNTIME_API", RUNTIME_API_ADDR)
         .env_remove("FRESCO_RUNTIME")
         .spawn()
@@ -104,15 +113,46 @@ fn exit_code(status: i32) -> i32 {
     }
 }
 
-/// Asks the agent whether the sandbox is ready (a long poll): true on `200`.
-fn wait_until_ready(agent_socket: &str) -> io::Result<bool> {
+/// Largest answer to `fresco/start` read (a claimed function's environment).
+const MAX_START_ANSWER: u64 = 1024 * 1024;
+
+/// Asks the agent whether the sandbox is ready (a long poll): on `200`, the environment a
+/// claimed pre-warmed sandbox's function gives its bootstrap (empty for any other sandbox);
+/// `None` on any other answer.
+fn wait_until_ready(agent_socket: &str) -> io::Result<Option<Vec<(String, String)>>> {
     let mut stream = UnixStream::connect(agent_socket)?;
     stream.write_all(
         b"GET /2018-06-01/runtime/fresco/start HTTP/1.1\r\nHost: agent\r\nConnection: close\r\n\r\n",
     )?;
     let mut answer = Vec::new();
-    stream.take(4096).read_to_end(&mut answer)?;
-    Ok(answer.starts_with(b"HTTP/1.1 200 "))
+    stream.take(MAX_START_ANSWER).read_to_end(&mut answer)?;
+    Ok(parse_start_answer(&answer))
+}
+
+/// The environment in an answer to `fresco/start` (see `wait_until_ready`).
+fn parse_start_answer(answer: &[u8]) -> Option<Vec<(String, String)>> {
+    if !answer.starts_with(b"HTTP/1.1 200 ") {
+        return None;
+    }
+    let split = answer.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let (head, body) = (&answer[..split], &answer[split + 4..]);
+    let head = String::from_utf8_lossy(head).to_ascii_lowercase();
+    if !head
+        .lines()
+        .any(|l| l.starts_with("content-type:") && l.contains("application/x-fresco-env"))
+    {
+        return Some(Vec::new());
+    }
+    let env = body
+        .split(|b| *b == 0)
+        .filter(|entry| !entry.is_empty())
+        .filter_map(|entry| {
+            let text = std::str::from_utf8(entry).ok()?;
+            let (name, value) = text.split_once('=')?;
+            (!name.is_empty()).then(|| (name.to_owned(), value.to_owned()))
+        })
+        .collect();
+    Some(env)
 }
 
 /// Makes the FIFO at `path` this process's stdout and stderr (inherited by its children).
@@ -229,6 +269,23 @@ mod tests {
         assert_eq!(exit_code(3 << 8), 3);
         assert_eq!(exit_code(9), 137, "killed by SIGKILL");
         assert_eq!(exit_code(15), 143, "killed by SIGTERM");
+    }
+
+    #[test]
+    fn a_claimed_sandbox_gets_its_function_environment() {
+        let answer = b"HTTP/1.1 200 OK\r\nContent-Type: application/x-fresco-env\r\ncontent-length: 30\r\n\r\nA=1\0_HANDLER=m.h\0EMPTY=\0NOEQ\0";
+        assert_eq!(
+            parse_start_answer(answer),
+            Some(vec![
+                ("A".to_owned(), "1".to_owned()),
+                ("_HANDLER".to_owned(), "m.h".to_owned()),
+                ("EMPTY".to_owned(), String::new()),
+            ])
+        );
+        let ready =
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\r\n{\"status\":\"ready\"}";
+        assert_eq!(parse_start_answer(ready), Some(Vec::new()));
+        assert_eq!(parse_start_answer(b"HTTP/1.1 410 Gone\r\n\r\n"), None);
     }
 
     #[test]

@@ -36,6 +36,8 @@ pub struct Execution {
     pub finished_at: Option<DateTime<Utc>>,
     /// CPU time of the sandbox for this execution, as the agent measured it.
     pub cpu_ms: Option<f64>,
+    /// The runtime's initialisation before it took the event (cold and pre-warmed starts).
+    pub init_duration_ms: Option<f64>,
 }
 
 /// What lists and shows return: everything but the input, spec and logs.
@@ -63,6 +65,8 @@ pub struct ExecutionSummary {
     pub finished_at: Option<DateTime<Utc>>,
     /// CPU time of the sandbox for this execution, as the agent measured it.
     pub cpu_ms: Option<f64>,
+    /// The runtime's initialisation before it took the event (cold and pre-warmed starts).
+    pub init_duration_ms: Option<f64>,
 }
 
 #[derive(Debug, Default)]

@@ -224,6 +224,7 @@ pub enum Finish {
         cpu_ms: Option<f64>,
         cold: bool,
         logs: String,
+        init_duration_ms: Option<f64>,
     },
     /// The attempt was lost: queue it again. With `refund`, the attempt does not count
     /// (the agent refused it before any of the function ran, e.g. its engine is down).
@@ -245,6 +246,7 @@ impl Finish {
         cpu_ms: Option<f64>,
         cold: bool,
         mut logs: String,
+        init_duration_ms: Option<f64>,
     ) -> Self {
         if let Some(result) = &mut result {
             storable::fix_text(result);
@@ -262,6 +264,7 @@ impl Finish {
             cpu_ms,
             cold,
             logs,
+            init_duration_ms,
         }
     }
 
@@ -572,6 +575,7 @@ impl Store {
                         cpu_ms,
                         cold,
                         logs,
+                        init_duration_ms,
                     } => diesel::update(target)
                         .set((
                             executions::status.eq(*status),
@@ -582,6 +586,7 @@ impl Store {
                             executions::cpu_ms.eq(cpu_ms),
                             executions::cold.eq(Some(cold)),
                             executions::logs.eq(logs),
+                            executions::init_duration_ms.eq(init_duration_ms),
                             executions::leader_epoch.eq(fence.epoch),
                             executions::finished_at.eq(now),
                         ))

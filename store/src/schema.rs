@@ -114,6 +114,7 @@ diesel::table! {
         trigger_id -> Nullable<Uuid>,
         /// How many destinations deep it is (0: invoked, or fired by a trigger).
         chain_depth -> Int4,
+        init_duration_ms -> Nullable<Float8>,
     }
 }
 

@@ -147,6 +147,25 @@ pub fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) 
     }
 }
 
+/// The tag of the runtime images the tests use: `$FRESCO_RUNTIME_TAG` (as `runtimes/build.sh`
+/// takes it), else `dev`.
+pub fn runtime_tag() -> String {
+    std::env::var("FRESCO_RUNTIME_TAG")
+        .ok()
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| "dev".to_owned())
+}
+
+/// `fresco/python3:<runtime_tag()>`.
+pub fn python_image() -> String {
+    format!("fresco/python3:{}", runtime_tag())
+}
+
+/// `fresco/provided:<runtime_tag()>`.
+pub fn provided_image() -> String {
+    format!("fresco/provided:{}", runtime_tag())
+}
+
 /// Uids each test agent's sandboxes run as (`[agent] sandbox_uid_count`).
 pub const AGENT_UIDS: u32 = 256;
 
@@ -170,6 +189,9 @@ pub struct StackOptions {
     pub tls: bool,
     /// Extra lines appended to each agent's `[agent]` section.
     pub agent_config: String,
+    /// Extra lines appended to the `[agent]` section of the agent of the same index, after
+    /// `agent_config`.
+    pub agent_configs: Vec<String>,
 }
 
 impl Default for StackOptions {
@@ -180,6 +202,7 @@ impl Default for StackOptions {
             extra_config: String::new(),
             tls: false,
             agent_config: String::new(),
+            agent_configs: Vec::new(),
         }
     }
 }
@@ -430,8 +453,9 @@ impl Stack {
                         "[DEFAULT]\nstate_path = {state}\n\n[internal_auth]\nticket_verify_key_file = {verify}\nagent_key_file = {key}\n{tls_section}\n\
                          [scheduler]\nurls = {urls}\n\n[agent]\nagent_id = {id}\nbind_port = {port}\napi_url = {scheme}://127.0.0.1:{api_port}\n\
                          shim_path = {shim}\nheartbeat_interval = 1\nmemory_mb = 4096\nidle_timeout = 120\nlog_sync_timeout_ms = 1000\n\
-                         sandbox_uid_base = {uid_base}\nsandbox_uid_count = {AGENT_UIDS}\n{agent_config}\n",
+                         sandbox_uid_base = {uid_base}\nsandbox_uid_count = {AGENT_UIDS}\n{agent_config}\n{own_config}\n",
                         agent_config = options.agent_config,
+                        own_config = options.agent_configs.get(i).map_or("", String::as_str),
                         state = state.display(),
                         verify = verify.display(),
                         key = key.display(),
@@ -549,8 +573,8 @@ impl Stack {
     /// Registers the default runtimes (python3, provided) as admin.
     pub fn register_runtimes(&self) {
         for (name, image, kind) in [
-            ("python3", "fresco/python3:dev", "python"),
-            ("provided", "fresco/provided:dev", "provided"),
+            ("python3", python_image().as_str(), "python"),
+            ("provided", provided_image().as_str(), "provided"),
         ] {
             let response = self.post(
                 ADMIN,

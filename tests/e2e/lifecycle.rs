@@ -96,7 +96,7 @@ fn invoke(stack: &Stack, path: &str, event: &Value) -> (bool, Value) {
     let cold = response
         .headers()
         .get("x-execution-cold")
-        .is_some_and(|v| v == "true");
+        .is_some_and(|v| v == "cold" || v == "prewarmed");
     let text = response.text().unwrap();
     assert_eq!(status, 200, "invoking {path}: {text}");
     let body: Value = serde_json::from_str(&text).unwrap();

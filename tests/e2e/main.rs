@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod cold;
 mod events;
 mod faults;
 mod grants;
@@ -49,7 +50,14 @@ fn sync_invocations_run_isolated_and_report_every_outcome() {
     let first = stack.invoke(ALICE, "hello", &json!({"name": "e2e"}));
     let cold_time = started.elapsed();
     assert_eq!(first.status().as_u16(), 200);
-    assert_eq!(first.headers()["x-execution-cold"], "true");
+    let first_start = first.headers()["x-execution-cold"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        first_start == "cold" || first_start == "prewarmed",
+        "a first invocation is cold or pre-warmed, not {first_start}"
+    );
     let execution_id = first.headers()["x-execution-id"]
         .to_str()
         .unwrap()
@@ -82,6 +90,18 @@ fn sync_invocations_run_isolated_and_report_every_outcome() {
         .text()
         .unwrap();
     assert!(log.contains("hello log line for e2e"), "log: {log:?}");
+    // Its initialisation is reported apart from its duration, and its log ends like Lambda's.
+    let init = execution["init_duration_ms"]
+        .as_f64()
+        .expect("init_duration_ms");
+    assert!(init > 0.0, "{execution}");
+    let report = log.lines().last().unwrap_or_default();
+    assert!(
+        report.starts_with(&format!("REPORT RequestId: {execution_id}\tDuration: "))
+            && report.contains("\tMemory Size: 128 MB\tMax Memory Used: ")
+            && report.contains("\tInit Duration: "),
+        "{log}"
+    );
 
     // Another project sees neither the function nor the execution.
     assert_eq!(

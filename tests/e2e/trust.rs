@@ -104,8 +104,8 @@ fn members_see_no_agent_ids_nor_platform_error_text() {
     let admin = stack.get(ADMIN, &format!("/v1/executions/{id}?all_projects=true"));
     assert_eq!(admin["execution"]["agent_id"], agent_id.as_str(), "{admin}");
 
-    // A platform failure: the runtime's image is missing on the node, so the agent cannot
-    // start a container and reports the engine's own words. The tenant gets a generic message;
+    // A platform failure: the runtime's image is missing on the node, so the agent refuses
+    // the run (503, nothing ran) in its own words. The tenant gets a generic message;
     // the record keeps the detail (and the agent) for administrators.
     let runtime = stack.post(
         ADMIN,
@@ -128,7 +128,7 @@ fn members_see_no_agent_ids_nor_platform_error_text() {
     let record = stack.wait_execution(ALICE, &failed_id, Duration::from_secs(30));
     assert_eq!(record["status"], "error", "{record}");
     assert_eq!(
-        record["error"]["errorType"], "Platform.ContainerStartFailed",
+        record["error"]["errorType"], "Platform.ImageUnavailable",
         "{record}"
     );
     assert_eq!(record["error"]["errorMessage"], GENERIC, "{record}");

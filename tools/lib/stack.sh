@@ -132,6 +132,9 @@ bind_port = $port
 api_url = http://127.0.0.1:$FRESCO_API_PORT
 shim_path = $FRESCO_SHIM
 docker_host = unix:///var/run/docker.sock
+# Pre-warmed sandboxes per runtime (128 MB each): first invocations skip the container start.
+prewarm_runtimes = python=fresco/python3:dev, provided=fresco/provided:dev
+prewarm_size = ${FRESCO_PREWARM_SIZE:-2}
 CONF
 }
 

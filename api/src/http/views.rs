@@ -197,6 +197,7 @@ pub struct ExecutionView {
     duration_ms: Option<f64>,
     max_memory_mb: Option<f64>,
     cpu_ms: Option<f64>,
+    init_duration_ms: Option<f64>,
     memory_mb: i32,
     cold: Option<bool>,
     /// The agent that ran it (`null` when none did yet); left out for callers who may not
@@ -225,6 +226,7 @@ impl From<ExecutionSummary> for ExecutionView {
             duration_ms: e.duration_ms,
             max_memory_mb: e.max_memory_mb,
             cpu_ms: e.cpu_ms,
+            init_duration_ms: e.init_duration_ms,
             memory_mb: e.memory_mb,
             cold: e.cold,
             agent_id: Some(e.agent_id),

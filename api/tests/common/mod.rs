@@ -800,6 +800,7 @@ pub fn execution(project: &str, function_id: &str) -> fresco_store::executions::
         started_at: Some(now),
         finished_at: Some(now),
         cpu_ms: Some(4.5),
+        init_duration_ms: Some(3.25),
     }
 }
 

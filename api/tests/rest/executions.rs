@@ -281,7 +281,7 @@ async fn an_execution_shows_its_record_and_log() {
         "id": failed.id, "project_id": "proj-a", "function_id": f1, "function_version": 2, "alias": "live",
         "status": "failed", "is_async": false, "input_size": 8, "result": null,
         "error": {"errorType": "ValueError", "errorMessage": "bad input", "stackTrace": ["main.py:2"]},
-        "duration_ms": 500.0, "max_memory_mb": 30.0, "cpu_ms": 4.5, "memory_mb": 512, "cold": false,
+        "duration_ms": 500.0, "max_memory_mb": 30.0, "cpu_ms": 4.5, "init_duration_ms": 3.25, "memory_mb": 512, "cold": false,
         "attempts": 1,
     });
     merge(

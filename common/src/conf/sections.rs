@@ -316,6 +316,18 @@ config_section! {
         replay_cache_entries: usize = "1000000",
         /// Image name prefixes this node runs as a function's own image (runtime images come from the control plane); empty means none.
         allowed_image_prefixes: Vec<String> = "",
+        /// Runtimes this agent keeps pre-warmed sandboxes of, as kind=image (kind python or provided), e.g. python=fresco/python3:1; empty means no pre-warmed sandboxes.
+        prewarm_runtimes: Vec<String> = "",
+        /// Pre-warmed sandboxes kept ready per runtime and memory size (each holds its memory size of the node's capacity; an idle Python one uses about 10 MB).
+        prewarm_size: u32 = "2",
+        /// Most pre-warmed sandboxes kept per runtime and memory size: the pool grows by the first invocations of the last prewarm_window seconds, up to this.
+        prewarm_max: u32 = "8",
+        /// Seconds of first invocations that size the pool beyond prewarm_size.
+        prewarm_window: u64 = "30",
+        /// Memory sizes (MB) pre-warmed sandboxes are kept for: a sandbox is started with the limits of its size, so only functions of a listed size use one.
+        prewarm_memory_mb: Vec<String> = "128",
+        /// Pre-warmed sandboxes started at once while refilling the pools.
+        prewarm_fill_concurrency: u32 = "2",
     }
 }
 

@@ -34,6 +34,9 @@ use rate::RateWindow;
 #[derive(Debug, Clone, Copy)]
 pub struct Demand<'a> {
     pub project_id: &'a str,
+    /// The function's image: agents with a pre-warmed sandbox of it (of its memory size) come
+    /// first for a cold placement, then agents that hold the image.
+    pub image: &'a str,
     pub function_id: Uuid,
     pub version: i32,
     pub memory_mb: i32,
@@ -181,6 +184,10 @@ impl RetiredSet {
     }
 }
 
+/// How good an agent is for a new sandbox, best lowest: (needs evictions, no pre-warmed
+/// sandbox of the image and size, no image, free room, leases, last chosen).
+type ColdRank = (bool, bool, bool, i64, u32, u64);
+
 #[derive(Debug, Default)]
 struct State {
     agents: Vec<Agent>,
@@ -220,6 +227,11 @@ struct Agent {
     leases: u32,
     last_chosen: u64,
     pools: HashMap<WarmKey, Pool>,
+    /// Runtime images the agent holds, as last reported.
+    images: Vec<Box<str>>,
+    /// Pre-warmed sandboxes ready per (image, memory size), as last reported, less the cold
+    /// placements made there since (each may claim one).
+    prewarmed: Vec<(Box<str>, i64, u32)>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -353,7 +365,7 @@ impl Placer {
             Some(i) => (i, true),
             None => (
                 state
-                    .pick_cold(memory_mb)
+                    .pick_cold(memory_mb, demand.image)
                     .ok_or_else(|| PlaceError::NoCapacity {
                         memory_mb: demand.memory_mb,
                         paused: state.agents.iter().filter(|a| a.up && a.paused).count(),
@@ -459,7 +471,7 @@ impl Placer {
             Some(i) => (i, true),
             None => (
                 state
-                    .pick_cold(memory_mb)
+                    .pick_cold(memory_mb, demand.image)
                     .ok_or_else(|| PlaceError::NoCapacity {
                         memory_mb: demand.memory_mb,
                         paused: state.agents.iter().filter(|a| a.up && a.paused).count(),
@@ -588,6 +600,8 @@ impl Placer {
                     leases: 0,
                     last_chosen: 0,
                     pools: HashMap::new(),
+                    images: Vec::new(),
+                    prewarmed: Vec::new(),
                 });
                 state.by_id.insert(id, state.agents.len() - 1);
                 state.agents.len() - 1
@@ -603,6 +617,13 @@ impl Placer {
         }
         agent.total_mb = heartbeat.memory_mb_total;
         agent.reported_mb = heartbeat.memory_mb_reserved;
+        agent.images = heartbeat.images.iter().map(|i| i.as_str().into()).collect();
+        agent.prewarmed = heartbeat
+            .prewarmed
+            .iter()
+            .filter(|p| p.ready > 0)
+            .map(|p| (p.image.as_str().into(), i64::from(p.memory_mb), p.ready))
+            .collect();
 
         // Every lease made before now is reflected from here on: the pools are rebuilt from
         // the report and claim counts restart at zero.
@@ -639,7 +660,13 @@ impl Placer {
             }
         }
         agent.claimed_mb = 0;
-        agent.idle_mb = idle_mb;
+        // Pre-warmed sandboxes hold memory the agent gives up for new work like idle ones.
+        let prewarmed_mb: i64 = heartbeat
+            .prewarmed
+            .iter()
+            .map(|p| i64::from(p.ready) * i64::from(p.memory_mb.max(0)))
+            .sum();
+        agent.idle_mb = idle_mb + prewarmed_mb;
         agent.base_mb = (heartbeat.memory_mb_reserved - busy_mb).max(0);
 
         let persist =
@@ -834,10 +861,26 @@ impl State {
         best.map(|(i, _)| i)
     }
 
-    /// The up agent with the least free memory that still fits `memory_mb`; agents that need
-    /// to evict idle warm containers for it only when no other fits.
-    fn pick_cold(&self, memory_mb: i64) -> Option<usize> {
-        let mut best: Option<(usize, (bool, i64, u32, u64))> = None;
+    /// The up agent for a new sandbox of `image` and `memory_mb`: one that fits it without
+    /// evicting idle warm containers first; among those, one with a pre-warmed sandbox of the
+    /// image and size first, then one holding the image (no pull), then the least free memory
+    /// that still fits (bin-packing).
+    fn pick_cold(&mut self, memory_mb: i64, image: &str) -> Option<usize> {
+        let chosen = self.rank_cold(memory_mb, image)?;
+        // A pre-warmed sandbox is claimed by this placement: the next one looks elsewhere
+        // until the agent reports its pool again.
+        if let Some(entry) = self.agents[chosen]
+            .prewarmed
+            .iter_mut()
+            .find(|(i, m, ready)| **i == *image && *m == memory_mb && *ready > 0)
+        {
+            entry.2 -= 1;
+        }
+        Some(chosen)
+    }
+
+    fn rank_cold(&self, memory_mb: i64, image: &str) -> Option<usize> {
+        let mut best: Option<(usize, ColdRank)> = None;
         for (i, agent) in self.agents.iter().enumerate() {
             if !agent.placeable() {
                 continue;
@@ -852,7 +895,19 @@ impl State {
             if room < memory_mb {
                 continue;
             }
-            let rank = (evicts, room, agent.leases, agent.last_chosen);
+            let prewarmed = agent
+                .prewarmed
+                .iter()
+                .any(|(i, m, ready)| **i == *image && *m == memory_mb && *ready > 0);
+            let has_image = agent.images.iter().any(|i| **i == *image);
+            let rank = (
+                evicts,
+                !prewarmed,
+                !has_image,
+                room,
+                agent.leases,
+                agent.last_chosen,
+            );
             let better = match best {
                 None => true,
                 Some((_, r)) => rank.cmp(&r) == Ordering::Less,

@@ -79,6 +79,7 @@ fn heartbeat(a: &A) -> Heartbeat {
         version: "test".into(),
         engine_down: false,
         retired_seq: None,
+        prewarmed: Vec::new(),
     }
 }
 
@@ -103,6 +104,7 @@ fn check(concurrent: i64, per_minute: i64, agents: &[A], steps: &[Step]) {
                 };
                 let demand = Demand {
                     project_id: project,
+                    image: "",
                     function_id: function(*f),
                     version: 0,
                     memory_mb: *mb,
@@ -417,6 +419,7 @@ fn mark_down_is_immediate() {
     assert!(!placer.is_up("a"));
     let demand = Demand {
         project_id: "p",
+        image: "",
         function_id: function(1),
         version: 0,
         memory_mb: 1,
@@ -473,6 +476,7 @@ fn paused_agents_and_agents_without_an_engine_get_no_work() {
     let now = Instant::now();
     let demand = Demand {
         project_id: "p",
+        image: "",
         function_id: function(1),
         version: 0,
         memory_mb: 128,
@@ -539,6 +543,7 @@ fn placer() -> Placer {
 fn demand(concurrent: i64, per_minute: i64, memory_mb: i32) -> Demand<'static> {
     Demand {
         project_id: "p",
+        image: "",
         function_id: function(1),
         version: 0,
         memory_mb,
@@ -689,4 +694,99 @@ fn grants_go_to_warm_containers_first_and_claim_them() {
     // The claims are undone: the idle containers attract work again.
     let lease = placer.place(&demand(-1, -1, 128), t0).expect("placed");
     assert!(lease.warm);
+}
+
+// --- Pre-warmed sandboxes and images ------------------------------------------------------------
+
+fn beat_with(
+    id: &'static str,
+    reserved_mb: i64,
+    images: &[&str],
+    prewarmed: &[(&str, i32, u32)],
+) -> Heartbeat {
+    let mut beat = heartbeat(&A(id, 4096, reserved_mb, &[]));
+    beat.images = images.iter().map(|i| (*i).to_owned()).collect();
+    beat.prewarmed = prewarmed
+        .iter()
+        .map(
+            |&(image, memory_mb, ready)| fresco_common::wire::PrewarmedPool {
+                image: image.to_owned(),
+                memory_mb,
+                ready,
+            },
+        )
+        .collect();
+    beat
+}
+
+fn place_new(placer: &Placer, image: &str, memory_mb: i32, f: u8, now: Instant) -> String {
+    let mut wanted = demand(-1, -1, memory_mb);
+    wanted.image = image;
+    wanted.function_id = function(f);
+    placer
+        .place(&wanted, now)
+        .expect("placed")
+        .agent_id
+        .to_string()
+}
+
+#[test]
+fn cold_placements_prefer_a_prewarmed_sandbox_then_the_image() {
+    let t0 = Instant::now();
+    let placer = placer();
+    // Bin-packing alone would pick "plain" (the least free memory) every time.
+    placer.heartbeat(&beat_with("plain", 2048, &[], &[]), t0);
+    placer.heartbeat(&beat_with("imaged", 1024, &["py:1"], &[]), t0);
+    placer.heartbeat(
+        &beat_with(
+            "warmed",
+            0,
+            &["py:1"],
+            &[("py:1", 128, 2), ("py:1", 256, 5)],
+        ),
+        t0,
+    );
+    assert_eq!(place_new(&placer, "py:1", 128, 1, t0), "warmed");
+    assert_eq!(
+        place_new(&placer, "py:1", 128, 2, t0),
+        "warmed",
+        "its second pre-warmed sandbox"
+    );
+    assert_eq!(
+        place_new(&placer, "py:1", 128, 3, t0),
+        "imaged",
+        "both claimed until the next heartbeat: the fullest agent holding the image"
+    );
+    assert_eq!(
+        place_new(&placer, "py:1", 256, 4, t0),
+        "warmed",
+        "a pool per memory size"
+    );
+    assert_eq!(
+        place_new(&placer, "py:1", 512, 5, t0),
+        "imaged",
+        "no pool of that size: the image decides"
+    );
+    // A heartbeat reports the pool refilled.
+    placer.heartbeat(&beat_with("warmed", 0, &["py:1"], &[("py:1", 128, 1)]), t0);
+    assert_eq!(place_new(&placer, "py:1", 128, 6, t0), "warmed");
+    // An image nobody holds still goes somewhere, by bin-packing (that agent pulls it or
+    // refuses it clearly).
+    assert_eq!(place_new(&placer, "other:1", 128, 7, t0), "plain");
+}
+
+#[test]
+fn prewarmed_sandboxes_are_room_an_agent_gives_up_for_new_work() {
+    let t0 = Instant::now();
+    let placer = placer();
+    // 4096 MB, 3840 of them held by fifteen pre-warmed sandboxes of 256 MB.
+    placer.heartbeat(
+        &beat_with("full", 3840, &["py:1"], &[("py:1", 256, 15)]),
+        t0,
+    );
+    assert_eq!(
+        place_new(&placer, "other:1", 1024, 1, t0),
+        "full",
+        "the agent removes pre-warmed sandboxes to make room"
+    );
 }

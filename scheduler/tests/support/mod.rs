@@ -507,6 +507,7 @@ impl TestAgent {
             version: "test".into(),
             engine_down: false,
             retired_seq: None,
+            prewarmed: Vec::new(),
         };
         let heartbeats = tokio::spawn(async move {
             loop {
@@ -624,6 +625,7 @@ async fn run(state: web::Data<AgentState>, req: HttpRequest, body: web::Bytes) -
             cpu_ms: None,
             output_truncated: false,
             retry_safe: false,
+            prewarmed: false,
         });
     }
     HttpResponse::Ok().json(RunResult {
@@ -639,6 +641,7 @@ async fn run(state: web::Data<AgentState>, req: HttpRequest, body: web::Bytes) -
         cpu_ms: Some(0.5),
         output_truncated: false,
         retry_safe: false,
+        prewarmed: false,
     })
 }
 

@@ -194,7 +194,11 @@ pub(super) async fn run_sync(
         ))
         .insert_header(header(
             "x-execution-cold",
-            if result.cold { "true" } else { "false" },
+            match (result.cold, result.prewarmed) {
+                (false, _) => "false",
+                (true, true) => "prewarmed",
+                (true, false) => "cold",
+            },
         ));
     Ok(match result.status {
         RunStatus::Succeeded => response.body(result.response.unwrap_or_else(|| "null".to_owned())),

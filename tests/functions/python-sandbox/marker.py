@@ -1,0 +1,1 @@
+MARKER = "python-sandbox-code"
