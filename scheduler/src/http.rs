@@ -71,6 +71,7 @@ pub struct AppState {
     pub counters: Counters,
     /// Cron ticks fired while this scheduler led.
     pub cron: Arc<crate::cron::CronStats>,
+    pub notifications: Arc<crate::notifications::NotificationStats>,
     /// `GET /metrics`.
     pub metrics: crate::metrics::Metrics,
 }

@@ -14,6 +14,7 @@ pub mod dispatch;
 pub mod http;
 pub mod leader;
 pub mod metrics;
+pub mod notifications;
 pub mod placement;
 pub mod retention;
 pub mod retirements;

@@ -1,6 +1,6 @@
 //! Prometheus metrics of the scheduler at `GET /metrics` (text format): placements and grants,
 //! the async queue (depth and the age of its oldest execution, read from the database at each
-//! scrape), the dispatcher's outcomes, cron ticks, leadership and each agent's capacity.
+//! scrape), the dispatcher's outcomes, cron ticks, notifications consumed, leadership and each agent's capacity.
 //! Labels name agents and outcomes only: no project, function or tenant data.
 //!
 //! Counters kept elsewhere as atomics (`http::Counters`, `dispatch::Stats`, `cron::CronStats`)
@@ -26,6 +26,8 @@ pub struct Metrics {
     async_outcomes: IntCounterVec,
     async_in_flight: IntGauge,
     cron_ticks: IntCounterVec,
+    notifications: IntCounterVec,
+    notification_executions: IntCounter,
     leader: IntGauge,
     agents_up: IntGauge,
     agent_free_mb: IntGaugeVec,
@@ -94,6 +96,8 @@ impl Metrics {
             async_outcomes: counter_vec(&r, "fresco_scheduler_async_executions_total", "Async execution attempts by outcome: dispatched, completed, requeued, gave_up (failed for good), fenced (a write refused: not the leader)", &["outcome"]),
             async_in_flight: gauge(&r, "fresco_scheduler_async_in_flight", "Async executions this scheduler is running"),
             cron_ticks: counter_vec(&r, "fresco_scheduler_cron_ticks_total", "Cron ticks: fired (an execution queued), or refused (the function could not run)", &["outcome"]),
+            notifications: counter_vec(&r, "fresco_scheduler_notifications_total", "OpenStack notifications consumed: received (all), malformed (logged and acknowledged)", &["outcome"]),
+            notification_executions: counter(&r, "fresco_scheduler_notification_executions_total", "Async executions queued by notification triggers"),
             leader: gauge(&r, "fresco_scheduler_leader", "1 while this scheduler holds the leader lease"),
             agents_up: gauge(&r, "fresco_scheduler_agents_up", "Agents up"),
             agent_free_mb: gauge_vec(&r, "fresco_scheduler_agent_free_memory_mb", "Memory an agent has free for placements, in MB", &["agent"]),
@@ -137,6 +141,17 @@ impl Metrics {
                 value.load(Ordering::Relaxed),
             );
         }
+        let n = &state.notifications;
+        for (outcome, value) in [("received", &n.received), ("malformed", &n.malformed)] {
+            copy(
+                &self.notifications.with_label_values(&[outcome]),
+                value.load(Ordering::Relaxed),
+            );
+        }
+        copy(
+            &self.notification_executions,
+            n.queued.load(Ordering::Relaxed),
+        );
         self.leader.set(i64::from(state.is_active()));
         let up = state.placer.up_agents();
         self.agents_up

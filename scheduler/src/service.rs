@@ -8,9 +8,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix_web::{web, App, HttpServer};
-use fresco_common::conf::{ConfigError, RetentionSection};
+use fresco_common::conf::{ConfigError, NotificationsSection, RetentionSection};
 
 use crate::cron::{CronConfig, CronStats};
+use crate::notifications::NotificationStats;
 use fresco_common::enrolment::AgentRegistry;
 use fresco_common::ticket::{ControlPlaneVerifier, TicketError, TicketSigner};
 use fresco_common::tls::{InternalTls, TlsError};
@@ -143,6 +144,7 @@ impl Scheduler {
         )?;
         let (persist, persist_rx) = mpsc::channel::<Heartbeat>(4096);
         let cron_stats = Arc::new(CronStats::default());
+        let notification_stats = Arc::new(NotificationStats::default());
         let retirements = Arc::new(Mutex::new(RetirementLog::new()));
 
         let state = web::Data::new(AppState {
@@ -162,6 +164,7 @@ impl Scheduler {
             },
             counters: http::Counters::default(),
             cron: cron_stats.clone(),
+            notifications: notification_stats.clone(),
             metrics: crate::metrics::Metrics::new(),
         });
         let addr = format!("{}:{}", s.bind_host, s.bind_port);
@@ -211,11 +214,15 @@ impl Scheduler {
                 dispatcher,
                 store,
                 settings.retention.clone(),
-                CronConfig {
-                    interval: Duration::from_millis(s.cron_interval_ms.max(10)),
-                    batch_size: s.cron_batch_size.max(1),
+                EventSources {
+                    cron: CronConfig {
+                        interval: Duration::from_millis(s.cron_interval_ms.max(10)),
+                        batch_size: s.cron_batch_size.max(1),
+                    },
+                    cron_stats,
+                    notifications: notifications_config(&settings.notifications),
+                    notification_stats,
                 },
-                cron_stats,
             )),
         ];
         Ok(Self {
@@ -248,20 +255,40 @@ impl Scheduler {
     }
 }
 
-/// Takes, renews or waits for the leader lease; runs the dispatcher and the retention purge
-/// while this scheduler leads.
+/// What turns events into async executions while this scheduler leads.
+struct EventSources {
+    cron: CronConfig,
+    cron_stats: Arc<CronStats>,
+    /// `None`: `[notifications] transport_url` is empty, the consumer is off.
+    notifications: Option<NotificationsSection>,
+    notification_stats: Arc<NotificationStats>,
+}
+
+fn notifications_config(section: &NotificationsSection) -> Option<NotificationsSection> {
+    if section.transport_url.trim().is_empty() {
+        log::info!("[notifications] transport_url is empty: no notification consumer");
+        return None;
+    }
+    log::info!(
+        "notification consumer on {} (while this scheduler leads)",
+        crate::notifications::redacted(&section.transport_url)
+    );
+    Some(section.clone())
+}
+
+/// Takes, renews or waits for the leader lease; runs the dispatcher, the retention purge, the
+/// cron pass and the notification consumer while this scheduler leads.
 async fn lead(
     config: LeaseConfig,
     leadership: Arc<Leadership>,
     dispatcher: Dispatcher,
     store: Store,
     retention: RetentionSection,
-    cron: CronConfig,
-    cron_stats: Arc<CronStats>,
+    events: EventSources,
 ) {
     let holder = leadership.holder().to_owned();
     let mut connection: Option<LeaseConnection> = None;
-    let mut running: Option<(watch::Sender<bool>, [tokio::task::JoinHandle<()>; 3])> = None;
+    let mut running: Option<(watch::Sender<bool>, Vec<tokio::task::JoinHandle<()>>)> = None;
     let mut pause = Duration::ZERO;
     loop {
         tokio::time::sleep(pause).await;
@@ -326,16 +353,27 @@ async fn lead(
                 ));
                 let firing = tokio::spawn(crate::cron::run(
                     store.clone(),
-                    cron,
+                    events.cron,
                     leadership.clone(),
-                    cron_stats.clone(),
+                    events.cron_stats.clone(),
                     stopped.clone(),
                 ));
+                let consuming = events.notifications.clone().map(|config| {
+                    tokio::spawn(crate::notifications::run(
+                        store.clone(),
+                        config,
+                        leadership.clone(),
+                        events.notification_stats.clone(),
+                        stopped.clone(),
+                    ))
+                });
                 let dispatching = tokio::spawn({
                     let dispatcher = dispatcher.clone();
                     async move { dispatcher.run(stopped).await }
                 });
-                running = Some((stop, [dispatching, purging, firing]));
+                let mut tasks = vec![dispatching, purging, firing];
+                tasks.extend(consuming);
+                running = Some((stop, tasks));
             }
             (false, true) => {
                 log::warn!("lost the leader lease: standing by");

@@ -2,7 +2,8 @@
 
 use fresco_common::conf::{
     ApiSection, ConfigError, DatabaseSection, DefaultSection, InternalAuthSection,
-    InternalTlsSection, QuotaSection, RawConfig, RetentionSection, SchedulerSection,
+    InternalTlsSection, NotificationsSection, QuotaSection, RawConfig, RetentionSection,
+    SchedulerSection,
 };
 
 /// Every option the scheduler uses.
@@ -17,6 +18,7 @@ pub struct Settings {
     pub database: DatabaseSection,
     pub quota: QuotaSection,
     pub retention: RetentionSection,
+    pub notifications: NotificationsSection,
 }
 
 impl Settings {
@@ -30,6 +32,7 @@ impl Settings {
             database: raw.section()?,
             quota: raw.section()?,
             retention: raw.section()?,
+            notifications: raw.section()?,
         })
     }
 }

@@ -21,7 +21,10 @@ use crate::ExecutionStatus;
 mod events;
 mod retention;
 
-pub use events::{merge_event, tick_execution_id, Fired, Outcome, MAX_CHAIN_DEPTH};
+pub use events::{
+    merge_event, notification_execution_id, tick_execution_id, Fired, Notification, Outcome,
+    MAX_CHAIN_DEPTH,
+};
 
 /// The NOTIFY channel the API signals new async executions on.
 pub const QUEUE_CHANNEL: &str = "fresco_executions";

@@ -190,6 +190,7 @@ diesel::table! {
         sync -> Bool,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        event_types -> Nullable<Array<Text>>,
     }
 }
 

@@ -12,6 +12,7 @@ use super::{scoped, DbError, DbResult, Scope};
 /// Trigger kinds, as stored.
 pub const CRON: &str = "cron";
 pub const WEBHOOK: &str = "webhook";
+pub const NOTIFICATION: &str = "notification";
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = triggers)]
@@ -37,6 +38,8 @@ pub struct Trigger {
     pub sync: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// notification: the event types (patterns with `*`) it fires on.
+    pub event_types: Option<Vec<String>>,
 }
 
 type Boxed<'a> = triggers::BoxedQuery<'a, diesel::pg::Pg>;
@@ -160,6 +163,7 @@ pub fn save(conn: &mut PgConnection, t: &Trigger) -> DbResult<()> {
         triggers::rate_limit.eq(t.rate_limit),
         triggers::sync.eq(t.sync),
         triggers::updated_at.eq(t.updated_at),
+        triggers::event_types.eq(&t.event_types),
     ))
     .execute(conn)?;
     Ok(())
@@ -217,5 +221,64 @@ pub fn take_webhook_call(conn: &mut PgConnection, id: Uuid) -> DbResult<Result<(
         Ok(Ok(()))
     } else {
         Ok(Err(window.left_s.ceil().max(1.0) as u64))
+    }
+}
+
+/// Whether `event_type` matches a notification trigger's `pattern`: `*` stands for any run of
+/// characters (dots included: `volume.*` matches `volume.create.end`), anything else for
+/// itself.
+pub fn event_type_matches(pattern: &str, event_type: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or_default();
+    let Some(mut rest) = event_type.strip_prefix(first) else {
+        return false;
+    };
+    let parts: Vec<&str> = parts.collect();
+    let Some((last, middle)) = parts.split_last() else {
+        // No `*`: an exact match.
+        return rest.is_empty();
+    };
+    for part in middle {
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::event_type_matches;
+
+    #[test]
+    fn event_type_patterns() {
+        assert!(event_type_matches(
+            "compute.instance.create.end",
+            "compute.instance.create.end"
+        ));
+        assert!(!event_type_matches(
+            "compute.instance.create.end",
+            "compute.instance.create.start"
+        ));
+        assert!(!event_type_matches(
+            "compute.instance",
+            "compute.instance.create.end"
+        ));
+        assert!(event_type_matches("volume.*", "volume.create.end"));
+        assert!(!event_type_matches("volume.*", "volume"));
+        assert!(!event_type_matches("volume.*", "snapshot.create.end"));
+        assert!(event_type_matches("*", "anything.at.all"));
+        assert!(event_type_matches(
+            "compute.*.end",
+            "compute.instance.delete.end"
+        ));
+        assert!(!event_type_matches(
+            "compute.*.end",
+            "compute.instance.delete.start"
+        ));
+        assert!(event_type_matches("*.end", "image.upload.end"));
+        assert!(!event_type_matches("a*a", "a"));
+        assert!(event_type_matches("a*a", "aa"));
     }
 }

@@ -8,6 +8,7 @@ mod events;
 mod faults;
 mod grants;
 mod lifecycle;
+mod notifications;
 mod trust;
 
 use std::time::{Duration, Instant};

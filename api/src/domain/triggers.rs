@@ -1,4 +1,4 @@
-//! Triggers: cron schedules and webhooks that invoke a function of the same project, with an
+//! Triggers: cron schedules, webhooks and OpenStack notifications that invoke a function of the same project, with an
 //! optional fixed input merged into each event. Validation and the `triggers` quota here; the
 //! ticks are fired by the scheduler, the webhook calls by the HTTP layer.
 
@@ -6,7 +6,7 @@ use chrono::Utc;
 use fresco_common::conf::QuotaSection;
 use fresco_common::schedule::Schedule;
 use fresco_store::paging::{Page, PageRequest};
-use fresco_store::triggers::{self as store, Trigger, TriggerFilter, CRON, WEBHOOK};
+use fresco_store::triggers::{self as store, Trigger, TriggerFilter, CRON, NOTIFICATION, WEBHOOK};
 use fresco_store::{aliases, functions, quotas as quota_store, versions, PgConnection, Scope};
 use serde_json::Value;
 use uuid::Uuid;
@@ -21,6 +21,9 @@ pub const MAX_INPUT_BYTES: usize = 64 * 1024;
 const SECRET_LEN: (usize, usize) = (16, 512);
 /// Largest webhook rate limit (calls per minute).
 const MAX_RATE_LIMIT: i32 = 1_000_000;
+/// Most event types of one notification trigger, and the longest.
+const MAX_EVENT_TYPES: usize = 32;
+const MAX_EVENT_TYPE_LEN: usize = 255;
 
 /// What a create or update asks for; `None`: not given.
 #[derive(Debug, Clone, Default)]
@@ -41,6 +44,7 @@ pub struct TriggerInput {
     pub secret: Option<Option<String>>,
     pub rate_limit: Option<i32>,
     pub sync: Option<bool>,
+    pub event_types: Option<Vec<String>>,
 }
 
 fn check_input(input: &Value) -> DomainResult<()> {
@@ -64,6 +68,26 @@ fn check_secret(secret: &str) -> DomainResult<()> {
             "secret must be {min} to {max} bytes long, got {}",
             secret.len()
         )));
+    }
+    Ok(())
+}
+
+/// Event types of a notification trigger: 1 to 32 names of dotted words, `*` standing for
+/// any run of characters (`compute.instance.create.end`, `volume.*`).
+fn check_event_types(types: &[String]) -> DomainResult<()> {
+    if types.is_empty() || types.len() > MAX_EVENT_TYPES {
+        return Err(DomainError::invalid(format!(
+            "event_types must list 1 to {MAX_EVENT_TYPES} event types, got {}",
+            types.len()
+        )));
+    }
+    for t in types {
+        let allowed = |c: char| c.is_ascii_alphanumeric() || "._-*:".contains(c);
+        if t.is_empty() || t.len() > MAX_EVENT_TYPE_LEN || !t.chars().all(allowed) {
+            return Err(DomainError::invalid(format!(
+                "event type {t:?} must be 1 to {MAX_EVENT_TYPE_LEN} characters of letters, digits, '.', '_', '-', ':' and '*'"
+            )));
+        }
     }
     Ok(())
 }
@@ -95,6 +119,11 @@ fn check(conn: &mut PgConnection, t: &mut Trigger) -> DomainResult<()> {
     if let Some(secret) = &t.secret {
         check_secret(secret)?;
     }
+    if t.kind != NOTIFICATION && t.event_types.is_some() {
+        return Err(DomainError::invalid(
+            "event_types are for notification triggers",
+        ));
+    }
     match t.kind.as_str() {
         CRON => {
             if t.secret.is_some() || t.rate_limit != -1 || t.sync {
@@ -122,9 +151,27 @@ fn check(conn: &mut PgConnection, t: &mut Trigger) -> DomainResult<()> {
                 ));
             }
         }
+        NOTIFICATION => {
+            if t.cron.is_some() || t.timezone.is_some() {
+                return Err(DomainError::invalid(
+                    "cron and timezone are for cron triggers",
+                ));
+            }
+            if t.secret.is_some() || t.rate_limit != -1 || t.sync {
+                return Err(DomainError::invalid(
+                    "secret, rate_limit and sync are for webhook triggers",
+                ));
+            }
+            let Some(types) = &t.event_types else {
+                return Err(DomainError::invalid(
+                    "a notification trigger needs event_types",
+                ));
+            };
+            check_event_types(types)?;
+        }
         other => {
             return Err(DomainError::invalid(format!(
-                "type must be cron or webhook, got {other:?}"
+                "type must be cron, webhook or notification, got {other:?}"
             )))
         }
     }
@@ -149,7 +196,7 @@ pub fn create(
     validate::name("name", &name)?;
     let kind = input
         .kind
-        .ok_or_else(|| DomainError::invalid("type is required (cron or webhook)"))?;
+        .ok_or_else(|| DomainError::invalid("type is required (cron, webhook or notification)"))?;
     let key = input
         .function
         .ok_or_else(|| DomainError::invalid("function is required"))?;
@@ -180,6 +227,7 @@ pub fn create(
         secret: input.secret.flatten(),
         rate_limit: input.rate_limit.unwrap_or(-1),
         sync: input.sync.unwrap_or(false),
+        event_types: input.event_types,
         kind,
         created_at: now,
         updated_at: now,
@@ -222,9 +270,9 @@ pub fn list(
         None => None,
     };
     if let Some(kind) = kind {
-        if kind != CRON && kind != WEBHOOK {
+        if kind != CRON && kind != WEBHOOK && kind != NOTIFICATION {
             return Err(DomainError::invalid(format!(
-                "type must be cron or webhook, got {kind:?}"
+                "type must be cron, webhook or notification, got {kind:?}"
             )));
         }
     }
@@ -286,6 +334,9 @@ pub fn update(
         }
         if let Some(sync) = input.sync {
             t.sync = sync;
+        }
+        if input.event_types.is_some() {
+            t.event_types = input.event_types;
         }
         let before = t.next_run_at;
         check(conn, &mut t)?;

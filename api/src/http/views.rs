@@ -361,6 +361,8 @@ pub struct TriggerView {
     has_secret: bool,
     rate_limit: i32,
     sync: bool,
+    /// notification: the event types (patterns with `*`) it fires on.
+    event_types: Option<Vec<String>>,
     created_at: String,
     updated_at: String,
 }
@@ -390,6 +392,7 @@ impl TriggerView {
             last_error: t.last_error,
             rate_limit: t.rate_limit,
             sync: t.sync,
+            event_types: t.event_types,
             created_at: time(t.created_at),
             updated_at: time(t.updated_at),
         }

@@ -188,7 +188,7 @@ async fn bad_triggers_are_refused_naming_what_is_wrong() {
     api.expect_errors(vec![
         (create(json!({"type": "cron", "function": "f", "cron": "* * * * *"})), 400, "name is required"),
         (create(json!({"name": "t", "function": "f"})), 400, "type is required"),
-        (create(json!({"name": "t", "type": "sms", "function": "f"})), 400, "type must be cron or webhook"),
+        (create(json!({"name": "t", "type": "sms", "function": "f"})), 400, "type must be cron, webhook or notification"),
         (create(json!({"name": "t", "type": "cron", "function": "f"})), 400, "needs cron"),
         (create(json!({"name": "t", "type": "cron", "function": "f", "cron": "* * *"})), 400, "5 fields"),
         (create(json!({"name": "t", "type": "cron", "function": "f", "cron": "61 * * * *"})), 400, "not valid"),
@@ -198,6 +198,12 @@ async fn bad_triggers_are_refused_naming_what_is_wrong() {
         (create(json!({"name": "t", "type": "webhook", "function": "f", "secret": "short"})), 400, "secret must be 16 to 512 bytes"),
         (create(json!({"name": "t", "type": "webhook", "function": "f", "rate_limit": -2})), 400, "rate_limit"),
         (create(json!({"name": "t", "type": "webhook", "function": "f", "input": [1]})), 400, "input must be a JSON object"),
+        (create(json!({"name": "t", "type": "notification", "function": "f"})), 400, "needs event_types"),
+        (create(json!({"name": "t", "type": "notification", "function": "f", "event_types": []})), 400, "1 to 32 event types"),
+        (create(json!({"name": "t", "type": "notification", "function": "f", "event_types": ["volume create"]})), 400, "event type \"volume create\""),
+        (create(json!({"name": "t", "type": "notification", "function": "f", "event_types": ["x"], "cron": "* * * * *"})), 400, "for cron triggers"),
+        (create(json!({"name": "t", "type": "notification", "function": "f", "event_types": ["x"], "sync": true})), 400, "for webhook triggers"),
+        (create(json!({"name": "t", "type": "webhook", "function": "f", "event_types": ["x"]})), 400, "for notification triggers"),
         (create(json!({"name": "t", "type": "webhook", "function": "f", "version": 9})), 400, "version 9 of the function does not exist"),
         (create(json!({"name": "t", "type": "webhook", "function": "f", "alias": "live"})), 400, "alias live of the function does not exist"),
         (create(json!({"name": "t", "type": "webhook", "function": "f", "version": 1, "alias": "live"})), 400, "version or alias"),
@@ -521,5 +527,53 @@ async fn event_configs_name_only_functions_of_their_project() {
         api.db.scalar("SELECT count(*) FROM function_event_configs"),
         0
     );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[actix_web::test]
+async fn notification_triggers_keep_their_event_types_and_can_change_them() {
+    let (api, f, dir) = setup().await;
+    let t = api
+        .send(post("/v1/triggers").by(ALICE).json(json!({
+            "name": "on-boot", "type": "notification", "function": "f",
+            "event_types": ["compute.instance.create.end", "volume.*"],
+        })))
+        .await
+        .ok(201)["trigger"]
+        .clone();
+    assert_eq!(t["type"], "notification");
+    assert_eq!(t["function_id"], f["id"]);
+    assert_eq!(
+        t["event_types"],
+        json!(["compute.instance.create.end", "volume.*"])
+    );
+    assert_eq!(t["webhook_url"], Value::Null);
+    assert_eq!(t["cron"], Value::Null);
+    let changed = api
+        .send(
+            patch("/v1/triggers/on-boot")
+                .by(ALICE)
+                .json(json!({"event_types": ["image.*"]})),
+        )
+        .await
+        .ok(200)["trigger"]
+        .clone();
+    assert_eq!(changed["event_types"], json!(["image.*"]));
+    api.send(
+        patch("/v1/triggers/on-boot")
+            .by(ALICE)
+            .json(json!({"event_types": []})),
+    )
+    .await
+    .error(400, "1 to 32 event types");
+    let listed = api
+        .send(get("/v1/triggers?type=notification").by(ALICE))
+        .await
+        .ok(200);
+    assert_eq!(listed["triggers"].as_array().map(Vec::len), Some(1));
+    // Another project sees none of it.
+    api.send(get("/v1/triggers/on-boot").by(BOB))
+        .await
+        .error(404, "could not be found");
     let _ = std::fs::remove_dir_all(dir);
 }

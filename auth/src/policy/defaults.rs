@@ -230,7 +230,7 @@ pub const DEFAULT_RULES: &[RuleDefault] = &[
     action("function_alias:delete", MEMBER, "Delete an alias", &[op("DELETE", ALIAS)]),
     // Triggers (webhook calls themselves carry no token: their unguessable URL and optional
     // signature are the credential, so no rule guards them).
-    action("trigger:create", MEMBER, "Create a trigger (cron or webhook)", &[op("POST", TRIGGERS)]),
+    action("trigger:create", MEMBER, "Create a trigger (cron, webhook or notification)", &[op("POST", TRIGGERS)]),
     action("trigger:list", READER, "List triggers", &[op("GET", TRIGGERS)]),
     action("trigger:show", READER, "Show a trigger", &[op("GET", TRIGGER)]),
     action("trigger:update", MEMBER, "Update a trigger", &[op("PATCH", TRIGGER)]),

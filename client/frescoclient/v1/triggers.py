@@ -1,4 +1,5 @@
-"""Triggers: cron schedules and webhooks that invoke a function of the same project."""
+"""Triggers: cron schedules, webhooks and OpenStack notifications that invoke a function of
+the same project."""
 
 from frescoclient import exceptions
 from frescoclient.v1.base import Manager, drop_none, list_params
@@ -29,22 +30,25 @@ class TriggerManager(Manager):
 
     def create(self, name, function, type, cron=None, timezone=None, secret=None,
                rate_limit=None, sync=None, version=None, alias=None, input=None,
-               description=None, enabled=None):
-        if type not in ("cron", "webhook"):
-            raise exceptions.ValidationError("type must be cron or webhook")
+               description=None, enabled=None, event_types=None):
+        if type not in ("cron", "webhook", "notification"):
+            raise exceptions.ValidationError("type must be cron, webhook or notification")
         if type == "cron" and not cron:
             raise exceptions.ValidationError("a cron trigger needs a cron expression")
+        if type == "notification" and not event_types:
+            raise exceptions.ValidationError("a notification trigger needs event types")
         if version is not None and alias is not None:
             raise exceptions.ValidationError("give version or alias, not both")
         body = drop_none({"name": name, "type": type, "function": function, "cron": cron,
                           "timezone": timezone, "secret": secret, "rate_limit": rate_limit,
                           "sync": sync, "version": version, "alias": alias, "input": input,
-                          "description": description, "enabled": enabled})
+                          "description": description, "enabled": enabled,
+                          "event_types": list(event_types) if event_types else None})
         return self.http.request("POST", self.path, json=body).json()["trigger"]
 
     def update(self, trigger, **fields):
         """Any of version, alias, input, enabled, description, cron, timezone, secret,
-        rate_limit, sync (None = unchanged; UNSET = clear)."""
+        rate_limit, sync, event_types (None = unchanged; UNSET = clear)."""
         body = {k: (None if v is UNSET else v) for k, v in fields.items() if v is not None}
         if not body:
             raise exceptions.ValidationError("nothing to update")

@@ -40,6 +40,33 @@ def test_trigger_create_cron_and_webhook(requests_mock, run):
         "enabled": False}
 
 
+def test_trigger_create_notification(requests_mock, run):
+    body = {"id": "t-3", "name": "on-boot", "type": "notification",
+            "event_types": ["compute.instance.create.end", "volume.*"]}
+    requests_mock.post(API + "/triggers", status_code=201, json={"trigger": body})
+    out = run(triggers.CreateTrigger, [
+        "on-boot", "--function", "report", "--event-type", "compute.instance.create.end",
+        "--event-type", "volume.*", "-f", "json"])
+    assert out["event_types"] == ["compute.instance.create.end", "volume.*"]
+    assert requests_mock.last_request.json() == {
+        "name": "on-boot", "type": "notification", "function": "report",
+        "event_types": ["compute.instance.create.end", "volume.*"]}
+    with pytest.raises(SystemExit):
+        run(triggers.CreateTrigger, ["t", "--function", "f", "--event-type", "x", "--webhook"])
+    with pytest.raises(SystemExit):
+        run(triggers.CreateTrigger, ["t", "--function", "f", "--event-type", "x",
+                                     "--cron", "* * * * *"])
+    with pytest.raises(osc_exc.CommandError, match="are for --webhook"):
+        run(triggers.CreateTrigger, ["t", "--function", "f", "--event-type", "x",
+                                     "--secret", "0123456789abcdef"])
+    with pytest.raises(osc_exc.CommandError, match="is for --cron"):
+        run(triggers.CreateTrigger, ["t", "--function", "f", "--event-type", "x",
+                                     "--timezone", "UTC"])
+    requests_mock.patch(API + "/triggers/on-boot", json={"trigger": body})
+    run(triggers.SetTrigger, ["on-boot", "--event-type", "image.*"])
+    assert requests_mock.last_request.json() == {"event_types": ["image.*"]}
+
+
 def test_trigger_create_refuses_mixed_or_missing_kinds(run):
     with pytest.raises(SystemExit):
         run(triggers.CreateTrigger, ["t", "--function", "f"])  # --cron or --webhook

@@ -208,6 +208,24 @@ config_section! {
 }
 
 config_section! {
+    /// OpenStack notifications (oslo.messaging, RabbitMQ) that fire notification triggers; consumed by the active scheduler.
+    pub struct NotificationsSection("notifications") {
+        /// AMQP URL of the RabbitMQ the cloud's services notify on (rabbit://user:password@host:5672/vhost); empty disables the consumer.
+        transport_url: String = "",
+        /// Exchanges the services publish their notifications on (oslo's control_exchange of each service).
+        exchanges: Vec<String> = "nova,cinder,neutron,glance,keystone,openstack",
+        /// Notification topics (oslo's [oslo_messaging_notifications] topics); every priority of each is consumed.
+        topics: Vec<String> = "notifications",
+        /// Durable queue of Fresco's own that the consumer binds to every exchange and topic (never a queue another consumer reads).
+        queue: String = "fresco-notifications",
+        /// Most notifications delivered to the consumer and not yet acknowledged.
+        prefetch: u16 = "64",
+        /// Seconds between attempts to reconnect to RabbitMQ after a failure.
+        reconnect_interval: u64 = "2",
+    }
+}
+
+config_section! {
     /// How long execution records are kept; purged by the active scheduler, which also deletes code packages nothing needs any more.
     pub struct RetentionSection("retention") {
         /// Days a finished execution's record is kept; 0 keeps records forever.
@@ -325,6 +343,7 @@ pub const ALL_SECTIONS: &[SectionDoc] = &[
     doc::<InternalTlsSection>(),
     doc::<SchedulerSection>(),
     doc::<RetentionSection>(),
+    doc::<NotificationsSection>(),
     doc::<AgentSection>(),
 ];
 

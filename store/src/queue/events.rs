@@ -199,6 +199,106 @@ impl Store {
     }
 }
 
+/// One OpenStack notification, as the consumer hands it over: whose it is, its type, and an id
+/// unique to it (oslo's `message_id`), which makes a redelivered notification queue nothing
+/// new.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notification {
+    pub project_id: String,
+    pub event_type: String,
+    pub message_id: String,
+    /// The members of the event (the notification without its request context).
+    pub event: Map<String, Value>,
+}
+
+/// The id of the execution a notification queues for a trigger: the same for a redelivery.
+pub fn notification_execution_id(trigger_id: Uuid, message_id: &str) -> Uuid {
+    Uuid::new_v5(&trigger_id, message_id.as_bytes())
+}
+
+impl Store {
+    /// Queues one async execution for every enabled notification trigger of the
+    /// notification's project whose event types match it, in one fenced transaction (each
+    /// trigger in a savepoint: one whose function cannot run is skipped and logged). Returns
+    /// how many executions were queued; a notification delivered again queues none again.
+    pub fn fire_notification(
+        &self,
+        fence: &Fence,
+        notification: &Notification,
+    ) -> Result<usize, StorageError> {
+        let mut conn = self.conn()?;
+        let images = self.allowed_image_prefixes.clone();
+        fenced(&mut conn, fence, |conn| {
+            // The enabled notification triggers of the project, through their partial index.
+            let triggers: Vec<crate::triggers::Trigger> = triggers::table
+                .filter(triggers::project_id.eq(&notification.project_id))
+                .filter(triggers::kind.eq(crate::triggers::NOTIFICATION))
+                .filter(triggers::enabled.eq(true))
+                .select(crate::triggers::Trigger::as_select())
+                .load(conn)?;
+            let mut queued = 0;
+            for trigger in triggers {
+                let matches = trigger.event_types.iter().flatten().any(|pattern| {
+                    crate::triggers::event_type_matches(pattern, &notification.event_type)
+                });
+                if !matches {
+                    continue;
+                }
+                let id = notification_execution_id(trigger.id, &notification.message_id);
+                let pick = match (trigger.function_version, &trigger.alias) {
+                    (Some(n), _) => Pick::Version(n),
+                    (None, Some(alias)) => Pick::Alias(alias.clone()),
+                    (None, None) => Pick::Latest,
+                };
+                let roll = u32::from(id.as_bytes()[0]) % 100;
+                let mut own = notification.event.clone();
+                own.insert(
+                    "trigger".to_owned(),
+                    json!({"id": trigger.id, "name": trigger.name, "type": "notification"}),
+                );
+                let event = merge_event(&trigger.input, own);
+                let inserted = conn.transaction(|conn| {
+                    let (spec, alias) = targets::resolve(
+                        conn,
+                        &trigger.project_id,
+                        trigger.function_id,
+                        &pick,
+                        roll,
+                        &images,
+                    )
+                    .map_err(|e| QueueError::Refused(e.to_string()))?;
+                    insert_queued(
+                        conn,
+                        &spec,
+                        alias.as_deref(),
+                        event.to_string().as_bytes(),
+                        &Origin {
+                            id,
+                            trigger_id: Some(trigger.id),
+                            chain_depth: 0,
+                        },
+                    )
+                    .map_err(|e| QueueError::Refused(e.to_string()))
+                });
+                match inserted {
+                    Ok(inserted) => queued += usize::from(inserted),
+                    Err(QueueError::Db(e)) => return Err(e.into()),
+                    Err(QueueError::Refused(reason)) => log::warn!(
+                        "notification trigger {} (project {}): {} not queued: {reason}",
+                        trigger.id,
+                        trigger.project_id,
+                        notification.event_type
+                    ),
+                }
+            }
+            if queued > 0 {
+                diesel::sql_query(format!("NOTIFY {QUEUE_CHANNEL}")).execute(conn)?;
+            }
+            Ok(queued)
+        })
+    }
+}
+
 /// A savepoint's failure: the database's (the whole pass fails) or a refusal of this one item.
 #[derive(Debug)]
 enum QueueError {

@@ -1,4 +1,4 @@
-//! `/v1/triggers`: cron and webhook triggers of the caller's project.
+//! `/v1/triggers`: cron, webhook and notification triggers of the caller's project.
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Deserializer};
@@ -40,6 +40,7 @@ struct TriggerBody {
     secret: Option<Option<String>>,
     rate_limit: Option<i32>,
     sync: Option<bool>,
+    event_types: Option<Vec<String>>,
 }
 
 impl From<TriggerBody> for TriggerInput {
@@ -58,6 +59,7 @@ impl From<TriggerBody> for TriggerInput {
             secret: b.secret,
             rate_limit: b.rate_limit,
             sync: b.sync,
+            event_types: b.event_types,
         }
     }
 }

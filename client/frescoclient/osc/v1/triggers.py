@@ -15,7 +15,8 @@ LOG = logging.getLogger(__name__)
 def _show(t):
     return common.show_all(t, first=("id", "name", "type", "function_id", "version", "alias",
                                       "enabled", "cron", "timezone", "next_run_at",
-                                      "webhook_url", "has_secret", "rate_limit", "sync"))
+                                      "webhook_url", "has_secret", "rate_limit", "sync",
+                                      "event_types"))
 
 
 def _input(text):
@@ -41,8 +42,9 @@ def _add_target_options(parser, clearable=False):
 
 
 class CreateTrigger(command.ShowOne):
-    _description = ("Create a trigger: a cron schedule (--cron) or a webhook (--webhook) that "
-                    "invokes a function of your project")
+    _description = ("Create a trigger: a cron schedule (--cron), a webhook (--webhook) or "
+                    "OpenStack notifications of your project (--event-type) that invoke a "
+                    "function of your project")
 
     def get_parser(self, prog_name):
         parser = super().get_parser(prog_name)
@@ -55,6 +57,10 @@ class CreateTrigger(command.ShowOne):
                                "or 6 with seconds first")
         kind.add_argument("--webhook", action="store_true", default=False,
                           help="A webhook: outside systems POST to its URL without a token")
+        kind.add_argument("--event-type", metavar="<pattern>", dest="event_types",
+                          action="append",
+                          help="Fire on your project's OpenStack notifications of this event "
+                               "type ('*' matches anything: volume.*); repeat for more")
         parser.add_argument("--timezone", metavar="<zone>",
                             help="IANA time zone of the cron expression (default: UTC)")
         parser.add_argument("--secret", metavar="<secret>",
@@ -81,9 +87,15 @@ class CreateTrigger(command.ShowOne):
             raise osc_exc.CommandError("--secret, --rate-limit and --sync are for --webhook "
                                        "triggers")
         client = self.app.client_manager.function
+        if parsed_args.cron is not None:
+            kind = "cron"
+        elif parsed_args.event_types:
+            kind = "notification"
+        else:
+            kind = "webhook"
         return _show(client.triggers.create(
-            parsed_args.name, parsed_args.function,
-            "cron" if parsed_args.cron is not None else "webhook",
+            parsed_args.name, parsed_args.function, kind,
+            event_types=parsed_args.event_types,
             cron=parsed_args.cron, timezone=parsed_args.timezone, secret=parsed_args.secret,
             rate_limit=parsed_args.rate_limit, sync=parsed_args.sync,
             version=parsed_args.function_version, alias=parsed_args.alias,
@@ -98,8 +110,8 @@ class ListTrigger(command.Lister):
         parser = super().get_parser(prog_name)
         parser.add_argument("--function", metavar="<function>",
                             help="Only the triggers of this function (name or id)")
-        parser.add_argument("--type", metavar="<type>", choices=("cron", "webhook"),
-                            help="Only cron or webhook triggers")
+        parser.add_argument("--type", metavar="<type>", choices=("cron", "webhook", "notification"),
+                            help="Only triggers of this type")
         common.add_paging_options(parser, sort_keys=["created_at", "name"])
         common.add_project_options(parser)
         return parser
@@ -136,6 +148,10 @@ class SetTrigger(command.Command):
         parser.add_argument("trigger", metavar="<trigger>", help="Trigger (name or id)")
         parser.add_argument("--cron", metavar="<expression>", help="New cron expression")
         parser.add_argument("--timezone", metavar="<zone>", help="New time zone")
+        parser.add_argument("--event-type", metavar="<pattern>", dest="event_types",
+                            action="append",
+                            help="New event types of a notification trigger (replace the "
+                                 "old ones); repeat for more")
         secret = parser.add_mutually_exclusive_group()
         secret.add_argument("--secret", metavar="<secret>", help="New webhook secret")
         secret.add_argument("--no-secret", action="store_true", default=False,
@@ -166,7 +182,8 @@ class SetTrigger(command.Command):
                   "rate_limit": parsed_args.rate_limit, "sync": parsed_args.sync,
                   "enabled": parsed_args.enabled, "version": parsed_args.function_version,
                   "alias": parsed_args.alias, "input": _input(parsed_args.input),
-                  "description": parsed_args.description}
+                  "description": parsed_args.description,
+                  "event_types": parsed_args.event_types}
         if parsed_args.latest:
             fields["version"] = UNSET
             fields["alias"] = UNSET
