@@ -180,11 +180,27 @@ fn control_plane_call<T: serde::de::DeserializeOwned>(
     body: &[u8],
     active: bool,
 ) -> Result<T, ApiError> {
+    control_plane_check(state, req, active)?;
+    parse(body)
+}
+
+/// Every control-plane call: refused by a standby, then the caller's control-plane token
+/// checked.
+fn control_plane_check(state: &AppState, req: &HttpRequest, active: bool) -> Result<(), ApiError> {
     if !active {
         return Err(ApiError::Standby("standby scheduler"));
     }
-    state.check_control_plane(req)?;
-    parse(body)
+    state.check_control_plane(req)
+}
+
+/// 204 for a control-plane call that answers nothing, or the error's answer.
+fn no_content(result: Result<(), ApiError>, active: bool) -> HttpResponse {
+    match result {
+        Ok(()) => HttpResponse::NoContent()
+            .insert_header((ROLE_HEADER, role(active)))
+            .finish(),
+        Err(e) => e.response(active),
+    }
 }
 
 /// An active scheduler's JSON answer, or the error's (whose role header says which we are).
@@ -422,10 +438,7 @@ async fn release(
 ) -> HttpResponse {
     let active = state.is_active();
     let result = (|| {
-        if !active {
-            return Err(ApiError::Standby("standby scheduler"));
-        }
-        state.check_control_plane(&req)?;
+        control_plane_check(&state, &req, active)?;
         let lease_id = Uuid::parse_str(&path)
             .map_err(|_| ApiError::BadRequest(format!("invalid lease id {:?}", path.as_str())))?;
         let release: Release = parse(&body)?;
@@ -433,12 +446,7 @@ async fn release(
         state.placer.release(lease_id, release.warm);
         Ok(())
     })();
-    match result {
-        Ok(()) => HttpResponse::NoContent()
-            .insert_header((ROLE_HEADER, role(active)))
-            .finish(),
-        Err(e) => e.response(active),
-    }
+    no_content(result, active)
 }
 
 async fn grant(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
@@ -519,10 +527,7 @@ async fn return_grant(
 ) -> HttpResponse {
     let active = state.is_active();
     let result = (|| {
-        if !active {
-            return Err(ApiError::Standby("standby scheduler"));
-        }
-        state.check_control_plane(&req)?;
+        control_plane_check(&state, &req, active)?;
         let grant_id = Uuid::parse_str(&path)
             .map_err(|_| ApiError::BadRequest(format!("invalid grant id {:?}", path.as_str())))?;
         let returned: GrantReturn = parse(&body)?;
@@ -532,12 +537,7 @@ async fn return_grant(
             .return_grant(grant_id, returned.used, Instant::now());
         Ok(())
     })();
-    match result {
-        Ok(()) => HttpResponse::NoContent()
-            .insert_header((ROLE_HEADER, role(active)))
-            .finish(),
-        Err(e) => e.response(active),
-    }
+    no_content(result, active)
 }
 
 async fn unreachable(
@@ -546,13 +546,7 @@ async fn unreachable(
     path: web::Path<String>,
 ) -> HttpResponse {
     let active = state.is_active();
-    let result = (|| {
-        if !active {
-            return Err(ApiError::Standby("standby scheduler"));
-        }
-        state.check_control_plane(&req)?;
-        Ok(state.placer.mark_down(&path))
-    })();
+    let result = control_plane_check(&state, &req, active).map(|()| state.placer.mark_down(&path));
     match result {
         Ok(was_up) => {
             if was_up {
