@@ -420,6 +420,8 @@ pub struct Invoker {
     returning: std::sync::atomic::AtomicBool,
     pub recorder: Recorder,
     pub cache: TargetCache,
+    /// Projects' hooks (`crate::hooks`), kept as long as targets.
+    pub hooks: crate::hooks::HookCache,
     /// Recent counts of queued executions per project (the `queued_executions` quota).
     pub queue_gauge: Arc<QueueGauge>,
 }
@@ -441,6 +443,7 @@ impl Invoker {
             agents,
             recorder,
             cache: TargetCache::new(cache_ttl),
+            hooks: crate::hooks::HookCache::new(cache_ttl),
             queue_gauge: Arc::new(QueueGauge::default()),
         }
     }

@@ -9,6 +9,7 @@
 pub mod command;
 pub mod domain;
 pub mod grants;
+pub mod hooks;
 pub mod http;
 pub mod invoke;
 pub mod metrics;

@@ -49,6 +49,9 @@ struct Fixture {
     exec_a: String,
     fn_b: String,
     exec_b: String,
+    /// A's post hook attached by A's admin, and one attached to A by the cloud admin.
+    hook_a: String,
+    hook_cloud: String,
 }
 
 fn id_of(value: &Value, kind: &str) -> String {
@@ -126,6 +129,22 @@ impl Fixture {
         .await
         .ok(201);
         let exec_b = Self::async_invoke(api, MemberB, &fn_b).await;
+        // Post hooks: they run after a sync invocation's answer only, so the invocation rows
+        // (no scheduler) answer as without them.
+        let hook = |who: Persona, body: Value| async move {
+            id_of(
+                &api.call(who, Req::post("/v1/hooks").json(&body))
+                    .await
+                    .ok(201),
+                "hook",
+            )
+        };
+        let hook_a = hook(AdminA, json!({"kind": "post", "function": fn_a})).await;
+        let hook_cloud = hook(
+            CloudAdmin,
+            json!({"kind": "post", "function": fn_a, "project_id": a}),
+        )
+        .await;
         Fixture {
             a,
             b,
@@ -140,6 +159,8 @@ impl Fixture {
             exec_a,
             fn_b,
             exec_b,
+            hook_a,
+            hook_cloud,
         }
     }
 
@@ -169,7 +190,9 @@ impl Fixture {
 
     /// `text` with the fixture's placeholders replaced; `{persona}` is `who`'s slug.
     fn fill(&self, text: &str, who: Persona) -> String {
-        let pairs: [(&str, &str); 11] = [
+        let pairs: [(&str, &str); 13] = [
+            ("{hook_cloud}", &self.hook_cloud),
+            ("{hook}", &self.hook_a),
             ("{A}", &self.a),
             ("{B}", &self.b),
             ("{rt_public}", &self.rt_public),
@@ -345,6 +368,20 @@ const ROWS: &[Row] = &[
     row("PATCH", "/v1/triggers/tr-a-member", Body::Json(r#"{"description": "patched by {persona}"}"#),
         "trigger:update", [Deny, Is(200), Is(200), Is(404), Is(404), Is(200), Deny]),
     row("DELETE", "/v1/triggers/tr-{persona}", Body::Empty, "trigger:delete", [Deny, Is(204), Is(204), Is(404), Is(404), Is(204), Deny]),
+    // Hooks. A project's admin attaches hooks to its own project; attaching one to another
+    // project is the cloud's (hook:manage_cloud), and so is removing a hook of the cloud. The
+    // cloud admin names A's function by id; in its own project it finds no hook of A's.
+    row("POST", "/v1/hooks", Body::Json(r#"{"kind": "post", "function": "{fn}", "project_id": "{A}", "description": "by {persona}"}"#),
+        "hook:create", [Deny, Deny, Is(201), Deny, Is(201), Is(201), Deny]),
+    row("POST", "/v1/hooks", Body::Json(r#"{"kind": "post", "function": "{fn}", "project_id": "{B}"}"#),
+        "hook:manage_cloud", [DenyBy("hook:create"), DenyBy("hook:create"), Deny, DenyBy("hook:create"), Is(201), Is(201), DenyBy("hook:create")]),
+    row("GET", "/v1/hooks", Body::Empty, "hook:list", [Is(200), Is(200), Is(200), Is(200), Is(200), Is(200), Is(200)]),
+    row("GET", "/v1/hooks/{hook}", Body::Empty, "hook:show", [Is(200), Is(200), Is(200), Is(404), Is(404), Is(200), Is(200)]),
+    // Which fields the answer holds is `hooks_show_their_internals_to_who_manages_them`'s part.
+    row("GET", "/v1/hooks/{hook}", Body::Empty, "hook:show_internals", [Is(200), Is(200), Is(200), Is(404), Is(404), Is(200), Is(200)]),
+    // A's admin may not remove the cloud's hook of A (403, not a policy refusal).
+    row("DELETE", "/v1/hooks/{hook_cloud}", Body::Empty, "hook:delete", [Deny, Deny, Is(403), Deny, Is(404), Is(204), Deny]),
+    row("DELETE", "/v1/hooks/{hook}", Body::Empty, "hook:delete", [Deny, Deny, Is(204), Deny, Is(404), Is(404), Deny]),
     // A webhook call carries no token: its URL is the credential (an unknown one is not found).
     row("POST", "/v1/webhooks/{missing}", Body::Json("{}"), NO_RULE, [Is(404), Is(404), Is(404), Is(404), Is(404), Is(404), Is(404)]),
     // Executions (the fixture's is queued: deleting it is a conflict).
@@ -939,6 +976,76 @@ async fn admins_with_all_projects_see_both_projects() {
             narrowed.error(400, "project_id needs all_projects=true");
         }
     }
+}
+
+/// A hook's internals (its function, version, alias, description, author) are for who
+/// manages it: a project hook's for its project's admin and cloud admins, a cloud hook's for
+/// cloud admins only. Everyone who may list hooks sees that they exist, their kind, owner and
+/// fail mode.
+#[actix_web::test]
+async fn hooks_show_their_internals_to_who_manages_them() {
+    let api = Api::start().await;
+    let fx = Fixture::create(&api).await;
+    let show = |who: Persona, id: String| {
+        let api = &api;
+        async move {
+            api.call(who, Req::get(&format!("/v1/hooks/{id}")))
+                .await
+                .ok(200)["hook"]
+                .clone()
+        }
+    };
+    for (who, hook, internals) in [
+        (ReaderA, &fx.hook_a, false),
+        (MemberA, &fx.hook_a, false),
+        (AdminA, &fx.hook_a, true),
+        (SystemAdmin, &fx.hook_a, true),
+        (SystemReader, &fx.hook_a, false),
+        (ReaderA, &fx.hook_cloud, false),
+        (MemberA, &fx.hook_cloud, false),
+        (AdminA, &fx.hook_cloud, false),
+        (SystemAdmin, &fx.hook_cloud, true),
+        (SystemReader, &fx.hook_cloud, false),
+    ] {
+        let shown = show(who, hook.clone()).await;
+        assert_eq!(shown["kind"], "post", "{who:?}: {shown}");
+        assert_eq!(shown["fail_mode"], "closed", "{who:?}: {shown}");
+        assert_eq!(shown["internals_hidden"], !internals, "{who:?}: {shown}");
+        if internals {
+            assert_eq!(shown["function_id"], fx.fn_a.as_str(), "{who:?}: {shown}");
+        } else {
+            for field in [
+                "function_id",
+                "description",
+                "created_by",
+                "version",
+                "alias",
+            ] {
+                assert!(shown.get(field).is_none(), "{who:?} sees {field}: {shown}");
+            }
+        }
+    }
+    let owners: Vec<(String, String)> = api.call(MemberA, Req::get("/v1/hooks")).await.ok(200)
+        ["hooks"]
+        .as_array()
+        .expect("hooks")
+        .iter()
+        .map(|h| {
+            assert_eq!(h["internals_hidden"], true, "{h}");
+            (
+                h["id"].as_str().unwrap_or_default().to_owned(),
+                h["owner"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    assert!(
+        owners.contains(&(fx.hook_a.clone(), "project".to_owned())),
+        "{owners:?}"
+    );
+    assert!(
+        owners.contains(&(fx.hook_cloud.clone(), "cloud".to_owned())),
+        "{owners:?}"
+    );
 }
 
 /// Hole 4 of issue 9: execution views showed members which agent ran their execution and the

@@ -15,6 +15,7 @@ pub mod aliases;
 pub mod event_configs;
 pub mod executions;
 pub mod functions;
+pub mod hooks;
 pub mod paging;
 pub mod queue;
 pub mod quotas;

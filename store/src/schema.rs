@@ -222,6 +222,23 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    hooks (id) {
+        id -> Uuid,
+        project_id -> Text,
+        kind -> Text,
+        owner -> Text,
+        function_id -> Uuid,
+        function_version -> Nullable<Int4>,
+        alias -> Nullable<Text>,
+        fail_mode -> Text,
+        redact -> Bool,
+        description -> Text,
+        created_by -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(functions -> runtimes (runtime_id));
 diesel::joinable!(function_versions -> functions (function_id));
 diesel::joinable!(function_aliases -> functions (function_id));
@@ -239,4 +256,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     triggers,
     function_event_configs,
     dead_letters,
+    hooks,
 );

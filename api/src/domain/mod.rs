@@ -7,6 +7,7 @@ pub mod aliases;
 pub mod event_configs;
 pub mod executions;
 pub mod functions;
+pub mod hooks;
 pub mod invoke;
 pub mod quotas;
 pub mod runtimes;

@@ -132,4 +132,19 @@ impl From<DomainError> for ApiError {
     }
 }
 
+impl From<crate::hooks::HookError> for ApiError {
+    /// A rejection is the status the hook chose (403 by default) with its reason; a fail-closed
+    /// hook is a 502 (a function the platform chained in failed, not the caller's request).
+    fn from(error: crate::hooks::HookError) -> Self {
+        use crate::hooks::HookError;
+        let status = match &error {
+            HookError::Rejected { status, .. } => {
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::FORBIDDEN)
+            }
+            HookError::FailedClosed { .. } => StatusCode::BAD_GATEWAY,
+        };
+        ApiError::new(status, error.to_string())
+    }
+}
+
 pub type ApiResult<T> = Result<T, ApiError>;

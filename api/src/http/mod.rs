@@ -56,6 +56,7 @@ impl AppState {
     pub fn forget_targets(&self, function_id: uuid::Uuid) {
         if let Some(invoker) = &self.invoker {
             invoker.cache.forget_function(function_id);
+            invoker.hooks.forget_function(function_id);
         }
     }
 
@@ -63,6 +64,7 @@ impl AppState {
     pub fn forget_all_targets(&self) {
         if let Some(invoker) = &self.invoker {
             invoker.cache.clear();
+            invoker.hooks.clear();
         }
     }
 

@@ -459,3 +459,49 @@ impl From<DeadLetter> for DeadLetterView {
         }
     }
 }
+
+/// A hook as the caller may see it: its kind, owner and fail mode always; its internals
+/// (function, version, alias, description, author) only for who may manage it (see
+/// `domain::hooks::Authority`).
+#[derive(Serialize)]
+pub struct HookView {
+    id: Uuid,
+    project_id: String,
+    kind: String,
+    owner: String,
+    fail_mode: String,
+    redact: bool,
+    created_at: String,
+    /// The internals are withheld from this caller.
+    internals_hidden: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    function_id: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    version: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    alias: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    created_by: Option<String>,
+}
+
+impl HookView {
+    pub fn new(h: fresco_store::hooks::Hook, internals: bool) -> Self {
+        HookView {
+            id: h.id,
+            project_id: h.project_id,
+            kind: h.kind,
+            owner: h.owner,
+            fail_mode: h.fail_mode,
+            redact: h.redact,
+            created_at: time(h.created_at),
+            internals_hidden: !internals,
+            function_id: internals.then_some(h.function_id),
+            version: h.function_version.filter(|_| internals),
+            alias: h.alias.filter(|_| internals),
+            description: internals.then_some(h.description),
+            created_by: internals.then_some(h.created_by),
+        }
+    }
+}

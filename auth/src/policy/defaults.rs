@@ -74,6 +74,9 @@ const ALIAS: &str = "/v1/functions/{function_id}/aliases/{name}";
 const TRIGGERS: &str = "/v1/triggers";
 const TRIGGER: &str = "/v1/triggers/{trigger_id}";
 const EVENT_CONFIG: &str = "/v1/functions/{function_id}/event-config";
+const HOOKS: &str = "/v1/hooks";
+const HOOK: &str = "/v1/hooks/{hook_id}";
+const PROJECT_ADMIN: &str = "rule:project_admin or rule:admin_required";
 
 /// Every default rule: the base rules first, then one per API action.
 pub const DEFAULT_RULES: &[RuleDefault] = &[
@@ -235,6 +238,43 @@ pub const DEFAULT_RULES: &[RuleDefault] = &[
     action("trigger:show", READER, "Show a trigger", &[op("GET", TRIGGER)]),
     action("trigger:update", MEMBER, "Update a trigger", &[op("PATCH", TRIGGER)]),
     action("trigger:delete", MEMBER, "Delete a trigger", &[op("DELETE", TRIGGER)]),
+    // Hooks: functions the platform chains around every invocation of a project.
+    action(
+        "hook:create",
+        PROJECT_ADMIN,
+        "Attach a pre or post hook to the target project (a project's admin: one of its own functions; a cloud administrator's hook is the cloud's, see hook:manage_cloud)",
+        &[op("POST", HOOKS)],
+    ),
+    action(
+        "hook:list",
+        READER,
+        "List the project's hooks (their kind, owner and fail mode; their internals only as hook:show_internals allows)",
+        &[op("GET", HOOKS)],
+    ),
+    action(
+        "hook:show",
+        READER,
+        "Show a hook of the project (its internals only as hook:show_internals allows)",
+        &[op("GET", HOOK)],
+    ),
+    action(
+        "hook:delete",
+        PROJECT_ADMIN,
+        "Detach a hook of the project (a hook of the cloud also needs hook:manage_cloud)",
+        &[op("DELETE", HOOK)],
+    ),
+    action(
+        "hook:show_internals",
+        PROJECT_ADMIN,
+        "See the internals (function, version, alias, description, author) of the project's own hooks",
+        &[op("GET", HOOK)],
+    ),
+    action(
+        "hook:manage_cloud",
+        ADMIN,
+        "Attach hooks owned by the cloud to any project, and see and remove them (a project's admin can do neither)",
+        &[op("POST", HOOKS), op("DELETE", HOOK)],
+    ),
     // Async invocation config and dead letters.
     action(
         "function_event_config:show",

@@ -41,6 +41,12 @@ const ACTIONS: &[&str] = &[
     "trigger:show",
     "trigger:update",
     "trigger:delete",
+    "hook:create",
+    "hook:list",
+    "hook:show",
+    "hook:delete",
+    "hook:show_internals",
+    "hook:manage_cloud",
     "execution:list",
     "execution:show",
     "execution:log",
@@ -80,7 +86,10 @@ fn expected(rule: &str) -> [bool; 9] {
         "quota:show" | "usage:show" => read,
         r if r.starts_with("quota:") => admin,
         "agent:list" | "all_projects" | "execution:show_platform_details" => cloud_read,
-        "function:create:custom_image" => project_admin,
+        "function:create:custom_image" | "hook:create" | "hook:delete" | "hook:show_internals" => {
+            project_admin
+        }
+        "hook:manage_cloud" => admin,
         r if r.ends_with(":list")
             || r.ends_with(":show")
             || r.ends_with(":log")

@@ -8,14 +8,19 @@ use fresco_store::ExecutionStatus;
 use serde_json::json;
 use serde_json::value::RawValue;
 
+use std::sync::Arc;
+
 use super::{state, State};
 use crate::command::Invocations;
-use crate::domain::invoke::Selector;
+use crate::domain::invoke::{Selector, Target};
+use crate::hooks::{self, Answer, Finished, Invocation, ProjectHooks};
 use crate::http::auth::Caller;
 use crate::http::body;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::paging::Query;
 use crate::http::views::{self, ExecutionView};
+use crate::http::AppState;
+use crate::invoke::Invoker;
 use crate::invoke::{InvokeError, TargetKey};
 
 /// Largest event accepted, as Lambda's synchronous limit.
@@ -142,30 +147,106 @@ pub async fn invoke(
         allowed_image_prefixes: &app.api.allowed_image_prefixes,
     };
 
+    let user_id = caller.context.user_id.as_str();
     if is_async {
+        // Pre hooks run at accept: a rejection is the caller's answer, and what is queued is
+        // the event as the hooks left it (docs/api.md, Hooks).
+        let target = invocations.target(&key, roll).await?;
+        let (event, failed_open) = pre_hooks(&app, invoker, &target, event, true, user_id).await?;
         let queued = invocations.enqueue(&key, roll, &event).await?;
         app.metrics.accepted("invoke");
         let view = ExecutionView::from(queued).shown(caller.sees_platform_details(&data));
-        return Ok(HttpResponse::Accepted().json(json!({ "execution": view })));
+        let mut response = HttpResponse::Accepted();
+        if !failed_open.is_empty() {
+            response.insert_header(failed_open_header(&failed_open));
+        }
+        return Ok(response.json(json!({ "execution": view })));
     }
     let target = invocations.target(&key, roll).await?;
     let details = caller.sees_platform_details(&data);
-    run_sync(&app.metrics, invoker, &target, event, details).await
+    run_sync(&app, invoker, &target, event, details, user_id).await
+}
+
+/// `x-hook-failed-open`: the hooks that failed and let the invocation through.
+pub(super) fn failed_open_header(hooks: &[uuid::Uuid]) -> (HeaderName, HeaderValue) {
+    let ids: Vec<String> = hooks.iter().map(uuid::Uuid::to_string).collect();
+    header("x-hook-failed-open", &ids.join(","))
+}
+
+/// The hooks of the target's project that apply to it (none for a hook's own function).
+async fn hooks_of(
+    app: &Arc<AppState>,
+    invoker: &Invoker,
+    target: &Target,
+) -> ApiResult<Option<Arc<ProjectHooks>>> {
+    let hooks = hooks::of_project(
+        invoker,
+        &app.pool,
+        &app.quota,
+        &app.api.allowed_image_prefixes,
+        &target.spec.project_id,
+    )
+    .await?;
+    Ok((!hooks.skip(target.spec.function_id)).then_some(hooks))
+}
+
+/// Runs the pre hooks that apply to `target` on `event`: the event to run and the hooks that
+/// failed open.
+pub(super) async fn pre_hooks(
+    app: &Arc<AppState>,
+    invoker: &Invoker,
+    target: &Target,
+    event: Box<RawValue>,
+    is_async: bool,
+    user_id: &str,
+) -> ApiResult<(Box<RawValue>, Vec<uuid::Uuid>)> {
+    let Some(hooks) = hooks_of(app, invoker, target).await? else {
+        return Ok((event, Vec::new()));
+    };
+    if hooks.pre.is_empty() {
+        return Ok((event, Vec::new()));
+    }
+    let invocation = Invocation::of(target, is_async, user_id);
+    let allowed = hooks::run_pre(invoker, &hooks, &invocation, event).await?;
+    Ok((allowed.event, allowed.failed_open))
 }
 
 /// Runs a sync invocation of `target` and renders its answer: the function's response (or
 /// its error) with the execution's headers. `details`: the caller may see the platform's side.
+/// The project's hooks run around it (`crate::hooks`): the pre hooks first, the redacting
+/// post hooks before the answer, the other post hooks after it.
 pub(super) async fn run_sync(
-    metrics: &crate::metrics::Metrics,
-    invoker: &crate::invoke::Invoker,
-    target: &crate::domain::invoke::Target,
+    app: &Arc<AppState>,
+    invoker: &Invoker,
+    target: &Target,
     event: Box<RawValue>,
     details: bool,
+    user_id: &str,
 ) -> ApiResult<HttpResponse> {
+    let metrics = &app.metrics;
     invoker
         .recorder
         .admit()
         .map_err(|behind| invoke_error(behind.into(), details))?;
+
+    let hooks = hooks_of(app, invoker, target).await?;
+    let invocation = hooks
+        .as_ref()
+        .map(|_| Invocation::of(target, false, user_id));
+    let mut failed_open = Vec::new();
+    let event = match (&hooks, &invocation) {
+        (Some(hooks), Some(invocation)) if !hooks.pre.is_empty() => {
+            let allowed = hooks::run_pre(invoker, hooks, invocation, event).await?;
+            failed_open = allowed.failed_open;
+            allowed.event
+        }
+        _ => event,
+    };
+    // The event the function saw, for the post hooks.
+    let seen = hooks
+        .as_ref()
+        .filter(|h| !h.post.is_empty() || !h.redacting.is_empty())
+        .map(|_| event.clone());
 
     let started = std::time::Instant::now();
     let outcome = invoker.invoke_sync(target, event).await.map_err(|e| {
@@ -179,8 +260,57 @@ pub(super) async fn run_sync(
         outcome.result.cold,
         started.elapsed(),
     );
-    let result = outcome.result;
+    let mut result = outcome.result;
+    let mut error = (result.status != RunStatus::Succeeded).then(|| {
+        let mut error = result.error.take().map(|e| serde_json::to_value(e).unwrap_or_default()).unwrap_or_else(|| {
+            let status = ExecutionStatus::from(result.status);
+            json!({"errorType": format!("Runtime.{status}"), "errorMessage": format!("execution ended with status {status}")})
+        });
+        if !details {
+            views::redact_platform_error(&mut error);
+        }
+        error
+    });
+    if let (Some(hooks), Some(invocation), Some(seen)) = (hooks, invocation, seen) {
+        let finished = Finished {
+            id: outcome.execution_id,
+            function_id: target.spec.function_id,
+            function_name: target.spec.function_name.clone(),
+            version: target.spec.version,
+            alias: target.alias.clone(),
+            status: ExecutionStatus::from(result.status).as_str(),
+            duration_ms: result.duration_ms,
+            cold: result.cold,
+        };
+        if result.status == RunStatus::Succeeded && !hooks.redacting.is_empty() {
+            let response = result.response.take().unwrap_or_else(|| "null".to_owned());
+            let (response, open) =
+                hooks::run_redacting(invoker, &hooks, &invocation, &seen, &finished, response)
+                    .await?;
+            result.response = Some(response);
+            failed_open.extend(open);
+        }
+        if !hooks.post.is_empty() {
+            // After the answer, on this worker: never delays the caller.
+            let app = Arc::clone(app);
+            let response = result.response.clone();
+            let error = error.clone();
+            actix_web::rt::spawn(async move {
+                if let Some(invoker) = app.invoker.as_ref() {
+                    let answer = Answer {
+                        execution: &finished,
+                        response: response.as_deref(),
+                        error: error.as_ref(),
+                    };
+                    hooks::run_post(invoker, &hooks, &invocation, &seen, &answer).await;
+                }
+            });
+        }
+    }
     let mut response = HttpResponse::Ok();
+    if !failed_open.is_empty() {
+        response.insert_header(failed_open_header(&failed_open));
+    }
     response
         .content_type("application/json")
         .insert_header(header("x-execution-id", &outcome.execution_id.to_string()))
@@ -200,17 +330,8 @@ pub(super) async fn run_sync(
                 (true, false) => "cold",
             },
         ));
-    Ok(match result.status {
-        RunStatus::Succeeded => response.body(result.response.unwrap_or_else(|| "null".to_owned())),
-        _ => {
-            let mut error = result.error.map(|e| serde_json::to_value(e).unwrap_or_default()).unwrap_or_else(|| {
-                let status = ExecutionStatus::from(result.status);
-                json!({"errorType": format!("Runtime.{status}"), "errorMessage": format!("execution ended with status {status}")})
-            });
-            if !details {
-                views::redact_platform_error(&mut error);
-            }
-            response.json(error)
-        }
+    Ok(match error.take() {
+        None => response.body(result.response.unwrap_or_else(|| "null".to_owned())),
+        Some(error) => response.json(error),
     })
 }

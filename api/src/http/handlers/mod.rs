@@ -7,6 +7,7 @@ mod discovery;
 mod events;
 mod executions;
 mod functions;
+mod hooks;
 mod internal;
 mod invoke;
 mod quotas;
@@ -114,6 +115,8 @@ route_table! {
         delete: triggers::delete,
     },
     "/v1/webhooks/{token}" => { post: webhooks::call },
+    "/v1/hooks" => { get: hooks::list, post: hooks::create },
+    "/v1/hooks/{hook}" => { get: hooks::show, delete: hooks::delete },
     "/v1/executions" => { get: executions::list },
     "/v1/executions/{id}" => { get: executions::show, delete: executions::delete },
     "/v1/executions/{id}/log" => { get: executions::log },

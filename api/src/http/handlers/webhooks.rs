@@ -14,7 +14,7 @@ use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 use sha2::Sha256;
 
-use super::invoke::run_sync;
+use super::invoke::{failed_open_header, pre_hooks, run_sync};
 use super::{state, State};
 use crate::command::Invocations;
 use crate::domain::invoke::Selector;
@@ -150,15 +150,21 @@ pub async fn call(
         allowed_image_prefixes: &app.api.allowed_image_prefixes,
     };
     if !trigger.sync {
+        let target = invocations.target(&key, roll).await?;
+        let (event, failed_open) = pre_hooks(&app, invoker, &target, event, true, "").await?;
         let queued = invocations.enqueue(&key, roll, &event).await?;
         app.metrics.accepted("webhook");
         app.metrics.webhook("accepted");
         let view = ExecutionView::from(queued).shown(false);
-        return Ok(HttpResponse::Accepted().json(json!({ "execution": view })));
+        let mut response = HttpResponse::Accepted();
+        if !failed_open.is_empty() {
+            response.insert_header(failed_open_header(&failed_open));
+        }
+        return Ok(response.json(json!({ "execution": view })));
     }
     let target = invocations.target(&key, roll).await?;
     app.metrics.webhook("ran");
-    run_sync(&app.metrics, invoker, &target, event, false).await
+    run_sync(&app, invoker, &target, event, false, "").await
 }
 
 #[cfg(test)]
