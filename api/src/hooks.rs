@@ -242,6 +242,8 @@ impl Invocation {
 struct HookInfo {
     id: Uuid,
     kind: &'static str,
+    /// A post hook that runs before the answer and may replace the result.
+    redact: bool,
 }
 
 #[derive(Serialize)]
@@ -276,26 +278,56 @@ struct PostEvent<'a> {
     error: Option<&'a serde_json::Value>,
 }
 
+/// A hook's answer as sent: `action` and the members that action uses (`reason`, `status`,
+/// `event`, `result`); any other member is ignored.
 #[derive(Deserialize)]
-#[serde(tag = "action", rename_all = "lowercase")]
-enum PreAnswer {
-    Allow,
-    Reject {
-        #[serde(default)]
-        reason: String,
-        #[serde(default)]
-        status: Option<u16>,
-    },
-    Rewrite {
-        event: Box<RawValue>,
-    },
+struct Wire {
+    action: String,
+    #[serde(default)]
+    reason: Option<String>,
+    #[serde(default)]
+    status: Option<u16>,
+    #[serde(default)]
+    event: Option<Box<RawValue>>,
+    #[serde(default)]
+    result: Option<Box<RawValue>>,
 }
 
-#[derive(Deserialize)]
-#[serde(tag = "action", rename_all = "lowercase")]
+enum PreAnswer {
+    Allow,
+    Reject { reason: String, status: Option<u16> },
+    Rewrite { event: Box<RawValue> },
+}
+
+impl PreAnswer {
+    fn parse(text: &str) -> Option<Self> {
+        let wire: Wire = serde_json::from_str(text).ok()?;
+        match wire.action.as_str() {
+            "allow" => Some(PreAnswer::Allow),
+            "reject" => Some(PreAnswer::Reject {
+                reason: wire.reason.unwrap_or_default(),
+                status: wire.status,
+            }),
+            "rewrite" => wire.event.map(|event| PreAnswer::Rewrite { event }),
+            _ => None,
+        }
+    }
+}
+
 enum RedactAnswer {
     Keep,
     Replace { result: Box<RawValue> },
+}
+
+impl RedactAnswer {
+    fn parse(text: &str) -> Option<Self> {
+        let wire: Wire = serde_json::from_str(text).ok()?;
+        match wire.action.as_str() {
+            "keep" => Some(RedactAnswer::Keep),
+            "replace" => wire.result.map(|result| RedactAnswer::Replace { result }),
+            _ => None,
+        }
+    }
 }
 
 /// Why a hook failed (what the caller is told; the details are in the hook's execution).
@@ -371,14 +403,15 @@ pub async fn run_pre(
             hook: HookInfo {
                 id: hook.id,
                 kind: PRE,
+                redact: false,
             },
             invocation,
             event: &event,
         });
         let answer = match payload {
-            Ok(payload) => call(invoker, hook, payload).await.and_then(|text| {
-                serde_json::from_str::<PreAnswer>(&text).map_err(|_| Failure::BadAnswer)
-            }),
+            Ok(payload) => call(invoker, hook, payload)
+                .await
+                .and_then(|text| PreAnswer::parse(&text).ok_or(Failure::BadAnswer)),
             Err(_) => Err(Failure::BadAnswer),
         };
         match answer {
@@ -452,6 +485,7 @@ fn post_payload(
         hook: HookInfo {
             id: hook.id,
             kind: POST,
+            redact: hook.redact,
         },
         invocation,
         event,
@@ -480,9 +514,9 @@ pub async fn run_redacting(
             error: None,
         };
         let decided = match post_payload(hook, invocation, event, &answer) {
-            Some(payload) => call(invoker, hook, payload).await.and_then(|text| {
-                serde_json::from_str::<RedactAnswer>(&text).map_err(|_| Failure::BadAnswer)
-            }),
+            Some(payload) => call(invoker, hook, payload)
+                .await
+                .and_then(|text| RedactAnswer::parse(&text).ok_or(Failure::BadAnswer)),
             None => Err(Failure::BadAnswer),
         };
         match decided {
@@ -563,25 +597,35 @@ mod tests {
 
     #[test]
     fn pre_answers_follow_the_protocol() {
-        let allow: PreAnswer = serde_json::from_str(r#"{"action":"allow"}"#).expect("allow");
-        assert!(matches!(allow, PreAnswer::Allow));
-        let reject: PreAnswer =
-            serde_json::from_str(r#"{"action":"reject","reason":"no","status":422}"#)
-                .expect("reject");
+        assert!(matches!(
+            PreAnswer::parse(r#"{"action":"allow"}"#),
+            Some(PreAnswer::Allow)
+        ));
+        let reject = PreAnswer::parse(r#"{"action":"reject","reason":"no","status":422}"#);
         assert!(
-            matches!(reject, PreAnswer::Reject { reason, status: Some(422) } if reason == "no")
+            matches!(reject, Some(PreAnswer::Reject { reason, status: Some(422) }) if reason == "no")
         );
-        let rewrite: PreAnswer =
-            serde_json::from_str(r#"{"action":"rewrite","event":{"a":1}}"#).expect("rewrite");
-        assert!(matches!(rewrite, PreAnswer::Rewrite { event } if event.get() == r#"{"a":1}"#));
+        let rewrite = PreAnswer::parse(r#"{"action": "rewrite", "event": {"a": 1}}"#);
+        assert!(
+            matches!(rewrite, Some(PreAnswer::Rewrite { event }) if event.get() == r#"{"a": 1}"#)
+        );
         for bad in [
             r#"{"action":"maybe"}"#,
             r#"{}"#,
             r#""allow""#,
             r#"{"action":"rewrite"}"#,
         ] {
-            assert!(serde_json::from_str::<PreAnswer>(bad).is_err(), "{bad}");
+            assert!(PreAnswer::parse(bad).is_none(), "{bad}");
         }
+        assert!(matches!(
+            RedactAnswer::parse(r#"{"action":"replace","result":[1]}"#),
+            Some(RedactAnswer::Replace { result }) if result.get() == "[1]"
+        ));
+        assert!(matches!(
+            RedactAnswer::parse(r#"{"action":"keep"}"#),
+            Some(RedactAnswer::Keep)
+        ));
+        assert!(RedactAnswer::parse(r#"{"action":"replace"}"#).is_none());
     }
 
     #[test]

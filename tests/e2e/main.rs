@@ -7,6 +7,7 @@ mod cold;
 mod events;
 mod faults;
 mod grants;
+mod hooks;
 mod lifecycle;
 mod notifications;
 mod trust;
