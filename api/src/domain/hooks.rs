@@ -185,7 +185,7 @@ pub fn get(conn: &mut PgConnection, scope: &Scope, key: &str) -> DomainResult<Ho
 /// How a removal ended.
 #[derive(Debug)]
 pub enum Removal {
-    Removed(Hook),
+    Removed(Box<Hook>),
     /// The hook is the cloud's and the caller is not a cloud administrator: nothing removed.
     CloudOwned(Uuid),
 }
@@ -202,5 +202,5 @@ pub fn delete(
         return Ok(Removal::CloudOwned(hook.id));
     }
     store::delete(conn, hook.id).map_err(db_error("hook", key))?;
-    Ok(Removal::Removed(hook))
+    Ok(Removal::Removed(Box::new(hook)))
 }

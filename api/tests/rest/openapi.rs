@@ -1145,6 +1145,86 @@ async fn a_walk_over_every_route_gets_only_documented_responses() {
     c.check(tr, &api.send(delete("/v1/triggers/hook").by(ALICE)).await);
     c.check(tr, &api.send(delete("/v1/triggers/hook").by(ALICE)).await); // 404
 
+    // Hooks (post hooks: nothing here invokes synchronously, which needs an agent).
+    let hks = "/v1/hooks";
+    let hk = "/v1/hooks/{hook}";
+    const ANNA: &str = "anna:proj-a:admin";
+    let attached = c.check(
+        hks,
+        &api.send(post(hks).by(ANNA).json(
+            json!({"kind": "post", "function": "g", "version": 1, "fail_mode": "open",
+                "description": "audit"}),
+        ))
+        .await,
+    );
+    let hook_id = attached["hook"]["id"].as_str().expect("hook id").to_owned();
+    assert_eq!(attached["hook"]["internals_hidden"], json!(false));
+    let cloud = c.check(
+        hks,
+        &api.send(post(hks).by(ADMIN).json(
+            json!({"kind": "post", "function": g["id"], "project_id": "proj-a", "redact": true}),
+        ))
+        .await,
+    );
+    let cloud_id = cloud["hook"]["id"].as_str().expect("hook id").to_owned();
+    c.check(
+        hks,
+        &api.send(
+            post(hks)
+                .by(ANNA)
+                .json(json!({"kind": "pre", "function": "g", "redact": true})),
+        )
+        .await,
+    ); // 400
+    c.check(
+        hks,
+        &api.send(
+            post(hks)
+                .by(ALICE)
+                .json(json!({"kind": "pre", "function": "g"})),
+        )
+        .await,
+    ); // 403
+    c.check(
+        hks,
+        &api.send(post(hks).by(ANNA).raw("text/plain", "x")).await,
+    ); // 415
+    let page = c.check(hks, &api.send(get("/v1/hooks?limit=1").by(RITA)).await);
+    assert!(page["next"].is_string(), "{page}");
+    assert_eq!(page["hooks"][0]["internals_hidden"], json!(true));
+    c.check(hks, &api.send(get("/v1/hooks?kind=middle").by(RITA)).await); // 400
+    c.check(
+        hks,
+        &api.send(get(&format!("/v1/hooks/{hook_id}")).by(RITA))
+            .await,
+    );
+    c.check(
+        hk,
+        &api.send(get(&format!("/v1/hooks/{hook_id}")).by(RITA))
+            .await,
+    );
+    c.check(hk, &api.send(get("/v1/hooks/nope").by(RITA)).await); // 404
+    c.check(
+        hk,
+        &api.send(delete(&format!("/v1/hooks/{cloud_id}")).by(ANNA))
+            .await,
+    ); // 403: the cloud's
+    c.check(
+        hk,
+        &api.send(delete(&format!("/v1/hooks/{cloud_id}?all_projects=true")).by(ADMIN))
+            .await,
+    );
+    c.check(
+        hk,
+        &api.send(delete(&format!("/v1/hooks/{hook_id}")).by(ANNA))
+            .await,
+    );
+    c.check(
+        hk,
+        &api.send(delete(&format!("/v1/hooks/{hook_id}")).by(ANNA))
+            .await,
+    ); // 404
+
     // Executions and usage.
     let mut done = execution("proj-a", g["id"].as_str().expect("id"));
     done.error =

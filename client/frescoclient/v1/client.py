@@ -19,6 +19,7 @@ from frescoclient.v1.functions import FunctionManager
 from frescoclient.v1.http import HTTPClient
 from frescoclient.v1.quotas import QuotaManager, UsageManager
 from frescoclient.v1.runtimes import RuntimeManager
+from frescoclient.v1.hooks import HookManager
 from frescoclient.v1.triggers import TriggerManager
 from frescoclient.v1.versions import VersionManager
 
@@ -53,6 +54,7 @@ class Client:
         self.usage = UsageManager(self.http)
         self.agents = AgentManager(self.http)
         self.triggers = TriggerManager(self.http)
+        self.hooks = HookManager(self.http)
         self.event_configs = EventConfigManager(self.http)
         self.dead_letters = DeadLetterManager(self.http)
 
