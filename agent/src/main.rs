@@ -316,7 +316,8 @@ fn run_local(config: &ConfigArgs, command: Local) -> anyhow::Result<()> {
             let mut stdout = std::io::stdout();
             writeln!(
                 stdout,
-                "fresco-agent serve-local listening on http://{addr} ({})",
+                "fresco-agent serve-local {} listening on http://{addr} ({})",
+                emulator.agent().settings().agent_id,
                 emulator.names().join(", ")
             )?;
             stdout.flush()?;
