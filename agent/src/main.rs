@@ -267,9 +267,14 @@ fn run_local(config: &ConfigArgs, command: Local) -> anyhow::Result<()> {
             let options = local_options(config, args.local)?;
             let result = core.block_on(async {
                 let mut emulator = Emulator::start(options).await?;
-                let result = match emulator.load(function).await {
-                    Ok(()) => emulator.invoke(&args.name, event).await,
-                    Err(e) => Err(e),
+                let run = async {
+                    emulator.load(function).await?;
+                    emulator.invoke(&args.name, event).await
+                };
+                // Interrupted (Ctrl-C), the container and the state are removed all the same.
+                let result = tokio::select! {
+                    result = run => result.map_err(anyhow::Error::from),
+                    _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
                 };
                 emulator.shutdown().await;
                 result

@@ -1476,6 +1476,52 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn only_a_local_agent_runs_without_a_ticket_and_it_admits_no_ticket() {
+        let h = harness(1024);
+        h.agent.reconcile().await.expect("reconcile");
+        let echo = spec("echo");
+        let refused = h
+            .agent
+            .run_local(&echo, Uuid::new_v4(), Bytes::from_static(b"{}"))
+            .await
+            .expect_err("a service agent runs nothing without a ticket");
+        assert!(matches!(refused, RunError::Ticket(_)), "{refused}");
+        assert_eq!(h.engine.count("create"), 0);
+
+        // The same settings, built as the local emulator builds its agent.
+        let settings = h.agent.settings().clone();
+        let engine = Arc::new(FakeEngine::new());
+        let host = Arc::new(FakeHost::new());
+        engine.watch_freezer(Arc::clone(&host));
+        let local = Agent::local(settings, Arc::clone(&engine))
+            .expect("local agent")
+            .with_host(Arc::clone(&host) as Arc<dyn HostControl>);
+        let first = local
+            .run_local(&echo, Uuid::new_v4(), Bytes::from_static(br#"{"n":1}"#))
+            .await
+            .expect("a local run");
+        assert_eq!(
+            (first.status, first.response.as_deref(), first.cold),
+            (RunStatus::Succeeded, Some(r#"{"n":1}"#), true)
+        );
+        let second = local
+            .run_local(&echo, Uuid::new_v4(), Bytes::from_static(br#"{"n":2}"#))
+            .await
+            .expect("a warm local run");
+        assert!(!second.cold, "the warm container answers again");
+        assert_eq!(engine.count("create"), 1);
+        let ticketed = local
+            .run(&ticket(&echo), Bytes::new())
+            .await
+            .expect_err("a local agent admits no ticket");
+        assert!(
+            ticketed.to_string().contains("local functions only"),
+            "{ticketed}"
+        );
+        local.shutdown().await;
+    }
+
+    #[tokio::test]
     async fn warm_containers_are_reused_and_reported() {
         let h = harness(1024);
         h.agent.reconcile().await.expect("reconcile");

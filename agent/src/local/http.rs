@@ -88,7 +88,12 @@ async fn invoke(
     });
     let result = match handle.await {
         Ok((name, Ok(result))) => {
-            eprint!("{name}: {}", result.logs);
+            let log: String = result
+                .logs
+                .lines()
+                .map(|line| format!("{name}: {line}\n"))
+                .collect();
+            eprint!("{log}");
             result
         }
         Ok((_, Err(error))) => return local_error(&error),

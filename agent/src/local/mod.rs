@@ -36,6 +36,8 @@ use crate::service::{validate_spec, Agent, RunError, StartupError};
 pub const PROJECT: &str = "local";
 /// Largest event accepted, as the platform's synchronous limit.
 pub const MAX_EVENT_BYTES: usize = 6 * 1024 * 1024;
+/// Longest path a unix socket can be bound at (sockaddr_un.sun_path, with its NUL).
+const MAX_SOCKET_PATH: usize = 108;
 /// A function's memory and timeout when its definition gives none (the platform's defaults).
 pub const DEFAULT_MEMORY_MB: i32 = 128;
 pub const DEFAULT_TIMEOUT_S: i32 = 3;
@@ -312,7 +314,7 @@ impl Emulator {
         }
         let mut settings = Settings::from_raw(&options.config)?;
         let id = Uuid::new_v4().simple().to_string();
-        settings.agent_id = format!("local-{}", &id[..12]);
+        settings.agent_id = format!("local-{}", &id[..10]);
         settings.prewarm = PrewarmSettings::default();
         if let Some(shim) = options.shim_path {
             settings.shim_path = shim;
@@ -322,6 +324,18 @@ impl Emulator {
         }
         let parent = options.state_dir.unwrap_or_else(std::env::temp_dir);
         let state = parent.join(format!("fresco-{}", settings.agent_id));
+        // <state>/sockets/<agent id>/<16 hex>/runtime.sock must fit in a unix socket address.
+        let socket_len = state.as_os_str().len()
+            + settings.agent_id.len()
+            + "/sockets///runtime.sock".len()
+            + 16;
+        if socket_len >= MAX_SOCKET_PATH {
+            return Err(LocalError::Invalid(format!(
+                "runtime socket paths under {} would be {socket_len} bytes long, the limit is {}: give a shorter --state-dir",
+                parent.display(),
+                MAX_SOCKET_PATH - 1
+            )));
+        }
         std::fs::create_dir_all(&state).map_err(|source| LocalError::State {
             path: state.display().to_string(),
             source,
