@@ -420,6 +420,40 @@ impl CodeCache {
     ) -> Result<CodePin, CodeError> {
         let started = std::time::Instant::now();
         let bytes = self.download(sha256, ticket, ticket_id).await?;
+        let pin = self.store(project, sha256, key, bytes).await?;
+        log::info!(
+            "code {key} fetched and unpacked in {:.0} ms",
+            started.elapsed().as_secs_f64() * 1000.0
+        );
+        Ok(pin)
+    }
+
+    /// Adds a package this process was given rather than downloaded (a local agent's, see
+    /// `crate::local`): the same bound, unpacking and cache as a download; returns its sha256
+    /// and a pin. A package already cached is pinned again, not unpacked twice.
+    pub async fn add(&self, project: &str, bytes: Vec<u8>) -> Result<(String, CodePin), CodeError> {
+        let max = self.options.max_download_bytes;
+        if bytes.len() > max {
+            return Err(CodeError::TooLarge(max));
+        }
+        let sha256 = hex::encode(Sha256::digest(&bytes));
+        check_reference(project, &sha256)?;
+        let key = format!("{project}/{sha256}");
+        if let Some(pin) = self.pin_cached(&key) {
+            return Ok((sha256, pin));
+        }
+        let pin = self.store(project, &sha256, &key, bytes).await?;
+        Ok((sha256, pin))
+    }
+
+    /// Unpacks verified `bytes` (package `sha256` of `project`) into the cache and pins it.
+    async fn store(
+        &self,
+        project: &str,
+        sha256: &str,
+        key: &str,
+        bytes: Vec<u8>,
+    ) -> Result<CodePin, CodeError> {
         let project_dir = self.options.root.join(project);
         std::fs::create_dir_all(&project_dir)?;
         let staging = project_dir.join(format!(".tmp-{sha256}-{}", uuid::Uuid::new_v4().simple()));
@@ -444,12 +478,7 @@ impl CodeCache {
         if admitted.is_err() {
             let _ = std::fs::remove_dir_all(&staging);
         }
-        let pin = admitted?;
-        log::info!(
-            "code {key} fetched and unpacked in {:.0} ms",
-            started.elapsed().as_secs_f64() * 1000.0
-        );
-        Ok(pin)
+        admitted
     }
 
     async fn download(

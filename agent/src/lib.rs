@@ -12,6 +12,8 @@
 //!   and applies the retirements their replies carry (`retire`: which containers must never
 //!   serve again).
 //! - `tickets` admits execution tickets: for this agent, for their payload, once.
+//! - `local` is the local emulator (`run-local`, `serve-local`): an agent of its own without
+//!   tickets or a control plane, running a developer's functions the agent's way.
 //! - `clock` is the wall clock in epoch milliseconds, shared by `service` and `runtime_api`
 //!   (so the runtime channel does not import the service that drives it).
 
@@ -23,6 +25,7 @@ pub mod engine;
 pub mod grants;
 pub mod heartbeat;
 pub mod http;
+pub mod local;
 pub mod logs;
 pub mod pool;
 pub mod prewarm;

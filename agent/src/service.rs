@@ -37,12 +37,18 @@ enum Authority<'a> {
     Ticket(&'a str),
     /// A grant, for the execution id its holder chose.
     Grant { token: &'a str, execution_id: Uuid },
+    /// A local agent's own run (`fresco-agent run-local`, `serve-local`): no ticket exists.
+    Local {
+        spec: &'a FunctionSpec,
+        execution_id: Uuid,
+    },
 }
 
 /// An admitted run: the ticket's claims, or the grant slot it holds until it ends.
 enum Admitted<'a> {
     Ticket(&'a str, Box<fresco_common::ticket::TicketClaims>),
     Grant(&'a str, Uuid, crate::grants::Slot),
+    Local(&'a FunctionSpec, Uuid),
 }
 
 /// Why a run was refused before anything ran (the HTTP layer maps these to status codes).
@@ -114,8 +120,9 @@ pub struct Agent<E: ContainerEngine> {
     settings: Settings,
     engine: Arc<E>,
     sandboxes: Arc<Sandboxes>,
-    /// Admits execution tickets: for this agent, for their payload, once.
-    gate: TicketGate,
+    /// Admits execution tickets: for this agent, for their payload, once. `None` for a local
+    /// agent (`local`), which admits no ticket and runs only its own functions.
+    gate: Option<TicketGate>,
     /// This agent's own key (heartbeats, code downloads); `None` when the key file is missing.
     signer: Option<Arc<AgentSigner>>,
     tls: InternalTls,
@@ -301,7 +308,6 @@ impl<E: ContainerEngine> Agent<E> {
         engine: Arc<E>,
         verifier: TicketVerifier,
     ) -> Result<Self, StartupError> {
-        let host = LinuxHost::new(&agent_tag(&settings.agent_id), settings.network.clone());
         let signer = match AgentSigner::from_file(&settings.agent_key_file, &settings.agent_id) {
             Ok(signer) => Some(Arc::new(signer)),
             Err(e) => {
@@ -312,14 +318,31 @@ impl<E: ContainerEngine> Agent<E> {
                 None
             }
         };
-        let tls = InternalTls::from_section(&settings.tls)?;
-        let code = CodeCache::new(CodeOptions::from_settings(&settings), signer.clone(), &tls)?;
         let gate = TicketGate::new(
             verifier,
             &settings.agent_id,
             settings.ticket_ttl,
             settings.replay_cache_entries,
         );
+        Self::assemble(settings, engine, Some(gate), signer)
+    }
+
+    /// A local agent (`crate::local`): the same engine, containers, runtime API and limits,
+    /// without tickets, keys or a control plane; it runs only what `run_local` gives it, with
+    /// code added by `add_local_code`.
+    pub fn local(settings: Settings, engine: Arc<E>) -> Result<Self, StartupError> {
+        Self::assemble(settings, engine, None, None)
+    }
+
+    fn assemble(
+        settings: Settings,
+        engine: Arc<E>,
+        gate: Option<TicketGate>,
+        signer: Option<Arc<AgentSigner>>,
+    ) -> Result<Self, StartupError> {
+        let host = LinuxHost::new(&agent_tag(&settings.agent_id), settings.network.clone());
+        let tls = InternalTls::from_section(&settings.tls)?;
+        let code = CodeCache::new(CodeOptions::from_settings(&settings), signer.clone(), &tls)?;
         Ok(Self {
             pools: Mutex::new(Pools::new(settings.memory_mb)),
             prewarmed: Mutex::new(Prewarmed::new(&settings.prewarm)),
@@ -441,6 +464,30 @@ impl<E: ContainerEngine> Agent<E> {
         .await
     }
 
+    /// A local agent's run of `spec` as execution `execution_id`, with `payload` as the event:
+    /// the path a ticketed run takes after its admission. Its code must have been added with
+    /// `add_local_code` (and stay pinned). Refused by an agent that admits tickets.
+    pub async fn run_local(
+        &self,
+        spec: &FunctionSpec,
+        execution_id: Uuid,
+        payload: Bytes,
+    ) -> Result<RunResult, RunError> {
+        self.run_as(Authority::Local { spec, execution_id }, payload)
+            .await
+    }
+
+    /// Verifies, unpacks (as `CodeCache::add` does for a download) and pins a local agent's
+    /// code package; returns its sha256 (what the function's spec names) and the pin, which
+    /// keeps it in the cache while it lives.
+    pub async fn add_local_code(
+        &self,
+        project: &str,
+        package: Vec<u8>,
+    ) -> Result<(String, crate::code::CodePin), CodeError> {
+        self.code.add(project, package).await
+    }
+
     async fn run_as(
         &self,
         authority: Authority<'_>,
@@ -450,19 +497,30 @@ impl<E: ContainerEngine> Agent<E> {
             return Err(RunError::ShuttingDown);
         }
         // What runs, and the token and id a code download presents for it.
-        let admitted = match authority {
-            Authority::Ticket(ticket) => {
-                let claims = self.gate.admit(ticket, &payload)?;
+        let admitted = match (authority, &self.gate) {
+            (Authority::Ticket(ticket), Some(gate)) => {
+                let claims = gate.admit(ticket, &payload)?;
                 Admitted::Ticket(ticket, Box::new(claims))
             }
-            Authority::Grant {
-                token,
-                execution_id,
-            } => Admitted::Grant(
-                token,
-                execution_id,
-                self.gate.admit_grant(token, execution_id)?,
-            ),
+            (
+                Authority::Grant {
+                    token,
+                    execution_id,
+                },
+                Some(gate),
+            ) => Admitted::Grant(token, execution_id, gate.admit_grant(token, execution_id)?),
+            (Authority::Local { spec, execution_id }, None) => Admitted::Local(spec, execution_id),
+            // A local agent admits no ticket; a service agent runs nothing without one.
+            (Authority::Ticket(_) | Authority::Grant { .. }, None) => {
+                return Err(RunError::Ticket(TicketError::Mismatch(
+                    "is not admitted: this agent runs local functions only".to_owned(),
+                )))
+            }
+            (Authority::Local { .. }, Some(_)) => {
+                return Err(RunError::Ticket(TicketError::Mismatch(
+                    "is missing: this agent runs nothing without a ticket or a grant".to_owned(),
+                )))
+            }
         };
         let (ticket, ticket_id, execution_id, spec) = match &admitted {
             Admitted::Ticket(ticket, claims) => (*ticket, claims.jti, claims.sub, &claims.spec),
@@ -470,6 +528,8 @@ impl<E: ContainerEngine> Agent<E> {
                 let claims = &slot.grant().claims;
                 (*token, claims.sub, *execution_id, &claims.spec)
             }
+            // The code is in the cache already (`add_local_code`): nothing is downloaded.
+            Admitted::Local(spec, execution_id) => ("", Uuid::nil(), *execution_id, *spec),
         };
         validate_spec(spec)?;
         // Defence in depth: the control plane allows a function's own image only within its
@@ -1413,6 +1473,52 @@ mod tests {
             )
             .await
             .expect("run accepted")
+    }
+
+    #[tokio::test]
+    async fn only_a_local_agent_runs_without_a_ticket_and_it_admits_no_ticket() {
+        let h = harness(1024);
+        h.agent.reconcile().await.expect("reconcile");
+        let echo = spec("echo");
+        let refused = h
+            .agent
+            .run_local(&echo, Uuid::new_v4(), Bytes::from_static(b"{}"))
+            .await
+            .expect_err("a service agent runs nothing without a ticket");
+        assert!(matches!(refused, RunError::Ticket(_)), "{refused}");
+        assert_eq!(h.engine.count("create"), 0);
+
+        // The same settings, built as the local emulator builds its agent.
+        let settings = h.agent.settings().clone();
+        let engine = Arc::new(FakeEngine::new());
+        let host = Arc::new(FakeHost::new());
+        engine.watch_freezer(Arc::clone(&host));
+        let local = Agent::local(settings, Arc::clone(&engine))
+            .expect("local agent")
+            .with_host(Arc::clone(&host) as Arc<dyn HostControl>);
+        let first = local
+            .run_local(&echo, Uuid::new_v4(), Bytes::from_static(br#"{"n":1}"#))
+            .await
+            .expect("a local run");
+        assert_eq!(
+            (first.status, first.response.as_deref(), first.cold),
+            (RunStatus::Succeeded, Some(r#"{"n":1}"#), true)
+        );
+        let second = local
+            .run_local(&echo, Uuid::new_v4(), Bytes::from_static(br#"{"n":2}"#))
+            .await
+            .expect("a warm local run");
+        assert!(!second.cold, "the warm container answers again");
+        assert_eq!(engine.count("create"), 1);
+        let ticketed = local
+            .run(&ticket(&echo), Bytes::new())
+            .await
+            .expect_err("a local agent admits no ticket");
+        assert!(
+            ticketed.to_string().contains("local functions only"),
+            "{ticketed}"
+        );
+        local.shutdown().await;
     }
 
     #[tokio::test]

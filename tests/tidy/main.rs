@@ -35,6 +35,7 @@ const ACTIX_ALLOWED: &[&str] = &[
     "scheduler/src/http.rs",
     "scheduler/src/service.rs",
     "agent/src/http.rs",
+    "agent/src/local/http.rs",
     "agent/src/main.rs",
 ];
 

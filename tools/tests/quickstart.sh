@@ -10,7 +10,9 @@
 #    tools/up prints (stack_cli_setup), run exactly as printed from an unrelated directory, with
 #    a HOME of its own (the real ~/.config is not touched) and `openstack` put on a PATH of its
 #    own; an existing clouds.yaml keeps its other clouds;
-#  - executions listed newest first by `openstack function execution list`.
+#  - executions listed newest first by `openstack function execution list`;
+#  - `openstack function run-local` (the local emulator, the real fresco-agent) printing what
+#    `function invoke` answered.
 #
 # Needs (tools/test provides them): FRESCO_TEST_DATABASE_URL, the debug binaries in
 # FRESCO_BIN_DIR (default target/debug), the shim at FRESCO_SHIM_PATH, a Docker engine with the
@@ -198,6 +200,22 @@ executions_newest_first() {
     [[ "$(head -n 1 <<<"$listed")" == "${ids[2]}" ]]
 }
 
+# The local emulator through the CLI: `openstack function run-local` (no cloud, no token)
+# runs the same code with the real fresco-agent and shim and prints what the platform's
+# invoke answered as its result.
+run_local_as_invoked() {
+    local platform here
+    platform=$(as_user "openstack --os-cloud fresco-dev function invoke hello --data '{\"name\": \"local\"}' -f json -c result") ||
+        { echo "$platform"; return 1; }
+    here=$(as_user "openstack function run-local --runtime-image fresco/python3:dev --handler main.handler \
+        --code-dir '$ROOT/tests/functions/python-hello' --data '{\"name\": \"local\"}' \
+        --agent-binary '$bin_dir/fresco-agent' --shim-path '$FRESCO_SHIM'") || { echo "$here"; return 1; }
+    echo "platform: $platform"
+    echo "local: $here"
+    python3 -c 'import json, sys; sys.exit(json.loads(sys.argv[1])["result"] != json.loads(sys.argv[2]))' \
+        "$platform" "$here"
+}
+
 say "quick start test in $T (api :$FRESCO_API_PORT, scheduler :$FRESCO_SCHEDULER_PORT, agent :$FRESCO_AGENT_PORT)"
 check "a noauth stack of its own (tools/lib/stack.sh, debug binaries, fresh database)" start_stack
 seed_clouds_yaml
@@ -210,3 +228,4 @@ check "the printed 'function list' works as printed, from another directory" lis
 check "openstack function create hello (code dir); the printed 'function list' shows it" create_hello
 check "the printed 'function invoke hello' works as printed" invoke_as_printed
 check "openstack function execution list: newest first; --sort-dir asc: oldest first" executions_newest_first
+check "openstack function run-local (the real fresco-agent, no cloud) prints what function invoke answered" run_local_as_invoked
