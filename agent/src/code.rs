@@ -19,6 +19,7 @@ use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -191,6 +192,15 @@ pub struct CodeUsage {
     pub pinned_bytes: u64,
 }
 
+/// How code lookups went since start (`/metrics`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CodeLookups {
+    /// The package was on this node already.
+    pub hits: u64,
+    /// The package was downloaded (attempts, failed ones included).
+    pub downloads: u64,
+}
+
 /// A package held in the cache: never evicted while this lives. Containers keep theirs for
 /// their whole life.
 pub struct CodePin {
@@ -225,11 +235,15 @@ impl Drop for CodePin {
 
 pub struct CodeCache {
     options: CodeOptions,
+    /// Invocations whose package was on this node already (`/metrics`).
+    hits: AtomicU64,
+    /// Packages downloaded (`/metrics`).
+    downloads: AtomicU64,
     api_url: String,
     client: reqwest::Client,
     /// Signs code-download tokens; without it downloads are refused here.
     signer: Option<Arc<AgentSigner>>,
-    downloads: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    in_flight: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     index: Arc<Mutex<Index>>,
 }
 
@@ -284,15 +298,25 @@ impl CodeCache {
         Ok(Self {
             api_url: options.api_url.trim_end_matches('/').to_owned(),
             options,
+            hits: AtomicU64::new(0),
+            downloads: AtomicU64::new(0),
             client,
             signer,
-            downloads: Mutex::new(HashMap::new()),
+            in_flight: Mutex::new(HashMap::new()),
             index: Arc::new(Mutex::new(Index::default())),
         })
     }
 
     fn index(&self) -> std::sync::MutexGuard<'_, Index> {
         self.index.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Packages found on this node and packages downloaded, since start.
+    pub fn lookups(&self) -> CodeLookups {
+        CodeLookups {
+            hits: self.hits.load(Ordering::Relaxed),
+            downloads: self.downloads.load(Ordering::Relaxed),
+        }
     }
 
     pub fn usage(&self) -> CodeUsage {
@@ -317,25 +341,32 @@ impl CodeCache {
         check_reference(project, sha256)?;
         let key = format!("{project}/{sha256}");
         if let Some(pin) = self.pin_cached(&key) {
+            self.hits.fetch_add(1, Ordering::Relaxed);
             return Ok(pin);
         }
         let lock = {
-            let mut downloads = self.downloads.lock().unwrap_or_else(|e| e.into_inner());
-            Arc::clone(downloads.entry(key.clone()).or_default())
+            let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+            Arc::clone(in_flight.entry(key.clone()).or_default())
         };
         let result = {
             let _guard = lock.lock().await;
             match self.pin_cached(&key) {
-                Some(pin) => Ok(pin),
-                None => self.fetch(project, sha256, ticket, ticket_id, &key).await,
+                Some(pin) => {
+                    self.hits.fetch_add(1, Ordering::Relaxed);
+                    Ok(pin)
+                }
+                None => {
+                    self.downloads.fetch_add(1, Ordering::Relaxed);
+                    self.fetch(project, sha256, ticket, ticket_id, &key).await
+                }
             }
         };
-        let mut downloads = self.downloads.lock().unwrap_or_else(|e| e.into_inner());
-        if downloads
+        let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        if in_flight
             .get(&key)
             .is_some_and(|l| Arc::strong_count(l) <= 2)
         {
-            downloads.remove(&key);
+            in_flight.remove(&key);
         }
         result
     }

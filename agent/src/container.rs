@@ -798,6 +798,11 @@ impl Container {
         true
     }
 
+    /// Whether the freezer holds it (or was asked to), for `/metrics`.
+    pub fn is_frozen(&self) -> bool {
+        self.frozen.load(Ordering::SeqCst)
+    }
+
     /// Takes the sandbox for an invocation: a pending freeze is called off, and a frozen
     /// sandbox is thawed (the only cgroup write on a warm invocation's path, and only after
     /// `[agent] freeze_delay_ms` of idleness). A sandbox given up on, or whose container

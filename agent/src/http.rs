@@ -25,6 +25,8 @@ pub const MAX_RUN_BODY: usize = MAX_RESPONSE_BYTES + 64 * 1024;
 
 pub struct AppState<E: ContainerEngine> {
     pub agent: Arc<Agent<E>>,
+    /// `GET /metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// The runtime the agent's containers, sockets and engine client live on.
     pub core: tokio::runtime::Handle,
 }
@@ -33,7 +35,17 @@ pub struct AppState<E: ContainerEngine> {
 pub fn configure<E: ContainerEngine>(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::PayloadConfig::new(MAX_RUN_BODY))
         .route("/v1/run", web::post().to(run::<E>))
-        .route("/healthcheck", web::get().to(healthcheck::<E>));
+        .route("/healthcheck", web::get().to(healthcheck::<E>))
+        .route("/metrics", web::get().to(metrics::<E>));
+}
+
+/// `GET /metrics`: Prometheus metrics (text format), without a credential, like the API's and
+/// the scheduler's: aggregate figures of this node only, no tenant data (see `metrics`).
+async fn metrics<E: ContainerEngine>(state: web::Data<AppState<E>>) -> HttpResponse {
+    let holdings = state.agent.holdings();
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(state.metrics.render(&state.agent.metrics, &holdings))
 }
 
 /// `{"error": {"code", "title", "message"}}`, the shape the rest of Fresco answers with.
@@ -191,6 +203,7 @@ mod tests {
         let agent = Agent::new(settings, Arc::new(FakeEngine::new()), verifier).expect("agent");
         web::Data::new(AppState {
             agent: Arc::new(agent),
+            metrics: Arc::default(),
             core: tokio::runtime::Handle::current(),
         })
     }

@@ -2,11 +2,14 @@
 //!
 //! - `service` is the core: verify a ticket, find or start a container, hand it the event,
 //!   wait for the outcome. It knows nothing about HTTP.
-//! - `http` is the thin actix-web adapter in front of it (`POST /v1/run`, `GET /healthcheck`).
+//! - `http` is the thin actix-web adapter in front of it (`POST /v1/run`, `GET /healthcheck`,
+//!   `GET /metrics`).
 //! - `engine` hides Docker behind the `ContainerEngine` trait (bollard, and a recording fake
 //!   for unit tests); `container` turns a `FunctionSpec` into a hardened container.
 //! - `runtime_api` serves the AWS Lambda Runtime API to one container over its unix socket.
 //! - `pool` is the warm-pool and capacity bookkeeping (plain data, no I/O).
+//! - `metrics` renders `GET /metrics` (Prometheus text: sandboxes by state, runs by outcome,
+//!   starts, memory, code cache), from the counters `service` keeps.
 //! - `code` fetches, verifies and unpacks code packages, once per node.
 //! - `heartbeat` reports capacity and warm pools to the schedulers, signed with the agent's key,
 //!   and applies the retirements their replies carry (`retire`: which containers must never
@@ -27,6 +30,7 @@ pub mod heartbeat;
 pub mod http;
 pub mod local;
 pub mod logs;
+pub mod metrics;
 pub mod pool;
 pub mod prewarm;
 pub mod retire;

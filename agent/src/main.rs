@@ -174,6 +174,7 @@ fn run(args: Cli) -> anyhow::Result<()> {
 
     let state = web::Data::new(AppState {
         agent: Arc::clone(&agent),
+        metrics: Arc::default(),
         core: core.handle().clone(),
     });
     let server_tls = tls.server_config();

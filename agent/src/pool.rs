@@ -211,6 +211,13 @@ impl<T> Pools<T> {
         self.expire(Instant::now() + Duration::from_secs(1), Duration::ZERO)
     }
 
+    /// Every idle item (for `/metrics`).
+    pub fn idle_items(&self) -> impl Iterator<Item = &T> {
+        self.pools
+            .values()
+            .flat_map(|pool| pool.idle.iter().map(|idle| &idle.item))
+    }
+
     /// Idle and busy counts per public warm key, for heartbeats.
     pub fn snapshot(&self) -> Vec<WarmPool> {
         let mut by_key: HashMap<&str, WarmPool> = HashMap::new();

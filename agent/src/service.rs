@@ -114,6 +114,51 @@ pub struct Metrics {
     pub freeze_failures: std::sync::atomic::AtomicU64,
     /// Containers killed for passing their output limit.
     pub output_cutoffs: std::sync::atomic::AtomicU64,
+    /// Invocations served by a warm sandbox of their function.
+    pub warm_starts: std::sync::atomic::AtomicU64,
+    /// Runs by outcome: the status of their result, in the order of `RUN_STATUSES`, then
+    /// refused (an error answer: nothing ran).
+    pub outcomes: [std::sync::atomic::AtomicU64; RUN_STATUSES.len() + 1],
+}
+
+/// The statuses counted in `Metrics::outcomes`, in its order (the last counter is refusals).
+pub const RUN_STATUSES: [RunStatus; 5] = [
+    RunStatus::Succeeded,
+    RunStatus::Failed,
+    RunStatus::Timeout,
+    RunStatus::Oom,
+    RunStatus::Error,
+];
+
+impl Metrics {
+    fn count(&self, result: &Result<RunResult, RunError>) {
+        let index = match result {
+            Ok(result) => RUN_STATUSES
+                .iter()
+                .position(|status| *status == result.status)
+                .unwrap_or(RUN_STATUSES.len()),
+            Err(_) => RUN_STATUSES.len(),
+        };
+        self.outcomes[index].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// What the agent holds now, for `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Holdings {
+    /// Sandboxes running an invocation.
+    pub busy: u64,
+    /// Idle sandboxes of a function, not frozen (yet).
+    pub idle: u64,
+    /// Idle sandboxes of a function held by the freezer.
+    pub frozen: u64,
+    /// Pre-warmed sandboxes waiting for a function.
+    pub prewarmed: u64,
+    pub capacity_mb: u64,
+    /// Memory reserved by sandboxes (busy, idle and pre-warmed).
+    pub reserved_mb: u64,
+    pub code: crate::code::CodeUsage,
+    pub code_lookups: crate::code::CodeLookups,
 }
 
 pub struct Agent<E: ContainerEngine> {
@@ -443,7 +488,9 @@ impl<E: ContainerEngine> Agent<E> {
 
     /// Runs the execution a ticket names, with `payload` as the event.
     pub async fn run(&self, ticket: &str, payload: Bytes) -> Result<RunResult, RunError> {
-        self.run_as(Authority::Ticket(ticket), payload).await
+        let result = self.run_as(Authority::Ticket(ticket), payload).await;
+        self.metrics.count(&result);
+        result
     }
 
     /// Runs execution `execution_id` under a grant (see `grants`), with `payload` as the
@@ -454,14 +501,55 @@ impl<E: ContainerEngine> Agent<E> {
         execution_id: Uuid,
         payload: Bytes,
     ) -> Result<RunResult, RunError> {
-        self.run_as(
-            Authority::Grant {
-                token: grant,
-                execution_id,
-            },
-            payload,
-        )
-        .await
+        let result = self
+            .run_as(
+                Authority::Grant {
+                    token: grant,
+                    execution_id,
+                },
+                payload,
+            )
+            .await;
+        self.metrics.count(&result);
+        result
+    }
+
+    /// What the agent holds now: sandboxes by state, memory, code cache.
+    pub fn holdings(&self) -> Holdings {
+        let (busy, idle, frozen, capacity_mb, reserved_mb) = {
+            let pools = self.pools();
+            let (mut idle, mut frozen) = (0, 0);
+            for container in pools.idle_items() {
+                if container.is_frozen() {
+                    frozen += 1;
+                } else {
+                    idle += 1;
+                }
+            }
+            (
+                u64::from(pools.running()),
+                idle,
+                frozen,
+                pools.capacity_mb(),
+                pools.reserved_mb(),
+            )
+        };
+        let prewarmed = self
+            .prewarmed()
+            .snapshot()
+            .iter()
+            .map(|pool| u64::from(pool.ready))
+            .sum();
+        Holdings {
+            busy,
+            idle,
+            frozen,
+            prewarmed,
+            capacity_mb,
+            reserved_mb,
+            code: self.code.usage(),
+            code_lookups: self.code.lookups(),
+        }
     }
 
     /// A local agent's run of `spec` as execution `execution_id`, with `payload` as the event:
@@ -639,7 +727,10 @@ impl<E: ContainerEngine> Agent<E> {
         };
         let cold = !container.used.swap(true, Ordering::SeqCst);
         let start = match (cold, init_ms) {
-            (false, _) => Start::Warm,
+            (false, _) => {
+                self.metrics.warm_starts.fetch_add(1, Ordering::Relaxed);
+                Start::Warm
+            }
             (true, init) => Start::Cold {
                 prepared_ms: init.unwrap_or(0.0),
                 prewarmed: false,

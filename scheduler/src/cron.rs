@@ -33,6 +33,10 @@ pub struct CronConfig {
 pub struct CronStats {
     pub queued: AtomicU64,
     pub failed: AtomicU64,
+    /// Passes (batches) run, and the time they took in all, in microseconds: what a tick
+    /// costs the leader (`bench/notifications.sh` reads them).
+    pub passes: AtomicU64,
+    pub pass_micros: AtomicU64,
 }
 
 /// Parsed schedules, by their text: a trigger's expression is parsed once per process.
@@ -79,6 +83,7 @@ pub async fn run(
         let store = store.clone();
         let schedules = schedules.clone();
         let batch = config.batch_size.max(1);
+        let started = std::time::Instant::now();
         let fired = tokio::task::spawn_blocking(move || {
             store.fire_cron(&fence, batch, |cron, timezone, after| {
                 schedules
@@ -88,6 +93,11 @@ pub async fn run(
             })
         })
         .await;
+        stats.passes.fetch_add(1, Ordering::Relaxed);
+        stats.pass_micros.fetch_add(
+            u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
         let more = match fired {
             Ok(Ok(fired)) => {
                 stats

@@ -26,8 +26,11 @@ pub struct Metrics {
     async_outcomes: IntCounterVec,
     async_in_flight: IntGauge,
     cron_ticks: IntCounterVec,
+    cron_passes: IntCounter,
+    cron_pass_micros: IntCounter,
     notifications: IntCounterVec,
     notification_executions: IntCounter,
+    notification_batches: IntCounter,
     leader: IntGauge,
     agents_up: IntGauge,
     agent_free_mb: IntGaugeVec,
@@ -96,8 +99,11 @@ impl Metrics {
             async_outcomes: counter_vec(&r, "fresco_scheduler_async_executions_total", "Async execution attempts by outcome: dispatched, completed, requeued, gave_up (failed for good), fenced (a write refused: not the leader)", &["outcome"]),
             async_in_flight: gauge(&r, "fresco_scheduler_async_in_flight", "Async executions this scheduler is running"),
             cron_ticks: counter_vec(&r, "fresco_scheduler_cron_ticks_total", "Cron ticks: fired (an execution queued), or refused (the function could not run)", &["outcome"]),
+            cron_passes: counter(&r, "fresco_scheduler_cron_passes_total", "Cron passes (one fenced transaction each) run while leading"),
+            cron_pass_micros: counter(&r, "fresco_scheduler_cron_pass_microseconds_total", "Time spent in cron passes, in microseconds (the cost of the ticks)"),
             notifications: counter_vec(&r, "fresco_scheduler_notifications_total", "OpenStack notifications consumed: received (all), malformed (logged and acknowledged)", &["outcome"]),
             notification_executions: counter(&r, "fresco_scheduler_notification_executions_total", "Async executions queued by notification triggers"),
+            notification_batches: counter(&r, "fresco_scheduler_notification_batches_total", "Batches of notifications queued, each in one transaction and acknowledged at once"),
             leader: gauge(&r, "fresco_scheduler_leader", "1 while this scheduler holds the leader lease"),
             agents_up: gauge(&r, "fresco_scheduler_agents_up", "Agents up"),
             agent_free_mb: gauge_vec(&r, "fresco_scheduler_agent_free_memory_mb", "Memory an agent has free for placements, in MB", &["agent"]),
@@ -141,6 +147,11 @@ impl Metrics {
                 value.load(Ordering::Relaxed),
             );
         }
+        copy(&self.cron_passes, cron.passes.load(Ordering::Relaxed));
+        copy(
+            &self.cron_pass_micros,
+            cron.pass_micros.load(Ordering::Relaxed),
+        );
         let n = &state.notifications;
         for (outcome, value) in [("received", &n.received), ("malformed", &n.malformed)] {
             copy(
@@ -151,6 +162,10 @@ impl Metrics {
         copy(
             &self.notification_executions,
             n.queued.load(Ordering::Relaxed),
+        );
+        copy(
+            &self.notification_batches,
+            n.batches.load(Ordering::Relaxed),
         );
         self.leader.set(i64::from(state.is_active()));
         let up = state.placer.up_agents();

@@ -5,12 +5,15 @@
 //! notification's project whose event types match (`Store::fire_notification`, one fenced
 //! transaction).
 //!
+//! Deliveries are handled in batches: those that arrived while the previous batch was written
+//! (at most `[notifications] prefetch`, RabbitMQ's window of unacknowledged deliveries) are
+//! queued in one fenced transaction and acknowledged together (`multiple`) after it commits.
 //! Delivery is at-least-once: a notification is acknowledged only after its transaction
-//! committed; one that could not be written (database down, leadership lost) is not, and comes
-//! back (to this consumer or the next leader's). A notification queues the execution of a
+//! committed; a batch that could not be written (database down, leadership lost) is handed
+//! back whole and comes back (to this consumer or the next leader's). A notification queues the execution of a
 //! trigger once however often it comes back: the execution's id derives from the trigger and
 //! the notification's `message_id`. A malformed message (not JSON, no `event_type`) is logged
-//! and acknowledged: it would fail the same way every time.
+//! and acknowledged on its own: it would fail the same way every time.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -18,7 +21,7 @@ use std::time::Duration;
 
 use fresco_common::conf::NotificationsSection;
 use fresco_store::queue::{Notification, Store};
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
     ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
@@ -40,6 +43,8 @@ pub struct NotificationStats {
     pub queued: AtomicU64,
     /// Messages that were not oslo notifications (logged, acknowledged).
     pub malformed: AtomicU64,
+    /// Batches committed (each one transaction, one acknowledgement).
+    pub batches: AtomicU64,
 }
 
 /// Why a message is not a notification Fresco can act on.
@@ -241,60 +246,82 @@ async fn consume(
         config.topics
     );
     loop {
-        let delivery = tokio::select! {
+        let first = tokio::select! {
             _ = stop.changed() => break,
             next = deliveries.next() => match next {
                 Some(delivery) => delivery?,
                 None => break,
             },
         };
-        stats.received.fetch_add(1, Ordering::Relaxed);
-        let notification = match parse(&delivery.data) {
-            Ok(Some(notification)) => notification,
-            Ok(None) => {
-                log::debug!("notification without a project: acknowledged, nothing to fire");
-                delivery.ack(BasicAckOptions::default()).await?;
-                continue;
+        // What else has arrived already joins the batch (bounded by the prefetch window):
+        // nothing waits for a batch to fill, so a lone notification goes through at once, and
+        // under load the deliveries that came in during one transaction make the next batch.
+        let mut batch = vec![first];
+        while batch.len() < usize::from(config.prefetch.max(1)) {
+            match deliveries.next().now_or_never() {
+                Some(Some(delivery)) => batch.push(delivery?),
+                Some(None) | None => break,
             }
-            Err(e) => {
-                stats.malformed.fetch_add(1, Ordering::Relaxed);
-                log::warn!(
-                    "malformed notification ({} bytes, routing key {}): {e}: acknowledged and skipped",
-                    delivery.data.len(),
-                    delivery.routing_key
-                );
-                delivery.ack(BasicAckOptions::default()).await?;
-                continue;
+        }
+        stats
+            .received
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        let mut notifications = Vec::with_capacity(batch.len());
+        let mut last = None;
+        for delivery in batch {
+            match parse(&delivery.data) {
+                Ok(Some(notification)) => {
+                    notifications.push(notification);
+                    last = Some(delivery);
+                }
+                Ok(None) => {
+                    log::debug!("notification without a project: acknowledged, nothing to fire");
+                    delivery.ack(BasicAckOptions::default()).await?;
+                }
+                Err(e) => {
+                    stats.malformed.fetch_add(1, Ordering::Relaxed);
+                    log::warn!(
+                        "malformed notification ({} bytes, routing key {}): {e}: acknowledged and skipped",
+                        delivery.data.len(),
+                        delivery.routing_key
+                    );
+                    delivery.ack(BasicAckOptions::default()).await?;
+                }
             }
-        };
+        }
+        // The batch is acknowledged (or handed back) through its last delivery, with
+        // `multiple`: every earlier delivery of this channel is either in the batch or
+        // acknowledged already.
+        let Some(last) = last else { continue };
         let Some(fence) = leadership.fence() else {
-            requeue(&delivery).await?;
+            requeue(&last).await?;
             return Err(ConsumeError::Fenced);
         };
         let fired = {
             let store = store.clone();
-            tokio::task::spawn_blocking(move || store.fire_notification(&fence, &notification))
+            tokio::task::spawn_blocking(move || store.fire_notifications(&fence, &notifications))
                 .await
         };
         match fired {
             Ok(Ok(queued)) => {
                 stats.queued.fetch_add(queued as u64, Ordering::Relaxed);
-                delivery.ack(BasicAckOptions::default()).await?;
+                stats.batches.fetch_add(1, Ordering::Relaxed);
+                last.ack(BasicAckOptions { multiple: true }).await?;
             }
             Ok(Err(e)) if e.is_fenced() => {
-                requeue(&delivery).await?;
+                requeue(&last).await?;
                 return Err(ConsumeError::Fenced);
             }
             Ok(Err(e)) => {
-                // Not written: it comes back, after a pause so that a database outage is not
+                // Not written: they come back, after a pause so that a database outage is not
                 // a busy loop.
-                log::warn!("notification not queued, it will come back: {e}");
-                requeue(&delivery).await?;
+                log::warn!("notifications not queued, they will come back: {e}");
+                requeue(&last).await?;
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
             Err(e) => {
                 log::error!("notification task failed: {e}");
-                requeue(&delivery).await?;
+                requeue(&last).await?;
             }
         }
     }
@@ -303,11 +330,12 @@ async fn consume(
     Ok(())
 }
 
+/// Hands `delivery` and every earlier unacknowledged delivery of its channel back to the queue.
 async fn requeue(delivery: &lapin::message::Delivery) -> Result<(), lapin::Error> {
     delivery
         .nack(BasicNackOptions {
             requeue: true,
-            ..BasicNackOptions::default()
+            multiple: true,
         })
         .await
 }

@@ -184,6 +184,42 @@ async fn notifications_fire_their_projects_matching_triggers_once() {
     }
 }
 
+/// A batch is one transaction: every notification of it queued (each project's triggers, a
+/// duplicate inside the batch once), and a batch delivered again queues nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_queues_each_notification_once() {
+    let db = TestDb::create();
+    let mut conn = db.conn();
+    setup(&mut conn);
+    let (_lease, fence, _) = lead(&db, "a").await;
+    let store =
+        Store::connect(&db.url, 4, Duration::from_secs(5), Duration::from_secs(5)).expect("store");
+    let batch = vec![
+        notification("p1", "compute.instance.create.end", "b-1"),
+        notification("p2", "compute.instance.create.end", "b-2"),
+        notification("p1", "volume.create.end", "b-3"),
+        notification("p1", "compute.instance.create.end", "b-1"),
+        notification("p3", "compute.instance.create.end", "b-4"),
+        notification("p1", "image.upload.end", "b-5"),
+    ];
+    let fire_all = |batch: Vec<Notification>| {
+        let (store, fence) = (store.clone(), fence.clone());
+        tokio::task::spawn_blocking(move || store.fire_notifications(&fence, &batch))
+    };
+    assert_eq!(
+        fire_all(batch.clone()).await.expect("task").expect("fired"),
+        3
+    );
+    assert_eq!(fire_all(batch).await.expect("task").expect("fired"), 0);
+    assert_eq!(
+        scalar(
+            &mut conn,
+            "SELECT count(*) AS n FROM executions WHERE is_async AND status = 'queued'"
+        ),
+        3
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_former_leader_queues_nothing() {
     let db = TestDb::create();

@@ -388,9 +388,10 @@ fn scrape(url: &str) -> String {
     response.text().unwrap()
 }
 
-/// `/metrics` of the API and of the scheduler parse as Prometheus text, and their counters move
-/// with invocations: sync ones by status and start (cold, then warm), async ones through the
-/// dispatcher; the scheduler reports its leadership, its agent's capacity and the queue.
+/// `/metrics` of the API, of the scheduler and of the agent parse as Prometheus text, and their
+/// counters move with invocations: sync ones by status and start (cold, then warm), async ones
+/// through the dispatcher; the scheduler reports its leadership, its agent's capacity and the
+/// queue; the agent its runs by outcome, its starts, its sandboxes, memory and code cache.
 #[test]
 fn metrics_parse_and_move_with_invocations() {
     let stack = Stack::start(StackOptions::default());
@@ -399,7 +400,9 @@ fn metrics_parse_and_move_with_invocations() {
     stack.wait_for_active_scheduler();
     let api = stack.api.url();
     let scheduler = stack.schedulers[0].url();
-    let (api_before, scheduler_before) = (scrape(&api), scrape(&scheduler));
+    let agent_url = stack.agents[0].url();
+    let (api_before, scheduler_before, agent_before) =
+        (scrape(&api), scrape(&scheduler), scrape(&agent_url));
     for n in 0..3 {
         let response = stack.invoke(ALICE, "echo", &json!({"n": n}));
         assert_eq!(response.status().as_u16(), 200);
@@ -413,7 +416,8 @@ fn metrics_parse_and_move_with_invocations() {
         stack.wait_execution(ALICE, &id, Duration::from_secs(60))["status"],
         "succeeded"
     );
-    let (api_after, scheduler_after) = (scrape(&api), scrape(&scheduler));
+    let (api_after, scheduler_after, agent_after) =
+        (scrape(&api), scrape(&scheduler), scrape(&agent_url));
     let api_moved = |name: &str, labels: &[(&str, &str)]| {
         sample(&api_after, name, labels) - sample(&api_before, name, labels)
     };
@@ -482,7 +486,63 @@ fn metrics_parse_and_move_with_invocations() {
         sample(&scheduler_after, "fresco_scheduler_queue_depth", &[]),
         0.0
     );
-    for text in [&api_after, &scheduler_after] {
+    let agent_moved = |name: &str, labels: &[(&str, &str)]| {
+        sample(&agent_after, name, labels) - sample(&agent_before, name, labels)
+    };
+    assert_eq!(
+        agent_moved("fresco_agent_runs_total", &[("outcome", "succeeded")]),
+        4.0,
+        "three sync runs and one async"
+    );
+    assert_eq!(
+        agent_moved("fresco_agent_runs_total", &[("outcome", "refused")]),
+        0.0
+    );
+    assert_eq!(
+        agent_moved("fresco_agent_starts_total", &[("start", "cold")])
+            + agent_moved("fresco_agent_starts_total", &[("start", "prewarmed")]),
+        1.0,
+        "the first run started a sandbox"
+    );
+    assert_eq!(
+        agent_moved("fresco_agent_starts_total", &[("start", "warm")]),
+        3.0
+    );
+    assert_eq!(
+        agent_moved(
+            "fresco_agent_code_cache_lookups_total",
+            &[("result", "download")]
+        ),
+        1.0,
+        "the package was fetched once"
+    );
+    assert!(sample(&agent_after, "fresco_agent_code_cache_bytes", &[]) > 0.0);
+    assert_eq!(
+        sample(&agent_after, "fresco_agent_sandboxes", &[("state", "busy")]),
+        0.0
+    );
+    assert!(
+        sample(&agent_after, "fresco_agent_sandboxes", &[("state", "idle")])
+            + sample(
+                &agent_after,
+                "fresco_agent_sandboxes",
+                &[("state", "frozen")]
+            )
+            >= 1.0,
+        "the function's sandbox stays warm"
+    );
+    let capacity = sample(&agent_after, "fresco_agent_memory_capacity_mb", &[]);
+    assert!(capacity > 0.0);
+    assert!(
+        (sample(&agent_after, "fresco_agent_memory_free_mb", &[])
+            + sample(&agent_after, "fresco_agent_memory_reserved_mb", &[])
+            - capacity)
+            .abs()
+            < 0.5
+    );
+    assert!(sample(&agent_after, "fresco_agent_memory_reserved_mb", &[]) >= 128.0);
+    for text in [&api_after, &scheduler_after, &agent_after] {
         assert!(!text.contains("e2e-project-a"), "a project in the metrics");
+        assert!(!text.contains(ALICE), "a token in the metrics");
     }
 }

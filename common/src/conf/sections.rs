@@ -218,7 +218,7 @@ config_section! {
         topics: Vec<String> = "notifications",
         /// Durable queue of Fresco's own that the consumer binds to every exchange and topic (never a queue another consumer reads).
         queue: String = "fresco-notifications",
-        /// Most notifications delivered to the consumer and not yet acknowledged.
+        /// Most notifications delivered to the consumer and not yet acknowledged (also the largest batch queued in one transaction).
         prefetch: u16 = "64",
         /// Seconds between attempts to reconnect to RabbitMQ after a failure.
         reconnect_interval: u64 = "2",

@@ -226,70 +226,39 @@ impl Store {
         fence: &Fence,
         notification: &Notification,
     ) -> Result<usize, StorageError> {
+        self.fire_notifications(fence, std::slice::from_ref(notification))
+    }
+
+    /// `fire_notification` for a batch, in one fenced transaction: all of them are queued or
+    /// none (the consumer acknowledges the batch after this commits, or hands it all back).
+    /// Each project's triggers are read once per batch.
+    pub fn fire_notifications(
+        &self,
+        fence: &Fence,
+        notifications: &[Notification],
+    ) -> Result<usize, StorageError> {
         let mut conn = self.conn()?;
         let images = self.allowed_image_prefixes.clone();
         fenced(&mut conn, fence, |conn| {
-            // The enabled notification triggers of the project, through their partial index.
-            let triggers: Vec<crate::triggers::Trigger> = triggers::table
-                .filter(triggers::project_id.eq(&notification.project_id))
-                .filter(triggers::kind.eq(crate::triggers::NOTIFICATION))
-                .filter(triggers::enabled.eq(true))
-                .select(crate::triggers::Trigger::as_select())
-                .load(conn)?;
+            let mut by_project: std::collections::HashMap<&str, Vec<crate::triggers::Trigger>> =
+                std::collections::HashMap::new();
             let mut queued = 0;
-            for trigger in triggers {
-                let matches = trigger.event_types.iter().flatten().any(|pattern| {
-                    crate::triggers::event_type_matches(pattern, &notification.event_type)
-                });
-                if !matches {
-                    continue;
+            for notification in notifications {
+                if !by_project.contains_key(notification.project_id.as_str()) {
+                    // The enabled notification triggers of the project, through their partial
+                    // index.
+                    let triggers: Vec<crate::triggers::Trigger> = triggers::table
+                        .filter(triggers::project_id.eq(&notification.project_id))
+                        .filter(triggers::kind.eq(crate::triggers::NOTIFICATION))
+                        .filter(triggers::enabled.eq(true))
+                        .select(crate::triggers::Trigger::as_select())
+                        .load(conn)?;
+                    by_project.insert(&notification.project_id, triggers);
                 }
-                let id = notification_execution_id(trigger.id, &notification.message_id);
-                let pick = match (trigger.function_version, &trigger.alias) {
-                    (Some(n), _) => Pick::Version(n),
-                    (None, Some(alias)) => Pick::Alias(alias.clone()),
-                    (None, None) => Pick::Latest,
-                };
-                let roll = u32::from(id.as_bytes()[0]) % 100;
-                let mut own = notification.event.clone();
-                own.insert(
-                    "trigger".to_owned(),
-                    json!({"id": trigger.id, "name": trigger.name, "type": "notification"}),
-                );
-                let event = merge_event(&trigger.input, own);
-                let inserted = conn.transaction(|conn| {
-                    let (spec, alias) = targets::resolve(
-                        conn,
-                        &trigger.project_id,
-                        trigger.function_id,
-                        &pick,
-                        roll,
-                        &images,
-                    )
-                    .map_err(|e| QueueError::Refused(e.to_string()))?;
-                    insert_queued(
-                        conn,
-                        &spec,
-                        alias.as_deref(),
-                        event.to_string().as_bytes(),
-                        &Origin {
-                            id,
-                            trigger_id: Some(trigger.id),
-                            chain_depth: 0,
-                        },
-                    )
-                    .map_err(|e| QueueError::Refused(e.to_string()))
-                });
-                match inserted {
-                    Ok(inserted) => queued += usize::from(inserted),
-                    Err(QueueError::Db(e)) => return Err(e.into()),
-                    Err(QueueError::Refused(reason)) => log::warn!(
-                        "notification trigger {} (project {}): {} not queued: {reason}",
-                        trigger.id,
-                        trigger.project_id,
-                        notification.event_type
-                    ),
-                }
+                let triggers = by_project
+                    .get(notification.project_id.as_str())
+                    .map_or(&[][..], Vec::as_slice);
+                queued += queue_notification(conn, &images, triggers, notification)?;
             }
             if queued > 0 {
                 diesel::sql_query(format!("NOTIFY {QUEUE_CHANNEL}")).execute(conn)?;
@@ -297,6 +266,73 @@ impl Store {
             Ok(queued)
         })
     }
+}
+
+/// Queues `notification` for each of `triggers` (its project's) that matches it, each in a
+/// savepoint; returns how many executions were queued.
+fn queue_notification(
+    conn: &mut PgConnection,
+    images: &[String],
+    triggers: &[crate::triggers::Trigger],
+    notification: &Notification,
+) -> Result<usize, StorageError> {
+    let mut queued = 0;
+    for trigger in triggers {
+        let matches =
+            trigger.event_types.iter().flatten().any(|pattern| {
+                crate::triggers::event_type_matches(pattern, &notification.event_type)
+            });
+        if !matches {
+            continue;
+        }
+        let id = notification_execution_id(trigger.id, &notification.message_id);
+        let pick = match (trigger.function_version, &trigger.alias) {
+            (Some(n), _) => Pick::Version(n),
+            (None, Some(alias)) => Pick::Alias(alias.clone()),
+            (None, None) => Pick::Latest,
+        };
+        let roll = u32::from(id.as_bytes()[0]) % 100;
+        let mut own = notification.event.clone();
+        own.insert(
+            "trigger".to_owned(),
+            json!({"id": trigger.id, "name": trigger.name, "type": "notification"}),
+        );
+        let event = merge_event(&trigger.input, own);
+        let inserted = conn.transaction(|conn| {
+            let (spec, alias) = targets::resolve(
+                conn,
+                &trigger.project_id,
+                trigger.function_id,
+                &pick,
+                roll,
+                images,
+            )
+            .map_err(|e| QueueError::Refused(e.to_string()))?;
+            insert_queued(
+                conn,
+                &spec,
+                alias.as_deref(),
+                event.to_string().as_bytes(),
+                &Origin {
+                    id,
+                    trigger_id: Some(trigger.id),
+                    chain_depth: 0,
+                },
+            )
+            .map_err(|e| QueueError::Refused(e.to_string()))
+        });
+        match inserted {
+            Ok(inserted) => queued += usize::from(inserted),
+            Err(QueueError::Db(e)) => return Err(e.into()),
+            Err(QueueError::Refused(reason)) => log::warn!(
+                "notification trigger {} (project {}): {} not queued: {reason}",
+                trigger.id,
+                trigger.project_id,
+                notification.event_type
+            ),
+        }
+    }
+    Ok(queued)
 }
 
 /// A savepoint's failure: the database's (the whole pass fails) or a refusal of this one item.
