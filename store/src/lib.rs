@@ -16,6 +16,7 @@ pub mod event_configs;
 pub mod executions;
 pub mod functions;
 pub mod paging;
+pub mod pipelines;
 pub mod queue;
 pub mod quotas;
 pub mod retirements;
