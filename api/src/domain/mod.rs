@@ -8,6 +8,7 @@ pub mod event_configs;
 pub mod executions;
 pub mod functions;
 pub mod invoke;
+pub mod pipelines;
 pub mod quotas;
 pub mod runtimes;
 pub mod triggers;

@@ -274,6 +274,19 @@ fn step_error(step: &Step, path: &str, attempt: i32, record: &Record) -> Value {
     error
         .entry("errorType")
         .or_insert_with(|| Value::String(format!("Execution.{}", record.status)));
+    // The platform's own text (agents, engine messages) never reaches the run's error, nor a
+    // handler function: the step's execution keeps it for those who may see it.
+    let platform = error
+        .get("errorType")
+        .and_then(Value::as_str)
+        .is_some_and(|t| t.starts_with("Platform"));
+    if platform {
+        error.insert(
+            "errorMessage".into(),
+            json!("the platform could not run the step; an administrator can see why in its execution"),
+        );
+        error.remove("stackTrace");
+    }
     error.insert("step".into(), json!(step.name));
     error.insert("step_path".into(), json!(path));
     error.insert("attempts".into(), json!(attempt));

@@ -233,7 +233,7 @@ pub fn delete(conn: &mut PgConnection, scope: &Scope, key: &str) -> DbResult<()>
 }
 
 /// Stores run `run` (status `running`) and queues its first steps, in the caller's
-/// transaction; the caller NOTIFYs. Returns the run as it stands after the first advance (a
+/// transaction, and wakes the dispatcher when that commits. Returns the run as it stands after the first advance (a
 /// definition that cannot start, e.g. a map over no list, has ended already).
 pub fn start_run(
     conn: &mut PgConnection,
@@ -243,12 +243,26 @@ pub fn start_run(
     diesel::insert_into(pipeline_runs::table)
         .values(run)
         .execute(conn)?;
-    advance(conn, run.id, allowed_image_prefixes)?;
+    if advance(conn, run.id, allowed_image_prefixes)?.queued > 0 {
+        diesel::sql_query(format!("NOTIFY {}", crate::queue::QUEUE_CHANNEL)).execute(conn)?;
+    }
     Ok(pipeline_runs::table
         .filter(pipeline_runs::id.eq(run.id))
         .select(Run::as_select())
         .first(conn)?)
 }
+
+/// A step execution's row as the advance reads it: id, path, attempt, status, result, error,
+/// end.
+type StepRow = (
+    Uuid,
+    Option<String>,
+    Option<i32>,
+    ExecutionStatus,
+    Option<String>,
+    Option<Value>,
+    Option<DateTime<Utc>>,
+);
 
 /// What one advance did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -294,15 +308,7 @@ pub fn advance(
             });
         }
     };
-    let rows: Vec<(
-        Uuid,
-        Option<String>,
-        Option<i32>,
-        ExecutionStatus,
-        Option<String>,
-        Option<Value>,
-        Option<DateTime<Utc>>,
-    )> = executions::table
+    let rows: Vec<StepRow> = executions::table
         .filter(executions::pipeline_run_id.eq(id))
         .select((
             executions::id,

@@ -9,6 +9,7 @@ mod executions;
 mod functions;
 mod internal;
 mod invoke;
+mod pipelines;
 mod quotas;
 mod runtimes;
 mod triggers;
@@ -114,6 +115,15 @@ route_table! {
         delete: triggers::delete,
     },
     "/v1/webhooks/{token}" => { post: webhooks::call },
+    "/v1/pipelines" => { get: pipelines::list, post: pipelines::create },
+    "/v1/pipelines/{pipeline}" => {
+        get: pipelines::show,
+        put: pipelines::update,
+        delete: pipelines::delete,
+    },
+    "/v1/pipelines/{pipeline}/invoke" => { post: pipelines::invoke },
+    "/v1/pipeline-runs" => { get: pipelines::list_runs },
+    "/v1/pipeline-runs/{id}" => { get: pipelines::show_run },
     "/v1/executions" => { get: executions::list },
     "/v1/executions/{id}" => { get: executions::show, delete: executions::delete },
     "/v1/executions/{id}/log" => { get: executions::log },
