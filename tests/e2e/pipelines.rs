@@ -85,7 +85,10 @@ fn a_pipeline_with_a_parallel_and_a_map_step_returns_the_joined_result() {
         assert_eq!(execution["status"], "succeeded");
         assert!(step["duration_ms"].as_f64().is_some());
     }
-    assert_eq!(steps[1]["name"].as_str().map(|n| n == "sum" || n == "same"), Some(true));
+    assert_eq!(
+        steps[1]["name"].as_str().map(|n| n == "sum" || n == "same"),
+        Some(true)
+    );
 
     // The same asynchronously: 202 with the run, which ends the same way.
     let response = stack.post(
@@ -152,9 +155,8 @@ fn a_failing_step_is_retried_with_its_backoff_then_caught() {
         ]
     );
     // Each retry started at least its backoff after the previous attempt ended.
-    let time = |s: &Value, f: &str| {
-        chrono::DateTime::parse_from_rfc3339(s[f].as_str().unwrap()).unwrap()
-    };
+    let time =
+        |s: &Value, f: &str| chrono::DateTime::parse_from_rfc3339(s[f].as_str().unwrap()).unwrap();
     for pair in steps[..3].windows(2) {
         let pause = time(&pair[1], "started_at") - time(&pair[0], "finished_at");
         assert!(
@@ -171,7 +173,10 @@ fn a_failing_step_is_retried_with_its_backoff_then_caught() {
     let run = response.json::<Value>().unwrap()["pipeline_run"].clone();
     assert_eq!(run["status"], "failed", "{run}");
     assert_eq!(run["error"]["errorType"], "ValueError");
-    assert_eq!(run["error"]["execution_id"], run["steps"][0]["execution_id"]);
+    assert_eq!(
+        run["error"]["execution_id"],
+        run["steps"][0]["execution_id"]
+    );
 }
 
 #[test]
@@ -261,7 +266,9 @@ fn another_projects_function_is_refused_as_an_unknown_one() {
     assert_eq!(by_id.0, 400);
     assert_eq!(by_id, unknown_id);
     assert!(
-        by_id.1.contains("steps[0].branches[0][0].function: function KEY not found"),
+        by_id
+            .1
+            .contains("steps[0].branches[0][0].function: function KEY not found"),
         "{}",
         by_id.1
     );

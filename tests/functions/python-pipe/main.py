@@ -22,7 +22,13 @@ def square(event, context):
 
 
 def nap(event, context):
-    """Sleeps the event's seconds (a number, or {"seconds": s}), then hands the event on."""
-    seconds = event.get("seconds", 1) if isinstance(event, dict) else event
+    """Sleeps the event's seconds (a number, or {"seconds": s}; a list: none), then hands the
+    event on."""
+    if isinstance(event, dict):
+        seconds = event.get("seconds", 1)
+    elif isinstance(event, list):
+        seconds = 0
+    else:
+        seconds = event
     time.sleep(float(seconds))
     return event
