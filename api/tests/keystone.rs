@@ -382,6 +382,19 @@ const ROWS: &[Row] = &[
     // A's admin may not remove the cloud's hook of A (403, not a policy refusal).
     row("DELETE", "/v1/hooks/{hook_cloud}", Body::Empty, "hook:delete", [Deny, Deny, Is(403), Deny, Is(404), Is(204), Deny]),
     row("DELETE", "/v1/hooks/{hook}", Body::Empty, "hook:delete", [Deny, Deny, Is(204), Deny, Is(404), Is(404), Deny]),
+    // Pipelines: a definition names functions of the caller's own project only, so another
+    // project's member (and a token with no project) gets a 400 naming the step.
+    row("POST", "/v1/pipelines", Body::Json(r#"{"name": "pl-{persona}", "steps": [{"name": "s", "function": "{fn}"}]}"#),
+        "pipeline:create", [Deny, Is(201), Is(201), Is(400), Is(400), Is(400), Deny]),
+    row("GET", "/v1/pipelines", Body::Empty, "pipeline:list", [Is(200), Is(200), Is(200), Is(200), Is(200), Is(200), Is(200)]),
+    row("GET", "/v1/pipelines/pl-a-member", Body::Empty, "pipeline:show", [Is(200), Is(200), Is(200), Is(404), Is(404), Is(200), Is(200)]),
+    row("PUT", "/v1/pipelines/pl-a-member", Body::Json(r#"{"steps": [{"name": "s", "function": "{fn}"}]}"#),
+        "pipeline:update", [Deny, Is(200), Is(200), Is(404), Is(404), Is(200), Deny]),
+    row("POST", "/v1/pipelines/pl-a-member/invoke?async=true", Body::Json("{}"), "pipeline:invoke",
+        [Deny, Is(202), Is(202), Is(404), Is(404), Is(202), Deny]),
+    row("DELETE", "/v1/pipelines/pl-{persona}", Body::Empty, "pipeline:delete", [Deny, Is(204), Is(204), Is(404), Is(404), Is(404), Deny]),
+    row("GET", "/v1/pipeline-runs", Body::Empty, "pipeline_run:list", [Is(200), Is(200), Is(200), Is(200), Is(200), Is(200), Is(200)]),
+    row("GET", "/v1/pipeline-runs/{missing}", Body::Empty, "pipeline_run:show", [Is(404), Is(404), Is(404), Is(404), Is(404), Is(404), Is(404)]),
     // A webhook call carries no token: its URL is the credential (an unknown one is not found).
     row("POST", "/v1/webhooks/{missing}", Body::Json("{}"), NO_RULE, [Is(404), Is(404), Is(404), Is(404), Is(404), Is(404), Is(404)]),
     // Executions (the fixture's is queued: deleting it is a conflict).

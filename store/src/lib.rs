@@ -17,6 +17,7 @@ pub mod executions;
 pub mod functions;
 pub mod hooks;
 pub mod paging;
+pub mod pipelines;
 pub mod queue;
 pub mod quotas;
 pub mod retirements;

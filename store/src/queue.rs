@@ -469,6 +469,7 @@ impl Store {
                      x.created_at \
                    FROM executions x \
                    WHERE x.project_id = p.project_id AND x.status = '{}' AND x.is_async \
+                     AND (x.not_before IS NULL OR x.not_before <= now()) \
                    ORDER BY x.created_at LIMIT $2 \
                    FOR UPDATE OF x SKIP LOCKED) e",
                 ExecutionStatus::Queued

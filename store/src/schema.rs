@@ -115,6 +115,12 @@ diesel::table! {
         /// How many destinations deep it is (0: invoked, or fired by a trigger).
         chain_depth -> Int4,
         init_duration_ms -> Nullable<Float8>,
+        /// The pipeline run this execution is a step of, its place and its attempt.
+        pipeline_run_id -> Nullable<Uuid>,
+        pipeline_step -> Nullable<Text>,
+        pipeline_attempt -> Nullable<Int4>,
+        /// Not claimed before this time (a pipeline step's retry backoff).
+        not_before -> Nullable<Timestamptz>,
     }
 }
 
@@ -239,6 +245,45 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    pipelines (id) {
+        id -> Uuid,
+        project_id -> Text,
+        name -> Text,
+        version -> Int4,
+        definition -> Jsonb,
+        description -> Text,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    pipeline_versions (pipeline_id, version) {
+        pipeline_id -> Uuid,
+        version -> Int4,
+        definition -> Jsonb,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    pipeline_runs (id) {
+        id -> Uuid,
+        project_id -> Text,
+        pipeline_id -> Uuid,
+        pipeline_name -> Text,
+        pipeline_version -> Int4,
+        definition -> Jsonb,
+        status -> Text,
+        input -> Jsonb,
+        result -> Nullable<Jsonb>,
+        error -> Nullable<Jsonb>,
+        created_at -> Timestamptz,
+        finished_at -> Nullable<Timestamptz>,
+    }
+}
+
 diesel::joinable!(functions -> runtimes (runtime_id));
 diesel::joinable!(function_versions -> functions (function_id));
 diesel::joinable!(function_aliases -> functions (function_id));
@@ -257,4 +302,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     function_event_configs,
     dead_letters,
     hooks,
+    pipelines,
+    pipeline_versions,
+    pipeline_runs,
 );

@@ -10,6 +10,7 @@ mod grants;
 mod hooks;
 mod lifecycle;
 mod notifications;
+mod pipelines;
 mod trust;
 
 use std::time::{Duration, Instant};

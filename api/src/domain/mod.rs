@@ -9,6 +9,7 @@ pub mod executions;
 pub mod functions;
 pub mod hooks;
 pub mod invoke;
+pub mod pipelines;
 pub mod quotas;
 pub mod runtimes;
 pub mod triggers;

@@ -4,7 +4,7 @@ use fresco_common::conf::QuotaSection;
 use fresco_store::PgConnection;
 
 use super::{DomainError, DomainResult};
-use fresco_store::{executions, functions, quotas, triggers};
+use fresco_store::{executions, functions, pipelines, quotas, triggers};
 
 /// The resources a quota can bound, in display order.
 pub const RESOURCES: &[&str] = &[
@@ -16,6 +16,7 @@ pub const RESOURCES: &[&str] = &[
     "executions_per_minute",
     "queued_executions",
     "triggers",
+    "pipelines",
 ];
 
 /// A project's effective limits; -1 means unlimited.
@@ -29,6 +30,7 @@ pub struct Limits {
     pub executions_per_minute: i64,
     pub queued_executions: i64,
     pub triggers: i64,
+    pub pipelines: i64,
 }
 
 impl Limits {
@@ -42,6 +44,7 @@ impl Limits {
             executions_per_minute: config.executions_per_minute,
             queued_executions: config.queued_executions,
             triggers: config.triggers,
+            pipelines: config.pipelines,
         }
     }
 
@@ -55,6 +58,7 @@ impl Limits {
             "executions_per_minute" => self.executions_per_minute,
             "queued_executions" => self.queued_executions,
             "triggers" => self.triggers,
+            "pipelines" => self.pipelines,
             _ => return None,
         })
     }
@@ -69,6 +73,7 @@ impl Limits {
             "executions_per_minute" => self.executions_per_minute = limit,
             "queued_executions" => self.queued_executions = limit,
             "triggers" => self.triggers = limit,
+            "pipelines" => self.pipelines = limit,
             _ => {}
         }
     }
@@ -103,6 +108,7 @@ pub struct QuotaReport {
     /// Async executions waiting in the queue.
     pub executions_queued: i64,
     pub triggers_in_use: i64,
+    pub pipelines_in_use: i64,
 }
 
 pub fn report(
@@ -118,6 +124,7 @@ pub fn report(
         executions_in_flight: executions::in_flight(conn, project_id)?,
         executions_queued: executions::queued(conn, project_id, None)?,
         triggers_in_use: triggers::count(conn, project_id)?,
+        pipelines_in_use: pipelines::count(conn, project_id)?,
     })
 }
 

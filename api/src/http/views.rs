@@ -14,6 +14,8 @@ use fresco_store::aliases::Alias;
 use fresco_store::event_configs::{DeadLetter, EventConfig};
 use fresco_store::executions::{ExecutionSummary, Usage};
 use fresco_store::functions::CodeInfo;
+use fresco_store::pipelines::definition::Definition;
+use fresco_store::pipelines::{Pipeline, Run, StepExecution};
 use fresco_store::runtimes::Runtime;
 use fresco_store::triggers::Trigger;
 
@@ -296,6 +298,7 @@ pub fn quota(report: &QuotaReport) -> Value {
             "concurrent_executions" => Some(report.executions_in_flight),
             "queued_executions" => Some(report.executions_queued),
             "triggers" => Some(report.triggers_in_use),
+            "pipelines" => Some(report.pipelines_in_use),
             _ => None,
         };
         if let Some(in_use) = in_use {
@@ -503,5 +506,131 @@ impl HookView {
             description: internals.then_some(h.description),
             created_by: internals.then_some(h.created_by),
         }
+    }
+}
+#[derive(Serialize)]
+pub struct PipelineView {
+    id: Uuid,
+    name: String,
+    project_id: String,
+    version: i32,
+    description: String,
+    /// The steps and handlers, each task with its function's name and id.
+    steps: Value,
+    handlers: Value,
+    created_at: String,
+    updated_at: String,
+}
+
+impl From<Pipeline> for PipelineView {
+    fn from(p: Pipeline) -> Self {
+        let mut definition = p.definition;
+        let steps = definition
+            .get_mut("steps")
+            .map(Value::take)
+            .unwrap_or_else(|| Value::Array(Vec::new()));
+        let handlers = definition
+            .get_mut("handlers")
+            .map(Value::take)
+            .unwrap_or_else(|| Value::Array(Vec::new()));
+        PipelineView {
+            id: p.id,
+            name: p.name,
+            project_id: p.project_id,
+            version: p.version,
+            description: p.description,
+            steps,
+            handlers,
+            created_at: time(p.created_at),
+            updated_at: time(p.updated_at),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct PipelineStepView {
+    /// Where the step is in the definition (`1`, `0.b1.0`, `2.i3.0`, `0!handler`).
+    step: String,
+    name: Option<String>,
+    attempt: i32,
+    execution_id: Uuid,
+    status: String,
+    function_id: Uuid,
+    function_version: i32,
+    created_at: String,
+    started_at: Option<String>,
+    finished_at: Option<String>,
+    duration_ms: Option<f64>,
+}
+
+#[derive(Serialize)]
+pub struct PipelineRunView {
+    id: Uuid,
+    project_id: String,
+    pipeline_id: Uuid,
+    pipeline_name: String,
+    pipeline_version: i32,
+    status: String,
+    result: Option<Value>,
+    error: Option<Value>,
+    created_at: String,
+    finished_at: Option<String>,
+    duration_ms: Option<f64>,
+    /// Only when one run is shown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    input: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    steps: Option<Vec<PipelineStepView>>,
+}
+
+impl PipelineRunView {
+    /// A run as listed: no input, no steps.
+    pub fn summary(r: Run) -> Self {
+        PipelineRunView {
+            duration_ms: r
+                .finished_at
+                .map(|end| (end - r.created_at).num_microseconds().unwrap_or(0) as f64 / 1000.0),
+            id: r.id,
+            project_id: r.project_id,
+            pipeline_id: r.pipeline_id,
+            pipeline_name: r.pipeline_name,
+            pipeline_version: r.pipeline_version,
+            status: r.status,
+            result: r.result,
+            error: r.error,
+            created_at: time(r.created_at),
+            finished_at: opt_time(r.finished_at),
+            input: None,
+            steps: None,
+        }
+    }
+
+    /// A run with its input and each step execution.
+    pub fn detail(r: Run, steps: Vec<StepExecution>) -> Self {
+        let definition: Option<Definition> = serde_json::from_value(r.definition.clone()).ok();
+        let input = r.input.clone();
+        let steps = steps
+            .into_iter()
+            .map(|s| {
+                let path = s.path.unwrap_or_default();
+                PipelineStepView {
+                    name: definition.as_ref().and_then(|d| d.step_name(&path)),
+                    step: path,
+                    attempt: s.attempt.unwrap_or(1),
+                    execution_id: s.id,
+                    status: s.status.to_string(),
+                    function_id: s.function_id,
+                    function_version: s.function_version,
+                    created_at: time(s.created_at),
+                    started_at: opt_time(s.started_at),
+                    finished_at: opt_time(s.finished_at),
+                    duration_ms: s.duration_ms,
+                }
+            })
+            .collect();
+        let mut view = Self::summary(r);
+        view.input = Some(input);
+        view.steps = Some(steps);
+        view
     }
 }

@@ -73,6 +73,11 @@ const ALIASES: &str = "/v1/functions/{function_id}/aliases";
 const ALIAS: &str = "/v1/functions/{function_id}/aliases/{name}";
 const TRIGGERS: &str = "/v1/triggers";
 const TRIGGER: &str = "/v1/triggers/{trigger_id}";
+const PIPELINES: &str = "/v1/pipelines";
+const PIPELINE: &str = "/v1/pipelines/{pipeline_id}";
+const PIPELINE_INVOKE: &str = "/v1/pipelines/{pipeline_id}/invoke";
+const PIPELINE_RUNS: &str = "/v1/pipeline-runs";
+const PIPELINE_RUN: &str = "/v1/pipeline-runs/{run_id}";
 const EVENT_CONFIG: &str = "/v1/functions/{function_id}/event-config";
 const HOOKS: &str = "/v1/hooks";
 const HOOK: &str = "/v1/hooks/{hook_id}";
@@ -275,6 +280,15 @@ pub const DEFAULT_RULES: &[RuleDefault] = &[
         "Attach hooks owned by the cloud to any project, and see and remove them (a project's admin can do neither)",
         &[op("POST", HOOKS), op("DELETE", HOOK)],
     ),
+    // Pipelines and their runs.
+    action("pipeline:create", MEMBER, "Create a pipeline", &[op("POST", PIPELINES)]),
+    action("pipeline:list", READER, "List pipelines", &[op("GET", PIPELINES)]),
+    action("pipeline:show", READER, "Show a pipeline", &[op("GET", PIPELINE)]),
+    action("pipeline:update", MEMBER, "Store a new version of a pipeline", &[op("PUT", PIPELINE)]),
+    action("pipeline:delete", MEMBER, "Delete a pipeline", &[op("DELETE", PIPELINE)]),
+    action("pipeline:invoke", MEMBER, "Run a pipeline (sync or async)", &[op("POST", PIPELINE_INVOKE)]),
+    action("pipeline_run:list", READER, "List pipeline runs", &[op("GET", PIPELINE_RUNS)]),
+    action("pipeline_run:show", READER, "Show a pipeline run and its steps", &[op("GET", PIPELINE_RUN)]),
     // Async invocation config and dead letters.
     action(
         "function_event_config:show",

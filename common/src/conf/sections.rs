@@ -126,6 +126,8 @@ config_section! {
         queued_executions: i64 = "10000",
         /// Triggers (cron, webhook) per project.
         triggers: i64 = "100",
+        /// Pipelines per project.
+        pipelines: i64 = "100",
     }
 }
 

@@ -361,6 +361,7 @@ struct Ended {
     attempts: i32,
     created_at: DateTime<Utc>,
     chain_depth: i32,
+    pipeline_run_id: Option<Uuid>,
 }
 
 /// What became of an ended execution under its function's event config.
@@ -374,12 +375,15 @@ pub enum Outcome {
     Destination,
     /// It was added to the dead-letter list.
     DeadLettered,
+    /// It was a pipeline step: its run advanced (the step's own retry policy applies, not
+    /// the function's event config).
+    Pipeline,
 }
 
 /// Applies the function's event config to execution `id`, which has just ended (inside the
 /// fenced transaction that wrote its end): a failed run with attempts left and not too old is
 /// queued again; else the success or failure destination gets its record, or the dead-letter
-/// list the event.
+/// list the event. A pipeline step's end advances its run instead (`pipelines::advance`).
 pub(super) fn after_end(
     conn: &mut PgConnection,
     id: Uuid,
@@ -398,6 +402,7 @@ pub(super) fn after_end(
             executions::attempts,
             executions::created_at,
             executions::chain_depth,
+            executions::pipeline_run_id,
         ))
         .first::<Ended>(conn)
         .optional()?
@@ -406,6 +411,13 @@ pub(super) fn after_end(
     };
     if !ended.is_async || !ended.status.is_terminal() {
         return Ok(Outcome::Nothing);
+    }
+    if let Some(run) = ended.pipeline_run_id {
+        let advanced = crate::pipelines::advance(conn, run, images)?;
+        if advanced.queued > 0 {
+            diesel::sql_query(format!("NOTIFY {QUEUE_CHANNEL}")).execute(conn)?;
+        }
+        return Ok(Outcome::Pipeline);
     }
     let Some(config) = function_event_configs::table
         .filter(function_event_configs::function_id.eq(ended.function_id))

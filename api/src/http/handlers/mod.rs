@@ -10,6 +10,7 @@ mod functions;
 mod hooks;
 mod internal;
 mod invoke;
+mod pipelines;
 mod quotas;
 mod runtimes;
 mod triggers;
@@ -117,6 +118,15 @@ route_table! {
     "/v1/webhooks/{token}" => { post: webhooks::call },
     "/v1/hooks" => { get: hooks::list, post: hooks::create },
     "/v1/hooks/{hook}" => { get: hooks::show, delete: hooks::delete },
+    "/v1/pipelines" => { get: pipelines::list, post: pipelines::create },
+    "/v1/pipelines/{pipeline}" => {
+        get: pipelines::show,
+        put: pipelines::update,
+        delete: pipelines::delete,
+    },
+    "/v1/pipelines/{pipeline}/invoke" => { post: pipelines::invoke },
+    "/v1/pipeline-runs" => { get: pipelines::list_runs },
+    "/v1/pipeline-runs/{id}" => { get: pipelines::show_run },
     "/v1/executions" => { get: executions::list },
     "/v1/executions/{id}" => { get: executions::show, delete: executions::delete },
     "/v1/executions/{id}/log" => { get: executions::log },
