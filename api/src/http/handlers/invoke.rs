@@ -17,6 +17,8 @@ use crate::http::error::{ApiError, ApiResult};
 use crate::http::paging::Query;
 use crate::http::views::{self, ExecutionView};
 use crate::invoke::{InvokeError, TargetKey};
+use crate::shadow::Pending;
+use bytes::Bytes;
 
 /// Largest event accepted, as Lambda's synchronous limit.
 const MAX_PAYLOAD_BYTES: usize = 6 * 1024 * 1024;
@@ -148,9 +150,20 @@ pub async fn invoke(
         let view = ExecutionView::from(queued).shown(caller.sees_platform_details(&data));
         return Ok(HttpResponse::Accepted().json(json!({ "execution": view })));
     }
-    let target = invocations.target(&key, roll).await?;
+    let (target, shadow) = invocations
+        .target_and_shadow(&key, roll, rand::random_range(0..100))
+        .await?;
+    // A copy for the alias's shadow version, offered once the primary answered.
+    let copy = match (shadow, &app.shadows) {
+        (Some(shadow), Some(queue)) => Some(Pending {
+            queue,
+            shadow,
+            event: event.clone(),
+        }),
+        _ => None,
+    };
     let details = caller.sees_platform_details(&data);
-    run_sync(&app.metrics, invoker, &target, event, details).await
+    run_sync(&app.metrics, invoker, &target, event, details, copy).await
 }
 
 /// Runs a sync invocation of `target` and renders its answer: the function's response (or
@@ -161,6 +174,7 @@ pub(super) async fn run_sync(
     target: &crate::domain::invoke::Target,
     event: Box<RawValue>,
     details: bool,
+    shadow: Option<Pending<'_>>,
 ) -> ApiResult<HttpResponse> {
     invoker
         .recorder
@@ -168,18 +182,38 @@ pub(super) async fn run_sync(
         .map_err(|behind| invoke_error(behind.into(), details))?;
 
     let started = std::time::Instant::now();
-    let outcome = invoker.invoke_sync(target, event).await.map_err(|e| {
-        if let InvokeError::AgentFailed { .. } = &e {
-            metrics.invoked(ExecutionStatus::Error.as_str(), false, started.elapsed());
+    let outcome = match invoker.invoke_sync(target, event).await {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            if let InvokeError::AgentFailed { execution_id, .. } = &e {
+                metrics.invoked(ExecutionStatus::Error.as_str(), false, started.elapsed());
+                if let Some(copy) = shadow {
+                    copy.answered(*execution_id, ExecutionStatus::Error, None);
+                }
+            }
+            return Err(invoke_error(e, details));
         }
-        invoke_error(e, details)
-    })?;
+    };
     metrics.invoked(
         ExecutionStatus::from(outcome.result.status).as_str(),
         outcome.result.cold,
         started.elapsed(),
     );
-    let result = outcome.result;
+    let mut result = outcome.result;
+    let body = match result.status {
+        RunStatus::Succeeded => Some(Bytes::from(
+            result.response.take().unwrap_or_else(|| "null".to_owned()),
+        )),
+        _ => None,
+    };
+    if let Some(copy) = shadow {
+        let status = ExecutionStatus::from(result.status);
+        let answer = match result.status {
+            RunStatus::Succeeded => body.clone(),
+            _ => result.response.clone().map(Bytes::from),
+        };
+        copy.answered(outcome.execution_id, status, answer);
+    }
     let mut response = HttpResponse::Ok();
     response
         .content_type("application/json")
@@ -200,9 +234,9 @@ pub(super) async fn run_sync(
                 (true, false) => "cold",
             },
         ));
-    Ok(match result.status {
-        RunStatus::Succeeded => response.body(result.response.unwrap_or_else(|| "null".to_owned())),
-        _ => {
+    Ok(match body {
+        Some(body) => response.body(body),
+        None => {
             let mut error = result.error.map(|e| serde_json::to_value(e).unwrap_or_default()).unwrap_or_else(|| {
                 let status = ExecutionStatus::from(result.status);
                 json!({"errorType": format!("Runtime.{status}"), "errorMessage": format!("execution ended with status {status}")})

@@ -158,7 +158,7 @@ pub async fn call(
     }
     let target = invocations.target(&key, roll).await?;
     app.metrics.webhook("ran");
-    run_sync(&app.metrics, invoker, &target, event, false).await
+    run_sync(&app.metrics, invoker, &target, event, false, None).await
 }
 
 #[cfg(test)]
