@@ -9,6 +9,7 @@ mod faults;
 mod grants;
 mod lifecycle;
 mod notifications;
+mod shadow;
 mod trust;
 
 use std::time::{Duration, Instant};
