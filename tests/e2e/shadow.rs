@@ -83,7 +83,11 @@ fn a_shadow_alias_reports_exact_counts_and_skips_what_the_quota_refuses() {
         if n == 0 {
             continue;
         }
-        let response = stack.invoke(ALICE, "calc/invoke?alias=live", &json!({"n": n}));
+        let response = stack.post(
+            ALICE,
+            "/v1/functions/calc/invoke?alias=live",
+            &json!({"n": n}),
+        );
         assert_eq!(response.status().as_u16(), 200);
         let status = response.headers()["x-execution-status"]
             .to_str()
@@ -166,7 +170,11 @@ fn a_shadow_alias_reports_exact_counts_and_skips_what_the_quota_refuses() {
     // Resolved targets (with their limits) are cached for [api] function_cache_ttl (2 s).
     std::thread::sleep(Duration::from_secs(3));
     for n in [1, 2, 3] {
-        let response = stack.invoke(ALICE, "calc/invoke?alias=live", &json!({"n": n}));
+        let response = stack.post(
+            ALICE,
+            "/v1/functions/calc/invoke?alias=live",
+            &json!({"n": n}),
+        );
         assert_eq!(response.status().as_u16(), 200);
         assert_eq!(
             response.json::<Value>().unwrap(),
