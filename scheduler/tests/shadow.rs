@@ -71,7 +71,7 @@ fn copy(function: Uuid, period: Uuid, input: &str, status: ExecutionStatus, resu
             is_async: true,
             input: Some(input.as_bytes().to_vec()),
             input_size: input.len() as i32,
-            spec: Some(serde_json::to_value(&spec).unwrap()),
+            spec: Some(serde_json::to_value(&spec).expect("spec json")),
             result: None,
             error: None,
             duration_ms: None,
