@@ -11,7 +11,7 @@ use serde_json::value::RawValue;
 
 use crate::domain::event_configs;
 use crate::domain::executions::{self, Enqueued};
-use crate::domain::invoke::{self, Resolved, Target};
+use crate::domain::invoke::{self, Resolved, Shadow, Target};
 use crate::domain::{DomainError, DomainResult};
 use crate::invoke::{queued_execution, Invoker, TargetKey};
 
@@ -73,6 +73,20 @@ impl Invocations<'_> {
     /// the resolution is shared.
     pub async fn target(&self, key: &TargetKey, roll: u32) -> DomainResult<Arc<Target>> {
         self.resolved(key).await?.pick(roll)
+    }
+
+    /// The target one invocation runs and, when it names an alias with a shadow version and
+    /// `shadow_roll` (uniform in 0..100) falls within the shadow's percentage, that shadow.
+    pub async fn target_and_shadow(
+        &self,
+        key: &TargetKey,
+        roll: u32,
+        shadow_roll: u32,
+    ) -> DomainResult<(Arc<Target>, Option<Shadow>)> {
+        let resolved = self.resolved(key).await?;
+        let target = resolved.pick(roll)?;
+        let shadow = resolved.shadow(shadow_roll, &target).cloned();
+        Ok((target, shadow))
     }
 
     /// Commits an async invocation (the `queued_executions` quota checked): once this returns,

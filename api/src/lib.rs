@@ -14,3 +14,4 @@ pub mod http;
 pub mod invoke;
 pub mod metrics;
 pub mod service;
+pub mod shadow;

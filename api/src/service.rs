@@ -8,7 +8,7 @@ use fresco_auth::Authenticator;
 use fresco_common::agent_client::AgentClient;
 use fresco_common::conf::{
     ApiSection, ConfigError, DatabaseSection, DefaultSection, InternalAuthSection,
-    InternalTlsSection, QuotaSection, RawConfig, SchedulerSection,
+    InternalTlsSection, QuotaSection, RawConfig, SchedulerSection, ShadowSection,
 };
 use fresco_common::enrolment::AgentRegistry;
 use fresco_common::scheduler_client::SchedulerClient;
@@ -47,6 +47,7 @@ pub struct ApiConfig {
     pub internal_auth: InternalAuthSection,
     pub internal_tls: InternalTlsSection,
     pub scheduler: SchedulerSection,
+    pub shadow: ShadowSection,
 }
 
 impl ApiConfig {
@@ -59,6 +60,7 @@ impl ApiConfig {
             internal_auth: raw.section()?,
             internal_tls: raw.section()?,
             scheduler: raw.section()?,
+            shadow: raw.section()?,
         })
     }
 
@@ -133,7 +135,15 @@ pub fn build_state(raw: &RawConfig) -> Result<AppState, StartupError> {
             None
         }
     };
+    let shadows = invoker.as_ref().map(|invoker| {
+        crate::shadow::ShadowQueue::start(
+            pool.clone(),
+            std::sync::Arc::clone(&invoker.queue_gauge),
+            &config.shadow,
+        )
+    });
     Ok(AppState {
+        shadows,
         invoker,
         pool,
         base_url: config.base_url(),

@@ -351,6 +351,8 @@ const ROWS: &[Row] = &[
         "function_alias:update", [Deny, Is(200), Is(200), Is(404), Is(404), Is(200), Deny]),
     row("DELETE", "/v1/functions/{fn}/aliases/al-{persona}", Body::Empty, "function_alias:delete",
         [Deny, Is(204), Is(204), Is(404), Is(404), Is(204), Deny]),
+    row("GET", "/v1/functions/{fn}/aliases/live/comparison", Body::Empty, "function_alias:comparison",
+        [Is(200), Is(200), Is(200), Is(404), Is(404), Is(200), Is(200)]),
     // Async invocation config and dead letters (none yet: a replay finds no letter).
     row("PUT", "/v1/functions/{fn}/event-config", Body::Json(r#"{"max_attempts": 2, "dead_letter": true}"#),
         "function_event_config:update", [Deny, Is(200), Is(200), Is(404), Is(404), Is(200), Deny]),

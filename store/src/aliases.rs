@@ -20,6 +20,9 @@ pub struct Alias {
     pub description: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// A version that gets a copy of `shadow_percent`% of the invocations (see `shadows`).
+    pub shadow_version: Option<i32>,
+    pub shadow_percent: i32,
 }
 
 pub fn insert(conn: &mut PgConnection, alias: &Alias) -> DbResult<()> {
@@ -67,7 +70,7 @@ pub fn list(
     Ok(Page::from_overfetch(items, page.limit))
 }
 
-/// Writes the alias's targets and description.
+/// Writes the alias's targets (its shadow too) and description.
 pub fn save(conn: &mut PgConnection, alias: &Alias) -> DbResult<()> {
     let updated = diesel::update(
         function_aliases::table
@@ -81,6 +84,8 @@ pub fn save(conn: &mut PgConnection, alias: &Alias) -> DbResult<()> {
         function_aliases::second_weight.eq(alias.second_weight),
         function_aliases::description.eq(&alias.description),
         function_aliases::updated_at.eq(alias.updated_at),
+        function_aliases::shadow_version.eq(alias.shadow_version),
+        function_aliases::shadow_percent.eq(alias.shadow_percent),
     ))
     .execute(conn)?;
     if updated == 0 {

@@ -23,6 +23,7 @@ pub mod quotas;
 pub mod retirements;
 pub mod runtimes;
 pub mod schema;
+pub mod shadows;
 pub mod status;
 pub mod targets;
 pub mod triggers;

@@ -78,6 +78,8 @@ diesel::table! {
         description -> Text,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        shadow_version -> Nullable<Int4>,
+        shadow_percent -> Int4,
     }
 }
 
@@ -284,6 +286,56 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    alias_comparisons (function_id, alias) {
+        function_id -> Uuid,
+        alias -> Text,
+        project_id -> Text,
+        id -> Uuid,
+        version -> Int4,
+        shadow_version -> Int4,
+        same -> Int8,
+        different -> Int8,
+        shadow_error -> Int8,
+        primary_error -> Int8,
+        skipped -> Int8,
+        since -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    alias_comparison_samples (seq) {
+        seq -> Int8,
+        comparison_id -> Uuid,
+        execution_id -> Uuid,
+        primary_execution_id -> Uuid,
+        kind -> Text,
+        input -> Text,
+        primary_status -> Text,
+        primary_result -> Text,
+        shadow_status -> Text,
+        shadow_result -> Text,
+        truncated -> Bool,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    shadow_executions (execution_id) {
+        execution_id -> Uuid,
+        comparison_id -> Uuid,
+        primary_execution_id -> Uuid,
+        primary_status -> Text,
+        primary_digest -> Text,
+        primary_result -> Text,
+        primary_truncated -> Bool,
+        sample_limit -> Int4,
+        sample_bytes -> Int4,
+        created_at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(functions -> runtimes (runtime_id));
 diesel::joinable!(function_versions -> functions (function_id));
 diesel::joinable!(function_aliases -> functions (function_id));
@@ -305,4 +357,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     pipelines,
     pipeline_versions,
     pipeline_runs,
+    alias_comparisons,
+    alias_comparison_samples,
+    shadow_executions,
 );

@@ -11,6 +11,7 @@ mod hooks;
 mod lifecycle;
 mod notifications;
 mod pipelines;
+mod shadow;
 mod trust;
 
 use std::time::{Duration, Instant};

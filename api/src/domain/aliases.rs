@@ -8,6 +8,7 @@ use super::{db_error, validate, DomainError, DomainResult};
 use fresco_store::aliases::{self as store, Alias};
 use fresco_store::functions as function_store;
 use fresco_store::paging::{Page, PageRequest};
+use fresco_store::shadows::{self, Comparison, Sample};
 use fresco_store::{versions, Scope};
 
 #[derive(Debug, Clone, Default)]
@@ -18,6 +19,9 @@ pub struct AliasInput {
     pub second_version: Option<Option<i32>>,
     pub second_weight: Option<i32>,
     pub description: Option<String>,
+    /// `Some(None)` clears the shadow version.
+    pub shadow_version: Option<Option<i32>>,
+    pub shadow_percent: Option<i32>,
 }
 
 /// Checks the traffic split and that every named version exists.
@@ -31,7 +35,21 @@ fn check_targets(conn: &mut PgConnection, alias: &Alias, function_key: &str) -> 
             "second_version must differ from version",
         ));
     }
-    for number in std::iter::once(alias.version).chain(alias.second_version) {
+    validate::range("shadow_percent", alias.shadow_percent, 0, 100)?;
+    if alias.shadow_percent > 0 && alias.shadow_version.is_none() {
+        return Err(DomainError::invalid(
+            "shadow_percent needs a shadow_version",
+        ));
+    }
+    if alias.shadow_version == Some(alias.version) {
+        return Err(DomainError::invalid(
+            "shadow_version must differ from version",
+        ));
+    }
+    for number in std::iter::once(alias.version)
+        .chain(alias.second_version)
+        .chain(alias.shadow_version)
+    {
         versions::get(conn, &alias.project_id, alias.function_id, number).map_err(|_| {
             DomainError::invalid(format!(
                 "version {number} of function {function_key} does not exist"
@@ -59,6 +77,7 @@ pub fn create(
     let function =
         function_store::get_by_ref(conn, scope, key).map_err(db_error("function", key))?;
     let now = Utc::now();
+    let shadow_version = input.shadow_version.flatten();
     let alias = Alias {
         function_id: function.id,
         name,
@@ -69,9 +88,18 @@ pub fn create(
         description,
         created_at: now,
         updated_at: now,
+        shadow_version,
+        shadow_percent: input.shadow_percent.unwrap_or(if shadow_version.is_some() {
+            100
+        } else {
+            0
+        }),
     };
     check_targets(conn, &alias, key)?;
-    store::insert(conn, &alias).map_err(db_error("alias", &alias.name))?;
+    fresco_store::transaction(conn, |conn| {
+        store::insert(conn, &alias).map_err(db_error("alias", &alias.name))?;
+        shadows::restart(conn, &alias).map_err(DomainError::from)
+    })?;
     Ok(alias)
 }
 
@@ -100,6 +128,20 @@ pub fn update(
     input: AliasInput,
 ) -> DomainResult<Alias> {
     let mut alias = get(conn, scope, key, name)?;
+    let before = (alias.version, alias.shadow_version);
+    if let Some(shadow) = input.shadow_version {
+        // Setting a shadow without a percentage copies every invocation; clearing it, none.
+        if shadow.is_some() && alias.shadow_version.is_none() && input.shadow_percent.is_none() {
+            alias.shadow_percent = 100;
+        }
+        if shadow.is_none() {
+            alias.shadow_percent = 0;
+        }
+        alias.shadow_version = shadow;
+    }
+    if let Some(percent) = input.shadow_percent {
+        alias.shadow_percent = percent;
+    }
     if let Some(version) = input.version {
         alias.version = version;
     }
@@ -118,7 +160,14 @@ pub fn update(
     }
     alias.updated_at = Utc::now();
     check_targets(conn, &alias, key)?;
-    store::save(conn, &alias).map_err(db_error("alias", name))?;
+    fresco_store::transaction(conn, |conn| {
+        store::save(conn, &alias).map_err(db_error("alias", name))?;
+        // The comparison's counts restart when what it compares changes.
+        if before != (alias.version, alias.shadow_version) {
+            shadows::restart(conn, &alias)?;
+        }
+        Ok::<_, DomainError>(())
+    })?;
     Ok(alias)
 }
 
@@ -126,6 +175,23 @@ pub fn delete(conn: &mut PgConnection, scope: &Scope, key: &str, name: &str) -> 
     let function =
         function_store::get_by_ref(conn, scope, key).map_err(db_error("function", key))?;
     store::delete(conn, &function.project_id, function.id, name).map_err(db_error("alias", name))
+}
+
+/// An alias's comparison of its shadow with its primary: the current period's counts (none
+/// without a shadow) and its sample of differing pairs, newest first.
+pub fn comparison(
+    conn: &mut PgConnection,
+    scope: &Scope,
+    key: &str,
+    name: &str,
+) -> DomainResult<(Alias, Option<Comparison>, Vec<Sample>)> {
+    let alias = get(conn, scope, key, name)?;
+    let current = shadows::current(conn, &alias.project_id, alias.function_id, &alias.name)?;
+    let samples = match &current {
+        Some(period) => shadows::samples(conn, period.id)?,
+        None => Vec::new(),
+    };
+    Ok((alias, current, samples))
 }
 
 /// Picks the version an invocation through the alias runs: `second_version` with probability
@@ -152,6 +218,8 @@ mod tests {
             description: String::new(),
             created_at: Utc::now(),
             updated_at: Utc::now(),
+            shadow_version: None,
+            shadow_percent: 0,
         }
     }
 

@@ -121,6 +121,18 @@ pub fn enqueue(
     limit: i64,
     gauge: &QueueGauge,
 ) -> DomainResult<Enqueued> {
+    enqueue_with(conn, row, limit, gauge, |conn| store::enqueue(conn, row))
+}
+
+/// [`enqueue`], with `insert` committing the row (a shadow copy commits its comparison's
+/// record with it).
+pub fn enqueue_with(
+    conn: &mut PgConnection,
+    row: &Execution,
+    limit: i64,
+    gauge: &QueueGauge,
+    insert: impl FnOnce(&mut PgConnection) -> Result<ExecutionSummary, DbError>,
+) -> DomainResult<Enqueued> {
     let project = row.project_id.as_str();
     if limit >= 0 && !gauge.comfortably_below(project, limit) {
         let queued = store::queued(conn, project, Some(limit))?;
@@ -131,7 +143,7 @@ pub fn enqueue(
             )));
         }
     }
-    match store::enqueue(conn, row) {
+    match insert(conn) {
         Ok(summary) => {
             gauge.accepted(project);
             Ok(Enqueued::Accepted(Box::new(summary)))

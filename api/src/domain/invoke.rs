@@ -40,6 +40,17 @@ pub struct Resolved {
     pub first: DomainResult<Arc<Target>>,
     /// An alias's second version and the percentage (0..=100) of invocations it takes.
     pub second: Option<(DomainResult<Arc<Target>>, u32)>,
+    /// An alias's shadow version, when it has one that can run.
+    pub shadow: Option<Shadow>,
+}
+
+/// An alias's shadow version: it gets a copy of `percent`% of the alias's invocations, each
+/// compared with the primary's answer in comparison period `comparison_id`.
+#[derive(Debug, Clone)]
+pub struct Shadow {
+    pub target: Arc<Target>,
+    pub percent: u32,
+    pub comparison_id: uuid::Uuid,
 }
 
 impl Resolved {
@@ -50,6 +61,15 @@ impl Resolved {
             Some((second, weight)) if roll < *weight => second.clone(),
             _ => self.first.clone(),
         }
+    }
+
+    /// The shadow that gets a copy of an invocation answered by `primary`, given a uniform
+    /// `roll` in 0..100: with probability the shadow's percentage (never when the primary is
+    /// the shadow version itself).
+    pub fn shadow(&self, roll: u32, primary: &Target) -> Option<&Shadow> {
+        self.shadow.as_ref().filter(|shadow| {
+            roll < shadow.percent && shadow.target.spec.version != primary.spec.version
+        })
     }
 
     /// Whether every version resolved (a refusal is not cached: it may be the database's).
@@ -84,9 +104,9 @@ pub fn resolve(
         };
         target(conn, &rules, &function, alias, number, limits.clone()).map(Arc::new)
     };
-    let (first, second) = match selector {
-        Selector::Latest => (version(conn, None, 0), None),
-        Selector::Version(n) => (version(conn, None, *n), None),
+    let (first, second, shadow) = match selector {
+        Selector::Latest => (version(conn, None, 0), None, None),
+        Selector::Version(n) => (version(conn, None, *n), None, None),
         Selector::Alias(name) => {
             let alias = aliases::get(conn, &function.project_id, function.id, name)
                 .map_err(db_error("alias", name))?;
@@ -98,14 +118,54 @@ pub fn resolve(
                 }
                 _ => None,
             };
-            (first, second)
+            let shadow = match alias.shadow_version {
+                Some(number) if alias.shadow_percent > 0 => {
+                    shadow(conn, &alias, number, |conn, n| {
+                        version(conn, Some(alias.name.clone()), n)
+                    })?
+                }
+                _ => None,
+            };
+            (first, second, shadow)
         }
     };
     Ok(Resolved {
         function_id: function.id,
         first,
         second,
+        shadow,
     })
+}
+
+/// The alias's shadow, or `None` when its version cannot run now (its copies are then not
+/// taken: the primary's invocations are never refused for their shadow) or no comparison
+/// period is open.
+fn shadow(
+    conn: &mut PgConnection,
+    alias: &aliases::Alias,
+    number: i32,
+    version: impl FnOnce(&mut PgConnection, i32) -> DomainResult<Arc<Target>>,
+) -> DomainResult<Option<Shadow>> {
+    let Some(period) =
+        fresco_store::shadows::current(conn, &alias.project_id, alias.function_id, &alias.name)?
+    else {
+        return Ok(None);
+    };
+    match version(conn, number) {
+        Ok(target) => Ok(Some(Shadow {
+            target,
+            percent: u32::try_from(alias.shadow_percent).unwrap_or(0),
+            comparison_id: period.id,
+        })),
+        Err(e) => {
+            log::warn!(
+                "alias {} of function {}: shadow version {number} not copied to: {e}",
+                alias.name,
+                alias.function_id
+            );
+            Ok(None)
+        }
+    }
 }
 
 /// What the rules of `target` need besides the function.
@@ -194,11 +254,13 @@ mod tests {
             function_id: uuid::Uuid::nil(),
             first: Ok(target(1)),
             second: Some((Ok(target(2)), 30)),
+            shadow: None,
         };
         let one = Resolved {
             function_id: uuid::Uuid::nil(),
             first: Ok(target(1)),
             second: None,
+            shadow: None,
         };
         // (resolution, roll, version run)
         for (resolved, roll, version) in [
@@ -224,6 +286,7 @@ mod tests {
             function_id: uuid::Uuid::nil(),
             first: Ok(target(1)),
             second: Some((Err(refused), 10)),
+            shadow: None,
         };
         assert!(!broken.cacheable(), "a refusal is resolved again");
         for roll in 0..10 {
@@ -232,5 +295,26 @@ mod tests {
         for roll in 10..100 {
             assert_eq!(broken.pick(roll).expect("the first").spec.version, 1);
         }
+    }
+
+    #[test]
+    fn the_roll_takes_a_shadow_copy_by_its_percentage() {
+        let shadowed = Resolved {
+            function_id: uuid::Uuid::nil(),
+            first: Ok(target(1)),
+            second: Some((Ok(target(3)), 50)),
+            shadow: Some(Shadow {
+                target: target(3),
+                percent: 25,
+                comparison_id: uuid::Uuid::nil(),
+            }),
+        };
+        let one = target(1);
+        let copied = (0..100).filter(|roll| shadowed.shadow(*roll, &one).is_some());
+        assert_eq!(copied.count(), 25, "the percentage is the share of rolls");
+        assert!(
+            shadowed.shadow(0, &target(3)).is_none(),
+            "the shadow version answering is not copied to itself"
+        );
     }
 }

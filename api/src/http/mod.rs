@@ -49,6 +49,8 @@ pub struct AppState {
     pub invoker: Option<crate::invoke::Invoker>,
     /// `GET /metrics`.
     pub metrics: crate::metrics::Metrics,
+    /// Copies of invocations for aliases' shadow versions; `None` without invocations.
+    pub shadows: Option<crate::shadow::ShadowQueue>,
 }
 
 impl AppState {

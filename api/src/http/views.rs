@@ -17,6 +17,7 @@ use fresco_store::functions::CodeInfo;
 use fresco_store::pipelines::definition::Definition;
 use fresco_store::pipelines::{Pipeline, Run, StepExecution};
 use fresco_store::runtimes::Runtime;
+use fresco_store::shadows::{Comparison, Sample};
 use fresco_store::triggers::Trigger;
 
 fn time(t: DateTime<Utc>) -> String {
@@ -164,6 +165,8 @@ pub struct AliasView {
     version: i32,
     second_version: Option<i32>,
     second_weight: i32,
+    shadow_version: Option<i32>,
+    shadow_percent: i32,
     description: String,
     created_at: String,
     updated_at: String,
@@ -177,9 +180,81 @@ impl From<Alias> for AliasView {
             version: a.version,
             second_version: a.second_version,
             second_weight: a.second_weight,
+            shadow_version: a.shadow_version,
+            shadow_percent: a.shadow_percent,
             description: a.description,
             created_at: time(a.created_at),
             updated_at: time(a.updated_at),
+        }
+    }
+}
+
+/// An alias's comparison of its shadow version with its primary.
+#[derive(Serialize)]
+pub struct ComparisonView {
+    function_id: Uuid,
+    alias: String,
+    /// The versions compared in the current period (`null` without a shadow).
+    version: Option<i32>,
+    shadow_version: Option<i32>,
+    shadow_percent: i32,
+    same: i64,
+    different: i64,
+    shadow_error: i64,
+    primary_error: i64,
+    skipped: i64,
+    /// When the counts started (`null` without a shadow).
+    since: Option<String>,
+    updated_at: Option<String>,
+    sample: Vec<ComparisonSampleView>,
+}
+
+#[derive(Serialize)]
+pub struct ComparisonSampleView {
+    execution_id: Uuid,
+    primary_execution_id: Uuid,
+    kind: String,
+    input: String,
+    primary_status: String,
+    primary_result: String,
+    shadow_status: String,
+    shadow_result: String,
+    truncated: bool,
+    created_at: String,
+}
+
+impl ComparisonView {
+    pub fn new(alias: Alias, current: Option<Comparison>, sample: Vec<Sample>) -> Self {
+        let counts = current.as_ref();
+        let count = |f: fn(&Comparison) -> i64| counts.map_or(0, f);
+        ComparisonView {
+            function_id: alias.function_id,
+            alias: alias.name,
+            version: counts.map(|c| c.version),
+            shadow_version: counts.map(|c| c.shadow_version),
+            shadow_percent: alias.shadow_percent,
+            same: count(|c| c.same),
+            different: count(|c| c.different),
+            shadow_error: count(|c| c.shadow_error),
+            primary_error: count(|c| c.primary_error),
+            skipped: count(|c| c.skipped),
+            since: counts.map(|c| time(c.since)),
+            updated_at: counts.map(|c| time(c.updated_at)),
+            sample: sample
+                .into_iter()
+                .map(|s| ComparisonSampleView {
+                    execution_id: s.execution_id,
+                    primary_execution_id: s.primary_execution_id,
+                    kind: s.kind,
+                    input: s.input,
+                    primary_status: s.primary_status,
+                    primary_result: s.primary_result,
+                    shadow_status: s.shadow_status,
+                    shadow_result: s.shadow_result,
+                    truncated: s.truncated,
+                    created_at: time(s.created_at),
+                })
+                .collect(),
         }
     }
 }

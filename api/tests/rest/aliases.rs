@@ -31,7 +31,7 @@ async fn aliases_are_created_listed_patched_and_deleted() {
         .clone();
     let mut expected = json!({
         "function_id": fid, "name": "live", "version": 1, "second_version": null, "second_weight": 0,
-        "description": "production",
+        "shadow_version": null, "shadow_percent": 0, "description": "production",
     });
     merge(
         &mut expected,
@@ -383,4 +383,103 @@ async fn invocations_through_a_split_alias_reach_both_versions() {
     assert!(split.contains(&1) && split.contains(&2), "{split:?}");
     let live = versions("live").await;
     assert!(live.iter().all(|v| *v == 1), "{live:?}");
+}
+
+/// A shadow version: validated like the alias's other versions, a percentage of 100 by
+/// default, cleared by null; the comparison restarts when the shadow or the version changes,
+/// is readable by readers of the project and by no other project.
+#[actix_web::test]
+async fn shadow_versions_are_validated_and_their_comparison_restarts_on_change() {
+    let (api, _) = setup().await;
+    let create = |body: Value| post("/v1/functions/f/aliases").by(ALICE).json(body);
+    let update = |body: Value| patch("/v1/functions/f/aliases/live").by(ALICE).json(body);
+    api.send(create(json!({"name": "live", "version": 1})))
+        .await
+        .ok(201);
+    api.expect_errors(vec![
+        (
+            create(json!({"name": "a", "version": 1, "shadow_version": 9})),
+            400,
+            "version 9 of function f does not exist",
+        ),
+        (
+            create(json!({"name": "a", "version": 1, "shadow_version": 1})),
+            400,
+            "shadow_version must differ from version",
+        ),
+        (
+            create(json!({"name": "a", "version": 1, "shadow_version": 2, "shadow_percent": 101})),
+            400,
+            "shadow_percent must be between 0 and 100, got 101",
+        ),
+        (
+            update(json!({"shadow_percent": 10})),
+            400,
+            "shadow_percent needs a shadow_version",
+        ),
+        (
+            update(json!({"shadow_version": 8})),
+            400,
+            "version 8 of function f does not exist",
+        ),
+    ])
+    .await;
+    let comparisons = |api: &TestApi| api.db.scalar("SELECT count(*) FROM alias_comparisons");
+    assert_eq!(comparisons(&api), 0, "nothing stored by a refusal");
+
+    let alias = api.send(update(json!({"shadow_version": 2}))).await.ok(200)["alias"].clone();
+    assert_eq!(
+        (&alias["shadow_version"], &alias["shadow_percent"]),
+        (&json!(2), &json!(100))
+    );
+    let show = |by: &'static str| get("/v1/functions/f/aliases/live/comparison").by(by);
+    let cmp = api.send(show(RITA)).await.ok(200)["comparison"].clone();
+    assert_eq!(
+        (
+            &cmp["version"],
+            &cmp["shadow_version"],
+            &cmp["same"],
+            &cmp["sample"]
+        ),
+        (&json!(1), &json!(2), &json!(0), &json!([]))
+    );
+    // Counts restart when the shadow version changes, not when only the percentage does.
+    api.db
+        .execute("UPDATE alias_comparisons SET same = 5, skipped = 2");
+    api.send(update(json!({"shadow_percent": 30})))
+        .await
+        .ok(200);
+    let kept = api.send(show(ALICE)).await.ok(200)["comparison"].clone();
+    assert_eq!((&kept["same"], &kept["skipped"]), (&json!(5), &json!(2)));
+    api.send(update(json!({"shadow_version": 3}))).await.ok(200);
+    let fresh = api.send(show(ALICE)).await.ok(200)["comparison"].clone();
+    assert_eq!(
+        (
+            &fresh["shadow_version"],
+            &fresh["same"],
+            &fresh["skipped"],
+            &fresh["shadow_percent"]
+        ),
+        (&json!(3), &json!(0), &json!(0), &json!(30))
+    );
+    assert_ne!(fresh["since"], kept["since"]);
+    // Another project sees no such alias.
+    api.expect_errors(vec![(show(BOB), 404, "could not be found")])
+        .await;
+    // Cleared: no shadow, no counts.
+    let cleared = api
+        .send(update(json!({"shadow_version": null})))
+        .await
+        .ok(200)["alias"]
+        .clone();
+    assert_eq!(
+        (&cleared["shadow_version"], &cleared["shadow_percent"]),
+        (&Value::Null, &json!(0))
+    );
+    let none = api.send(show(ALICE)).await.ok(200)["comparison"].clone();
+    assert_eq!(
+        (&none["shadow_version"], &none["since"]),
+        (&Value::Null, &Value::Null)
+    );
+    assert_eq!(comparisons(&api), 0);
 }

@@ -811,6 +811,17 @@ async fn a_walk_over_every_route_gets_only_documented_responses() {
         &api.send(get("/v1/functions/g/aliases/live").by(ALICE))
             .await,
     );
+    let cmp = "/v1/functions/{function}/aliases/{alias}/comparison";
+    c.check(
+        cmp,
+        &api.send(get("/v1/functions/g/aliases/live/comparison").by(ALICE))
+            .await,
+    );
+    c.check(
+        cmp,
+        &api.send(get("/v1/functions/g/aliases/nope/comparison").by(ALICE))
+            .await,
+    ); // 404
     c.check(
         al,
         &api.send(

@@ -71,6 +71,7 @@ const VERSIONS: &str = "/v1/functions/{function_id}/versions";
 const VERSION: &str = "/v1/functions/{function_id}/versions/{version}";
 const ALIASES: &str = "/v1/functions/{function_id}/aliases";
 const ALIAS: &str = "/v1/functions/{function_id}/aliases/{name}";
+const ALIAS_COMPARISON: &str = "/v1/functions/{function_id}/aliases/{name}/comparison";
 const TRIGGERS: &str = "/v1/triggers";
 const TRIGGER: &str = "/v1/triggers/{trigger_id}";
 const PIPELINES: &str = "/v1/pipelines";
@@ -236,6 +237,12 @@ pub const DEFAULT_RULES: &[RuleDefault] = &[
         &[op("PATCH", ALIAS)],
     ),
     action("function_alias:delete", MEMBER, "Delete an alias", &[op("DELETE", ALIAS)]),
+    action(
+        "function_alias:comparison",
+        READER,
+        "Show how an alias's shadow version compares with its primary",
+        &[op("GET", ALIAS_COMPARISON)],
+    ),
     // Triggers (webhook calls themselves carry no token: their unguessable URL and optional
     // signature are the credential, so no rule guards them).
     action("trigger:create", MEMBER, "Create a trigger (cron, webhook or notification)", &[op("POST", TRIGGERS)]),

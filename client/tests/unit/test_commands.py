@@ -230,6 +230,43 @@ def test_aliases(requests_mock, run):
     assert requests_mock.last_request.method == "DELETE"
 
 
+def test_alias_shadow(requests_mock, run):
+    a = {"function_id": FN["id"], "name": "live", "version": 1, "second_version": None,
+         "second_weight": 0, "shadow_version": 2, "shadow_percent": 25, "description": ""}
+    requests_mock.post(API + "/functions/hello/aliases", status_code=201, json={"alias": a})
+    out = run(aliases.CreateAlias, ["hello", "live", "--function-version", "1",
+                                    "--shadow-version", "2", "--shadow-percent", "25",
+                                    "-f", "json"])
+    assert (out["shadow_version"], out["shadow_percent"]) == (2, 25)
+    assert requests_mock.last_request.json() == {"name": "live", "version": 1,
+                                                 "shadow_version": 2, "shadow_percent": 25}
+    with pytest.raises(osc_exc.CommandError, match="--shadow-percent needs --shadow-version"):
+        run(aliases.CreateAlias, ["hello", "a", "--function-version", "1", "--shadow-percent", "5"])
+    with pytest.raises(SystemExit):
+        run(aliases.SetAlias, ["hello", "live", "--shadow-percent", "101"])
+    requests_mock.patch(API + "/functions/hello/aliases/live", json={"alias": a})
+    run(aliases.SetAlias, ["hello", "live", "--shadow-version", "3", "--shadow-percent", "50"])
+    assert requests_mock.last_request.json() == {"shadow_version": 3, "shadow_percent": 50}
+    run(aliases.SetAlias, ["hello", "live", "--no-shadow-version"])
+    assert requests_mock.last_request.json() == {"shadow_version": None}
+    with pytest.raises(SystemExit):
+        run(aliases.SetAlias, ["hello", "live", "--shadow-version", "3", "--no-shadow-version"])
+    comparison = {"function_id": FN["id"], "alias": "live", "version": 1, "shadow_version": 2,
+                  "shadow_percent": 25, "same": 8, "different": 4, "shadow_error": 3,
+                  "primary_error": 1, "skipped": 0, "since": "2026-11-30T21:00:00Z",
+                  "updated_at": "2026-11-30T21:01:00Z",
+                  "sample": [{"kind": "different", "input": "{\"n\": 3}"}]}
+    requests_mock.get(API + "/functions/hello/aliases/live/comparison",
+                      json={"comparison": comparison})
+    out = run(aliases.ShowAliasComparison, ["hello", "live", "-f", "json"])
+    assert (out["same"], out["different"], out["shadow_error"], out["primary_error"]) == (8, 4, 3, 1)
+    assert out["sample"][0]["kind"] == "different"
+    requests_mock.get(API + "/functions/hello/aliases/gone/comparison",
+                      **error_body(404, "alias gone could not be found"))
+    with pytest.raises(Exception, match="could not be found"):
+        run(aliases.ShowAliasComparison, ["hello", "gone"])
+
+
 def test_execution_list_resolves_function_name(requests_mock, run):
     requests_mock.get(API + "/functions/hello", json={"function": FN})
     requests_mock.get(API + "/executions", json={"executions": [

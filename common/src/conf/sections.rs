@@ -333,6 +333,18 @@ config_section! {
     }
 }
 
+config_section! {
+    /// Parallel testing through aliases: the copies of invocations an alias's shadow version gets, and the comparisons kept (read by the API, which writes the bounds into each copy).
+    pub struct ShadowSection("shadow") {
+        /// Differing pairs an alias's comparison keeps (the newest); 0 keeps none, counts only.
+        sample_size: u32 = "10",
+        /// Bytes of each text (event, primary result, shadow result) a kept pair holds; longer texts are cut and the pair marked truncated.
+        sample_max_bytes: u32 = "2048",
+        /// Bytes of shadow copies an API process holds before it queues them; beyond it a copy is skipped (and counted as skipped), never the caller delayed.
+        queue_max_bytes: usize = "67108864",
+    }
+}
+
 /// Every section, in the order of the sample config.
 pub const ALL_SECTIONS: &[SectionDoc] = &[
     doc::<DefaultSection>(),
@@ -346,6 +358,7 @@ pub const ALL_SECTIONS: &[SectionDoc] = &[
     doc::<SchedulerSection>(),
     doc::<RetentionSection>(),
     doc::<NotificationsSection>(),
+    doc::<ShadowSection>(),
     doc::<AgentSection>(),
 ];
 

@@ -419,6 +419,17 @@ pub(super) fn after_end(
         }
         return Ok(Outcome::Pipeline);
     }
+    // A shadow copy is compared with its primary, and nothing else: no retry, destination
+    // or dead letter.
+    let copy = crate::shadows::Ended {
+        status: ended.status,
+        result: ended.result.as_deref(),
+        error: ended.error.as_ref(),
+        input: ended.input.as_deref(),
+    };
+    if crate::shadows::compare_ended(conn, id, &copy)?.is_some() {
+        return Ok(Outcome::Nothing);
+    }
     let Some(config) = function_event_configs::table
         .filter(function_event_configs::function_id.eq(ended.function_id))
         .filter(function_event_configs::project_id.eq(&ended.project_id))

@@ -10,7 +10,7 @@ use crate::http::auth::Caller;
 use crate::http::body;
 use crate::http::error::ApiResult;
 use crate::http::paging::{list_body, Query};
-use crate::http::views::AliasView;
+use crate::http::views::{AliasView, ComparisonView};
 
 /// Tells an absent field (`None`) from an explicit `null` (`Some(None)`).
 fn explicit<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<i32>>, D::Error> {
@@ -26,6 +26,9 @@ struct AliasBody {
     second_version: Option<Option<i32>>,
     second_weight: Option<i32>,
     description: Option<String>,
+    #[serde(default, deserialize_with = "explicit")]
+    shadow_version: Option<Option<i32>>,
+    shadow_percent: Option<i32>,
 }
 
 impl From<AliasBody> for AliasInput {
@@ -36,6 +39,8 @@ impl From<AliasBody> for AliasInput {
             second_version: b.second_version,
             second_weight: b.second_weight,
             description: b.description,
+            shadow_version: b.shadow_version,
+            shadow_percent: b.shadow_percent,
         }
     }
 }
@@ -119,6 +124,7 @@ pub async fn update(
     let alias = state(&data)
         .db(move |conn| aliases::update(conn, &scope, &key, &name, b.into()))
         .await?;
+    state(&data).forget_targets(alias.function_id);
     Ok(HttpResponse::Ok().json(json!({ "alias": AliasView::from(alias) })))
 }
 
@@ -134,4 +140,20 @@ pub async fn delete(
         .db(move |conn| aliases::delete(conn, &scope, &key, &name))
         .await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+pub async fn comparison(
+    data: State,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+) -> ApiResult<HttpResponse> {
+    caller.authorize(&data, "function_alias:comparison")?;
+    let scope = caller.object_scope(&data)?;
+    let (key, name) = path.into_inner();
+    let (alias, current, sample) = state(&data)
+        .db(move |conn| aliases::comparison(conn, &scope, &key, &name))
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "comparison": ComparisonView::new(alias, current, sample)
+    })))
 }

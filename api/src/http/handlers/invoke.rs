@@ -22,6 +22,8 @@ use crate::http::views::{self, ExecutionView};
 use crate::http::AppState;
 use crate::invoke::Invoker;
 use crate::invoke::{InvokeError, TargetKey};
+use crate::shadow::Pending;
+use bytes::Bytes;
 
 /// Largest event accepted, as Lambda's synchronous limit.
 const MAX_PAYLOAD_BYTES: usize = 6 * 1024 * 1024;
@@ -162,9 +164,20 @@ pub async fn invoke(
         }
         return Ok(response.json(json!({ "execution": view })));
     }
-    let target = invocations.target(&key, roll).await?;
+    let (target, shadow) = invocations
+        .target_and_shadow(&key, roll, rand::random_range(0..100))
+        .await?;
+    // A copy for the alias's shadow version, offered once the primary answered.
+    let copy = match (shadow, &app.shadows) {
+        (Some(shadow), Some(queue)) => Some(Pending {
+            queue,
+            shadow,
+            event: event.clone(),
+        }),
+        _ => None,
+    };
     let details = caller.sees_platform_details(&data);
-    run_sync(&app, invoker, &target, event, details, user_id).await
+    run_sync(&app, invoker, &target, event, details, user_id, copy).await
 }
 
 /// `x-hook-failed-open`: the hooks that failed and let the invocation through.
@@ -222,6 +235,7 @@ pub(super) async fn run_sync(
     event: Box<RawValue>,
     details: bool,
     user_id: &str,
+    mut shadow: Option<Pending<'_>>,
 ) -> ApiResult<HttpResponse> {
     let metrics = &app.metrics;
     invoker
@@ -238,6 +252,10 @@ pub(super) async fn run_sync(
         (Some(hooks), Some(invocation)) if !hooks.pre.is_empty() => {
             let allowed = hooks::run_pre(invoker, hooks, invocation, event).await?;
             failed_open = allowed.failed_open;
+            if let Some(copy) = shadow.as_mut() {
+                // The shadow runs on the event the function runs on.
+                copy.event = allowed.event.clone();
+            }
             allowed.event
         }
         _ => event,
@@ -249,18 +267,34 @@ pub(super) async fn run_sync(
         .map(|_| event.clone());
 
     let started = std::time::Instant::now();
-    let outcome = invoker.invoke_sync(target, event).await.map_err(|e| {
-        if let InvokeError::AgentFailed { .. } = &e {
-            metrics.invoked(ExecutionStatus::Error.as_str(), false, started.elapsed());
+    let outcome = match invoker.invoke_sync(target, event).await {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            if let InvokeError::AgentFailed { execution_id, .. } = &e {
+                metrics.invoked(ExecutionStatus::Error.as_str(), false, started.elapsed());
+                if let Some(copy) = shadow {
+                    copy.answered(*execution_id, ExecutionStatus::Error, None);
+                }
+            }
+            return Err(invoke_error(e, details));
         }
-        invoke_error(e, details)
-    })?;
+    };
     metrics.invoked(
         ExecutionStatus::from(outcome.result.status).as_str(),
         outcome.result.cold,
         started.elapsed(),
     );
     let mut result = outcome.result;
+    // The function's own answer, shared (not copied) by the shadow copy and the caller's body.
+    let mut body: Option<Bytes> = result.response.take().map(Bytes::from);
+    if let Some(copy) = shadow {
+        // Compared before any redacting hook: the shadow runs the function, not the hooks.
+        copy.answered(
+            outcome.execution_id,
+            ExecutionStatus::from(result.status),
+            body.clone(),
+        );
+    }
     let mut error = (result.status != RunStatus::Succeeded).then(|| {
         let mut error = result.error.take().map(|e| serde_json::to_value(e).unwrap_or_default()).unwrap_or_else(|| {
             let status = ExecutionStatus::from(result.status);
@@ -283,17 +317,22 @@ pub(super) async fn run_sync(
             cold: result.cold,
         };
         if result.status == RunStatus::Succeeded && !hooks.redacting.is_empty() {
-            let response = result.response.take().unwrap_or_else(|| "null".to_owned());
+            let response = body
+                .take()
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_else(|| "null".to_owned());
             let (response, open) =
                 hooks::run_redacting(invoker, &hooks, &invocation, &seen, &finished, response)
                     .await?;
-            result.response = Some(response);
+            body = Some(Bytes::from(response));
             failed_open.extend(open);
         }
         if !hooks.post.is_empty() {
             // After the answer, on this worker: never delays the caller.
             let app = Arc::clone(app);
-            let response = result.response.clone();
+            let response = body
+                .as_ref()
+                .map(|b| String::from_utf8_lossy(b).into_owned());
             let error = error.clone();
             actix_web::rt::spawn(async move {
                 if let Some(invoker) = app.invoker.as_ref() {
@@ -331,7 +370,7 @@ pub(super) async fn run_sync(
             },
         ));
     Ok(match error.take() {
-        None => response.body(result.response.unwrap_or_else(|| "null".to_owned())),
+        None => response.body(body.unwrap_or_else(|| Bytes::from_static(b"null"))),
         Some(error) => response.json(error),
     })
 }

@@ -102,6 +102,7 @@ route_table! {
         patch: aliases::update,
         delete: aliases::delete,
     },
+    "/v1/functions/{function}/aliases/{alias}/comparison" => { get: aliases::comparison },
     "/v1/functions/{function}/event-config" => {
         get: events::show,
         put: events::put,

@@ -164,7 +164,7 @@ pub async fn call(
     }
     let target = invocations.target(&key, roll).await?;
     app.metrics.webhook("ran");
-    run_sync(&app, invoker, &target, event, false, "").await
+    run_sync(&app, invoker, &target, event, false, "", None).await
 }
 
 #[cfg(test)]

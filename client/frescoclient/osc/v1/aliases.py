@@ -13,7 +13,8 @@ LOG = logging.getLogger(__name__)
 
 def _show(a):
     return common.show_all(a, first=("function_id", "name", "version", "second_version",
-                                      "second_weight", "description"))
+                                      "second_weight", "shadow_version", "shadow_percent",
+                                      "description"))
 
 
 def _weight(text):
@@ -37,17 +38,26 @@ class CreateAlias(command.ShowOne):
                             help="Second version receiving part of the traffic (canary)")
         parser.add_argument("--second-weight", metavar="<percent>", type=_weight,
                             help="Percentage of invocations sent to --second-version (0-100)")
+        parser.add_argument("--shadow-version", metavar="<n>", type=common.int_at_least(1),
+                            help="Shadow version receiving a copy of the invocations, "
+                                 "compared with the primary's answers")
+        parser.add_argument("--shadow-percent", metavar="<percent>", type=_weight,
+                            help="Percentage of invocations copied to --shadow-version "
+                                 "(0-100, default 100)")
         parser.add_argument("--description", metavar="<description>", help="Description")
         return parser
 
     def take_action(self, parsed_args):
         if parsed_args.second_weight and parsed_args.second_version is None:
             raise osc_exc.CommandError("--second-weight needs --second-version")
+        if parsed_args.shadow_percent and parsed_args.shadow_version is None:
+            raise osc_exc.CommandError("--shadow-percent needs --shadow-version")
         client = self.app.client_manager.function
         return _show(client.aliases.create(
             parsed_args.function, parsed_args.name, parsed_args.function_version,
             second_version=parsed_args.second_version, second_weight=parsed_args.second_weight,
-            description=parsed_args.description))
+            description=parsed_args.description, shadow_version=parsed_args.shadow_version,
+            shadow_percent=parsed_args.shadow_percent))
 
 
 class ListAlias(command.Lister):
@@ -100,6 +110,14 @@ class SetAlias(command.Command):
                             help="Send all traffic to --version again")
         parser.add_argument("--second-weight", metavar="<percent>", type=_weight,
                             help="Percentage of invocations sent to the second version (0-100)")
+        shadow = parser.add_mutually_exclusive_group()
+        shadow.add_argument("--shadow-version", metavar="<n>", type=common.int_at_least(1),
+                            help="Shadow version receiving a copy of the invocations, compared "
+                                 "with the primary's answers (a new one restarts the counts)")
+        shadow.add_argument("--no-shadow-version", action="store_true", default=False,
+                            help="Stop copying invocations to a shadow version")
+        parser.add_argument("--shadow-percent", metavar="<percent>", type=_weight,
+                            help="Percentage of invocations copied to the shadow version (0-100)")
         parser.add_argument("--description", metavar="<description>", help="Description")
         return parser
 
@@ -108,13 +126,38 @@ class SetAlias(command.Command):
         fields = {"version": parsed_args.function_version,
                   "second_version": parsed_args.second_version,
                   "second_weight": parsed_args.second_weight,
+                  "shadow_version": parsed_args.shadow_version,
+                  "shadow_percent": parsed_args.shadow_percent,
                   "description": parsed_args.description}
         if parsed_args.no_second_version:
             fields["second_version"] = UNSET
             fields["second_weight"] = 0
+        if parsed_args.no_shadow_version:
+            if parsed_args.shadow_percent:
+                raise osc_exc.CommandError("--shadow-percent cannot go with --no-shadow-version")
+            fields["shadow_version"] = UNSET
+            fields["shadow_percent"] = None
         if all(v is None for v in fields.values()):
             raise osc_exc.CommandError("nothing to change: give at least one option")
         client.aliases.update(parsed_args.function, parsed_args.name, **fields)
+
+
+class ShowAliasComparison(command.ShowOne):
+    _description = ("Show how an alias's shadow version compares with its primary: counts "
+                    "since the last restart and the newest differing pairs")
+
+    def get_parser(self, prog_name):
+        parser = super().get_parser(prog_name)
+        parser.add_argument("function", metavar="<function>", help="Function (name or id)")
+        parser.add_argument("name", metavar="<name>", help="Alias name")
+        return parser
+
+    def take_action(self, parsed_args):
+        client = self.app.client_manager.function
+        c = client.aliases.comparison(parsed_args.function, parsed_args.name)
+        return common.show_all(c, first=("function_id", "alias", "version", "shadow_version",
+                                          "shadow_percent", "same", "different",
+                                          "shadow_error", "primary_error", "skipped", "since"))
 
 
 class DeleteAlias(command.Command):
