@@ -17,6 +17,7 @@ fn defaults(project: &str, functions: i64, code_bytes: i64) -> serde_json::Value
         "executions_per_minute": {"limit": 60000},
         "queued_executions": {"limit": 10000, "in_use": 0},
         "triggers": {"limit": 100, "in_use": 0},
+        "pipelines": {"limit": 100, "in_use": 0},
     })
 }
 

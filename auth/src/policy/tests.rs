@@ -27,6 +27,7 @@ const ACTIONS: &[&str] = &[
     "function_version:show",
     "function_version:delete",
     "function_alias:create",
+    "function_alias:comparison",
     "function_alias:list",
     "function_alias:show",
     "function_alias:update",
@@ -101,7 +102,8 @@ fn expected(rule: &str) -> [bool; 9] {
         r if r.ends_with(":list")
             || r.ends_with(":show")
             || r.ends_with(":log")
-            || r == "function:download" =>
+            || r == "function:download"
+            || r == "function_alias:comparison" =>
         {
             read
         }
