@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use fresco_e2e::{wait_until, Stack, StackOptions};
+use fresco_e2e::{wait_until, Stack, StackOptions, ADMIN};
 use serde_json::{json, Value};
 
 const ALICE: &str = "alice:e2e-project-a:member";
@@ -205,15 +205,42 @@ fn a_run_survives_an_agent_killed_under_it() {
         .as_str()
         .unwrap()
         .to_owned();
-    // Wait until the map's steps run (on both agents: four at once), then crash the first.
-    wait_until(Duration::from_secs(60), "map steps running", || {
-        let run = stack.get(ALICE, &format!("/v1/pipeline-runs/{id}"))["pipeline_run"].clone();
-        run["steps"]
-            .as_array()
-            .is_some_and(|s| s.iter().filter(|s| s["status"] == "running").count() >= 2)
-    });
+    // Wait until a map step runs on an agent (the cloud admin sees which), then crash that
+    // agent under it.
+    let mut victim: Option<(usize, String)> = None;
+    wait_until(
+        Duration::from_secs(60),
+        "a map step running on an agent",
+        || {
+            let run = stack.get(ALICE, &format!("/v1/pipeline-runs/{id}"))["pipeline_run"].clone();
+            let running: Vec<String> = run["steps"]
+                .as_array()
+                .map(|steps| {
+                    steps
+                        .iter()
+                        .filter(|s| s["status"] == "running")
+                        .filter_map(|s| s["execution_id"].as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
+            // Newest first: the steps are the newest executions of the cloud.
+            let seen = stack.get(ADMIN, "/v1/executions?all_projects=true&limit=100")["executions"]
+                .clone();
+            victim = running.into_iter().find_map(|execution| {
+                let seen = seen
+                    .as_array()?
+                    .iter()
+                    .find(|e| e["id"] == execution.as_str())?;
+                let agent = seen["agent_id"].as_str()?;
+                let index = stack.agent_ids.iter().position(|a| a == agent)?;
+                Some((index, execution))
+            });
+            victim.is_some()
+        },
+    );
+    let (victim_agent, victim_execution) = victim.expect("a step on an agent");
     let mut stack = stack;
-    stack.agents[0].kill();
+    stack.agents[victim_agent].kill();
     let run = wait_run(&stack, &id, Duration::from_secs(180));
     assert_eq!(run["status"], "succeeded", "{run}");
     assert_eq!(run["result"], json!([3, 3, 3, 3]));
@@ -233,6 +260,13 @@ fn a_run_survives_an_agent_killed_under_it() {
         let attempts = execution["attempts"].as_i64().unwrap();
         assert!((1..=3).contains(&attempts), "{execution}");
     }
+    // The step that ran on the killed agent ran again elsewhere.
+    let rerun =
+        stack.get(ALICE, &format!("/v1/executions/{victim_execution}"))["execution"].clone();
+    assert!(
+        rerun["attempts"].as_i64().unwrap() >= 2,
+        "the step on the killed agent was run again: {rerun}"
+    );
     assert_eq!(
         per_step,
         ["0.i0.0", "0.i1.0", "0.i2.0", "0.i3.0", "1"]
